@@ -1,0 +1,298 @@
+//! JSON shapes of the REST API and SSE (camelCase), with their OpenAPI schemas.
+
+use crate::register::entry::{Entry, EntryType};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+
+/// One register entry.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryView {
+    /// Register version of this entry.
+    pub version: i64,
+    /// Blueprint id.
+    pub blueprint_id: String,
+    /// Register id (the system register).
+    pub register_id: String,
+    /// `published`, `updated` or `deprecated`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "published")]
+    pub entry_type: EntryType,
+    /// Publication time, Unix ms UTC.
+    pub published_at: i64,
+    /// Publisher identity.
+    pub published_by: String,
+    /// False once deprecated.
+    pub is_active: bool,
+    /// External transaction reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publication_transaction_id: Option<String>,
+    /// `sha256:` checksum of the document bytes.
+    pub checksum: String,
+    /// Hash-chain link.
+    pub chain_hash: String,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// The blueprint document (omitted in listings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub document: Option<Box<RawValue>>,
+}
+
+impl EntryView {
+    /// View of `entry`, with its document when `with_document`.
+    pub fn new(entry: &Entry, with_document: bool) -> Self {
+        let document = with_document
+            .then(|| {
+                String::from_utf8(entry.document.to_vec())
+                    .ok()
+                    .and_then(|s| RawValue::from_string(s).ok())
+            })
+            .flatten();
+        Self {
+            version: entry.version,
+            blueprint_id: entry.blueprint_id.clone(),
+            register_id: entry.register_id.clone(),
+            entry_type: entry.entry_type,
+            published_at: entry.published_at,
+            published_by: entry.published_by.clone(),
+            is_active: entry.is_active,
+            publication_transaction_id: entry.publication_transaction_id.clone(),
+            checksum: entry.checksum.clone(),
+            chain_hash: entry.chain_hash.clone(),
+            metadata: entry.metadata.clone(),
+            document,
+        }
+    }
+}
+
+/// A page of entries.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryPage {
+    /// The entries.
+    pub items: Vec<EntryView>,
+    /// Pass as `cursor` (blueprints) or `since` (entries, history) for the next page; absent on
+    /// the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Body of a publish.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublishRequest {
+    /// Blueprint id: 1–255 characters of `[A-Za-z0-9_-]`.
+    pub blueprint_id: String,
+    /// The blueprint document; must be a JSON object (≤ 16 MiB canonical).
+    #[schema(value_type = Object)]
+    pub document: serde_json::Value,
+    /// Metadata; keys and values together below 4 KiB.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// External transaction reference (≤ 255 characters).
+    #[serde(default)]
+    pub publication_transaction_id: Option<String>,
+}
+
+/// Body of an update (a new version of an existing blueprint).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateRequest {
+    /// The new document; must be a JSON object.
+    #[schema(value_type = Object)]
+    pub document: serde_json::Value,
+    /// Metadata of the new entry.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// External transaction reference.
+    #[serde(default)]
+    pub publication_transaction_id: Option<String>,
+}
+
+/// Optional body of a deprecation.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeprecateRequest {
+    /// Metadata of the deprecation entry (e.g. a reason).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Liveness answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthView {
+    /// Always `ok` when the process answers.
+    pub status: String,
+    /// `hub` or `peer`.
+    pub role: String,
+    /// Node id.
+    pub node_id: String,
+    /// Software version.
+    pub version: String,
+    /// Register head version.
+    pub head_version: i64,
+}
+
+/// Readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadyView {
+    /// True when ready.
+    pub ready: bool,
+}
+
+/// Summary of the system register.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterView {
+    /// The system register id.
+    pub register_id: String,
+    /// Head version (0 when empty).
+    pub head_version: i64,
+    /// Head chain hash.
+    pub head_hash: Option<String>,
+    /// Number of entries.
+    pub entries: i64,
+    /// Number of blueprints.
+    pub blueprints: i64,
+    /// Number of active blueprints.
+    pub active_blueprints: i64,
+    /// `publishedAt` of the newest entry.
+    pub last_published_at: Option<i64>,
+}
+
+/// The node's view of itself.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeView {
+    /// `hub` or `peer`.
+    pub role: String,
+    /// Node id.
+    pub node_id: String,
+    /// Software version.
+    pub version: String,
+    /// The register.
+    pub register: RegisterView,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// Start time, Unix ms UTC.
+    pub started_at: i64,
+    /// True unless the register failed its integrity check.
+    pub integrity_ok: bool,
+    /// The integrity failure that refuses writes, if any.
+    #[schema(value_type = Option<Object>)]
+    pub integrity_failure: Option<serde_json::Value>,
+}
+
+/// Outcome of an integrity check.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyView {
+    /// True when every entry checked out.
+    pub ok: bool,
+    /// Entries that passed.
+    pub checked: u64,
+    /// Head version seen.
+    pub head_version: i64,
+    /// Head chain hash seen.
+    pub head_hash: Option<String>,
+    /// First bad version, if any.
+    pub first_bad_version: Option<i64>,
+    /// What was wrong with it.
+    pub error: Option<String>,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Query of the blueprint list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only active (`true`) or deprecated (`false`) blueprints.
+    pub active: Option<bool>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<usize>,
+    /// `next` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Query of the log and of histories.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct SinceParams {
+    /// Only entries with a version above this (default 0).
+    pub since: Option<i64>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// Query of the SSE stream.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    /// Replay every entry after this version first (overridden by `Last-Event-ID`).
+    pub since: Option<i64>,
+    /// Only this blueprint.
+    pub blueprint_id: Option<String>,
+    /// Only this publisher.
+    pub published_by: Option<String>,
+    /// Only this type: `published`, `updated` or `deprecated`.
+    #[serde(rename = "type")]
+    pub entry_type: Option<String>,
+    /// `document` adds the full entry to each event.
+    pub include: Option<String>,
+}
+
+/// The `data:` of an SSE event.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationView {
+    /// Register version.
+    pub version: i64,
+    /// Blueprint id.
+    pub blueprint_id: String,
+    /// `published`, `updated` or `deprecated`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub entry_type: EntryType,
+    /// Publication time, Unix ms UTC.
+    pub published_at: i64,
+    /// Publisher.
+    pub published_by: String,
+    /// Active flag.
+    pub is_active: bool,
+    /// Document checksum.
+    pub checksum: String,
+    /// Chain hash.
+    pub chain_hash: String,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// The full entry, with `?include=document`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<EntryView>,
+}
+
+impl NotificationView {
+    /// The notification for `entry`.
+    pub fn new(entry: &Entry, include_entry: bool) -> Self {
+        Self {
+            version: entry.version,
+            blueprint_id: entry.blueprint_id.clone(),
+            entry_type: entry.entry_type,
+            published_at: entry.published_at,
+            published_by: entry.published_by.clone(),
+            is_active: entry.is_active,
+            checksum: entry.checksum.clone(),
+            chain_hash: entry.chain_hash.clone(),
+            metadata: entry.metadata.clone(),
+            entry: include_entry.then(|| EntryView::new(entry, true)),
+        }
+    }
+}

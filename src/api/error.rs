@@ -1,0 +1,156 @@
+//! The one error table: domain errors → RFC 9457 `application/problem+json` responses.
+//! Server-side failures are logged with their details and answered without them.
+
+use crate::register::RegisterError;
+use crate::register::validation::ValidationError;
+use crate::store::StoreError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// RFC 9457 problem details.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// URI identifying the problem type.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// What exactly was wrong.
+    pub detail: String,
+}
+
+/// An error answered as problem+json.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    slug: &'static str,
+    detail: String,
+    location: Option<String>,
+}
+
+impl ApiError {
+    /// A problem with a status, a type slug and a detail message.
+    pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            slug,
+            detail: detail.into(),
+            location: None,
+        }
+    }
+
+    /// 400 with a detail message.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid-request", detail)
+    }
+
+    /// 401: no or unknown bearer token.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    /// 403: token known, but not allowed this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// 404 with a detail message.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", detail)
+    }
+
+    /// 503 with a detail message.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+
+    /// Adds a `Location` header (e.g. the hub to publish to).
+    pub fn with_location(mut self, location: impl Into<String>) -> Self {
+        self.location = Some(location.into());
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = Problem {
+            problem_type: format!("urn:sorcha:problem:{}", self.slug),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(location) = self.location
+            && let Ok(value) = HeaderValue::from_str(&location)
+        {
+            headers.insert(header::LOCATION, value);
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Corrupt { .. } => {
+                tracing::error!(error = %e, "register entry unreadable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "register-corrupt",
+                    e.to_string(),
+                )
+            }
+            StoreError::Unavailable(_) => {
+                tracing::error!(error = %e, "store unavailable");
+                ApiError::unavailable("the register store is unavailable; try again later")
+            }
+            StoreError::ExpectationFailed { .. } | StoreError::HeadMoved { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+        }
+    }
+}
+
+impl From<RegisterError> for ApiError {
+    fn from(e: RegisterError) -> Self {
+        let detail = e.to_string();
+        match e {
+            RegisterError::Invalid(ValidationError::DocumentTooLarge { .. }) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", detail)
+            }
+            RegisterError::Invalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", detail)
+            }
+            RegisterError::AlreadyExists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "already-exists", detail)
+            }
+            RegisterError::NotFound(_) => ApiError::not_found(detail),
+            RegisterError::AlreadyDeprecated(_) => {
+                ApiError::new(StatusCode::CONFLICT, "already-deprecated", detail)
+            }
+            RegisterError::Contended(_) => ApiError::new(StatusCode::CONFLICT, "contended", detail),
+            RegisterError::Corrupt(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "register-corrupt", detail)
+            }
+            RegisterError::Store(store) => store.into(),
+        }
+    }
+}

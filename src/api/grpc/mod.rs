@@ -1,0 +1,59 @@
+//! gRPC on the shared port: the generated `sorcha.peer.v1` contract, `grpc.health.v1` and
+//! server reflection (v1 and v1alpha), all reachable over h2c and gRPC-Web.
+
+/// Generated types and service traits of the `sorcha.peer.v1` contract.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("sorcha.peer.v1");
+
+    /// Encoded file descriptor set of the contract, for reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/sorcha_descriptor.bin"));
+}
+
+use axum::Router;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// Service names reported by `grpc.health.v1`: the whole server ("") and each contract service.
+pub const HEALTH_SERVICES: [&str; 4] = [
+    "",
+    "sorcha.peer.v1.CentralNodeConnection",
+    "sorcha.peer.v1.SystemRegisterSync",
+    "sorcha.peer.v1.Heartbeat",
+];
+
+/// Builds the gRPC routes (health + reflection) as an axum router with gRPC-Web support;
+/// returns the health reporter so shutdown can report NOT_SERVING.
+pub async fn router() -> Result<(Router, HealthReporter), tonic_reflection::server::Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for service in HEALTH_SERVICES {
+        reporter
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let routes = tonic::service::Routes::new(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    let router = routes
+        .into_axum_router()
+        .layer(tonic_web::GrpcWebLayer::new());
+    Ok((router, reporter))
+}
+
+/// Marks every service NOT_SERVING (at shutdown).
+pub async fn report_not_serving(reporter: &HealthReporter) {
+    for service in HEALTH_SERVICES {
+        reporter
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
+}

@@ -1,0 +1,209 @@
+//! Blueprints: current state, one blueprint, its history; publish, update, deprecate.
+
+use super::{page_limit, since};
+use crate::api::AppState;
+use crate::api::dto::{
+    DeprecateRequest, EntryPage, EntryView, ListParams, PublishRequest, SinceParams, UpdateRequest,
+};
+use crate::api::error::{ApiError, Problem};
+use crate::api::extract::{ApiJson, ApiQuery, Caller};
+use crate::register::Publication;
+use crate::register::validation;
+use crate::store::ListQuery;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+
+/// Current blueprints (the newest entry of each), ordered by id, without documents.
+#[utoipa::path(get, path = "/api/v1/system-register/blueprints", tag = "blueprints",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of blueprints; `next` is the `cursor` of the next page", body = EntryPage),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<EntryPage>, ApiError> {
+    let limit = page_limit(params.limit)?;
+    if let Some(cursor) = &params.cursor {
+        validation::blueprint_id(cursor)
+            .map_err(|_| ApiError::bad_request("cursor is not a value returned as `next`"))?;
+    }
+    let mut page = state
+        .register
+        .list(ListQuery {
+            active: params.active,
+            after_id: params.cursor,
+            limit: limit + 1,
+        })
+        .await?;
+    let more = page.len() > limit;
+    page.truncate(limit);
+    Ok(Json(EntryPage {
+        next: more
+            .then(|| page.last().map(|e| e.blueprint_id.clone()))
+            .flatten(),
+        items: page.iter().map(|e| EntryView::new(e, false)).collect(),
+    }))
+}
+
+/// The newest entry of one blueprint, with its document.
+#[utoipa::path(get, path = "/api/v1/system-register/blueprints/{id}", tag = "blueprints",
+    params(("id" = String, Path, description = "Blueprint id")),
+    responses(
+        (status = 200, description = "The blueprint's newest entry", body = EntryView),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EntryView>, ApiError> {
+    let entry = state.register.blueprint(&id).await?;
+    Ok(Json(EntryView::new(&entry, true)))
+}
+
+/// Every entry of one blueprint, oldest first, with documents.
+#[utoipa::path(get, path = "/api/v1/system-register/blueprints/{id}/history", tag = "blueprints",
+    params(("id" = String, Path, description = "Blueprint id"), SinceParams),
+    responses(
+        (status = 200, description = "A page of the blueprint's entries", body = EntryPage),
+        (status = 400, description = "Bad id or query", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json")))]
+pub async fn history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<SinceParams>,
+) -> Result<Json<EntryPage>, ApiError> {
+    let limit = page_limit(params.limit)?;
+    let since = since(params.since)?;
+    let mut page = state.register.history(&id, since, limit + 1).await?;
+    let more = page.len() > limit;
+    page.truncate(limit);
+    Ok(Json(EntryPage {
+        next: more
+            .then(|| page.last().map(|e| e.version.to_string()))
+            .flatten(),
+        items: page.iter().map(|e| EntryView::new(e, true)).collect(),
+    }))
+}
+
+fn created(entry: &crate::register::entry::Entry) -> (StatusCode, HeaderMap, Json<EntryView>) {
+    let mut headers = HeaderMap::new();
+    let location = format!("/api/v1/system-register/blueprints/{}", entry.blueprint_id);
+    if let Ok(value) = location.parse() {
+        headers.insert(header::LOCATION, value);
+    }
+    (
+        StatusCode::CREATED,
+        headers,
+        Json(EntryView::new(entry, true)),
+    )
+}
+
+/// Publishes a new blueprint (entry type `published`). Needs a publisher token.
+#[utoipa::path(post, path = "/api/v1/system-register/blueprints", tag = "blueprints",
+    request_body = PublishRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Published; the durable entry", body = EntryView),
+        (status = 400, description = "Invalid input or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token may not publish", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The id exists (or this node is a peer)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body or document too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Writes refused (corrupt register) or store unavailable", body = Problem, content_type = "application/problem+json")))]
+pub async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<PublishRequest>,
+) -> Result<(StatusCode, HeaderMap, Json<EntryView>), ApiError> {
+    let identity = caller.require_publisher()?;
+    let entry = state
+        .register
+        .publish(
+            Publication {
+                blueprint_id: body.blueprint_id,
+                document: body.document,
+                metadata: body.metadata,
+                publication_transaction_id: body.publication_transaction_id,
+            },
+            &identity.name,
+        )
+        .await?;
+    Ok(created(&entry))
+}
+
+/// Publishes a new version of an existing blueprint (entry type `updated`); updating a
+/// deprecated blueprint makes it active again. Needs a publisher token.
+#[utoipa::path(put, path = "/api/v1/system-register/blueprints/{id}", tag = "blueprints",
+    params(("id" = String, Path, description = "Blueprint id")),
+    request_body = UpdateRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated; the durable entry", body = EntryView),
+        (status = 400, description = "Invalid input or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token may not publish", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body or document too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json")))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+    ApiJson(body): ApiJson<UpdateRequest>,
+) -> Result<Json<EntryView>, ApiError> {
+    let identity = caller.require_publisher()?;
+    let entry = state
+        .register
+        .update(
+            Publication {
+                blueprint_id: id,
+                document: body.document,
+                metadata: body.metadata,
+                publication_transaction_id: body.publication_transaction_id,
+            },
+            &identity.name,
+        )
+        .await?;
+    Ok(Json(EntryView::new(&entry, true)))
+}
+
+/// Deprecates a blueprint: appends an entry of type `deprecated` with `isActive=false`.
+/// The body is optional. Needs a publisher token.
+#[utoipa::path(post, path = "/api/v1/system-register/blueprints/{id}/deprecate", tag = "blueprints",
+    params(("id" = String, Path, description = "Blueprint id")),
+    request_body(content = Option<DeprecateRequest>, description = "Optional metadata of the deprecation"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deprecated; the durable entry", body = EntryView),
+        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already deprecated", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json")))]
+pub async fn deprecate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<EntryView>, ApiError> {
+    let identity = caller.require_publisher()?;
+    let request: DeprecateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        DeprecateRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                format!("invalid body: {e}"),
+            )
+        })?
+    };
+    let entry = state
+        .register
+        .deprecate(&id, &identity.name, request.metadata)
+        .await?;
+    Ok(Json(EntryView::new(&entry, true)))
+}

@@ -1,0 +1,95 @@
+//! Node-level resources: liveness, readiness, the node, the register summary and verification.
+
+use crate::api::AppState;
+use crate::api::dto::{HealthView, NodeView, ReadyView, RegisterView, VerifyView};
+use crate::api::error::{ApiError, Problem};
+use crate::register::entry::SYSTEM_REGISTER_ID;
+use axum::Json;
+use axum::extract::State;
+
+/// Liveness: answers while the process runs.
+#[utoipa::path(get, path = "/health", tag = "node",
+    responses((status = 200, description = "The node is alive", body = HealthView)))]
+pub async fn health(State(state): State<AppState>) -> Json<HealthView> {
+    Json(HealthView {
+        status: "ok".to_owned(),
+        role: state.node.role.to_owned(),
+        node_id: state.node.node_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        head_version: state.register.head_version(),
+    })
+}
+
+/// Readiness: 200 once the store is open and the register verified.
+#[utoipa::path(get, path = "/ready", tag = "node",
+    responses(
+        (status = 200, description = "Ready", body = ReadyView),
+        (status = 503, description = "Not ready (e.g. the register failed its integrity check)", body = Problem,
+            content_type = "application/problem+json")))]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<ReadyView>, ApiError> {
+    match state.register.integrity() {
+        Some(failure) => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "register-corrupt",
+            failure.to_string(),
+        )),
+        None => Ok(Json(ReadyView { ready: true })),
+    }
+}
+
+pub(crate) async fn register_view(state: &AppState) -> Result<RegisterView, ApiError> {
+    let head = state.register.head().await?;
+    let stats = state.register.stats().await?;
+    Ok(RegisterView {
+        register_id: SYSTEM_REGISTER_ID.to_owned(),
+        head_version: head.as_ref().map_or(0, |h| h.version),
+        head_hash: head.map(|h| h.chain_hash),
+        entries: stats.entries,
+        blueprints: stats.blueprints,
+        active_blueprints: stats.active_blueprints,
+        last_published_at: stats.last_published_at,
+    })
+}
+
+/// The node: role, id, register head and counts, uptime, integrity.
+#[utoipa::path(get, path = "/api/v1/node", tag = "node",
+    responses((status = 200, description = "The node", body = NodeView)))]
+pub async fn node(State(state): State<AppState>) -> Result<Json<NodeView>, ApiError> {
+    let failure = state.register.integrity();
+    Ok(Json(NodeView {
+        role: state.node.role.to_owned(),
+        node_id: state.node.node_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        register: register_view(&state).await?,
+        uptime_seconds: state.node.started.elapsed().as_secs(),
+        started_at: state.node.started_at_ms,
+        integrity_ok: failure.is_none(),
+        integrity_failure: failure.and_then(|f| serde_json::to_value(f).ok()),
+    }))
+}
+
+/// Summary of the system register: head, counts, last publish.
+#[utoipa::path(get, path = "/api/v1/system-register", tag = "register",
+    responses((status = 200, description = "The register", body = RegisterView)))]
+pub async fn system_register(
+    State(state): State<AppState>,
+) -> Result<Json<RegisterView>, ApiError> {
+    Ok(Json(register_view(&state).await?))
+}
+
+/// Runs the integrity check over the whole register (checksums, chain, contiguous versions,
+/// register id). A failure also makes the node refuse writes.
+#[utoipa::path(get, path = "/api/v1/system-register/verify", tag = "register",
+    responses((status = 200, description = "Outcome of the check", body = VerifyView)))]
+pub async fn verify(State(state): State<AppState>) -> Result<Json<VerifyView>, ApiError> {
+    let report = state.register.verify().await?;
+    Ok(Json(VerifyView {
+        ok: report.ok,
+        checked: report.checked,
+        head_version: report.head_version,
+        head_hash: report.head_hash,
+        first_bad_version: report.failure.as_ref().map(|f| f.version),
+        error: report.failure.as_ref().map(|f| f.defect.to_string()),
+        duration_ms: report.duration_ms,
+    }))
+}

@@ -1,0 +1,142 @@
+//! Server-Sent Events: `GET /api/v1/system-register/events`.
+//!
+//! Each event has `id:` = register version, `event:` = `blueprint.published|updated|deprecated`
+//! and `data:` = the notification JSON. A client resumes with `Last-Event-ID` (or `?since=`):
+//! entries after that version are replayed from the store before live events, in order with no
+//! gaps or duplicates, because the stream is one cursor over the register (see
+//! [`crate::register::Register::follow`]). The stream ends cleanly on shutdown.
+
+use super::AppState;
+use super::dto::{EventParams, NotificationView};
+use super::error::{ApiError, Problem};
+use super::extract::ApiQuery;
+use crate::register::entry::{Entry, EntryType};
+use crate::register::validation;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt, stream};
+use std::convert::Infallible;
+
+/// Which entries a subscriber wants.
+#[derive(Debug, Clone, Default)]
+struct Filter {
+    blueprint_id: Option<String>,
+    published_by: Option<String>,
+    entry_type: Option<EntryType>,
+}
+
+impl Filter {
+    fn matches(&self, entry: &Entry) -> bool {
+        self.blueprint_id
+            .as_ref()
+            .is_none_or(|id| *id == entry.blueprint_id)
+            && self
+                .published_by
+                .as_ref()
+                .is_none_or(|p| *p == entry.published_by)
+            && self.entry_type.is_none_or(|t| t == entry.entry_type)
+    }
+}
+
+/// Parses the resume point: `Last-Event-ID` wins over `?since=` (a browser reconnects with the
+/// original URL plus the header).
+fn resume_point(headers: &HeaderMap, since: Option<i64>) -> Result<Option<i64>, ApiError> {
+    if let Some(value) = headers.get("last-event-id") {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::bad_request("Last-Event-ID must be a register version"))?
+            .trim();
+        let version: i64 = text.parse().map_err(|_| {
+            ApiError::bad_request("Last-Event-ID must be a register version (an integer >= 0)")
+        })?;
+        if version < 0 {
+            return Err(ApiError::bad_request("Last-Event-ID must be >= 0"));
+        }
+        return Ok(Some(version));
+    }
+    match since {
+        Some(s) if s < 0 => Err(ApiError::bad_request(format!(
+            "since {s} is negative: use a version >= 0"
+        ))),
+        other => Ok(other),
+    }
+}
+
+fn filter_from(params: &EventParams) -> Result<Filter, ApiError> {
+    if let Some(id) = &params.blueprint_id {
+        validation::blueprint_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let entry_type = params
+        .entry_type
+        .as_deref()
+        .map(|t| {
+            EntryType::parse(t).ok_or_else(|| {
+                ApiError::bad_request("type must be one of published, updated, deprecated")
+            })
+        })
+        .transpose()?;
+    Ok(Filter {
+        blueprint_id: params.blueprint_id.clone(),
+        published_by: params.published_by.clone(),
+        entry_type,
+    })
+}
+
+/// Live feed of register entries as Server-Sent Events, with replay on resume.
+#[utoipa::path(get, path = "/api/v1/system-register/events", tag = "events",
+    params(EventParams,
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this version (wins over `since`)")),
+    responses(
+        (status = 200, description = "An event stream: `id:` version, `event:` blueprint.published|updated|deprecated, `data:` notification JSON",
+            body = NotificationView, content_type = "text/event-stream"),
+        (status = 400, description = "Bad filter or resume point", body = Problem, content_type = "application/problem+json")))]
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(params): ApiQuery<EventParams>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let resume = resume_point(&headers, params.since)?;
+    let filter = filter_from(&params)?;
+    let include_entry = match params.include.as_deref() {
+        None => false,
+        Some("document") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "include={other:?} is not supported: use include=document"
+            )));
+        }
+    };
+    let after = resume.unwrap_or_else(|| state.register.head_version());
+    let retry = Event::default().retry(state.config.sse.retry);
+    let live = state
+        .register
+        .follow(after)
+        .take_while(|item| {
+            if let Err(e) = item {
+                tracing::warn!(error = %e, "sse stream ended by a store error");
+            }
+            std::future::ready(item.is_ok())
+        })
+        .filter_map(move |item| {
+            let event = item
+                .ok()
+                .filter(|entry| filter.matches(entry))
+                .map(|entry| to_event(&entry, include_entry));
+            std::future::ready(event)
+        });
+    let events = stream::once(std::future::ready(retry))
+        .chain(live)
+        .map(Ok)
+        .take_until(state.shutdown.clone().cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.config.sse.keep_alive)))
+}
+
+fn to_event(entry: &Entry, include_entry: bool) -> Event {
+    let data = serde_json::to_string(&NotificationView::new(entry, include_entry))
+        .unwrap_or_else(|_| "{}".to_owned());
+    Event::default()
+        .id(entry.version.to_string())
+        .event(entry.entry_type.event_name())
+        .data(data)
+}

@@ -1,0 +1,136 @@
+//! Composition root: builds the node from its configuration, serves it on a listener and
+//! shuts it down in order within a bounded grace period.
+
+use crate::api::{self, AppState, NodeInfo};
+use crate::auth::Tokens;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::register::{Register, RegisterOptions};
+use crate::role::{self, ResolvedRole};
+use crate::store::RegisterStore;
+use crate::store::embedded::EmbeddedStore;
+use anyhow::{Context, bail};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its shared state (register, config, tokens).
+    pub state: AppState,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Node {
+    /// Asks the node to stop (non-blocking).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// A token cancelled when shutdown begins.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the node has stopped on its own (e.g. after [`Node::shutdown`]).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("node task panicked")?
+    }
+
+    /// Stops the node and waits for it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown();
+        self.wait().await
+    }
+}
+
+/// Opens the store and register (so the node is ready when this returns), then serves on
+/// `listener` in a background task. Uses the system hostname for role resolution.
+pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Node> {
+    start_with_hostname(config, listener, &role::system_hostname()).await
+}
+
+/// [`start`] with an explicit hostname (the seam tests use for role detection).
+pub async fn start_with_hostname(
+    config: Config,
+    listener: TcpListener,
+    hostname: &str,
+) -> anyhow::Result<Node> {
+    let role = role::resolve(&config, hostname)?;
+    if role == ResolvedRole::Peer {
+        bail!(
+            "the peer role is not available in this version yet; run a hub (--role hub) or \
+             remove the hub list"
+        );
+    }
+    let store: Arc<dyn RegisterStore> = match config.store.as_str() {
+        "embedded" => Arc::new(EmbeddedStore::open(&config.data_dir)?),
+        other => bail!("store {other:?} is not available in this version; use \"embedded\""),
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let register = Register::open(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        RegisterOptions {
+            seed_genesis: role == ResolvedRole::Hub,
+            max_document_bytes: config.limits.max_document_bytes,
+        },
+    )
+    .await?;
+    let tokens = Tokens::from_config(&config).context("cannot set up REST tokens")?;
+    if let Some(path) = &tokens.generated_at {
+        tracing::info!(path = %path.display(), "admin token file");
+    }
+    let node_id = config
+        .node_id
+        .clone()
+        .unwrap_or_else(|| hostname.to_owned());
+    let shutdown = CancellationToken::new();
+    let state = AppState {
+        register,
+        config: Arc::new(config),
+        tokens: Arc::new(tokens),
+        node: Arc::new(NodeInfo {
+            role: role.as_str(),
+            node_id,
+            started: Instant::now(),
+            started_at_ms: clock.now_ms(),
+        }),
+        shutdown: shutdown.clone(),
+    };
+    let (grpc, health) = api::grpc::router().await?;
+    let router = api::router(state.clone(), grpc);
+    let addr = listener.local_addr()?;
+    let grace = state.config.shutdown_grace;
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let server =
+            axum::serve(listener, router).with_graceful_shutdown(token.clone().cancelled_owned());
+        let deadline = async {
+            token.cancelled().await;
+            api::grpc::report_not_serving(&health).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result.context("server failed")?,
+            () = deadline => tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace expired; closing remaining connections"),
+        }
+        store.close().await.context("closing the store")?;
+        tracing::info!("node stopped");
+        Ok(())
+    });
+    tracing::info!(%addr, role = role.as_str(), "node listening");
+    Ok(Node {
+        addr,
+        state,
+        shutdown,
+        task,
+    })
+}

@@ -1,0 +1,286 @@
+//! The client subcommands. Each returns the process exit code.
+
+use super::client::ApiClient;
+use super::{BlueprintsCommand, DeprecateArgs, PublishArgs, VerifyArgs, WatchArgs};
+use crate::register::{VerifyReport, verify_store};
+use crate::store::embedded::EmbeddedStore;
+use anyhow::Context;
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+fn read_document(path: &std::path::Path) -> anyhow::Result<Value> {
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the document from stdin")?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+/// `publish FILE --id ID [--update]`.
+pub async fn publish(args: PublishArgs) -> anyhow::Result<i32> {
+    let document = read_document(&args.file)?;
+    let client = ApiClient::new(&args.client.server, args.client.token)?;
+    let metadata: BTreeMap<_, _> = args.metadata.into_iter().collect();
+    let entry = if args.update {
+        let path = format!("/api/v1/system-register/blueprints/{}", args.id);
+        let body = json!({"document": document, "metadata": metadata,
+                          "publicationTransactionId": args.transaction_id});
+        client
+            .json(client.request(Method::PUT, &path).json(&body))
+            .await?
+    } else {
+        let body = json!({"blueprintId": args.id, "document": document, "metadata": metadata,
+                          "publicationTransactionId": args.transaction_id});
+        client
+            .json(
+                client
+                    .request(Method::POST, "/api/v1/system-register/blueprints")
+                    .json(&body),
+            )
+            .await?
+    };
+    println!(
+        "{} {} at version {} ({})",
+        entry["type"].as_str().unwrap_or("published"),
+        entry["blueprintId"].as_str().unwrap_or_default(),
+        entry["version"],
+        entry["checksum"].as_str().unwrap_or_default()
+    );
+    Ok(0)
+}
+
+/// `deprecate ID`.
+pub async fn deprecate(args: DeprecateArgs) -> anyhow::Result<i32> {
+    let client = ApiClient::new(&args.client.server, args.client.token)?;
+    let metadata: BTreeMap<_, _> = args.metadata.into_iter().collect();
+    let path = format!("/api/v1/system-register/blueprints/{}/deprecate", args.id);
+    let entry = client
+        .json(
+            client
+                .request(Method::POST, &path)
+                .json(&json!({ "metadata": metadata })),
+        )
+        .await?;
+    println!(
+        "deprecated {} at version {}",
+        entry["blueprintId"].as_str().unwrap_or_default(),
+        entry["version"]
+    );
+    Ok(0)
+}
+
+/// `blueprints list|get`.
+pub async fn blueprints(command: BlueprintsCommand) -> anyhow::Result<i32> {
+    match command {
+        BlueprintsCommand::List {
+            active,
+            json,
+            client,
+        } => {
+            let client = ApiClient::new(&client.server, client.token)?;
+            let mut cursor: Option<String> = None;
+            let mut all = Vec::new();
+            loop {
+                let mut query: Vec<(&str, String)> = vec![("limit", "1000".into())];
+                if let Some(a) = active {
+                    query.push(("active", a.to_string()));
+                }
+                if let Some(c) = &cursor {
+                    query.push(("cursor", c.clone()));
+                }
+                let page = client
+                    .json(
+                        client
+                            .request(Method::GET, "/api/v1/system-register/blueprints")
+                            .query(&query),
+                    )
+                    .await?;
+                all.extend(page["items"].as_array().cloned().unwrap_or_default());
+                match page["next"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            if json {
+                print_json(&Value::Array(all));
+            } else {
+                println!(
+                    "{:<40} {:>8} {:<10} {:<7} PUBLISHED BY",
+                    "BLUEPRINT", "VERSION", "TYPE", "ACTIVE"
+                );
+                for b in &all {
+                    println!(
+                        "{:<40} {:>8} {:<10} {:<7} {}",
+                        b["blueprintId"].as_str().unwrap_or_default(),
+                        b["version"],
+                        b["type"].as_str().unwrap_or_default(),
+                        b["isActive"],
+                        b["publishedBy"].as_str().unwrap_or_default()
+                    );
+                }
+                println!("{} blueprint(s)", all.len());
+            }
+            Ok(0)
+        }
+        BlueprintsCommand::Get {
+            id,
+            history,
+            client,
+        } => {
+            let client = ApiClient::new(&client.server, client.token)?;
+            let path = if history {
+                format!("/api/v1/system-register/blueprints/{id}/history?limit=1000")
+            } else {
+                format!("/api/v1/system-register/blueprints/{id}")
+            };
+            print_json(&client.get(&path).await?);
+            Ok(0)
+        }
+    }
+}
+
+/// `status`.
+pub async fn status(args: super::ClientArgs) -> anyhow::Result<i32> {
+    let client = ApiClient::new(&args.server, args.token)?;
+    let node = client.get("/api/v1/node").await?;
+    let reg = &node["register"];
+    println!(
+        "node        {} ({})",
+        node["nodeId"].as_str().unwrap_or("?"),
+        node["role"].as_str().unwrap_or("?")
+    );
+    println!("version     {}", node["version"].as_str().unwrap_or("?"));
+    println!("uptime      {}s", node["uptimeSeconds"]);
+    println!(
+        "head        version {} {}",
+        reg["headVersion"],
+        reg["headHash"].as_str().unwrap_or("-")
+    );
+    println!(
+        "blueprints  {} ({} active), {} entries",
+        reg["blueprints"], reg["activeBlueprints"], reg["entries"]
+    );
+    if node["integrityOk"].as_bool() == Some(false) {
+        println!("integrity   FAILED: {}", node["integrityFailure"]);
+        return Ok(1);
+    }
+    println!("integrity   ok");
+    Ok(0)
+}
+
+/// `watch`: prints events until interrupted (or `--count` events), reconnecting with
+/// `Last-Event-ID` when the stream drops.
+pub async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
+    let client = ApiClient::new(&args.client.server, args.client.token.clone())?;
+    let mut last_id: Option<String> = None;
+    let mut seen = 0u64;
+    loop {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(s) = args.since {
+            query.push(("since", s.to_string()));
+        }
+        if let Some(b) = &args.blueprint_id {
+            query.push(("blueprintId", b.clone()));
+        }
+        if let Some(t) = &args.entry_type {
+            query.push(("type", t.clone()));
+        }
+        let mut request = client
+            .request(Method::GET, "/api/v1/system-register/events")
+            .query(&query);
+        if let Some(id) = &last_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = client.send(request).await?;
+        let mut events = response.bytes_stream().eventsource();
+        while let Some(event) = events.next().await {
+            let Ok(event) = event else { break };
+            if event.data.is_empty() {
+                continue;
+            }
+            last_id = Some(event.id.clone());
+            if args.json {
+                println!("{}", event.data);
+            } else {
+                let data: Value = serde_json::from_str(&event.data).unwrap_or_default();
+                println!(
+                    "{:>8}  {:<22} {:<40} by {}",
+                    event.id,
+                    event.event,
+                    data["blueprintId"].as_str().unwrap_or_default(),
+                    data["publishedBy"].as_str().unwrap_or_default()
+                );
+            }
+            seen += 1;
+            if args.count.is_some_and(|c| seen >= c) {
+                return Ok(0);
+            }
+        }
+        eprintln!("stream ended; reconnecting");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn print_report(report: &VerifyReport) -> i32 {
+    match &report.failure {
+        None => {
+            println!(
+                "ok: {} entries verified in {} ms; head version {} {}",
+                report.checked,
+                report.duration_ms,
+                report.head_version,
+                report.head_hash.as_deref().unwrap_or("-")
+            );
+            0
+        }
+        Some(f) => {
+            println!("FAILED: {f}");
+            1
+        }
+    }
+}
+
+/// `verify`: offline over a data dir, else through the server.
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
+    if let Some(dir) = args.data_dir {
+        let store = EmbeddedStore::open(&dir).context("cannot open the data dir")?;
+        let report = verify_store(&store).await?;
+        return Ok(print_report(&report));
+    }
+    let client = ApiClient::new(&args.client.server, args.client.token)?;
+    let v = client.get("/api/v1/system-register/verify").await?;
+    if v["ok"].as_bool() == Some(true) {
+        println!(
+            "ok: {} entries verified in {} ms; head version {} {}",
+            v["checked"],
+            v["durationMs"],
+            v["headVersion"],
+            v["headHash"].as_str().unwrap_or("-")
+        );
+        Ok(0)
+    } else {
+        println!(
+            "FAILED at version {}: {}",
+            v["firstBadVersion"],
+            v["error"].as_str().unwrap_or("?")
+        );
+        Ok(1)
+    }
+}

@@ -1,0 +1,269 @@
+//! Command line: `serve` and the client subcommands (`publish`, `deprecate`, `blueprints`,
+//! `status`, `watch`, `verify`). Client commands talk to a node's REST API.
+
+pub mod client;
+pub mod commands;
+
+use crate::config::Role;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// sorcha-peer: hub and peer node of the Sorcha blueprint-distribution network.
+#[derive(Debug, Parser)]
+#[command(name = "sorcha-peer", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SORCHA_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node (hub or peer) on one port.
+    Serve(Box<ServeArgs>),
+    /// Publish a blueprint document from a JSON file (`-` for stdin).
+    Publish(PublishArgs),
+    /// Deprecate a blueprint.
+    Deprecate(DeprecateArgs),
+    /// Read blueprints.
+    Blueprints {
+        /// Which listing.
+        #[command(subcommand)]
+        command: BlueprintsCommand,
+    },
+    /// Show a node's state.
+    Status(ClientArgs),
+    /// Print register events as they happen (tails the SSE feed).
+    Watch(WatchArgs),
+    /// Check the register's integrity: offline with --data-dir, else through --server.
+    Verify(VerifyArgs),
+}
+
+/// Flags of `serve`; each overrides the config file and environment.
+#[derive(Debug, Args, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Listen address (default 127.0.0.1:5000).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (default ./data).
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Role: hub, peer or auto.
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Node id (default: hostname).
+    #[arg(long, value_name = "ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Hub URL, repeatable, in priority order (peers).
+    #[arg(long = "hub", value_name = "URL")]
+    #[serde(rename = "hubs", skip_serializing_if = "Vec::is_empty")]
+    pub hubs: Vec<String>,
+    /// Store: `embedded` (default) or a mongodb:// URI.
+    #[arg(long, value_name = "URI")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// Admin token (identity `admin`); also SORCHA_ADMIN_TOKEN.
+    #[arg(long, value_name = "TOKEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+    /// Peer timings.
+    #[command(flatten)]
+    pub peer: PeerFlags,
+    /// Alerts.
+    #[command(flatten)]
+    pub alerts: AlertFlags,
+}
+
+/// Peer timing flags (durations like 250ms, 30s, 5m).
+#[derive(Debug, Args, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerFlags {
+    /// Heartbeat period.
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval: Option<String>,
+    /// Heartbeat answer timeout.
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout: Option<String>,
+    /// Periodic sync period.
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_interval: Option<String>,
+    /// First reconnect delay.
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_initial: Option<String>,
+    /// Largest reconnect delay.
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_max: Option<String>,
+    /// Connect attempts per hub.
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_per_hub: Option<u32>,
+    /// Delay before re-subscribing after a push stream failure.
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resubscribe_delay: Option<String>,
+}
+
+/// Alert flags.
+#[derive(Debug, Args, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertFlags {
+    /// URL that receives a JSON POST per alert.
+    #[arg(long = "alert-webhook", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+}
+
+impl ServeArgs {
+    /// The flags as a config overlay (absent flags left out).
+    pub fn overrides(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        // Nested sections are merged by figment; drop empty ones to keep the overlay minimal.
+        if let Some(map) = value.as_object_mut() {
+            map.retain(|_, v| !matches!(v, serde_json::Value::Object(o) if o.is_empty()));
+        }
+        value
+    }
+}
+
+/// Where a client command connects.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// Node URL.
+    #[arg(long, env = "SORCHA_SERVER", default_value = "http://127.0.0.1:5000")]
+    pub server: String,
+    /// Bearer token for writes.
+    #[arg(long, env = "SORCHA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Flags of `publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// JSON file holding the document (`-` for stdin).
+    pub file: PathBuf,
+    /// Blueprint id.
+    #[arg(long)]
+    pub id: String,
+    /// Publish a new version of an existing blueprint (PUT) instead of a new blueprint.
+    #[arg(long)]
+    pub update: bool,
+    /// Metadata `key=value`, repeatable.
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub metadata: Vec<(String, String)>,
+    /// External transaction reference.
+    #[arg(long)]
+    pub transaction_id: Option<String>,
+    /// Connection.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Flags of `deprecate`.
+#[derive(Debug, Args)]
+pub struct DeprecateArgs {
+    /// Blueprint id.
+    pub id: String,
+    /// Metadata `key=value` of the deprecation entry, repeatable.
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub metadata: Vec<(String, String)>,
+    /// Connection.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `blueprints` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BlueprintsCommand {
+    /// List current blueprints.
+    List {
+        /// Only active (true) or deprecated (false) blueprints.
+        #[arg(long)]
+        active: Option<bool>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print a blueprint's newest entry (with its document) as JSON.
+    Get {
+        /// Blueprint id.
+        id: String,
+        /// Print every entry of the blueprint instead.
+        #[arg(long)]
+        history: bool,
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Flags of `watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Replay entries after this version first.
+    #[arg(long)]
+    pub since: Option<i64>,
+    /// Only this blueprint.
+    #[arg(long)]
+    pub blueprint_id: Option<String>,
+    /// Only this type (published, updated, deprecated).
+    #[arg(long = "type")]
+    pub entry_type: Option<String>,
+    /// Print each event's JSON data instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Connection.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Flags of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Check this data directory offline (the node using it must be stopped).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Connection (when no --data-dir).
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}

@@ -1,0 +1,363 @@
+//! Typed configuration: defaults < TOML file (`--config`) < environment (`SORCHA_…`) < flags.
+//!
+//! TOML keys are camelCase (`hub.validateHostname`, `alerts.webhookUrl`). Environment variables
+//! use `SORCHA_` plus the path in upper snake case with `__` between sections, e.g.
+//! `SORCHA_LISTEN`, `SORCHA_ADMIN_TOKEN`, `SORCHA_HUB__VALIDATE_HOSTNAME`. Durations are
+//! written like `250ms`, `30s`, `5m`. Secrets are redacted in `Debug`.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A secret string (token) that never shows up in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl Secret {
+    /// The secret's value; use only to compare or send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Which role the node plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Owns the authoritative register.
+    Hub,
+    /// Replicates from hubs.
+    Peer,
+    /// Decide from hostname and configuration (SPEC §4).
+    Auto,
+}
+
+/// What a REST token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenRole {
+    /// May publish, update and deprecate.
+    Publisher,
+    /// May do everything, including admin calls.
+    Admin,
+}
+
+/// A configured REST bearer token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenConfig {
+    /// The bearer token.
+    pub token: Secret,
+    /// Identity recorded as `publishedBy`.
+    pub identity: String,
+    /// What the token may do.
+    pub role: TokenRole,
+}
+
+/// Hub-role settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HubConfig {
+    /// Force the hub role under `--role auto`.
+    pub enabled: bool,
+    /// With `enabled`, refuse to start when the hostname does not match `hostnamePattern`.
+    pub validate_hostname: bool,
+    /// Hostnames of hub nodes.
+    pub hostname_pattern: String,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            validate_hostname: false,
+            hostname_pattern: r"^n[0-2]\.sorcha\.dev$".to_owned(),
+        }
+    }
+}
+
+/// Peer-role timings (SPEC §5); all configurable so tests run in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PeerConfig {
+    /// Heartbeat period.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// How long to wait for a heartbeat answer.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// Periodic incremental sync period.
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    /// First reconnect delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Largest reconnect delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Connect attempts per hub before moving to the next.
+    pub attempts_per_hub: u32,
+    /// Delay before re-subscribing after a push stream failure.
+    #[serde(with = "humantime_serde")]
+    pub resubscribe_delay: Duration,
+    /// Timeout of one connect attempt.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(30),
+            sync_interval: Duration::from_secs(300),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            attempts_per_hub: 10,
+            resubscribe_delay: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Server-Sent Events settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SseConfig {
+    /// Interval of comment keep-alives.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Reconnect delay advertised once with `retry:`.
+    #[serde(with = "humantime_serde")]
+    pub retry: Duration,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(15),
+            retry: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Size limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LimitsConfig {
+    /// Largest blueprint document in canonical bytes.
+    pub max_document_bytes: usize,
+    /// Largest request body in bytes (document plus envelope and JSON escaping).
+    pub max_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_document_bytes: 16 * 1024 * 1024,
+            max_body_bytes: 17 * 1024 * 1024,
+        }
+    }
+}
+
+/// Alerting.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AlertsConfig {
+    /// Optional URL that receives a JSON POST per alert.
+    pub webhook_url: Option<String>,
+}
+
+/// The node's whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Config {
+    /// Address of the single listener.
+    pub listen: SocketAddr,
+    /// Data directory (embedded store, generated admin token).
+    pub data_dir: PathBuf,
+    /// Role.
+    pub role: Role,
+    /// Node id; defaults to the hostname.
+    pub node_id: Option<String>,
+    /// Hub URLs in priority order (peers).
+    pub hubs: Vec<String>,
+    /// `embedded` or a `mongodb://` URI.
+    pub store: String,
+    /// Admin token (identity `admin`).
+    pub admin_token: Option<Secret>,
+    /// Further REST tokens.
+    pub tokens: Vec<TokenConfig>,
+    /// Hub settings.
+    pub hub: HubConfig,
+    /// Peer settings.
+    pub peer: PeerConfig,
+    /// SSE settings.
+    pub sse: SseConfig,
+    /// Limits.
+    pub limits: LimitsConfig,
+    /// Alerts.
+    pub alerts: AlertsConfig,
+    /// How long shutdown may take before connections are cut.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// Default hub list of a peer.
+pub fn default_hubs() -> Vec<String> {
+    (0..3)
+        .map(|i| format!("http://n{i}.sorcha.dev:5000"))
+        .collect()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            data_dir: PathBuf::from("./data"),
+            role: Role::Auto,
+            node_id: None,
+            hubs: Vec::new(),
+            store: "embedded".to_owned(),
+            admin_token: None,
+            tokens: Vec::new(),
+            hub: HubConfig::default(),
+            peer: PeerConfig::default(),
+            sse: SseConfig::default(),
+            limits: LimitsConfig::default(),
+            alerts: AlertsConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Turns `HUB__VALIDATE_HOSTNAME` into `hub.validateHostname`.
+fn env_key_to_path(key: &str) -> String {
+    key.split("__")
+        .map(|section| {
+            let mut out = String::new();
+            for (i, word) in section.split('_').filter(|w| !w.is_empty()).enumerate() {
+                let word = word.to_ascii_lowercase();
+                if i == 0 {
+                    out.push_str(&word);
+                } else {
+                    let mut chars = word.chars();
+                    if let Some(c) = chars.next() {
+                        out.push(c.to_ascii_uppercase());
+                        out.extend(chars);
+                    }
+                }
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+impl Config {
+    /// Loads defaults < `file` < environment < `overrides` (flags, as a serializable value with
+    /// absent flags skipped) and validates the result.
+    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // Client-only variables are not node configuration.
+        let env = Env::prefixed("SORCHA_")
+            .ignore(&["SERVER", "TOKEN"])
+            .map(|key| env_key_to_path(key.as_str()).into())
+            .lowercase(false);
+        figment = figment.merge(env).merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if self.store != "embedded"
+            && !self.store.starts_with("mongodb://")
+            && !self.store.starts_with("mongodb+srv://")
+        {
+            return err(format!(
+                "store {:?} is not supported: use \"embedded\" or a mongodb:// URI",
+                self.store
+            ));
+        }
+        if let Some(id) = &self.node_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.'))
+        {
+            return err(format!(
+                "node id {id:?} is invalid: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+            ));
+        }
+        if let Err(e) = regex::Regex::new(&self.hub.hostname_pattern) {
+            return err(format!("hub.hostnamePattern is not a valid regex: {e}"));
+        }
+        for token in &self.tokens {
+            if token.token.expose().len() < 16 {
+                return err(format!(
+                    "token of identity {:?} is shorter than 16 characters",
+                    token.identity
+                ));
+            }
+        }
+        if self.limits.max_body_bytes < self.limits.max_document_bytes {
+            return err("limits.maxBodyBytes must be at least limits.maxDocumentBytes".into());
+        }
+        if self.sse.keep_alive.is_zero() {
+            return err("sse.keepAlive must be above zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// A configuration that cannot be used; the message says why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_keys_map_to_camel_case_paths() {
+        assert_eq!(env_key_to_path("LISTEN"), "listen");
+        assert_eq!(env_key_to_path("ADMIN_TOKEN"), "adminToken");
+        assert_eq!(
+            env_key_to_path("HUB__VALIDATE_HOSTNAME"),
+            "hub.validateHostname"
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let config = Config {
+            admin_token: Some(Secret("very-secret-token-value".into())),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("very-secret"));
+    }
+}

@@ -1,0 +1,20 @@
+//! sorcha-peer: a node of the Sorcha blueprint-distribution network.
+//!
+//! Code map:
+//! - [`register`]: the system register's rules (entries, hash chain, genesis, validation,
+//!   verification) and the Register (store + notifier) that everything reads and writes.
+//! - [`store`]: the `RegisterStore` interface, the embedded SQLite backend and the
+//!   conformance suite.
+//! - [`api`]: thin transport adapters (REST, SSE, gRPC) on one axum router.
+//! - [`app`]: composition root; [`config`], [`auth`], [`role`], [`clock`]: its inputs.
+//! - [`cli`]: the client subcommands.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod register;
+pub mod role;
+pub mod store;

@@ -1,0 +1,182 @@
+//! Input rules for entries: ids, identities, metadata and documents.
+
+use std::collections::BTreeMap;
+
+/// Largest accepted document, in canonical bytes (16 MiB).
+pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+/// Longest blueprint id, publisher identity or transaction id, in characters.
+pub const MAX_ID_CHARS: usize = 255;
+/// Metadata keys and values together must stay below this many bytes.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// Why an input was refused; the message names the field and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// The blueprint id breaks the id rule.
+    #[error("blueprintId {0:?} is invalid: use 1-255 characters of A-Z, a-z, 0-9, '_' or '-'")]
+    BlueprintId(String),
+    /// `publishedBy` is empty or too long.
+    #[error("publishedBy must be 1-255 characters")]
+    PublishedBy,
+    /// The transaction id is too long.
+    #[error("publicationTransactionId must be at most 255 characters")]
+    TransactionId,
+    /// Metadata is too large or has an empty key.
+    #[error("metadata is invalid: {0}")]
+    Metadata(String),
+    /// The document is not valid JSON.
+    #[error("document is not valid JSON: {0}")]
+    DocumentJson(String),
+    /// The document is JSON but not an object.
+    #[error("document must be a JSON object, got {0}")]
+    DocumentNotObject(&'static str),
+    /// The document is larger than the limit.
+    #[error("document is {size} bytes, more than the limit of {limit} bytes")]
+    DocumentTooLarge {
+        /// Canonical size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
+
+/// Checks a blueprint id: 1–255 chars of `[A-Za-z0-9_-]`.
+pub fn blueprint_id(id: &str) -> Result<(), ValidationError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_CHARS
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::BlueprintId(truncate(id, 80)))
+    }
+}
+
+/// Checks a publisher identity: 1–255 characters.
+pub fn published_by(identity: &str) -> Result<(), ValidationError> {
+    let chars = identity.chars().count();
+    if (1..=MAX_ID_CHARS).contains(&chars) {
+        Ok(())
+    } else {
+        Err(ValidationError::PublishedBy)
+    }
+}
+
+/// Checks an optional transaction id: at most 255 characters.
+pub fn transaction_id(tx: Option<&str>) -> Result<(), ValidationError> {
+    match tx {
+        Some(tx) if tx.chars().count() > MAX_ID_CHARS => Err(ValidationError::TransactionId),
+        _ => Ok(()),
+    }
+}
+
+/// Checks metadata: non-empty keys; keys and values together below 4 KiB.
+pub fn metadata(metadata: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    if metadata.keys().any(String::is_empty) {
+        return Err(ValidationError::Metadata("keys must not be empty".into()));
+    }
+    let total: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total >= MAX_METADATA_BYTES {
+        return Err(ValidationError::Metadata(format!(
+            "keys and values together are {total} bytes; they must be below {MAX_METADATA_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// Turns a JSON value into the canonical document bytes (RFC 8785 JSON canonicalization:
+/// sorted keys, no insignificant whitespace, normalised numbers) after checking that it is an
+/// object within `limit` bytes.
+pub fn canonical_document(
+    value: &serde_json::Value,
+    limit: usize,
+) -> Result<Vec<u8>, ValidationError> {
+    if !value.is_object() {
+        return Err(ValidationError::DocumentNotObject(json_kind(value)));
+    }
+    let bytes = serde_json_canonicalizer::to_vec(value)
+        .map_err(|e| ValidationError::DocumentJson(e.to_string()))?;
+    if bytes.len() > limit {
+        return Err(ValidationError::DocumentTooLarge {
+            size: bytes.len(),
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Parses raw bytes as a JSON document and canonicalizes it (see [`canonical_document`]).
+pub fn parse_document(bytes: &[u8], limit: usize) -> Result<Vec<u8>, ValidationError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ValidationError::DocumentJson(e.to_string()))?;
+    canonical_document(&value, limit)
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    if s.chars().count() <= max_chars {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(max_chars).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blueprint_ids() {
+        assert!(blueprint_id("abc-DEF_123").is_ok());
+        assert!(blueprint_id(&"a".repeat(255)).is_ok());
+        assert!(blueprint_id("").is_err());
+        assert!(blueprint_id(&"a".repeat(256)).is_err());
+        assert!(blueprint_id("../etc").is_err());
+        assert!(blueprint_id("a b").is_err());
+        assert!(blueprint_id("é").is_err());
+    }
+
+    #[test]
+    fn documents_are_canonical_objects() {
+        let doc = parse_document(br#"{ "b": 1, "a": [true, null] }"#, 100).unwrap();
+        assert_eq!(doc, br#"{"a":[true,null],"b":1}"#);
+        assert!(matches!(
+            parse_document(b"[1]", 100),
+            Err(ValidationError::DocumentNotObject("an array"))
+        ));
+        assert!(matches!(
+            parse_document(b"{", 100),
+            Err(ValidationError::DocumentJson(_))
+        ));
+        assert!(matches!(
+            parse_document(br#"{"a":"0123456789"}"#, 10),
+            Err(ValidationError::DocumentTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn metadata_limits() {
+        let mut m = BTreeMap::new();
+        m.insert("k".to_owned(), "v".repeat(4094));
+        assert!(metadata(&m).is_ok());
+        m.insert("k".to_owned(), "v".repeat(4095));
+        assert!(metadata(&m).is_err());
+        let mut empty_key = BTreeMap::new();
+        empty_key.insert(String::new(), "v".to_owned());
+        assert!(metadata(&empty_key).is_err());
+    }
+}

@@ -1,0 +1,269 @@
+//! Conformance suite for [`RegisterStore`] implementations. Every backend runs it from the
+//! integration tests; a failed check panics with a message naming the rule.
+
+#![allow(clippy::unwrap_used)]
+
+use super::{ListQuery, RegisterStore, StoreError};
+use crate::register::chain;
+use crate::register::entry::{EntryType, Expectation, NewEntry};
+use crate::register::genesis::genesis_entry;
+use crate::register::verify_store;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn new_entry(id: &str, entry_type: EntryType, doc: &str) -> NewEntry {
+    NewEntry {
+        blueprint_id: id.to_owned(),
+        checksum: chain::checksum(doc.as_bytes()),
+        document: bytes::Bytes::copy_from_slice(doc.as_bytes()),
+        published_at: 1_700_000_000_000,
+        published_by: "conformance".to_owned(),
+        is_active: entry_type != EntryType::Deprecated,
+        publication_transaction_id: None,
+        metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+        entry_type,
+    }
+}
+
+/// Runs every check against a fresh, empty store made by `make`.
+pub async fn run<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn RegisterStore>>,
+{
+    empty_store(make().await).await;
+    genesis_and_appends(make().await).await;
+    expectations(make().await).await;
+    listing_and_paging(make().await).await;
+    concurrent_appends(make().await).await;
+}
+
+/// An empty store has no head, no entries, zero counts.
+pub async fn empty_store(store: Arc<dyn RegisterStore>) {
+    assert_eq!(store.head().await.unwrap(), None, "empty store has no head");
+    assert!(store.entries_after(0, 10).await.unwrap().is_empty());
+    assert_eq!(store.stats().await.unwrap().entries, 0);
+    assert!(store.latest("x").await.unwrap().is_none());
+}
+
+/// Genesis goes in once; appends continue the chain; entries read back unchanged.
+pub async fn genesis_and_appends(store: Arc<dyn RegisterStore>) {
+    let genesis = genesis_entry();
+    store
+        .append_entries(0, vec![genesis.clone()])
+        .await
+        .unwrap();
+    let again = store.append_entries(0, vec![genesis.clone()]).await;
+    assert!(
+        matches!(again, Err(StoreError::HeadMoved { head: 1, .. })),
+        "a second genesis is refused: {again:?}"
+    );
+    let head = store.head().await.unwrap().unwrap();
+    assert_eq!(
+        (head.version, head.chain_hash.as_str()),
+        (1, genesis.chain_hash.as_str())
+    );
+    assert_eq!(
+        store.entry(1).await.unwrap().unwrap(),
+        genesis,
+        "genesis reads back unchanged"
+    );
+
+    let a = store
+        .append(
+            new_entry("a", EntryType::Published, r#"{"a":1}"#),
+            Expectation::Absent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.version, 2);
+    assert_eq!(a.chain_hash, chain::link(Some(&genesis.chain_hash), &a));
+    assert_eq!(store.entry(2).await.unwrap().unwrap(), a);
+    let report = verify_store(store.as_ref()).await.unwrap();
+    assert!(report.ok, "chain verifies: {report:?}");
+    assert_eq!(report.checked, 2);
+}
+
+/// Appends honour their blueprint expectation atomically and leave no trace when refused.
+pub async fn expectations(store: Arc<dyn RegisterStore>) {
+    store
+        .append_entries(0, vec![genesis_entry()])
+        .await
+        .unwrap();
+    let a = store
+        .append(
+            new_entry("a", EntryType::Published, r#"{"v":1}"#),
+            Expectation::Absent,
+        )
+        .await
+        .unwrap();
+    let dup = store
+        .append(
+            new_entry("a", EntryType::Published, r#"{"v":9}"#),
+            Expectation::Absent,
+        )
+        .await;
+    assert!(
+        matches!(
+            dup,
+            Err(StoreError::ExpectationFailed {
+                actual: Some(2),
+                ..
+            })
+        ),
+        "publishing an existing id is refused: {dup:?}"
+    );
+    let b = store
+        .append(
+            new_entry("a", EntryType::Updated, r#"{"v":2}"#),
+            Expectation::AtVersion(a.version),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.version, 3, "a refused append consumes no version");
+    let stale = store
+        .append(
+            new_entry("a", EntryType::Updated, r#"{"v":3}"#),
+            Expectation::AtVersion(a.version),
+        )
+        .await;
+    assert!(matches!(
+        stale,
+        Err(StoreError::ExpectationFailed {
+            actual: Some(3),
+            ..
+        })
+    ));
+    let missing = store
+        .append(
+            new_entry("zz", EntryType::Updated, "{}"),
+            Expectation::AtVersion(1),
+        )
+        .await;
+    assert!(matches!(
+        missing,
+        Err(StoreError::ExpectationFailed { actual: None, .. })
+    ));
+    assert_eq!(store.latest("a").await.unwrap().unwrap(), b);
+    let history = store.history("a", 0, 100).await.unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    let wrong_start = store.append_entries(5, vec![]).await;
+    assert!(matches!(
+        wrong_start,
+        Err(StoreError::HeadMoved { head: 3, .. })
+    ));
+    assert!(verify_store(store.as_ref()).await.unwrap().ok);
+}
+
+/// Current-state listing filters by activity and pages by id; the log pages by version.
+pub async fn listing_and_paging(store: Arc<dyn RegisterStore>) {
+    store
+        .append_entries(0, vec![genesis_entry()])
+        .await
+        .unwrap();
+    for id in ["c", "a", "b", "d"] {
+        store
+            .append(
+                new_entry(id, EntryType::Published, "{}"),
+                Expectation::Absent,
+            )
+            .await
+            .unwrap();
+    }
+    let b = store.latest("b").await.unwrap().unwrap();
+    store
+        .append(
+            new_entry("b", EntryType::Deprecated, "{}"),
+            Expectation::AtVersion(b.version),
+        )
+        .await
+        .unwrap();
+    let ids = |entries: Vec<crate::register::entry::Entry>| {
+        entries
+            .into_iter()
+            .map(|e| e.blueprint_id)
+            .collect::<Vec<_>>()
+    };
+    let all = store
+        .list_current(ListQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(all), ["a", "b", "c", "d", "register-creation-v1"]);
+    let active = store
+        .list_current(ListQuery {
+            active: Some(true),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(active), ["a", "c", "d", "register-creation-v1"]);
+    let deprecated = store
+        .list_current(ListQuery {
+            active: Some(false),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(deprecated), ["b"]);
+    let page2 = store
+        .list_current(ListQuery {
+            active: None,
+            after_id: Some("b".into()),
+            limit: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(page2), ["c", "d"]);
+    let log = store.entries_after(2, 3).await.unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.entries, stats.blueprints, stats.active_blueprints),
+        (6, 5, 4)
+    );
+}
+
+/// Concurrent appends get contiguous, unique versions and a valid chain.
+pub async fn concurrent_appends(store: Arc<dyn RegisterStore>) {
+    store
+        .append_entries(0, vec![genesis_entry()])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store
+                .append(
+                    new_entry(&format!("bp-{i}"), EntryType::Published, "{}"),
+                    Expectation::Absent,
+                )
+                .await
+                .unwrap()
+                .version
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (2..=201).collect::<Vec<_>>(),
+        "versions contiguous and unique"
+    );
+    let report = verify_store(store.as_ref()).await.unwrap();
+    assert!(report.ok && report.checked == 201, "{report:?}");
+}

@@ -1,0 +1,113 @@
+//! Storage of the system register behind one interface, [`RegisterStore`], with the embedded
+//! single-file backend ([`embedded::EmbeddedStore`]) and a conformance suite
+//! ([`conformance`]) that every backend must pass.
+
+pub mod conformance;
+pub mod embedded;
+
+use crate::register::entry::{Entry, Expectation, Head, NewEntry};
+use async_trait::async_trait;
+
+/// Failure of a store operation.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The blueprint's newest entry is not what the append expected.
+    #[error("blueprint expectation failed: expected {expected:?}, newest entry is {actual:?}")]
+    ExpectationFailed {
+        /// What the caller expected.
+        expected: Expectation,
+        /// Version of the blueprint's newest entry (`None` if the blueprint does not exist).
+        actual: Option<i64>,
+    },
+    /// Verified entries did not continue the current head.
+    #[error(
+        "entries do not continue the head: head is at version {head}, entries start at {first}"
+    )]
+    HeadMoved {
+        /// The store's head version (0 when empty).
+        head: i64,
+        /// Version of the first entry offered.
+        first: i64,
+    },
+    /// A stored row cannot be read back as an entry.
+    #[error("stored entry at version {version} is unreadable: {reason}")]
+    Corrupt {
+        /// The unreadable version.
+        version: i64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The backend cannot be reached or refused the operation.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Paging query over blueprints' current state.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Only active (`Some(true)`) or deprecated (`Some(false)`) blueprints.
+    pub active: Option<bool>,
+    /// Start after this blueprint id (ids ascend).
+    pub after_id: Option<String>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// Counts over the register.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Number of entries (the head version, versions being contiguous).
+    pub entries: i64,
+    /// Number of distinct blueprints.
+    pub blueprints: i64,
+    /// Number of blueprints whose newest entry is active.
+    pub active_blueprints: i64,
+    /// `publishedAt` of the head entry.
+    pub last_published_at: Option<i64>,
+}
+
+/// Durable storage of the system register. Implementations assign versions and chain links
+/// under their own concurrency control, and acknowledge a write only once it is durable.
+#[async_trait]
+pub trait RegisterStore: Send + Sync + 'static {
+    /// The newest entry's version and chain hash, `None` when empty.
+    async fn head(&self) -> Result<Option<Head>, StoreError>;
+
+    /// Appends `new` at head + 1 with its chain link, provided the blueprint's newest entry
+    /// meets `expect`. Returns the stored entry once durable.
+    async fn append(&self, new: NewEntry, expect: Expectation) -> Result<Entry, StoreError>;
+
+    /// Appends complete, already verified entries (genesis, replication) as one atomic write,
+    /// provided the head is currently at `after_version` (0 = empty store).
+    async fn append_entries(
+        &self,
+        after_version: i64,
+        entries: Vec<Entry>,
+    ) -> Result<(), StoreError>;
+
+    /// Up to `limit` entries with `version > after`, in version order.
+    async fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>, StoreError>;
+
+    /// The entry at `version`.
+    async fn entry(&self, version: i64) -> Result<Option<Entry>, StoreError>;
+
+    /// The newest entry of a blueprint.
+    async fn latest(&self, blueprint_id: &str) -> Result<Option<Entry>, StoreError>;
+
+    /// Up to `limit` entries of a blueprint with `version > after`, in version order.
+    async fn history(
+        &self,
+        blueprint_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError>;
+
+    /// The newest entry of each blueprint, ordered by blueprint id.
+    async fn list_current(&self, query: ListQuery) -> Result<Vec<Entry>, StoreError>;
+
+    /// Counts over the register.
+    async fn stats(&self) -> Result<Stats, StoreError>;
+
+    /// Makes everything durable and releases resources; called once at shutdown.
+    async fn close(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,154 @@
+//! The CLI against a running node: publish → get → update → deprecate → list → status →
+//! watch → verify; configuration from environment and TOML.
+
+use crate::support::{ADMIN, TestHub, binary, spawn_node_env};
+use std::process::Output;
+
+fn run(hub: &TestHub, args: &[&str]) -> Output {
+    std::process::Command::new(binary())
+        .args(args)
+        .env("SORCHA_SERVER", hub.url(""))
+        .env("SORCHA_TOKEN", ADMIN)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout {stdout} stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_round_trip_against_a_running_hub() {
+    let hub = TestHub::start().await;
+    let doc = hub.dir.path().join("doc.json");
+    std::fs::write(&doc, r#"{"title": "Onboarding", "actions": [{"id": 1}]}"#).unwrap();
+    let doc = doc.to_str().unwrap().to_owned();
+
+    let out = ok(&run(
+        &hub,
+        &[
+            "publish",
+            &doc,
+            "--id",
+            "onboarding",
+            "--metadata",
+            "team=ops",
+        ],
+    ));
+    assert!(out.contains("published onboarding at version 2"), "{out}");
+    let got: serde_json::Value =
+        serde_json::from_str(&ok(&run(&hub, &["blueprints", "get", "onboarding"]))).unwrap();
+    assert_eq!(got["document"]["title"], "Onboarding");
+    assert_eq!(got["metadata"]["team"], "ops");
+
+    let out = ok(&run(
+        &hub,
+        &["publish", &doc, "--id", "onboarding", "--update"],
+    ));
+    assert!(out.contains("updated onboarding at version 3"), "{out}");
+    let out = ok(&run(&hub, &["deprecate", "onboarding"]));
+    assert!(out.contains("deprecated onboarding at version 4"), "{out}");
+    let history: serde_json::Value = serde_json::from_str(&ok(&run(
+        &hub,
+        &["blueprints", "get", "onboarding", "--history"],
+    )))
+    .unwrap();
+    assert_eq!(history["items"].as_array().unwrap().len(), 3);
+
+    let list = ok(&run(&hub, &["blueprints", "list"]));
+    assert!(
+        list.contains("onboarding") && list.contains("register-creation-v1"),
+        "{list}"
+    );
+    assert!(list.contains("2 blueprint(s)"), "{list}");
+    let status = ok(&run(&hub, &["status"]));
+    assert!(
+        status.contains("version 4") && status.contains("integrity   ok"),
+        "{status}"
+    );
+    let watch = ok(&run(&hub, &["watch", "--since", "1", "--count", "3"]));
+    let lines: Vec<_> = watch.lines().collect();
+    assert_eq!(lines.len(), 3, "{watch}");
+    assert!(
+        lines[0].contains("blueprint.published") && lines[2].contains("blueprint.deprecated"),
+        "{watch}"
+    );
+    let verify = ok(&run(&hub, &["verify"]));
+    assert!(verify.starts_with("ok: 4 entries"), "{verify}");
+
+    // A duplicate publish fails with the server's reason and exit code 2.
+    let dup = run(&hub, &["publish", &doc, "--id", "onboarding"]);
+    assert_eq!(dup.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    // Without a token: 401 explained.
+    let no_token = std::process::Command::new(binary())
+        .args(["deprecate", "onboarding", "--server", &hub.url("")])
+        .env_remove("SORCHA_TOKEN")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("401"));
+
+    let dir = hub.stop().await;
+    let offline = std::process::Command::new(binary())
+        .args(["verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(ok(&offline).starts_with("ok: 4 entries"));
+}
+
+#[tokio::test]
+async fn configuration_layers_file_env_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        r#"
+listen = "127.0.0.1:1"
+[[tokens]]
+token = "file-publisher-token-123456"
+identity = "from-file"
+role = "publisher"
+"#,
+    )
+    .unwrap();
+    // The flag --listen (127.0.0.1:0 from spawn_node) beats the file; the file's token works;
+    // SORCHA_NODE_ID from the environment names the node.
+    let node = spawn_node_env(
+        dir.path(),
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("SORCHA_NODE_ID", "env-node"),
+            ("SORCHA_HUB__HOSTNAME_PATTERN", "^never$"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let health: serde_json::Value = http
+        .get(format!("http://{}/health", node.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["nodeId"], "env-node");
+    let (status, entry) = crate::support::publish(
+        &http,
+        node.addr,
+        "file-publisher-token-123456",
+        "cfg",
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 201, "{entry}");
+    assert_eq!(entry["publishedBy"], "from-file");
+    // A token was configured, so no admin-token file was generated.
+    assert!(!dir.path().join("admin-token").exists());
+}

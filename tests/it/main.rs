@@ -1,0 +1,14 @@
+//! The one integration-test binary: every module drives the node through its real interfaces
+//! (sockets, the store file, child processes).
+
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod cli;
+mod corruption;
+mod crash;
+mod genesis;
+mod one_port;
+mod rest;
+mod sse;
+mod store;
+mod support;

@@ -1,0 +1,203 @@
+//! Test helpers: in-process nodes on port 0, child-process nodes, HTTP and SSE clients.
+
+use eventsource_stream::{Event, Eventsource};
+use futures::{Stream, StreamExt};
+use serde_json::{Value, json};
+use sorcha_peer::app::{self, Node};
+use sorcha_peer::config::{Config, Secret};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Admin token configured on test nodes.
+pub const ADMIN: &str = "test-admin-token-0123456789";
+/// Publisher token configured on test nodes.
+pub const PUBLISHER: &str = "test-publisher-token-0123456789";
+/// Genesis chain hash every hub must produce.
+pub const GENESIS_HASH: &str =
+    "sha256:ee9bc34cc3eef92eab7c096cc28cb8b3edecdc5915212abe35feecb00ab2771f";
+/// Upper bound of any single wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A test configuration over `dir` with known tokens and fast keep-alives.
+pub fn config(dir: &Path) -> Config {
+    let mut config = Config {
+        data_dir: dir.to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: Some(Secret(ADMIN.into())),
+        ..Config::default()
+    };
+    config.tokens.push(sorcha_peer::config::TokenConfig {
+        token: Secret(PUBLISHER.into()),
+        identity: "alice".into(),
+        role: sorcha_peer::config::TokenRole::Publisher,
+    });
+    config.sse.keep_alive = Duration::from_millis(200);
+    config.shutdown_grace = Duration::from_secs(5);
+    config
+}
+
+/// An in-process hub with its data dir.
+pub struct TestHub {
+    pub node: Node,
+    pub dir: TempDir,
+    pub http: reqwest::Client,
+}
+
+impl TestHub {
+    pub async fn start() -> Self {
+        Self::start_in(tempfile::tempdir().unwrap()).await
+    }
+
+    pub async fn start_in(dir: TempDir) -> Self {
+        let cfg = config(dir.path());
+        Self::start_with(dir, cfg).await
+    }
+
+    pub async fn start_with(dir: TempDir, cfg: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let node = app::start_with_hostname(cfg, listener, "test-host")
+            .await
+            .unwrap();
+        Self {
+            node,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.node.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.node.addr
+    }
+
+    /// Stops the node and hands back its data dir.
+    pub async fn stop(self) -> TempDir {
+        self.node.stop().await.unwrap();
+        self.dir
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn publish(&self, id: &str, document: Value) -> (u16, Value) {
+        publish(&self.http, self.addr(), PUBLISHER, id, document).await
+    }
+}
+
+/// POSTs a publish and returns status and body.
+pub async fn publish(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    token: &str,
+    id: &str,
+    document: Value,
+) -> (u16, Value) {
+    let r = http
+        .post(format!("http://{addr}/api/v1/system-register/blueprints"))
+        .bearer_auth(token)
+        .json(&json!({"blueprintId": id, "document": document}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Opens an SSE stream; `last_event_id` becomes the `Last-Event-ID` header.
+pub async fn sse(
+    addr: SocketAddr,
+    query: &str,
+    last_event_id: Option<&str>,
+) -> impl Stream<Item = Event> + Unpin {
+    let mut req = reqwest::Client::new().get(format!(
+        "http://{addr}/api/v1/system-register/events{query}"
+    ));
+    if let Some(id) = last_event_id {
+        req = req.header("Last-Event-ID", id);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200, "sse status");
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    Box::pin(
+        r.bytes_stream()
+            .eventsource()
+            .filter_map(|e| async move { e.ok().filter(|e| !e.data.is_empty()) }),
+    )
+}
+
+/// Reads `n` data events within [`WAIT`].
+pub async fn take_events(stream: &mut (impl Stream<Item = Event> + Unpin), n: usize) -> Vec<Event> {
+    let mut out = Vec::with_capacity(n);
+    tokio::time::timeout(WAIT, async {
+        while out.len() < n {
+            match stream.next().await {
+                Some(e) => out.push(e),
+                None => break,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out after {} of {n} events", out.len()));
+    out
+}
+
+/// Path of the built binary.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sorcha-peer"))
+}
+
+/// A node running as a child process.
+pub struct ChildNode {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+/// Starts `sorcha-peer serve` on port 0 over `dir` and waits for its listening line.
+pub async fn spawn_node(dir: &Path, extra: &[&str]) -> ChildNode {
+    spawn_node_env(dir, extra, &[]).await
+}
+
+/// [`spawn_node`] with extra environment variables.
+pub async fn spawn_node_env(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> ChildNode {
+    let mut child = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(["--admin-token", ADMIN])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .envs(envs.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("sorcha-peer listening on http://") {
+                return rest.trim().parse::<SocketAddr>().unwrap();
+            }
+        }
+        panic!("node exited before listening");
+    })
+    .await
+    .expect("node did not start in time");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    ChildNode { child, addr }
+}

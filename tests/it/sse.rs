@@ -171,3 +171,28 @@ async fn shutdown_ends_streams_cleanly() {
     assert!(end.is_ok(), "stream ended on shutdown");
     tokio::time::timeout(WAIT, stopping).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn stream_sends_retry_once_and_keep_alive_comments() {
+    // Configured keep-alive is 200 ms; read raw bytes until two comment lines have arrived.
+    let hub = TestHub::start().await;
+    let response = hub
+        .http
+        .get(hub.url("/api/v1/system-register/events"))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    tokio::time::timeout(WAIT, async {
+        while text.matches("\n:").count() + usize::from(text.starts_with(':')) < 2 {
+            let chunk = body.next().await.unwrap().unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("keep-alive comments arrive");
+    assert_eq!(text.matches("retry:").count(), 1, "{text:?}");
+    assert!(text.starts_with("retry: 2000\n"), "{text:?}");
+    hub.stop().await;
+}

@@ -18,6 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Documents travel as `bytes::Bytes` (shared with the store, no copies) and maps as
+        // BTreeMap (the register's metadata type).
+        .bytes(".")
+        .btree_map(".")
         .compile_fds(fds)?;
     Ok(())
 }

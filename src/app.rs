@@ -5,6 +5,7 @@ use crate::api::{self, AppState, NodeInfo};
 use crate::auth::Tokens;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::hub::Hub;
 use crate::register::{Register, RegisterOptions};
 use crate::role::{self, ResolvedRole};
 use crate::store::RegisterStore;
@@ -93,6 +94,15 @@ pub async fn start_with_hostname(
         .clone()
         .unwrap_or_else(|| hostname.to_owned());
     let shutdown = CancellationToken::new();
+    let hub = (role == ResolvedRole::Hub).then(|| {
+        Hub::new(
+            Arc::clone(&register),
+            config.hub.clone(),
+            node_id.clone(),
+            Arc::clone(&clock),
+            shutdown.clone(),
+        )
+    });
     let state = AppState {
         register,
         config: Arc::new(config),
@@ -104,8 +114,10 @@ pub async fn start_with_hostname(
             started_at_ms: clock.now_ms(),
         }),
         shutdown: shutdown.clone(),
+        hub: hub.clone(),
     };
-    let (grpc, health) = api::grpc::router().await?;
+    let housekeeping = hub.clone().map(|hub| tokio::spawn(hub.run_housekeeping()));
+    let (grpc, health) = api::grpc::router(hub).await?;
     let router = api::router(state.clone(), grpc);
     let addr = listener.local_addr()?;
     let grace = state.config.shutdown_grace;
@@ -121,6 +133,9 @@ pub async fn start_with_hostname(
         tokio::select! {
             result = server => result.context("server failed")?,
             () = deadline => tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace expired; closing remaining connections"),
+        }
+        if let Some(task) = housekeeping {
+            let _ = task.await;
         }
         store.close().await.context("closing the store")?;
         tracing::info!("node stopped");

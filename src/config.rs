@@ -74,6 +74,28 @@ pub struct HubConfig {
     pub validate_hostname: bool,
     /// Hostnames of hub nodes.
     pub hostname_pattern: String,
+    /// Heartbeat period advertised to peers; also the unit of "missed heartbeats".
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Heartbeat answer timeout advertised to peers.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// A session without heartbeats for this long turns HeartbeatTimeout (its push streams end).
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// A timed-out session is removed after this further period.
+    #[serde(with = "humantime_serde")]
+    pub session_grace: Duration,
+    /// Periodic sync interval advertised to peers.
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    /// Largest tolerated difference between a peer's heartbeat timestamp and the hub's clock.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    /// Most concurrent peer sessions; more get RESOURCE_EXHAUSTED.
+    pub max_sessions: usize,
+    /// Concurrent syncs a peer may run, advertised in the connection config.
+    pub max_concurrent_syncs: u32,
 }
 
 impl Default for HubConfig {
@@ -82,6 +104,14 @@ impl Default for HubConfig {
             enabled: false,
             validate_hostname: false,
             hostname_pattern: r"^n[0-2]\.sorcha\.dev$".to_owned(),
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(90),
+            session_grace: Duration::from_secs(300),
+            sync_interval: Duration::from_secs(300),
+            max_clock_skew: Duration::from_secs(60),
+            max_sessions: 10_000,
+            max_concurrent_syncs: 2,
         }
     }
 }
@@ -325,6 +355,12 @@ impl Config {
         }
         if self.limits.max_body_bytes < self.limits.max_document_bytes {
             return err("limits.maxBodyBytes must be at least limits.maxDocumentBytes".into());
+        }
+        if self.hub.heartbeat_interval.is_zero() || self.hub.session_timeout.is_zero() {
+            return err("hub.heartbeatInterval and hub.sessionTimeout must be above zero".into());
+        }
+        if self.hub.max_sessions == 0 {
+            return err("hub.maxSessions must be at least 1".into());
         }
         if self.sse.keep_alive.is_zero() {
             return err("sse.keepAlive must be above zero".into());

@@ -15,6 +15,8 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod hub;
+pub mod protocol;
 pub mod register;
 pub mod role;
 pub mod store;

@@ -11,6 +11,7 @@ pub mod sse;
 
 use crate::auth::Tokens;
 use crate::config::Config;
+use crate::hub::Hub;
 use crate::register::Register;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub node: Arc<NodeInfo>,
     /// Cancelled at shutdown; ends streams.
     pub shutdown: CancellationToken,
+    /// The hub role, when this node is a hub.
+    pub hub: Option<Arc<Hub>>,
 }
 
 #[derive(OpenApi)]
@@ -67,7 +70,8 @@ pub struct AppState {
         (name = "node", description = "Liveness, readiness and the node itself"),
         (name = "register", description = "The system register: summary, log and integrity"),
         (name = "blueprints", description = "Blueprints: read, publish, update, deprecate"),
-        (name = "events", description = "Server-Sent Events")
+        (name = "events", description = "Server-Sent Events"),
+        (name = "peers", description = "Peer sessions of a hub")
     )
 )]
 struct ApiDoc;
@@ -97,6 +101,8 @@ pub fn rest_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(rest::blueprints::history))
         .routes(routes!(rest::blueprints::deprecate))
         .routes(routes!(rest::entries::entries))
+        .routes(routes!(rest::peers::list))
+        .routes(routes!(rest::peers::get))
         .routes(routes!(sse::events))
         .split_for_parts()
 }

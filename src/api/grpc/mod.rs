@@ -11,7 +11,16 @@ pub mod proto {
         include_bytes!(concat!(env!("OUT_DIR"), "/sorcha_descriptor.bin"));
 }
 
+pub mod client;
+pub mod connection;
+pub mod convert;
+pub mod heartbeat;
+pub mod status;
+pub mod sync;
+
+use crate::hub::Hub;
 use axum::Router;
+use std::sync::Arc;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -23,9 +32,12 @@ pub const HEALTH_SERVICES: [&str; 4] = [
     "sorcha.peer.v1.Heartbeat",
 ];
 
-/// Builds the gRPC routes (health + reflection) as an axum router with gRPC-Web support;
-/// returns the health reporter so shutdown can report NOT_SERVING.
-pub async fn router() -> Result<(Router, HealthReporter), tonic_reflection::server::Error> {
+/// Builds the gRPC routes — the three Sorcha services when this node is a hub, health and
+/// reflection always — as an axum router with gRPC-Web support; returns the health reporter
+/// so shutdown can report NOT_SERVING.
+pub async fn router(
+    hub: Option<Arc<Hub>>,
+) -> Result<(Router, HealthReporter), tonic_reflection::server::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for service in HEALTH_SERVICES {
         reporter
@@ -40,9 +52,29 @@ pub async fn router() -> Result<(Router, HealthReporter), tonic_reflection::serv
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let routes = tonic::service::Routes::new(health)
+    let mut routes = tonic::service::Routes::new(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
+    if let Some(hub) = hub {
+        routes = routes
+            .add_service(
+                proto::central_node_connection_server::CentralNodeConnectionServer::new(
+                    connection::ConnectionService {
+                        hub: Arc::clone(&hub),
+                    },
+                ),
+            )
+            .add_service(
+                proto::system_register_sync_server::SystemRegisterSyncServer::new(
+                    sync::SyncService {
+                        hub: Arc::clone(&hub),
+                    },
+                ),
+            )
+            .add_service(proto::heartbeat_server::HeartbeatServer::new(
+                heartbeat::HeartbeatService { hub },
+            ));
+    }
     let router = routes
         .into_axum_router()
         .layer(tonic_web::GrpcWebLayer::new());

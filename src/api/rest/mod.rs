@@ -3,6 +3,7 @@
 pub mod blueprints;
 pub mod entries;
 pub mod node;
+pub mod peers;
 
 use super::error::ApiError;
 

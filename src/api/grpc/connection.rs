@@ -1,0 +1,56 @@
+//! `sorcha.peer.v1.CentralNodeConnection` on the hub.
+
+use super::convert;
+use super::proto::central_node_connection_server::CentralNodeConnection;
+use super::proto::{
+    CentralNodeStatus, ConnectRequest, ConnectionResponse, DisconnectRequest,
+    DisconnectionResponse, StatusRequest,
+};
+use crate::hub::Hub;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The connection service.
+#[derive(Debug, Clone)]
+pub struct ConnectionService {
+    /// The hub.
+    pub hub: Arc<Hub>,
+}
+
+#[tonic::async_trait]
+impl CentralNodeConnection for ConnectionService {
+    async fn connect_to_central_node(
+        &self,
+        request: Request<ConnectRequest>,
+    ) -> Result<Response<ConnectionResponse>, Status> {
+        let request = convert::connect_from_wire(request.into_inner());
+        let grant = self.hub.connect(request).await?;
+        Ok(Response::new(convert::grant_to_wire(&grant)))
+    }
+
+    async fn disconnect_from_central_node(
+        &self,
+        request: Request<DisconnectRequest>,
+    ) -> Result<Response<DisconnectionResponse>, Status> {
+        let r = request.into_inner();
+        let at = self.hub.disconnect(
+            &r.peer_id,
+            &r.session_id,
+            convert::reason_from_wire(r.reason),
+        )?;
+        Ok(Response::new(DisconnectionResponse {
+            success: true,
+            message: "session ended".into(),
+            disconnected_at: at,
+        }))
+    }
+
+    async fn get_central_node_status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<CentralNodeStatus>, Status> {
+        let r = request.into_inner();
+        let status = self.hub.status(r.include_peer_list).await?;
+        Ok(Response::new(convert::status_to_wire(status)))
+    }
+}

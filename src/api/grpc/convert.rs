@@ -1,0 +1,452 @@
+//! Conversions between the domain types and the generated `sorcha.peer.v1` messages.
+
+use super::proto;
+use crate::protocol::{
+    CheckpointState, CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters,
+    Heartbeat, HeartbeatAck, HeartbeatHealth, HeartbeatReport, HubStatus, Notification,
+    PeerDescription, RecommendedAction, SessionStatus, SessionView,
+};
+use crate::register::entry::{Entry, EntryType};
+use std::time::Duration;
+
+/// Wire enum of an entry type.
+pub fn notification_type(t: EntryType) -> proto::NotificationType {
+    match t {
+        EntryType::Published => proto::NotificationType::BlueprintPublished,
+        EntryType::Updated => proto::NotificationType::BlueprintUpdated,
+        EntryType::Deprecated => proto::NotificationType::BlueprintDeprecated,
+    }
+}
+
+/// Entry type of a wire enum value; `None` for UNKNOWN and unknown values.
+pub fn entry_type(value: i32) -> Option<EntryType> {
+    match proto::NotificationType::try_from(value).ok()? {
+        proto::NotificationType::BlueprintPublished => Some(EntryType::Published),
+        proto::NotificationType::BlueprintUpdated => Some(EntryType::Updated),
+        proto::NotificationType::BlueprintDeprecated => Some(EntryType::Deprecated),
+        proto::NotificationType::Unknown => None,
+    }
+}
+
+/// Wire form of an entry.
+pub fn entry_to_wire(e: &Entry) -> proto::SystemRegisterEntry {
+    proto::SystemRegisterEntry {
+        blueprint_id: e.blueprint_id.clone(),
+        register_id: e.register_id.clone(),
+        blueprint_document: e.document.clone(),
+        published_at: e.published_at,
+        published_by: e.published_by.clone(),
+        version: e.version,
+        is_active: e.is_active,
+        publication_transaction_id: e.publication_transaction_id.clone().unwrap_or_default(),
+        checksum: e.checksum.clone(),
+        metadata: e.metadata.clone(),
+        chain_hash: e.chain_hash.clone(),
+        entry_type: notification_type(e.entry_type) as i32,
+    }
+}
+
+/// Domain form of a wire entry. A sender without our `entry_type` field gets its type inferred
+/// (inactive → deprecated, else published); chain verification catches a wrong guess.
+pub fn entry_from_wire(w: proto::SystemRegisterEntry) -> Entry {
+    let entry_type = entry_type(w.entry_type).unwrap_or(if w.is_active {
+        EntryType::Published
+    } else {
+        EntryType::Deprecated
+    });
+    Entry {
+        version: w.version,
+        blueprint_id: w.blueprint_id,
+        register_id: w.register_id,
+        document: w.blueprint_document,
+        published_at: w.published_at,
+        published_by: w.published_by,
+        is_active: w.is_active,
+        publication_transaction_id: Some(w.publication_transaction_id).filter(|t| !t.is_empty()),
+        checksum: w.checksum,
+        metadata: w.metadata,
+        chain_hash: w.chain_hash,
+        entry_type,
+    }
+}
+
+/// Domain form of a connect request.
+pub fn connect_from_wire(r: proto::ConnectRequest) -> ConnectRequest {
+    let info = r.peer_info.unwrap_or_default();
+    let caps = info.capabilities.unwrap_or_default();
+    ConnectRequest {
+        peer_id: r.peer_id,
+        peer: PeerDescription {
+            address: info.address,
+            port: info.port,
+            node_type: info.node_type,
+            supported_protocols: info.supported_protocols,
+            supports_push_notifications: caps.supports_push_notifications,
+            supports_incremental_sync: caps.supports_incremental_sync,
+            max_blueprint_size: caps.max_blueprint_size,
+            is_nat_restricted: caps.is_nat_restricted,
+        },
+        last_known_version: r.last_known_version,
+        connection_time: r.connection_time,
+    }
+}
+
+/// Wire form of a connect request.
+pub fn connect_to_wire(r: &ConnectRequest) -> proto::ConnectRequest {
+    proto::ConnectRequest {
+        peer_id: r.peer_id.clone(),
+        peer_info: Some(proto::PeerInfo {
+            address: r.peer.address.clone(),
+            port: r.peer.port,
+            node_type: r.peer.node_type.clone(),
+            supported_protocols: r.peer.supported_protocols.clone(),
+            capabilities: Some(proto::PeerCapabilities {
+                supports_push_notifications: r.peer.supports_push_notifications,
+                supports_incremental_sync: r.peer.supports_incremental_sync,
+                max_blueprint_size: r.peer.max_blueprint_size,
+                is_nat_restricted: r.peer.is_nat_restricted,
+            }),
+        }),
+        last_known_version: r.last_known_version,
+        connection_time: r.connection_time,
+    }
+}
+
+fn secs_i32(d: Duration) -> i32 {
+    // Round up so a sub-second test interval is never advertised as 0.
+    i32::try_from(d.as_millis().div_ceil(1000)).unwrap_or(i32::MAX)
+}
+
+/// Wire form of a connection grant.
+pub fn grant_to_wire(g: &ConnectionGrant) -> proto::ConnectionResponse {
+    proto::ConnectionResponse {
+        success: true,
+        message: "connected".into(),
+        session_id: g.session_id.clone(),
+        central_node_id: g.hub_id.clone(),
+        current_system_register_version: g.current_version,
+        connected_at: g.connected_at,
+        heartbeat_interval_seconds: secs_i32(g.heartbeat_interval),
+        config: Some(proto::ConnectionConfig {
+            heartbeat_timeout_seconds: secs_i32(g.heartbeat_timeout),
+            periodic_sync_interval_minutes: i32::try_from(g.sync_interval.as_secs().div_ceil(60))
+                .unwrap_or(i32::MAX),
+            push_notifications_enabled: g.push_enabled,
+            max_concurrent_syncs: i32::try_from(g.max_concurrent_syncs).unwrap_or(i32::MAX),
+        }),
+        head_hash: g.head_hash.clone(),
+    }
+}
+
+/// Domain form of a connection response (durations in the wire's units).
+pub fn grant_from_wire(r: proto::ConnectionResponse) -> ConnectionGrant {
+    let config = r.config.unwrap_or_default();
+    let secs = |s: i32| Duration::from_secs(u64::try_from(s).unwrap_or(0));
+    ConnectionGrant {
+        session_id: r.session_id,
+        hub_id: r.central_node_id,
+        current_version: r.current_system_register_version,
+        head_hash: r.head_hash,
+        connected_at: r.connected_at,
+        heartbeat_interval: secs(r.heartbeat_interval_seconds),
+        heartbeat_timeout: secs(config.heartbeat_timeout_seconds),
+        sync_interval: secs(config.periodic_sync_interval_minutes.saturating_mul(60)),
+        push_enabled: config.push_notifications_enabled,
+        max_concurrent_syncs: u32::try_from(config.max_concurrent_syncs).unwrap_or(0),
+    }
+}
+
+/// Domain form of a disconnect reason.
+pub fn reason_from_wire(value: i32) -> DisconnectReason {
+    match proto::DisconnectReason::try_from(value) {
+        Ok(proto::DisconnectReason::Shutdown) => DisconnectReason::Shutdown,
+        Ok(proto::DisconnectReason::HeartbeatTimeout) => DisconnectReason::HeartbeatTimeout,
+        Ok(proto::DisconnectReason::Failover) => DisconnectReason::Failover,
+        Ok(proto::DisconnectReason::Error) => DisconnectReason::Error,
+        Ok(proto::DisconnectReason::ClientRequest) => DisconnectReason::ClientRequest,
+        _ => DisconnectReason::Unknown,
+    }
+}
+
+/// Wire form of a disconnect reason.
+pub fn reason_to_wire(reason: DisconnectReason) -> proto::DisconnectReason {
+    match reason {
+        DisconnectReason::Unknown => proto::DisconnectReason::Unknown,
+        DisconnectReason::Shutdown => proto::DisconnectReason::Shutdown,
+        DisconnectReason::HeartbeatTimeout => proto::DisconnectReason::HeartbeatTimeout,
+        DisconnectReason::Failover => proto::DisconnectReason::Failover,
+        DisconnectReason::Error => proto::DisconnectReason::Error,
+        DisconnectReason::ClientRequest => proto::DisconnectReason::ClientRequest,
+    }
+}
+
+/// Domain form of subscription filters; unknown type values are refused.
+pub fn filters_from_wire(f: Option<proto::SubscriptionFilters>) -> Result<Filters, String> {
+    let f = f.unwrap_or_default();
+    let types = f
+        .notification_types
+        .iter()
+        .map(|t| {
+            entry_type(*t).ok_or_else(|| format!("notification type {t} is not a filterable type"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Filters {
+        blueprint_ids: f.blueprint_ids,
+        publisher_ids: f.publisher_ids,
+        types,
+        metadata: f.metadata_filters,
+    })
+}
+
+/// Wire form of subscription filters.
+pub fn filters_to_wire(f: &Filters) -> proto::SubscriptionFilters {
+    proto::SubscriptionFilters {
+        blueprint_ids: f.blueprint_ids.clone(),
+        publisher_ids: f.publisher_ids.clone(),
+        notification_types: f
+            .types
+            .iter()
+            .map(|t| notification_type(*t) as i32)
+            .collect(),
+        metadata_filters: f.metadata.clone(),
+    }
+}
+
+/// Wire form of a notification.
+pub fn notification_to_wire(n: Notification) -> proto::BlueprintNotification {
+    proto::BlueprintNotification {
+        blueprint_id: n.blueprint_id,
+        version: n.version,
+        published_at: n.published_at,
+        published_by: n.published_by,
+        blueprint_summary: n.summary,
+        r#type: notification_type(n.entry_type) as i32,
+        checksum: n.checksum,
+        sequence_number: n.sequence_number,
+        chain_hash: n.chain_hash,
+    }
+}
+
+/// Domain form of a notification; `None` for an unknown type.
+pub fn notification_from_wire(n: proto::BlueprintNotification) -> Option<Notification> {
+    Some(Notification {
+        entry_type: entry_type(n.r#type)?,
+        blueprint_id: n.blueprint_id,
+        version: n.version,
+        published_at: n.published_at,
+        published_by: n.published_by,
+        summary: n.blueprint_summary,
+        checksum: n.checksum,
+        sequence_number: n.sequence_number,
+        chain_hash: n.chain_hash,
+    })
+}
+
+/// Domain form of a heartbeat.
+pub fn heartbeat_from_wire(m: proto::HeartbeatMessage) -> Heartbeat {
+    Heartbeat {
+        peer_id: m.peer_id,
+        session_id: m.session_id,
+        timestamp: m.timestamp,
+        sequence_number: m.sequence_number,
+        last_sync_version: m.last_sync_version,
+        head_hash: m.head_hash,
+    }
+}
+
+/// Wire form of a heartbeat.
+pub fn heartbeat_to_wire(h: &Heartbeat) -> proto::HeartbeatMessage {
+    proto::HeartbeatMessage {
+        peer_id: h.peer_id.clone(),
+        timestamp: h.timestamp,
+        sequence_number: h.sequence_number,
+        last_sync_version: h.last_sync_version,
+        session_id: h.session_id.clone(),
+        node_type: "Peer".into(),
+        metrics: None,
+        head_hash: h.head_hash.clone(),
+    }
+}
+
+fn action_to_wire(a: RecommendedAction) -> proto::RecommendedAction {
+    match a {
+        RecommendedAction::None => proto::RecommendedAction::None,
+        RecommendedAction::Sync => proto::RecommendedAction::Sync,
+        RecommendedAction::ReduceFrequency => proto::RecommendedAction::ReduceFrequency,
+        RecommendedAction::Failover => proto::RecommendedAction::Failover,
+        RecommendedAction::Reconnect => proto::RecommendedAction::Reconnect,
+    }
+}
+
+fn action_from_wire(value: i32) -> RecommendedAction {
+    match proto::RecommendedAction::try_from(value) {
+        Ok(proto::RecommendedAction::Sync) => RecommendedAction::Sync,
+        Ok(proto::RecommendedAction::ReduceFrequency) => RecommendedAction::ReduceFrequency,
+        Ok(proto::RecommendedAction::Failover) => RecommendedAction::Failover,
+        Ok(proto::RecommendedAction::Reconnect) => RecommendedAction::Reconnect,
+        _ => RecommendedAction::None,
+    }
+}
+
+/// Wire form of a heartbeat answer.
+pub fn ack_to_wire(a: HeartbeatAck) -> proto::HeartbeatAcknowledgement {
+    proto::HeartbeatAcknowledgement {
+        success: a.success,
+        timestamp: a.timestamp,
+        central_node_id: a.hub_id,
+        current_system_register_version: a.current_version,
+        message: a.message,
+        recommended_action: action_to_wire(a.action) as i32,
+        server_latency_ms: a.server_latency_ms,
+        head_hash: a.head_hash,
+    }
+}
+
+/// Domain form of a heartbeat answer.
+pub fn ack_from_wire(a: proto::HeartbeatAcknowledgement) -> HeartbeatAck {
+    HeartbeatAck {
+        success: a.success,
+        timestamp: a.timestamp,
+        hub_id: a.central_node_id,
+        current_version: a.current_system_register_version,
+        head_hash: a.head_hash,
+        message: a.message,
+        action: action_from_wire(a.recommended_action),
+        server_latency_ms: a.server_latency_ms,
+    }
+}
+
+fn health_to_wire(h: HeartbeatHealth) -> proto::HeartbeatHealthStatus {
+    match h {
+        HeartbeatHealth::Unknown => proto::HeartbeatHealthStatus::Unknown,
+        HeartbeatHealth::Healthy => proto::HeartbeatHealthStatus::Healthy,
+        HeartbeatHealth::Warning => proto::HeartbeatHealthStatus::Warning,
+        HeartbeatHealth::Critical => proto::HeartbeatHealthStatus::Critical,
+        HeartbeatHealth::Timeout => proto::HeartbeatHealthStatus::Timeout,
+        HeartbeatHealth::Disconnected => proto::HeartbeatHealthStatus::Disconnected,
+    }
+}
+
+fn health_from_wire(value: i32) -> HeartbeatHealth {
+    match proto::HeartbeatHealthStatus::try_from(value) {
+        Ok(proto::HeartbeatHealthStatus::Healthy) => HeartbeatHealth::Healthy,
+        Ok(proto::HeartbeatHealthStatus::Warning) => HeartbeatHealth::Warning,
+        Ok(proto::HeartbeatHealthStatus::Critical) => HeartbeatHealth::Critical,
+        Ok(proto::HeartbeatHealthStatus::Timeout) => HeartbeatHealth::Timeout,
+        Ok(proto::HeartbeatHealthStatus::Disconnected) => HeartbeatHealth::Disconnected,
+        _ => HeartbeatHealth::Unknown,
+    }
+}
+
+/// Wire form of a heartbeat report.
+pub fn report_to_wire(r: HeartbeatReport) -> proto::HeartbeatStatus {
+    proto::HeartbeatStatus {
+        peer_id: r.peer_id,
+        session_id: r.session_id,
+        last_heartbeat_time: r.last_heartbeat_time,
+        missed_heartbeats: r.missed_heartbeats,
+        is_healthy: r.is_healthy,
+        status_message: r.status_message,
+        total_heartbeats_received: r.total_heartbeats_received,
+        total_heartbeats_missed: r.total_heartbeats_missed,
+        average_latency_ms: r.average_latency_ms,
+        last_known_sync_version: r.last_known_sync_version,
+        version_lag: r.version_lag,
+        health_status: health_to_wire(r.health) as i32,
+    }
+}
+
+/// Domain form of a heartbeat report.
+pub fn report_from_wire(r: proto::HeartbeatStatus) -> HeartbeatReport {
+    HeartbeatReport {
+        peer_id: r.peer_id,
+        session_id: r.session_id,
+        last_heartbeat_time: r.last_heartbeat_time,
+        missed_heartbeats: r.missed_heartbeats,
+        is_healthy: r.is_healthy,
+        status_message: r.status_message,
+        total_heartbeats_received: r.total_heartbeats_received,
+        total_heartbeats_missed: r.total_heartbeats_missed,
+        average_latency_ms: r.average_latency_ms,
+        last_known_sync_version: r.last_known_sync_version,
+        version_lag: r.version_lag,
+        health: health_from_wire(r.health_status),
+    }
+}
+
+fn session_status_to_wire(s: SessionStatus) -> proto::PeerConnectionStatus {
+    match s {
+        SessionStatus::Connected => proto::PeerConnectionStatus::Connected,
+        SessionStatus::HeartbeatTimeout => proto::PeerConnectionStatus::HeartbeatTimeout,
+        SessionStatus::Disconnecting => proto::PeerConnectionStatus::Disconnecting,
+        SessionStatus::Syncing => proto::PeerConnectionStatus::Syncing,
+    }
+}
+
+fn peer_to_wire(s: &SessionView) -> proto::ConnectedPeerInfo {
+    proto::ConnectedPeerInfo {
+        peer_id: s.peer_id.clone(),
+        session_id: s.session_id.clone(),
+        connected_at: s.connected_at,
+        last_heartbeat_at: s.last_heartbeat_at,
+        last_sync_version: s.last_sync_version,
+        status: session_status_to_wire(s.status) as i32,
+    }
+}
+
+fn count_i32(n: impl TryInto<i32>) -> i32 {
+    n.try_into().unwrap_or(i32::MAX)
+}
+
+/// Wire form of the hub status.
+pub fn status_to_wire(s: HubStatus) -> proto::CentralNodeStatus {
+    proto::CentralNodeStatus {
+        node_id: s.node_id,
+        health: if s.healthy {
+            proto::NodeHealth::Healthy
+        } else {
+            proto::NodeHealth::Unhealthy
+        } as i32,
+        current_system_register_version: s.current_version,
+        total_blueprints: count_i32(s.total_blueprints),
+        active_peer_count: count_i32(s.active_peer_count),
+        last_blueprint_published_at: s.last_published_at,
+        uptime_seconds: i64::try_from(s.uptime_seconds).unwrap_or(i64::MAX),
+        connected_peers: s.peers.iter().map(peer_to_wire).collect(),
+        head_hash: s.head_hash,
+    }
+}
+
+/// Wire form of a checkpoint.
+pub fn checkpoint_to_wire(c: CheckpointView) -> proto::SyncCheckpoint {
+    proto::SyncCheckpoint {
+        peer_id: c.peer_id,
+        current_version: c.current_version,
+        last_sync_time: c.last_sync_time,
+        total_blueprints: count_i32(c.total_blueprints),
+        central_node_id: c.hub_id,
+        next_sync_due: c.next_sync_due,
+        status: match c.status {
+            CheckpointState::UpToDate => proto::CheckpointStatus::UpToDate,
+            CheckpointState::Behind => proto::CheckpointStatus::Behind,
+            CheckpointState::Syncing => proto::CheckpointStatus::Syncing,
+        } as i32,
+    }
+}
+
+/// Domain form of a checkpoint (unknown statuses read as behind).
+pub fn checkpoint_from_wire(c: proto::SyncCheckpoint) -> CheckpointView {
+    CheckpointView {
+        peer_id: c.peer_id,
+        current_version: c.current_version,
+        last_sync_time: c.last_sync_time,
+        total_blueprints: i64::from(c.total_blueprints),
+        hub_id: c.central_node_id,
+        next_sync_due: c.next_sync_due,
+        status: match proto::CheckpointStatus::try_from(c.status) {
+            Ok(proto::CheckpointStatus::UpToDate) => CheckpointState::UpToDate,
+            Ok(proto::CheckpointStatus::Syncing) => CheckpointState::Syncing,
+            _ => CheckpointState::Behind,
+        },
+    }
+}

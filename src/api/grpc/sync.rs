@@ -1,0 +1,88 @@
+//! `sorcha.peer.v1.SystemRegisterSync` on the hub.
+
+use super::convert;
+use super::proto::system_register_sync_server::SystemRegisterSync;
+use super::proto::{
+    BlueprintNotification, CheckpointRequest, SubscriptionRequest, SyncCheckpoint, SyncRequest,
+    SystemRegisterEntry,
+};
+use crate::hub::Hub;
+use futures::{Stream, StreamExt};
+use std::pin::Pin;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The sync service.
+#[derive(Debug, Clone)]
+pub struct SyncService {
+    /// The hub.
+    pub hub: Arc<Hub>,
+}
+
+impl SyncService {
+    fn stream(&self, r: SyncRequest, after: i64) -> Result<BoxStream<SystemRegisterEntry>, Status> {
+        let entries = self.hub.sync(
+            &r.peer_id,
+            &r.session_id,
+            after,
+            i64::from(r.max_blueprints),
+        )?;
+        Ok(Box::pin(entries.map(|item| {
+            item.map(|e| convert::entry_to_wire(&e))
+                .map_err(Status::from)
+        })))
+    }
+}
+
+#[tonic::async_trait]
+impl SystemRegisterSync for SyncService {
+    type FullSyncStream = BoxStream<SystemRegisterEntry>;
+    type IncrementalSyncStream = BoxStream<SystemRegisterEntry>;
+    type SubscribeToPushNotificationsStream = BoxStream<BlueprintNotification>;
+
+    async fn full_sync(
+        &self,
+        request: Request<SyncRequest>,
+    ) -> Result<Response<Self::FullSyncStream>, Status> {
+        let r = request.into_inner();
+        tracing::info!(peer_id = %r.peer_id, max = r.max_blueprints, "full sync");
+        Ok(Response::new(self.stream(r, 0)?))
+    }
+
+    async fn incremental_sync(
+        &self,
+        request: Request<SyncRequest>,
+    ) -> Result<Response<Self::IncrementalSyncStream>, Status> {
+        let r = request.into_inner();
+        let after = r.last_known_version;
+        tracing::debug!(peer_id = %r.peer_id, after, "incremental sync");
+        Ok(Response::new(self.stream(r, after)?))
+    }
+
+    async fn subscribe_to_push_notifications(
+        &self,
+        request: Request<SubscriptionRequest>,
+    ) -> Result<Response<Self::SubscribeToPushNotificationsStream>, Status> {
+        let r = request.into_inner();
+        let filters = convert::filters_from_wire(r.filters).map_err(Status::invalid_argument)?;
+        let notifications =
+            self.hub
+                .subscribe(&r.peer_id, &r.session_id, filters, r.resume_from_version)?;
+        tracing::info!(peer_id = %r.peer_id, resume_from = r.resume_from_version, "push subscription");
+        Ok(Response::new(Box::pin(notifications.map(|item| {
+            item.map(convert::notification_to_wire)
+                .map_err(Status::from)
+        }))))
+    }
+
+    async fn get_sync_checkpoint(
+        &self,
+        request: Request<CheckpointRequest>,
+    ) -> Result<Response<SyncCheckpoint>, Status> {
+        let r = request.into_inner();
+        let checkpoint = self.hub.checkpoint(&r.peer_id, &r.session_id).await?;
+        Ok(Response::new(convert::checkpoint_to_wire(checkpoint)))
+    }
+}

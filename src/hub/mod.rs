@@ -1,0 +1,374 @@
+//! The hub role: peer sessions, heartbeat tracking, sync and push streams over the Register.
+//! Transport-free: `api/grpc` adapts it to the wire contract.
+
+pub mod sessions;
+
+use crate::clock::SharedClock;
+use crate::config::HubConfig;
+use crate::protocol::{
+    CheckpointState, CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters,
+    Heartbeat, HeartbeatAck, HeartbeatReport, HubStatus, Notification, SessionView,
+};
+use crate::register::entry::Entry;
+use crate::register::{PAGE, Register, RegisterError};
+use crate::store::StoreError;
+use futures::{Stream, StreamExt};
+use sessions::{SessionRegistry, StreamGuard};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Why a hub operation failed; each maps to one gRPC status code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HubError {
+    /// Bad input (ids, sizes, clock skew) → INVALID_ARGUMENT.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Unknown session → NOT_FOUND.
+    #[error("{0}")]
+    NotFound(String),
+    /// Hub-to-hub connection, heartbeat before connect → FAILED_PRECONDITION.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Too many sessions → RESOURCE_EXHAUSTED.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// Not ready or shutting down → UNAVAILABLE.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The register failed.
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+}
+
+impl From<StoreError> for HubError {
+    fn from(e: StoreError) -> Self {
+        HubError::Register(RegisterError::Store(e))
+    }
+}
+
+/// The hub: Register + sessions.
+pub struct Hub {
+    register: Arc<Register>,
+    sessions: SessionRegistry,
+    config: HubConfig,
+    node_id: String,
+    clock: SharedClock,
+    started: Instant,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("node_id", &self.node_id)
+            .finish()
+    }
+}
+
+impl Hub {
+    /// A hub over `register`; streams end when `shutdown` is cancelled.
+    pub fn new(
+        register: Arc<Register>,
+        config: HubConfig,
+        node_id: String,
+        clock: SharedClock,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            sessions: SessionRegistry::new(config.clone(), Arc::clone(&clock)),
+            register,
+            config,
+            node_id,
+            clock,
+            started: Instant::now(),
+            shutdown,
+        })
+    }
+
+    /// The hub's node id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The Register.
+    pub fn register(&self) -> &Arc<Register> {
+        &self.register
+    }
+
+    fn ensure_ready(&self) -> Result<(), HubError> {
+        if self.shutdown.is_cancelled() {
+            return Err(HubError::Unavailable("the hub is shutting down".into()));
+        }
+        if let Some(failure) = self.register.integrity() {
+            return Err(HubError::Unavailable(format!(
+                "the hub's register failed its integrity check: {failure}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn head(&self) -> Result<(i64, String), HubError> {
+        let head = self.register.head().await?;
+        Ok(head.map_or((0, String::new()), |h| (h.version, h.chain_hash)))
+    }
+
+    /// Opens a session (replacing an earlier one of the same peer).
+    pub async fn connect(&self, request: ConnectRequest) -> Result<ConnectionGrant, HubError> {
+        self.ensure_ready()?;
+        let (current_version, head_hash) = self.head().await?;
+        let opened = self.sessions.open(&request)?;
+        tracing::info!(
+            peer_id = %request.peer_id,
+            session_id = %opened.session_id,
+            last_known_version = request.last_known_version,
+            hub_version = current_version,
+            "peer connected"
+        );
+        Ok(ConnectionGrant {
+            session_id: opened.session_id,
+            hub_id: self.node_id.clone(),
+            current_version,
+            head_hash,
+            connected_at: opened.connected_at,
+            heartbeat_interval: self.config.heartbeat_interval,
+            heartbeat_timeout: self.config.heartbeat_timeout,
+            sync_interval: self.config.sync_interval,
+            push_enabled: true,
+            max_concurrent_syncs: self.config.max_concurrent_syncs,
+        })
+    }
+
+    /// Ends a session and its push streams; returns the time it ended.
+    pub fn disconnect(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+        reason: DisconnectReason,
+    ) -> Result<i64, HubError> {
+        self.sessions.close(peer_id, session_id)?;
+        tracing::info!(%peer_id, %session_id, ?reason, "peer disconnected");
+        Ok(self.clock.now_ms())
+    }
+
+    /// Streams entries with `version > after` (all of them for a full sync, `after = 0`) in
+    /// version order, page by page from the store, at most `max` entries (0 = no limit).
+    pub fn sync(
+        self: &Arc<Self>,
+        peer_id: &str,
+        session_id: &str,
+        after: i64,
+        max: i64,
+    ) -> Result<impl Stream<Item = Result<Entry, HubError>> + Send + use<>, HubError> {
+        self.ensure_ready()?;
+        if after < 0 {
+            return Err(HubError::InvalidArgument(format!(
+                "last_known_version {after} is negative"
+            )));
+        }
+        if max < 0 {
+            return Err(HubError::InvalidArgument(format!(
+                "max_blueprints {max} is negative; use 0 for no limit"
+            )));
+        }
+        let guard = self.sessions.start_sync(peer_id, session_id)?;
+        let limit = if max == 0 { usize::MAX } else { max as usize };
+        struct State {
+            hub: Arc<Hub>,
+            cursor: i64,
+            sent: usize,
+            limit: usize,
+            page: std::collections::VecDeque<Entry>,
+            done: bool,
+            guard: StreamGuard,
+        }
+        let state = State {
+            hub: Arc::clone(self),
+            cursor: after,
+            sent: 0,
+            limit,
+            page: Default::default(),
+            done: false,
+            guard,
+        };
+        let cancel = self.shutdown.clone();
+        Ok(futures::stream::unfold(state, |mut s| async move {
+            if s.done {
+                return None;
+            }
+            if s.sent >= s.limit {
+                s.guard.finish_sync(s.cursor);
+                return None;
+            }
+            if s.page.is_empty() {
+                let want = PAGE.min(s.limit - s.sent);
+                match s.hub.register.store().entries_after(s.cursor, want).await {
+                    Ok(page) if page.is_empty() => {
+                        s.guard.finish_sync(s.cursor);
+                        return None;
+                    }
+                    Ok(page) => s.page.extend(page),
+                    Err(e) => {
+                        s.done = true;
+                        return Some((Err(e.into()), s));
+                    }
+                }
+            }
+            let entry = s.page.pop_front()?;
+            s.cursor = entry.version;
+            s.sent += 1;
+            Some((Ok(entry), s))
+        })
+        .take_until(cancel.cancelled_owned()))
+    }
+
+    /// A push stream: every entry after `resume_from` (0 = from now on) that passes `filters`,
+    /// as notifications with a gap-free per-stream sequence number. A cursor over the store:
+    /// a slow reader is caught up from the store, never skipped, never blocking others. Ends
+    /// when the session ends or the hub shuts down.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        peer_id: &str,
+        session_id: &str,
+        filters: Filters,
+        resume_from: i64,
+    ) -> Result<impl Stream<Item = Result<Notification, HubError>> + Send + use<>, HubError> {
+        self.ensure_ready()?;
+        if resume_from < 0 {
+            return Err(HubError::InvalidArgument(format!(
+                "resume_from_version {resume_from} is negative"
+            )));
+        }
+        let (session_ended, guard) = self.sessions.start_push(peer_id, session_id)?;
+        let start = if resume_from > 0 {
+            resume_from
+        } else {
+            self.register.head_version()
+        };
+        let mut sequence = 0i64;
+        let stream = self
+            .register
+            .follow(start)
+            .filter_map(move |item| {
+                let _keep_counted = &guard;
+                let out = match item {
+                    Ok(entry) if filters.matches(&entry) => {
+                        sequence += 1;
+                        Some(Ok(Notification::for_entry(&entry, sequence)))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(Err(HubError::from(e))),
+                };
+                std::future::ready(out)
+            })
+            .take_until(session_ended.cancelled_owned())
+            .take_until(self.shutdown.clone().cancelled_owned());
+        Ok(stream)
+    }
+
+    /// Records a heartbeat and advises the peer.
+    pub async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<HeartbeatAck, HubError> {
+        let (current_version, head_hash) = self.head().await?;
+        let now = self.clock.now_ms();
+        let outcome = self.sessions.heartbeat(&heartbeat, current_version)?;
+        Ok(HeartbeatAck {
+            success: outcome.known,
+            timestamp: now,
+            hub_id: self.node_id.clone(),
+            current_version,
+            head_hash,
+            message: outcome.message,
+            action: outcome.action,
+            server_latency_ms: outcome.latency_ms,
+        })
+    }
+
+    /// The hub's heartbeat view of a peer's session.
+    pub fn heartbeat_status(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+    ) -> Result<HeartbeatReport, HubError> {
+        self.sessions
+            .heartbeat_report(peer_id, session_id, self.register.head_version())
+    }
+
+    /// The hub's view of a peer's sync progress.
+    pub async fn checkpoint(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+    ) -> Result<CheckpointView, HubError> {
+        let stats = self.register.stats().await?;
+        let head = self.register.head_version();
+        let view = self.sessions.view(peer_id, session_id, head)?;
+        let last_sync = self.sessions.last_sync_time(peer_id).unwrap_or(0);
+        let interval = i64::try_from(self.config.sync_interval.as_millis()).unwrap_or(i64::MAX);
+        let status = if view.active_syncs > 0 {
+            CheckpointState::Syncing
+        } else if view.last_sync_version >= head {
+            CheckpointState::UpToDate
+        } else {
+            CheckpointState::Behind
+        };
+        Ok(CheckpointView {
+            peer_id: peer_id.to_owned(),
+            current_version: view.last_sync_version,
+            last_sync_time: last_sync,
+            total_blueprints: stats.blueprints,
+            hub_id: self.node_id.clone(),
+            next_sync_due: last_sync.max(view.connected_at).saturating_add(interval),
+            status,
+        })
+    }
+
+    /// The hub's status, with the session list when asked.
+    pub async fn status(&self, include_peers: bool) -> Result<HubStatus, HubError> {
+        let (current_version, head_hash) = self.head().await?;
+        let stats = self.register.stats().await?;
+        let peers = self.sessions.views(current_version);
+        Ok(HubStatus {
+            node_id: self.node_id.clone(),
+            healthy: self.register.integrity().is_none(),
+            current_version,
+            head_hash,
+            total_blueprints: stats.blueprints,
+            active_peer_count: peers
+                .iter()
+                .filter(|p| p.status != crate::protocol::SessionStatus::HeartbeatTimeout)
+                .count(),
+            last_published_at: stats.last_published_at.unwrap_or(0),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            peers: if include_peers { peers } else { Vec::new() },
+        })
+    }
+
+    /// Every session, for operators.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        self.sessions.views(self.register.head_version())
+    }
+
+    /// One peer's session, for operators.
+    pub fn session(&self, peer_id: &str) -> Option<SessionView> {
+        self.sessions
+            .views(self.register.head_version())
+            .into_iter()
+            .find(|s| s.peer_id == peer_id)
+    }
+
+    /// Runs session housekeeping until shutdown: sessions without heartbeats time out (their
+    /// push streams end) and are removed after the grace period.
+    pub async fn run_housekeeping(self: Arc<Self>) {
+        let period = (self.config.session_timeout.min(self.config.session_grace) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(5));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                _ = ticker.tick() => self.sessions.sweep(),
+            }
+        }
+        self.sessions.close_all();
+    }
+}

@@ -1,0 +1,521 @@
+//! Peer sessions on a hub: who is connected, their heartbeats, sync progress and streams.
+
+use super::HubError;
+use crate::clock::SharedClock;
+use crate::config::HubConfig;
+use crate::protocol::{
+    ConnectRequest, Heartbeat, HeartbeatHealth, HeartbeatReport, NodeKind, RecommendedAction,
+    SessionStatus, SessionView,
+};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
+
+/// Heartbeat latencies kept for the average.
+const LATENCY_WINDOW: usize = 10;
+/// Limits on the self-description a peer sends.
+const MAX_ADDRESS_CHARS: usize = 255;
+const MAX_PROTOCOLS: usize = 32;
+const MAX_PROTOCOL_CHARS: usize = 64;
+
+/// Checks a peer id: `^[A-Za-z0-9_-]{1,64}$`.
+pub fn validate_peer_id(peer_id: &str) -> Result<(), HubError> {
+    let ok = (1..=64).contains(&peer_id.len())
+        && peer_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        let shown: String = peer_id.chars().take(80).collect();
+        Err(HubError::InvalidArgument(format!(
+            "peer_id {shown:?} is invalid: use 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"
+        )))
+    }
+}
+
+struct Session {
+    session_id: String,
+    request: ConnectRequest,
+    connected_at: i64,
+    last_heartbeat_at: i64,
+    last_sequence: i64,
+    received: i64,
+    missed_total: i64,
+    latencies: VecDeque<i64>,
+    last_sync_version: i64,
+    last_sync_time: i64,
+    timed_out_at: Option<i64>,
+    ended: CancellationToken,
+    push_streams: Arc<AtomicUsize>,
+    active_syncs: Arc<AtomicUsize>,
+}
+
+impl Session {
+    /// Last sign of life: the newest heartbeat, or the connect.
+    fn last_seen(&self) -> i64 {
+        self.last_heartbeat_at.max(self.connected_at)
+    }
+}
+
+/// What [`SessionRegistry::open`] created.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The new session id.
+    pub session_id: String,
+    /// When it started.
+    pub connected_at: i64,
+}
+
+/// Outcome of a heartbeat.
+#[derive(Debug, Clone)]
+pub struct HeartbeatOutcome {
+    /// False when the session is unknown (the peer must reconnect).
+    pub known: bool,
+    /// Notes for the peer.
+    pub message: String,
+    /// What the peer should do.
+    pub action: RecommendedAction,
+    /// Observed delay, ms.
+    pub latency_ms: i64,
+}
+
+/// Counts a running stream of a session while alive.
+pub struct StreamGuard {
+    counter: Arc<AtomicUsize>,
+    on_finish: Option<Box<dyn FnOnce(i64) + Send + Sync>>,
+}
+
+impl StreamGuard {
+    fn new(counter: Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self {
+            counter,
+            on_finish: None,
+        }
+    }
+
+    /// Records that a sync stream delivered everything up to `version`.
+    pub fn finish_sync(&mut self, version: i64) {
+        if let Some(f) = self.on_finish.take() {
+            f(version);
+        }
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for StreamGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamGuard")
+            .field("running", &self.counter.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// The sessions of one hub, keyed by peer id (one session per peer).
+pub struct SessionRegistry {
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    config: HubConfig,
+    clock: SharedClock,
+}
+
+impl SessionRegistry {
+    /// An empty registry.
+    pub fn new(config: HubConfig, clock: SharedClock) -> Self {
+        Self {
+            sessions: Arc::default(),
+            config,
+            clock,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Session>> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn interval_ms(&self) -> i64 {
+        i64::try_from(self.config.heartbeat_interval.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    /// Validates a connect request and opens a session, replacing the peer's earlier one.
+    pub fn open(&self, request: &ConnectRequest) -> Result<Opened, HubError> {
+        validate_peer_id(&request.peer_id)?;
+        match NodeKind::parse(&request.peer.node_type) {
+            None => {
+                return Err(HubError::InvalidArgument(format!(
+                    "node_type {:?} is unknown: use \"Peer\" or \"Hub\"",
+                    request.peer.node_type.chars().take(40).collect::<String>()
+                )));
+            }
+            Some(NodeKind::Hub) => {
+                tracing::error!(
+                    peer_id = %request.peer_id,
+                    "configuration error: a hub tried to connect to this hub as a peer; hubs never dial hubs"
+                );
+                return Err(HubError::FailedPrecondition(format!(
+                    "{} says it is a hub; hubs do not connect to hubs (check its --role and --hub settings)",
+                    request.peer_id
+                )));
+            }
+            Some(NodeKind::Peer) => {}
+        }
+        let peer = &request.peer;
+        if peer.address.chars().count() > MAX_ADDRESS_CHARS {
+            return Err(HubError::InvalidArgument(format!(
+                "peer_info.address is longer than {MAX_ADDRESS_CHARS} characters"
+            )));
+        }
+        if peer.supported_protocols.len() > MAX_PROTOCOLS
+            || peer
+                .supported_protocols
+                .iter()
+                .any(|p| p.chars().count() > MAX_PROTOCOL_CHARS)
+        {
+            return Err(HubError::InvalidArgument(format!(
+                "peer_info.supported_protocols allows at most {MAX_PROTOCOLS} entries of at most {MAX_PROTOCOL_CHARS} characters"
+            )));
+        }
+        if !(0..=65_535).contains(&peer.port) {
+            return Err(HubError::InvalidArgument(format!(
+                "peer_info.port {} is out of range 0-65535",
+                peer.port
+            )));
+        }
+        if request.last_known_version < 0 {
+            return Err(HubError::InvalidArgument(format!(
+                "last_known_version {} is negative",
+                request.last_known_version
+            )));
+        }
+        let now = self.clock.now_ms();
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let mut sessions = self.lock();
+        if !sessions.contains_key(&request.peer_id) && sessions.len() >= self.config.max_sessions {
+            return Err(HubError::ResourceExhausted(format!(
+                "the hub holds its maximum of {} sessions; retry later or use another hub",
+                self.config.max_sessions
+            )));
+        }
+        let session = Session {
+            session_id: session_id.clone(),
+            request: request.clone(),
+            connected_at: now,
+            last_heartbeat_at: 0,
+            last_sequence: 0,
+            received: 0,
+            missed_total: 0,
+            latencies: VecDeque::with_capacity(LATENCY_WINDOW),
+            last_sync_version: request.last_known_version,
+            last_sync_time: 0,
+            timed_out_at: None,
+            ended: CancellationToken::new(),
+            push_streams: Arc::default(),
+            active_syncs: Arc::default(),
+        };
+        if let Some(old) = sessions.insert(request.peer_id.clone(), session) {
+            old.ended.cancel();
+            tracing::info!(peer_id = %request.peer_id, old_session = %old.session_id, "session replaced by a reconnect");
+        }
+        Ok(Opened {
+            session_id,
+            connected_at: now,
+        })
+    }
+
+    /// Runs `f` on a live session matching both ids.
+    fn with_session<T>(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+        f: impl FnOnce(&mut Session) -> T,
+    ) -> Result<T, HubError> {
+        validate_peer_id(peer_id)?;
+        let mut sessions = self.lock();
+        match sessions.get_mut(peer_id) {
+            Some(s) if s.session_id == session_id && s.timed_out_at.is_none() => Ok(f(s)),
+            Some(s) if s.session_id == session_id => Err(HubError::NotFound(format!(
+                "session {session_id} of {peer_id} timed out; connect again"
+            ))),
+            _ => Err(HubError::NotFound(format!(
+                "no session {session_id:?} for peer {peer_id}; connect first"
+            ))),
+        }
+    }
+
+    /// Ends a session and its streams.
+    pub fn close(&self, peer_id: &str, session_id: &str) -> Result<(), HubError> {
+        validate_peer_id(peer_id)?;
+        let mut sessions = self.lock();
+        match sessions.get(peer_id) {
+            Some(s) if s.session_id == session_id => {
+                if let Some(s) = sessions.remove(peer_id) {
+                    s.ended.cancel();
+                }
+                Ok(())
+            }
+            _ => Err(HubError::NotFound(format!(
+                "no session {session_id:?} for peer {peer_id}"
+            ))),
+        }
+    }
+
+    /// Ends every session (shutdown).
+    pub fn close_all(&self) {
+        for (_, s) in self.lock().drain() {
+            s.ended.cancel();
+        }
+    }
+
+    /// Counts a sync stream; on completion it records the peer's progress.
+    pub fn start_sync(&self, peer_id: &str, session_id: &str) -> Result<StreamGuard, HubError> {
+        let counter = self.with_session(peer_id, session_id, |s| Arc::clone(&s.active_syncs))?;
+        let mut guard = StreamGuard::new(counter);
+        let sessions = Arc::clone(&self.sessions);
+        let clock = Arc::clone(&self.clock);
+        let (peer, sid) = (peer_id.to_owned(), session_id.to_owned());
+        guard.on_finish = Some(Box::new(move |version| {
+            let mut map = sessions.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = map.get_mut(&peer).filter(|s| s.session_id == sid) {
+                s.last_sync_version = s.last_sync_version.max(version);
+                s.last_sync_time = clock.now_ms();
+            }
+        }));
+        Ok(guard)
+    }
+
+    /// Counts a push stream; returns the token that ends it with the session.
+    pub fn start_push(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+    ) -> Result<(CancellationToken, StreamGuard), HubError> {
+        let (ended, counter) = self.with_session(peer_id, session_id, |s| {
+            (s.ended.clone(), Arc::clone(&s.push_streams))
+        })?;
+        Ok((ended, StreamGuard::new(counter)))
+    }
+
+    /// Records a heartbeat.
+    pub fn heartbeat(
+        &self,
+        hb: &Heartbeat,
+        hub_version: i64,
+    ) -> Result<HeartbeatOutcome, HubError> {
+        if hb.session_id.is_empty() {
+            return Err(HubError::FailedPrecondition(
+                "heartbeat without a session: call ConnectToCentralNode first".into(),
+            ));
+        }
+        validate_peer_id(&hb.peer_id)?;
+        if hb.last_sync_version < 0 {
+            return Err(HubError::InvalidArgument(format!(
+                "last_sync_version {} is negative",
+                hb.last_sync_version
+            )));
+        }
+        let now = self.clock.now_ms();
+        let skew = now.saturating_sub(hb.timestamp);
+        let max_skew = i64::try_from(self.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+        if skew.saturating_abs() > max_skew {
+            return Err(HubError::InvalidArgument(format!(
+                "heartbeat timestamp {} is {} ms from the hub's clock {now}; at most ±{} ms is allowed (check the peer's clock)",
+                hb.timestamp,
+                skew.saturating_abs(),
+                max_skew
+            )));
+        }
+        let interval = self.interval_ms();
+        let mut sessions = self.lock();
+        let Some(session) = sessions
+            .get_mut(&hb.peer_id)
+            .filter(|s| s.session_id == hb.session_id && s.timed_out_at.is_none())
+        else {
+            return Ok(HeartbeatOutcome {
+                known: false,
+                message: format!("session {} is unknown or expired; reconnect", hb.session_id),
+                action: RecommendedAction::Reconnect,
+                latency_ms: 0,
+            });
+        };
+        let mut notes = Vec::new();
+        if hb.sequence_number <= session.last_sequence {
+            notes.push(format!(
+                "sequence number {} is out of order or a duplicate (last was {})",
+                hb.sequence_number, session.last_sequence
+            ));
+        } else {
+            session.last_sequence = hb.sequence_number;
+        }
+        let gap = now - session.last_seen();
+        session.missed_total += (gap / interval - 1).max(0);
+        session.last_heartbeat_at = now;
+        session.received += 1;
+        let latency = skew.max(0);
+        if session.latencies.len() == LATENCY_WINDOW {
+            session.latencies.pop_front();
+        }
+        session.latencies.push_back(latency);
+        session.last_sync_version = hb.last_sync_version;
+        let action = if hb.last_sync_version < hub_version {
+            notes.push(format!(
+                "the hub is at version {hub_version}, the peer at {}",
+                hb.last_sync_version
+            ));
+            RecommendedAction::Sync
+        } else {
+            RecommendedAction::None
+        };
+        Ok(HeartbeatOutcome {
+            known: true,
+            message: if notes.is_empty() {
+                "ok".into()
+            } else {
+                notes.join("; ")
+            },
+            action,
+            latency_ms: latency,
+        })
+    }
+
+    fn report(&self, s: &Session, peer_id: &str, hub_version: i64, now: i64) -> HeartbeatReport {
+        let interval = self.interval_ms();
+        let missed = ((now - s.last_seen()) / interval).max(0);
+        let health = match (s.timed_out_at, missed) {
+            (Some(_), _) => HeartbeatHealth::Timeout,
+            (None, 0) => HeartbeatHealth::Healthy,
+            (None, 1) => HeartbeatHealth::Warning,
+            (None, _) => HeartbeatHealth::Critical,
+        };
+        let average = if s.latencies.is_empty() {
+            0.0
+        } else {
+            s.latencies.iter().sum::<i64>() as f64 / s.latencies.len() as f64
+        };
+        HeartbeatReport {
+            peer_id: peer_id.to_owned(),
+            session_id: s.session_id.clone(),
+            last_heartbeat_time: s.last_heartbeat_at,
+            missed_heartbeats: i32::try_from(missed).unwrap_or(i32::MAX),
+            is_healthy: matches!(health, HeartbeatHealth::Healthy | HeartbeatHealth::Warning),
+            status_message: match health {
+                HeartbeatHealth::Healthy => "heartbeats on time".into(),
+                HeartbeatHealth::Warning => "one heartbeat missed".into(),
+                HeartbeatHealth::Critical => format!("{missed} heartbeats missed"),
+                HeartbeatHealth::Timeout => "session timed out".into(),
+                _ => String::new(),
+            },
+            total_heartbeats_received: s.received,
+            total_heartbeats_missed: s.missed_total + (missed - 1).max(0),
+            average_latency_ms: average,
+            last_known_sync_version: s.last_sync_version,
+            version_lag: (hub_version - s.last_sync_version).max(0),
+            health,
+        }
+    }
+
+    /// The heartbeat report of a session (timed-out sessions included until removed).
+    pub fn heartbeat_report(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+        hub_version: i64,
+    ) -> Result<HeartbeatReport, HubError> {
+        validate_peer_id(peer_id)?;
+        let now = self.clock.now_ms();
+        let sessions = self.lock();
+        match sessions.get(peer_id) {
+            Some(s) if s.session_id == session_id => Ok(self.report(s, peer_id, hub_version, now)),
+            _ => Err(HubError::NotFound(format!(
+                "no session {session_id:?} for peer {peer_id}"
+            ))),
+        }
+    }
+
+    fn view_of(&self, peer_id: &str, s: &Session, hub_version: i64, now: i64) -> SessionView {
+        let syncs = s.active_syncs.load(Ordering::Relaxed);
+        SessionView {
+            peer_id: peer_id.to_owned(),
+            session_id: s.session_id.clone(),
+            peer: s.request.peer.clone(),
+            connected_at: s.connected_at,
+            last_heartbeat_at: s.last_heartbeat_at,
+            last_sync_version: s.last_sync_version,
+            status: if s.timed_out_at.is_some() {
+                SessionStatus::HeartbeatTimeout
+            } else if syncs > 0 {
+                SessionStatus::Syncing
+            } else {
+                SessionStatus::Connected
+            },
+            push_streams: s.push_streams.load(Ordering::Relaxed),
+            active_syncs: syncs,
+            heartbeat: self.report(s, peer_id, hub_version, now),
+        }
+    }
+
+    /// View of one live session.
+    pub fn view(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+        hub_version: i64,
+    ) -> Result<SessionView, HubError> {
+        let now = self.clock.now_ms();
+        self.with_session(peer_id, session_id, |_| ())?;
+        let sessions = self.lock();
+        sessions
+            .get(peer_id)
+            .map(|s| self.view_of(peer_id, s, hub_version, now))
+            .ok_or_else(|| HubError::NotFound(format!("no session for peer {peer_id}")))
+    }
+
+    /// When the peer's last sync stream completed.
+    pub fn last_sync_time(&self, peer_id: &str) -> Option<i64> {
+        self.lock()
+            .get(peer_id)
+            .map(|s| s.last_sync_time)
+            .filter(|t| *t > 0)
+    }
+
+    /// Views of every session, ordered by peer id.
+    pub fn views(&self, hub_version: i64) -> Vec<SessionView> {
+        let now = self.clock.now_ms();
+        let sessions = self.lock();
+        let mut views: Vec<_> = sessions
+            .iter()
+            .map(|(id, s)| self.view_of(id, s, hub_version, now))
+            .collect();
+        views.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        views
+    }
+
+    /// Times out silent sessions (ending their streams) and removes those past the grace.
+    pub fn sweep(&self) {
+        let now = self.clock.now_ms();
+        let timeout = i64::try_from(self.config.session_timeout.as_millis()).unwrap_or(i64::MAX);
+        let grace = i64::try_from(self.config.session_grace.as_millis()).unwrap_or(i64::MAX);
+        let mut sessions = self.lock();
+        sessions.retain(|peer_id, s| match s.timed_out_at {
+            None if now - s.last_seen() > timeout => {
+                tracing::warn!(%peer_id, session_id = %s.session_id, "session timed out: no heartbeat");
+                s.timed_out_at = Some(now);
+                s.ended.cancel();
+                true
+            }
+            Some(at) if now - at > grace => {
+                tracing::info!(%peer_id, session_id = %s.session_id, "timed-out session removed");
+                false
+            }
+            _ => true,
+        });
+    }
+}

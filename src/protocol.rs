@@ -1,0 +1,409 @@
+//! The peer protocol in domain terms: what hubs and peers say to each other, free of any
+//! transport types. `api/grpc` translates these to and from the `sorcha.peer.v1` wire messages;
+//! the hub implements them and the peer's client speaks them.
+
+use crate::register::entry::{Entry, EntryType};
+use bytes::Bytes;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What kind of node a caller says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NodeKind {
+    /// A replicating peer.
+    Peer,
+    /// A hub (the wire also says "Central").
+    Hub,
+}
+
+impl NodeKind {
+    /// Reads the wire's `node_type` ("Peer", "Hub", "Central"; case-insensitive; empty = Peer).
+    pub fn parse(node_type: &str) -> Option<Self> {
+        match node_type.to_ascii_lowercase().as_str() {
+            "" | "peer" => Some(NodeKind::Peer),
+            "hub" | "central" => Some(NodeKind::Hub),
+            _ => None,
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Peer => "Peer",
+            NodeKind::Hub => "Hub",
+        }
+    }
+}
+
+/// What a peer tells a hub about itself when connecting.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerDescription {
+    /// Address the peer can be reached at (informational).
+    pub address: String,
+    /// Port (informational).
+    pub port: i32,
+    /// The raw `node_type` string.
+    pub node_type: String,
+    /// Protocols the peer speaks.
+    pub supported_protocols: Vec<String>,
+    /// Whether it takes push notifications.
+    pub supports_push_notifications: bool,
+    /// Whether it does incremental sync.
+    pub supports_incremental_sync: bool,
+    /// Largest blueprint it accepts.
+    pub max_blueprint_size: i32,
+    /// Whether it sits behind NAT.
+    pub is_nat_restricted: bool,
+}
+
+/// A connection request.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectRequest {
+    /// The peer's id.
+    pub peer_id: String,
+    /// The peer's description.
+    pub peer: PeerDescription,
+    /// Newest version the peer holds.
+    pub last_known_version: i64,
+    /// The peer's clock at connect, Unix ms.
+    pub connection_time: i64,
+}
+
+/// What a hub grants a connecting peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionGrant {
+    /// New session id.
+    pub session_id: String,
+    /// The hub's node id.
+    pub hub_id: String,
+    /// The hub's head version.
+    pub current_version: i64,
+    /// The hub's head chain hash.
+    pub head_hash: String,
+    /// When the session started, Unix ms.
+    pub connected_at: i64,
+    /// Heartbeat period the peer should use.
+    pub heartbeat_interval: Duration,
+    /// Heartbeat answer timeout.
+    pub heartbeat_timeout: Duration,
+    /// Periodic sync period.
+    pub sync_interval: Duration,
+    /// Whether push notifications are on.
+    pub push_enabled: bool,
+    /// Concurrent syncs allowed.
+    pub max_concurrent_syncs: u32,
+}
+
+/// Why a peer disconnects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DisconnectReason {
+    /// Not said.
+    Unknown,
+    /// The peer shuts down.
+    Shutdown,
+    /// Heartbeats failed.
+    HeartbeatTimeout,
+    /// The peer moves to another hub.
+    Failover,
+    /// An error.
+    Error,
+    /// The user asked.
+    ClientRequest,
+}
+
+/// Subscription filters; empty lists match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    /// Only these blueprints.
+    pub blueprint_ids: Vec<String>,
+    /// Only these publishers.
+    pub publisher_ids: Vec<String>,
+    /// Only these entry types.
+    pub types: Vec<EntryType>,
+    /// Only entries whose metadata has all these pairs.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Filters {
+    /// True when `entry` passes every filter.
+    pub fn matches(&self, entry: &Entry) -> bool {
+        (self.blueprint_ids.is_empty() || self.blueprint_ids.contains(&entry.blueprint_id))
+            && (self.publisher_ids.is_empty() || self.publisher_ids.contains(&entry.published_by))
+            && (self.types.is_empty() || self.types.contains(&entry.entry_type))
+            && self
+                .metadata
+                .iter()
+                .all(|(k, v)| entry.metadata.get(k) == Some(v))
+    }
+}
+
+/// A push notification about one appended entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// Blueprint id.
+    pub blueprint_id: String,
+    /// Register version.
+    pub version: i64,
+    /// Publication time.
+    pub published_at: i64,
+    /// Publisher.
+    pub published_by: String,
+    /// JSON summary of the document, at most [`MAX_SUMMARY_BYTES`].
+    pub summary: Bytes,
+    /// Entry type.
+    pub entry_type: EntryType,
+    /// Document checksum.
+    pub checksum: String,
+    /// Per-stream sequence number, from 1, no gaps.
+    pub sequence_number: i64,
+    /// Chain hash of the entry.
+    pub chain_hash: String,
+}
+
+/// Largest notification summary.
+pub const MAX_SUMMARY_BYTES: usize = 4096;
+
+impl Notification {
+    /// The notification for `entry` at `sequence_number`.
+    pub fn for_entry(entry: &Entry, sequence_number: i64) -> Self {
+        Self {
+            blueprint_id: entry.blueprint_id.clone(),
+            version: entry.version,
+            published_at: entry.published_at,
+            published_by: entry.published_by.clone(),
+            summary: summary(entry),
+            entry_type: entry.entry_type,
+            checksum: entry.checksum.clone(),
+            sequence_number,
+            chain_hash: entry.chain_hash.clone(),
+        }
+    }
+}
+
+/// A short JSON summary of a blueprint document: its `title`, `description` and `version`
+/// fields when present (strings cut to fit), never more than [`MAX_SUMMARY_BYTES`].
+pub fn summary(entry: &Entry) -> Bytes {
+    let Ok(serde_json::Value::Object(doc)) = serde_json::from_slice(&entry.document) else {
+        return Bytes::from_static(b"{}");
+    };
+    let mut out = serde_json::Map::new();
+    for key in ["title", "name", "description", "version"] {
+        if let Some(value) = doc.get(key) {
+            let value = match value {
+                serde_json::Value::String(s) if s.len() > 1000 => {
+                    let mut cut = 1000;
+                    while !s.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    serde_json::Value::String(s[..cut].to_owned())
+                }
+                serde_json::Value::String(_)
+                | serde_json::Value::Number(_)
+                | serde_json::Value::Bool(_) => value.clone(),
+                _ => continue,
+            };
+            out.insert(key.to_owned(), value);
+        }
+    }
+    let bytes = serde_json::to_vec(&out).unwrap_or_else(|_| b"{}".to_vec());
+    if bytes.len() > MAX_SUMMARY_BYTES {
+        return Bytes::from_static(b"{}");
+    }
+    Bytes::from(bytes)
+}
+
+/// A heartbeat from a peer.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    /// Peer id.
+    pub peer_id: String,
+    /// Session id.
+    pub session_id: String,
+    /// The peer's clock, Unix ms.
+    pub timestamp: i64,
+    /// Increases by one per heartbeat of a session.
+    pub sequence_number: i64,
+    /// Newest version the peer holds.
+    pub last_sync_version: i64,
+    /// Chain hash of the peer's head.
+    pub head_hash: String,
+}
+
+/// What a hub advises a peer to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RecommendedAction {
+    /// Carry on.
+    None,
+    /// The peer is behind: sync now.
+    Sync,
+    /// Heartbeat less often.
+    ReduceFrequency,
+    /// Move to another hub.
+    Failover,
+    /// The session is unknown: connect again.
+    Reconnect,
+}
+
+/// A hub's answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatAck {
+    /// False when the session is unknown.
+    pub success: bool,
+    /// The hub's clock, Unix ms.
+    pub timestamp: i64,
+    /// The hub's node id.
+    pub hub_id: String,
+    /// The hub's head version.
+    pub current_version: i64,
+    /// The hub's head chain hash.
+    pub head_hash: String,
+    /// Notes (e.g. an out-of-order sequence number).
+    pub message: String,
+    /// What to do.
+    pub action: RecommendedAction,
+    /// Observed one-way delay (hub clock − peer timestamp, ≥ 0), ms.
+    pub server_latency_ms: i64,
+}
+
+/// State of a peer session on the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum SessionStatus {
+    /// Heartbeats arrive.
+    Connected,
+    /// No heartbeat within the session timeout; removed after the grace period.
+    HeartbeatTimeout,
+    /// Ending.
+    Disconnecting,
+    /// A sync stream is running.
+    Syncing,
+}
+
+/// Heartbeat health of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum HeartbeatHealth {
+    /// Unknown.
+    Unknown,
+    /// On time.
+    Healthy,
+    /// One interval missed.
+    Warning,
+    /// Two or more intervals missed.
+    Critical,
+    /// Timed out.
+    Timeout,
+    /// No session.
+    Disconnected,
+}
+
+/// The hub's heartbeat view of one peer.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatReport {
+    /// Peer id.
+    pub peer_id: String,
+    /// Session id.
+    pub session_id: String,
+    /// Last heartbeat, Unix ms (0 = none yet).
+    pub last_heartbeat_time: i64,
+    /// Intervals missed since the last heartbeat.
+    pub missed_heartbeats: i32,
+    /// Healthy or Warning.
+    pub is_healthy: bool,
+    /// Human-readable state.
+    pub status_message: String,
+    /// Heartbeats received in this session.
+    pub total_heartbeats_received: i64,
+    /// Intervals missed in this session.
+    pub total_heartbeats_missed: i64,
+    /// Mean of the last 10 observed latencies, ms.
+    pub average_latency_ms: f64,
+    /// Newest version the peer reported.
+    pub last_known_sync_version: i64,
+    /// Hub head − peer version (≥ 0).
+    pub version_lag: i64,
+    /// Health.
+    pub health: HeartbeatHealth,
+}
+
+/// A session as shown to operators and in the hub status.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    /// Peer id.
+    pub peer_id: String,
+    /// Session id.
+    pub session_id: String,
+    /// Peer's self-description.
+    pub peer: PeerDescription,
+    /// Session start, Unix ms.
+    pub connected_at: i64,
+    /// Last heartbeat, Unix ms (0 = none yet).
+    pub last_heartbeat_at: i64,
+    /// Newest version the peer reported or was sent.
+    pub last_sync_version: i64,
+    /// Session state.
+    pub status: SessionStatus,
+    /// Open push streams.
+    pub push_streams: usize,
+    /// Running sync streams.
+    pub active_syncs: usize,
+    /// Heartbeat view.
+    pub heartbeat: HeartbeatReport,
+}
+
+/// The hub's view of a peer's sync progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointView {
+    /// Peer id.
+    pub peer_id: String,
+    /// Newest version the peer holds, as far as the hub knows.
+    pub current_version: i64,
+    /// Last completed sync stream, Unix ms (0 = none).
+    pub last_sync_time: i64,
+    /// Blueprints in the register.
+    pub total_blueprints: i64,
+    /// The hub's node id.
+    pub hub_id: String,
+    /// When the next periodic sync is due, Unix ms.
+    pub next_sync_due: i64,
+    /// Up to date, behind or syncing.
+    pub status: CheckpointState,
+}
+
+/// Sync state of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CheckpointState {
+    /// At the hub's head.
+    UpToDate,
+    /// Behind the hub's head.
+    Behind,
+    /// A sync stream is running.
+    Syncing,
+}
+
+/// The hub's status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HubStatus {
+    /// Node id.
+    pub node_id: String,
+    /// False when the register failed its integrity check.
+    pub healthy: bool,
+    /// Head version.
+    pub current_version: i64,
+    /// Head chain hash.
+    pub head_hash: String,
+    /// Blueprints in the register.
+    pub total_blueprints: i64,
+    /// Sessions currently connected.
+    pub active_peer_count: usize,
+    /// `publishedAt` of the head entry (0 when empty).
+    pub last_published_at: i64,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// Sessions, when asked for.
+    pub peers: Vec<SessionView>,
+}

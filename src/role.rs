@@ -31,8 +31,8 @@ pub fn resolve(config: &Config, hostname: &str) -> Result<ResolvedRole, ConfigEr
     let matches = pattern.is_match(hostname);
     if config.hub.enabled && config.hub.validate_hostname && !matches {
         return Err(ConfigError(format!(
-            "hub.enabled and hub.validateHostname are set, but hostname {hostname:?} does not match \
-             hub.hostnamePattern {:?}",
+            "hub.enabled and hub.validateHostname are set, but hostname '{hostname}' does not match \
+             hub.hostnamePattern '{}'",
             config.hub.hostname_pattern
         )));
     }

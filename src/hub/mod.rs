@@ -200,11 +200,13 @@ impl Hub {
                 s.guard.finish_sync(s.cursor);
                 return None;
             }
+            let head = s.hub.register.head_version();
             if s.page.is_empty() {
                 let want = PAGE.min(s.limit - s.sent);
                 match s.hub.register.store().entries_after(s.cursor, want).await {
                     Ok(page) if page.is_empty() => {
-                        s.guard.finish_sync(s.cursor);
+                        // A peer asking beyond the head has only what the hub has.
+                        s.guard.finish_sync(s.cursor.min(head));
                         return None;
                     }
                     Ok(page) => s.page.extend(page),

@@ -7,6 +7,8 @@ mod cli;
 mod corruption;
 mod crash;
 mod genesis;
+mod grpc;
+mod grpc_web;
 mod one_port;
 mod rest;
 mod sse;

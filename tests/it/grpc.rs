@@ -579,3 +579,80 @@ async fn validate_hostname_stops_start_up_with_a_clear_message() {
     assert_eq!(node.state.node.role, "hub");
     node.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn monitor_heartbeat_streams_acks_and_status_lists_peers() {
+    use sorcha_peer::api::grpc::proto::central_node_connection_client::CentralNodeConnectionClient;
+    use sorcha_peer::api::grpc::proto::heartbeat_client::HeartbeatClient;
+    use sorcha_peer::api::grpc::proto::{
+        HeartbeatMessage, RecommendedAction as WireAction, StatusRequest,
+    };
+    let hub = TestHub::start().await;
+    let mut c = client(&hub).await;
+    let grant = c.open_session(&peer("mon-1")).await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(hub.url(""))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut hb = HeartbeatClient::new(channel.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut acks = hb
+        .monitor_heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let message = |seq: i64, version: i64| HeartbeatMessage {
+        peer_id: "mon-1".into(),
+        session_id: grant.session_id.clone(),
+        timestamp: now_ms(),
+        sequence_number: seq,
+        last_sync_version: version,
+        ..Default::default()
+    };
+    tx.send(message(1, 1)).await.unwrap();
+    let ack = tokio::time::timeout(WAIT, acks.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(ack.success);
+    assert_eq!(ack.recommended_action, WireAction::None as i32);
+    hub.publish("mon-bp", json!({})).await;
+    tx.send(message(2, 1)).await.unwrap();
+    let ack = tokio::time::timeout(WAIT, acks.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(ack.recommended_action, WireAction::Sync as i32);
+    assert_eq!(ack.current_system_register_version, 2);
+    // A skewed heartbeat ends the stream with INVALID_ARGUMENT.
+    let mut skewed = message(3, 2);
+    skewed.timestamp += 3_600_000;
+    tx.send(skewed).await.unwrap();
+    let status = tokio::time::timeout(WAIT, acks.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    let mut conn = CentralNodeConnectionClient::new(channel);
+    let status = conn
+        .get_central_node_status(StatusRequest {
+            peer_id: "mon-1".into(),
+            include_peer_list: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.node_id, "test-host");
+    assert_eq!(status.current_system_register_version, 2);
+    assert_eq!(status.total_blueprints, 2);
+    assert_eq!(status.active_peer_count, 1);
+    assert_eq!(status.connected_peers.len(), 1);
+    assert_eq!(status.connected_peers[0].peer_id, "mon-1");
+    assert_eq!(status.connected_peers[0].last_sync_version, 1);
+    hub.stop().await;
+}

@@ -6,6 +6,7 @@ use crate::auth::Tokens;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::peer::Peer;
 use crate::register::{Register, RegisterOptions};
 use crate::role::{self, ResolvedRole};
 use crate::store::RegisterStore;
@@ -64,12 +65,10 @@ pub async fn start_with_hostname(
     listener: TcpListener,
     hostname: &str,
 ) -> anyhow::Result<Node> {
+    let mut config = config;
     let role = role::resolve(&config, hostname)?;
-    if role == ResolvedRole::Peer {
-        bail!(
-            "the peer role is not available in this version yet; run a hub (--role hub) or \
-             remove the hub list"
-        );
+    if role == ResolvedRole::Peer && config.hubs.is_empty() {
+        config.hubs = crate::config::default_hubs();
     }
     let store: Arc<dyn RegisterStore> = match config.store.as_str() {
         "embedded" => Arc::new(EmbeddedStore::open(&config.data_dir)?),
@@ -103,9 +102,23 @@ pub async fn start_with_hostname(
             shutdown.clone(),
         )
     });
+    let config = Arc::new(config);
+    let peer = (role == ResolvedRole::Peer).then(|| {
+        Peer::start(
+            Arc::clone(&register),
+            Arc::clone(&config),
+            node_id.clone(),
+            Arc::clone(&clock),
+            shutdown.clone(),
+        )
+    });
+    let (peer, peer_task) = match peer {
+        Some((peer, task)) => (Some(peer), Some(task)),
+        None => (None, None),
+    };
     let state = AppState {
         register,
-        config: Arc::new(config),
+        config,
         tokens: Arc::new(tokens),
         node: Arc::new(NodeInfo {
             role: role.as_str(),
@@ -115,6 +128,7 @@ pub async fn start_with_hostname(
         }),
         shutdown: shutdown.clone(),
         hub: hub.clone(),
+        peer,
     };
     let housekeeping = hub.clone().map(|hub| tokio::spawn(hub.run_housekeeping()));
     let (grpc, health) = api::grpc::router(hub).await?;
@@ -136,6 +150,12 @@ pub async fn start_with_hostname(
         }
         if let Some(task) = housekeeping {
             let _ = task.await;
+        }
+        // The peer finishes its current apply and says goodbye to its hub.
+        if let Some(task) = peer_task
+            && tokio::time::timeout(grace, task).await.is_err()
+        {
+            tracing::warn!("peer did not stop within the grace period");
         }
         store.close().await.context("closing the store")?;
         tracing::info!("node stopped");

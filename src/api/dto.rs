@@ -296,3 +296,33 @@ impl NotificationView {
         }
     }
 }
+
+/// Query of `POST /api/v1/sync`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ApiQueryFull {
+    /// Run a full sync instead of an incremental one.
+    pub full: Option<bool>,
+}
+
+/// A peer's sync checkpoint.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointDto {
+    /// Version of the newest applied entry (stored with the entries, never ahead of them).
+    pub current_version: i64,
+    /// Its chain hash.
+    pub head_hash: String,
+    /// The hub the entries came from.
+    pub hub_id: String,
+    /// When the last sync finished, Unix ms.
+    pub last_sync_time: i64,
+    /// When the next periodic sync is due, Unix ms.
+    pub next_sync_due: i64,
+    /// Entries applied by sync in total.
+    pub total_entries_synced: i64,
+    /// Syncs completed in total.
+    pub total_syncs: i64,
+    /// The replica's head version right now.
+    pub replica_version: i64,
+}

@@ -12,6 +12,7 @@ pub mod sse;
 use crate::auth::Tokens;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::peer::Peer;
 use crate::register::Register;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The hub role, when this node is a hub.
     pub hub: Option<Arc<Hub>>,
+    /// The peer role, when this node is a peer.
+    pub peer: Option<Arc<Peer>>,
 }
 
 #[derive(OpenApi)]
@@ -71,7 +74,8 @@ pub struct AppState {
         (name = "register", description = "The system register: summary, log and integrity"),
         (name = "blueprints", description = "Blueprints: read, publish, update, deprecate"),
         (name = "events", description = "Server-Sent Events"),
-        (name = "peers", description = "Peer sessions of a hub")
+        (name = "peers", description = "Peer sessions of a hub"),
+        (name = "replication", description = "A peer's hub connection and sync")
     )
 )]
 struct ApiDoc;
@@ -103,6 +107,10 @@ pub fn rest_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(rest::entries::entries))
         .routes(routes!(rest::peers::list))
         .routes(routes!(rest::peers::get))
+        .routes(routes!(rest::connection::connection))
+        .routes(routes!(rest::connection::reconnect))
+        .routes(routes!(rest::connection::checkpoint))
+        .routes(routes!(rest::connection::sync))
         .routes(routes!(sse::events))
         .split_for_parts()
 }

@@ -51,6 +51,17 @@ pub enum RegisterError {
     Store(#[from] StoreError),
 }
 
+/// Why entries received from a hub were not applied. Nothing is written in either case.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApplyError {
+    /// The entries do not verify as a continuation of this node's head (corrupt or forked).
+    #[error("received entries do not continue this register: {0}")]
+    Rejected(IntegrityFailure),
+    /// The store failed (or moved underneath).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// A publish or update as asked for by a client.
 #[derive(Debug, Clone)]
 pub struct Publication {
@@ -128,7 +139,7 @@ impl Register {
     ) -> Result<Arc<Self>, RegisterError> {
         if options.seed_genesis && store.head().await?.is_none() {
             match store
-                .append_entries(0, vec![genesis::genesis_entry()])
+                .append_entries(0, vec![genesis::genesis_entry()], None)
                 .await
             {
                 Ok(()) => tracing::info!("seeded genesis entry register-creation-v1 at version 1"),
@@ -238,6 +249,46 @@ impl Register {
             "appended entry"
         );
         Ok(entry)
+    }
+
+    /// Applies entries synced from a hub: verifies every checksum and chain link as a
+    /// continuation of the current head, then stores the entries and the checkpoint made by
+    /// `checkpoint` (given the new head) in one transaction, and wakes followers.
+    pub async fn apply_synced(
+        &self,
+        entries: Vec<Entry>,
+        checkpoint: impl FnOnce(&Head) -> crate::store::Checkpoint,
+    ) -> Result<Head, ApplyError> {
+        let head = self.store.head().await?;
+        let mut verifier = match &head {
+            None => ChainVerifier::new(),
+            Some(h) => ChainVerifier::after(h.version, &h.chain_hash).ok_or_else(|| {
+                ApplyError::Rejected(IntegrityFailure {
+                    version: h.version,
+                    defect: Defect::Unreadable("local head hash is malformed".into()),
+                })
+            })?,
+        };
+        for entry in &entries {
+            verifier.check(entry).map_err(ApplyError::Rejected)?;
+        }
+        let after = head.as_ref().map_or(0, |h| h.version);
+        let new_head = entries.last().map_or_else(
+            || {
+                head.clone().unwrap_or(Head {
+                    version: 0,
+                    chain_hash: String::new(),
+                })
+            },
+            |e| Head {
+                version: e.version,
+                chain_hash: e.chain_hash.clone(),
+            },
+        );
+        let cp = checkpoint(&new_head);
+        self.store.append_entries(after, entries, Some(cp)).await?;
+        self.announce(new_head.version);
+        Ok(new_head)
     }
 
     /// Publishes a new blueprint (type *published*); fails if the id exists.

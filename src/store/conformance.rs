@@ -34,6 +34,7 @@ where
     empty_store(make().await).await;
     genesis_and_appends(make().await).await;
     expectations(make().await).await;
+    checkpoints(make().await).await;
     listing_and_paging(make().await).await;
     concurrent_appends(make().await).await;
 }
@@ -50,10 +51,10 @@ pub async fn empty_store(store: Arc<dyn RegisterStore>) {
 pub async fn genesis_and_appends(store: Arc<dyn RegisterStore>) {
     let genesis = genesis_entry();
     store
-        .append_entries(0, vec![genesis.clone()])
+        .append_entries(0, vec![genesis.clone()], None)
         .await
         .unwrap();
-    let again = store.append_entries(0, vec![genesis.clone()]).await;
+    let again = store.append_entries(0, vec![genesis.clone()], None).await;
     assert!(
         matches!(again, Err(StoreError::HeadMoved { head: 1, .. })),
         "a second genesis is refused: {again:?}"
@@ -87,7 +88,7 @@ pub async fn genesis_and_appends(store: Arc<dyn RegisterStore>) {
 /// Appends honour their blueprint expectation atomically and leave no trace when refused.
 pub async fn expectations(store: Arc<dyn RegisterStore>) {
     store
-        .append_entries(0, vec![genesis_entry()])
+        .append_entries(0, vec![genesis_entry()], None)
         .await
         .unwrap();
     let a = store
@@ -150,7 +151,7 @@ pub async fn expectations(store: Arc<dyn RegisterStore>) {
         history.iter().map(|e| e.version).collect::<Vec<_>>(),
         vec![2, 3]
     );
-    let wrong_start = store.append_entries(5, vec![]).await;
+    let wrong_start = store.append_entries(5, vec![], None).await;
     assert!(matches!(
         wrong_start,
         Err(StoreError::HeadMoved { head: 3, .. })
@@ -161,7 +162,7 @@ pub async fn expectations(store: Arc<dyn RegisterStore>) {
 /// Current-state listing filters by activity and pages by id; the log pages by version.
 pub async fn listing_and_paging(store: Arc<dyn RegisterStore>) {
     store
-        .append_entries(0, vec![genesis_entry()])
+        .append_entries(0, vec![genesis_entry()], None)
         .await
         .unwrap();
     for id in ["c", "a", "b", "d"] {
@@ -237,7 +238,7 @@ pub async fn listing_and_paging(store: Arc<dyn RegisterStore>) {
 /// Concurrent appends get contiguous, unique versions and a valid chain.
 pub async fn concurrent_appends(store: Arc<dyn RegisterStore>) {
     store
-        .append_entries(0, vec![genesis_entry()])
+        .append_entries(0, vec![genesis_entry()], None)
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -266,4 +267,49 @@ pub async fn concurrent_appends(store: Arc<dyn RegisterStore>) {
     );
     let report = verify_store(store.as_ref()).await.unwrap();
     assert!(report.ok && report.checked == 201, "{report:?}");
+}
+
+/// A checkpoint is stored with its entries and untouched by a refused write.
+pub async fn checkpoints(store: Arc<dyn RegisterStore>) {
+    use super::Checkpoint;
+    assert_eq!(store.checkpoint().await.unwrap(), None);
+    let genesis = genesis_entry();
+    let cp = Checkpoint {
+        current_version: 1,
+        head_hash: genesis.chain_hash.clone(),
+        hub_id: "n0".into(),
+        last_sync_time: 5,
+        next_sync_due: 10,
+        total_entries_synced: 1,
+        total_syncs: 1,
+    };
+    store
+        .append_entries(0, vec![genesis.clone()], Some(cp.clone()))
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint().await.unwrap(), Some(cp.clone()));
+    let refused = Checkpoint {
+        current_version: 99,
+        ..cp.clone()
+    };
+    assert!(
+        store
+            .append_entries(7, vec![], Some(refused))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.checkpoint().await.unwrap(),
+        Some(cp.clone()),
+        "refused write left it alone"
+    );
+    let later = Checkpoint {
+        last_sync_time: 6,
+        ..cp
+    };
+    store
+        .append_entries(1, vec![], Some(later.clone()))
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint().await.unwrap(), Some(later));
 }

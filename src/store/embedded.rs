@@ -12,7 +12,7 @@
 //! connections on the blocking thread pool. An exclusive lock on `register.lock` keeps a second
 //! process off the same data directory.
 
-use super::{ListQuery, RegisterStore, Stats, StoreError};
+use super::{Checkpoint, ListQuery, RegisterStore, Stats, StoreError};
 use crate::register::entry::{Entry, EntryType, Expectation, Head, NewEntry};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS entries (
     entry_type INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_by_blueprint ON entries(blueprint_id, version);
+CREATE TABLE IF NOT EXISTS sync_checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS blueprints (
     blueprint_id TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
@@ -70,6 +74,7 @@ enum WriteOp {
     AppendEntries {
         after_version: i64,
         entries: Vec<Entry>,
+        checkpoint: Option<Checkpoint>,
         reply: Reply<()>,
     },
     Checkpoint {
@@ -202,11 +207,32 @@ impl RegisterStore for EmbeddedStore {
         &self,
         after_version: i64,
         entries: Vec<Entry>,
+        checkpoint: Option<Checkpoint>,
     ) -> Result<(), StoreError> {
         self.write(|reply| WriteOp::AppendEntries {
             after_version,
             entries,
+            checkpoint,
             reply,
+        })
+        .await
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        self.read(|c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM sync_checkpoint WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(sql_err)?;
+            body.map(|b| {
+                serde_json::from_str(&b).map_err(|e| StoreError::Corrupt {
+                    version: 0,
+                    reason: format!("sync checkpoint is unreadable: {e}"),
+                })
+            })
+            .transpose()
         })
         .await
     }
@@ -466,9 +492,16 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteOp>) {
                 WriteOp::AppendEntries {
                     after_version,
                     entries,
+                    checkpoint,
                     reply,
                 } => {
-                    let result = append_many(&mut tx, &mut head, after_version, &entries);
+                    let result = append_many(
+                        &mut tx,
+                        &mut head,
+                        after_version,
+                        &entries,
+                        checkpoint.as_ref(),
+                    );
                     outcomes.push(Outcome::Unit(reply, result));
                 }
                 WriteOp::Checkpoint { reply } => outcomes.push(Outcome::Unit(reply, Ok(()))),
@@ -543,10 +576,15 @@ fn append_many(
     head: &mut Option<Head>,
     after_version: i64,
     entries: &[Entry],
+    checkpoint: Option<&Checkpoint>,
 ) -> Result<(), StoreError> {
     let head_version = head.as_ref().map_or(0, |h| h.version);
     let first = entries.first().map_or(after_version + 1, |e| e.version);
-    if head_version != after_version || first != after_version + 1 {
+    let contiguous = entries
+        .iter()
+        .zip(entries.iter().skip(1))
+        .all(|(a, b)| b.version == a.version + 1);
+    if head_version != after_version || first != after_version + 1 || !contiguous {
         return Err(StoreError::HeadMoved {
             head: head_version,
             first,
@@ -555,6 +593,15 @@ fn append_many(
     let sp = tx.savepoint().map_err(sql_err)?;
     for e in entries {
         insert_entry(&sp, e).map_err(sql_err)?;
+    }
+    if let Some(cp) = checkpoint {
+        let body = serde_json::to_string(cp).map_err(|e| unavailable("checkpoint encoding", e))?;
+        sp.execute(
+            "INSERT INTO sync_checkpoint (id, body) VALUES (1, ?1) \
+             ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+            params![body],
+        )
+        .map_err(sql_err)?;
     }
     sp.commit().map_err(sql_err)?;
     if let Some(last) = entries.last() {

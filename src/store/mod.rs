@@ -66,6 +66,27 @@ pub struct Stats {
     pub last_published_at: Option<i64>,
 }
 
+/// A peer's sync checkpoint, stored in the same transaction as the entries it describes so it
+/// never runs ahead of the data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// Version of the newest applied entry.
+    pub current_version: i64,
+    /// Chain hash of that entry.
+    pub head_hash: String,
+    /// Hub the entries came from.
+    pub hub_id: String,
+    /// When the last sync finished, Unix ms.
+    pub last_sync_time: i64,
+    /// When the next periodic sync is due, Unix ms.
+    pub next_sync_due: i64,
+    /// Entries applied by sync since the replica was created.
+    pub total_entries_synced: i64,
+    /// Syncs completed since the replica was created.
+    pub total_syncs: i64,
+}
+
 /// Durable storage of the system register. Implementations assign versions and chain links
 /// under their own concurrency control, and acknowledge a write only once it is durable.
 #[async_trait]
@@ -78,12 +99,17 @@ pub trait RegisterStore: Send + Sync + 'static {
     async fn append(&self, new: NewEntry, expect: Expectation) -> Result<Entry, StoreError>;
 
     /// Appends complete, already verified entries (genesis, replication) as one atomic write,
-    /// provided the head is currently at `after_version` (0 = empty store).
+    /// provided the head is currently at `after_version` (0 = empty store). A checkpoint, when
+    /// given, is stored in the same transaction.
     async fn append_entries(
         &self,
         after_version: i64,
         entries: Vec<Entry>,
+        checkpoint: Option<Checkpoint>,
     ) -> Result<(), StoreError>;
+
+    /// The stored sync checkpoint (peers), if any.
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
 
     /// Up to `limit` entries with `version > after`, in version order.
     async fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>, StoreError>;

@@ -87,6 +87,23 @@ pub async fn history(
     }))
 }
 
+/// Peers never write: a write on a peer answers 409 with `Location` pointing at the hub.
+fn refuse_on_peer(state: &AppState, path: &str) -> Result<(), ApiError> {
+    let Some(peer) = &state.peer else {
+        return Ok(());
+    };
+    let hub = peer
+        .current_hub()
+        .or_else(|| state.config.hubs.first().cloned())
+        .unwrap_or_default();
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "read-only-peer",
+        format!("this node is a peer and holds a read-only replica; publish to the hub {hub}"),
+    )
+    .with_location(format!("{}{path}", hub.trim_end_matches('/'))))
+}
+
 fn created(entry: &crate::register::entry::Entry) -> (StatusCode, HeaderMap, Json<EntryView>) {
     let mut headers = HeaderMap::new();
     let location = format!("/api/v1/system-register/blueprints/{}", entry.blueprint_id);
@@ -119,6 +136,7 @@ pub async fn publish(
     ApiJson(body): ApiJson<PublishRequest>,
 ) -> Result<(StatusCode, HeaderMap, Json<EntryView>), ApiError> {
     let identity = caller.require_publisher()?;
+    refuse_on_peer(&state, "/api/v1/system-register/blueprints")?;
     let entry = state
         .register
         .publish(
@@ -155,6 +173,7 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateRequest>,
 ) -> Result<Json<EntryView>, ApiError> {
     let identity = caller.require_publisher()?;
+    refuse_on_peer(&state, &format!("/api/v1/system-register/blueprints/{id}"))?;
     let entry = state
         .register
         .update(
@@ -190,6 +209,10 @@ pub async fn deprecate(
     body: axum::body::Bytes,
 ) -> Result<Json<EntryView>, ApiError> {
     let identity = caller.require_publisher()?;
+    refuse_on_peer(
+        &state,
+        &format!("/api/v1/system-register/blueprints/{id}/deprecate"),
+    )?;
     let request: DeprecateRequest = if body.iter().all(u8::is_ascii_whitespace) {
         DeprecateRequest::default()
     } else {

@@ -1,6 +1,7 @@
 //! REST/JSON handlers, one file per resource.
 
 pub mod blueprints;
+pub mod connection;
 pub mod entries;
 pub mod node;
 pub mod peers;

@@ -1,0 +1,40 @@
+//! Operator alerts: an error-level log line and, when `alerts.webhookUrl` is set, a JSON POST.
+
+use serde::Serialize;
+use std::time::Duration;
+
+/// One alert.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    /// `peer.isolated`, `peer.reconnected`, `peer.divergence`, …
+    pub event: String,
+    /// The node raising it.
+    pub node_id: String,
+    /// When, Unix ms.
+    pub at: i64,
+    /// What happened.
+    pub message: String,
+}
+
+/// Raises `alert`: logs it and posts it to `webhook` in the background (a failed POST is
+/// logged, never retried forever).
+pub fn raise(webhook: Option<&str>, alert: Alert) {
+    tracing::error!(event = %alert.event, message = %alert.message, "alert");
+    let Some(url) = webhook.map(str::to_owned) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let result = client
+            .post(&url)
+            .timeout(Duration::from_secs(10))
+            .json(&alert)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status());
+        if let Err(e) = result {
+            tracing::warn!(error = %e, event = %alert.event, "alert webhook failed");
+        }
+    });
+}

@@ -1,0 +1,392 @@
+//! The peer role: replicate a hub's register into a local replica, keep it current (push +
+//! periodic pull), watch the hub with heartbeats, fail over between hubs in priority order,
+//! and keep serving the replica when every hub is gone (isolated mode).
+
+pub mod alerts;
+pub mod session;
+pub mod state;
+pub mod sync;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::protocol::{ConnectionGrant, HeartbeatAck};
+use crate::register::Register;
+use crate::store::Checkpoint;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use session::SessionEnd;
+use state::{Attempt, ConnectionState, ConnectionView};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use sync::SyncOutcome;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A request to the running peer.
+#[derive(Debug)]
+pub enum Command {
+    /// Sync now (full or incremental) and report.
+    Sync {
+        /// FullSync instead of incremental.
+        full: bool,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<SyncOutcome, String>>,
+    },
+    /// Drop the session and reconnect.
+    Reconnect,
+}
+
+/// Why a peer request failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PeerError {
+    /// No hub session right now.
+    #[error("not connected to any hub (state {0:?})")]
+    NotConnected(ConnectionState),
+    /// The sync failed.
+    #[error("sync failed: {0}")]
+    SyncFailed(String),
+}
+
+/// A running peer.
+pub struct Peer {
+    register: Arc<Register>,
+    config: Arc<Config>,
+    node_id: String,
+    clock: SharedClock,
+    view: Mutex<ConnectionView>,
+    commands: mpsc::Sender<Command>,
+    heartbeat_sequence: AtomicI64,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("node_id", &self.node_id)
+            .finish()
+    }
+}
+
+impl Peer {
+    /// Starts the peer's connection manager; it runs until `shutdown`.
+    pub fn start(
+        register: Arc<Register>,
+        config: Arc<Config>,
+        node_id: String,
+        clock: SharedClock,
+        shutdown: CancellationToken,
+    ) -> (Arc<Self>, JoinHandle<()>) {
+        let (commands, receiver) = mpsc::channel(16);
+        let peer = Arc::new(Self {
+            view: Mutex::new(ConnectionView::new(&config.hubs)),
+            register,
+            config,
+            node_id,
+            clock,
+            commands,
+            heartbeat_sequence: AtomicI64::new(0),
+        });
+        let task = tokio::spawn(run(Arc::clone(&peer), receiver, shutdown));
+        (peer, task)
+    }
+
+    /// The replica.
+    pub fn register(&self) -> &Arc<Register> {
+        &self.register
+    }
+
+    /// Configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This peer's id (sent as `peer_id`).
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    fn view_mut(&self) -> MutexGuard<'_, ConnectionView> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection as operators see it.
+    pub fn connection(&self) -> ConnectionView {
+        self.view_mut().clone()
+    }
+
+    /// URL of the hub in use, if connected.
+    pub fn current_hub(&self) -> Option<String> {
+        let view = self.view_mut();
+        match view.state {
+            ConnectionState::Connected | ConnectionState::HeartbeatTimeout => {
+                view.current_hub.clone()
+            }
+            _ => None,
+        }
+    }
+
+    /// The replica's sync checkpoint.
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, crate::store::StoreError> {
+        self.register.store().checkpoint().await
+    }
+
+    /// Syncs now through the current session.
+    pub async fn sync_now(&self, full: bool) -> Result<SyncOutcome, PeerError> {
+        let state = self.view_mut().state;
+        if !matches!(
+            state,
+            ConnectionState::Connected | ConnectionState::HeartbeatTimeout
+        ) {
+            return Err(PeerError::NotConnected(state));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Sync { full, reply })
+            .await
+            .map_err(|_| PeerError::NotConnected(ConnectionState::Disconnected))?;
+        answer
+            .await
+            .map_err(|_| PeerError::NotConnected(state))?
+            .map_err(PeerError::SyncFailed)
+    }
+
+    /// Drops the session (if any) and reconnects, restarting the backoff.
+    pub async fn reconnect(&self) {
+        let _ = self.commands.send(Command::Reconnect).await;
+    }
+
+    fn next_heartbeat_sequence(&self) -> i64 {
+        self.heartbeat_sequence.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn alert(&self, event: &str, message: String) {
+        alerts::raise(
+            self.config.alerts.webhook_url.as_deref(),
+            alerts::Alert {
+                event: event.to_owned(),
+                node_id: self.node_id.clone(),
+                at: self.clock.now_ms(),
+                message,
+            },
+        );
+    }
+
+    fn on_connected(&self, index: usize, grant: &ConnectionGrant) {
+        let now = self.clock.now_ms();
+        let left_isolation = {
+            let mut view = self.view_mut();
+            let was_isolated = view.state == ConnectionState::Isolated;
+            view.state = ConnectionState::Connected;
+            view.current_hub = Some(view.hubs[index].url.clone());
+            view.session_id = Some(grant.session_id.clone());
+            view.missed_heartbeats = 0;
+            view.isolated_since = None;
+            view.next_backoff_ms = None;
+            let hub = &mut view.hubs[index];
+            hub.hub_id = Some(grant.hub_id.clone());
+            hub.failed_attempts = 0;
+            hub.last_error = None;
+            hub.last_connected_at = Some(now);
+            hub.hub_version = Some(grant.current_version);
+            hub.divergent = false;
+            hub.hub_behind = false;
+            let url = hub.url.clone();
+            if let Some(last) = view.attempts.last_mut() {
+                last.outcome = "connected".into();
+            }
+            was_isolated.then_some(url)
+        };
+        if let Some(url) = left_isolation {
+            self.alert(
+                "peer.reconnected",
+                format!("left isolated mode: connected to {url}"),
+            );
+        }
+    }
+
+    fn on_heartbeat_ack(&self, index: usize, ack: &HeartbeatAck) {
+        let mut view = self.view_mut();
+        view.state = ConnectionState::Connected;
+        view.missed_heartbeats = 0;
+        view.last_heartbeat_at = Some(self.clock.now_ms());
+        view.hubs[index].hub_version = Some(ack.current_version);
+    }
+
+    fn on_heartbeat_missed(&self, consecutive: u32) {
+        let mut view = self.view_mut();
+        view.missed_heartbeats = consecutive;
+        view.state = ConnectionState::HeartbeatTimeout;
+    }
+
+    fn on_synced(&self, index: usize, version: i64) {
+        let mut view = self.view_mut();
+        let hub = &mut view.hubs[index];
+        hub.hub_behind = false;
+        hub.hub_version = Some(hub.hub_version.unwrap_or(0).max(version));
+    }
+
+    fn on_hub_behind(&self, index: usize, hub_version: i64, replica: i64) {
+        let url = {
+            let mut view = self.view_mut();
+            let hub = &mut view.hubs[index];
+            let first_report = !hub.hub_behind;
+            hub.hub_behind = true;
+            hub.hub_version = Some(hub_version);
+            first_report.then(|| hub.url.clone())
+        };
+        if let Some(url) = url {
+            tracing::warn!(hub = %url, hub_version, replica, "hub is behind the replica; not following it (no rollback)");
+        }
+    }
+
+    fn on_divergence(&self, index: usize, message: &str) {
+        let url = {
+            let mut view = self.view_mut();
+            view.hubs[index].divergent = true;
+            view.hubs[index].last_error = Some(message.to_owned());
+            view.hubs[index].url.clone()
+        };
+        self.alert(
+            "peer.divergence",
+            format!("hub {url} diverges from the replica and is not followed: {message}"),
+        );
+    }
+
+    fn begin_attempt(&self, index: usize, delay: Duration) {
+        let now = self.clock.now_ms();
+        let mut view = self.view_mut();
+        if view.state != ConnectionState::Isolated {
+            view.state = ConnectionState::Connecting;
+        }
+        view.current_hub = Some(view.hubs[index].url.clone());
+        view.session_id = None;
+        view.hubs[index].last_attempt_at = Some(now);
+        view.record_attempt(Attempt {
+            hub: index,
+            at: now,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            outcome: "pending".into(),
+        });
+    }
+
+    fn attempt_failed(&self, index: usize, error: &str) {
+        let mut view = self.view_mut();
+        view.hubs[index].failed_attempts += 1;
+        view.hubs[index].last_error = Some(error.to_owned());
+        if let Some(last) = view.attempts.last_mut() {
+            last.outcome = error.to_owned();
+        }
+        if view.state != ConnectionState::Isolated {
+            view.state = ConnectionState::Connecting;
+        }
+        view.session_id = None;
+    }
+
+    fn enter_isolation(&self) {
+        let entered = {
+            let mut view = self.view_mut();
+            if view.state == ConnectionState::Isolated {
+                false
+            } else {
+                view.state = ConnectionState::Isolated;
+                view.isolated_since = Some(self.clock.now_ms());
+                view.current_hub = None;
+                true
+            }
+        };
+        if entered {
+            self.alert(
+                "peer.isolated",
+                "every hub failed: serving the local replica, retrying in the background".into(),
+            );
+        }
+    }
+}
+
+/// Delays between connect attempts to one hub: exponential from `backoffInitial` to
+/// `backoffMax` (backon computes the sequence), each shortened by up to 20 % at random so
+/// peers that lost the same hub do not retry in lockstep.
+fn backoff(config: &Config) -> impl Iterator<Item = Duration> + use<> {
+    let attempts = config.peer.attempts_per_hub.max(1) as usize;
+    ExponentialBuilder::new()
+        .with_min_delay(config.peer.backoff_initial)
+        .with_max_delay(config.peer.backoff_max)
+        .with_factor(2.0)
+        .with_max_times(attempts - 1)
+        .build()
+        .map(|d| d.mul_f64(1.0 - rand::random::<f64>() * 0.2))
+}
+
+/// The connection manager: tries hubs in priority order with backoff, wraps around, declares
+/// isolation when every hub has failed, and keeps trying.
+async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
+    let hubs = peer.config.hubs.len();
+    if hubs == 0 {
+        tracing::error!("peer has no hubs configured");
+        return;
+    }
+    let mut index = 0usize;
+    let mut exhausted = vec![false; hubs];
+    'hubs: loop {
+        let mut delays = backoff(&peer.config);
+        let mut delay = Duration::ZERO;
+        loop {
+            peer.begin_attempt(index, delay);
+            match session::run(&peer, index, &mut commands, &shutdown).await {
+                SessionEnd::Shutdown => break 'hubs,
+                SessionEnd::Reconnect => {
+                    exhausted.fill(false);
+                    delays = backoff(&peer.config);
+                    delay = Duration::ZERO;
+                    continue;
+                }
+                SessionEnd::Failover(why) | SessionEnd::Diverged(why) => {
+                    exhausted.fill(false);
+                    peer.attempt_failed(index, &why);
+                    peer.view_mut().failovers += 1;
+                    let next = (index + 1) % hubs;
+                    tracing::warn!(from = %peer.config.hubs[index], to = %peer.config.hubs[next], reason = %why, "failing over");
+                    index = next;
+                    continue 'hubs;
+                }
+                SessionEnd::ConnectFailed(why) => {
+                    tracing::warn!(hub = %peer.config.hubs[index], error = %why, "connect attempt failed");
+                    peer.attempt_failed(index, &why);
+                }
+            }
+            let Some(next_delay) = delays.next() else {
+                break;
+            };
+            delay = next_delay;
+            peer.view_mut().next_backoff_ms =
+                Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+            tokio::select! {
+                () = shutdown.cancelled() => break 'hubs,
+                () = tokio::time::sleep(delay) => {}
+                command = commands.recv() => match command {
+                    Some(Command::Reconnect) => {
+                        delays = backoff(&peer.config);
+                        delay = Duration::ZERO;
+                    }
+                    Some(Command::Sync { reply, .. }) => {
+                        let _ = reply.send(Err("not connected to any hub".into()));
+                    }
+                    None => break 'hubs,
+                },
+            }
+        }
+        exhausted[index] = true;
+        if exhausted.iter().all(|e| *e) {
+            peer.enter_isolation();
+        }
+        index = (index + 1) % hubs;
+    }
+    let mut view = peer.view_mut();
+    view.state = ConnectionState::Disconnected;
+    view.session_id = None;
+}

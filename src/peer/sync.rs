@@ -1,0 +1,196 @@
+//! The peer's sync client: brings the replica up to the hub's head, verifying every entry,
+//! never rolling back, applying entries and checkpoint together in batches.
+
+use super::Peer;
+use crate::api::grpc::client::{ClientError, HubClient};
+use crate::register::ApplyError;
+use crate::register::entry::Entry;
+use crate::store::{Checkpoint, StoreError};
+use futures::StreamExt;
+use serde::Serialize;
+use std::time::Instant;
+use utoipa::ToSchema;
+
+/// Entries applied per transaction.
+const BATCH_ENTRIES: usize = 1000;
+/// Document bytes applied per transaction.
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// Why a sync stopped.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SyncError {
+    /// The hub's chain does not contain the replica's head (a fork).
+    #[error("hub's register diverges from the replica: {0}")]
+    Diverged(String),
+    /// The hub's register is behind the replica; not followed.
+    #[error("hub is behind the replica (hub at version {hub}, replica at {replica})")]
+    HubBehind {
+        /// The hub's head version.
+        hub: i64,
+        /// The replica's head version.
+        replica: i64,
+    },
+    /// The stream failed verification (corrupt); nothing of it was applied.
+    #[error("hub sent entries that do not verify: {0}")]
+    Rejected(String),
+    /// The hub call failed.
+    #[error("hub call failed: {0}")]
+    Transport(#[from] ClientError),
+    /// The replica store failed.
+    #[error("replica store failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<ApplyError> for SyncError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Rejected(f) => SyncError::Rejected(f.to_string()),
+            ApplyError::Store(s) => SyncError::Store(s),
+        }
+    }
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncOutcome {
+    /// Full (FullSync) or incremental.
+    pub full: bool,
+    /// Replica head before.
+    pub from_version: i64,
+    /// Replica head after.
+    pub to_version: i64,
+    /// Entries applied.
+    pub applied: u64,
+    /// Duration, ms.
+    pub duration_ms: u64,
+}
+
+/// Brings the replica up to the hub's head. Full sync when the replica is empty (or `full`),
+/// else incremental from the entry before the replica's head, whose chain hash must match the
+/// replica's (the hub's chain contains our head) before anything is applied.
+pub async fn catch_up(
+    peer: &Peer,
+    client: &mut HubClient,
+    session_id: &str,
+    hub_id: &str,
+    full: bool,
+) -> Result<SyncOutcome, SyncError> {
+    let started = Instant::now();
+    let register = peer.register();
+    let head = register.store().head().await?;
+    let (ours, our_hash) = head.map_or((0, String::new()), |h| (h.version, h.chain_hash));
+    let use_full = full || ours == 0;
+    let mut stream = if use_full {
+        client.full_sync(peer.node_id(), session_id, 0).await?
+    } else {
+        client
+            .incremental_sync(peer.node_id(), session_id, ours - 1, 0)
+            .await?
+    };
+    let previous = register.store().checkpoint().await?.unwrap_or_default();
+    let mut matched = ours == 0;
+    let mut batch: Vec<Entry> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut applied = 0u64;
+    let mut seen_versions = false;
+    while let Some(item) = stream.next().await {
+        let entry = item?;
+        seen_versions = true;
+        if entry.version <= ours {
+            if entry.version == ours {
+                if entry.chain_hash != our_hash {
+                    return Err(SyncError::Diverged(format!(
+                        "at version {ours} the hub has {} but the replica has {our_hash}",
+                        entry.chain_hash
+                    )));
+                }
+                matched = true;
+            }
+            continue;
+        }
+        if !matched {
+            return Err(SyncError::Diverged(format!(
+                "the hub's stream skipped the replica's head version {ours}"
+            )));
+        }
+        batch_bytes += entry.document.len();
+        batch.push(entry);
+        if batch.len() >= BATCH_ENTRIES || batch_bytes >= BATCH_BYTES {
+            applied += apply(
+                peer,
+                std::mem::take(&mut batch),
+                hub_id,
+                &previous,
+                applied,
+                false,
+            )
+            .await?;
+            batch_bytes = 0;
+        }
+    }
+    if !matched {
+        // The stream never reached our head: the hub's register is shorter than ours.
+        let _ = seen_versions;
+        let hub_version = client
+            .status(peer.node_id())
+            .await
+            .map(|s| s.1)
+            .unwrap_or(0);
+        return Err(SyncError::HubBehind {
+            hub: hub_version,
+            replica: ours,
+        });
+    }
+    applied += apply(peer, batch, hub_id, &previous, applied, true).await?;
+    let to_version = register.head_version();
+    let outcome = SyncOutcome {
+        full: use_full,
+        from_version: ours,
+        to_version,
+        applied,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    tracing::info!(
+        hub_id,
+        full = use_full,
+        from = ours,
+        to = to_version,
+        applied,
+        duration_ms = outcome.duration_ms,
+        "sync finished"
+    );
+    Ok(outcome)
+}
+
+/// Applies one verified batch with its checkpoint; `last` marks the sync's final write (it
+/// counts the sync and is written even when empty, to record the sync time).
+async fn apply(
+    peer: &Peer,
+    batch: Vec<Entry>,
+    hub_id: &str,
+    previous: &Checkpoint,
+    applied_before: u64,
+    last: bool,
+) -> Result<u64, SyncError> {
+    let count = batch.len() as u64;
+    if batch.is_empty() && !last {
+        return Ok(0);
+    }
+    let now = peer.clock().now_ms();
+    let interval = i64::try_from(peer.config().peer.sync_interval.as_millis()).unwrap_or(i64::MAX);
+    let total = previous.total_entries_synced + i64::try_from(applied_before + count).unwrap_or(0);
+    let syncs = previous.total_syncs + i64::from(last);
+    peer.register()
+        .apply_synced(batch, |head| Checkpoint {
+            current_version: head.version,
+            head_hash: head.chain_hash.clone(),
+            hub_id: hub_id.to_owned(),
+            last_sync_time: now,
+            next_sync_due: now.saturating_add(interval),
+            total_entries_synced: total,
+            total_syncs: syncs,
+        })
+        .await?;
+    Ok(count)
+}

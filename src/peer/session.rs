@@ -136,7 +136,7 @@ pub async fn run(
             command = commands.recv() => match command {
                 Some(Command::Sync { full, reply }) => {
                     let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, full).await;
-                    let answer = result.as_ref().map(Clone::clone).map_err(ToString::to_string);
+                    let answer = result.clone().map_err(|e| e.to_string());
                     let _ = reply.send(answer);
                     if let Some(end) = handle_sync(peer, index, result) {
                         return ending.end(end).await;

@@ -56,6 +56,16 @@ pub struct Hub {
     clock: SharedClock,
     started: Instant,
     shutdown: CancellationToken,
+    counters: SyncCounters,
+}
+
+/// How many sync streams the hub has served, by kind.
+#[derive(Debug, Default)]
+pub struct SyncCounters {
+    /// FullSync streams started.
+    pub full: std::sync::atomic::AtomicU64,
+    /// IncrementalSync streams started.
+    pub incremental: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Hub {
@@ -83,12 +93,32 @@ impl Hub {
             clock,
             started: Instant::now(),
             shutdown,
+            counters: SyncCounters::default(),
         })
     }
 
     /// The hub's node id.
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// Sync streams served so far: (full, incremental).
+    pub fn sync_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.counters.full.load(Relaxed),
+            self.counters.incremental.load(Relaxed),
+        )
+    }
+
+    /// Counts a sync stream of the given kind.
+    pub fn count_sync(&self, full: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if full {
+            self.counters.full.fetch_add(1, Relaxed);
+        } else {
+            self.counters.incremental.fetch_add(1, Relaxed);
+        }
     }
 
     /// The Register.

@@ -10,6 +10,7 @@ mod genesis;
 mod grpc;
 mod grpc_web;
 mod one_port;
+mod peer;
 mod rest;
 mod sse;
 mod store;

@@ -201,3 +201,47 @@ pub async fn spawn_node_env(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     ChildNode { child, addr }
 }
+
+/// A peer configuration over `dir` replicating from `hubs`, with test-speed intervals.
+pub fn peer_config(dir: &Path, hubs: Vec<String>) -> Config {
+    let mut c = config(dir);
+    c.role = sorcha_peer::config::Role::Peer;
+    c.hubs = hubs;
+    c.node_id = Some("peer-1".into());
+    c.peer.heartbeat_interval = Duration::from_millis(100);
+    c.peer.heartbeat_timeout = Duration::from_millis(300);
+    c.peer.sync_interval = Duration::from_secs(600);
+    c.peer.backoff_initial = Duration::from_millis(20);
+    c.peer.backoff_max = Duration::from_millis(100);
+    c.peer.attempts_per_hub = 2;
+    c.peer.resubscribe_delay = Duration::from_millis(100);
+    c.peer.connect_timeout = Duration::from_millis(1000);
+    c.shutdown_grace = Duration::from_secs(2);
+    c
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, panicking with `what` after [`WAIT`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// GET a JSON document from any node.
+pub async fn get_json(addr: SocketAddr, path: &str) -> Value {
+    reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}

@@ -48,7 +48,9 @@ impl SystemRegisterSync for SyncService {
     ) -> Result<Response<Self::FullSyncStream>, Status> {
         let r = request.into_inner();
         tracing::info!(peer_id = %r.peer_id, max = r.max_blueprints, "full sync");
-        Ok(Response::new(self.stream(r, 0)?))
+        let stream = self.stream(r, 0)?;
+        self.hub.count_sync(true);
+        Ok(Response::new(stream))
     }
 
     async fn incremental_sync(
@@ -58,7 +60,9 @@ impl SystemRegisterSync for SyncService {
         let r = request.into_inner();
         let after = r.last_known_version;
         tracing::debug!(peer_id = %r.peer_id, after, "incremental sync");
-        Ok(Response::new(self.stream(r, after)?))
+        let stream = self.stream(r, after)?;
+        self.hub.count_sync(false);
+        Ok(Response::new(stream))
     }
 
     async fn subscribe_to_push_notifications(

@@ -15,6 +15,10 @@ use utoipa::ToSchema;
 pub struct PeersView {
     /// The hub's head version (lags are measured against it).
     pub head_version: i64,
+    /// Full sync streams served since start.
+    pub full_syncs: u64,
+    /// Incremental sync streams served since start.
+    pub incremental_syncs: u64,
     /// One entry per connected (or timed-out, not yet removed) peer, ordered by peer id.
     pub peers: Vec<SessionView>,
 }
@@ -33,7 +37,10 @@ fn hub(state: &AppState) -> Result<&Arc<crate::hub::Hub>, ApiError> {
         (status = 404, description = "Not a hub", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<PeersView>, ApiError> {
     let hub = hub(&state)?;
+    let (full_syncs, incremental_syncs) = hub.sync_counts();
     Ok(Json(PeersView {
+        full_syncs,
+        incremental_syncs,
         head_version: state.register.head_version(),
         peers: hub.sessions(),
     }))

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 async fn head(addr: SocketAddr) -> i64 {
-    get_json(addr, "/api/v1/system-register").await["headVersion"].as_i64().unwrap_or(-1)
+    get_json(addr, "/api/v1/system-register").await["headVersion"]
+        .as_i64()
+        .unwrap_or(-1)
 }
 
 async fn wait_head(addr: SocketAddr, version: i64) {
@@ -30,7 +32,8 @@ async fn start_peer(dir: tempfile::TempDir, hubs: Vec<String>) -> TestHub {
 async fn peer_replicates_follows_push_and_rebroadcasts() {
     let hub = TestHub::start().await;
     for i in 0..30 {
-        hub.publish(&format!("bp-{i}"), json!({"title": format!("t{i}")})).await;
+        hub.publish(&format!("bp-{i}"), json!({"title": format!("t{i}")}))
+            .await;
     }
     let peer = start_peer(tempfile::tempdir().unwrap(), vec![hub.url("")]).await;
     wait_head(peer.addr(), 31).await;
@@ -38,7 +41,10 @@ async fn peer_replicates_follows_push_and_rebroadcasts() {
     let ours = get_json(peer.addr(), "/api/v1/system-register/entries?limit=1000").await;
     let theirs = get_json(hub.addr(), "/api/v1/system-register/entries?limit=1000").await;
     assert_eq!(ours, theirs);
-    assert_eq!(get_json(peer.addr(), "/api/v1/system-register/verify").await["ok"], true);
+    assert_eq!(
+        get_json(peer.addr(), "/api/v1/system-register/verify").await["ok"],
+        true
+    );
     let checkpoint = get_json(peer.addr(), "/api/v1/sync/checkpoint").await;
     assert_eq!(checkpoint["currentVersion"], 31);
     assert_eq!(checkpoint["hubId"], "test-host");
@@ -57,17 +63,41 @@ async fn peer_replicates_follows_push_and_rebroadcasts() {
     assert_eq!(data["blueprintId"], "pushed");
 
     // Writes on a peer are refused and point at the hub.
-    let r = peer.http.post(peer.url("/api/v1/system-register/blueprints")).bearer_auth(PUBLISHER)
-        .json(&json!({"blueprintId": "nope", "document": {}})).send().await.unwrap();
+    let r = peer
+        .http
+        .post(peer.url("/api/v1/system-register/blueprints"))
+        .bearer_auth(PUBLISHER)
+        .json(&json!({"blueprintId": "nope", "document": {}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
-    assert_eq!(r.headers()["location"], format!("{}/api/v1/system-register/blueprints", hub.url("")).as_str());
+    assert_eq!(
+        r.headers()["location"],
+        format!("{}/api/v1/system-register/blueprints", hub.url("")).as_str()
+    );
     // Admin sync on demand works; a publisher token is not enough.
-    let r = peer.http.post(peer.url("/api/v1/sync?full=true")).bearer_auth(PUBLISHER).send().await.unwrap();
+    let r = peer
+        .http
+        .post(peer.url("/api/v1/sync?full=true"))
+        .bearer_auth(PUBLISHER)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = peer.http.post(peer.url("/api/v1/sync?full=true")).bearer_auth(crate::support::ADMIN).send().await.unwrap();
+    let r = peer
+        .http
+        .post(peer.url("/api/v1/sync?full=true"))
+        .bearer_auth(crate::support::ADMIN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let outcome: Value = r.json().await.unwrap();
-    assert_eq!((outcome["full"].as_bool(), outcome["applied"].as_i64()), (Some(true), Some(0)));
+    assert_eq!(
+        (outcome["full"].as_bool(), outcome["applied"].as_i64()),
+        (Some(true), Some(0))
+    );
     // The hub sees the peer's session.
     let sessions = get_json(hub.addr(), "/api/v1/peers").await;
     assert_eq!(sessions["peers"][0]["peerId"], "peer-1");
@@ -86,7 +116,11 @@ async fn restarted_peer_resumes_incrementally() {
     let dir = peer.stop().await;
     // The hub saw the session end with a goodbye.
     wait_for("session closed", || async {
-        get_json(hub.addr(), "/api/v1/peers").await["peers"].as_array().unwrap().is_empty().then_some(())
+        get_json(hub.addr(), "/api/v1/peers").await["peers"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
     })
     .await;
     for i in 10..15 {
@@ -98,9 +132,17 @@ async fn restarted_peer_resumes_incrementally() {
     let after = get_json(hub.addr(), "/api/v1/peers").await;
     assert_eq!(before["fullSyncs"], 1, "{before}");
     assert_eq!(after["fullSyncs"], 1, "no second full sync: {after}");
-    assert!(after["incrementalSyncs"].as_i64().unwrap() > before["incrementalSyncs"].as_i64().unwrap());
-    assert_eq!(get_json(peer.addr(), "/api/v1/system-register/verify").await["ok"], true);
-    assert_eq!(get_json(peer.addr(), "/api/v1/sync/checkpoint").await["currentVersion"], 16);
+    assert!(
+        after["incrementalSyncs"].as_i64().unwrap() > before["incrementalSyncs"].as_i64().unwrap()
+    );
+    assert_eq!(
+        get_json(peer.addr(), "/api/v1/system-register/verify").await["ok"],
+        true
+    );
+    assert_eq!(
+        get_json(peer.addr(), "/api/v1/sync/checkpoint").await["currentVersion"],
+        16
+    );
     peer.stop().await;
     hub.stop().await;
 }
@@ -108,7 +150,11 @@ async fn restarted_peer_resumes_incrementally() {
 /// Copies a stopped node's data dir (the register file; the WAL was folded in at close).
 fn copy_dir(from: &std::path::Path) -> tempfile::TempDir {
     let to = tempfile::tempdir().unwrap();
-    std::fs::copy(from.join("register.sqlite"), to.path().join("register.sqlite")).unwrap();
+    std::fs::copy(
+        from.join("register.sqlite"),
+        to.path().join("register.sqlite"),
+    )
+    .unwrap();
     to
 }
 
@@ -117,9 +163,18 @@ async fn hub_on(dir: tempfile::TempDir, addr: Option<SocketAddr>) -> TestHub {
     match addr {
         None => TestHub::start_with(dir, cfg).await,
         Some(addr) => {
-            let listener = wait_for("port free again", || async move { tokio::net::TcpListener::bind(addr).await.ok() }).await;
-            let node = sorcha_peer::app::start_with_hostname(cfg, listener, "test-host").await.unwrap();
-            TestHub { node, dir, http: reqwest::Client::new() }
+            let listener = wait_for("port free again", || async move {
+                tokio::net::TcpListener::bind(addr).await.ok()
+            })
+            .await;
+            let node = sorcha_peer::app::start_with_hostname(cfg, listener, "test-host")
+                .await
+                .unwrap();
+            TestHub {
+                node,
+                dir,
+                http: reqwest::Client::new(),
+            }
         }
     }
 }
@@ -129,7 +184,11 @@ async fn failover_through_three_hubs_into_isolation_and_back() {
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let webhook = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/alerts")).respond_with(ResponseTemplate::new(200)).mount(&webhook).await;
+    Mock::given(method("POST"))
+        .and(path("/alerts"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&webhook)
+        .await;
 
     // One register, served by three hubs started from copies of it.
     let seed = TestHub::start().await;
@@ -168,16 +227,24 @@ async fn failover_through_three_hubs_into_isolation_and_back() {
     let c = on_hub(urls[2].clone()).await;
     assert!(c["failovers"].as_i64().unwrap() >= 2, "{c}");
     n2.stop().await;
-    wait_for("isolated", || async { (connection(peer.addr()).await["state"] == "Isolated").then_some(()) }).await;
+    wait_for("isolated", || async {
+        (connection(peer.addr()).await["state"] == "Isolated").then_some(())
+    })
+    .await;
     // Isolated: still serving.
     assert_eq!(peer.get("/health").await.0, 200);
     let (status, bp) = peer.get("/api/v1/system-register/blueprints/f-3").await;
     assert_eq!((status, bp["blueprintId"].as_str()), (200, Some("f-3")));
     let alert = wait_for("isolation alert", || async {
-        webhook.received_requests().await.unwrap().into_iter().find_map(|r| {
-            let body: Value = serde_json::from_slice(&r.body).ok()?;
-            (body["event"] == "peer.isolated").then_some(body)
-        })
+        webhook
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .find_map(|r| {
+                let body: Value = serde_json::from_slice(&r.body).ok()?;
+                (body["event"] == "peer.isolated").then_some(body)
+            })
     })
     .await;
     assert_eq!(alert["nodeId"], "peer-1");
@@ -186,13 +253,26 @@ async fn failover_through_three_hubs_into_isolation_and_back() {
     let n0 = hub_on(n0_dir, Some(n0_addr)).await;
     on_hub(urls[0].clone()).await;
     wait_for("reconnect alert", || async {
-        webhook.received_requests().await.unwrap().into_iter().find(|r| {
-            serde_json::from_slice::<Value>(&r.body).is_ok_and(|b| b["event"] == "peer.reconnected")
-        })
+        webhook
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| {
+                serde_json::from_slice::<Value>(&r.body)
+                    .is_ok_and(|b| b["event"] == "peer.reconnected")
+            })
     })
     .await;
-    let isolated_alerts = webhook.received_requests().await.unwrap().iter()
-        .filter(|r| serde_json::from_slice::<Value>(&r.body).is_ok_and(|b| b["event"] == "peer.isolated")).count();
+    let isolated_alerts = webhook
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            serde_json::from_slice::<Value>(&r.body).is_ok_and(|b| b["event"] == "peer.isolated")
+        })
+        .count();
     assert_eq!(isolated_alerts, 1, "one alert on entering isolation");
     n0.publish("after-isolation", json!({})).await;
     wait_head(peer.addr(), 7).await;
@@ -206,7 +286,10 @@ async fn backoff_grows_per_hub_then_wraps_to_the_next() {
     let dead: Vec<String> = {
         let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        vec![format!("http://{}", a.local_addr().unwrap()), format!("http://{}", b.local_addr().unwrap())]
+        vec![
+            format!("http://{}", a.local_addr().unwrap()),
+            format!("http://{}", b.local_addr().unwrap()),
+        ]
     };
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = peer_config(dir.path(), dead);
@@ -220,12 +303,31 @@ async fn backoff_grows_per_hub_then_wraps_to_the_next() {
     })
     .await;
     let attempts = conn["attempts"].as_array().unwrap();
-    let hubs: Vec<i64> = attempts.iter().take(7).map(|a| a["hub"].as_i64().unwrap()).collect();
-    assert_eq!(hubs, [0, 0, 0, 1, 1, 1, 0], "3 attempts per hub, then the next, wrapping");
-    let delays: Vec<i64> = attempts.iter().take(6).map(|a| a["delayMs"].as_i64().unwrap()).collect();
+    let hubs: Vec<i64> = attempts
+        .iter()
+        .take(7)
+        .map(|a| a["hub"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        hubs,
+        [0, 0, 0, 1, 1, 1, 0],
+        "3 attempts per hub, then the next, wrapping"
+    );
+    let delays: Vec<i64> = attempts
+        .iter()
+        .take(6)
+        .map(|a| a["delayMs"].as_i64().unwrap())
+        .collect();
     // Per hub: no wait before the first attempt, then 20 ms and 40 ms, each up to 20 % shorter.
-    for (i, (lo, hi)) in [(0, 0), (16, 20), (32, 40), (0, 0), (16, 20), (32, 40)].into_iter().enumerate() {
-        assert!((lo..=hi).contains(&delays[i]), "delay {i} = {} not in {lo}..={hi}: {delays:?}", delays[i]);
+    for (i, (lo, hi)) in [(0, 0), (16, 20), (32, 40), (0, 0), (16, 20), (32, 40)]
+        .into_iter()
+        .enumerate()
+    {
+        assert!(
+            (lo..=hi).contains(&delays[i]),
+            "delay {i} = {} not in {lo}..={hi}: {delays:?}",
+            delays[i]
+        );
     }
     assert_eq!(conn["state"], "Isolated", "both hubs exhausted");
     assert_eq!(peer.get("/health").await.0, 200);
@@ -272,10 +374,19 @@ async fn hub_behind_is_not_followed_and_a_fork_is_left_for_the_next_hub() {
     let peer = start_peer(peer_dir, vec![fork.url(""), main_hub.url("")]).await;
     let c = wait_for("divergence reported and next hub used", || async {
         let c = connection(peer.addr()).await;
-        (c["hubs"][0]["divergent"] == true && c["state"] == "Connected" && c["currentHub"] == main_hub.url("").as_str()).then_some(c)
+        (c["hubs"][0]["divergent"] == true
+            && c["state"] == "Connected"
+            && c["currentHub"] == main_hub.url("").as_str())
+        .then_some(c)
     })
     .await;
-    assert!(c["hubs"][0]["lastError"].as_str().unwrap().contains("version 10"), "{c}");
+    assert!(
+        c["hubs"][0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("version 10"),
+        "{c}"
+    );
     main_hub.publish("after-fork", json!({})).await;
     wait_head(peer.addr(), 11).await;
     let replica = get_json(peer.addr(), "/api/v1/system-register/blueprints/b-0").await;
@@ -283,4 +394,156 @@ async fn hub_behind_is_not_followed_and_a_fork_is_left_for_the_next_hub() {
     peer.stop().await;
     fork.stop().await;
     main_hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_hub_means_a_warning_at_one_miss_and_failover_at_two() {
+    let seed = TestHub::start().await;
+    seed.publish("h-1", json!({})).await;
+    let seed_dir = seed.stop().await;
+    let n0 = hub_on(copy_dir(seed_dir.path()), None).await;
+    let n1 = hub_on(copy_dir(seed_dir.path()), None).await;
+    let proxy = crate::support::PausableProxy::start(n0.addr()).await;
+    let via_proxy = format!("http://{}", proxy.addr);
+    let peer = start_peer(
+        tempfile::tempdir().unwrap(),
+        vec![via_proxy.clone(), n1.url("")],
+    )
+    .await;
+    wait_for("connected through the proxy", || async {
+        let c = connection(peer.addr()).await;
+        (c["state"] == "Connected"
+            && c["currentHub"] == via_proxy.as_str()
+            && c["lastHeartbeatAt"].is_i64())
+        .then_some(())
+    })
+    .await;
+    // The hub goes silent: no refusal, no reset, just no answers.
+    proxy.pause();
+    let mut saw_warning = false;
+    let n1_url = n1.url("");
+    let deadline = tokio::time::Instant::now() + crate::support::WAIT;
+    let c = loop {
+        let c = connection(peer.addr()).await;
+        if c["state"] == "HeartbeatTimeout" && c["missedHeartbeats"] == 1 {
+            saw_warning = true;
+        }
+        if c["state"] == "Connected" && c["currentHub"] == n1_url.as_str() {
+            break c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failover to n1: {c}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        saw_warning,
+        "the first miss shows as HeartbeatTimeout with one missed heartbeat"
+    );
+    let reason = c["hubs"][0]["lastError"].as_str().unwrap();
+    assert!(reason.contains("2 consecutive heartbeats missed"), "{c}");
+    peer.stop().await;
+    n0.stop().await;
+    n1.stop().await;
+}
+
+/// Writes a register of genesis + `n` published entries straight into a store in `dir`.
+async fn big_register(dir: &std::path::Path, n: i64, doc_bytes: usize) {
+    use sorcha_peer::register::chain;
+    use sorcha_peer::register::entry::{EntryType, NewEntry};
+    use sorcha_peer::register::genesis::genesis_entry;
+    use sorcha_peer::store::RegisterStore;
+    use sorcha_peer::store::embedded::EmbeddedStore;
+    let store = EmbeddedStore::open(dir).unwrap();
+    let genesis = genesis_entry();
+    let mut prev = genesis.chain_hash.clone();
+    store.append_entries(0, vec![genesis], None).await.unwrap();
+    let mut version = 1;
+    while version < n + 1 {
+        let mut batch = Vec::new();
+        for _ in 0..5000.min(n + 1 - version) {
+            version += 1;
+            let doc = format!(r#"{{"n":{version},"pad":"{}"}}"#, "p".repeat(doc_bytes));
+            let entry = NewEntry {
+                blueprint_id: format!("big-{version}"),
+                checksum: chain::checksum(doc.as_bytes()),
+                document: doc.into_bytes().into(),
+                published_at: 1_700_000_000_000 + version,
+                published_by: "bench".into(),
+                is_active: true,
+                publication_transaction_id: None,
+                metadata: Default::default(),
+                entry_type: EntryType::Published,
+            }
+            .into_entry(version, Some(&prev));
+            prev = entry.chain_hash.clone();
+            batch.push(entry);
+        }
+        let after = batch[0].version - 1;
+        store.append_entries(after, batch, None).await.unwrap();
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_killed_during_a_full_sync_keeps_checkpoint_and_data_together() {
+    use sorcha_peer::store::RegisterStore;
+    use sorcha_peer::store::embedded::EmbeddedStore;
+    const N: i64 = 30_000;
+    let hub_dir = tempfile::tempdir().unwrap();
+    big_register(hub_dir.path(), N, 1024).await;
+    let hub = hub_on(hub_dir, None).await;
+    let peer_dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--role",
+        "peer",
+        "--hub",
+        &hub.url(""),
+        "--node-id",
+        "crashy",
+    ];
+    let mut child = crate::support::spawn_node(peer_dir.path(), &args).await;
+    // Kill it once part of the register is applied.
+    let partial = wait_for("a partial sync", || async {
+        let cp = get_json(child.addr, "/api/v1/sync/checkpoint").await;
+        cp["currentVersion"].as_i64().filter(|v| *v > 0)
+    })
+    .await;
+    child.child.kill().await.unwrap();
+    assert!(
+        partial < N + 1,
+        "killed mid-sync (at {partial} of {})",
+        N + 1
+    );
+
+    // Offline: the checkpoint never runs ahead of the data, and what is there verifies.
+    {
+        let store = EmbeddedStore::open(peer_dir.path()).unwrap();
+        let head = store.head().await.unwrap().unwrap();
+        let checkpoint = store.checkpoint().await.unwrap().unwrap();
+        assert_eq!(
+            checkpoint.current_version, head.version,
+            "checkpoint == applied data"
+        );
+        assert_eq!(checkpoint.head_hash, head.chain_hash);
+        assert!(head.version < N + 1, "the sync was interrupted");
+        let report = sorcha_peer::register::verify_store(&store).await.unwrap();
+        assert!(report.ok, "{report:?}");
+        store.close().await.unwrap();
+    }
+    // Restarted, it completes incrementally.
+    let mut child = crate::support::spawn_node(peer_dir.path(), &args).await;
+    wait_head(child.addr, N + 1).await;
+    assert_eq!(
+        get_json(child.addr, "/api/v1/sync/checkpoint").await["currentVersion"],
+        N + 1
+    );
+    assert_eq!(
+        get_json(hub.addr(), "/api/v1/peers").await["fullSyncs"],
+        1,
+        "the restart resumed incrementally"
+    );
+    child.child.kill().await.unwrap();
+    hub.stop().await;
 }

@@ -186,6 +186,12 @@ pub struct NodeView {
     /// The integrity failure that refuses writes, if any.
     #[schema(value_type = Option<Object>)]
     pub integrity_failure: Option<serde_json::Value>,
+    /// Peers: the hub connection state (`Connected`, `Isolated`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_state: Option<crate::peer::state::ConnectionState>,
+    /// Peers: the hub in use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_hub: Option<String>,
 }
 
 /// Outcome of an integrity check.

@@ -177,6 +177,12 @@ pub async fn status(args: super::ClientArgs) -> anyhow::Result<i32> {
         "blueprints  {} ({} active), {} entries",
         reg["blueprints"], reg["activeBlueprints"], reg["entries"]
     );
+    if let Some(state) = node["connectionState"].as_str() {
+        println!(
+            "connection  {state} {}",
+            node["currentHub"].as_str().unwrap_or("(no hub)")
+        );
+    }
     if node["integrityOk"].as_bool() == Some(false) {
         println!("integrity   FAILED: {}", node["integrityFailure"]);
         return Ok(1);

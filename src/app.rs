@@ -11,6 +11,7 @@ use crate::register::{Register, RegisterOptions};
 use crate::role::{self, ResolvedRole};
 use crate::store::RegisterStore;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::mongo::MongoStore;
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,7 +73,10 @@ pub async fn start_with_hostname(
     }
     let store: Arc<dyn RegisterStore> = match config.store.as_str() {
         "embedded" => Arc::new(EmbeddedStore::open(&config.data_dir)?),
-        other => bail!("store {other:?} is not available in this version; use \"embedded\""),
+        uri if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => Arc::new(
+            MongoStore::connect(uri, &config.mongo.database, config.mongo.poll_interval).await?,
+        ),
+        other => bail!("store {other:?} is not supported; use \"embedded\" or a mongodb:// URI"),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let register = Register::open(
@@ -131,6 +135,20 @@ pub async fn start_with_hostname(
         peer,
     };
     let housekeeping = hub.clone().map(|hub| tokio::spawn(hub.run_housekeeping()));
+    // With a shared store, appends by other hubs move this node's head too, so its SSE and
+    // push subscribers see them.
+    let tailer = {
+        let (store, register, cancel) = (
+            Arc::clone(&store),
+            Arc::clone(&state.register),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            store
+                .follow_external_appends(&|version| register.announce(version), cancel)
+                .await;
+        })
+    };
     let (grpc, health) = api::grpc::router(hub).await?;
     let router = api::router(state.clone(), grpc);
     let addr = listener.local_addr()?;
@@ -151,6 +169,7 @@ pub async fn start_with_hostname(
         if let Some(task) = housekeeping {
             let _ = task.await;
         }
+        let _ = tailer.await;
         // The peer finishes its current apply and says goodbye to its hub.
         if let Some(task) = peer_task
             && tokio::time::timeout(grace, task).await.is_err()

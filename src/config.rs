@@ -200,6 +200,27 @@ impl Default for LimitsConfig {
     }
 }
 
+/// MongoDB store settings (with `store = "mongodb://…"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MongoConfig {
+    /// Database name.
+    pub database: String,
+    /// How often the head is polled for appends by other hubs (change streams are used too
+    /// when the server has them).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for MongoConfig {
+    fn default() -> Self {
+        Self {
+            database: "sorcha_register".to_owned(),
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
 /// Alerting.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -224,6 +245,8 @@ pub struct Config {
     pub hubs: Vec<String>,
     /// `embedded` or a `mongodb://` URI.
     pub store: String,
+    /// MongoDB settings.
+    pub mongo: MongoConfig,
     /// Admin token (identity `admin`).
     pub admin_token: Option<Secret>,
     /// Further REST tokens.
@@ -259,6 +282,7 @@ impl Default for Config {
             node_id: None,
             hubs: Vec::new(),
             store: "embedded".to_owned(),
+            mongo: MongoConfig::default(),
             admin_token: None,
             tokens: Vec::new(),
             hub: HubConfig::default(),

@@ -4,6 +4,7 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod mongo;
 
 use crate::register::entry::{Entry, Expectation, Head, NewEntry};
 use async_trait::async_trait;
@@ -136,4 +137,15 @@ pub trait RegisterStore: Send + Sync + 'static {
 
     /// Makes everything durable and releases resources; called once at shutdown.
     async fn close(&self) -> Result<(), StoreError>;
+
+    /// For stores shared by several nodes: calls `announce` with the head version whenever
+    /// another writer may have appended, until `cancel` fires. A store with a single writer
+    /// (this process) has nothing to follow and returns at once.
+    async fn follow_external_appends(
+        &self,
+        announce: &(dyn Fn(i64) + Send + Sync),
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let _ = (announce, cancel);
+    }
 }

@@ -1,0 +1,523 @@
+//! The MongoDB backend: several hubs share one database (a replica set in production).
+//!
+//! Entries live in `sorcha_system_register_blueprints`, one camelCase document per version with
+//! `_id = version`, plus a unique index on `version` and indexes on `blueprintId`,
+//! `publishedAt` (descending) and `isActive`. Appends are optimistic: read the head and the
+//! blueprint's newest entry, check the expectation, insert `head + 1` with its chain link; a
+//! duplicate key means another hub won that version, so re-read and retry. The unique version
+//! is the only lock, which keeps the log contiguous and chained across hubs. Documents are
+//! stored as the exact canonical bytes (BSON binary) so checksums stay verifiable.
+
+use super::{Checkpoint, ListQuery, RegisterStore, Stats, StoreError};
+use crate::register::entry::{Entry, EntryType, Expectation, Head, NewEntry};
+use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Binary, Bson, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, IndexModel};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Collection of register entries.
+pub const ENTRIES: &str = "sorcha_system_register_blueprints";
+/// Collection holding a peer's sync checkpoint (one document).
+pub const CHECKPOINTS: &str = "sorcha_sync_checkpoint";
+/// How often an append is retried after losing a version race.
+const MAX_APPEND_ATTEMPTS: usize = 64;
+
+/// The MongoDB register store.
+#[derive(Debug, Clone)]
+pub struct MongoStore {
+    client: Client,
+    entries: Collection<Document>,
+    checkpoints: Collection<Document>,
+    poll_interval: Duration,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    // Driver errors carry whole topology dumps; keep the first, telling part.
+    let mut text = e.to_string();
+    if let Some(cut) = text.find(", labels:") {
+        text.truncate(cut);
+    }
+    if text.len() > 300 {
+        let mut end = 300;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    StoreError::Unavailable(format!("MongoDB: {text}"))
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::InsertMany(im) => im.write_errors.iter().flatten().any(|w| w.code == 11000),
+        ErrorKind::Command(c) => c.code == 11000,
+        _ => e.to_string().contains("E11000"),
+    }
+}
+
+/// A write that lost to a concurrent one and may simply be retried.
+fn is_conflict(e: &mongodb::error::Error) -> bool {
+    e.contains_label("TransientTransactionError")
+        || matches!(e.kind.as_ref(), ErrorKind::Command(c) if c.code == 112)
+}
+
+impl MongoStore {
+    /// Connects to `uri`, using `database`; creates the indexes (idempotent).
+    pub async fn connect(
+        uri: &str,
+        database: &str,
+        poll_interval: Duration,
+    ) -> Result<Self, StoreError> {
+        let mut options = ClientOptions::parse(uri).await.map_err(unavailable)?;
+        options.app_name = Some("sorcha-peer".into());
+        // Fail calls within seconds when the server is gone, instead of the driver's 30 s.
+        options.server_selection_timeout = Some(Duration::from_secs(5));
+        options.connect_timeout = Some(Duration::from_secs(5));
+        let client = Client::with_options(options).map_err(unavailable)?;
+        let db = client.database(database);
+        db.run_command(doc! { "ping": 1 })
+            .await
+            .map_err(|e| unavailable(format!("cannot reach {database}: {e}")))?;
+        let entries = db.collection::<Document>(ENTRIES);
+        let index = |keys: Document, unique: bool| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().unique(unique).build())
+                .build()
+        };
+        entries
+            .create_indexes([
+                index(doc! { "version": 1 }, true),
+                index(doc! { "blueprintId": 1, "version": -1 }, false),
+                index(doc! { "publishedAt": -1 }, false),
+                index(doc! { "isActive": 1 }, false),
+            ])
+            .await
+            .map_err(|e| unavailable(format!("cannot create indexes: {e}")))?;
+        Ok(Self {
+            checkpoints: db.collection(CHECKPOINTS),
+            client,
+            entries,
+            poll_interval,
+        })
+    }
+
+    async fn find_entries(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let docs: Vec<Document> = self
+            .entries
+            .find(filter)
+            .sort(sort)
+            .limit(limit)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        docs.iter().map(from_doc).collect()
+    }
+
+    /// Inserts `docs` and upserts the checkpoint in one transaction.
+    async fn write_together(
+        &self,
+        docs: &[Document],
+        checkpoint: Option<&Document>,
+    ) -> Result<(), mongodb::error::Error> {
+        let mut session = self.client.start_session().await?;
+        session.start_transaction().await?;
+        let result: Result<(), mongodb::error::Error> = async {
+            if !docs.is_empty() {
+                self.entries.insert_many(docs).session(&mut session).await?;
+            }
+            if let Some(cp) = checkpoint {
+                self.checkpoints
+                    .replace_one(doc! { "_id": 1 }, cp)
+                    .upsert(true)
+                    .session(&mut session)
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => session.commit_transaction().await,
+            Err(e) => {
+                let _ = session.abort_transaction().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn latest_version(&self, blueprint_id: &str) -> Result<Option<i64>, StoreError> {
+        let found = self
+            .entries
+            .find_one(doc! { "blueprintId": blueprint_id })
+            .sort(doc! { "version": -1 })
+            .projection(doc! { "version": 1 })
+            .await
+            .map_err(unavailable)?;
+        Ok(found.and_then(|d| d.get_i64("version").ok()))
+    }
+}
+
+fn to_doc(e: &Entry) -> Document {
+    let metadata: Document = e
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), Bson::String(v.clone())))
+        .collect();
+    doc! {
+        "_id": e.version,
+        "version": e.version,
+        "blueprintId": &e.blueprint_id,
+        "registerId": &e.register_id,
+        "document": Binary { subtype: BinarySubtype::Generic, bytes: e.document.to_vec() },
+        "publishedAt": e.published_at,
+        "publishedBy": &e.published_by,
+        "isActive": e.is_active,
+        "publicationTransactionId": e.publication_transaction_id.clone().map_or(Bson::Null, Bson::String),
+        "checksum": &e.checksum,
+        "metadata": metadata,
+        "chainHash": &e.chain_hash,
+        "type": e.entry_type.as_str(),
+    }
+}
+
+fn from_doc(d: &Document) -> Result<Entry, StoreError> {
+    let version = d.get_i64("version").unwrap_or(0);
+    let corrupt = |reason: String| StoreError::Corrupt { version, reason };
+    let text = |key: &str| {
+        d.get_str(key)
+            .map(str::to_owned)
+            .map_err(|e| corrupt(format!("{key}: {e}")))
+    };
+    let document = match d.get("document") {
+        Some(Bson::Binary(b)) => Bytes::from(b.bytes.clone()),
+        _ => return Err(corrupt("document is not binary".into())),
+    };
+    let mut metadata = BTreeMap::new();
+    if let Ok(m) = d.get_document("metadata") {
+        for (k, v) in m {
+            let v = v
+                .as_str()
+                .ok_or_else(|| corrupt(format!("metadata {k} is not a string")))?;
+            metadata.insert(k.clone(), v.to_owned());
+        }
+    }
+    let type_name = text("type")?;
+    Ok(Entry {
+        version,
+        blueprint_id: text("blueprintId")?,
+        register_id: text("registerId")?,
+        document,
+        published_at: d
+            .get_i64("publishedAt")
+            .map_err(|e| corrupt(format!("publishedAt: {e}")))?,
+        published_by: text("publishedBy")?,
+        is_active: d
+            .get_bool("isActive")
+            .map_err(|e| corrupt(format!("isActive: {e}")))?,
+        publication_transaction_id: d
+            .get_str("publicationTransactionId")
+            .ok()
+            .map(str::to_owned),
+        checksum: text("checksum")?,
+        metadata,
+        chain_hash: text("chainHash")?,
+        entry_type: EntryType::parse(&type_name)
+            .ok_or_else(|| corrupt(format!("unknown entry type {type_name:?}")))?,
+    })
+}
+
+#[async_trait]
+impl RegisterStore for MongoStore {
+    async fn head(&self) -> Result<Option<Head>, StoreError> {
+        let found = self
+            .entries
+            .find_one(doc! {})
+            .sort(doc! { "version": -1 })
+            .projection(doc! { "version": 1, "chainHash": 1 })
+            .await
+            .map_err(unavailable)?;
+        Ok(found.and_then(|d| {
+            Some(Head {
+                version: d.get_i64("version").ok()?,
+                chain_hash: d.get_str("chainHash").ok()?.to_owned(),
+            })
+        }))
+    }
+
+    async fn append(&self, new: NewEntry, expect: Expectation) -> Result<Entry, StoreError> {
+        let mut delays = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(1))
+            .with_max_delay(Duration::from_millis(50))
+            .with_jitter()
+            .with_max_times(MAX_APPEND_ATTEMPTS)
+            .build();
+        loop {
+            let head = self.head().await?;
+            let actual = self.latest_version(&new.blueprint_id).await?;
+            let meets = match expect {
+                Expectation::Absent => actual.is_none(),
+                Expectation::AtVersion(v) => actual == Some(v),
+            };
+            if !meets {
+                return Err(StoreError::ExpectationFailed {
+                    expected: expect,
+                    actual,
+                });
+            }
+            let (version, prev) = match &head {
+                Some(h) => (h.version + 1, Some(h.chain_hash.as_str())),
+                None => (1, None),
+            };
+            let entry = new.clone().into_entry(version, prev);
+            match self.entries.insert_one(to_doc(&entry)).await {
+                Ok(_) => return Ok(entry),
+                Err(e) if is_duplicate_key(&e) || is_conflict(&e) => match delays.next() {
+                    // Another hub took this version: re-read and try again.
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => {
+                        return Err(StoreError::Unavailable(
+                            "MongoDB: too many concurrent appends; try again".into(),
+                        ));
+                    }
+                },
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+    }
+
+    async fn append_entries(
+        &self,
+        after_version: i64,
+        entries: Vec<Entry>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(), StoreError> {
+        let head_version = self.head().await?.map_or(0, |h| h.version);
+        let first = entries.first().map_or(after_version + 1, |e| e.version);
+        let contiguous = entries
+            .iter()
+            .zip(entries.iter().skip(1))
+            .all(|(a, b)| b.version == a.version + 1);
+        if head_version != after_version || first != after_version + 1 || !contiguous {
+            return Err(StoreError::HeadMoved {
+                head: head_version,
+                first,
+            });
+        }
+        let docs: Vec<Document> = entries.iter().map(to_doc).collect();
+        let checkpoint_doc = checkpoint
+            .map(|cp| {
+                mongodb::bson::to_document(&cp).map_err(|e| unavailable(format!("checkpoint: {e}")))
+            })
+            .transpose()?;
+        for _ in 0..MAX_APPEND_ATTEMPTS {
+            match self.write_together(&docs, checkpoint_doc.as_ref()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_duplicate_key(&e) => {
+                    let head = self.head().await?.map_or(0, |h| h.version);
+                    return Err(StoreError::HeadMoved { head, first });
+                }
+                // A concurrent writer touched the same documents (e.g. two hubs seeding
+                // genesis): if the head moved, say so; otherwise try again.
+                Err(e) if is_conflict(&e) => {
+                    let head = self.head().await?.map_or(0, |h| h.version);
+                    if head != after_version {
+                        return Err(StoreError::HeadMoved { head, first });
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "MongoDB: write kept conflicting with concurrent writers; try again".into(),
+        ))
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let found = self
+            .checkpoints
+            .find_one(doc! { "_id": 1 })
+            .await
+            .map_err(unavailable)?;
+        found
+            .map(|mut d| {
+                d.remove("_id");
+                mongodb::bson::from_document(d).map_err(|e| StoreError::Corrupt {
+                    version: 0,
+                    reason: format!("sync checkpoint is unreadable: {e}"),
+                })
+            })
+            .transpose()
+    }
+
+    async fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.find_entries(
+            doc! { "version": { "$gt": after } },
+            doc! { "version": 1 },
+            limit,
+        )
+        .await
+    }
+
+    async fn entry(&self, version: i64) -> Result<Option<Entry>, StoreError> {
+        Ok(self
+            .find_entries(doc! { "version": version }, doc! { "version": 1 }, 1)
+            .await?
+            .pop())
+    }
+
+    async fn latest(&self, blueprint_id: &str) -> Result<Option<Entry>, StoreError> {
+        Ok(self
+            .find_entries(
+                doc! { "blueprintId": blueprint_id },
+                doc! { "version": -1 },
+                1,
+            )
+            .await?
+            .pop())
+    }
+
+    async fn history(
+        &self,
+        blueprint_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.find_entries(
+            doc! { "blueprintId": blueprint_id, "version": { "$gt": after } },
+            doc! { "version": 1 },
+            limit,
+        )
+        .await
+    }
+
+    async fn list_current(&self, query: ListQuery) -> Result<Vec<Entry>, StoreError> {
+        let mut pipeline = vec![
+            doc! { "$match": { "blueprintId": { "$gt": query.after_id.unwrap_or_default() } } },
+            doc! { "$sort": { "blueprintId": 1, "version": -1 } },
+            doc! { "$group": { "_id": "$blueprintId", "top": { "$first": "$$ROOT" } } },
+            doc! { "$replaceRoot": { "newRoot": "$top" } },
+        ];
+        if let Some(active) = query.active {
+            pipeline.push(doc! { "$match": { "isActive": active } });
+        }
+        pipeline.push(doc! { "$sort": { "blueprintId": 1 } });
+        pipeline.push(doc! { "$limit": i64::try_from(query.limit).unwrap_or(i64::MAX) });
+        let docs: Vec<Document> = self
+            .entries
+            .aggregate(pipeline)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        docs.iter().map(from_doc).collect()
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        let head = self
+            .entries
+            .find_one(doc! {})
+            .sort(doc! { "version": -1 })
+            .projection(doc! { "version": 1, "publishedAt": 1 })
+            .await
+            .map_err(unavailable)?;
+        let pipeline = vec![
+            doc! { "$sort": { "blueprintId": 1, "version": -1 } },
+            doc! { "$group": { "_id": "$blueprintId", "active": { "$first": "$isActive" } } },
+        ];
+        let mut cursor = self
+            .entries
+            .aggregate(pipeline)
+            .await
+            .map_err(unavailable)?;
+        let (mut blueprints, mut active_blueprints) = (0, 0);
+        while let Some(d) = cursor.next().await {
+            let d = d.map_err(unavailable)?;
+            blueprints += 1;
+            if d.get_bool("active").unwrap_or(false) {
+                active_blueprints += 1;
+            }
+        }
+        Ok(Stats {
+            entries: head
+                .as_ref()
+                .and_then(|d| d.get_i64("version").ok())
+                .unwrap_or(0),
+            blueprints,
+            active_blueprints,
+            last_published_at: head.and_then(|d| d.get_i64("publishedAt").ok()),
+        })
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        // Every acknowledged write is already durable on the server.
+        Ok(())
+    }
+
+    async fn follow_external_appends(
+        &self,
+        announce: &(dyn Fn(i64) + Send + Sync),
+        cancel: CancellationToken,
+    ) {
+        // A change stream wakes us at once; polling is the safety net (and the fallback when
+        // the server offers no change streams).
+        let mut changes = match self.entries.watch().await {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                tracing::warn!(error = %e, "MongoDB change streams unavailable; polling instead");
+                None
+            }
+        };
+        let mut ticker = tokio::time::interval(self.poll_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next_change = async {
+                match changes.as_mut() {
+                    Some(stream) => stream.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                change = next_change => match change {
+                    Some(Ok(event)) => {
+                        if let Some(version) = event.full_document.as_ref().and_then(|d| d.get_i64("version").ok()) {
+                            announce(version);
+                        }
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "MongoDB change stream failed; polling");
+                        changes = None;
+                    }
+                    None => changes = None,
+                },
+                _ = ticker.tick() => {}
+            }
+            match self.head().await {
+                Ok(Some(head)) => announce(head.version),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "polling the head failed"),
+            }
+        }
+    }
+}

@@ -73,9 +73,9 @@ pub async fn start_with_hostname(
     }
     let store: Arc<dyn RegisterStore> = match config.store.as_str() {
         "embedded" => Arc::new(EmbeddedStore::open(&config.data_dir)?),
-        uri if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => Arc::new(
-            MongoStore::connect(uri, &config.mongo.database, config.mongo.poll_interval).await?,
-        ),
+        uri if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => {
+            Arc::new(MongoStore::connect(uri, &config.mongo).await?)
+        }
         other => bail!("store {other:?} is not supported; use \"embedded\" or a mongodb:// URI"),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -210,6 +210,9 @@ pub struct MongoConfig {
     /// when the server has them).
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// How long a call waits for a reachable server before failing with 503 / UNAVAILABLE.
+    #[serde(with = "humantime_serde")]
+    pub server_timeout: Duration,
 }
 
 impl Default for MongoConfig {
@@ -217,6 +220,7 @@ impl Default for MongoConfig {
         Self {
             database: "sorcha_register".to_owned(),
             poll_interval: Duration::from_millis(500),
+            server_timeout: Duration::from_secs(5),
         }
     }
 }

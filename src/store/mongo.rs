@@ -9,6 +9,7 @@
 //! stored as the exact canonical bytes (BSON binary) so checksums stay verifiable.
 
 use super::{Checkpoint, ListQuery, RegisterStore, Stats, StoreError};
+use crate::config::MongoConfig;
 use crate::register::entry::{Entry, EntryType, Expectation, Head, NewEntry};
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -17,9 +18,10 @@ use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{Binary, Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, IndexModel};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +35,9 @@ const MAX_APPEND_ATTEMPTS: usize = 64;
 /// The MongoDB register store.
 #[derive(Debug, Clone)]
 pub struct MongoStore {
+    /// Serialises this process's appends: they would only race each other for the same
+    /// version; other hubs are handled by the optimistic retry.
+    append_lock: Arc<tokio::sync::Mutex<()>>,
     client: Client,
     entries: Collection<Document>,
     checkpoints: Collection<Document>,
@@ -72,17 +77,21 @@ fn is_conflict(e: &mongodb::error::Error) -> bool {
 }
 
 impl MongoStore {
-    /// Connects to `uri`, using `database`; creates the indexes (idempotent).
-    pub async fn connect(
-        uri: &str,
-        database: &str,
-        poll_interval: Duration,
-    ) -> Result<Self, StoreError> {
+    /// Connects to `uri`, using the configured database; creates the indexes (idempotent).
+    pub async fn connect(uri: &str, config: &MongoConfig) -> Result<Self, StoreError> {
+        let (database, poll_interval) = (config.database.as_str(), config.poll_interval);
         let mut options = ClientOptions::parse(uri).await.map_err(unavailable)?;
         options.app_name = Some("sorcha-peer".into());
-        // Fail calls within seconds when the server is gone, instead of the driver's 30 s.
-        options.server_selection_timeout = Some(Duration::from_secs(5));
-        options.connect_timeout = Some(Duration::from_secs(5));
+        // Fail calls within seconds when the server is gone, not the driver's default 30 s.
+        options.server_selection_timeout = Some(config.server_timeout);
+        options.connect_timeout = Some(config.server_timeout);
+        // Acknowledged means durable: majority-committed and journaled.
+        options.write_concern = Some(
+            WriteConcern::builder()
+                .w(Acknowledgment::Majority)
+                .journal(true)
+                .build(),
+        );
         let client = Client::with_options(options).map_err(unavailable)?;
         let db = client.database(database);
         db.run_command(doc! { "ping": 1 })
@@ -105,6 +114,7 @@ impl MongoStore {
             .await
             .map_err(|e| unavailable(format!("cannot create indexes: {e}")))?;
         Ok(Self {
+            append_lock: Arc::default(),
             checkpoints: db.collection(CHECKPOINTS),
             client,
             entries,
@@ -269,6 +279,7 @@ impl RegisterStore for MongoStore {
             .with_jitter()
             .with_max_times(MAX_APPEND_ATTEMPTS)
             .build();
+        let _local_turn = self.append_lock.lock().await;
         loop {
             let head = self.head().await?;
             let actual = self.latest_version(&new.blueprint_id).await?;

@@ -9,6 +9,7 @@ mod crash;
 mod genesis;
 mod grpc;
 mod grpc_web;
+mod mongo;
 mod one_port;
 mod peer;
 mod rest;

@@ -303,3 +303,24 @@ async fn pipe(
         }
     }
 }
+
+/// The MongoDB server of the test run (`scripts/test.sh` starts one and sets MONGODB_URI).
+pub fn mongodb_uri() -> String {
+    std::env::var("MONGODB_URI").unwrap_or_else(|_| {
+        panic!("MONGODB_URI is not set: run the tests with `bash scripts/test.sh`, which starts a MongoDB wire-protocol server")
+    })
+}
+
+/// A fresh database name, so tests sharing one server never see each other's data.
+pub fn fresh_database(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A hub configuration on MongoDB database `database`.
+pub fn mongo_hub_config(dir: &Path, database: &str) -> Config {
+    let mut c = config(dir);
+    c.store = mongodb_uri();
+    c.mongo.database = database.to_owned();
+    c.mongo.poll_interval = Duration::from_millis(100);
+    c
+}

@@ -27,14 +27,16 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthView> {
         (status = 503, description = "Not ready (e.g. the register failed its integrity check)", body = Problem,
             content_type = "application/problem+json")))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<ReadyView>, ApiError> {
-    match state.register.integrity() {
-        Some(failure) => Err(ApiError::new(
+    if let Some(failure) = state.register.integrity() {
+        return Err(ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "register-corrupt",
             failure.to_string(),
-        )),
-        None => Ok(Json(ReadyView { ready: true })),
+        ));
     }
+    // The store must answer (a shared database can go away under a running node).
+    state.register.head().await?;
+    Ok(Json(ReadyView { ready: true }))
 }
 
 pub(crate) async fn register_view(state: &AppState) -> Result<RegisterView, ApiError> {

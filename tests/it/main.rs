@@ -12,6 +12,7 @@ mod grpc_web;
 mod mongo;
 mod one_port;
 mod peer;
+mod quickstart;
 mod rest;
 mod sse;
 mod store;

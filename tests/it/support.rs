@@ -173,8 +173,18 @@ pub async fn spawn_node(dir: &Path, extra: &[&str]) -> ChildNode {
 
 /// [`spawn_node`] with extra environment variables.
 pub async fn spawn_node_env(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> ChildNode {
+    spawn_node_at(dir, "127.0.0.1:0", extra, envs).await
+}
+
+/// [`spawn_node_env`] listening on `listen`.
+pub async fn spawn_node_at(
+    dir: &Path,
+    listen: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> ChildNode {
     let mut child = Command::new(binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", listen, "--data-dir"])
         .arg(dir)
         .args(["--admin-token", ADMIN])
         .args(extra)

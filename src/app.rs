@@ -85,6 +85,7 @@ pub async fn start_with_hostname(
         RegisterOptions {
             seed_genesis: role == ResolvedRole::Hub,
             max_document_bytes: config.limits.max_document_bytes,
+            metrics: Arc::default(),
         },
     )
     .await?;

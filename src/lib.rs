@@ -16,6 +16,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod hub;
+pub mod metrics;
 pub mod peer;
 pub mod protocol;
 pub mod register;

@@ -126,6 +126,29 @@ async fn dashboard() -> Html<&'static str> {
     Html(DASHBOARD)
 }
 
+/// Prometheus scrape: gauges mirroring state are refreshed, then everything is rendered.
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    let m = state.register.metrics();
+    if let Some(hub) = &state.hub {
+        m.hub_sessions
+            .set(i64::try_from(hub.sessions().len()).unwrap_or(i64::MAX));
+    }
+    if let Some(peer) = &state.peer {
+        let view = peer.connection();
+        m.connection_state.set(view.state as i64);
+        m.isolated.set(i64::from(
+            view.state == crate::peer::state::ConnectionState::Isolated,
+        ));
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+}
+
 async fn not_found(uri: axum::http::Uri) -> impl IntoResponse {
     error::ApiError::new(
         StatusCode::NOT_FOUND,
@@ -141,6 +164,7 @@ pub fn router(state: AppState, grpc: Router) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
     let rest = rest
         .route("/", axum::routing::get(dashboard))
+        .route("/metrics", axum::routing::get(metrics))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
     let grpc_web_cors = CorsLayer::new()

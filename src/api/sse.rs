@@ -10,6 +10,7 @@ use super::AppState;
 use super::dto::{EventParams, NotificationView};
 use super::error::{ApiError, Problem};
 use super::extract::ApiQuery;
+use crate::metrics::{SubscriberGuard, Transport, TransportLabels};
 use crate::register::entry::{Entry, EntryType};
 use crate::register::validation;
 use axum::extract::State;
@@ -108,6 +109,14 @@ pub async fn events(
         }
     };
     let after = resume.unwrap_or_else(|| state.register.head_version());
+    let metrics = state.register.metrics();
+    let subscriber = SubscriberGuard::new(metrics, Transport::Sse);
+    let delivered = metrics
+        .notifications_delivered
+        .get_or_create(&TransportLabels {
+            transport: Transport::Sse,
+        })
+        .clone();
     let retry = Event::default().retry(state.config.sse.retry);
     let live = state
         .register
@@ -119,10 +128,14 @@ pub async fn events(
             std::future::ready(item.is_ok())
         })
         .filter_map(move |item| {
+            let _counted = &subscriber;
             let event = item
                 .ok()
                 .filter(|entry| filter.matches(entry))
-                .map(|entry| to_event(&entry, include_entry));
+                .map(|entry| {
+                    delivered.inc();
+                    to_event(&entry, include_entry)
+                });
             std::future::ready(event)
         });
     let events = stream::once(std::future::ready(retry))

@@ -5,6 +5,7 @@ pub mod sessions;
 
 use crate::clock::SharedClock;
 use crate::config::HubConfig;
+use crate::metrics::{SubscriberGuard, SyncKind, SyncLabels, Transport, TransportLabels};
 use crate::protocol::{
     CheckpointState, CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters,
     Heartbeat, HeartbeatAck, HeartbeatReport, HubStatus, Notification, SessionView,
@@ -56,16 +57,6 @@ pub struct Hub {
     clock: SharedClock,
     started: Instant,
     shutdown: CancellationToken,
-    counters: SyncCounters,
-}
-
-/// How many sync streams the hub has served, by kind.
-#[derive(Debug, Default)]
-pub struct SyncCounters {
-    /// FullSync streams started.
-    pub full: std::sync::atomic::AtomicU64,
-    /// IncrementalSync streams started.
-    pub incremental: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Hub {
@@ -93,7 +84,6 @@ impl Hub {
             clock,
             started: Instant::now(),
             shutdown,
-            counters: SyncCounters::default(),
         })
     }
 
@@ -102,23 +92,30 @@ impl Hub {
         &self.node_id
     }
 
+    fn sync_counter(&self, full: bool) -> prometheus_client::metrics::counter::Counter {
+        let kind = if full {
+            SyncKind::Full
+        } else {
+            SyncKind::Incremental
+        };
+        self.register
+            .metrics()
+            .sync_streams_served
+            .get_or_create(&SyncLabels { kind })
+            .clone()
+    }
+
     /// Sync streams served so far: (full, incremental).
     pub fn sync_counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
         (
-            self.counters.full.load(Relaxed),
-            self.counters.incremental.load(Relaxed),
+            self.sync_counter(true).get(),
+            self.sync_counter(false).get(),
         )
     }
 
     /// Counts a sync stream of the given kind.
     pub fn count_sync(&self, full: bool) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if full {
-            self.counters.full.fetch_add(1, Relaxed);
-        } else {
-            self.counters.incremental.fetch_add(1, Relaxed);
-        }
+        self.sync_counter(full).inc();
     }
 
     /// The Register.
@@ -202,6 +199,7 @@ impl Hub {
             )));
         }
         let guard = self.sessions.start_sync(peer_id, session_id)?;
+
         let limit = if max == 0 { usize::MAX } else { max as usize };
         struct State {
             hub: Arc<Hub>,
@@ -211,6 +209,7 @@ impl Hub {
             page: std::collections::VecDeque<Entry>,
             done: bool,
             guard: StreamGuard,
+            served: prometheus_client::metrics::counter::Counter,
         }
         let state = State {
             hub: Arc::clone(self),
@@ -220,6 +219,7 @@ impl Hub {
             page: Default::default(),
             done: false,
             guard,
+            served: self.register.metrics().sync_entries_served.clone(),
         };
         let cancel = self.shutdown.clone();
         Ok(futures::stream::unfold(state, |mut s| async move {
@@ -247,6 +247,7 @@ impl Hub {
                 }
             }
             let entry = s.page.pop_front()?;
+            s.served.inc();
             s.cursor = entry.version;
             s.sent += 1;
             Some((Ok(entry), s))
@@ -278,18 +279,36 @@ impl Hub {
             self.register.head_version()
         };
         let mut sequence = 0i64;
+        let metrics = Arc::clone(self.register.metrics());
+        let subscriber = SubscriberGuard::new(&metrics, Transport::Grpc);
+        let delivered = metrics
+            .notifications_delivered
+            .get_or_create(&TransportLabels {
+                transport: Transport::Grpc,
+            })
+            .clone();
+        let failed = metrics
+            .notification_failures
+            .get_or_create(&TransportLabels {
+                transport: Transport::Grpc,
+            })
+            .clone();
         let stream = self
             .register
             .follow(start)
             .filter_map(move |item| {
-                let _keep_counted = &guard;
+                let _keep_counted = (&guard, &subscriber);
                 let out = match item {
                     Ok(entry) if filters.matches(&entry) => {
                         sequence += 1;
+                        delivered.inc();
                         Some(Ok(Notification::for_entry(&entry, sequence)))
                     }
                     Ok(_) => None,
-                    Err(e) => Some(Err(HubError::from(e))),
+                    Err(e) => {
+                        failed.inc();
+                        Some(Err(HubError::from(e)))
+                    }
                 };
                 std::future::ready(out)
             })
@@ -303,6 +322,7 @@ impl Hub {
         let (current_version, head_hash) = self.head().await?;
         let now = self.clock.now_ms();
         let outcome = self.sessions.heartbeat(&heartbeat, current_version)?;
+        self.register.metrics().heartbeats_received.inc();
         Ok(HeartbeatAck {
             success: outcome.known,
             timestamp: now,

@@ -349,6 +349,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
                     exhausted.fill(false);
                     peer.attempt_failed(index, &why);
                     peer.view_mut().failovers += 1;
+                    peer.register.metrics().failovers.inc();
                     let next = (index + 1) % hubs;
                     tracing::warn!(from = %peer.config.hubs[index], to = %peer.config.hubs[next], reason = %why, "failing over");
                     index = next;

@@ -4,6 +4,7 @@
 use super::sync::{self, SyncError};
 use super::{Command, Peer};
 use crate::api::grpc::client::{ClientErrorKind, ClientStream, HubClient};
+use crate::metrics::{Outcome, OutcomeLabels};
 use crate::protocol::{
     ConnectRequest, DisconnectReason, Filters, Heartbeat, HeartbeatAck, Notification,
     PeerDescription, RecommendedAction,
@@ -371,13 +372,26 @@ async fn heartbeat_loop(
             last_sync_version: head.as_ref().map_or(0, |h| h.version),
             head_hash: head.map(|h| h.chain_hash).unwrap_or_default(),
         };
+        let sent = std::time::Instant::now();
+        let metrics = peer.register().metrics();
+        let outcome = |outcome| {
+            metrics
+                .heartbeats_sent
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc();
+        };
         let event = match tokio::time::timeout(cfg.heartbeat_timeout, client.heartbeat(&hb)).await {
             Ok(Ok(ack)) => {
                 consecutive = 0;
+                metrics
+                    .heartbeat_latency
+                    .observe(sent.elapsed().as_secs_f64());
+                outcome(Outcome::Ok);
                 HeartbeatEvent::Ack(ack)
             }
             Ok(Err(e)) => {
                 consecutive += 1;
+                outcome(Outcome::Failed);
                 HeartbeatEvent::Missed {
                     consecutive,
                     error: e.to_string(),
@@ -385,6 +399,7 @@ async fn heartbeat_loop(
             }
             Err(_) => {
                 consecutive += 1;
+                outcome(Outcome::Failed);
                 HeartbeatEvent::Missed {
                     consecutive,
                     error: format!("no answer within {:?}", cfg.heartbeat_timeout),

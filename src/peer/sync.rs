@@ -3,6 +3,7 @@
 
 use super::Peer;
 use crate::api::grpc::client::{ClientError, HubClient};
+use crate::metrics::{Outcome, OutcomeLabels, SyncKind, SyncLabels};
 use crate::register::ApplyError;
 use crate::register::entry::Entry;
 use crate::store::{Checkpoint, StoreError};
@@ -70,6 +71,38 @@ pub struct SyncOutcome {
 /// else incremental from the entry before the replica's head, whose chain hash must match the
 /// replica's (the hub's chain contains our head) before anything is applied.
 pub async fn catch_up(
+    peer: &Peer,
+    client: &mut HubClient,
+    session_id: &str,
+    hub_id: &str,
+    full: bool,
+) -> Result<SyncOutcome, SyncError> {
+    let result = run_sync(peer, client, session_id, hub_id, full).await;
+    let metrics = peer.register().metrics();
+    let outcome = match &result {
+        Ok(done) => {
+            let kind = if done.full {
+                SyncKind::Full
+            } else {
+                SyncKind::Incremental
+            };
+            metrics
+                .sync_duration
+                .get_or_create(&SyncLabels { kind })
+                .observe(done.duration_ms as f64 / 1000.0);
+            metrics.sync_entries.inc_by(done.applied);
+            Outcome::Ok
+        }
+        Err(_) => Outcome::Failed,
+    };
+    metrics
+        .syncs
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
+    result
+}
+
+async fn run_sync(
     peer: &Peer,
     client: &mut HubClient,
     session_id: &str,

@@ -9,6 +9,7 @@ pub mod validation;
 pub mod verify;
 
 use crate::clock::SharedClock;
+use crate::metrics::{Metrics, Outcome, OutcomeLabels};
 use crate::store::{ListQuery, RegisterStore, Stats, StoreError};
 use entry::{Entry, EntryType, Expectation, Head, NewEntry};
 use futures::Stream;
@@ -100,6 +101,8 @@ pub struct RegisterOptions {
     pub seed_genesis: bool,
     /// Largest accepted document in canonical bytes.
     pub max_document_bytes: usize,
+    /// The node's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for RegisterOptions {
@@ -107,6 +110,7 @@ impl Default for RegisterOptions {
         Self {
             seed_genesis: true,
             max_document_bytes: validation::MAX_DOCUMENT_BYTES,
+            metrics: Arc::default(),
         }
     }
 }
@@ -149,6 +153,7 @@ impl Register {
             }
         }
         let head_version = store.head().await?.map_or(0, |h| h.version);
+        options.metrics.head_version.set(head_version);
         let register = Arc::new(Self {
             store,
             head: watch::Sender::new(head_version),
@@ -173,6 +178,11 @@ impl Register {
         Ok(register)
     }
 
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.options.metrics
+    }
+
     /// The underlying store.
     pub fn store(&self) -> &Arc<dyn RegisterStore> {
         &self.store
@@ -195,6 +205,10 @@ impl Register {
 
     /// Moves the announced head forward (never back); wakes every follower.
     pub fn announce(&self, version: i64) {
+        self.options
+            .metrics
+            .head_version
+            .set(version.max(self.head_version()));
         self.head.send_if_modified(|head| {
             if version > *head {
                 *head = version;
@@ -239,7 +253,21 @@ impl Register {
 
     async fn append(&self, new: NewEntry, expect: Expectation) -> Result<Entry, RegisterError> {
         let started = Instant::now();
-        let entry = self.store.append(new, expect).await?;
+        let result = self.store.append(new, expect).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(_) => Outcome::Failed,
+        };
+        self.options
+            .metrics
+            .publishes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        let entry = result?;
+        self.options
+            .metrics
+            .publish_duration
+            .observe(started.elapsed().as_secs_f64());
         self.announce(entry.version);
         tracing::info!(
             version = entry.version,
@@ -432,6 +460,11 @@ impl Register {
     /// clean check does not lift that: corruption needs an operator).
     pub async fn verify(&self) -> Result<VerifyReport, RegisterError> {
         let report = verify_store(self.store.as_ref()).await?;
+        let metrics = &self.options.metrics;
+        metrics.verify_ok.set(i64::from(report.ok));
+        metrics
+            .verify_duration
+            .observe(report.duration_ms as f64 / 1000.0);
         if let Some(f) = &report.failure
             && let Ok(mut guard) = self.integrity.write()
         {

@@ -10,6 +10,7 @@ mod genesis;
 mod grpc;
 mod grpc_web;
 mod mongo;
+mod observability;
 mod one_port;
 mod peer;
 mod quickstart;

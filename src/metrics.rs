@@ -1,0 +1,300 @@
+//! Prometheus metrics of one node (`GET /metrics`), named `sorcha_peer_…` with units and help.
+//! Each node owns its registry, so several nodes in one process (tests) never mix figures.
+//! Counters and histograms are recorded where things happen; gauges that mirror state (head,
+//! sessions, connection) are set from that state when scraped.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Kind of sync.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum SyncKind {
+    /// FullSync.
+    Full,
+    /// IncrementalSync.
+    Incremental,
+}
+
+/// Label set `{kind}` for syncs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabels {
+    /// Full or incremental.
+    pub kind: SyncKind,
+}
+
+/// Subscriber transport.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum Transport {
+    /// Server-Sent Events.
+    Sse,
+    /// gRPC push stream.
+    Grpc,
+}
+
+/// Label set `{transport}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    /// SSE or gRPC.
+    pub transport: Transport,
+}
+
+/// Outcome label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum Outcome {
+    /// It worked.
+    Ok,
+    /// It failed.
+    Failed,
+}
+
+/// Label set `{outcome}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Ok or failed.
+    pub outcome: Outcome,
+}
+
+/// Label values in Prometheus style (lower case).
+macro_rules! lower_case_label {
+    ($ty:ty { $($variant:ident => $text:literal),* }) => {
+        impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+                encoder.write_str(match self { $(Self::$variant => $text),* })
+            }
+        }
+    };
+}
+lower_case_label!(SyncKind { Full => "full", Incremental => "incremental" });
+lower_case_label!(Transport { Sse => "sse", Grpc => "grpc" });
+lower_case_label!(Outcome { Ok => "ok", Failed => "failed" });
+
+/// Every metric of a node.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Durable publish latency (store append, incl. fsync).
+    pub publish_duration: Histogram,
+    /// Publishes by outcome.
+    pub publishes: Family<OutcomeLabels, Counter>,
+    /// Sync duration on a peer, by kind.
+    pub sync_duration: Family<SyncLabels, Histogram>,
+    /// Entries applied by sync on a peer.
+    pub sync_entries: Counter,
+    /// Syncs on a peer by outcome.
+    pub syncs: Family<OutcomeLabels, Counter>,
+    /// Sync streams served by a hub, by kind.
+    pub sync_streams_served: Family<SyncLabels, Counter>,
+    /// Entries streamed by a hub's sync streams.
+    pub sync_entries_served: Counter,
+    /// Notifications sent to subscribers, by transport.
+    pub notifications_delivered: Family<TransportLabels, Counter>,
+    /// Subscriber streams that ended with an error, by transport.
+    pub notification_failures: Family<TransportLabels, Counter>,
+    /// Open subscriber streams, by transport.
+    pub subscribers: Family<TransportLabels, Gauge>,
+    /// Heartbeat round trip seen by a peer.
+    pub heartbeat_latency: Histogram,
+    /// Heartbeats a peer sent, by outcome (failed = missed).
+    pub heartbeats_sent: Family<OutcomeLabels, Counter>,
+    /// Heartbeats a hub received.
+    pub heartbeats_received: Counter,
+    /// Failovers of a peer.
+    pub failovers: Counter,
+    /// Peer connection state: 0 Disconnected, 1 Connecting, 2 Connected, 3 HeartbeatTimeout, 4 Isolated.
+    pub connection_state: Gauge,
+    /// 1 while the peer is isolated.
+    pub isolated: Gauge,
+    /// Register head version.
+    pub head_version: Gauge,
+    /// Peer sessions on a hub.
+    pub hub_sessions: Gauge,
+    /// 1 when the last integrity check passed, 0 when it failed.
+    pub verify_ok: Gauge,
+    /// Integrity check duration.
+    pub verify_duration: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs … ~13 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("sorcha_peer");
+        let m = Self {
+            registry: Mutex::new(Registry::default()),
+            publish_duration: latency_histogram(),
+            publishes: Family::default(),
+            sync_duration: Family::new_with_constructor(latency_histogram),
+            sync_entries: Counter::default(),
+            syncs: Family::default(),
+            sync_streams_served: Family::default(),
+            sync_entries_served: Counter::default(),
+            notifications_delivered: Family::default(),
+            notification_failures: Family::default(),
+            subscribers: Family::default(),
+            heartbeat_latency: latency_histogram(),
+            heartbeats_sent: Family::default(),
+            heartbeats_received: Counter::default(),
+            failovers: Counter::default(),
+            connection_state: Gauge::default(),
+            isolated: Gauge::default(),
+            head_version: Gauge::default(),
+            hub_sessions: Gauge::default(),
+            verify_ok: Gauge::default(),
+            verify_duration: latency_histogram(),
+        };
+        let s = Unit::Seconds;
+        r.register_with_unit(
+            "publish_duration",
+            "Durable publish latency (append + fsync)",
+            s.clone(),
+            m.publish_duration.clone(),
+        );
+        r.register(
+            "publishes",
+            "Publishes, updates and deprecations by outcome",
+            m.publishes.clone(),
+        );
+        r.register_with_unit(
+            "sync_duration",
+            "Duration of a peer's sync, by kind",
+            s.clone(),
+            m.sync_duration.clone(),
+        );
+        r.register(
+            "sync_entries",
+            "Entries applied by a peer's syncs",
+            m.sync_entries.clone(),
+        );
+        r.register("syncs", "Syncs run by a peer, by outcome", m.syncs.clone());
+        r.register(
+            "sync_streams_served",
+            "Sync streams served by a hub, by kind",
+            m.sync_streams_served.clone(),
+        );
+        r.register(
+            "sync_entries_served",
+            "Entries streamed by a hub's sync streams",
+            m.sync_entries_served.clone(),
+        );
+        r.register(
+            "notifications_delivered",
+            "Notifications sent to subscribers, by transport",
+            m.notifications_delivered.clone(),
+        );
+        r.register(
+            "notification_failures",
+            "Subscriber streams ended by an error, by transport",
+            m.notification_failures.clone(),
+        );
+        r.register(
+            "subscribers",
+            "Open subscriber streams, by transport",
+            m.subscribers.clone(),
+        );
+        r.register_with_unit(
+            "heartbeat_latency",
+            "Heartbeat round trip seen by a peer",
+            s.clone(),
+            m.heartbeat_latency.clone(),
+        );
+        r.register(
+            "heartbeats_sent",
+            "Heartbeats sent by a peer, by outcome (failed = missed)",
+            m.heartbeats_sent.clone(),
+        );
+        r.register(
+            "heartbeats_received",
+            "Heartbeats received by a hub",
+            m.heartbeats_received.clone(),
+        );
+        r.register(
+            "failovers",
+            "Failovers of a peer to another hub",
+            m.failovers.clone(),
+        );
+        r.register("connection_state", "Peer connection state: 0 Disconnected, 1 Connecting, 2 Connected, 3 HeartbeatTimeout, 4 Isolated", m.connection_state.clone());
+        r.register(
+            "isolated",
+            "1 while the peer is isolated from every hub",
+            m.isolated.clone(),
+        );
+        r.register(
+            "register_head_version",
+            "Version of the register's newest entry",
+            m.head_version.clone(),
+        );
+        r.register(
+            "hub_sessions",
+            "Peer sessions held by a hub",
+            m.hub_sessions.clone(),
+        );
+        r.register(
+            "verify_ok",
+            "1 when the last integrity check passed, 0 when it failed",
+            m.verify_ok.clone(),
+        );
+        r.register_with_unit(
+            "verify_duration",
+            "Duration of integrity checks",
+            s,
+            m.verify_duration.clone(),
+        );
+        *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Counts an open subscriber stream while alive.
+#[derive(Debug)]
+pub struct SubscriberGuard {
+    gauge: Gauge,
+}
+
+impl SubscriberGuard {
+    /// Counts one more subscriber on `transport`.
+    pub fn new(metrics: &Metrics, transport: Transport) -> Self {
+        let gauge = metrics
+            .subscribers
+            .get_or_create(&TransportLabels { transport })
+            .clone();
+        gauge.inc();
+        Self { gauge }
+    }
+}
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}

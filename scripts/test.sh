@@ -10,6 +10,13 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
+# Headless Chromium and its WebDriver for the dashboard test (Debian packages; no downloads of
+# browser builds).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 # MongoDB for the tests: secantusdb (a MongoDB wire-protocol server on WiredTiger) from PyPI.
 # The tests fail loudly without a server; they are never skipped.
 if ! command -v secantusd-py >/dev/null 2>&1; then

@@ -120,10 +120,27 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     rest_router().1
 }
 
+// The dashboard is compiled in, so the binary serves it from anywhere without files.
 const DASHBOARD: &str = include_str!("../../static/index.html");
+const DASHBOARD_JS: &str = include_str!("../../static/app.js");
+const DASHBOARD_CSS: &str = include_str!("../../static/style.css");
 
 async fn dashboard() -> Html<&'static str> {
     Html(DASHBOARD)
+}
+
+async fn dashboard_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        DASHBOARD_JS,
+    )
+}
+
+async fn dashboard_css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        DASHBOARD_CSS,
+    )
 }
 
 /// Prometheus scrape: gauges mirroring state are refreshed, then everything is rendered.
@@ -165,6 +182,8 @@ pub fn router(state: AppState, grpc: Router) -> Router {
     let rest = rest
         .route("/", axum::routing::get(dashboard))
         .route("/metrics", axum::routing::get(metrics))
+        .route("/static/app.js", axum::routing::get(dashboard_js))
+        .route("/static/style.css", axum::routing::get(dashboard_css))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
     let grpc_web_cors = CorsLayer::new()

@@ -6,6 +6,7 @@
 mod cli;
 mod corruption;
 mod crash;
+mod dashboard;
 mod genesis;
 mod grpc;
 mod grpc_web;

@@ -141,6 +141,7 @@ impl Hub {
     }
 
     /// Opens a session (replacing an earlier one of the same peer).
+    #[tracing::instrument(name = "connect", skip_all, fields(peer_id = %request.peer_id, last_known_version = request.last_known_version))]
     pub async fn connect(&self, request: ConnectRequest) -> Result<ConnectionGrant, HubError> {
         self.ensure_ready()?;
         let (current_version, head_hash) = self.head().await?;
@@ -167,6 +168,7 @@ impl Hub {
     }
 
     /// Ends a session and its push streams; returns the time it ended.
+    #[tracing::instrument(name = "disconnect", skip(self))]
     pub fn disconnect(
         &self,
         peer_id: &str,
@@ -180,6 +182,7 @@ impl Hub {
 
     /// Streams entries with `version > after` (all of them for a full sync, `after = 0`) in
     /// version order, page by page from the store, at most `max` entries (0 = no limit).
+    #[tracing::instrument(name = "sync_stream", skip(self))]
     pub fn sync(
         self: &Arc<Self>,
         peer_id: &str,
@@ -259,6 +262,7 @@ impl Hub {
     /// as notifications with a gap-free per-stream sequence number. A cursor over the store:
     /// a slow reader is caught up from the store, never skipped, never blocking others. Ends
     /// when the session ends or the hub shuts down.
+    #[tracing::instrument(name = "push_subscribe", skip(self, filters))]
     pub fn subscribe(
         self: &Arc<Self>,
         peer_id: &str,
@@ -318,6 +322,7 @@ impl Hub {
     }
 
     /// Records a heartbeat and advises the peer.
+    #[tracing::instrument(name = "heartbeat", skip_all, fields(peer_id = %heartbeat.peer_id, session_id = %heartbeat.session_id, sequence = heartbeat.sequence_number, peer_version = heartbeat.last_sync_version))]
     pub async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<HeartbeatAck, HubError> {
         let (current_version, head_hash) = self.head().await?;
         let now = self.clock.now_ms();

@@ -37,6 +37,7 @@ enum HeartbeatEvent {
 }
 
 /// Runs one session with hub `index`.
+#[tracing::instrument(name = "session", skip_all, fields(hub = %peer.config().hubs[index], peer_id = %peer.node_id()))]
 pub async fn run(
     peer: &Arc<Peer>,
     index: usize,

@@ -70,6 +70,7 @@ pub struct SyncOutcome {
 /// Brings the replica up to the hub's head. Full sync when the replica is empty (or `full`),
 /// else incremental from the entry before the replica's head, whose chain hash must match the
 /// replica's (the hub's chain contains our head) before anything is applied.
+#[tracing::instrument(name = "sync", skip(peer, client, session_id), fields(peer_id = %peer.node_id(), kind = if full { "full" } else { "incremental" }))]
 pub async fn catch_up(
     peer: &Peer,
     client: &mut HubClient,

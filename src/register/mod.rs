@@ -282,6 +282,7 @@ impl Register {
     /// Applies entries synced from a hub: verifies every checksum and chain link as a
     /// continuation of the current head, then stores the entries and the checkpoint made by
     /// `checkpoint` (given the new head) in one transaction, and wakes followers.
+    #[tracing::instrument(name = "apply", skip_all, fields(entries = entries.len(), first = entries.first().map(|e| e.version), last = entries.last().map(|e| e.version)))]
     pub async fn apply_synced(
         &self,
         entries: Vec<Entry>,
@@ -320,6 +321,7 @@ impl Register {
     }
 
     /// Publishes a new blueprint (type *published*); fails if the id exists.
+    #[tracing::instrument(name = "publish", skip_all, fields(blueprint_id = %publication.blueprint_id))]
     pub async fn publish(
         &self,
         publication: Publication,
@@ -338,6 +340,7 @@ impl Register {
 
     /// Publishes a new document for an existing blueprint (type *updated*). Updating a
     /// deprecated blueprint makes it active again.
+    #[tracing::instrument(name = "update", skip_all, fields(blueprint_id = %publication.blueprint_id))]
     pub async fn update(
         &self,
         publication: Publication,
@@ -367,6 +370,7 @@ impl Register {
 
     /// Deprecates a blueprint: appends a *deprecated* entry carrying the current document with
     /// `isActive = false`.
+    #[tracing::instrument(name = "deprecate", skip(self, metadata))]
     pub async fn deprecate(
         &self,
         blueprint_id: &str,
@@ -458,6 +462,7 @@ impl Register {
 
     /// Runs the full integrity check and records its outcome (a failure refuses writes; a later
     /// clean check does not lift that: corruption needs an operator).
+    #[tracing::instrument(name = "verify", skip(self))]
     pub async fn verify(&self) -> Result<VerifyReport, RegisterError> {
         let report = verify_store(self.store.as_ref()).await?;
         let metrics = &self.options.metrics;

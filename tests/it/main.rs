@@ -7,6 +7,7 @@ mod cli;
 mod corruption;
 mod crash;
 mod dashboard;
+mod docs;
 mod genesis;
 mod grpc;
 mod grpc_web;

@@ -2,11 +2,12 @@
 
 use super::client::ApiClient;
 use super::{BlueprintsCommand, DeprecateArgs, PublishArgs, VerifyArgs, WatchArgs};
-use crate::register::{VerifyReport, verify_store};
+use crate::register::{VerifyReport, verify_store_with_progress};
 use crate::store::embedded::EmbeddedStore;
 use anyhow::Context;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -267,7 +268,18 @@ fn print_report(report: &VerifyReport) -> i32 {
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
     if let Some(dir) = args.data_dir {
         let store = EmbeddedStore::open(&dir).context("cannot open the data dir")?;
-        let report = verify_store(&store).await?;
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template(
+                "verifying {bar:40} {pos}/{len} entries ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let report = verify_store_with_progress(&store, &|checked, head| {
+            bar.set_length(u64::try_from(head).unwrap_or(0));
+            bar.set_position(checked);
+        })
+        .await?;
+        bar.finish_and_clear();
         return Ok(print_report(&report));
     }
     let client = ApiClient::new(&args.client.server, args.client.token)?;

@@ -119,6 +119,13 @@ impl Peer {
         self.view_mut().clone()
     }
 
+    /// The head version of the hub in use, as last seen.
+    pub fn hub_version_hint(&self) -> Option<i64> {
+        let view = self.view_mut();
+        let url = view.current_hub.as_ref()?;
+        view.hubs.iter().find(|h| &h.url == url)?.hub_version
+    }
+
     /// URL of the hub in use, if connected.
     pub fn current_hub(&self) -> Option<String> {
         let view = self.view_mut();

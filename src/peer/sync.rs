@@ -8,6 +8,7 @@ use crate::register::ApplyError;
 use crate::register::entry::Entry;
 use crate::store::{Checkpoint, StoreError};
 use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::time::Instant;
 use utoipa::ToSchema;
@@ -123,6 +124,14 @@ async fn run_sync(
             .await?
     };
     let previous = register.store().checkpoint().await?.unwrap_or_default();
+    // A foreground full sync shows progress on a terminal (the bar hides itself otherwise).
+    let bar = use_full.then(|| {
+        ProgressBar::new(u64::try_from(peer.hub_version_hint().unwrap_or(0)).unwrap_or(0))
+            .with_style(
+                ProgressStyle::with_template("full sync {bar:40} {pos}/{len} entries ({per_sec})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            )
+    });
     let mut matched = ours == 0;
     let mut batch: Vec<Entry> = Vec::new();
     let mut batch_bytes = 0usize;
@@ -131,6 +140,9 @@ async fn run_sync(
     while let Some(item) = stream.next().await {
         let entry = item?;
         seen_versions = true;
+        if let Some(bar) = &bar {
+            bar.set_position(u64::try_from(entry.version).unwrap_or(0));
+        }
         if entry.version <= ours {
             if entry.version == ours {
                 if entry.chain_hash != our_hash {
@@ -177,6 +189,9 @@ async fn run_sync(
         });
     }
     applied += apply(peer, batch, hub_id, &previous, applied, true).await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let to_version = register.head_version();
     let outcome = SyncOutcome {
         full: use_full,

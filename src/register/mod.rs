@@ -530,6 +530,14 @@ impl Register {
 /// Checks a whole store: every checksum, the chain, contiguous versions and the register id.
 /// Reads the next page while hashing the current one, hashing off the async threads.
 pub async fn verify_store(store: &dyn RegisterStore) -> Result<VerifyReport, StoreError> {
+    verify_store_with_progress(store, &|_, _| {}).await
+}
+
+/// [`verify_store`], calling `progress(checked, head_version)` after every page.
+pub async fn verify_store_with_progress(
+    store: &dyn RegisterStore,
+    progress: &(dyn Fn(u64, i64) + Sync),
+) -> Result<VerifyReport, StoreError> {
     let started = Instant::now();
     let head = store.head().await?;
     let head_version = head.as_ref().map_or(0, |h| h.version);
@@ -562,6 +570,7 @@ pub async fn verify_store(store: &dyn RegisterStore) -> Result<VerifyReport, Sto
             .await
             .map_err(|e| StoreError::Unavailable(format!("verify task failed: {e}")))?;
         verifier = v;
+        progress(verifier.checked(), head_version);
         if let Err(f) = result {
             failure = Some(f);
             break;

@@ -22,3 +22,4 @@ pub mod protocol;
 pub mod register;
 pub mod role;
 pub mod store;
+pub mod telemetry;

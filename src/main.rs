@@ -3,17 +3,14 @@
 use clap::Parser;
 use sorcha_peer::cli::{Cli, Command, LogFormat, commands};
 use sorcha_peer::config::Config;
-use tracing_subscriber::EnvFilter;
+use sorcha_peer::telemetry::{self, Telemetry};
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+fn init_telemetry(format: LogFormat, node_id: &str) -> Telemetry {
+    let format = match format {
+        LogFormat::Text => telemetry::LogFormat::Text,
+        LogFormat::Json => telemetry::LogFormat::Json,
+    };
+    telemetry::init(format, node_id)
 }
 
 async fn shutdown_signal() {
@@ -37,28 +34,39 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn serve(args: sorcha_peer::cli::ServeArgs) -> anyhow::Result<i32> {
+async fn serve(args: sorcha_peer::cli::ServeArgs, log_format: LogFormat) -> anyhow::Result<i32> {
     let config = Config::load(args.config.as_deref(), args.overrides())?;
+    let node_id = config
+        .node_id
+        .clone()
+        .unwrap_or_else(sorcha_peer::role::system_hostname);
+    let telemetry = init_telemetry(log_format, &node_id);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let node = sorcha_peer::app::start(config, listener).await?;
+    telemetry.export_metrics(node.state.register.metrics());
     eprintln!("sorcha-peer listening on http://{}", node.addr);
     let token = node.shutdown_token();
     tokio::select! {
         () = shutdown_signal() => tracing::info!("shutdown requested"),
         () = token.cancelled() => {},
     }
-    node.stop().await?;
+    let stopped = node.stop().await;
+    telemetry.shutdown();
+    stopped?;
     Ok(0)
 }
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    if !matches!(cli.command, Command::Serve(_)) {
+        // Client commands log to stderr only; they have nothing to export.
+        init_telemetry(cli.log_format, "cli");
+    }
     let result = match cli.command {
-        Command::Serve(args) => serve(*args).await,
+        Command::Serve(args) => serve(*args, cli.log_format).await,
         Command::Publish(args) => commands::publish(args).await,
         Command::Deprecate(args) => commands::deprecate(args).await,
         Command::Blueprints { command } => commands::blueprints(command).await,

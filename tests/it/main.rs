@@ -14,6 +14,7 @@ mod grpc_web;
 mod mongo;
 mod observability;
 mod one_port;
+mod otel;
 mod peer;
 mod quickstart;
 mod rest;

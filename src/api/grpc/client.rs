@@ -17,6 +17,7 @@ use crate::register::entry::Entry;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::time::Duration;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// What kind of failure a hub call had (the gRPC code, in domain terms).
@@ -85,13 +86,27 @@ impl From<tonic::transport::Error> for ClientError {
 /// A stream of domain items from the hub.
 pub type ClientStream<T> = Pin<Box<dyn Stream<Item = Result<T, ClientError>> + Send>>;
 
+/// Every call carries the caller's trace context (W3C `traceparent`), so a peer's sync and the
+/// hub's work for it form one trace.
+fn with_trace_context(
+    mut request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    crate::telemetry::inject_context(request.metadata_mut());
+    Ok(request)
+}
+
+type Traced = InterceptedService<
+    Channel,
+    fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
+>;
+
 /// Client of one hub.
 #[derive(Debug, Clone)]
 pub struct HubClient {
     url: String,
-    connection: CentralNodeConnectionClient<Channel>,
-    sync: SystemRegisterSyncClient<Channel>,
-    heartbeat: HeartbeatClient<Channel>,
+    connection: CentralNodeConnectionClient<Traced>,
+    sync: SystemRegisterSyncClient<Traced>,
+    heartbeat: HeartbeatClient<Traced>,
 }
 
 impl HubClient {
@@ -109,11 +124,13 @@ impl HubClient {
         let channel = endpoint.connect().await?;
         // Entries may be up to 16 MiB of document plus envelope.
         let limit = 32 * 1024 * 1024;
+        let traced = with_trace_context as fn(_) -> _;
         Ok(Self {
             url: url.to_owned(),
-            connection: CentralNodeConnectionClient::new(channel.clone()),
-            sync: SystemRegisterSyncClient::new(channel.clone()).max_decoding_message_size(limit),
-            heartbeat: HeartbeatClient::new(channel),
+            connection: CentralNodeConnectionClient::with_interceptor(channel.clone(), traced),
+            sync: SystemRegisterSyncClient::with_interceptor(channel.clone(), traced)
+                .max_decoding_message_size(limit),
+            heartbeat: HeartbeatClient::with_interceptor(channel, traced),
         })
     }
 

@@ -77,8 +77,20 @@ pub async fn router(
     }
     let router = routes
         .into_axum_router()
+        .layer(axum::middleware::from_fn(trace_context))
         .layer(tonic_web::GrpcWebLayer::new());
     Ok((router, reporter))
+}
+
+/// Runs each gRPC call in a span that continues the caller's trace (W3C `traceparent`).
+async fn trace_context(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!("grpc", path = %request.uri().path());
+    crate::telemetry::adopt_context(&span, request.headers());
+    next.run(request).instrument(span).await
 }
 
 /// Marks every service NOT_SERVING (at shutdown).

@@ -1,0 +1,612 @@
+//! sorcha-bench: the benchmark harness. Starts its own hub (a `sorcha-peer` child process, so
+//! hub RSS and CPU are measured alone) on loopback, runs one bounded workload, and prints one
+//! JSON line of figures. Exits non-zero when delivery or consistency fails, so small runs serve
+//! as smoke tests. See BENCHMARKS.md.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use sorcha_peer::api::grpc::client::HubClient;
+use sorcha_peer::protocol::{ConnectRequest, Filters, PeerDescription};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const TOKEN: &str = "bench-admin-token-0123456789";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sorcha-bench",
+    about = "Benchmark workloads against a fresh local hub"
+)]
+struct Cli {
+    #[command(subcommand)]
+    workload: Workload,
+}
+
+#[derive(Debug, Subcommand)]
+enum Workload {
+    /// C concurrent REST publishers, N durable publishes in total.
+    Publish {
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        #[arg(long, default_value_t = 512)]
+        doc_bytes: usize,
+    },
+    /// S subscribers (half gRPC push streams, half SSE), P publishes at R per second.
+    Fanout {
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 200)]
+        publishes: usize,
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+    },
+    /// A register of N entries × D bytes: one client streams it, one real peer replicates it.
+    Fullsync {
+        #[arg(long, default_value_t = 100_000)]
+        entries: i64,
+        #[arg(long, default_value_t = 2048)]
+        doc_bytes: usize,
+    },
+    /// S idle subscribers of each kind held open: hub RSS per subscriber.
+    Idle {
+        #[arg(long, default_value_t = 5_000)]
+        subscribers: usize,
+    },
+    /// S peers a few versions behind reconnect at once: time until all are current.
+    Storm {
+        #[arg(long, default_value_t = 5_000)]
+        peers: usize,
+        #[arg(long, default_value_t = 5)]
+        behind: usize,
+    },
+    /// Integrity check of N entries (in-process, embedded store).
+    Verify {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: i64,
+        #[arg(long, default_value_t = 256)]
+        doc_bytes: usize,
+    },
+}
+
+/// A hub running as a child process.
+struct Hub {
+    child: Child,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Hub {
+    async fn start(dir: Option<tempfile::TempDir>) -> anyhow::Result<Self> {
+        let dir = match dir {
+            Some(d) => d,
+            None => tempfile::tempdir()?,
+        };
+        let exe = std::env::current_exe()?;
+        let binary = exe.with_file_name("sorcha-peer");
+        let mut child = Command::new(&binary)
+            .args([
+                "serve",
+                "--role",
+                "hub",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-token",
+                TOKEN,
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .env("SORCHA_HUB__MAX_SESSIONS", "100000")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+        let url = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = line.strip_prefix("sorcha-peer listening on ") {
+                    return Ok(addr.trim().to_owned());
+                }
+            }
+            bail!("hub exited before listening")
+        })
+        .await
+        .context("hub did not start")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            child,
+            url,
+            _dir: Some(dir),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Resident set size in KiB.
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// User + system CPU seconds used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(") ")
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        ticks as f64 / 100.0
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+fn latency_fields(h: &Histogram<u64>) -> Value {
+    let ms = |us: u64| us as f64 / 1000.0;
+    json!({
+        "count": h.len(),
+        "p50_ms": ms(h.value_at_quantile(0.5)),
+        "p90_ms": ms(h.value_at_quantile(0.9)),
+        "p99_ms": ms(h.value_at_quantile(0.99)),
+        "max_ms": ms(h.max()),
+    })
+}
+
+fn report(workload: &str, params: Value, mut figures: Value, hub: Option<&Hub>) {
+    if let Some(hub) = hub {
+        figures["hub_rss_mib"] = json!(hub.rss_kib() as f64 / 1024.0);
+        figures["hub_cpu_s"] = json!(hub.cpu_seconds());
+    }
+    let line = json!({ "workload": workload, "params": params, "figures": figures });
+    println!("{line}");
+}
+
+async fn publish_one(
+    http: &reqwest::Client,
+    url: &str,
+    id: &str,
+    doc: &Value,
+) -> anyhow::Result<i64> {
+    let r = http
+        .post(format!("{url}/api/v1/system-register/blueprints"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "blueprintId": id, "document": doc }))
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!(
+            "publish {id} answered {}: {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+    }
+    let entry: Value = r.json().await?;
+    entry["version"].as_i64().context("version")
+}
+
+async fn publish(concurrency: usize, count: usize, doc_bytes: usize) -> anyhow::Result<()> {
+    let hub = Hub::start(None).await?;
+    let http = reqwest::Client::new();
+    let doc = json!({ "pad": "x".repeat(doc_bytes) });
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..concurrency {
+        let (http, url, doc) = (http.clone(), hub.url.clone(), doc.clone());
+        let n = count / concurrency + usize::from(c < count % concurrency);
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let mut versions = Vec::with_capacity(n);
+            for i in 0..n {
+                let t = Instant::now();
+                versions.push(publish_one(&http, &url, &format!("p{c}-{i}"), &doc).await?);
+                h.record(t.elapsed().as_micros().max(1) as u64)?;
+            }
+            anyhow::Ok((h, versions))
+        }));
+    }
+    let mut all = histogram();
+    let mut versions = Vec::new();
+    for t in tasks {
+        let (h, v) = t.await??;
+        all.add(h)?;
+        versions.extend(v);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    versions.sort_unstable();
+    let expected: Vec<i64> = (2..=count as i64 + 1).collect();
+    if versions != expected {
+        bail!("versions are not contiguous 2..={}", count + 1);
+    }
+    let mut figures = latency_fields(&all);
+    figures["throughput_per_s"] = json!(count as f64 / elapsed);
+    figures["elapsed_s"] = json!(elapsed);
+    report(
+        "publish",
+        json!({"concurrency": concurrency, "count": count, "doc_bytes": doc_bytes}),
+        figures,
+        Some(&hub),
+    );
+    Ok(())
+}
+
+fn peer_request(id: &str, version: i64) -> ConnectRequest {
+    ConnectRequest {
+        peer_id: id.to_owned(),
+        peer: PeerDescription {
+            node_type: "Peer".into(),
+            supports_push_notifications: true,
+            ..Default::default()
+        },
+        last_known_version: version,
+        connection_time: 0,
+    }
+}
+
+async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let hub = Hub::start(None).await?;
+    let grpc_subs = subscribers / 2;
+    let sse_subs = subscribers - grpc_subs;
+    // Each subscriber records (version, arrival) for every notification.
+    let mut receivers = Vec::new();
+    for i in 0..grpc_subs {
+        let mut client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
+        let id = format!("fan-{i}");
+        let grant = client.open_session(&peer_request(&id, 1)).await?;
+        let mut stream = client
+            .subscribe(&id, &grant.session_id, &Filters::default(), 0)
+            .await?;
+        receivers.push(tokio::spawn(async move {
+            let _keep = client;
+            let mut got = Vec::with_capacity(publishes);
+            while got.len() < publishes {
+                match stream.next().await {
+                    Some(Ok(n)) => got.push((n.version, Instant::now())),
+                    _ => break,
+                }
+            }
+            got
+        }));
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    for _ in 0..sse_subs {
+        let response = http
+            .get(format!("{}/api/v1/system-register/events", hub.url))
+            .send()
+            .await?;
+        let mut events = response.bytes_stream().eventsource();
+        receivers.push(tokio::spawn(async move {
+            let mut got = Vec::with_capacity(publishes);
+            while got.len() < publishes {
+                match events.next().await {
+                    Some(Ok(e)) if !e.data.is_empty() => {
+                        got.push((e.id.parse().unwrap_or(0), Instant::now()))
+                    }
+                    Some(Ok(_)) => {}
+                    _ => break,
+                }
+            }
+            got
+        }));
+    }
+    let rss_before = hub.rss_kib();
+    let publisher = reqwest::Client::new();
+    let doc = json!({ "title": "fanout", "pad": "x".repeat(256) });
+    let mut acks = Vec::with_capacity(publishes);
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    for i in 0..publishes {
+        let due = started + interval * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let v = publish_one(&publisher, &hub.url, &format!("fan-{i}"), &doc).await?;
+        acks.push((v, Instant::now()));
+    }
+    let ack_of: std::collections::HashMap<i64, Instant> = acks.into_iter().collect();
+    let mut h = histogram();
+    let (mut delivered, mut in_order) = (0usize, true);
+    for r in receivers {
+        let got = tokio::time::timeout(Duration::from_secs(120), r)
+            .await
+            .context("subscribers did not finish")??;
+        in_order &= got.windows(2).all(|w| w[1].0 == w[0].0 + 1);
+        delivered += got.len();
+        for (v, at) in got {
+            if let Some(ack) = ack_of.get(&v) {
+                h.record(at.saturating_duration_since(*ack).as_micros().max(1) as u64)?;
+            }
+        }
+    }
+    let expected = subscribers * publishes;
+    let mut figures = latency_fields(&h);
+    figures["delivered"] = json!(delivered);
+    figures["expected"] = json!(expected);
+    figures["in_order"] = json!(in_order);
+    figures["hub_rss_before_publishing_mib"] = json!(rss_before as f64 / 1024.0);
+    report(
+        "fanout",
+        json!({"subscribers": subscribers, "grpc": grpc_subs, "sse": sse_subs, "publishes": publishes, "rate": rate}),
+        figures,
+        Some(&hub),
+    );
+    if delivered != expected || !in_order {
+        bail!("delivered {delivered} of {expected} (in order: {in_order})");
+    }
+    Ok(())
+}
+
+/// Writes genesis + `n` entries of `doc_bytes` into an embedded store in `dir`.
+async fn build_register(dir: &Path, n: i64, doc_bytes: usize) -> anyhow::Result<()> {
+    use sorcha_peer::register::chain;
+    use sorcha_peer::register::entry::{EntryType, NewEntry};
+    use sorcha_peer::register::genesis::genesis_entry;
+    use sorcha_peer::store::RegisterStore;
+    use sorcha_peer::store::embedded::EmbeddedStore;
+    let store = EmbeddedStore::open(dir)?;
+    let genesis = genesis_entry();
+    let mut prev = genesis.chain_hash.clone();
+    store.append_entries(0, vec![genesis], None).await?;
+    let mut version = 1;
+    let pad = "p".repeat(doc_bytes.saturating_sub(30));
+    while version <= n {
+        let mut batch = Vec::new();
+        for _ in 0..10_000.min(n + 1 - version) {
+            version += 1;
+            let doc = format!(r#"{{"n":{version},"pad":"{pad}"}}"#);
+            let entry = NewEntry {
+                blueprint_id: format!("bench-{version}"),
+                checksum: chain::checksum(doc.as_bytes()),
+                document: doc.into_bytes().into(),
+                published_at: 1_700_000_000_000 + version,
+                published_by: "bench".into(),
+                is_active: true,
+                publication_transaction_id: None,
+                metadata: Default::default(),
+                entry_type: EntryType::Published,
+            }
+            .into_entry(version, Some(&prev));
+            prev = entry.chain_hash.clone();
+            batch.push(entry);
+        }
+        let after = batch[0].version - 1;
+        store.append_entries(after, batch, None).await?;
+    }
+    store.close().await?;
+    Ok(())
+}
+
+async fn fullsync(entries: i64, doc_bytes: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    build_register(dir.path(), entries, doc_bytes).await?;
+    let hub = Hub::start(Some(dir)).await?;
+    // 1. Hub streaming throughput to one peer-like client.
+    let mut client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
+    let grant = client
+        .open_session(&peer_request("bench-stream", 0))
+        .await?;
+    let started = Instant::now();
+    let mut stream = client
+        .full_sync("bench-stream", &grant.session_id, 0)
+        .await?;
+    let mut count = 0i64;
+    while let Some(e) = stream.next().await {
+        e?;
+        count += 1;
+    }
+    let stream_s = started.elapsed().as_secs_f64();
+    if count != entries + 1 {
+        bail!("streamed {count} entries, expected {}", entries + 1);
+    }
+    // 2. A real peer (in this process) replicating and applying durably.
+    let peer_dir = tempfile::tempdir()?;
+    let mut config = sorcha_peer::config::Config {
+        data_dir: peer_dir.path().to_owned(),
+        role: sorcha_peer::config::Role::Peer,
+        hubs: vec![hub.url.clone()],
+        node_id: Some("bench-peer".into()),
+        admin_token: Some(sorcha_peer::config::Secret(TOKEN.into())),
+        ..Default::default()
+    };
+    config.peer.sync_interval = Duration::from_secs(3600);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let started = Instant::now();
+    let peer = sorcha_peer::app::start(config, listener).await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while peer.state.register.head_version() < entries + 1 {
+        if Instant::now() > deadline {
+            bail!("peer did not finish its full sync");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let replicate_s = started.elapsed().as_secs_f64();
+    let verify = peer.state.register.verify().await?;
+    peer.stop().await?;
+    if !verify.ok {
+        bail!("replica does not verify: {:?}", verify.failure);
+    }
+    report(
+        "fullsync",
+        json!({"entries": entries + 1, "doc_bytes": doc_bytes}),
+        json!({
+            "stream_s": stream_s,
+            "stream_entries_per_s": count as f64 / stream_s,
+            "peer_replicate_s": replicate_s,
+            "peer_entries_per_s": count as f64 / replicate_s,
+        }),
+        Some(&hub),
+    );
+    Ok(())
+}
+
+async fn idle(subscribers: usize) -> anyhow::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let hub = Hub::start(None).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base = hub.rss_kib();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let mut held = Vec::new();
+    for _ in 0..subscribers {
+        let r = http
+            .get(format!("{}/api/v1/system-register/events", hub.url))
+            .send()
+            .await?;
+        held.push(r);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with_sse = hub.rss_kib();
+    let mut streams = Vec::new();
+    for i in 0..subscribers {
+        let mut client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
+        let id = format!("idle-{i}");
+        let grant = client.open_session(&peer_request(&id, 1)).await?;
+        let stream = client
+            .subscribe(&id, &grant.session_id, &Filters::default(), 0)
+            .await?;
+        streams.push((client, stream));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with_grpc = hub.rss_kib();
+    report(
+        "idle",
+        json!({"sse": subscribers, "grpc": subscribers}),
+        json!({
+            "base_rss_kib": base,
+            "sse_kib_per_subscriber": (with_sse.saturating_sub(base)) as f64 / subscribers as f64,
+            "grpc_kib_per_stream": (with_grpc.saturating_sub(with_sse)) as f64 / subscribers as f64,
+        }),
+        Some(&hub),
+    );
+    drop((held, streams));
+    Ok(())
+}
+
+async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let hub = Hub::start(None).await?;
+    let http = reqwest::Client::new();
+    for i in 0..behind {
+        publish_one(&http, &hub.url, &format!("storm-{i}"), &json!({"i": i})).await?;
+    }
+    let head = behind as i64 + 1;
+    let started = Instant::now();
+    let retries = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tasks: Vec<_> = (0..peers)
+        .map(|i| {
+            let (url, retries) = (hub.url.clone(), Arc::clone(&retries));
+            tokio::spawn(async move {
+                let id = format!("storm-peer-{i}");
+                let known = 1i64; // every peer holds genesis only: `behind` versions behind
+                for _ in 0..100 {
+                    let attempt = async {
+                        let mut client = HubClient::connect(&url, Duration::from_secs(30)).await?;
+                        let grant = client.open_session(&peer_request(&id, known)).await?;
+                        let mut stream = client
+                            .incremental_sync(&id, &grant.session_id, known, 0)
+                            .await?;
+                        let mut last = known;
+                        while let Some(e) = stream.next().await {
+                            last = e?.version;
+                        }
+                        anyhow::Ok(last)
+                    };
+                    match attempt.await {
+                        Ok(v) => return anyhow::Ok(v),
+                        Err(_) => {
+                            retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                bail!("peer {id} never got current")
+            })
+        })
+        .collect();
+    let mut current = 0;
+    for t in tasks {
+        if t.await?? == head {
+            current += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    report(
+        "storm",
+        json!({"peers": peers, "behind": behind}),
+        json!({"all_current_s": elapsed, "current": current, "retries": retries.load(std::sync::atomic::Ordering::Relaxed)}),
+        Some(&hub),
+    );
+    if current != peers {
+        bail!("{current} of {peers} peers current");
+    }
+    Ok(())
+}
+
+async fn verify(entries: i64, doc_bytes: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    build_register(dir.path(), entries, doc_bytes).await?;
+    let store = sorcha_peer::store::embedded::EmbeddedStore::open(dir.path())?;
+    let started = Instant::now();
+    let result = sorcha_peer::register::verify_store(&store).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    report(
+        "verify",
+        json!({"entries": entries + 1, "doc_bytes": doc_bytes}),
+        json!({"ok": result.ok, "checked": result.checked, "elapsed_s": elapsed, "entries_per_s": result.checked as f64 / elapsed}),
+        None,
+    );
+    if !result.ok {
+        bail!("verification failed: {:?}", result.failure);
+    }
+    Ok(())
+}
+
+use eventsource_stream::Eventsource;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.workload {
+        Workload::Publish {
+            concurrency,
+            count,
+            doc_bytes,
+        } => publish(concurrency, count, doc_bytes).await,
+        Workload::Fanout {
+            subscribers,
+            publishes,
+            rate,
+        } => fanout(subscribers, publishes, rate).await,
+        Workload::Fullsync { entries, doc_bytes } => fullsync(entries, doc_bytes).await,
+        Workload::Idle { subscribers } => idle(subscribers).await,
+        Workload::Storm { peers, behind } => storm(peers, behind).await,
+        Workload::Verify { entries, doc_bytes } => verify(entries, doc_bytes).await,
+    }
+}

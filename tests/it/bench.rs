@@ -1,0 +1,51 @@
+//! The benchmark harness at smoke-test size: every workload runs and its consistency checks
+//! hold (delivery, contiguity, verification). Speed is not asserted here; BENCHMARKS.md has the
+//! full-size figures.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_sorcha-bench"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON line ({e}): {stdout}"))
+}
+
+#[test]
+fn every_workload_runs_at_small_size() {
+    let publish = run(&["publish", "--concurrency", "4", "--count", "100"]);
+    assert_eq!(publish["figures"]["count"], 100);
+    assert!(publish["figures"]["hub_rss_mib"].as_f64().unwrap() > 1.0);
+
+    let fanout = run(&[
+        "fanout",
+        "--subscribers",
+        "20",
+        "--publishes",
+        "10",
+        "--rate",
+        "100",
+    ]);
+    assert_eq!(fanout["figures"]["delivered"], 200);
+    assert_eq!(fanout["figures"]["in_order"], true);
+
+    let fullsync = run(&["fullsync", "--entries", "1000", "--doc-bytes", "256"]);
+    assert!(fullsync["figures"]["peer_replicate_s"].as_f64().unwrap() > 0.0);
+
+    let idle = run(&["idle", "--subscribers", "10"]);
+    assert!(idle["figures"]["base_rss_kib"].as_u64().unwrap() > 0);
+
+    let storm = run(&["storm", "--peers", "10", "--behind", "3"]);
+    assert_eq!(storm["figures"]["current"], 10);
+
+    let verify = run(&["verify", "--entries", "2000"]);
+    assert_eq!(verify["figures"]["checked"], 2001);
+}

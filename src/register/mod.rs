@@ -119,6 +119,7 @@ impl Default for RegisterOptions {
 pub struct Register {
     store: Arc<dyn RegisterStore>,
     head: watch::Sender<i64>,
+    recent: RecentEntries,
     integrity: RwLock<Option<IntegrityFailure>>,
     clock: SharedClock,
     options: RegisterOptions,
@@ -157,6 +158,7 @@ impl Register {
         let register = Arc::new(Self {
             store,
             head: watch::Sender::new(head_version),
+            recent: RecentEntries::default(),
             integrity: RwLock::new(None),
             clock,
             options,
@@ -268,6 +270,7 @@ impl Register {
             .metrics
             .publish_duration
             .observe(started.elapsed().as_secs_f64());
+        self.recent.push(std::slice::from_ref(&entry));
         self.announce(entry.version);
         tracing::info!(
             version = entry.version,
@@ -315,7 +318,10 @@ impl Register {
             },
         );
         let cp = checkpoint(&new_head);
+        // Only the tail can stay in the window anyway.
+        let applied = entries[entries.len().saturating_sub(RECENT_CAPACITY)..].to_vec();
         self.store.append_entries(after, entries, Some(cp)).await?;
+        self.recent.push(&applied);
         self.announce(new_head.version);
         Ok(new_head)
     }
@@ -511,6 +517,13 @@ impl Register {
                 }
                 let head = *s.head.borrow_and_update();
                 if head > s.cursor {
+                    // Recent entries come from memory: a publish wakes every follower, and
+                    // thousands of them must not each read the store.
+                    let cached = s.register.recent.after(s.cursor, head);
+                    if !cached.is_empty() {
+                        s.buffered.extend(cached);
+                        continue;
+                    }
                     match s.register.store.entries_after(s.cursor, PAGE).await {
                         Ok(page) if !page.is_empty() => s.buffered.extend(page),
                         Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -594,4 +607,55 @@ pub async fn verify_store_with_progress(
         failure,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
+}
+
+/// The newest entries in memory, so followers near the head need no store reads.
+#[derive(Debug, Default)]
+struct RecentEntries {
+    entries: RwLock<VecDeque<Entry>>,
+}
+
+/// Entries kept by [`RecentEntries`].
+const RECENT_CAPACITY: usize = 1024;
+
+impl RecentEntries {
+    /// Remembers entries just made durable (contiguous, ascending); a gap resets the window.
+    fn push(&self, new: &[Entry]) {
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        for entry in new {
+            if entries
+                .back()
+                .is_some_and(|last| last.version + 1 != entry.version)
+            {
+                entries.clear();
+            }
+            if entries.len() == RECENT_CAPACITY {
+                entries.pop_front();
+            }
+            entries.push_back(entry.clone());
+        }
+    }
+
+    /// Entries `after < version <= upto`, if the window holds `after + 1`; else empty.
+    fn after(&self, after: i64, upto: i64) -> Vec<Entry> {
+        let Ok(entries) = self.entries.read() else {
+            return Vec::new();
+        };
+        let Some(first) = entries.front().map(|e| e.version) else {
+            return Vec::new();
+        };
+        if after + 1 < first {
+            return Vec::new();
+        }
+        let start = usize::try_from(after + 1 - first).unwrap_or(usize::MAX);
+        entries
+            .iter()
+            .skip(start)
+            .take_while(|e| e.version <= upto)
+            .take(PAGE)
+            .cloned()
+            .collect()
+    }
 }

@@ -106,6 +106,8 @@ impl Hub {
             .arg(dir.path())
             .env("RUST_LOG", "warn")
             .env("SORCHA_HUB__MAX_SESSIONS", "100000")
+            // Benchmark subscribers do not heartbeat; keep their sessions for the whole run.
+            .env("SORCHA_HUB__SESSION_TIMEOUT", "1h")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .kill_on_drop(true)

@@ -491,12 +491,12 @@ impl Register {
     pub fn follow(
         self: &Arc<Self>,
         after: i64,
-    ) -> impl Stream<Item = Result<Entry, StoreError>> + Send + use<> {
+    ) -> impl Stream<Item = Result<Arc<Entry>, StoreError>> + Send + use<> {
         struct State {
             register: Arc<Register>,
             head: watch::Receiver<i64>,
             cursor: i64,
-            buffered: VecDeque<Entry>,
+            buffered: VecDeque<Arc<Entry>>,
             failed: bool,
         }
         let state = State {
@@ -525,7 +525,9 @@ impl Register {
                         continue;
                     }
                     match s.register.store.entries_after(s.cursor, PAGE).await {
-                        Ok(page) if !page.is_empty() => s.buffered.extend(page),
+                        Ok(page) if !page.is_empty() => {
+                            s.buffered.extend(page.into_iter().map(Arc::new));
+                        }
                         Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                         Err(e) => {
                             s.failed = true;
@@ -612,7 +614,8 @@ pub async fn verify_store_with_progress(
 /// The newest entries in memory, so followers near the head need no store reads.
 #[derive(Debug, Default)]
 struct RecentEntries {
-    entries: RwLock<VecDeque<Entry>>,
+    // Shared, so every follower hands out the same allocation instead of a copy.
+    entries: RwLock<VecDeque<Arc<Entry>>>,
 }
 
 /// Entries kept by [`RecentEntries`].
@@ -634,12 +637,12 @@ impl RecentEntries {
             if entries.len() == RECENT_CAPACITY {
                 entries.pop_front();
             }
-            entries.push_back(entry.clone());
+            entries.push_back(Arc::new(entry.clone()));
         }
     }
 
     /// Entries `after < version <= upto`, if the window holds `after + 1`; else empty.
-    fn after(&self, after: i64, upto: i64) -> Vec<Entry> {
+    fn after(&self, after: i64, upto: i64) -> Vec<Arc<Entry>> {
         let Ok(entries) = self.entries.read() else {
             return Vec::new();
         };

@@ -366,40 +366,9 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
 
 /// Writes genesis + `n` entries of `doc_bytes` into an embedded store in `dir`.
 async fn build_register(dir: &Path, n: i64, doc_bytes: usize) -> anyhow::Result<()> {
-    use sorcha_peer::register::chain;
-    use sorcha_peer::register::entry::{EntryType, NewEntry};
-    use sorcha_peer::register::genesis::genesis_entry;
     use sorcha_peer::store::RegisterStore;
-    use sorcha_peer::store::embedded::EmbeddedStore;
-    let store = EmbeddedStore::open(dir)?;
-    let genesis = genesis_entry();
-    let mut prev = genesis.chain_hash.clone();
-    store.append_entries(0, vec![genesis], None).await?;
-    let mut version = 1;
-    let pad = "p".repeat(doc_bytes.saturating_sub(30));
-    while version <= n {
-        let mut batch = Vec::new();
-        for _ in 0..10_000.min(n + 1 - version) {
-            version += 1;
-            let doc = format!(r#"{{"n":{version},"pad":"{pad}"}}"#);
-            let entry = NewEntry {
-                blueprint_id: format!("bench-{version}"),
-                checksum: chain::checksum(doc.as_bytes()),
-                document: doc.into_bytes().into(),
-                published_at: 1_700_000_000_000 + version,
-                published_by: "bench".into(),
-                is_active: true,
-                publication_transaction_id: None,
-                metadata: Default::default(),
-                entry_type: EntryType::Published,
-            }
-            .into_entry(version, Some(&prev));
-            prev = entry.chain_hash.clone();
-            batch.push(entry);
-        }
-        let after = batch[0].version - 1;
-        store.append_entries(after, batch, None).await?;
-    }
+    let store = sorcha_peer::store::embedded::EmbeddedStore::open(dir)?;
+    sorcha_peer::store::synthetic::fill(&store, n, doc_bytes).await?;
     store.close().await?;
     Ok(())
 }

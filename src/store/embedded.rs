@@ -12,7 +12,7 @@
 //! connections on the blocking thread pool. An exclusive lock on `register.lock` keeps a second
 //! process off the same data directory.
 
-use super::{Checkpoint, ListQuery, RegisterStore, Stats, StoreError};
+use super::{Checkpoint, ListQuery, RegisterStore, Stats, StoreError, check_continuation};
 use crate::register::entry::{Entry, EntryType, Expectation, Head, NewEntry};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -578,18 +578,11 @@ fn append_many(
     entries: &[Entry],
     checkpoint: Option<&Checkpoint>,
 ) -> Result<(), StoreError> {
-    let head_version = head.as_ref().map_or(0, |h| h.version);
-    let first = entries.first().map_or(after_version + 1, |e| e.version);
-    let contiguous = entries
-        .iter()
-        .zip(entries.iter().skip(1))
-        .all(|(a, b)| b.version == a.version + 1);
-    if head_version != after_version || first != after_version + 1 || !contiguous {
-        return Err(StoreError::HeadMoved {
-            head: head_version,
-            first,
-        });
-    }
+    check_continuation(
+        head.as_ref().map_or(0, |h| h.version),
+        after_version,
+        entries,
+    )?;
     let sp = tx.savepoint().map_err(sql_err)?;
     for e in entries {
         insert_entry(&sp, e).map_err(sql_err)?;

@@ -5,6 +5,7 @@
 pub mod conformance;
 pub mod embedded;
 pub mod mongo;
+pub mod synthetic;
 
 use crate::register::entry::{Entry, Expectation, Head, NewEntry};
 use async_trait::async_trait;
@@ -41,6 +42,27 @@ pub enum StoreError {
     /// The backend cannot be reached or refused the operation.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Checks that `entries` continue a head at `head_version` as the caller expects
+/// (`after_version`), in contiguous versions; the rule every backend's `append_entries` applies.
+pub fn check_continuation(
+    head_version: i64,
+    after_version: i64,
+    entries: &[Entry],
+) -> Result<(), StoreError> {
+    let first = entries.first().map_or(after_version + 1, |e| e.version);
+    let contiguous = entries
+        .iter()
+        .zip(entries.iter().skip(1))
+        .all(|(a, b)| b.version == a.version + 1);
+    if head_version != after_version || first != after_version + 1 || !contiguous {
+        return Err(StoreError::HeadMoved {
+            head: head_version,
+            first,
+        });
+    }
+    Ok(())
 }
 
 /// Paging query over blueprints' current state.

@@ -8,7 +8,7 @@
 //! is the only lock, which keeps the log contiguous and chained across hubs. Documents are
 //! stored as the exact canonical bytes (BSON binary) so checksums stay verifiable.
 
-use super::{Checkpoint, ListQuery, RegisterStore, Stats, StoreError};
+use super::{Checkpoint, ListQuery, RegisterStore, Stats, StoreError, check_continuation};
 use crate::config::MongoConfig;
 use crate::register::entry::{Entry, EntryType, Expectation, Head, NewEntry};
 use async_trait::async_trait;
@@ -321,17 +321,8 @@ impl RegisterStore for MongoStore {
         checkpoint: Option<Checkpoint>,
     ) -> Result<(), StoreError> {
         let head_version = self.head().await?.map_or(0, |h| h.version);
-        let first = entries.first().map_or(after_version + 1, |e| e.version);
-        let contiguous = entries
-            .iter()
-            .zip(entries.iter().skip(1))
-            .all(|(a, b)| b.version == a.version + 1);
-        if head_version != after_version || first != after_version + 1 || !contiguous {
-            return Err(StoreError::HeadMoved {
-                head: head_version,
-                first,
-            });
-        }
+        check_continuation(head_version, after_version, &entries)?;
+        let first = after_version + 1;
         let docs: Vec<Document> = entries.iter().map(to_doc).collect();
         let checkpoint_doc = checkpoint
             .map(|cp| {

@@ -450,39 +450,11 @@ async fn silent_hub_means_a_warning_at_one_miss_and_failover_at_two() {
 
 /// Writes a register of genesis + `n` published entries straight into a store in `dir`.
 async fn big_register(dir: &std::path::Path, n: i64, doc_bytes: usize) {
-    use sorcha_peer::register::chain;
-    use sorcha_peer::register::entry::{EntryType, NewEntry};
-    use sorcha_peer::register::genesis::genesis_entry;
     use sorcha_peer::store::RegisterStore;
-    use sorcha_peer::store::embedded::EmbeddedStore;
-    let store = EmbeddedStore::open(dir).unwrap();
-    let genesis = genesis_entry();
-    let mut prev = genesis.chain_hash.clone();
-    store.append_entries(0, vec![genesis], None).await.unwrap();
-    let mut version = 1;
-    while version < n + 1 {
-        let mut batch = Vec::new();
-        for _ in 0..5000.min(n + 1 - version) {
-            version += 1;
-            let doc = format!(r#"{{"n":{version},"pad":"{}"}}"#, "p".repeat(doc_bytes));
-            let entry = NewEntry {
-                blueprint_id: format!("big-{version}"),
-                checksum: chain::checksum(doc.as_bytes()),
-                document: doc.into_bytes().into(),
-                published_at: 1_700_000_000_000 + version,
-                published_by: "bench".into(),
-                is_active: true,
-                publication_transaction_id: None,
-                metadata: Default::default(),
-                entry_type: EntryType::Published,
-            }
-            .into_entry(version, Some(&prev));
-            prev = entry.chain_hash.clone();
-            batch.push(entry);
-        }
-        let after = batch[0].version - 1;
-        store.append_entries(after, batch, None).await.unwrap();
-    }
+    let store = sorcha_peer::store::embedded::EmbeddedStore::open(dir).unwrap();
+    sorcha_peer::store::synthetic::fill(&store, n, doc_bytes)
+        .await
+        .unwrap();
     store.close().await.unwrap();
 }
 

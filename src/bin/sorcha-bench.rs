@@ -489,7 +489,8 @@ async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
     }
     let head = behind as i64 + 1;
     let started = Instant::now();
-    let retries = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Retries counted by the kind of failure that caused them.
+    let retries: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
     let tasks: Vec<_> = (0..peers)
         .map(|i| {
             let (url, retries) = (hub.url.clone(), Arc::clone(&retries));
@@ -511,8 +512,18 @@ async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
                     };
                     match attempt.await {
                         Ok(v) => return anyhow::Ok(v),
-                        Err(_) => {
-                            retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Err(e) => {
+                            let kind = match e
+                                .downcast_ref::<sorcha_peer::api::grpc::client::ClientError>()
+                            {
+                                Some(c) => format!("{:?}", c.kind),
+                                None => "other".to_owned(),
+                            };
+                            *retries
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .entry(kind)
+                                .or_default() += 1;
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
@@ -531,7 +542,7 @@ async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
     report(
         "storm",
         json!({"peers": peers, "behind": behind}),
-        json!({"all_current_s": elapsed, "current": current, "retries": retries.load(std::sync::atomic::Ordering::Relaxed)}),
+        json!({"all_current_s": elapsed, "current": current, "retries": *retries.lock().unwrap_or_else(|p| p.into_inner())}),
         Some(&hub),
     );
     if current != peers {

@@ -152,6 +152,16 @@ impl NewEntry {
     }
 }
 
+impl NewEntry {
+    /// Completes the entry as the successor of `head` (version 1 on an empty register).
+    pub fn into_entry_after(self, head: Option<&Head>) -> Entry {
+        match head {
+            Some(h) => self.into_entry(h.version + 1, Some(&h.chain_hash)),
+            None => self.into_entry(1, None),
+        }
+    }
+}
+
 /// What the newest entry of a blueprint must be for an append to go ahead; the store checks
 /// it atomically with the append (optimistic concurrency per blueprint).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,7 +12,9 @@
 //! connections on the blocking thread pool. An exclusive lock on `register.lock` keeps a second
 //! process off the same data directory.
 
-use super::{Checkpoint, ListQuery, RegisterStore, Stats, StoreError, check_continuation};
+use super::{
+    Checkpoint, ListQuery, RegisterStore, Stats, StoreError, check_continuation, check_expectation,
+};
 use crate::register::entry::{Entry, EntryType, Expectation, Head, NewEntry};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -547,21 +549,8 @@ fn append_one(
         )
         .optional()
         .map_err(sql_err)?;
-    let meets = match expect {
-        Expectation::Absent => actual.is_none(),
-        Expectation::AtVersion(v) => actual == Some(v),
-    };
-    if !meets {
-        return Err(StoreError::ExpectationFailed {
-            expected: expect,
-            actual,
-        });
-    }
-    let (version, prev) = match head {
-        Some(h) => (h.version + 1, Some(h.chain_hash.as_str())),
-        None => (1, None),
-    };
-    let entry = new.into_entry(version, prev);
+    check_expectation(expect, actual)?;
+    let entry = new.into_entry_after(head.as_ref());
     insert_entry(&sp, &entry).map_err(sql_err)?;
     sp.commit().map_err(sql_err)?;
     *head = Some(Head {

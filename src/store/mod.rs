@@ -65,6 +65,23 @@ pub fn check_continuation(
     Ok(())
 }
 
+/// Checks an append's expectation against the blueprint's newest version (`None` = the
+/// blueprint does not exist); the rule every backend's `append` applies.
+pub fn check_expectation(expect: Expectation, actual: Option<i64>) -> Result<(), StoreError> {
+    let meets = match expect {
+        Expectation::Absent => actual.is_none(),
+        Expectation::AtVersion(v) => actual == Some(v),
+    };
+    if meets {
+        Ok(())
+    } else {
+        Err(StoreError::ExpectationFailed {
+            expected: expect,
+            actual,
+        })
+    }
+}
+
 /// Paging query over blueprints' current state.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {

@@ -8,7 +8,9 @@
 //! is the only lock, which keeps the log contiguous and chained across hubs. Documents are
 //! stored as the exact canonical bytes (BSON binary) so checksums stay verifiable.
 
-use super::{Checkpoint, ListQuery, RegisterStore, Stats, StoreError, check_continuation};
+use super::{
+    Checkpoint, ListQuery, RegisterStore, Stats, StoreError, check_continuation, check_expectation,
+};
 use crate::config::MongoConfig;
 use crate::register::entry::{Entry, EntryType, Expectation, Head, NewEntry};
 use async_trait::async_trait;
@@ -283,21 +285,8 @@ impl RegisterStore for MongoStore {
         loop {
             let head = self.head().await?;
             let actual = self.latest_version(&new.blueprint_id).await?;
-            let meets = match expect {
-                Expectation::Absent => actual.is_none(),
-                Expectation::AtVersion(v) => actual == Some(v),
-            };
-            if !meets {
-                return Err(StoreError::ExpectationFailed {
-                    expected: expect,
-                    actual,
-                });
-            }
-            let (version, prev) = match &head {
-                Some(h) => (h.version + 1, Some(h.chain_hash.as_str())),
-                None => (1, None),
-            };
-            let entry = new.clone().into_entry(version, prev);
+            check_expectation(expect, actual)?;
+            let entry = new.clone().into_entry_after(head.as_ref());
             match self.entries.insert_one(to_doc(&entry)).await {
                 Ok(_) => return Ok(entry),
                 Err(e) if is_duplicate_key(&e) || is_conflict(&e) => match delays.next() {

@@ -2,8 +2,8 @@
 //! database that goes away and comes back.
 
 use crate::support::{
-    PUBLISHER, TestHub, WAIT, fresh_database, get_json, mongo_hub_config, mongodb_uri, sse,
-    take_events, wait_for,
+    TestHub, WAIT, fresh_database, get_json, mongo_hub_config, mongodb_uri, publish_client,
+    sorted_versions, sse, take_events, wait_for,
 };
 use futures::StreamExt;
 use serde_json::json;
@@ -52,31 +52,10 @@ async fn three_hubs_on_one_database_publish_concurrently() {
     let mut tasks = Vec::new();
     for (h, hub) in hubs.iter().enumerate() {
         for client in 0..4 {
-            let addr = hub.addr();
-            tasks.push(tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                let mut versions = Vec::new();
-                for i in 0..25 {
-                    let (status, entry) = crate::support::publish(
-                        &http,
-                        addr,
-                        PUBLISHER,
-                        &format!("h{h}-c{client}-{i}"),
-                        json!({"i": i}),
-                    )
-                    .await;
-                    assert_eq!(status, 201, "{entry}");
-                    versions.push(entry["version"].as_i64().unwrap());
-                }
-                versions
-            }));
+            tasks.push(publish_client(hub.addr(), format!("h{h}-c{client}"), 25));
         }
     }
-    let mut versions = Vec::new();
-    for t in tasks {
-        versions.extend(t.await.unwrap());
-    }
-    versions.sort_unstable();
+    let versions = sorted_versions(tasks).await;
     assert_eq!(
         versions,
         (2..=301).collect::<Vec<_>>(),

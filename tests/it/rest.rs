@@ -1,6 +1,6 @@
 //! REST over a real socket: round trip, bad input, concurrency, OpenAPI snapshot.
 
-use crate::support::{ADMIN, PUBLISHER, TestHub, publish};
+use crate::support::{ADMIN, PUBLISHER, TestHub, publish_client, sorted_versions};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -343,32 +343,16 @@ async fn bad_input_gets_a_clear_problem_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_publishes_from_sixteen_clients_stay_contiguous() {
     let hub = Arc::new(TestHub::start().await);
-    let mut tasks = Vec::new();
-    for client in 0..16 {
-        let hub = Arc::clone(&hub);
-        tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut versions = Vec::new();
-            for i in 0..1000 / 16 + usize::from(client < 1000 % 16) {
-                let (status, entry) = publish(
-                    &http,
-                    hub.addr(),
-                    PUBLISHER,
-                    &format!("c{client}-{i}"),
-                    json!({"n": i}),
-                )
-                .await;
-                assert_eq!(status, 201, "{entry}");
-                versions.push(entry["version"].as_i64().unwrap());
-            }
-            versions
-        }));
-    }
-    let mut versions = Vec::new();
-    for t in tasks {
-        versions.extend(t.await.unwrap());
-    }
-    versions.sort_unstable();
+    let tasks = (0..16)
+        .map(|c| {
+            publish_client(
+                hub.addr(),
+                format!("c{c}"),
+                1000 / 16 + usize::from(c < 1000 % 16),
+            )
+        })
+        .collect();
+    let versions = sorted_versions(tasks).await;
     assert_eq!(versions, (2..=1001).collect::<Vec<_>>());
     let (_, verify) = hub.get("/api/v1/system-register/verify").await;
     assert_eq!(verify["ok"], true, "{verify}");

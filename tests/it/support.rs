@@ -66,7 +66,7 @@ impl TestHub {
         Self {
             node,
             dir,
-            http: reqwest::Client::new(),
+            http: http_client(),
         }
     }
 
@@ -112,6 +112,50 @@ pub async fn publish(
         .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// One publishing client: `count` sequential publishes of ids `{prefix}-{i}`, each asserted 201;
+/// resolves to the acknowledged versions.
+pub fn publish_client(
+    addr: SocketAddr,
+    prefix: String,
+    count: usize,
+) -> tokio::task::JoinHandle<Vec<i64>> {
+    tokio::spawn(async move {
+        let http = http_client();
+        let mut versions = Vec::with_capacity(count);
+        for i in 0..count {
+            let (status, entry) = publish(
+                &http,
+                addr,
+                PUBLISHER,
+                &format!("{prefix}-{i}"),
+                json!({"i": i}),
+            )
+            .await;
+            assert_eq!(status, 201, "{entry}");
+            versions.push(entry["version"].as_i64().unwrap());
+        }
+        versions
+    })
+}
+
+/// Awaits publishing clients and returns every acknowledged version, sorted.
+pub async fn sorted_versions(tasks: Vec<tokio::task::JoinHandle<Vec<i64>>>) -> Vec<i64> {
+    let mut versions = Vec::new();
+    for t in tasks {
+        let got = tokio::time::timeout(WAIT, t)
+            .await
+            .expect("publisher finished");
+        versions.extend(got.unwrap());
+    }
+    versions.sort_unstable();
+    versions
+}
+
+/// An HTTP client whose every request is bounded by [`WAIT`].
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(WAIT).build().unwrap()
 }
 
 /// Opens an SSE stream; `last_event_id` becomes the `Last-Event-ID` header.

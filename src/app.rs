@@ -68,6 +68,12 @@ pub async fn start_with_hostname(
 ) -> anyhow::Result<Node> {
     let mut config = config;
     let role = role::resolve(&config, hostname)?;
+    // Fail before opening anything when the certificate or key is unusable.
+    let tls = if config.tls.enabled() {
+        Some(crate::tls::server_config(&config.tls)?)
+    } else {
+        None
+    };
     if role == ResolvedRole::Peer && config.hubs.is_empty() {
         config.hubs = crate::config::default_hubs();
     }
@@ -150,14 +156,29 @@ pub async fn start_with_hostname(
                 .await;
         })
     };
-    let (grpc, health) = api::grpc::router(hub).await?;
+    let credentials = api::grpc::peer_auth::PeerCredentials::new(&state.config.hub.peer_tokens);
+    let (grpc, health) = api::grpc::router(hub, credentials).await?;
     let router = api::router(state.clone(), grpc);
     let addr = listener.local_addr()?;
     let grace = state.config.shutdown_grace;
     let token = shutdown.clone();
+    let handshake_timeout = state.config.tls.handshake_timeout;
+    let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+        None => Box::pin(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(token.clone().cancelled_owned())
+                .into_future(),
+        ),
+        Some(tls) => Box::pin(
+            axum::serve(
+                crate::tls::TlsListener::new(listener, tls, handshake_timeout)?,
+                router,
+            )
+            .with_graceful_shutdown(token.clone().cancelled_owned())
+            .into_future(),
+        ),
+    };
     let task = tokio::spawn(async move {
-        let server =
-            axum::serve(listener, router).with_graceful_shutdown(token.clone().cancelled_owned());
         let deadline = async {
             token.cancelled().await;
             api::grpc::report_not_serving(&health).await;

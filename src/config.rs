@@ -94,8 +94,64 @@ pub struct HubConfig {
     pub max_clock_skew: Duration,
     /// Most concurrent peer sessions; more get RESOURCE_EXHAUSTED.
     pub max_sessions: usize,
-    /// Concurrent syncs a peer may run, advertised in the connection config.
+    /// Concurrent syncs a peer may run; advertised in the connection config and enforced
+    /// (one more gets RESOURCE_EXHAUSTED).
     pub max_concurrent_syncs: u32,
+    /// Peer credentials. When any are configured, every `sorcha.peer.v1` call must carry
+    /// `peer-id` and `authorization: Bearer <token>` metadata matching one of them.
+    pub peer_tokens: Vec<PeerTokenConfig>,
+    /// Per-peer rate limits.
+    pub rate_limits: RateLimitsConfig,
+}
+
+/// A peer's credential on a hub.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerTokenConfig {
+    /// The peer id the token belongs to.
+    pub peer_id: String,
+    /// The bearer token.
+    pub token: Secret,
+}
+
+/// A rate: one permit per `every`, with up to `burst` permits at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rate {
+    /// Time to earn one permit back.
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+    /// Permits available at once.
+    pub burst: u32,
+}
+
+impl Rate {
+    const fn new(every: Duration, burst: u32) -> Self {
+        Self { every, burst }
+    }
+}
+
+/// Per-peer rate limits on the hub (SPEC §7); over the limit → RESOURCE_EXHAUSTED with a
+/// retry delay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RateLimitsConfig {
+    /// `ConnectToCentralNode` (default one per second, burst 5).
+    pub connect: Rate,
+    /// `FullSync` (default one per minute, burst 2: a restarted peer may start over once).
+    pub full_sync: Rate,
+    /// `SendHeartbeat` and `MonitorHeartbeat` messages (default one per 5 s, burst 10).
+    pub heartbeat: Rate,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            connect: Rate::new(Duration::from_secs(1), 5),
+            full_sync: Rate::new(Duration::from_secs(60), 2),
+            heartbeat: Rate::new(Duration::from_secs(5), 10),
+        }
+    }
 }
 
 impl Default for HubConfig {
@@ -112,6 +168,8 @@ impl Default for HubConfig {
             max_clock_skew: Duration::from_secs(60),
             max_sessions: 10_000,
             max_concurrent_syncs: 2,
+            peer_tokens: Vec::new(),
+            rate_limits: RateLimitsConfig::default(),
         }
     }
 }
@@ -143,6 +201,12 @@ pub struct PeerConfig {
     /// Timeout of one connect attempt.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Bearer token sent to hubs (with this node's id as `peer-id`) when they require peer
+    /// tokens.
+    pub token: Option<Secret>,
+    /// PEM file of the CA that signs the hubs' certificates, for `https://` hubs; without
+    /// it the system's root certificates are trusted.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Default for PeerConfig {
@@ -156,6 +220,8 @@ impl Default for PeerConfig {
             attempts_per_hub: 10,
             resubscribe_delay: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
+            token: None,
+            ca_cert: None,
         }
     }
 }
@@ -197,6 +263,37 @@ impl Default for LimitsConfig {
             max_document_bytes: 16 * 1024 * 1024,
             max_body_bytes: 17 * 1024 * 1024,
         }
+    }
+}
+
+/// TLS on the single port (SPEC §7): set both files to serve HTTPS, h2 over TLS and gRPC
+/// over TLS; leave both unset for plain HTTP/1.1 + h2c (local use).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain (leaf first).
+    pub cert_file: Option<PathBuf>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// A connection that has not finished its TLS handshake by then is closed.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TlsConfig {
+    /// True when the node serves TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
     }
 }
 
@@ -265,6 +362,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Alerts.
     pub alerts: AlertsConfig,
+    /// TLS.
+    pub tls: TlsConfig,
     /// How long shutdown may take before connections are cut.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -294,6 +393,7 @@ impl Default for Config {
             sse: SseConfig::default(),
             limits: LimitsConfig::default(),
             alerts: AlertsConfig::default(),
+            tls: TlsConfig::default(),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -374,6 +474,9 @@ impl Config {
             return err(format!("hub.hostnamePattern is not a valid regex: {e}"));
         }
         for token in &self.tokens {
+            if let Err(e) = crate::register::validation::published_by(&token.identity) {
+                return err(format!("token identity {:?}: {e}", token.identity));
+            }
             if token.token.expose().len() < 16 {
                 return err(format!(
                     "token of identity {:?} is shorter than 16 characters",
@@ -389,6 +492,32 @@ impl Config {
         }
         if self.hub.max_sessions == 0 {
             return err("hub.maxSessions must be at least 1".into());
+        }
+        for rate in [
+            &self.hub.rate_limits.connect,
+            &self.hub.rate_limits.full_sync,
+            &self.hub.rate_limits.heartbeat,
+        ] {
+            if rate.every.is_zero() || rate.burst == 0 {
+                return err(
+                    "hub.rateLimits: every rate needs `every` above zero and `burst` of at least 1"
+                        .into(),
+                );
+            }
+        }
+        if self.hub.max_concurrent_syncs == 0 {
+            return err("hub.maxConcurrentSyncs must be at least 1".into());
+        }
+        for peer in &self.hub.peer_tokens {
+            if peer.token.expose().len() < 16 {
+                return err(format!(
+                    "hub.peerTokens: the token of peer {:?} is shorter than 16 characters",
+                    peer.peer_id
+                ));
+            }
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return err("tls.certFile and tls.keyFile must be set together".into());
         }
         if self.sse.keep_alive.is_zero() {
             return err("sse.keepAlive must be above zero".into());

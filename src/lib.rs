@@ -23,3 +23,4 @@ pub mod register;
 pub mod role;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

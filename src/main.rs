@@ -46,7 +46,12 @@ async fn serve(args: sorcha_peer::cli::ServeArgs, log_format: LogFormat) -> anyh
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let node = sorcha_peer::app::start(config, listener).await?;
     telemetry.export_metrics(node.state.register.metrics());
-    eprintln!("sorcha-peer listening on http://{}", node.addr);
+    let scheme = if node.state.config.tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    eprintln!("sorcha-peer listening on {scheme}://{}", node.addr);
     let token = node.shutdown_token();
     tokio::select! {
         () = shutdown_signal() => tracing::info!("shutdown requested"),

@@ -68,6 +68,9 @@ fn filter_from(params: &EventParams) -> Result<Filter, ApiError> {
     if let Some(id) = &params.blueprint_id {
         validation::blueprint_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
+    if let Some(publisher) = &params.published_by {
+        validation::published_by(publisher).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     let entry_type = params
         .entry_type
         .as_deref()

@@ -1,6 +1,7 @@
 //! The hub role: peer sessions, heartbeat tracking, sync and push streams over the Register.
 //! Transport-free: `api/grpc` adapts it to the wire contract.
 
+pub mod limits;
 pub mod sessions;
 
 use crate::clock::SharedClock;
@@ -14,6 +15,7 @@ use crate::register::entry::Entry;
 use crate::register::{PAGE, Register, RegisterError};
 use crate::store::StoreError;
 use futures::{Stream, StreamExt};
+use limits::{Limited, PeerLimits};
 use sessions::{SessionRegistry, StreamGuard};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +33,17 @@ pub enum HubError {
     /// Hub-to-hub connection, heartbeat before connect → FAILED_PRECONDITION.
     #[error("{0}")]
     FailedPrecondition(String),
-    /// Too many sessions → RESOURCE_EXHAUSTED.
+    /// Too many sessions or concurrent syncs → RESOURCE_EXHAUSTED.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A per-peer rate limit → RESOURCE_EXHAUSTED with a retry delay.
+    #[error("{message}")]
+    RateLimited {
+        /// What was limited, for the caller.
+        message: String,
+        /// When a retry will be let through.
+        retry_after: Duration,
+    },
     /// Not ready or shutting down → UNAVAILABLE.
     #[error("{0}")]
     Unavailable(String),
@@ -52,6 +62,7 @@ impl From<StoreError> for HubError {
 pub struct Hub {
     register: Arc<Register>,
     sessions: SessionRegistry,
+    limits: PeerLimits,
     config: HubConfig,
     node_id: String,
     clock: SharedClock,
@@ -78,6 +89,7 @@ impl Hub {
     ) -> Arc<Self> {
         Arc::new(Self {
             sessions: SessionRegistry::new(config.clone(), Arc::clone(&clock)),
+            limits: PeerLimits::new(&config.rate_limits),
             register,
             config,
             node_id,
@@ -144,6 +156,8 @@ impl Hub {
     #[tracing::instrument(name = "connect", skip_all, fields(peer_id = %request.peer_id, last_known_version = request.last_known_version))]
     pub async fn connect(&self, request: ConnectRequest) -> Result<ConnectionGrant, HubError> {
         self.ensure_ready()?;
+        sessions::validate_peer_id(&request.peer_id)?;
+        self.limits.check(Limited::Connect, &request.peer_id)?;
         let (current_version, head_hash) = self.head().await?;
         let opened = self.sessions.open(&request)?;
         tracing::info!(
@@ -182,6 +196,7 @@ impl Hub {
 
     /// Streams entries with `version > after` (all of them for a full sync, `after = 0`) in
     /// version order, page by page from the store, at most `max` entries (0 = no limit).
+    /// Full syncs are rate limited per peer; at most `maxConcurrentSyncs` run per session.
     #[tracing::instrument(name = "sync_stream", skip(self))]
     pub fn sync(
         self: &Arc<Self>,
@@ -189,8 +204,13 @@ impl Hub {
         session_id: &str,
         after: i64,
         max: i64,
+        full: bool,
     ) -> Result<impl Stream<Item = Result<Entry, HubError>> + Send + use<>, HubError> {
         self.ensure_ready()?;
+        sessions::validate_peer_id(peer_id)?;
+        if full {
+            self.limits.check(Limited::FullSync, peer_id)?;
+        }
         if after < 0 {
             return Err(HubError::InvalidArgument(format!(
                 "last_known_version {after} is negative"
@@ -324,6 +344,8 @@ impl Hub {
     /// Records a heartbeat and advises the peer.
     #[tracing::instrument(name = "heartbeat", skip_all, fields(peer_id = %heartbeat.peer_id, session_id = %heartbeat.session_id, sequence = heartbeat.sequence_number, peer_version = heartbeat.last_sync_version))]
     pub async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<HeartbeatAck, HubError> {
+        sessions::validate_peer_id(&heartbeat.peer_id)?;
+        self.limits.check(Limited::Heartbeat, &heartbeat.peer_id)?;
         let (current_version, head_hash) = self.head().await?;
         let now = self.clock.now_ms();
         let outcome = self.sessions.heartbeat(&heartbeat, current_version)?;
@@ -423,7 +445,10 @@ impl Hub {
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => break,
-                _ = ticker.tick() => self.sessions.sweep(),
+                _ = ticker.tick() => {
+                    self.sessions.sweep();
+                    self.limits.forget_idle();
+                }
             }
         }
         self.sessions.close_all();

@@ -96,6 +96,19 @@ impl StreamGuard {
         }
     }
 
+    /// Counts one more stream unless `max` are already running.
+    fn try_new(counter: Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Self {
+            counter,
+            on_finish: None,
+        })
+    }
+
     /// Records that a sync stream delivered everything up to `version`.
     pub fn finish_sync(&mut self, version: i64) {
         if let Some(f) = self.on_finish.take() {
@@ -278,7 +291,12 @@ impl SessionRegistry {
     /// Counts a sync stream; on completion it records the peer's progress.
     pub fn start_sync(&self, peer_id: &str, session_id: &str) -> Result<StreamGuard, HubError> {
         let counter = self.with_session(peer_id, session_id, |s| Arc::clone(&s.active_syncs))?;
-        let mut guard = StreamGuard::new(counter);
+        let max = self.config.max_concurrent_syncs as usize;
+        let mut guard = StreamGuard::try_new(counter, max).ok_or_else(|| {
+            HubError::ResourceExhausted(format!(
+                "peer {peer_id} already runs {max} syncs (hub.maxConcurrentSyncs); wait for one to finish"
+            ))
+        })?;
         let sessions = Arc::clone(&self.sessions);
         let clock = Arc::clone(&self.clock);
         let (peer, sid) = (peer_id.to_owned(), session_id.to_owned());

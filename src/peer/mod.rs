@@ -7,6 +7,7 @@ pub mod session;
 pub mod state;
 pub mod sync;
 
+use crate::api::grpc::client::{ClientError, ClientErrorKind, ClientOptions};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::protocol::{ConnectionGrant, HeartbeatAck};
@@ -98,6 +99,24 @@ impl Peer {
     /// Configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// How to reach hubs: timeout, credentials (`peer.token`) and CA (`peer.caCert`).
+    pub fn client_options(&self) -> Result<ClientOptions, ClientError> {
+        let ca_cert_pem = match &self.config.peer.ca_cert {
+            Some(path) => Some(std::fs::read(path).map_err(|e| ClientError {
+                kind: ClientErrorKind::InvalidArgument,
+                message: format!("cannot read peer.caCert {}: {e}", path.display()),
+                retry_after: None,
+            })?),
+            None => None,
+        };
+        Ok(ClientOptions {
+            connect_timeout: self.config.peer.connect_timeout,
+            peer_id: Some(self.node_id.clone()),
+            token: self.config.peer.token.clone(),
+            ca_cert_pem,
+        })
     }
 
     /// This peer's id (sent as `peer_id`).
@@ -344,7 +363,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
         let mut delay = Duration::ZERO;
         loop {
             peer.begin_attempt(index, delay);
-            match session::run(&peer, index, &mut commands, &shutdown).await {
+            let hint = match session::run(&peer, index, &mut commands, &shutdown).await {
                 SessionEnd::Shutdown => break 'hubs,
                 SessionEnd::Reconnect => {
                     exhausted.fill(false);
@@ -362,15 +381,17 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
                     index = next;
                     continue 'hubs;
                 }
-                SessionEnd::ConnectFailed(why) => {
-                    tracing::warn!(hub = %peer.config.hubs[index], error = %why, "connect attempt failed");
-                    peer.attempt_failed(index, &why);
+                SessionEnd::ConnectFailed { error, retry_after } => {
+                    tracing::warn!(hub = %peer.config.hubs[index], %error, "connect attempt failed");
+                    peer.attempt_failed(index, &error);
+                    retry_after
                 }
-            }
+            };
             let Some(next_delay) = delays.next() else {
                 break;
             };
-            delay = next_delay;
+            // A rate-limited peer waits at least as long as the hub asked.
+            delay = next_delay.max(hint.unwrap_or_default());
             peer.view_mut().next_backoff_ms =
                 Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
             tokio::select! {

@@ -19,8 +19,14 @@ use tokio_util::sync::CancellationToken;
 /// How a session ended.
 #[derive(Debug)]
 pub enum SessionEnd {
-    /// Connecting failed (retry this hub after a backoff).
-    ConnectFailed(String),
+    /// Connecting failed: retry this hub after a backoff, and not before `retry_after` when
+    /// the hub said so (rate limit).
+    ConnectFailed {
+        /// What went wrong.
+        error: String,
+        /// The hub's retry hint.
+        retry_after: Option<Duration>,
+    },
     /// A working session broke or the hub told us to go: move to the next hub now.
     Failover(String),
     /// The hub's chain forks from the replica: move to the next hub now.
@@ -47,7 +53,7 @@ pub async fn run(
     let url = peer.config().hubs[index].clone();
     let cfg = peer.config().peer.clone();
     let connect = async {
-        let mut client = HubClient::connect(&url, cfg.connect_timeout).await?;
+        let mut client = HubClient::connect_with(&url, &peer.client_options()?).await?;
         let request = ConnectRequest {
             peer_id: peer.node_id().to_owned(),
             peer: PeerDescription {
@@ -71,8 +77,8 @@ pub async fn run(
         () = shutdown.cancelled() => return SessionEnd::Shutdown,
         result = tokio::time::timeout(cfg.connect_timeout, connect) => match result {
             Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return SessionEnd::ConnectFailed(e.to_string()),
-            Err(_) => return SessionEnd::ConnectFailed(format!("no answer within {:?}", cfg.connect_timeout)),
+            Ok(Err(e)) => return SessionEnd::ConnectFailed { error: e.to_string(), retry_after: e.retry_after },
+            Err(_) => return SessionEnd::ConnectFailed { error: format!("no answer within {:?}", cfg.connect_timeout), retry_after: None },
         },
     };
     let session_id = grant.session_id.clone();
@@ -389,6 +395,17 @@ async fn heartbeat_loop(
                     .observe(sent.elapsed().as_secs_f64());
                 outcome(Outcome::Ok);
                 HeartbeatEvent::Ack(ack)
+            }
+            Ok(Err(e)) if e.kind == ClientErrorKind::ResourceExhausted => {
+                // The hub is alive and asks us to slow down: not a missed heartbeat.
+                let wait = e.retry_after.unwrap_or(cfg.heartbeat_interval);
+                tracing::warn!(error = %e.message, wait_ms = wait.as_millis() as u64, "heartbeat rate limited by the hub; waiting");
+                outcome(Outcome::Failed);
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                continue;
             }
             Ok(Err(e)) => {
                 consecutive += 1;

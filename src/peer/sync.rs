@@ -2,7 +2,7 @@
 //! never rolling back, applying entries and checkpoint together in batches.
 
 use super::Peer;
-use crate::api::grpc::client::{ClientError, HubClient};
+use crate::api::grpc::client::{ClientError, ClientErrorKind, HubClient};
 use crate::metrics::{Outcome, OutcomeLabels, SyncKind, SyncLabels};
 use crate::register::ApplyError;
 use crate::register::entry::Entry;
@@ -104,6 +104,43 @@ pub async fn catch_up(
     result
 }
 
+/// Tries a rate-limited sync again after the wait the hub asked for.
+const RATE_LIMIT_RETRIES: usize = 3;
+/// Longest wait for a rate limit honoured inside one sync; longer ones fail the sync.
+const LONGEST_HONOURED_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Opens the sync stream, honouring the hub's retry hint when it rate-limits us.
+async fn open_stream(
+    peer: &Peer,
+    client: &mut HubClient,
+    session_id: &str,
+    full: bool,
+    ours: i64,
+) -> Result<crate::api::grpc::client::ClientStream<Entry>, SyncError> {
+    let mut tries = 0;
+    loop {
+        let opened = if full {
+            client.full_sync(peer.node_id(), session_id, 0).await
+        } else {
+            client
+                .incremental_sync(peer.node_id(), session_id, ours - 1, 0)
+                .await
+        };
+        match opened {
+            Err(ClientError {
+                kind: ClientErrorKind::ResourceExhausted,
+                retry_after: Some(wait),
+                message,
+            }) if tries < RATE_LIMIT_RETRIES && wait <= LONGEST_HONOURED_WAIT => {
+                tries += 1;
+                tracing::warn!(%message, wait_ms = wait.as_millis() as u64, "sync rate limited by the hub; waiting");
+                tokio::time::sleep(wait).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 async fn run_sync(
     peer: &Peer,
     client: &mut HubClient,
@@ -116,13 +153,7 @@ async fn run_sync(
     let head = register.store().head().await?;
     let (ours, our_hash) = head.map_or((0, String::new()), |h| (h.version, h.chain_hash));
     let use_full = full || ours == 0;
-    let mut stream = if use_full {
-        client.full_sync(peer.node_id(), session_id, 0).await?
-    } else {
-        client
-            .incremental_sync(peer.node_id(), session_id, ours - 1, 0)
-            .await?
-    };
+    let mut stream = open_stream(peer, client, session_id, use_full, ours).await?;
     let previous = register.store().checkpoint().await?.unwrap_or_default();
     // A foreground full sync shows progress on a terminal (the bar hides itself otherwise).
     let bar = use_full.then(|| {

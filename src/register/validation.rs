@@ -15,8 +15,8 @@ pub enum ValidationError {
     /// The blueprint id breaks the id rule.
     #[error("blueprintId {0:?} is invalid: use 1-255 characters of A-Z, a-z, 0-9, '_' or '-'")]
     BlueprintId(String),
-    /// `publishedBy` is empty or too long.
-    #[error("publishedBy must be 1-255 characters")]
+    /// `publishedBy` is empty, too long or holds control characters.
+    #[error("publishedBy must be 1-255 characters without control characters")]
     PublishedBy,
     /// The transaction id is too long.
     #[error("publicationTransactionId must be at most 255 characters")]
@@ -54,10 +54,11 @@ pub fn blueprint_id(id: &str) -> Result<(), ValidationError> {
     }
 }
 
-/// Checks a publisher identity: 1–255 characters.
+/// Checks a publisher identity: 1–255 characters, none of them control characters (an
+/// identity ends up in logs, headers and event streams).
 pub fn published_by(identity: &str) -> Result<(), ValidationError> {
     let chars = identity.chars().count();
-    if (1..=MAX_ID_CHARS).contains(&chars) {
+    if (1..=MAX_ID_CHARS).contains(&chars) && !identity.chars().any(char::is_control) {
         Ok(())
     } else {
         Err(ValidationError::PublishedBy)

@@ -75,3 +75,22 @@ async fn every_metric_is_documented() {
     );
     hub.stop().await;
 }
+
+#[test]
+fn example_configs_load_and_say_what_they_show() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let no_flags = serde_json::Map::new();
+    let hub = Config::load(Some(&std::path::Path::new(dir).join("hub.toml")), &no_flags).unwrap();
+    assert_eq!(hub.role, sorcha_peer::config::Role::Hub);
+    assert_eq!(
+        hub.hub.rate_limits.full_sync.every,
+        std::time::Duration::from_secs(60)
+    );
+    let peer = Config::load(
+        Some(&std::path::Path::new(dir).join("peer.toml")),
+        &no_flags,
+    )
+    .unwrap();
+    assert_eq!(peer.role, sorcha_peer::config::Role::Peer);
+    assert_eq!(peer.hubs, vec!["http://127.0.0.1:5000".to_owned()]);
+}

@@ -37,6 +37,16 @@ pub fn config(dir: &Path) -> Config {
         role: sorcha_peer::config::TokenRole::Publisher,
     });
     config.sse.keep_alive = Duration::from_millis(200);
+    // Tests heartbeat every 100 ms and reconnect often; the rate-limit tests set their own.
+    let lenient = sorcha_peer::config::Rate {
+        every: Duration::from_millis(1),
+        burst: 1000,
+    };
+    config.hub.rate_limits = sorcha_peer::config::RateLimitsConfig {
+        connect: lenient,
+        full_sync: lenient,
+        heartbeat: lenient,
+    };
     config.shutdown_grace = Duration::from_secs(5);
     config
 }

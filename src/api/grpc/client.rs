@@ -9,6 +9,7 @@ use super::proto::{
     CheckpointRequest, DisconnectRequest, HeartbeatStatusRequest, StatusRequest,
     SubscriptionRequest, SyncRequest,
 };
+use crate::config::Secret;
 use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
     HeartbeatAck, HeartbeatReport, Notification,
@@ -17,8 +18,10 @@ use crate::register::entry::Entry;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::time::Duration;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// What kind of failure a hub call had (the gRPC code, in domain terms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,11 +54,24 @@ pub struct ClientError {
     pub kind: ClientErrorKind,
     /// The hub's (or transport's) message.
     pub message: String,
+    /// How long the hub asked us to wait before retrying (rate limits).
+    pub retry_after: Option<Duration>,
+}
+
+impl ClientError {
+    fn new(kind: ClientErrorKind, message: String) -> Self {
+        Self {
+            kind,
+            message,
+            retry_after: None,
+        }
+    }
 }
 
 impl From<tonic::Status> for ClientError {
     fn from(s: tonic::Status) -> Self {
         use tonic::Code;
+        use tonic_types::StatusExt;
         let kind = match s.code() {
             Code::InvalidArgument | Code::OutOfRange => ClientErrorKind::InvalidArgument,
             Code::Unauthenticated => ClientErrorKind::Unauthenticated,
@@ -67,70 +83,150 @@ impl From<tonic::Status> for ClientError {
             Code::DeadlineExceeded => ClientErrorKind::Timeout,
             _ => ClientErrorKind::Other,
         };
+        let retry_after = s.get_details_retry_info().and_then(|r| r.retry_delay);
+        // A transport failure (e.g. a TLS handshake) hides its cause in the source chain.
+        let mut message = s.message().to_owned();
+        let mut source = std::error::Error::source(&s);
+        while let Some(cause) = source {
+            message = format!("{message}: {cause}");
+            source = cause.source();
+        }
         ClientError {
             kind,
-            message: s.message().to_owned(),
+            message,
+            retry_after,
         }
     }
 }
 
 impl From<tonic::transport::Error> for ClientError {
     fn from(e: tonic::transport::Error) -> Self {
-        ClientError {
-            kind: ClientErrorKind::Unavailable,
-            message: format!("cannot connect: {e}"),
+        let mut message = format!("cannot connect: {e}");
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message = format!("{message}: {cause}");
+            source = cause.source();
         }
+        ClientError::new(ClientErrorKind::Unavailable, message)
     }
 }
 
 /// A stream of domain items from the hub.
 pub type ClientStream<T> = Pin<Box<dyn Stream<Item = Result<T, ClientError>> + Send>>;
 
-/// Every call carries the caller's trace context (W3C `traceparent`), so a peer's sync and the
-/// hub's work for it form one trace.
-fn with_trace_context(
-    mut request: tonic::Request<()>,
-) -> Result<tonic::Request<()>, tonic::Status> {
-    crate::telemetry::inject_context(request.metadata_mut());
-    Ok(request)
+/// How to reach a hub.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Timeout of the connection attempt.
+    pub connect_timeout: Duration,
+    /// Sent as `peer-id` metadata with `token` (hubs that require peer credentials).
+    pub peer_id: Option<String>,
+    /// Sent as `authorization: Bearer <token>`.
+    pub token: Option<Secret>,
+    /// PEM CA certificate trusted for `https://` hubs (else the system's roots).
+    pub ca_cert_pem: Option<Vec<u8>>,
 }
 
-type Traced = InterceptedService<
-    Channel,
-    fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
->;
+/// Metadata every call carries: the caller's trace context (W3C `traceparent`, so a peer's
+/// sync and the hub's work for it form one trace) and, when configured, peer credentials.
+#[derive(Clone)]
+pub struct CallMetadata {
+    credentials: Option<(AsciiMetadataValue, AsciiMetadataValue)>,
+}
+
+impl std::fmt::Debug for CallMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallMetadata")
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl Interceptor for CallMetadata {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        crate::telemetry::inject_context(request.metadata_mut());
+        if let Some((peer_id, authorization)) = &self.credentials {
+            request.metadata_mut().insert("peer-id", peer_id.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Intercepted = InterceptedService<Channel, CallMetadata>;
 
 /// Client of one hub.
 #[derive(Debug, Clone)]
 pub struct HubClient {
     url: String,
-    connection: CentralNodeConnectionClient<Traced>,
-    sync: SystemRegisterSyncClient<Traced>,
-    heartbeat: HeartbeatClient<Traced>,
+    connection: CentralNodeConnectionClient<Intercepted>,
+    sync: SystemRegisterSyncClient<Intercepted>,
+    heartbeat: HeartbeatClient<Intercepted>,
 }
 
 impl HubClient {
-    /// Opens an HTTP/2 channel to `url` (e.g. `http://127.0.0.1:5000`) within `timeout`.
+    /// Opens an HTTP/2 channel to `url` (e.g. `http://127.0.0.1:5000`) within `timeout`,
+    /// without credentials or a custom CA.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, ClientError> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| ClientError {
-                kind: ClientErrorKind::InvalidArgument,
-                message: format!("hub URL {url:?} is invalid: {e}"),
-            })?
-            .connect_timeout(timeout)
+        Self::connect_with(
+            url,
+            &ClientOptions {
+                connect_timeout: timeout,
+                ..ClientOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Opens an HTTP/2 channel to `url` (`http://` or `https://`) with `options`.
+    pub async fn connect_with(url: &str, options: &ClientOptions) -> Result<Self, ClientError> {
+        let invalid = |m: String| ClientError::new(ClientErrorKind::InvalidArgument, m);
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| invalid(format!("hub URL {url:?} is invalid: {e}")))?
+            .connect_timeout(options.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_while_idle(true);
+        if url.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new();
+            match &options.ca_cert_pem {
+                Some(pem) => tls = tls.ca_certificate(Certificate::from_pem(pem)),
+                None => tls = tls.with_native_roots(),
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| invalid(format!("TLS setup for {url} failed: {e}")))?;
+        }
+        let credentials = match (&options.peer_id, &options.token) {
+            (Some(peer_id), Some(token)) => Some((
+                AsciiMetadataValue::try_from(peer_id.as_str())
+                    .map_err(|_| invalid(format!("peer id {peer_id:?} is not valid metadata")))?,
+                AsciiMetadataValue::try_from(format!("Bearer {}", token.expose()))
+                    .map_err(|_| invalid("peer token is not valid metadata".into()))?,
+            )),
+            _ => None,
+        };
         let channel = endpoint.connect().await?;
         // Entries may be up to 16 MiB of document plus envelope.
         let limit = 32 * 1024 * 1024;
-        let traced = with_trace_context as fn(_) -> _;
+        let metadata = CallMetadata { credentials };
         Ok(Self {
             url: url.to_owned(),
-            connection: CentralNodeConnectionClient::with_interceptor(channel.clone(), traced),
-            sync: SystemRegisterSyncClient::with_interceptor(channel.clone(), traced)
+            connection: CentralNodeConnectionClient::with_interceptor(
+                channel.clone(),
+                metadata.clone(),
+            ),
+            sync: SystemRegisterSyncClient::with_interceptor(channel.clone(), metadata.clone())
                 .max_decoding_message_size(limit),
-            heartbeat: HeartbeatClient::with_interceptor(channel, traced),
+            heartbeat: HeartbeatClient::with_interceptor(channel, metadata),
         })
     }
 

@@ -1,6 +1,7 @@
 //! `sorcha.peer.v1.CentralNodeConnection` on the hub.
 
 use super::convert;
+use super::peer_auth::authorize;
 use super::proto::central_node_connection_server::CentralNodeConnection;
 use super::proto::{
     CentralNodeStatus, ConnectRequest, ConnectionResponse, DisconnectRequest,
@@ -23,6 +24,7 @@ impl CentralNodeConnection for ConnectionService {
         &self,
         request: Request<ConnectRequest>,
     ) -> Result<Response<ConnectionResponse>, Status> {
+        authorize(request.extensions(), &request.get_ref().peer_id)?;
         let request = convert::connect_from_wire(request.into_inner());
         let grant = self.hub.connect(request).await?;
         Ok(Response::new(convert::grant_to_wire(&grant)))
@@ -32,6 +34,7 @@ impl CentralNodeConnection for ConnectionService {
         &self,
         request: Request<DisconnectRequest>,
     ) -> Result<Response<DisconnectionResponse>, Status> {
+        authorize(request.extensions(), &request.get_ref().peer_id)?;
         let r = request.into_inner();
         let at = self.hub.disconnect(
             &r.peer_id,
@@ -49,6 +52,10 @@ impl CentralNodeConnection for ConnectionService {
         &self,
         request: Request<StatusRequest>,
     ) -> Result<Response<CentralNodeStatus>, Status> {
+        // Anyone authenticated may ask; a named peer must be the caller.
+        if !request.get_ref().peer_id.is_empty() {
+            authorize(request.extensions(), &request.get_ref().peer_id)?;
+        }
         let r = request.into_inner();
         let status = self.hub.status(r.include_peer_list).await?;
         Ok(Response::new(convert::status_to_wire(status)))

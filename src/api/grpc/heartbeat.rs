@@ -1,6 +1,7 @@
 //! `sorcha.peer.v1.Heartbeat` on the hub.
 
 use super::convert;
+use super::peer_auth::{AuthenticatedPeer, authorize, authorize_as};
 use super::proto::heartbeat_server::Heartbeat;
 use super::proto::{
     HeartbeatAcknowledgement, HeartbeatMessage, HeartbeatStatus, HeartbeatStatusRequest,
@@ -27,6 +28,7 @@ impl Heartbeat for HeartbeatService {
         &self,
         request: Request<HeartbeatMessage>,
     ) -> Result<Response<HeartbeatAcknowledgement>, Status> {
+        authorize(request.extensions(), &request.get_ref().peer_id)?;
         let hb = convert::heartbeat_from_wire(request.into_inner());
         let ack = self.hub.heartbeat(hb).await?;
         Ok(Response::new(convert::ack_to_wire(ack)))
@@ -37,10 +39,14 @@ impl Heartbeat for HeartbeatService {
         request: Request<Streaming<HeartbeatMessage>>,
     ) -> Result<Response<Self::MonitorHeartbeatStream>, Status> {
         let hub = Arc::clone(&self.hub);
+        let caller = request.extensions().get::<AuthenticatedPeer>().cloned();
         let acks = request.into_inner().then(move |message| {
             let hub = Arc::clone(&hub);
+            let caller = caller.clone();
             async move {
-                let hb = convert::heartbeat_from_wire(message?);
+                let message = message?;
+                authorize_as(caller.as_ref(), &message.peer_id)?;
+                let hb = convert::heartbeat_from_wire(message);
                 let ack = hub.heartbeat(hb).await?;
                 Ok(convert::ack_to_wire(ack))
             }
@@ -53,6 +59,7 @@ impl Heartbeat for HeartbeatService {
         &self,
         request: Request<HeartbeatStatusRequest>,
     ) -> Result<Response<HeartbeatStatus>, Status> {
+        authorize(request.extensions(), &request.get_ref().peer_id)?;
         let r = request.into_inner();
         let report = self.hub.heartbeat_status(&r.peer_id, &r.session_id)?;
         Ok(Response::new(convert::report_to_wire(report)))

@@ -15,6 +15,7 @@ pub mod client;
 pub mod connection;
 pub mod convert;
 pub mod heartbeat;
+pub mod peer_auth;
 pub mod status;
 pub mod sync;
 
@@ -37,6 +38,7 @@ pub const HEALTH_SERVICES: [&str; 4] = [
 /// so shutdown can report NOT_SERVING.
 pub async fn router(
     hub: Option<Arc<Hub>>,
+    credentials: peer_auth::PeerCredentials,
 ) -> Result<(Router, HealthReporter), tonic_reflection::server::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for service in HEALTH_SERVICES {
@@ -78,6 +80,9 @@ pub async fn router(
     let router = routes
         .into_axum_router()
         .layer(axum::middleware::from_fn(trace_context))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            peer_auth::require_peer(credentials.clone(), request, next)
+        }))
         .layer(tonic_web::GrpcWebLayer::new());
     Ok((router, reporter))
 }

@@ -5,6 +5,7 @@ use crate::hub::HubError;
 use crate::register::RegisterError;
 use crate::store::StoreError;
 use tonic::Status;
+use tonic_types::{ErrorDetails, StatusExt};
 
 impl From<HubError> for Status {
     fn from(e: HubError) -> Self {
@@ -13,6 +14,15 @@ impl From<HubError> for Status {
             HubError::NotFound(m) => Status::not_found(m),
             HubError::FailedPrecondition(m) => Status::failed_precondition(m),
             HubError::ResourceExhausted(m) => Status::resource_exhausted(m),
+            // The standard `google.rpc.RetryInfo` detail, which gRPC clients understand.
+            HubError::RateLimited {
+                message,
+                retry_after,
+            } => Status::with_error_details(
+                tonic::Code::ResourceExhausted,
+                message,
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
             HubError::Unavailable(m) => Status::unavailable(m),
             HubError::Register(RegisterError::Store(StoreError::Unavailable(detail))) => {
                 tracing::error!(%detail, "store unavailable during a gRPC call");

@@ -1,6 +1,7 @@
 //! `sorcha.peer.v1.SystemRegisterSync` on the hub.
 
 use super::convert;
+use super::peer_auth::authorize;
 use super::proto::system_register_sync_server::SystemRegisterSync;
 use super::proto::{
     BlueprintNotification, CheckpointRequest, SubscriptionRequest, SyncCheckpoint, SyncRequest,
@@ -22,12 +23,18 @@ pub struct SyncService {
 }
 
 impl SyncService {
-    fn stream(&self, r: SyncRequest, after: i64) -> Result<BoxStream<SystemRegisterEntry>, Status> {
+    fn stream(
+        &self,
+        r: SyncRequest,
+        after: i64,
+        full: bool,
+    ) -> Result<BoxStream<SystemRegisterEntry>, Status> {
         let entries = self.hub.sync(
             &r.peer_id,
             &r.session_id,
             after,
             i64::from(r.max_blueprints),
+            full,
         )?;
         Ok(Box::pin(entries.map(|item| {
             item.map(|e| convert::entry_to_wire(&e))
@@ -46,9 +53,10 @@ impl SystemRegisterSync for SyncService {
         &self,
         request: Request<SyncRequest>,
     ) -> Result<Response<Self::FullSyncStream>, Status> {
+        authorize(request.extensions(), &request.get_ref().peer_id)?;
         let r = request.into_inner();
         tracing::info!(peer_id = %r.peer_id, max = r.max_blueprints, "full sync");
-        let stream = self.stream(r, 0)?;
+        let stream = self.stream(r, 0, true)?;
         self.hub.count_sync(true);
         Ok(Response::new(stream))
     }
@@ -57,10 +65,11 @@ impl SystemRegisterSync for SyncService {
         &self,
         request: Request<SyncRequest>,
     ) -> Result<Response<Self::IncrementalSyncStream>, Status> {
+        authorize(request.extensions(), &request.get_ref().peer_id)?;
         let r = request.into_inner();
         let after = r.last_known_version;
         tracing::debug!(peer_id = %r.peer_id, after, "incremental sync");
-        let stream = self.stream(r, after)?;
+        let stream = self.stream(r, after, false)?;
         self.hub.count_sync(false);
         Ok(Response::new(stream))
     }
@@ -69,6 +78,7 @@ impl SystemRegisterSync for SyncService {
         &self,
         request: Request<SubscriptionRequest>,
     ) -> Result<Response<Self::SubscribeToPushNotificationsStream>, Status> {
+        authorize(request.extensions(), &request.get_ref().peer_id)?;
         let r = request.into_inner();
         let filters = convert::filters_from_wire(r.filters).map_err(Status::invalid_argument)?;
         let notifications =
@@ -85,6 +95,7 @@ impl SystemRegisterSync for SyncService {
         &self,
         request: Request<CheckpointRequest>,
     ) -> Result<Response<SyncCheckpoint>, Status> {
+        authorize(request.extensions(), &request.get_ref().peer_id)?;
         let r = request.into_inner();
         let checkpoint = self.hub.checkpoint(&r.peer_id, &r.session_id).await?;
         Ok(Response::new(convert::checkpoint_to_wire(checkpoint)))

@@ -1,0 +1,327 @@
+//! SPEC §7 over real sockets: peer credentials on the hub's gRPC services, per-peer rate
+//! limits (and a real peer honouring the retry hint), the concurrent-sync limit.
+
+use crate::support::{ADMIN, PUBLISHER, TestHub, WAIT, config, peer_config, wait_for};
+use serde_json::json;
+use sorcha_peer::api::grpc::client::{ClientErrorKind, ClientOptions, HubClient};
+use sorcha_peer::config::{PeerTokenConfig, Rate, Secret};
+use sorcha_peer::protocol::{ConnectRequest, PeerDescription};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const TOKEN_A: &str = "peer-a-token-0123456789abcdef";
+const TOKEN_B: &str = "peer-b-token-0123456789abcdef";
+
+fn connect_request(id: &str) -> ConnectRequest {
+    ConnectRequest {
+        peer_id: id.into(),
+        peer: PeerDescription {
+            node_type: "Peer".into(),
+            ..Default::default()
+        },
+        last_known_version: 0,
+        connection_time: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    }
+}
+
+async fn client_as(hub: &TestHub, peer_id: Option<&str>, token: Option<&str>) -> HubClient {
+    HubClient::connect_with(
+        &hub.url(""),
+        &ClientOptions {
+            connect_timeout: WAIT,
+            peer_id: peer_id.map(Into::into),
+            token: token.map(|t| Secret(t.into())),
+            ca_cert_pem: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn hub_with_peer_tokens() -> TestHub {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.hub.peer_tokens = vec![
+        PeerTokenConfig {
+            peer_id: "peer-a".into(),
+            token: Secret(TOKEN_A.into()),
+        },
+        PeerTokenConfig {
+            peer_id: "peer-b".into(),
+            token: Secret(TOKEN_B.into()),
+        },
+    ];
+    TestHub::start_with(dir, cfg).await
+}
+
+#[tokio::test]
+async fn hub_with_peer_tokens_refuses_missing_wrong_and_borrowed_credentials() {
+    let hub = hub_with_peer_tokens().await;
+
+    let mut anonymous = client_as(&hub, None, None).await;
+    let e = anonymous
+        .open_session(&connect_request("peer-a"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ClientErrorKind::Unauthenticated, "{e}");
+    assert!(e.message.contains("peer-id"), "{e}");
+
+    let mut wrong = client_as(&hub, Some("peer-a"), Some("not-the-right-token-at-all")).await;
+    let e = wrong
+        .open_session(&connect_request("peer-a"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ClientErrorKind::Unauthenticated, "{e}");
+    assert!(!e.message.contains(TOKEN_A), "a token leaked: {e}");
+
+    let mut unknown = client_as(&hub, Some("peer-z"), Some(TOKEN_A)).await;
+    let e = unknown
+        .open_session(&connect_request("peer-z"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ClientErrorKind::Unauthenticated, "{e}");
+
+    // peer-b's own credentials cannot act for peer-a.
+    let mut b = client_as(&hub, Some("peer-b"), Some(TOKEN_B)).await;
+    let e = b
+        .open_session(&connect_request("peer-a"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ClientErrorKind::PermissionDenied, "{e}");
+    assert!(e.message.contains("peer-b"), "{e}");
+
+    // The right credentials work for every call of the session.
+    let mut a = client_as(&hub, Some("peer-a"), Some(TOKEN_A)).await;
+    let grant = a.open_session(&connect_request("peer-a")).await.unwrap();
+    let entries: Vec<_> = futures::StreamExt::collect::<Vec<_>>(
+        a.full_sync("peer-a", &grant.session_id, 0).await.unwrap(),
+    )
+    .await;
+    assert_eq!(entries.len(), 1, "the genesis entry");
+    // ...but not for another peer's session or checkpoint.
+    let e = a.checkpoint("peer-b", &grant.session_id).await.unwrap_err();
+    assert_eq!(e.kind, ClientErrorKind::PermissionDenied, "{e}");
+
+    // Health and reflection stay open, REST is unaffected.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        tonic::transport::Endpoint::from_shared(hub.url(""))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(serving.status, 1, "SERVING");
+    let (status, _) = hub.get("/api/v1/system-register/blueprints").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_peer_with_its_token_replicates_and_one_without_is_refused() {
+    let hub = hub_with_peer_tokens().await;
+    hub.publish("bp-auth", json!({"title": "Guarded"})).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = peer_config(dir.path(), vec![hub.url("")]);
+    cfg.node_id = Some("peer-a".into());
+    cfg.peer.token = Some(Secret(TOKEN_A.into()));
+    let good = TestHub::start_with(dir, cfg).await;
+    wait_for("the authenticated peer to replicate", || async {
+        let (status, _) = good.get("/api/v1/system-register/blueprints/bp-auth").await;
+        (status == 200).then_some(())
+    })
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = peer_config(dir.path(), vec![hub.url("")]);
+    cfg.node_id = Some("peer-b".into());
+    cfg.peer.token = Some(Secret(TOKEN_A.into()));
+    let bad = TestHub::start_with(dir, cfg).await;
+    let error = wait_for("the refused peer to report why", || async {
+        let (_, body) = bad.get("/api/v1/connection").await;
+        body["hubs"][0]["lastError"]
+            .as_str()
+            .filter(|e| e.contains("Unauthenticated"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(error.contains("wrong token"), "{error}");
+    let (status, _) = bad.get("/api/v1/system-register/blueprints/bp-auth").await;
+    assert_eq!(status, 404, "nothing replicated without credentials");
+}
+
+#[tokio::test]
+async fn a_publisher_token_cannot_call_admin_endpoints() {
+    let hub = TestHub::start().await;
+    let peer_dir = tempfile::tempdir().unwrap();
+    let cfg = peer_config(peer_dir.path(), vec![hub.url("")]);
+    let peer = TestHub::start_with(peer_dir, cfg).await;
+    let http = crate::support::http_client();
+    for path in ["/api/v1/connection/reconnect", "/api/v1/sync"] {
+        let response = http
+            .post(peer.url(path))
+            .bearer_auth(PUBLISHER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "POST {path} as publisher");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            problem["detail"].as_str().unwrap().contains("admin"),
+            "{problem}"
+        );
+        let admin = http
+            .post(peer.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            ![401, 403].contains(&admin.status().as_u16()),
+            "POST {path} as admin: {}",
+            admin.status()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_peer_hammering_connect_is_limited_and_others_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.hub.rate_limits.connect = Rate {
+        every: Duration::from_secs(60),
+        burst: 3,
+    };
+    let hub = TestHub::start_with(dir, cfg).await;
+    let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
+    let mut limited = 0;
+    for _ in 0..20 {
+        match client.open_session(&connect_request("noisy")).await {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.kind, ClientErrorKind::ResourceExhausted, "{e}");
+                let wait = e.retry_after.expect("a retry hint");
+                assert!(wait > Duration::from_secs(1) && wait <= Duration::from_secs(60));
+                assert!(e.message.contains("connect rate limit"), "{e}");
+                limited += 1;
+            }
+        }
+    }
+    assert_eq!(limited, 17, "3 of 20 connects pass");
+    for quiet in ["quiet-1", "quiet-2"] {
+        client.open_session(&connect_request(quiet)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limited_peer_waits_as_long_as_the_hub_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.hub.rate_limits.connect = Rate {
+        every: Duration::from_millis(700),
+        burst: 1,
+    };
+    let hub = TestHub::start_with(dir, cfg).await;
+    hub.publish("bp-late", json!({"title": "Late"})).await;
+    // Use up peer-1's connect permit, so its first attempt is refused.
+    let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
+    client
+        .open_session(&connect_request("peer-1"))
+        .await
+        .unwrap();
+
+    let peer_dir = tempfile::tempdir().unwrap();
+    // Its own backoff (20-100 ms) is far shorter than the hub's hint.
+    let cfg = peer_config(peer_dir.path(), vec![hub.url("")]);
+    let peer = TestHub::start_with(peer_dir, cfg).await;
+    wait_for("the peer to replicate after waiting", || async {
+        let (status, _) = peer.get("/api/v1/system-register/blueprints/bp-late").await;
+        (status == 200).then_some(())
+    })
+    .await;
+    let (_, view) = peer.get("/api/v1/connection").await;
+    let attempts = view["attempts"].as_array().unwrap();
+    let refused = attempts
+        .iter()
+        .position(|a| a["outcome"].as_str().unwrap().contains("ResourceExhausted"))
+        .unwrap_or_else(|| panic!("no refused attempt in {attempts:?}"));
+    let next = &attempts[refused + 1];
+    assert!(
+        next["delayMs"].as_u64().unwrap() >= 400,
+        "the retry came after {} ms, before the hub's hint: {attempts:?}",
+        next["delayMs"]
+    );
+    assert_eq!(next["outcome"], "connected");
+}
+
+#[tokio::test]
+async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.hub.max_concurrent_syncs = 1;
+    let hub = TestHub::start_with(dir, cfg).await;
+    // More than one HTTP/2 window of entries, so an unread stream stays open on the hub.
+    let filler = "x".repeat(2048);
+    for i in 0..100 {
+        hub.publish(
+            &format!("bp-{i:03}"),
+            json!({"title": "Big", "filler": filler}),
+        )
+        .await;
+    }
+    let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
+    let grant = client
+        .open_session(&connect_request("p-sync"))
+        .await
+        .unwrap();
+    let first = client
+        .full_sync("p-sync", &grant.session_id, 0)
+        .await
+        .unwrap();
+    let e = client
+        .incremental_sync("p-sync", &grant.session_id, 0, 0)
+        .await
+        .err()
+        .expect("a second concurrent sync is refused");
+    assert_eq!(e.kind, ClientErrorKind::ResourceExhausted, "{e}");
+    assert!(e.message.contains("maxConcurrentSyncs"), "{e}");
+    // Another peer is not affected.
+    let other = client
+        .open_session(&connect_request("p-other"))
+        .await
+        .unwrap();
+    let other_sync = client
+        .full_sync("p-other", &other.session_id, 0)
+        .await
+        .unwrap();
+    drop(other_sync);
+    // When the first finishes, the peer may sync again.
+    let received = futures::StreamExt::collect::<Vec<_>>(first).await;
+    assert_eq!(received.len(), 101);
+    let again = tokio::time::timeout(WAIT, async {
+        loop {
+            match client
+                .incremental_sync("p-sync", &grant.session_id, 0, 0)
+                .await
+            {
+                Ok(stream) => return stream,
+                // The hub notices the finished stream a moment after the client does.
+                Err(e) if e.kind == ClientErrorKind::ResourceExhausted => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(futures::StreamExt::count(again).await, 101);
+}

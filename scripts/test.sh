@@ -49,3 +49,6 @@ hadolint Dockerfile
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+
+# REST fuzzing against the served OpenAPI document (bounded; see the script).
+bash scripts/schemathesis.sh

@@ -85,15 +85,18 @@ pub struct EntryPage {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishRequest {
     /// Blueprint id: 1–255 characters of `[A-Za-z0-9_-]`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,255}$", min_length = 1, max_length = 255)]
     pub blueprint_id: String,
     /// The blueprint document; must be a JSON object (≤ 16 MiB canonical).
     #[schema(value_type = Object)]
     pub document: serde_json::Value,
     /// Metadata; keys and values together below 4 KiB.
     #[serde(default)]
+    #[schema(schema_with = metadata_schema)]
     pub metadata: BTreeMap<String, String>,
     /// External transaction reference (≤ 255 characters).
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub publication_transaction_id: Option<String>,
 }
 
@@ -104,11 +107,13 @@ pub struct UpdateRequest {
     /// The new document; must be a JSON object.
     #[schema(value_type = Object)]
     pub document: serde_json::Value,
-    /// Metadata of the new entry.
+    /// Metadata of the new entry; keys and values together below 4 KiB.
     #[serde(default)]
+    #[schema(schema_with = metadata_schema)]
     pub metadata: BTreeMap<String, String>,
-    /// External transaction reference.
+    /// External transaction reference (≤ 255 characters).
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub publication_transaction_id: Option<String>,
 }
 
@@ -116,8 +121,9 @@ pub struct UpdateRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeprecateRequest {
-    /// Metadata of the deprecation entry (e.g. a reason).
+    /// Metadata of the deprecation entry (e.g. a reason); keys and values together below 4 KiB.
     #[serde(default)]
+    #[schema(schema_with = metadata_schema)]
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -222,8 +228,10 @@ pub struct ListParams {
     /// Only active (`true`) or deprecated (`false`) blueprints.
     pub active: Option<bool>,
     /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `next` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,255}$")]
     pub cursor: Option<String>,
 }
 
@@ -233,8 +241,10 @@ pub struct ListParams {
 #[into_params(parameter_in = Query)]
 pub struct SinceParams {
     /// Only entries with a version above this (default 0).
+    #[param(minimum = 0)]
     pub since: Option<i64>,
     /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -244,15 +254,20 @@ pub struct SinceParams {
 #[into_params(parameter_in = Query)]
 pub struct EventParams {
     /// Replay every entry after this version first (overridden by `Last-Event-ID`).
+    #[param(minimum = 0)]
     pub since: Option<i64>,
     /// Only this blueprint.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,255}$")]
     pub blueprint_id: Option<String>,
-    /// Only this publisher.
+    /// Only this publisher (1–255 characters, no control characters).
+    #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,255}$")]
     pub published_by: Option<String>,
     /// Only this type: `published`, `updated` or `deprecated`.
     #[serde(rename = "type")]
+    #[param(pattern = "^(published|updated|deprecated)$")]
     pub entry_type: Option<String>,
     /// `document` adds the full entry to each event.
+    #[param(pattern = "^document$")]
     pub include: Option<String>,
 }
 
@@ -331,4 +346,21 @@ pub struct CheckpointDto {
     pub total_syncs: i64,
     /// The replica's head version right now.
     pub replica_version: i64,
+}
+
+/// Schema of entry metadata: string values under non-empty keys. The 4 KiB total is checked
+/// on arrival (JSON Schema cannot express it).
+fn metadata_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new().schema_type(Type::String).into(),
+        )))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1)),
+        ))
+        .build()
 }

@@ -30,6 +30,7 @@ pub struct ApiError {
     slug: &'static str,
     detail: String,
     location: Option<String>,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -40,6 +41,7 @@ impl ApiError {
             slug,
             detail: detail.into(),
             location: None,
+            retry_after: None,
         }
     }
 
@@ -66,6 +68,12 @@ impl ApiError {
     /// 503 with a detail message.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+
+    /// Adds a `Retry-After` header (whole seconds, rounded up).
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 
     /// Adds a `Location` header (e.g. the hub to publish to).
@@ -97,6 +105,10 @@ impl IntoResponse for ApiError {
         );
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_millis().div_ceil(1000).max(1);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds as u64));
         }
         if let Some(location) = self.location
             && let Ok(value) = HeaderValue::from_str(&location)

@@ -32,7 +32,7 @@ pub enum Command {
         /// FullSync instead of incremental.
         full: bool,
         /// Where the outcome goes.
-        reply: oneshot::Sender<Result<SyncOutcome, String>>,
+        reply: oneshot::Sender<Result<SyncOutcome, PeerError>>,
     },
     /// Drop the session and reconnect.
     Reconnect,
@@ -47,6 +47,14 @@ pub enum PeerError {
     /// The sync failed.
     #[error("sync failed: {0}")]
     SyncFailed(String),
+    /// The hub refused the sync for now (rate limit or concurrent-sync limit).
+    #[error("the hub refused the sync for now: {message}")]
+    Refused {
+        /// The hub's message.
+        message: String,
+        /// When the hub will let it through, if it said.
+        retry_after: Option<Duration>,
+    },
 }
 
 /// A running peer.
@@ -175,10 +183,7 @@ impl Peer {
             .send(Command::Sync { full, reply })
             .await
             .map_err(|_| PeerError::NotConnected(ConnectionState::Disconnected))?;
-        answer
-            .await
-            .map_err(|_| PeerError::NotConnected(state))?
-            .map_err(PeerError::SyncFailed)
+        answer.await.map_err(|_| PeerError::NotConnected(state))?
     }
 
     /// Drops the session (if any) and reconnects, restarting the backoff.
@@ -403,7 +408,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
                         delay = Duration::ZERO;
                     }
                     Some(Command::Sync { reply, .. }) => {
-                        let _ = reply.send(Err("not connected to any hub".into()));
+                        let _ = reply.send(Err(PeerError::NotConnected(ConnectionState::Connecting)));
                     }
                     None => break 'hubs,
                 },

@@ -1,9 +1,9 @@
 //! One session with one hub: connect, catch up, subscribe, heartbeat, periodic sync, until the
 //! session ends and the manager decides what comes next.
 
-use super::sync::{self, SyncError};
-use super::{Command, Peer};
-use crate::api::grpc::client::{ClientErrorKind, ClientStream, HubClient};
+use super::sync::{self, RateLimitWait, SyncError};
+use super::{Command, Peer, PeerError};
+use crate::api::grpc::client::{ClientError, ClientErrorKind, ClientStream, HubClient};
 use crate::metrics::{Outcome, OutcomeLabels};
 use crate::protocol::{
     ConnectRequest, DisconnectReason, Filters, Heartbeat, HeartbeatAck, Notification,
@@ -97,7 +97,15 @@ pub async fn run(
     if let Some(end) = handle_sync(
         peer,
         index,
-        sync::catch_up(peer, &mut client, &session_id, &hub_id, false).await,
+        sync::catch_up(
+            peer,
+            &mut client,
+            &session_id,
+            &hub_id,
+            false,
+            RateLimitWait::Honour,
+        )
+        .await,
     ) {
         return ending.end(end).await;
     }
@@ -143,8 +151,13 @@ pub async fn run(
             }
             command = commands.recv() => match command {
                 Some(Command::Sync { full, reply }) => {
-                    let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, full).await;
-                    let answer = result.clone().map_err(|e| e.to_string());
+                    let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, full, RateLimitWait::Report).await;
+                    let answer = result.clone().map_err(|e| match e {
+                        SyncError::Transport(ClientError { kind: ClientErrorKind::ResourceExhausted, message, retry_after }) => {
+                            PeerError::Refused { message, retry_after }
+                        }
+                        other => PeerError::SyncFailed(other.to_string()),
+                    });
                     let _ = reply.send(answer);
                     if let Some(end) = handle_sync(peer, index, result) {
                         return ending.end(end).await;
@@ -180,7 +193,7 @@ pub async fn run(
             () = resubscribe => {
                 resubscribe_at = None;
                 // Catch up, then follow again from our head.
-                let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, false).await;
+                let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
                 if let Some(end) = handle_sync(peer, index, result) {
                     return ending.end(end).await;
                 }
@@ -197,7 +210,7 @@ pub async fn run(
                     peer.on_heartbeat_ack(index, &ack);
                     match ack.action {
                         RecommendedAction::Sync => {
-                            let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, false).await;
+                            let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
                             if let Some(end) = handle_sync(peer, index, result) {
                                 return ending.end(end).await;
                             }
@@ -222,7 +235,7 @@ pub async fn run(
                 None => {}
             },
             _ = periodic.tick() => {
-                let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, false).await;
+                let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
                 if let Some(end) = handle_sync(peer, index, result) {
                     return ending.end(end).await;
                 }
@@ -290,6 +303,11 @@ fn handle_sync(
         Err(SyncError::Transport(e)) if e.kind == ClientErrorKind::NotFound => {
             Some(SessionEnd::Reconnect)
         }
+        // The hub is alive and asks for patience; the next periodic or advised sync retries.
+        Err(SyncError::Transport(e)) if e.kind == ClientErrorKind::ResourceExhausted => {
+            tracing::warn!(error = %e.message, "sync refused by the hub for now; staying connected");
+            None
+        }
         Err(SyncError::Transport(e)) => Some(SessionEnd::Failover(format!("sync failed: {e}"))),
         Err(SyncError::Store(e)) => {
             tracing::error!(error = %e, "replica store failed during sync");
@@ -318,7 +336,15 @@ async fn on_notification(
     if n.version <= peer.register().head_version() {
         return None;
     }
-    let result = sync::catch_up(peer, client, session_id, hub_id, false).await;
+    let result = sync::catch_up(
+        peer,
+        client,
+        session_id,
+        hub_id,
+        false,
+        RateLimitWait::Honour,
+    )
+    .await;
     handle_sync(peer, index, result)
 }
 

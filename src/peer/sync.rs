@@ -78,8 +78,9 @@ pub async fn catch_up(
     session_id: &str,
     hub_id: &str,
     full: bool,
+    wait: RateLimitWait,
 ) -> Result<SyncOutcome, SyncError> {
-    let result = run_sync(peer, client, session_id, hub_id, full).await;
+    let result = run_sync(peer, client, session_id, hub_id, full, wait).await;
     let metrics = peer.register().metrics();
     let outcome = match &result {
         Ok(done) => {
@@ -104,6 +105,15 @@ pub async fn catch_up(
     result
 }
 
+/// What a sync does when the hub rate-limits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitWait {
+    /// Wait as long as the hub asks (bounded) and try again: background syncs.
+    Honour,
+    /// Fail at once with the hub's retry hint: syncs someone is waiting for.
+    Report,
+}
+
 /// Tries a rate-limited sync again after the wait the hub asked for.
 const RATE_LIMIT_RETRIES: usize = 3;
 /// Longest wait for a rate limit honoured inside one sync; longer ones fail the sync.
@@ -116,6 +126,7 @@ async fn open_stream(
     session_id: &str,
     full: bool,
     ours: i64,
+    wait: RateLimitWait,
 ) -> Result<crate::api::grpc::client::ClientStream<Entry>, SyncError> {
     let mut tries = 0;
     loop {
@@ -129,12 +140,15 @@ async fn open_stream(
         match opened {
             Err(ClientError {
                 kind: ClientErrorKind::ResourceExhausted,
-                retry_after: Some(wait),
+                retry_after: Some(delay),
                 message,
-            }) if tries < RATE_LIMIT_RETRIES && wait <= LONGEST_HONOURED_WAIT => {
+            }) if wait == RateLimitWait::Honour
+                && tries < RATE_LIMIT_RETRIES
+                && delay <= LONGEST_HONOURED_WAIT =>
+            {
                 tries += 1;
-                tracing::warn!(%message, wait_ms = wait.as_millis() as u64, "sync rate limited by the hub; waiting");
-                tokio::time::sleep(wait).await;
+                tracing::warn!(%message, wait_ms = delay.as_millis() as u64, "sync rate limited by the hub; waiting");
+                tokio::time::sleep(delay).await;
             }
             other => return Ok(other?),
         }
@@ -147,13 +161,14 @@ async fn run_sync(
     session_id: &str,
     hub_id: &str,
     full: bool,
+    wait: RateLimitWait,
 ) -> Result<SyncOutcome, SyncError> {
     let started = Instant::now();
     let register = peer.register();
     let head = register.store().head().await?;
     let (ours, our_hash) = head.map_or((0, String::new()), |h| (h.version, h.chain_hash));
     let use_full = full || ours == 0;
-    let mut stream = open_stream(peer, client, session_id, use_full, ours).await?;
+    let mut stream = open_stream(peer, client, session_id, use_full, ours, wait).await?;
     let previous = register.store().checkpoint().await?.unwrap_or_default();
     // A foreground full sync shows progress on a terminal (the bar hides itself otherwise).
     let bar = use_full.then(|| {

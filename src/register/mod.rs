@@ -247,7 +247,11 @@ impl Register {
             published_at: self.clock.now_ms(),
             published_by: published_by.to_owned(),
             is_active: true,
-            publication_transaction_id: publication.publication_transaction_id,
+            // The wire contract (proto3) cannot tell an empty id from none, and the chain
+            // hash can: store "" as absent so every replica hashes the same entry.
+            publication_transaction_id: publication
+                .publication_transaction_id
+                .filter(|tx| !tx.is_empty()),
             metadata: publication.metadata,
             entry_type,
         })

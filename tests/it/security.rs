@@ -325,3 +325,58 @@ async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
     .unwrap();
     assert_eq!(futures::StreamExt::count(again).await, 101);
 }
+
+#[tokio::test]
+async fn a_refused_full_sync_answers_429_with_retry_after_and_the_peer_stays_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.hub.rate_limits.full_sync = Rate {
+        every: Duration::from_secs(60),
+        burst: 1,
+    };
+    let hub = TestHub::start_with(dir, cfg).await;
+    hub.publish("bp-once", json!({"title": "Once"})).await;
+    let peer_dir = tempfile::tempdir().unwrap();
+    let cfg = peer_config(peer_dir.path(), vec![hub.url("")]);
+    let peer = TestHub::start_with(peer_dir, cfg).await;
+    // The first full sync (empty replica) uses the one permit.
+    wait_for("the first full sync", || async {
+        let (status, _) = peer.get("/api/v1/system-register/blueprints/bp-once").await;
+        (status == 200).then_some(())
+    })
+    .await;
+    let response = peer
+        .http
+        .post(peer.url("/api/v1/sync?full=true"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("full sync rate limit"),
+        "{problem}"
+    );
+    // An incremental sync is not limited, and the session survived.
+    let response = peer
+        .http
+        .post(peer.url("/api/v1/sync"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, view) = peer.get("/api/v1/connection").await;
+    assert_eq!(view["state"], "Connected", "{view}");
+    assert_eq!(view["failovers"], 0, "{view}");
+}

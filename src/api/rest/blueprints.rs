@@ -49,7 +49,7 @@ pub async fn list(
 
 /// The newest entry of one blueprint, with its document.
 #[utoipa::path(get, path = "/api/v1/system-register/blueprints/{id}", tag = "blueprints",
-    params(("id" = String, Path, description = "Blueprint id")),
+    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$")),
     responses(
         (status = 200, description = "The blueprint's newest entry", body = EntryView),
         (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
@@ -64,7 +64,7 @@ pub async fn get(
 
 /// Every entry of one blueprint, oldest first, with documents.
 #[utoipa::path(get, path = "/api/v1/system-register/blueprints/{id}/history", tag = "blueprints",
-    params(("id" = String, Path, description = "Blueprint id"), SinceParams),
+    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$"), SinceParams),
     responses(
         (status = 200, description = "A page of the blueprint's entries", body = EntryPage),
         (status = 400, description = "Bad id or query", body = Problem, content_type = "application/problem+json"),
@@ -155,7 +155,7 @@ pub async fn publish(
 /// Publishes a new version of an existing blueprint (entry type `updated`); updating a
 /// deprecated blueprint makes it active again. Needs a publisher token.
 #[utoipa::path(put, path = "/api/v1/system-register/blueprints/{id}", tag = "blueprints",
-    params(("id" = String, Path, description = "Blueprint id")),
+    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$")),
     request_body = UpdateRequest,
     security(("bearer" = [])),
     responses(
@@ -164,7 +164,9 @@ pub async fn publish(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token may not publish", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "This node is a read-only peer; `Location` names its hub", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or document too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn update(
     State(state): State<AppState>,
@@ -192,7 +194,7 @@ pub async fn update(
 /// Deprecates a blueprint: appends an entry of type `deprecated` with `isActive=false`.
 /// The body is optional. Needs a publisher token.
 #[utoipa::path(post, path = "/api/v1/system-register/blueprints/{id}/deprecate", tag = "blueprints",
-    params(("id" = String, Path, description = "Blueprint id")),
+    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$")),
     request_body(content = Option<DeprecateRequest>, description = "Optional metadata of the deprecation"),
     security(("bearer" = [])),
     responses(
@@ -201,6 +203,7 @@ pub async fn update(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already deprecated", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn deprecate(
     State(state): State<AppState>,
@@ -216,13 +219,16 @@ pub async fn deprecate(
     let request: DeprecateRequest = if body.iter().all(u8::is_ascii_whitespace) {
         DeprecateRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed-json",
-                format!("invalid body: {e}"),
-            )
-        })?
+        // `null` is the JSON way of saying "no body".
+        serde_json::from_slice::<Option<DeprecateRequest>>(&body)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed-json",
+                    format!("invalid body: {e}"),
+                )
+            })?
+            .unwrap_or_default()
     };
     let entry = state
         .register

@@ -70,9 +70,11 @@ pub async fn checkpoint(State(state): State<AppState>) -> Result<Json<Checkpoint
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The sync ran", body = SyncOutcome),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not a peer", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The hub refused the sync for now (rate or concurrency limit); `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The sync failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Not connected to a hub", body = Problem, content_type = "application/problem+json")))]
 pub async fn sync(
@@ -85,6 +87,20 @@ pub async fn sync(
     match peer.sync_now(query.full.unwrap_or(false)).await {
         Ok(outcome) => Ok(Json(outcome)),
         Err(e @ PeerError::NotConnected(_)) => Err(ApiError::unavailable(e.to_string())),
+        Err(PeerError::Refused {
+            message,
+            retry_after,
+        }) => {
+            let error = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "sync-refused",
+                format!("the hub refused the sync for now: {message}"),
+            );
+            Err(match retry_after {
+                Some(wait) => error.with_retry_after(wait),
+                None => error,
+            })
+        }
         Err(e @ PeerError::SyncFailed(_)) => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             "sync-failed",

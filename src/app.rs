@@ -157,7 +157,8 @@ pub async fn start_with_hostname(
         })
     };
     let credentials = api::grpc::peer_auth::PeerCredentials::new(&state.config.hub.peer_tokens);
-    let (grpc, health) = api::grpc::router(hub, credentials).await?;
+    let (grpc, health) =
+        api::grpc::router(hub, credentials, state.config.limits.max_grpc_request_bytes).await?;
     let router = api::router(state.clone(), grpc);
     let addr = listener.local_addr()?;
     let grace = state.config.shutdown_grace;

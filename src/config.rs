@@ -255,6 +255,9 @@ pub struct LimitsConfig {
     pub max_document_bytes: usize,
     /// Largest request body in bytes (document plus envelope and JSON escaping).
     pub max_body_bytes: usize,
+    /// Largest gRPC request message a hub accepts (peers send small requests); larger ones
+    /// get RESOURCE_EXHAUSTED.
+    pub max_grpc_request_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -262,6 +265,7 @@ impl Default for LimitsConfig {
         Self {
             max_document_bytes: 16 * 1024 * 1024,
             max_body_bytes: 17 * 1024 * 1024,
+            max_grpc_request_bytes: 4 * 1024 * 1024,
         }
     }
 }

@@ -20,6 +20,7 @@ mod peer;
 mod properties;
 mod quickstart;
 mod rest;
+mod robustness;
 mod security;
 mod sse;
 mod store;

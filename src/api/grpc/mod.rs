@@ -39,6 +39,7 @@ pub const HEALTH_SERVICES: [&str; 4] = [
 pub async fn router(
     hub: Option<Arc<Hub>>,
     credentials: peer_auth::PeerCredentials,
+    max_request_bytes: usize,
 ) -> Result<(Router, HealthReporter), tonic_reflection::server::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for service in HEALTH_SERVICES {
@@ -64,21 +65,27 @@ pub async fn router(
                     connection::ConnectionService {
                         hub: Arc::clone(&hub),
                     },
-                ),
+                )
+                .max_decoding_message_size(max_request_bytes),
             )
             .add_service(
                 proto::system_register_sync_server::SystemRegisterSyncServer::new(
                     sync::SyncService {
                         hub: Arc::clone(&hub),
                     },
-                ),
+                )
+                .max_decoding_message_size(max_request_bytes),
             )
-            .add_service(proto::heartbeat_server::HeartbeatServer::new(
-                heartbeat::HeartbeatService { hub },
-            ));
+            .add_service(
+                proto::heartbeat_server::HeartbeatServer::new(heartbeat::HeartbeatService { hub })
+                    .max_decoding_message_size(max_request_bytes),
+            );
     }
     let router = routes
         .into_axum_router()
+        .layer(axum::middleware::from_fn(
+            request_errors_are_invalid_arguments,
+        ))
         .layer(axum::middleware::from_fn(trace_context))
         .layer(axum::middleware::from_fn(move |request, next| {
             peer_auth::require_peer(credentials.clone(), request, next)
@@ -96,6 +103,39 @@ async fn trace_context(
     let span = tracing::info_span!("grpc", path = %request.uri().path());
     crate::telemetry::adopt_context(&span, request.headers());
     next.run(request).instrument(span).await
+}
+
+/// tonic reports a request it cannot decode (malformed protobuf, invalid UTF-8 in a string,
+/// a truncated frame) as INTERNAL and an oversized one as OUT_OF_RANGE; the contract keeps
+/// INTERNAL for our own bugs. This rewrites those answers (always trailers-only: the request
+/// is decoded before any reply) to INVALID_ARGUMENT and RESOURCE_EXHAUSTED, keeping the
+/// message that says what was wrong.
+async fn request_errors_are_invalid_arguments(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let status = headers.get("grpc-status").and_then(|v| v.to_str().ok());
+    let message = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let rewritten = match status {
+        // Messages are percent-encoded on the wire.
+        Some("13")
+            if message.starts_with("failed%20to%20decode")
+                || message.starts_with("Unexpected%20EOF") =>
+        {
+            Some("3")
+        }
+        Some("11") if message.contains("message%20length%20too%20large") => Some("8"),
+        _ => None,
+    };
+    if let Some(code) = rewritten {
+        headers.insert("grpc-status", axum::http::HeaderValue::from_static(code));
+    }
+    response
 }
 
 /// Marks every service NOT_SERVING (at shutdown).

@@ -134,6 +134,14 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %e, "store unavailable");
                 ApiError::unavailable("the register store is unavailable; try again later")
             }
+            StoreError::Full(_) => {
+                tracing::error!(error = %e, "store full");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "store-full",
+                    format!("{e}; free space on the node's data volume and retry"),
+                )
+            }
             StoreError::ExpectationFailed { .. } | StoreError::HeadMoved { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }

@@ -376,6 +376,9 @@ fn prefixed_columns(prefix: &str) -> String {
 }
 
 fn sql_err(e: rusqlite::Error) -> StoreError {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        return StoreError::Full(e.to_string());
+    }
     StoreError::Unavailable(format!("database error: {e}"))
 }
 
@@ -516,7 +519,13 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteOp>) {
         let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
     }
     for outcome in outcomes {
-        let fail = |e: &rusqlite::Error| unavailable("commit failed, nothing was written", e);
+        let fail = |e: &rusqlite::Error| {
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+                StoreError::Full(e.to_string())
+            } else {
+                unavailable("commit failed, nothing was written", e)
+            }
+        };
         match outcome {
             Outcome::Entry(reply, result) => {
                 let _ = reply.send(match &committed {

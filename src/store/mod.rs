@@ -42,6 +42,9 @@ pub enum StoreError {
     /// The backend cannot be reached or refused the operation.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The disk holding the store is full; the write was rolled back and nothing changed.
+    #[error("the register's disk is full; nothing was written: {0}")]
+    Full(String),
 }
 
 /// Checks that `entries` continue a head at `head_version` as the caller expects

@@ -1,7 +1,10 @@
 //! Crash safety: a hub killed with SIGKILL in the middle of a publish storm keeps every
-//! publish it acknowledged, and its chain verifies after restart.
+//! publish it acknowledged, its chain verifies after restart, and a peer that replicated during
+//! the storm converges on it.
 
-use crate::support::{ADMIN, WAIT, publish, spawn_node};
+use crate::support::{
+    ADMIN, TestHub, WAIT, get_json, peer_config, publish, spawn_node, spawn_node_at, wait_for,
+};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 
@@ -9,6 +12,10 @@ use std::sync::{Arc, Mutex};
 async fn acknowledged_publishes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = spawn_node(dir.path(), &[]).await;
+    let hub_addr = node.addr;
+    let peer_dir = tempfile::tempdir().unwrap();
+    let cfg = peer_config(peer_dir.path(), vec![format!("http://{hub_addr}")]);
+    let peer = TestHub::start_with(peer_dir, cfg).await;
     // The child has only the admin token, so it publishes.
     let acked: Arc<Mutex<Vec<(String, i64, String)>>> = Arc::default();
     let addr = node.addr;
@@ -54,7 +61,7 @@ async fn acknowledged_publishes_survive_sigkill() {
     }
     let acked = acked.lock().unwrap().clone();
 
-    let node = spawn_node(dir.path(), &[]).await;
+    let node = spawn_node_at(dir.path(), &hub_addr.to_string(), &[], &[]).await;
     let http = reqwest::Client::new();
     for (id, version, checksum) in &acked {
         let r = http
@@ -83,7 +90,20 @@ async fn acknowledged_publishes_survive_sigkill() {
         .unwrap();
     assert_eq!(verify["ok"], true, "{verify}");
     assert!(verify["checked"].as_i64().unwrap() > acked.len() as i64);
-    // The restarted node still accepts writes.
+    // The restarted node still accepts writes, and the peer converges on it.
     let (status, _) = publish(&http, node.addr, ADMIN, "after-crash", json!({})).await;
     assert_eq!(status, 201);
+    let head = |addr| async move {
+        let r = get_json(addr, "/api/v1/system-register").await;
+        (
+            r["headVersion"].as_i64(),
+            r["headHash"].as_str().map(str::to_owned),
+        )
+    };
+    wait_for("the peer to converge on the restarted hub", || async {
+        (head(node.addr).await == head(peer.addr()).await).then_some(())
+    })
+    .await;
+    let report = get_json(peer.addr(), "/api/v1/system-register/verify").await;
+    assert_eq!(report["ok"], true, "{report}");
 }

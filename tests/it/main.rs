@@ -9,6 +9,7 @@ mod corruption;
 mod crash;
 mod dashboard;
 mod docs;
+mod faults;
 mod genesis;
 mod grpc;
 mod grpc_web;

@@ -342,6 +342,10 @@ impl PausableProxy {
     pub fn pause(&self) {
         self.paused.send_replace(true);
     }
+
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+    }
 }
 
 async fn pipe(

@@ -129,7 +129,8 @@ fn created(entry: &crate::register::entry::Entry) -> (StatusCode, HeaderMap, Jso
         (status = 409, description = "The id exists (or this node is a peer)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or document too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Writes refused (corrupt register) or store unavailable", body = Problem, content_type = "application/problem+json")))]
+        (status = 503, description = "Writes refused (corrupt register) or store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The data volume is full; nothing was written", body = Problem, content_type = "application/problem+json")))]
 pub async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -167,7 +168,8 @@ pub async fn publish(
         (status = 409, description = "This node is a read-only peer; `Location` names its hub", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or document too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json")))]
+        (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The data volume is full; nothing was written", body = Problem, content_type = "application/problem+json")))]
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -204,7 +206,8 @@ pub async fn update(
         (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already deprecated", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json")))]
+        (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The data volume is full; nothing was written", body = Problem, content_type = "application/problem+json")))]
 pub async fn deprecate(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -113,6 +113,7 @@ pub async fn start_with_hostname(
             shutdown.clone(),
         )
     });
+    let sse_slots = Arc::new(tokio::sync::Semaphore::new(config.sse.max_subscribers));
     let config = Arc::new(config);
     let peer = (role == ResolvedRole::Peer).then(|| {
         Peer::start(
@@ -140,6 +141,7 @@ pub async fn start_with_hostname(
         shutdown: shutdown.clone(),
         hub: hub.clone(),
         peer,
+        sse_slots,
     };
     let housekeeping = hub.clone().map(|hub| tokio::spawn(hub.run_housekeeping()));
     // With a shared store, appends by other hubs move this node's head too, so its SSE and
@@ -157,28 +159,28 @@ pub async fn start_with_hostname(
         })
     };
     let credentials = api::grpc::peer_auth::PeerCredentials::new(&state.config.hub.peer_tokens);
-    let (grpc, health) =
-        api::grpc::router(hub, credentials, state.config.limits.max_grpc_request_bytes).await?;
+    let (grpc, health) = api::grpc::router(hub, credentials, &state.config.limits).await?;
     let router = api::router(state.clone(), grpc);
     let addr = listener.local_addr()?;
     let grace = state.config.shutdown_grace;
-    let token = shutdown.clone();
     let handshake_timeout = state.config.tls.handshake_timeout;
-    let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
-        None => Box::pin(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(token.clone().cancelled_owned())
-                .into_future(),
-        ),
-        Some(tls) => Box::pin(
-            axum::serve(
-                crate::tls::TlsListener::new(listener, tls, handshake_timeout)?,
-                router,
-            )
-            .with_graceful_shutdown(token.clone().cancelled_owned())
-            .into_future(),
-        ),
+    let limits = state.config.limits.clone();
+    let stop = shutdown.clone();
+    let server: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match tls {
+        None => {
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                // Notifications are small writes that must leave at once.
+                let _ = tcp.set_nodelay(true);
+            });
+            Box::pin(async move { crate::serve::serve(listener, router, &limits, stop).await })
+        }
+        Some(tls) => {
+            let listener = crate::tls::TlsListener::new(listener, tls, handshake_timeout)?;
+            Box::pin(async move { crate::serve::serve(listener, router, &limits, stop).await })
+        }
     };
+    let token = shutdown.clone();
     let task = tokio::spawn(async move {
         let deadline = async {
             token.cancelled().await;
@@ -186,7 +188,7 @@ pub async fn start_with_hostname(
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = server => result.context("server failed")?,
+            () = server => {},
             () = deadline => tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace expired; closing remaining connections"),
         }
         if let Some(task) = housekeeping {

@@ -97,6 +97,8 @@ pub struct HubConfig {
     /// Concurrent syncs a peer may run; advertised in the connection config and enforced
     /// (one more gets RESOURCE_EXHAUSTED).
     pub max_concurrent_syncs: u32,
+    /// Push streams one session may hold open; one more gets RESOURCE_EXHAUSTED.
+    pub max_push_streams_per_session: u32,
     /// Peer credentials. When any are configured, every `sorcha.peer.v1` call must carry
     /// `peer-id` and `authorization: Bearer <token>` metadata matching one of them.
     pub peer_tokens: Vec<PeerTokenConfig>,
@@ -168,6 +170,7 @@ impl Default for HubConfig {
             max_clock_skew: Duration::from_secs(60),
             max_sessions: 10_000,
             max_concurrent_syncs: 2,
+            max_push_streams_per_session: 4,
             peer_tokens: Vec::new(),
             rate_limits: RateLimitsConfig::default(),
         }
@@ -236,6 +239,8 @@ pub struct SseConfig {
     /// Reconnect delay advertised once with `retry:`.
     #[serde(with = "humantime_serde")]
     pub retry: Duration,
+    /// Most concurrent SSE subscribers; more get 503 with `Retry-After`.
+    pub max_subscribers: usize,
 }
 
 impl Default for SseConfig {
@@ -243,6 +248,7 @@ impl Default for SseConfig {
         Self {
             keep_alive: Duration::from_secs(15),
             retry: Duration::from_secs(2),
+            max_subscribers: 20_000,
         }
     }
 }
@@ -258,6 +264,28 @@ pub struct LimitsConfig {
     /// Largest gRPC request message a hub accepts (peers send small requests); larger ones
     /// get RESOURCE_EXHAUSTED.
     pub max_grpc_request_bytes: usize,
+    /// Largest request head: HTTP/1.1 request line and headers, HTTP/2 header list (gRPC
+    /// metadata). At least 8192.
+    pub max_header_bytes: usize,
+    /// An HTTP/1.1 client must deliver a complete request head within this.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// HTTP/2 connections are pinged this often when idle...
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_interval: Duration,
+    /// ...and closed when a ping is not answered within this.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed. Must exceed
+    /// `keepAliveInterval` and `sse.keepAlive`, which keep open streams busy.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Concurrent HTTP/2 streams per connection (gRPC calls, SSE streams).
+    pub max_concurrent_streams: u32,
+    /// A gRPC call must produce its response (for streams: start streaming) within this, or
+    /// it ends with DEADLINE_EXCEEDED.
+    #[serde(with = "humantime_serde")]
+    pub grpc_call_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -266,6 +294,13 @@ impl Default for LimitsConfig {
             max_document_bytes: 16 * 1024 * 1024,
             max_body_bytes: 17 * 1024 * 1024,
             max_grpc_request_bytes: 4 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            keep_alive_interval: Duration::from_secs(60),
+            keep_alive_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(300),
+            max_concurrent_streams: 1024,
+            grpc_call_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -488,6 +523,30 @@ impl Config {
                 ));
             }
         }
+        if self.limits.max_header_bytes < 8192 {
+            return err("limits.maxHeaderBytes must be at least 8192".into());
+        }
+        if self.limits.header_read_timeout.is_zero()
+            || self.limits.keep_alive_interval.is_zero()
+            || self.limits.keep_alive_timeout.is_zero()
+            || self.limits.grpc_call_timeout.is_zero()
+        {
+            return err("limits: timeouts and intervals must be above zero".into());
+        }
+        if self.limits.idle_timeout <= self.limits.keep_alive_interval
+            || self.limits.idle_timeout <= self.sse.keep_alive
+        {
+            return err(
+                "limits.idleTimeout must exceed limits.keepAliveInterval and sse.keepAlive, \
+                 or open streams would be cut"
+                    .into(),
+            );
+        }
+        if self.limits.max_concurrent_streams == 0 || self.sse.max_subscribers == 0 {
+            return err(
+                "limits.maxConcurrentStreams and sse.maxSubscribers must be at least 1".into(),
+            );
+        }
         if self.limits.max_body_bytes < self.limits.max_document_bytes {
             return err("limits.maxBodyBytes must be at least limits.maxDocumentBytes".into());
         }
@@ -509,8 +568,10 @@ impl Config {
                 );
             }
         }
-        if self.hub.max_concurrent_syncs == 0 {
-            return err("hub.maxConcurrentSyncs must be at least 1".into());
+        if self.hub.max_concurrent_syncs == 0 || self.hub.max_push_streams_per_session == 0 {
+            return err(
+                "hub.maxConcurrentSyncs and hub.maxPushStreamsPerSession must be at least 1".into(),
+            );
         }
         for peer in &self.hub.peer_tokens {
             if peer.token.expose().len() < 16 {
@@ -551,10 +612,17 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let config = Config {
+        let mut config = Config {
             admin_token: Some(Secret("very-secret-token-value".into())),
             ..Config::default()
         };
-        assert!(!format!("{config:?}").contains("very-secret"));
+        config.hub.peer_tokens.push(PeerTokenConfig {
+            peer_id: "p1".into(),
+            token: Secret("very-secret-peer-token".into()),
+        });
+        config.peer.token = Some(Secret("very-secret-own-token".into()));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("p1"), "peer ids stay visible");
     }
 }

@@ -21,6 +21,7 @@ pub mod peer;
 pub mod protocol;
 pub mod register;
 pub mod role;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -58,6 +58,8 @@ pub struct AppState {
     pub hub: Option<Arc<Hub>>,
     /// The peer role, when this node is a peer.
     pub peer: Option<Arc<Peer>>,
+    /// One permit per open SSE stream (`sse.maxSubscribers`).
+    pub sse_slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(OpenApi)]

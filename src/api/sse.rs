@@ -18,6 +18,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt, stream};
 use std::convert::Infallible;
+use std::sync::Arc;
 
 /// Which entries a subscriber wants.
 #[derive(Debug, Clone, Default)]
@@ -94,7 +95,8 @@ fn filter_from(params: &EventParams) -> Result<Filter, ApiError> {
     responses(
         (status = 200, description = "An event stream: `id:` version, `event:` blueprint.published|updated|deprecated, `data:` notification JSON",
             body = NotificationView, content_type = "text/event-stream"),
-        (status = 400, description = "Bad filter or resume point", body = Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "Bad filter or resume point", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many event streams open (`sse.maxSubscribers`); `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json")))]
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -110,6 +112,13 @@ pub async fn events(
                 "include={other:?} is not supported: use include=document"
             )));
         }
+    };
+    let Ok(slot) = Arc::clone(&state.sse_slots).try_acquire_owned() else {
+        return Err(ApiError::unavailable(format!(
+            "this node already serves {} event streams (sse.maxSubscribers); retry later",
+            state.config.sse.max_subscribers
+        ))
+        .with_retry_after(state.config.sse.retry));
     };
     let after = resume.unwrap_or_else(|| state.register.head_version());
     let metrics = state.register.metrics();
@@ -131,7 +140,7 @@ pub async fn events(
             std::future::ready(item.is_ok())
         })
         .filter_map(move |item| {
-            let _counted = &subscriber;
+            let _counted = (&subscriber, &slot);
             let event = item
                 .ok()
                 .filter(|entry| filter.matches(entry))

@@ -88,14 +88,6 @@ pub struct StreamGuard {
 }
 
 impl StreamGuard {
-    fn new(counter: Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self {
-            counter,
-            on_finish: None,
-        }
-    }
-
     /// Counts one more stream unless `max` are already running.
     fn try_new(counter: Arc<AtomicUsize>, max: usize) -> Option<Self> {
         counter
@@ -319,7 +311,13 @@ impl SessionRegistry {
         let (ended, counter) = self.with_session(peer_id, session_id, |s| {
             (s.ended.clone(), Arc::clone(&s.push_streams))
         })?;
-        Ok((ended, StreamGuard::new(counter)))
+        let max = self.config.max_push_streams_per_session as usize;
+        let guard = StreamGuard::try_new(counter, max).ok_or_else(|| {
+            HubError::ResourceExhausted(format!(
+                "session {session_id} of {peer_id} already holds {max} push streams (hub.maxPushStreamsPerSession)"
+            ))
+        })?;
+        Ok((ended, guard))
     }
 
     /// Records a heartbeat.

@@ -380,3 +380,167 @@ async fn a_refused_full_sync_answers_429_with_retry_after_and_the_peer_stays_con
     assert_eq!(view["state"], "Connected", "{view}");
     assert_eq!(view["failovers"], 0, "{view}");
 }
+
+#[tokio::test]
+async fn sse_subscribers_are_capped_and_a_freed_slot_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.sse.max_subscribers = 2;
+    let hub = TestHub::start_with(dir, cfg).await;
+    let url = hub.url("/api/v1/system-register/events");
+    let open = || async { hub.http.get(&url).send().await.unwrap() };
+    let first = open().await;
+    let second = open().await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = open().await;
+    assert_eq!(third.status(), 503);
+    assert!(third.headers().contains_key("retry-after"));
+    let problem: serde_json::Value = third.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sse.maxSubscribers"),
+        "{problem}"
+    );
+    drop(first);
+    wait_for("the closed stream's slot to be freed", || async {
+        (open().await.status() == 200).then_some(())
+    })
+    .await;
+    drop(second);
+}
+
+#[tokio::test]
+async fn push_streams_per_session_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.hub.max_push_streams_per_session = 1;
+    let hub = TestHub::start_with(dir, cfg).await;
+    let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
+    let grant = client
+        .open_session(&connect_request("p-push"))
+        .await
+        .unwrap();
+    let filters = sorcha_peer::protocol::Filters::default();
+    let held = client
+        .subscribe("p-push", &grant.session_id, &filters, 0)
+        .await
+        .unwrap();
+    let e = client
+        .subscribe("p-push", &grant.session_id, &filters, 0)
+        .await
+        .err()
+        .expect("a second push stream is refused");
+    assert_eq!(e.kind, ClientErrorKind::ResourceExhausted, "{e}");
+    assert!(e.message.contains("maxPushStreamsPerSession"), "{e}");
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_grpc_call_stuck_on_the_store_ends_with_deadline_exceeded() {
+    // The hub's MongoDB connection runs through a proxy that can freeze it.
+    let upstream: std::net::SocketAddr = crate::support::mongodb_uri()
+        .trim_start_matches("mongodb://")
+        .split(['/', '?'])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = crate::support::PausableProxy::start(upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg =
+        crate::support::mongo_hub_config(dir.path(), &crate::support::fresh_database("deadline"));
+    cfg.store = format!("mongodb://{}/?directConnection=true", proxy.addr);
+    cfg.mongo.server_timeout = Duration::from_secs(60);
+    cfg.limits.grpc_call_timeout = Duration::from_millis(300);
+    let hub = TestHub::start_with(dir, cfg).await;
+    let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
+    client.status("p-deadline").await.unwrap();
+    proxy.pause();
+    let started = std::time::Instant::now();
+    let e = client.status("p-deadline").await.unwrap_err();
+    assert_eq!(e.kind, ClientErrorKind::Timeout, "{e}");
+    assert!(e.message.contains("limits.grpcCallTimeout"), "{e}");
+    assert!(started.elapsed() < WAIT, "bounded by the call timeout");
+    proxy.resume();
+    client.status("p-deadline").await.unwrap();
+}
+
+#[tokio::test]
+async fn slow_idle_and_oversized_request_heads_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.header_read_timeout = Duration::from_millis(300);
+    cfg.limits.keep_alive_interval = Duration::from_millis(100);
+    cfg.limits.idle_timeout = Duration::from_millis(400);
+    cfg.limits.max_header_bytes = 16 * 1024;
+    let hub = TestHub::start_with(dir, cfg).await;
+
+    // A client that starts a request head and never finishes it is disconnected.
+    let mut slow = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, slow.read_to_end(&mut rest))
+        .await
+        .expect("the slow connection is closed")
+        .ok();
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // So is one that connects and sends nothing.
+    let mut idle = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(WAIT, idle.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "idle connection kept open"
+    );
+
+    // Open streams are not idle: an SSE stream (keep-alive comments) and a gRPC push stream
+    // (HTTP/2 pings) outlive the idle timeout and still deliver.
+    let mut events = crate::support::sse(hub.addr(), "", None).await;
+    let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
+    let grant = client
+        .open_session(&connect_request("p-idle"))
+        .await
+        .unwrap();
+    let mut push = client
+        .subscribe("p-idle", &grant.session_id, &Default::default(), 0)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    hub.publish("after-quiet", json!({"title": "Quiet"})).await;
+    let event = crate::support::take_events(&mut events, 1).await;
+    assert!(event[0].data.contains("after-quiet"));
+    let notification = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut push))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(notification.blueprint_id, "after-quiet");
+
+    // A request head over limits.maxHeaderBytes is refused with 431.
+    let http = reqwest::Client::builder()
+        .http1_only()
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    let big = "v".repeat(32 * 1024);
+    let response = http
+        .get(hub.url("/health"))
+        .header("x-padding", big.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 431);
+    // A sane request on a fresh connection still works.
+    let response = http.get(hub.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}

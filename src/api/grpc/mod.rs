@@ -39,8 +39,10 @@ pub const HEALTH_SERVICES: [&str; 4] = [
 pub async fn router(
     hub: Option<Arc<Hub>>,
     credentials: peer_auth::PeerCredentials,
-    max_request_bytes: usize,
+    limits: &crate::config::LimitsConfig,
 ) -> Result<(Router, HealthReporter), tonic_reflection::server::Error> {
+    let max_request_bytes = limits.max_grpc_request_bytes;
+    let call_timeout = limits.grpc_call_timeout;
     let (reporter, health) = tonic_health::server::health_reporter();
     for service in HEALTH_SERVICES {
         reporter
@@ -83,6 +85,9 @@ pub async fn router(
     }
     let router = routes
         .into_axum_router()
+        .layer(axum::middleware::from_fn(move |request, next| {
+            call_deadline(call_timeout, request, next)
+        }))
         .layer(axum::middleware::from_fn(
             request_errors_are_invalid_arguments,
         ))
@@ -103,6 +108,27 @@ async fn trace_context(
     let span = tracing::info_span!("grpc", path = %request.uri().path());
     crate::telemetry::adopt_context(&span, request.headers());
     next.run(request).instrument(span).await
+}
+
+/// Bounds the time a call may take to produce its response — the whole of a unary call, the
+/// setup of a stream (streams then run as long as the peer reads them).
+async fn call_deadline(
+    timeout: std::time::Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path().to_owned();
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(%path, timeout_ms = timeout.as_millis() as u64, "gRPC call timed out");
+            tonic::Status::deadline_exceeded(format!(
+                "the hub did not answer within limits.grpcCallTimeout ({} ms)",
+                timeout.as_millis()
+            ))
+            .into_http::<axum::body::Body>()
+        }
+    }
 }
 
 /// tonic reports a request it cannot decode (malformed protobuf, invalid UTF-8 in a string,

@@ -142,6 +142,7 @@ pub async fn start_with_hostname(
         hub: hub.clone(),
         peer,
         sse_slots,
+        sse_frames: Arc::default(),
     };
     let housekeeping = hub.clone().map(|hub| tokio::spawn(hub.run_housekeeping()));
     // With a shared store, appends by other hubs move this node's head too, so its SSE and

@@ -13,12 +13,17 @@ use super::extract::ApiQuery;
 use crate::metrics::{SubscriberGuard, Transport, TransportLabels};
 use crate::register::entry::{Entry, EntryType};
 use crate::register::validation;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::{Stream, StreamExt, stream};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::{StreamExt, stream};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// Which entries a subscriber wants.
 #[derive(Debug, Clone, Default)]
@@ -101,7 +106,7 @@ pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<EventParams>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let resume = resume_point(&headers, params.since)?;
     let filter = filter_from(&params)?;
     let include_entry = match params.include.as_deref() {
@@ -129,7 +134,7 @@ pub async fn events(
             transport: Transport::Sse,
         })
         .clone();
-    let retry = Event::default().retry(state.config.sse.retry);
+    let frames = Arc::clone(&state.sse_frames);
     let live = state
         .register
         .follow(after)
@@ -141,27 +146,83 @@ pub async fn events(
         })
         .filter_map(move |item| {
             let _counted = (&subscriber, &slot);
-            let event = item
+            let frame = item
                 .ok()
                 .filter(|entry| filter.matches(entry))
                 .map(|entry| {
                     delivered.inc();
-                    to_event(&entry, include_entry)
+                    frames.frame(&entry, include_entry)
                 });
-            std::future::ready(event)
+            std::future::ready(frame)
         });
-    let events = stream::once(std::future::ready(retry))
-        .chain(live)
-        .map(Ok)
+    let retry = Bytes::from(format!("retry: {}\n\n", state.config.sse.retry.as_millis()));
+    let mut ticks = tokio::time::interval(state.config.sse.keep_alive);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.reset();
+    let keep_alive =
+        tokio_stream::wrappers::IntervalStream::new(ticks).map(|_| Bytes::from_static(KEEP_ALIVE));
+    let body = stream::once(std::future::ready(retry))
+        .chain(stream::select(live, keep_alive))
+        .map(Ok::<_, Infallible>)
         .take_until(state.shutdown.clone().cancelled_owned());
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.config.sse.keep_alive)))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
-fn to_event(entry: &Entry, include_entry: bool) -> Event {
+/// A comment line: keeps proxies and the idle timeout from closing a quiet stream.
+const KEEP_ALIVE: &[u8] = b":\n\n";
+
+/// Encoded SSE frames of recent entries, shared by every subscriber: each entry is serialised
+/// once per form (with or without the whole entry), not once per subscriber.
+#[derive(Debug, Default)]
+pub struct SharedFrames {
+    recent: Mutex<VecDeque<(i64, [Option<Bytes>; 2])>>,
+}
+
+/// Entries whose frames are kept; matches the register's in-memory window of recent entries.
+const FRAMES_KEPT: usize = 1024;
+
+impl SharedFrames {
+    /// The frame of `entry` (`id:`, `event:`, `data:`), encoded at most once per form.
+    fn frame(&self, entry: &Entry, include_entry: bool) -> Bytes {
+        let form = usize::from(include_entry);
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, forms)) = recent.iter_mut().rev().find(|(v, _)| *v == entry.version) {
+            if let Some(frame) = &forms[form] {
+                return frame.clone();
+            }
+            let frame = encode(entry, include_entry);
+            forms[form] = Some(frame.clone());
+            return frame;
+        }
+        let frame = encode(entry, include_entry);
+        // Followers replay old entries too; only the newest are worth keeping.
+        if recent.back().is_none_or(|(v, _)| *v < entry.version) {
+            let mut forms = [None, None];
+            forms[form] = Some(frame.clone());
+            recent.push_back((entry.version, forms));
+            if recent.len() > FRAMES_KEPT {
+                recent.pop_front();
+            }
+        }
+        frame
+    }
+}
+
+fn encode(entry: &Entry, include_entry: bool) -> Bytes {
+    // Compact JSON has no raw newlines, so one `data:` line carries it.
     let data = serde_json::to_string(&NotificationView::new(entry, include_entry))
         .unwrap_or_else(|_| "{}".to_owned());
-    Event::default()
-        .id(entry.version.to_string())
-        .event(entry.entry_type.event_name())
-        .data(data)
+    Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        entry.version,
+        entry.entry_type.event_name(),
+        data
+    ))
 }

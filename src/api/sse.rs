@@ -12,6 +12,7 @@ use super::error::{ApiError, Problem};
 use super::extract::ApiQuery;
 use crate::metrics::{SubscriberGuard, Transport, TransportLabels};
 use crate::register::entry::{Entry, EntryType};
+use crate::register::per_entry::PerEntry;
 use crate::register::validation;
 use axum::body::Body;
 use axum::extract::State;
@@ -20,10 +21,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{StreamExt, stream};
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::Mutex;
 
 /// Which entries a subscriber wants.
 #[derive(Debug, Clone, Default)]
@@ -182,36 +181,19 @@ const KEEP_ALIVE: &[u8] = b":\n\n";
 /// once per form (with or without the whole entry), not once per subscriber.
 #[derive(Debug, Default)]
 pub struct SharedFrames {
-    recent: Mutex<VecDeque<(i64, [Option<Bytes>; 2])>>,
+    plain: PerEntry<Bytes>,
+    with_entry: PerEntry<Bytes>,
 }
 
-/// Entries whose frames are kept; matches the register's in-memory window of recent entries.
-const FRAMES_KEPT: usize = 1024;
-
 impl SharedFrames {
-    /// The frame of `entry` (`id:`, `event:`, `data:`), encoded at most once per form.
+    /// The frame of `entry` (`id:`, `event:`, `data:`).
     fn frame(&self, entry: &Entry, include_entry: bool) -> Bytes {
-        let form = usize::from(include_entry);
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, forms)) = recent.iter_mut().rev().find(|(v, _)| *v == entry.version) {
-            if let Some(frame) = &forms[form] {
-                return frame.clone();
-            }
-            let frame = encode(entry, include_entry);
-            forms[form] = Some(frame.clone());
-            return frame;
-        }
-        let frame = encode(entry, include_entry);
-        // Followers replay old entries too; only the newest are worth keeping.
-        if recent.back().is_none_or(|(v, _)| *v < entry.version) {
-            let mut forms = [None, None];
-            forms[form] = Some(frame.clone());
-            recent.push_back((entry.version, forms));
-            if recent.len() > FRAMES_KEPT {
-                recent.pop_front();
-            }
-        }
-        frame
+        let cache = if include_entry {
+            &self.with_entry
+        } else {
+            &self.plain
+        };
+        cache.get_or_derive(entry.version, || encode(entry, include_entry))
     }
 }
 

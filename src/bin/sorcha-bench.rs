@@ -60,6 +60,10 @@ enum Workload {
     Idle {
         #[arg(long, default_value_t = 5_000)]
         subscribers: usize,
+        /// Subscribers sharing one connection: 1 = a connection each (HTTP/1.1 for SSE);
+        /// more = HTTP/2 multiplexing (SSE over h2c, several push streams per channel).
+        #[arg(long, default_value_t = 1)]
+        per_connection: usize,
     },
     /// S peers a few versions behind reconnect at once: time until all are current.
     Storm {
@@ -82,6 +86,12 @@ struct Hub {
     child: Child,
     url: String,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl Hub {
@@ -130,6 +140,27 @@ impl Hub {
             url,
             _dir: Some(dir),
         })
+    }
+
+    /// Asks the hub to stop (SIGTERM) and gives it a bounded time to exit cleanly, so a
+    /// profiler wrapped around it (valgrind, perf) can write its report; `kill_on_drop` ends
+    /// it otherwise.
+    fn stop(&self) {
+        let pid = self.pid();
+        if pid == 0 {
+            return;
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        for _ in 0..300 {
+            if std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.contains(") Z "))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -436,17 +467,27 @@ async fn fullsync(entries: i64, doc_bytes: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn idle(subscribers: usize) -> anyhow::Result<()> {
+async fn idle(subscribers: usize, per_connection: usize) -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let per_connection = per_connection.max(1);
     let hub = Hub::start(None).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base = hub.rss_kib();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()?;
     let mut held = Vec::new();
-    for _ in 0..subscribers {
+    let mut http = None;
+    for i in 0..subscribers {
+        if i % per_connection == 0 || http.is_none() {
+            // One connection per subscriber: no pooling; several: one HTTP/2 connection.
+            let builder = if per_connection > 1 {
+                reqwest::Client::builder().http2_prior_knowledge()
+            } else {
+                reqwest::Client::builder().pool_max_idle_per_host(0)
+            };
+            http = Some(builder.build()?);
+        }
         let r = http
+            .as_ref()
+            .expect("a client")
             .get(format!("{}/api/v1/system-register/events", hub.url))
             .send()
             .await?;
@@ -455,8 +496,12 @@ async fn idle(subscribers: usize) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let with_sse = hub.rss_kib();
     let mut streams = Vec::new();
+    let mut shared: Option<HubClient> = None;
     for i in 0..subscribers {
-        let mut client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
+        if i % per_connection == 0 || shared.is_none() {
+            shared = Some(HubClient::connect(&hub.url, Duration::from_secs(30)).await?);
+        }
+        let mut client = shared.clone().expect("a client");
         let id = format!("idle-{i}");
         let grant = client.open_session(&peer_request(&id, 1)).await?;
         let stream = client
@@ -468,7 +513,7 @@ async fn idle(subscribers: usize) -> anyhow::Result<()> {
     let with_grpc = hub.rss_kib();
     report(
         "idle",
-        json!({"sse": subscribers, "grpc": subscribers}),
+        json!({"sse": subscribers, "grpc": subscribers, "per_connection": per_connection}),
         json!({
             "base_rss_kib": base,
             "sse_kib_per_subscriber": (with_sse.saturating_sub(base)) as f64 / subscribers as f64,
@@ -587,7 +632,10 @@ async fn main() -> anyhow::Result<()> {
             rate,
         } => fanout(subscribers, publishes, rate).await,
         Workload::Fullsync { entries, doc_bytes } => fullsync(entries, doc_bytes).await,
-        Workload::Idle { subscribers } => idle(subscribers).await,
+        Workload::Idle {
+            subscribers,
+            per_connection,
+        } => idle(subscribers, per_connection).await,
         Workload::Storm { peers, behind } => storm(peers, behind).await,
         Workload::Verify { entries, doc_bytes } => verify(entries, doc_bytes).await,
     }

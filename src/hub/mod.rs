@@ -12,6 +12,7 @@ use crate::protocol::{
     Heartbeat, HeartbeatAck, HeartbeatReport, HubStatus, Notification, SessionView,
 };
 use crate::register::entry::Entry;
+use crate::register::per_entry::PerEntry;
 use crate::register::{PAGE, Register, RegisterError};
 use crate::store::StoreError;
 use futures::{Stream, StreamExt};
@@ -63,6 +64,8 @@ pub struct Hub {
     register: Arc<Register>,
     sessions: SessionRegistry,
     limits: PeerLimits,
+    /// Push notifications of recent entries (sequence number 0), derived once per entry.
+    notifications: Arc<PerEntry<Arc<Notification>>>,
     config: HubConfig,
     node_id: String,
     clock: SharedClock,
@@ -90,6 +93,7 @@ impl Hub {
         Arc::new(Self {
             sessions: SessionRegistry::new(config.clone(), Arc::clone(&clock)),
             limits: PeerLimits::new(&config.rate_limits),
+            notifications: Arc::default(),
             register,
             config,
             node_id,
@@ -303,6 +307,7 @@ impl Hub {
             self.register.head_version()
         };
         let mut sequence = 0i64;
+        let shared = Arc::clone(&self.notifications);
         let metrics = Arc::clone(self.register.metrics());
         let subscriber = SubscriberGuard::new(&metrics, Transport::Grpc);
         let delivered = metrics
@@ -326,7 +331,14 @@ impl Hub {
                     Ok(entry) if filters.matches(&entry) => {
                         sequence += 1;
                         delivered.inc();
-                        Some(Ok(Notification::for_entry(&entry, sequence)))
+                        // The summary parses the document: once per entry, not per subscriber.
+                        let template = shared.get_or_derive(entry.version, || {
+                            Arc::new(Notification::for_entry(&entry, 0))
+                        });
+                        Some(Ok(Notification {
+                            sequence_number: sequence,
+                            ..(*template).clone()
+                        }))
                     }
                     Ok(_) => None,
                     Err(e) => {

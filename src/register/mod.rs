@@ -5,6 +5,7 @@
 pub mod chain;
 pub mod entry;
 pub mod genesis;
+pub mod per_entry;
 pub mod validation;
 pub mod verify;
 

@@ -42,6 +42,8 @@ fn every_workload_runs_at_small_size() {
 
     let idle = run(&["idle", "--subscribers", "10"]);
     assert!(idle["figures"]["base_rss_kib"].as_u64().unwrap() > 0);
+    let shared = run(&["idle", "--subscribers", "10", "--per-connection", "5"]);
+    assert_eq!(shared["params"]["per_connection"], 5);
 
     let storm = run(&["storm", "--peers", "10", "--behind", "3"]);
     assert_eq!(storm["figures"]["current"], 10);

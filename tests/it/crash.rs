@@ -3,7 +3,7 @@
 //! the storm converges on it.
 
 use crate::support::{
-    ADMIN, TestHub, WAIT, get_json, peer_config, publish, spawn_node, spawn_node_at, wait_for,
+    ADMIN, TestHub, WAIT, get_json, publish, spawn_node, spawn_node_at, wait_for,
 };
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -13,9 +13,7 @@ async fn acknowledged_publishes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = spawn_node(dir.path(), &[]).await;
     let hub_addr = node.addr;
-    let peer_dir = tempfile::tempdir().unwrap();
-    let cfg = peer_config(peer_dir.path(), vec![format!("http://{hub_addr}")]);
-    let peer = TestHub::start_with(peer_dir, cfg).await;
+    let peer = TestHub::peer_of(vec![format!("http://{hub_addr}")], |_| {}).await;
     // The child has only the admin token, so it publishes.
     let acked: Arc<Mutex<Vec<(String, i64, String)>>> = Arc::default();
     let addr = node.addr;

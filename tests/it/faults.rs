@@ -3,9 +3,7 @@
 //! is lost, the chain verifies after restart and the peer converges on the hub. (A hub killed
 //! during a publish storm is `crash.rs`; a peer killed while applying is in `peer.rs`.)
 
-use crate::support::{
-    ADMIN, PausableProxy, TestHub, get_json, peer_config, spawn_node_at, wait_for,
-};
+use crate::support::{ADMIN, PausableProxy, TestHub, get_json, spawn_node_at, wait_for};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,9 +51,7 @@ async fn hub_killed_during_a_10000_entry_full_sync_leaves_the_peer_consistent_an
     // The peer reaches the hub through a proxy that can freeze the stream mid-sync, so the
     // kill lands while entries are in flight whatever the machine's speed.
     let proxy = PausableProxy::start(hub_addr).await;
-    let peer_dir = tempfile::tempdir().unwrap();
-    let cfg = peer_config(peer_dir.path(), vec![format!("http://{}", proxy.addr)]);
-    let peer = TestHub::start_with(peer_dir, cfg).await;
+    let peer = TestHub::peer_of(vec![format!("http://{}", proxy.addr)], |_| {}).await;
     let partial = wait_for("a partial full sync", || async {
         let cp = get_json(peer.addr(), "/api/v1/sync/checkpoint").await;
         cp["currentVersion"].as_i64().filter(|v| *v > 0)
@@ -159,9 +155,7 @@ async fn a_full_data_volume_refuses_writes_clearly_and_loses_nothing() {
     let dir: &Path = &data_dir(&volume);
     let mut hub = spawn_node_at(dir, "127.0.0.1:0", &["--role", "hub"], &[]).await;
     let hub_addr = hub.addr;
-    let peer_dir = tempfile::tempdir().unwrap();
-    let cfg = peer_config(peer_dir.path(), vec![format!("http://{hub_addr}")]);
-    let peer = TestHub::start_with(peer_dir, cfg).await;
+    let peer = TestHub::peer_of(vec![format!("http://{hub_addr}")], |_| {}).await;
     let http = crate::support::http_client();
 
     let mut acked = Vec::new();

@@ -344,12 +344,12 @@ async fn resume_replays_exactly_what_was_missed_and_filters_select() {
 
 #[tokio::test]
 async fn heartbeats_skew_reconnect_sync_and_timeouts() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.hub.heartbeat_interval = Duration::from_millis(100);
-    cfg.hub.session_timeout = Duration::from_millis(400);
-    cfg.hub.session_grace = Duration::from_millis(400);
-    let hub = TestHub::start_with(dir, cfg).await;
+    let hub = TestHub::configured(|cfg| {
+        cfg.hub.heartbeat_interval = Duration::from_millis(100);
+        cfg.hub.session_timeout = Duration::from_millis(400);
+        cfg.hub.session_grace = Duration::from_millis(400);
+    })
+    .await;
     hub.publish("hb-1", json!({})).await;
     let mut c = client(&hub).await;
     let grant = c.open_session(&peer("peer-h")).await.unwrap();
@@ -434,10 +434,10 @@ async fn heartbeats_skew_reconnect_sync_and_timeouts() {
 
 #[tokio::test]
 async fn bad_calls_get_the_contract_status_codes() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.hub.max_sessions = 2;
-    let hub = TestHub::start_with(dir, cfg).await;
+    let hub = TestHub::configured(|cfg| {
+        cfg.hub.max_sessions = 2;
+    })
+    .await;
     let mut c = client(&hub).await;
 
     let mut as_hub = peer("n1");

@@ -129,22 +129,22 @@ async fn a_peer_with_its_token_replicates_and_one_without_is_refused() {
     let hub = hub_with_peer_tokens().await;
     hub.publish("bp-auth", json!({"title": "Guarded"})).await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = peer_config(dir.path(), vec![hub.url("")]);
-    cfg.node_id = Some("peer-a".into());
-    cfg.peer.token = Some(Secret(TOKEN_A.into()));
-    let good = TestHub::start_with(dir, cfg).await;
+    let good = TestHub::peer_of(vec![hub.url("")], |cfg| {
+        cfg.node_id = Some("peer-a".into());
+        cfg.peer.token = Some(Secret(TOKEN_A.into()));
+    })
+    .await;
     wait_for("the authenticated peer to replicate", || async {
         let (status, _) = good.get("/api/v1/system-register/blueprints/bp-auth").await;
         (status == 200).then_some(())
     })
     .await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = peer_config(dir.path(), vec![hub.url("")]);
-    cfg.node_id = Some("peer-b".into());
-    cfg.peer.token = Some(Secret(TOKEN_A.into()));
-    let bad = TestHub::start_with(dir, cfg).await;
+    let bad = TestHub::peer_of(vec![hub.url("")], |cfg| {
+        cfg.node_id = Some("peer-b".into());
+        cfg.peer.token = Some(Secret(TOKEN_A.into()));
+    })
+    .await;
     let error = wait_for("the refused peer to report why", || async {
         let (_, body) = bad.get("/api/v1/connection").await;
         body["hubs"][0]["lastError"]
@@ -161,9 +161,7 @@ async fn a_peer_with_its_token_replicates_and_one_without_is_refused() {
 #[tokio::test]
 async fn a_publisher_token_cannot_call_admin_endpoints() {
     let hub = TestHub::start().await;
-    let peer_dir = tempfile::tempdir().unwrap();
-    let cfg = peer_config(peer_dir.path(), vec![hub.url("")]);
-    let peer = TestHub::start_with(peer_dir, cfg).await;
+    let peer = TestHub::peer_of(vec![hub.url("")], |_| {}).await;
     let http = crate::support::http_client();
     for path in ["/api/v1/connection/reconnect", "/api/v1/sync"] {
         let response = http
@@ -194,13 +192,13 @@ async fn a_publisher_token_cannot_call_admin_endpoints() {
 
 #[tokio::test]
 async fn a_peer_hammering_connect_is_limited_and_others_are_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.hub.rate_limits.connect = Rate {
-        every: Duration::from_secs(60),
-        burst: 3,
-    };
-    let hub = TestHub::start_with(dir, cfg).await;
+    let hub = TestHub::configured(|cfg| {
+        cfg.hub.rate_limits.connect = Rate {
+            every: Duration::from_secs(60),
+            burst: 3,
+        };
+    })
+    .await;
     let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
     let mut limited = 0;
     for _ in 0..20 {
@@ -223,13 +221,13 @@ async fn a_peer_hammering_connect_is_limited_and_others_are_not() {
 
 #[tokio::test]
 async fn a_rate_limited_peer_waits_as_long_as_the_hub_asks() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.hub.rate_limits.connect = Rate {
-        every: Duration::from_millis(700),
-        burst: 1,
-    };
-    let hub = TestHub::start_with(dir, cfg).await;
+    let hub = TestHub::configured(|cfg| {
+        cfg.hub.rate_limits.connect = Rate {
+            every: Duration::from_millis(700),
+            burst: 1,
+        };
+    })
+    .await;
     hub.publish("bp-late", json!({"title": "Late"})).await;
     // Use up peer-1's connect permit, so its first attempt is refused.
     let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
@@ -264,10 +262,10 @@ async fn a_rate_limited_peer_waits_as_long_as_the_hub_asks() {
 
 #[tokio::test]
 async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.hub.max_concurrent_syncs = 1;
-    let hub = TestHub::start_with(dir, cfg).await;
+    let hub = TestHub::configured(|cfg| {
+        cfg.hub.max_concurrent_syncs = 1;
+    })
+    .await;
     // More than one HTTP/2 window of entries, so an unread stream stays open on the hub.
     let filler = "x".repeat(2048);
     for i in 0..100 {
@@ -328,17 +326,15 @@ async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
 
 #[tokio::test]
 async fn a_refused_full_sync_answers_429_with_retry_after_and_the_peer_stays_connected() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.hub.rate_limits.full_sync = Rate {
-        every: Duration::from_secs(60),
-        burst: 1,
-    };
-    let hub = TestHub::start_with(dir, cfg).await;
+    let hub = TestHub::configured(|cfg| {
+        cfg.hub.rate_limits.full_sync = Rate {
+            every: Duration::from_secs(60),
+            burst: 1,
+        };
+    })
+    .await;
     hub.publish("bp-once", json!({"title": "Once"})).await;
-    let peer_dir = tempfile::tempdir().unwrap();
-    let cfg = peer_config(peer_dir.path(), vec![hub.url("")]);
-    let peer = TestHub::start_with(peer_dir, cfg).await;
+    let peer = TestHub::peer_of(vec![hub.url("")], |_| {}).await;
     // The first full sync (empty replica) uses the one permit.
     wait_for("the first full sync", || async {
         let (status, _) = peer.get("/api/v1/system-register/blueprints/bp-once").await;
@@ -383,10 +379,10 @@ async fn a_refused_full_sync_answers_429_with_retry_after_and_the_peer_stays_con
 
 #[tokio::test]
 async fn sse_subscribers_are_capped_and_a_freed_slot_is_reused() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.sse.max_subscribers = 2;
-    let hub = TestHub::start_with(dir, cfg).await;
+    let hub = TestHub::configured(|cfg| {
+        cfg.sse.max_subscribers = 2;
+    })
+    .await;
     let url = hub.url("/api/v1/system-register/events");
     let open = || async { hub.http.get(&url).send().await.unwrap() };
     let first = open().await;
@@ -416,10 +412,10 @@ async fn sse_subscribers_are_capped_and_a_freed_slot_is_reused() {
 
 #[tokio::test]
 async fn push_streams_per_session_are_capped() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.hub.max_push_streams_per_session = 1;
-    let hub = TestHub::start_with(dir, cfg).await;
+    let hub = TestHub::configured(|cfg| {
+        cfg.hub.max_push_streams_per_session = 1;
+    })
+    .await;
     let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
     let grant = client
         .open_session(&connect_request("p-push"))
@@ -473,13 +469,13 @@ async fn a_grpc_call_stuck_on_the_store_ends_with_deadline_exceeded() {
 #[tokio::test]
 async fn slow_idle_and_oversized_request_heads_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.limits.header_read_timeout = Duration::from_millis(300);
-    cfg.limits.keep_alive_interval = Duration::from_millis(100);
-    cfg.limits.idle_timeout = Duration::from_millis(400);
-    cfg.limits.max_header_bytes = 16 * 1024;
-    let hub = TestHub::start_with(dir, cfg).await;
+    let hub = TestHub::configured(|cfg| {
+        cfg.limits.header_read_timeout = Duration::from_millis(300);
+        cfg.limits.keep_alive_interval = Duration::from_millis(100);
+        cfg.limits.idle_timeout = Duration::from_millis(400);
+        cfg.limits.max_header_bytes = 16 * 1024;
+    })
+    .await;
 
     // A client that starts a request head and never finishes it is disconnected.
     let mut slow = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();

@@ -80,6 +80,22 @@ impl TestHub {
         }
     }
 
+    /// A hub on a fresh data dir with the test configuration changed by `adjust`.
+    pub async fn configured(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        adjust(&mut cfg);
+        Self::start_with(dir, cfg).await
+    }
+
+    /// A peer of `hubs` on a fresh data dir with [`peer_config`] changed by `adjust`.
+    pub async fn peer_of(hubs: Vec<String>, adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = peer_config(dir.path(), hubs);
+        adjust(&mut cfg);
+        Self::start_with(dir, cfg).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.node.addr)
     }

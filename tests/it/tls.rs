@@ -59,11 +59,11 @@ fn https_client(ca_pem: &str) -> reqwest::Client {
 async fn hub_serves_rest_sse_and_grpc_over_tls_and_a_peer_replicates_over_https() {
     let certs = tempfile::tempdir().unwrap();
     let pki = make_pki(certs.path(), "sorcha-test");
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.tls.cert_file = Some(pki.cert_file.clone());
-    cfg.tls.key_file = Some(pki.key_file.clone());
-    let hub = TestHub::start_with(dir, cfg).await;
+    let hub = TestHub::configured(|cfg| {
+        cfg.tls.cert_file = Some(pki.cert_file.clone());
+        cfg.tls.key_file = Some(pki.key_file.clone());
+    })
+    .await;
     let base = format!("https://localhost:{}", hub.addr().port());
     let http = https_client(&pki.ca_pem);
 

@@ -14,20 +14,36 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// Client for the node at `server` (e.g. `http://127.0.0.1:5000`).
-    pub fn new(server: &str, token: Option<String>) -> anyhow::Result<Self> {
+    /// Client for the node named by `--server`, with `--token` and `--ca-cert`.
+    pub fn from_args(args: &super::ClientArgs) -> anyhow::Result<Self> {
+        Self::new(&args.server, args.token.clone(), args.ca_cert.as_deref())
+    }
+
+    /// Client for the node at `server` (e.g. `http://127.0.0.1:5000`), trusting `ca_cert`
+    /// (PEM) for `https://` besides the system's roots.
+    pub fn new(
+        server: &str,
+        token: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let base = server.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(anyhow!(
                 "server {server:?} must start with http:// or https://"
             ));
         }
+        let mut http = reqwest::Client::builder();
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read CA certificate {}", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+            http = http.add_root_certificate(cert);
+        }
         Ok(Self {
             base,
             token,
-            http: reqwest::Client::builder()
-                .build()
-                .context("cannot build HTTP client")?,
+            http: http.build().context("cannot build HTTP client")?,
         })
     }
 

@@ -37,7 +37,7 @@ fn read_document(path: &std::path::Path) -> anyhow::Result<Value> {
 /// `publish FILE --id ID [--update]`.
 pub async fn publish(args: PublishArgs) -> anyhow::Result<i32> {
     let document = read_document(&args.file)?;
-    let client = ApiClient::new(&args.client.server, args.client.token)?;
+    let client = ApiClient::from_args(&args.client)?;
     let metadata: BTreeMap<_, _> = args.metadata.into_iter().collect();
     let entry = if args.update {
         let path = format!("/api/v1/system-register/blueprints/{}", args.id);
@@ -69,7 +69,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<i32> {
 
 /// `deprecate ID`.
 pub async fn deprecate(args: DeprecateArgs) -> anyhow::Result<i32> {
-    let client = ApiClient::new(&args.client.server, args.client.token)?;
+    let client = ApiClient::from_args(&args.client)?;
     let metadata: BTreeMap<_, _> = args.metadata.into_iter().collect();
     let path = format!("/api/v1/system-register/blueprints/{}/deprecate", args.id);
     let entry = client
@@ -95,7 +95,7 @@ pub async fn blueprints(command: BlueprintsCommand) -> anyhow::Result<i32> {
             json,
             client,
         } => {
-            let client = ApiClient::new(&client.server, client.token)?;
+            let client = ApiClient::from_args(&client)?;
             let mut cursor: Option<String> = None;
             let mut all = Vec::new();
             loop {
@@ -145,7 +145,7 @@ pub async fn blueprints(command: BlueprintsCommand) -> anyhow::Result<i32> {
             history,
             client,
         } => {
-            let client = ApiClient::new(&client.server, client.token)?;
+            let client = ApiClient::from_args(&client)?;
             let path = if history {
                 format!("/api/v1/system-register/blueprints/{id}/history?limit=1000")
             } else {
@@ -159,7 +159,7 @@ pub async fn blueprints(command: BlueprintsCommand) -> anyhow::Result<i32> {
 
 /// `status`.
 pub async fn status(args: super::ClientArgs) -> anyhow::Result<i32> {
-    let client = ApiClient::new(&args.server, args.token)?;
+    let client = ApiClient::from_args(&args)?;
     let node = client.get("/api/v1/node").await?;
     let reg = &node["register"];
     println!(
@@ -195,7 +195,7 @@ pub async fn status(args: super::ClientArgs) -> anyhow::Result<i32> {
 /// `watch`: prints events until interrupted (or `--count` events), reconnecting with
 /// `Last-Event-ID` when the stream drops.
 pub async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
-    let client = ApiClient::new(&args.client.server, args.client.token.clone())?;
+    let client = ApiClient::from_args(&args.client)?;
     let mut last_id: Option<String> = None;
     let mut seen = 0u64;
     loop {
@@ -282,7 +282,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
         bar.finish_and_clear();
         return Ok(print_report(&report));
     }
-    let client = ApiClient::new(&args.client.server, args.client.token)?;
+    let client = ApiClient::from_args(&args.client)?;
     let v = client.get("/api/v1/system-register/verify").await?;
     if v["ok"].as_bool() == Some(true) {
         println!(

@@ -163,6 +163,9 @@ pub struct ClientArgs {
     /// Bearer token for writes.
     #[arg(long, env = "SORCHA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM CA certificate to trust for an https:// node (else the system's roots).
+    #[arg(long, env = "SORCHA_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Flags of `publish`.

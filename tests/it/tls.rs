@@ -146,6 +146,36 @@ async fn hub_serves_rest_sse_and_grpc_over_tls_and_a_peer_replicates_over_https(
         .await;
     assert_eq!(status, 404);
 
+    // The CLI reaches the TLS hub when told which CA to trust, and says why it cannot
+    // otherwise.
+    let cli = |extra: Vec<String>| {
+        let base = base.clone();
+        async move {
+            // Async: the hub runs on this test's runtime and must keep serving meanwhile.
+            let output = tokio::process::Command::new(crate::support::binary())
+                .args(["blueprints", "get", "bp-tls", "--server", &base])
+                .args(extra)
+                .env_remove("SORCHA_CA_CERT")
+                .output();
+            tokio::time::timeout(WAIT, output).await.unwrap().unwrap()
+        }
+    };
+    let ok = cli(vec![
+        "--ca-cert".into(),
+        pki.ca_file.to_str().unwrap().into(),
+    ])
+    .await;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("Over TLS"));
+    let refused = cli(Vec::new()).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    assert!(stderr.contains("certificate"), "{stderr}");
+
     // Admin calls work over TLS too.
     let node = http
         .get(format!("{base}/api/v1/node"))

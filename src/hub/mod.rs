@@ -356,6 +356,9 @@ impl Hub {
     /// Records a heartbeat and advises the peer.
     #[tracing::instrument(name = "heartbeat", skip_all, fields(peer_id = %heartbeat.peer_id, session_id = %heartbeat.session_id, sequence = heartbeat.sequence_number, peer_version = heartbeat.last_sync_version))]
     pub async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<HeartbeatAck, HubError> {
+        // A hub on its way down has already dropped its sessions; "unknown session" would send
+        // the peer back to it instead of on to the next hub.
+        self.ensure_ready()?;
         sessions::validate_peer_id(&heartbeat.peer_id)?;
         self.limits.check(Limited::Heartbeat, &heartbeat.peer_id)?;
         let (current_version, head_hash) = self.head().await?;

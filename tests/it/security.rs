@@ -266,8 +266,9 @@ async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
         cfg.hub.max_concurrent_syncs = 1;
     })
     .await;
-    // More than one HTTP/2 window of entries, so an unread stream stays open on the hub.
-    let filler = "x".repeat(2048);
+    // More than the client's HTTP/2 stream window (2 MiB) of entries, so an unread stream
+    // stays open on the hub.
+    let filler = "x".repeat(32 * 1024);
     for i in 0..100 {
         hub.publish(
             &format!("bp-{i:03}"),
@@ -471,7 +472,10 @@ async fn slow_idle_and_oversized_request_heads_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let hub = TestHub::configured(|cfg| {
         cfg.limits.header_read_timeout = Duration::from_millis(300);
-        cfg.limits.keep_alive_interval = Duration::from_millis(100);
+        // Streams stay busy 8× more often than the idle timeout, so a loaded machine does
+        // not cut them by accident.
+        cfg.limits.keep_alive_interval = Duration::from_millis(50);
+        cfg.sse.keep_alive = Duration::from_millis(50);
         cfg.limits.idle_timeout = Duration::from_millis(400);
         cfg.limits.max_header_bytes = 16 * 1024;
     })

@@ -112,10 +112,11 @@ impl Peer {
     /// How to reach hubs: timeout, credentials (`peer.token`) and CA (`peer.caCert`).
     pub fn client_options(&self) -> Result<ClientOptions, ClientError> {
         let ca_cert_pem = match &self.config.peer.ca_cert {
-            Some(path) => Some(std::fs::read(path).map_err(|e| ClientError {
-                kind: ClientErrorKind::InvalidArgument,
-                message: format!("cannot read peer.caCert {}: {e}", path.display()),
-                retry_after: None,
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                ClientError::new(
+                    ClientErrorKind::InvalidArgument,
+                    format!("cannot read peer.caCert {}: {e}", path.display()),
+                )
             })?),
             None => None,
         };

@@ -59,7 +59,8 @@ pub struct ClientError {
 }
 
 impl ClientError {
-    fn new(kind: ClientErrorKind, message: String) -> Self {
+    /// An error of `kind` without a retry hint.
+    pub fn new(kind: ClientErrorKind, message: String) -> Self {
         Self {
             kind,
             message,

@@ -4,7 +4,7 @@ use crate::support::{TestHub, peer_config, sse, take_events, wait_for};
 use serde_json::json;
 
 /// The value of the first sample whose name and labels start with `series`.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with([' ', '{']))
@@ -12,7 +12,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn scrape(hub: &TestHub) -> String {
+pub(crate) async fn scrape(hub: &TestHub) -> String {
     let r = hub.http.get(hub.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(

@@ -1,6 +1,6 @@
 //! SSE: live order, resume without gaps or duplicates, filters, slow readers.
 
-use crate::support::{PUBLISHER, TestHub, WAIT, sse, take_events};
+use crate::support::{PUBLISHER, TestHub, WAIT, sse, take_events, wait_for};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -194,5 +194,110 @@ async fn stream_sends_retry_once_and_keep_alive_comments() {
     .expect("keep-alive comments arrive");
     assert_eq!(text.matches("retry:").count(), 1, "{text:?}");
     assert!(text.starts_with("retry: 2000\n"), "{text:?}");
+    hub.stop().await;
+}
+
+/// Reads from `stream` until `text` holds `needle` (bounded by [`WAIT`]).
+async fn read_until(stream: &mut tokio::net::TcpStream, text: &mut String, needle: &str) {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 4096];
+        while !text.contains(needle) {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before {needle:?} arrived: {text:?}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{needle:?} did not arrive: {text:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http11_streams_are_served_lean_and_released_when_the_client_leaves() {
+    use crate::observability::{sample, scrape};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hub = TestHub::start().await;
+    let subscribers = || async {
+        sample(
+            &scrape(&hub).await,
+            "sorcha_peer_subscribers{transport=\"sse\"}",
+        )
+    };
+
+    // The first request of an HTTP/1.1 connection: the lean path (chunked, then closed).
+    let mut raw = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
+    raw.write_all(
+        b"GET /api/v1/system-register/events?blueprintId=lean HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut text = String::new();
+    read_until(&mut raw, &mut text, "retry: 2000\n\n").await;
+    let head = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    for line in [
+        "content-type: text/event-stream",
+        "cache-control: no-cache",
+        "transfer-encoding: chunked",
+        "connection: close",
+        "date: ",
+    ] {
+        assert!(head.contains(line), "{line} missing in {head}");
+    }
+    hub.publish("other", json!({})).await;
+    hub.publish("lean", json!({"x": 1})).await;
+    let mut events = String::new();
+    read_until(&mut raw, &mut events, "\"blueprintId\":\"lean\"").await;
+    assert!(
+        events.contains("id: 3\nevent: blueprint.published\ndata: {"),
+        "{events}"
+    );
+    assert!(!events.contains("id: 2\n"), "the filter applies: {events}");
+    assert_eq!(subscribers().await, Some(1.0));
+
+    // A client leaving a quiet stream releases its subscription.
+    drop(raw);
+    wait_for("the subscription released", || async {
+        (subscribers().await == Some(0.0)).then_some(())
+    })
+    .await;
+
+    // Errors from the same handler arrive whole, then the connection closes.
+    let mut bad = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
+    bad.write_all(b"GET /api/v1/system-register/events?since=-1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, bad.read_to_end(&mut answer))
+        .await
+        .expect("closed after the answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("content-type: application/problem+json"),
+        "{answer}"
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    assert!(
+        answer.contains(&format!("content-length: {}\r\n", body.len())),
+        "{answer}"
+    );
+    assert!(body.contains("since -1 is negative"), "{body}");
+
+    // HTTP/1.0 (no chunked coding) is left to hyper and still gets its stream.
+    let mut old = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
+    old.write_all(b"GET /api/v1/system-register/events HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    read_until(&mut old, &mut text, "retry: 2000\n\n").await;
+    assert!(
+        !text.to_ascii_lowercase().contains("transfer-encoding"),
+        "{text}"
+    );
     hub.stop().await;
 }

@@ -1,0 +1,307 @@
+//! A lean HTTP/1.1 path for Server-Sent Events.
+//!
+//! An SSE subscriber holds its connection for hours and receives a few hundred bytes now and
+//! then. Served by hyper, each such connection keeps hyper's HTTP/1.1 read buffer and header
+//! write buffer (≈ 24 KiB) for its whole life, although after the request head neither is used
+//! again. So a connection whose first request is `GET` on the events path over HTTP/1.1 is
+//! served here instead: the head is read into a temporary buffer and parsed with `httparse`,
+//! the request goes through the same router (every layer, extractor and error applies), the
+//! response head is written once, and each event is written from the shared frame bytes as one
+//! chunk (`size`, frame, CRLF in one vectored write) — per connection only the socket and the
+//! subscriber's own stream state remain.
+//!
+//! Anything unusual — another method or path, HTTP/1.0, a request body, `Upgrade`, `Expect`,
+//! a pipelined second request, a head that does not parse or is too large — is not served
+//! here: the bytes read so far are handed to hyper unchanged, which answers as it always does.
+//! The connection closes after the stream (`connection: close`), so no second request is ever
+//! read on it.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Version, header};
+use bytes::Bytes;
+use futures::StreamExt;
+use std::io::IoSlice;
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+use tower::ServiceExt;
+
+/// Where the register's event stream is served.
+pub const EVENTS_PATH: &str = "/api/v1/system-register/events";
+
+/// The most headers a request served here may have (hyper's own limit is 100).
+const MAX_HEADERS: usize = 100;
+
+/// The largest non-streaming answer (an error problem) buffered to compute its length.
+const MAX_PLAIN_BODY: usize = 1 << 20;
+
+/// Reads the start of a connection into `buf` until it knows whether the first request is an
+/// event-stream `GET` this module serves. Returns that request, or `None` when hyper should
+/// serve the connection (with `buf` replayed first). An I/O error means the client is gone.
+pub(super) async fn read_request<T: AsyncRead + Unpin>(
+    io: &mut T,
+    buf: &mut Vec<u8>,
+    max_head_bytes: usize,
+) -> std::io::Result<Option<Request<Body>>> {
+    let prefix = b"GET /api/v1/system-register/events";
+    debug_assert!(EVENTS_PATH.len() + 4 == prefix.len());
+    loop {
+        let n = buf.len().min(prefix.len());
+        if buf[..n] != prefix[..n] {
+            return Ok(None);
+        }
+        if buf.len() >= prefix.len() {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head_len = end + 4;
+                // Bytes after the head would be a body or a pipelined request: hyper's job.
+                // A head over the limit is hyper's too (431).
+                return Ok((head_len == buf.len() && head_len <= max_head_bytes)
+                    .then(|| parse(buf))
+                    .flatten());
+            }
+            if buf.len() >= max_head_bytes {
+                return Ok(None);
+            }
+        }
+        buf.reserve(1024);
+        if io.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// Parses a complete request head; `None` for anything this module leaves to hyper.
+fn parse(head: &[u8]) -> Option<Request<Body>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(len)) if len == head.len() => {}
+        _ => return None,
+    }
+    if parsed.method != Some("GET") || parsed.version != Some(1) {
+        return None;
+    }
+    let target = parsed.path?;
+    let rest = target.strip_prefix(EVENTS_PATH)?;
+    if !(rest.is_empty() || rest.starts_with('?')) {
+        return None;
+    }
+    let mut request = Request::builder()
+        .method(Method::GET)
+        .uri(target)
+        .version(Version::HTTP_11)
+        .body(Body::empty())
+        .ok()?;
+    let map = request.headers_mut();
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        if [
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+            header::EXPECT,
+        ]
+        .contains(&name)
+        {
+            return None;
+        }
+        map.append(name, HeaderValue::from_bytes(h.value).ok()?);
+    }
+    Some(request)
+}
+
+/// Answers `request` through `router` on `io` and closes the connection. An event stream is
+/// written chunk by chunk until it ends (shutdown), the client goes away, or a write makes no
+/// progress for `idle_timeout` (a client that stopped reading).
+pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
+    mut io: T,
+    router: Router,
+    request: Request<Body>,
+    idle_timeout: Duration,
+) {
+    let Ok(response) = router.oneshot(request).await;
+    let (parts, body) = response.into_parts();
+    let streaming = parts.status == StatusCode::OK
+        && parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !streaming {
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_PLAIN_BODY).await else {
+            return;
+        };
+        let mut out = head(&parts, Some(bytes.len()));
+        out.extend_from_slice(&bytes);
+        let _ = timeout(idle_timeout, async {
+            io.write_all(&out).await?;
+            io.shutdown().await
+        })
+        .await;
+        return;
+    }
+    if !matches!(
+        timeout(idle_timeout, write_all_flush(&mut io, &head(&parts, None))).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    let mut frames = body.into_data_stream();
+    let mut scratch = [0u8; 64];
+    loop {
+        tokio::select! {
+            frame = frames.next() => match frame {
+                Some(Ok(data)) if data.is_empty() => {}
+                Some(Ok(data)) => {
+                    if !matches!(timeout(idle_timeout, write_chunk(&mut io, &data)).await, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    // No final chunk: the client sees the stream broken and reconnects.
+                    tracing::warn!(error = %e, "event stream failed");
+                    return;
+                }
+                None => {
+                    let _ = timeout(idle_timeout, async {
+                        write_all_flush(&mut io, b"0\r\n\r\n").await?;
+                        io.shutdown().await
+                    })
+                    .await;
+                    return;
+                }
+            },
+            // The client sends nothing more on this connection; reading notices it leaving
+            // (EOF or reset) while the stream is quiet. Stray bytes are discarded.
+            read = io.read(&mut scratch) => if !matches!(read, Ok(n) if n > 0) {
+                return;
+            },
+        }
+    }
+}
+
+/// The response head: the router's status and headers, plus the framing this path uses.
+fn head(parts: &axum::http::response::Parts, length: Option<usize>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("Unknown")
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if [
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::CONNECTION,
+        ]
+        .contains(name)
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match length {
+        Some(n) => out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes()),
+        None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"connection: close\r\n\r\n");
+    out
+}
+
+async fn write_all_flush<T: AsyncWrite + Unpin>(io: &mut T, bytes: &[u8]) -> std::io::Result<()> {
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
+/// Writes `data` as one chunk of the chunked transfer coding. The frame bytes are shared by
+/// every subscriber, so on a plain socket they are written in place (vectored) rather than
+/// copied; a stream that cannot write vectored (TLS) gets one contiguous record instead of three.
+async fn write_chunk<T: AsyncWrite + Unpin>(io: &mut T, data: &Bytes) -> std::io::Result<()> {
+    let size = format!("{:x}\r\n", data.len());
+    if !io.is_write_vectored() {
+        let mut chunk = Vec::with_capacity(size.len() + data.len() + 2);
+        chunk.extend_from_slice(size.as_bytes());
+        chunk.extend_from_slice(data);
+        chunk.extend_from_slice(b"\r\n");
+        return write_all_flush(io, &chunk).await;
+    }
+    let mut slices = [
+        IoSlice::new(size.as_bytes()),
+        IoSlice::new(data),
+        IoSlice::new(b"\r\n"),
+    ];
+    let mut remaining = &mut slices[..];
+    while !remaining.is_empty() {
+        let n = io.write_vectored(remaining).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut remaining, n);
+    }
+    io.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(head: &str) -> Option<Request<Body>> {
+        parse(head.as_bytes())
+    }
+
+    #[test]
+    fn serves_only_plain_event_stream_gets() {
+        let ok = parsed(
+            "GET /api/v1/system-register/events?since=3 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 7\r\n\r\n",
+        )
+        .expect("an event-stream request");
+        assert_eq!(ok.uri(), "/api/v1/system-register/events?since=3");
+        assert_eq!(ok.headers()["last-event-id"], "7");
+        assert!(parsed("GET /api/v1/system-register/events HTTP/1.1\r\n\r\n").is_some());
+        for other in [
+            "GET /api/v1/system-register/events HTTP/1.0\r\n\r\n",
+            "GET /api/v1/system-register/eventsx HTTP/1.1\r\n\r\n",
+            "GET /api/v1/system-register/events/1 HTTP/1.1\r\n\r\n",
+            "GET /api/v1/system-register/events HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "GET /api/v1/system-register/events HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+            "GET /api/v1/system-register/events HTTP/1.1\r\nBad Header: 1\r\n\r\n",
+            "GET /api/v1/system-register/events HTTP/1.1\r\nX: a\x01b\r\n\r\n",
+        ] {
+            assert!(parsed(other).is_none(), "{other:?} must go to hyper");
+        }
+    }
+
+    #[tokio::test]
+    async fn hands_other_connections_to_hyper_with_what_was_read() {
+        for (sent, max) in [
+            (&b"POST /api/v1/blueprints HTTP/1.1\r\n\r\n"[..], 1024),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 1024),
+            (b"GET /api/v1/system-register/events HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n", 1024),
+            (b"GET /api/v1/system-register/events HTTP/1.1\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n", 48),
+            (b"GET /api/v1/sys", 1024),
+        ] {
+            let (mut client, mut server) = tokio::io::duplex(4096);
+            client.write_all(sent).await.unwrap();
+            drop(client);
+            let mut buf = Vec::new();
+            let request = read_request(&mut server, &mut buf, max).await.unwrap();
+            assert!(request.is_none(), "{sent:?}");
+            assert!(sent.starts_with(&buf), "only bytes of the stream are replayed");
+            assert!(!buf.is_empty());
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The HTTP server of the one port: HTTP/1.1 and HTTP/2 (h2c or over TLS) on one listener,
+//! with the connection limits from `limits.*`:
+//! - request-head size (HTTP/1.1 headers, HTTP/2 header lists, i.e. gRPC metadata);
+//! - a deadline for a complete HTTP/1.1 request head (slow clients);
+//! - HTTP/2 keep-alive pings that close connections whose peer stopped answering;
+//! - an idle timeout: a connection on which no byte moves either way for that long is closed
+//!   (a client that connects and sends nothing, a forgotten keep-alive connection). Open
+//!   streams are never idle for long: SSE sends keep-alive comments and HTTP/2 pings;
+//! - a cap on concurrent HTTP/2 streams per connection.
+//!
+//! An SSE subscription arriving as the first request of an HTTP/1.1 connection is served by
+//! the lean path in [`event_stream`], everything else by hyper.
+//!
+//! Shutdown stops accepting and asks every connection to finish gracefully (HTTP/2 GOAWAY,
+//! HTTP/1.1 after the current response); the caller bounds how long that may take.
+
+mod activity;
+pub mod event_stream;
+mod prefixed;
+
+use crate::config::LimitsConfig;
+use activity::ActivityIo;
+use axum::Router;
+use axum::serve::Listener;
+use bytes::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use prefixed::Prefixed;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then waits for open
+/// connections to finish.
+pub async fn serve<L: Listener>(
+    mut listener: L,
+    router: Router,
+    limits: &LimitsConfig,
+    shutdown: CancellationToken,
+) where
+    L::Io: Unpin,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.keep_alive_interval)
+        .keep_alive_timeout(limits.keep_alive_timeout)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let builder = Arc::new(builder);
+    let connections = TaskTracker::new();
+    let idle_timeout = limits.idle_timeout;
+    loop {
+        let (io, _) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (builder, shutdown, router) = (Arc::clone(&builder), shutdown.clone(), router.clone());
+        let (head_deadline, max_head) = (
+            limits.header_read_timeout.min(idle_timeout),
+            limits.max_header_bytes,
+        );
+        connections.spawn(async move {
+            let started = Instant::now();
+            let activity = Arc::new(AtomicU64::new(0));
+            let mut io = ActivityIo::new(io, started, Arc::clone(&activity));
+            let mut head = Vec::new();
+            let first = tokio::select! {
+                () = shutdown.cancelled() => return,
+                read = tokio::time::timeout(
+                    head_deadline,
+                    event_stream::read_request(&mut io, &mut head, max_head),
+                ) => read,
+            };
+            match first {
+                Ok(Ok(Some(request))) => {
+                    drop(head);
+                    event_stream::serve(io, router, request, idle_timeout).await;
+                }
+                Ok(Ok(None)) => {
+                    let io = Prefixed::new(Bytes::from(head), io);
+                    // Boxed: the hyper connection's state would otherwise size every
+                    // connection task, including the lean event-stream ones.
+                    Box::pin(serve_with_hyper(
+                        builder,
+                        io,
+                        router,
+                        activity,
+                        started,
+                        idle_timeout,
+                        shutdown,
+                    ))
+                    .await;
+                }
+                // The client left or sent no complete head in time.
+                Ok(Err(_)) | Err(_) => {}
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// Serves one connection with hyper (HTTP/1.1 or HTTP/2) until it ends, shutdown finishes it,
+/// or no byte moved for `idle_timeout`.
+async fn serve_with_hyper<T>(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    io: T,
+    router: Router,
+    activity: Arc<AtomicU64>,
+    started: Instant,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut draining = false;
+    loop {
+        let idle_deadline =
+            started + Duration::from_millis(activity.load(Ordering::Relaxed)) + idle_timeout;
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    // Resets, timeouts and protocol errors of single clients.
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.cancelled(), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(idle_deadline) => {
+                let last = started + Duration::from_millis(activity.load(Ordering::Relaxed));
+                if last + idle_timeout <= Instant::now() {
+                    tracing::debug!("closing an idle connection");
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub mod proto {
 }
 
 pub mod client;
+pub mod codec;
 pub mod connection;
 pub mod convert;
 pub mod heartbeat;

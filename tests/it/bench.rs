@@ -48,6 +48,18 @@ fn every_workload_runs_at_small_size() {
     let storm = run(&["storm", "--peers", "10", "--behind", "3"]);
     assert_eq!(storm["figures"]["current"], 10);
 
+    let floor = run(&[
+        "floor",
+        "--subscribers",
+        "20",
+        "--publishes",
+        "10",
+        "--rate",
+        "100",
+    ]);
+    assert_eq!(floor["figures"]["delivered"], 200);
+    assert_eq!(floor["figures"]["in_order"], true);
+
     let verify = run(&["verify", "--entries", "2000"]);
     assert_eq!(verify["figures"]["checked"], 2001);
 }

@@ -481,18 +481,23 @@ async fn slow_idle_and_oversized_request_heads_are_cut_off() {
     })
     .await;
 
-    // A client that starts a request head and never finishes it is disconnected.
-    let mut slow = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
-    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    let started = std::time::Instant::now();
-    let mut rest = Vec::new();
-    tokio::time::timeout(WAIT, slow.read_to_end(&mut rest))
-        .await
-        .expect("the slow connection is closed")
-        .ok();
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    // A client that starts a request head and never finishes it is disconnected, on hyper's
+    // path and on the lean event-stream path alike.
+    for head in [
+        &b"GET /health HTTP/1.1\r\nHost: x\r\n"[..],
+        b"GET /api/v1/system-register/events HTTP/1.1\r\nHost: x\r\n",
+    ] {
+        let mut slow = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
+        slow.write_all(head).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        tokio::time::timeout(WAIT, slow.read_to_end(&mut rest))
+            .await
+            .expect("the slow connection is closed")
+            .ok();
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        assert!(rest.is_empty(), "no answer to half a head: {rest:?}");
+    }
 
     // So is one that connects and sends nothing.
     let mut idle = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
@@ -540,6 +545,17 @@ async fn slow_idle_and_oversized_request_heads_are_cut_off() {
         .await
         .unwrap();
     assert_eq!(response.status(), 431);
+    let response = http
+        .get(hub.url("/api/v1/system-register/events"))
+        .header("x-padding", big.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        431,
+        "the event-stream path has the same limit"
+    );
     // A sane request on a fresh connection still works.
     let response = http.get(hub.url("/health")).send().await.unwrap();
     assert_eq!(response.status(), 200);

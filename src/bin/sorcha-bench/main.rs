@@ -3,6 +3,8 @@
 //! JSON line of figures. Exits non-zero when delivery or consistency fails, so small runs serve
 //! as smoke tests. See BENCHMARKS.md.
 
+mod floor;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
@@ -71,6 +73,25 @@ enum Workload {
         peers: usize,
         #[arg(long, default_value_t = 5)]
         behind: usize,
+    },
+    /// The machine's own fan-out floor: S raw TCP subscribers of a minimal server process,
+    /// P messages of B bytes at R per second (no HTTP, gRPC or register).
+    Floor {
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 200)]
+        publishes: usize,
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Message size; the hub's notifications are about 300 bytes.
+        #[arg(long, default_value_t = 300)]
+        bytes: usize,
+    },
+    /// The server process of `floor` (started by it).
+    #[command(hide = true)]
+    FloorServer {
+        #[arg(long, default_value_t = 300)]
+        bytes: usize,
     },
     /// Integrity check of N entries (in-process, embedded store).
     Verify {
@@ -169,30 +190,65 @@ impl Hub {
 
     /// Resident set size in KiB.
     fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0)
+        proc_rss_kib(self.pid())
     }
 
     /// User + system CPU seconds used so far.
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit(") ")
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-        ticks as f64 / 100.0
+        let cpu = proc_cpu(self.pid());
+        cpu.user + cpu.sys
+    }
+}
+
+/// Resident set size of process `pid` in KiB (0 if it is gone).
+fn proc_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU seconds a process has used, in user space and in the kernel.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    user: f64,
+    sys: f64,
+}
+
+impl Cpu {
+    /// What was used since `earlier`.
+    fn delta(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user - earlier.user,
+            sys: self.sys - earlier.sys,
+        }
+    }
+}
+
+/// CPU used so far by process `pid` (`utime` and `stime` of `/proc/<pid>/stat`).
+fn proc_cpu(pid: u32) -> Cpu {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(") ")
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let seconds = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0) as f64
+            / 100.0
+    };
+    Cpu {
+        user: seconds(11),
+        sys: seconds(12),
     }
 }
 
@@ -351,6 +407,7 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
         }));
     }
     let rss_before = hub.rss_kib();
+    let cpu_before = proc_cpu(hub.pid());
     let publisher = reqwest::Client::new();
     let doc = json!({ "title": "fanout", "pad": "x".repeat(256) });
     let mut acks = Vec::with_capacity(publishes);
@@ -377,12 +434,15 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
             }
         }
     }
+    let cpu = proc_cpu(hub.pid()).delta(cpu_before);
     let expected = subscribers * publishes;
     let mut figures = latency_fields(&h);
     figures["delivered"] = json!(delivered);
     figures["expected"] = json!(expected);
     figures["in_order"] = json!(in_order);
     figures["hub_rss_before_publishing_mib"] = json!(rss_before as f64 / 1024.0);
+    figures["hub_publish_cpu_user_s"] = json!(cpu.user);
+    figures["hub_publish_cpu_sys_s"] = json!(cpu.sys);
     report(
         "fanout",
         json!({"subscribers": subscribers, "grpc": grpc_subs, "sse": sse_subs, "publishes": publishes, "rate": rate}),
@@ -638,5 +698,12 @@ async fn main() -> anyhow::Result<()> {
         } => idle(subscribers, per_connection).await,
         Workload::Storm { peers, behind } => storm(peers, behind).await,
         Workload::Verify { entries, doc_bytes } => verify(entries, doc_bytes).await,
+        Workload::Floor {
+            subscribers,
+            publishes,
+            rate,
+            bytes,
+        } => floor::run(subscribers, publishes, rate, bytes).await,
+        Workload::FloorServer { bytes } => floor::server(bytes).await,
     }
 }

@@ -282,6 +282,10 @@ pub struct LimitsConfig {
     pub idle_timeout: Duration,
     /// Concurrent HTTP/2 streams per connection (gRPC calls, SSE streams).
     pub max_concurrent_streams: u32,
+    /// Connections the kernel queues for the node before it accepts them (the listen
+    /// backlog; the kernel caps it at `net.core.somaxconn`). A hub facing thousands of peers
+    /// reconnecting at once needs a deep queue, or the kernel drops and resets connections.
+    pub listen_backlog: u32,
     /// A gRPC call must produce its response (for streams: start streaming) within this, or
     /// it ends with DEADLINE_EXCEEDED.
     #[serde(with = "humantime_serde")]
@@ -300,6 +304,7 @@ impl Default for LimitsConfig {
             keep_alive_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(300),
             max_concurrent_streams: 1024,
+            listen_backlog: 4096,
             grpc_call_timeout: Duration::from_secs(30),
         }
     }
@@ -542,9 +547,14 @@ impl Config {
                     .into(),
             );
         }
-        if self.limits.max_concurrent_streams == 0 || self.sse.max_subscribers == 0 {
+        if self.limits.max_concurrent_streams == 0
+            || self.sse.max_subscribers == 0
+            || self.limits.listen_backlog == 0
+        {
             return err(
-                "limits.maxConcurrentStreams and sse.maxSubscribers must be at least 1".into(),
+                "limits.maxConcurrentStreams, limits.listenBacklog and sse.maxSubscribers must \
+                 be at least 1"
+                    .into(),
             );
         }
         if self.limits.max_body_bytes < self.limits.max_document_bytes {

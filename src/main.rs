@@ -41,8 +41,7 @@ async fn serve(args: sorcha_peer::cli::ServeArgs, log_format: LogFormat) -> anyh
         .clone()
         .unwrap_or_else(sorcha_peer::role::system_hostname);
     let telemetry = init_telemetry(log_format, &node_id);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = sorcha_peer::serve::bind(config.listen, config.limits.listen_backlog)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let node = sorcha_peer::app::start(config, listener).await?;
     telemetry.export_metrics(node.state.register.metrics());

@@ -35,6 +35,21 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Binds the node's listener with a listen backlog of `backlog` connections (tokio's
+/// `TcpListener::bind` uses 1024, too few for a hub whose peers reconnect at once).
+pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted node can take its port back at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// Serves `router` on `listener` until `shutdown` is cancelled, then waits for open
 /// connections to finish.
 pub async fn serve<L: Listener>(

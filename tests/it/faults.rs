@@ -1,7 +1,8 @@
 //! Faults with real processes: a hub killed with SIGKILL in the middle of a 10 000-entry full
 //! sync, and a hub whose data volume fills up (a small tmpfs). In both, no acknowledged write
 //! is lost, the chain verifies after restart and the peer converges on the hub. (A hub killed
-//! during a publish storm is `crash.rs`; a peer killed while applying is in `peer.rs`.)
+//! during a publish storm is `crash.rs`; a peer killed while applying is in `peer.rs`.) Also: a
+//! reconnect storm fills the listen queue, not the kernel's drop counters.
 
 use crate::support::{ADMIN, PausableProxy, TestHub, get_json, spawn_node_at, wait_for};
 use serde_json::{Value, json};
@@ -216,4 +217,34 @@ async fn a_full_data_volume_refuses_writes_clearly_and_loses_nothing() {
     verified(hub.addr).await;
     converged(peer.addr(), hub.addr).await;
     verified(peer.addr()).await;
+}
+
+/// A reconnect storm lands in the kernel's accept queue instead of being dropped: the node's
+/// listener (`limits.listenBacklog`, 4096) queues 1 500 simultaneous connections while nothing
+/// accepts them — tokio's default backlog (1024) would leave hundreds hanging in SYN retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_is_queued_not_dropped() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let backlog = sorcha_peer::config::LimitsConfig::default().listen_backlog;
+    assert!(backlog >= 4096);
+    let listener = sorcha_peer::serve::bind("127.0.0.1:0".parse().unwrap(), backlog).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connects: Vec<_> = (0..1500)
+        .map(|_| {
+            tokio::spawn(async move {
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    tokio::net::TcpStream::connect(addr),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for c in connects {
+        let stream = c.await.unwrap().expect("connected within 5 s").unwrap();
+        held.push(stream);
+    }
+    assert_eq!(held.len(), 1500);
+    drop(listener);
 }

@@ -84,19 +84,20 @@ async fn hub_serves_rest_sse_and_grpc_over_tls_and_a_peer_replicates_over_https(
     let health = h1.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.version(), reqwest::Version::HTTP_11);
 
-    // SSE over TLS sees a publication made over TLS.
-    let events = http
-        .get(format!("{base}/api/v1/system-register/events"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(events.status(), 200);
-    let mut events = Box::pin(
-        events
-            .bytes_stream()
-            .eventsource()
-            .filter_map(|e| async move { e.ok().filter(|e| !e.data.is_empty()) }),
-    );
+    // SSE over TLS — over h2 and over HTTP/1.1 (the lean event-stream path) — sees a
+    // publication made over TLS.
+    let mut streams = Vec::new();
+    for client in [&http, &h1] {
+        let events = client
+            .get(format!("{base}/api/v1/system-register/events"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(events.status(), 200);
+        streams.push(Box::pin(events.bytes_stream().eventsource().filter_map(
+            |e| async move { e.ok().filter(|e| !e.data.is_empty()) },
+        )));
+    }
     let published = http
         .post(format!("{base}/api/v1/system-register/blueprints"))
         .bearer_auth(PUBLISHER)
@@ -105,12 +106,14 @@ async fn hub_serves_rest_sse_and_grpc_over_tls_and_a_peer_replicates_over_https(
         .await
         .unwrap();
     assert_eq!(published.status(), 201, "{:?}", published.text().await);
-    let event = tokio::time::timeout(WAIT, events.next())
-        .await
-        .unwrap()
-        .unwrap();
-    let data: Value = serde_json::from_str(&event.data).unwrap();
-    assert_eq!(data["blueprintId"], "bp-tls");
+    for events in &mut streams {
+        let event = tokio::time::timeout(WAIT, events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let data: Value = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(data["blueprintId"], "bp-tls");
+    }
 
     // A peer trusting the CA replicates over https:// (gRPC over TLS).
     let peer_dir = tempfile::tempdir().unwrap();

@@ -594,8 +594,9 @@ async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
     }
     let head = behind as i64 + 1;
     let started = Instant::now();
-    // Retries counted by the kind of failure that caused them.
-    let retries: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
+    // Retries counted by the kind of failure that caused them, with the first error of each.
+    type Retries = std::collections::BTreeMap<String, (u64, String)>;
+    let retries: Arc<std::sync::Mutex<Retries>> = Arc::default();
     let tasks: Vec<_> = (0..peers)
         .map(|i| {
             let (url, retries) = (hub.url.clone(), Arc::clone(&retries));
@@ -624,11 +625,14 @@ async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
                                 Some(c) => format!("{:?}", c.kind),
                                 None => "other".to_owned(),
                             };
-                            *retries
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .entry(kind)
-                                .or_default() += 1;
+                            {
+                                let mut retries = retries.lock().unwrap_or_else(|p| p.into_inner());
+                                let (count, example) = retries.entry(kind).or_default();
+                                *count += 1;
+                                if example.is_empty() {
+                                    *example = format!("{e:#}");
+                                }
+                            }
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
@@ -644,10 +648,16 @@ async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let retries = retries.lock().unwrap_or_else(|p| p.into_inner()).clone();
     report(
         "storm",
         json!({"peers": peers, "behind": behind}),
-        json!({"all_current_s": elapsed, "current": current, "retries": *retries.lock().unwrap_or_else(|p| p.into_inner())}),
+        json!({
+            "all_current_s": elapsed,
+            "current": current,
+            "retries": retries.iter().map(|(k, (n, _))| (k.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "retry_examples": retries.iter().map(|(k, (_, e))| (k.clone(), json!(e))).collect::<serde_json::Map<_, _>>(),
+        }),
         Some(&hub),
     );
     if current != peers {

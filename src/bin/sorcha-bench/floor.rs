@@ -101,6 +101,7 @@ pub(crate) async fn run(
     // Let the server register every subscriber before the first publish.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu_before = proc_cpu(pid);
+    let clients_before = proc_cpu(std::process::id());
     let mut publisher = TcpStream::connect(&addr).await?;
     publisher.set_nodelay(true)?;
     publisher.write_u8(PUBLISH).await?;
@@ -128,6 +129,7 @@ pub(crate) async fn run(
         }
     }
     let cpu = proc_cpu(pid).delta(cpu_before);
+    let clients = proc_cpu(std::process::id()).delta(clients_before);
     let expected = subscribers * publishes;
     let mut figures = latency_fields(&h);
     figures["delivered"] = json!(delivered);
@@ -136,6 +138,8 @@ pub(crate) async fn run(
     figures["server_rss_mib"] = json!(proc_rss_kib(pid) as f64 / 1024.0);
     figures["server_publish_cpu_user_s"] = json!(cpu.user);
     figures["server_publish_cpu_sys_s"] = json!(cpu.sys);
+    figures["clients_publish_cpu_user_s"] = json!(clients.user);
+    figures["clients_publish_cpu_sys_s"] = json!(clients.sys);
     report(
         "floor",
         json!({"subscribers": subscribers, "publishes": publishes, "rate": rate, "bytes": bytes}),

@@ -408,6 +408,7 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
     }
     let rss_before = hub.rss_kib();
     let cpu_before = proc_cpu(hub.pid());
+    let clients_before = proc_cpu(std::process::id());
     let publisher = reqwest::Client::new();
     let doc = json!({ "title": "fanout", "pad": "x".repeat(256) });
     let mut acks = Vec::with_capacity(publishes);
@@ -435,6 +436,7 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
         }
     }
     let cpu = proc_cpu(hub.pid()).delta(cpu_before);
+    let clients = proc_cpu(std::process::id()).delta(clients_before);
     let expected = subscribers * publishes;
     let mut figures = latency_fields(&h);
     figures["delivered"] = json!(delivered);
@@ -443,6 +445,8 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
     figures["hub_rss_before_publishing_mib"] = json!(rss_before as f64 / 1024.0);
     figures["hub_publish_cpu_user_s"] = json!(cpu.user);
     figures["hub_publish_cpu_sys_s"] = json!(cpu.sys);
+    figures["clients_publish_cpu_user_s"] = json!(clients.user);
+    figures["clients_publish_cpu_sys_s"] = json!(clients.sys);
     report(
         "fanout",
         json!({"subscribers": subscribers, "grpc": grpc_subs, "sse": sse_subs, "publishes": publishes, "rate": rate}),

@@ -46,13 +46,22 @@ pub(super) async fn read_request<T: AsyncRead + Unpin>(
 ) -> std::io::Result<Option<Request<Body>>> {
     let prefix = b"GET /api/v1/system-register/events";
     debug_assert!(EVENTS_PATH.len() + 4 == prefix.len());
+    // Where the search for the blank line resumes: a head arriving a byte at a time is
+    // scanned once, not once per byte.
+    let mut scanned = 0;
     loop {
         let n = buf.len().min(prefix.len());
         if buf[..n] != prefix[..n] {
             return Ok(None);
         }
         if buf.len() >= prefix.len() {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let from = scanned;
+            let found = buf[from..]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| from + i);
+            scanned = buf.len().saturating_sub(3);
+            if let Some(end) = found {
                 let head_len = end + 4;
                 // Bytes after the head would be a body or a pipelined request: hyper's job.
                 // A head over the limit is hyper's too (431).
@@ -283,6 +292,27 @@ mod tests {
         ] {
             assert!(parsed(other).is_none(), "{other:?} must go to hyper");
         }
+    }
+
+    #[tokio::test]
+    async fn reads_a_head_that_arrives_a_byte_at_a_time() {
+        let head = b"GET /api/v1/system-register/events HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let writer = tokio::spawn(async move {
+            for byte in head {
+                client.write_all(&[*byte]).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client
+        });
+        let mut buf = Vec::new();
+        let request = read_request(&mut server, &mut buf, 1024).await.unwrap();
+        assert_eq!(
+            request.expect("served here").uri(),
+            "/api/v1/system-register/events"
+        );
+        assert_eq!(buf, head);
+        drop(writer.await.unwrap());
     }
 
     #[tokio::test]

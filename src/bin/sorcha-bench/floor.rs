@@ -8,7 +8,7 @@
 //! message of B bytes (sequence number first) and acknowledges. Latency is from the
 //! acknowledgement to receipt at each subscriber, as in `fanout`.
 
-use crate::{histogram, latency_fields, proc_cpu, proc_rss_kib, report};
+use crate::{Receipts, latency_fields, proc_cpu, proc_rss_kib, report};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use serde_json::json;
@@ -93,7 +93,7 @@ pub(crate) async fn run(
             let mut message = vec![0u8; bytes];
             while got.len() < publishes && socket.read_exact(&mut message).await.is_ok() {
                 let seq = u64::from_le_bytes(message[..8].try_into().expect("8 bytes"));
-                got.push((seq, Instant::now()));
+                got.push((seq as i64, Instant::now()));
             }
             got
         }));
@@ -114,20 +114,15 @@ pub(crate) async fn run(
         publisher.read_u8().await?;
         acks.push(Instant::now());
     }
-    let mut h = histogram();
-    let (mut delivered, mut in_order) = (0usize, true);
-    for r in receivers {
-        let got = tokio::time::timeout(Duration::from_secs(120), r)
-            .await
-            .context("subscribers did not finish")??;
-        in_order &= got.iter().enumerate().all(|(i, (seq, _))| *seq == i as u64);
-        delivered += got.len();
-        for (seq, at) in got {
-            if let Some(ack) = acks.get(seq as usize) {
-                h.record(at.saturating_duration_since(*ack).as_micros().max(1) as u64)?;
-            }
-        }
-    }
+    // Sequence numbers count publishes from 0, so they index `acks`.
+    let Receipts {
+        latency: h,
+        delivered,
+        in_order,
+    } = Receipts::gather(receivers, |seq| {
+        usize::try_from(seq).ok().and_then(|i| acks.get(i).copied())
+    })
+    .await?;
     let cpu = proc_cpu(pid).delta(cpu_before);
     let clients = proc_cpu(std::process::id()).delta(clients_before);
     let expected = subscribers * publishes;

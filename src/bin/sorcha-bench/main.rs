@@ -43,14 +43,7 @@ enum Workload {
         doc_bytes: usize,
     },
     /// S subscribers (half gRPC push streams, half SSE), P publishes at R per second.
-    Fanout {
-        #[arg(long, default_value_t = 10_000)]
-        subscribers: usize,
-        #[arg(long, default_value_t = 200)]
-        publishes: usize,
-        #[arg(long, default_value_t = 20.0)]
-        rate: f64,
-    },
+    Fanout(FanoutShape),
     /// A register of N entries × D bytes: one client streams it, one real peer replicates it.
     Fullsync {
         #[arg(long, default_value_t = 100_000)]
@@ -77,12 +70,8 @@ enum Workload {
     /// The machine's own fan-out floor: S raw TCP subscribers of a minimal server process,
     /// P messages of B bytes at R per second (no HTTP, gRPC or register).
     Floor {
-        #[arg(long, default_value_t = 10_000)]
-        subscribers: usize,
-        #[arg(long, default_value_t = 200)]
-        publishes: usize,
-        #[arg(long, default_value_t = 20.0)]
-        rate: f64,
+        #[command(flatten)]
+        shape: FanoutShape,
         /// Message size; the hub's notifications are about 300 bytes.
         #[arg(long, default_value_t = 300)]
         bytes: usize,
@@ -100,6 +89,17 @@ enum Workload {
         #[arg(long, default_value_t = 256)]
         doc_bytes: usize,
     },
+}
+
+/// The shape of a fan-out: S subscribers, P publishes at R per second.
+#[derive(Debug, clap::Args)]
+struct FanoutShape {
+    #[arg(long, default_value_t = 10_000)]
+    subscribers: usize,
+    #[arg(long, default_value_t = 200)]
+    publishes: usize,
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
 }
 
 /// A hub running as a child process.
@@ -249,6 +249,43 @@ fn proc_cpu(pid: u32) -> Cpu {
     Cpu {
         user: seconds(11),
         sys: seconds(12),
+    }
+}
+
+/// What a fan-out's subscribers received, against the publishes' acknowledgements.
+struct Receipts {
+    /// Acknowledgement-to-receipt latency (µs) of every receipt.
+    latency: Histogram<u64>,
+    delivered: usize,
+    /// Every subscriber saw consecutive versions (sequence numbers), none skipped or repeated.
+    in_order: bool,
+}
+
+impl Receipts {
+    /// Waits (bounded) for every subscriber task's `(version, arrival)` list.
+    async fn gather(
+        receivers: Vec<tokio::task::JoinHandle<Vec<(i64, Instant)>>>,
+        ack_of: impl Fn(i64) -> Option<Instant>,
+    ) -> anyhow::Result<Self> {
+        let mut receipts = Receipts {
+            latency: histogram(),
+            delivered: 0,
+            in_order: true,
+        };
+        for r in receivers {
+            let got = tokio::time::timeout(Duration::from_secs(120), r)
+                .await
+                .context("subscribers did not finish")??;
+            receipts.in_order &= got.windows(2).all(|w| w[1].0 == w[0].0 + 1);
+            receipts.delivered += got.len();
+            for (v, at) in got {
+                if let Some(ack) = ack_of(v) {
+                    let us = at.saturating_duration_since(ack).as_micros().max(1);
+                    receipts.latency.record(us as u64)?;
+                }
+            }
+        }
+        Ok(receipts)
     }
 }
 
@@ -421,20 +458,11 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
         acks.push((v, Instant::now()));
     }
     let ack_of: std::collections::HashMap<i64, Instant> = acks.into_iter().collect();
-    let mut h = histogram();
-    let (mut delivered, mut in_order) = (0usize, true);
-    for r in receivers {
-        let got = tokio::time::timeout(Duration::from_secs(120), r)
-            .await
-            .context("subscribers did not finish")??;
-        in_order &= got.windows(2).all(|w| w[1].0 == w[0].0 + 1);
-        delivered += got.len();
-        for (v, at) in got {
-            if let Some(ack) = ack_of.get(&v) {
-                h.record(at.saturating_duration_since(*ack).as_micros().max(1) as u64)?;
-            }
-        }
-    }
+    let Receipts {
+        latency: h,
+        delivered,
+        in_order,
+    } = Receipts::gather(receivers, |v| ack_of.get(&v).copied()).await?;
     let cpu = proc_cpu(hub.pid()).delta(cpu_before);
     let clients = proc_cpu(std::process::id()).delta(clients_before);
     let expected = subscribers * publishes;
@@ -700,11 +728,11 @@ async fn main() -> anyhow::Result<()> {
             count,
             doc_bytes,
         } => publish(concurrency, count, doc_bytes).await,
-        Workload::Fanout {
+        Workload::Fanout(FanoutShape {
             subscribers,
             publishes,
             rate,
-        } => fanout(subscribers, publishes, rate).await,
+        }) => fanout(subscribers, publishes, rate).await,
         Workload::Fullsync { entries, doc_bytes } => fullsync(entries, doc_bytes).await,
         Workload::Idle {
             subscribers,
@@ -713,9 +741,12 @@ async fn main() -> anyhow::Result<()> {
         Workload::Storm { peers, behind } => storm(peers, behind).await,
         Workload::Verify { entries, doc_bytes } => verify(entries, doc_bytes).await,
         Workload::Floor {
-            subscribers,
-            publishes,
-            rate,
+            shape:
+                FanoutShape {
+                    subscribers,
+                    publishes,
+                    rate,
+                },
             bytes,
         } => floor::run(subscribers, publishes, rate, bytes).await,
         Workload::FloorServer { bytes } => floor::server(bytes).await,

@@ -1,34 +1,81 @@
-//! Connection I/O that records when bytes last moved, for the idle timeout.
+//! When bytes last moved on a connection, for the idle timeout: the connection's I/O records
+//! it, the connection's task checks it.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-/// An I/O stream that records when bytes last moved (ms since `started`).
-pub(super) struct ActivityIo<T> {
-    inner: T,
+/// The time bytes last moved on one connection (ms since it was accepted), shared by its
+/// [`ActivityIo`] and its idle check. Checking needs one timer per idle period, not one per
+/// read or write.
+#[derive(Debug, Clone)]
+pub(super) struct Activity {
     started: Instant,
-    last_active_ms: Arc<AtomicU64>,
+    last_ms: Arc<AtomicU64>,
 }
 
-impl<T> ActivityIo<T> {
-    /// Wraps `inner`; `last_active_ms` is shared with whoever enforces the idle timeout.
-    pub(super) fn new(inner: T, started: Instant, last_active_ms: Arc<AtomicU64>) -> Self {
+impl Activity {
+    /// A connection accepted now.
+    pub(super) fn new() -> Self {
         Self {
-            inner,
-            started,
-            last_active_ms,
+            started: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// When the connection counts as idle unless a byte moves before then.
+    pub(super) fn idle_at(&self, idle_timeout: Duration) -> Instant {
+        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle_timeout
+    }
+
+    /// Waits until no byte has moved for `idle_timeout`.
+    pub(super) async fn idle(&self, idle_timeout: Duration) {
+        loop {
+            let at = self.idle_at(idle_timeout);
+            if at <= Instant::now() {
+                return;
+            }
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
+    /// Runs `work` to its end (`Some`), or drops it once the connection has been idle for
+    /// `idle_timeout` (`None`).
+    pub(super) async fn unless_idle<F: Future>(
+        &self,
+        idle_timeout: Duration,
+        work: F,
+    ) -> Option<F::Output> {
+        tokio::select! {
+            out = work => Some(out),
+            () = self.idle(idle_timeout) => None,
         }
     }
 }
 
+/// An I/O stream that records in its [`Activity`] when bytes move.
+pub(super) struct ActivityIo<T> {
+    inner: T,
+    activity: Activity,
+}
+
 impl<T> ActivityIo<T> {
+    pub(super) fn new(inner: T, activity: Activity) -> Self {
+        Self { inner, activity }
+    }
+
     fn touch(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_active_ms.store(ms, Ordering::Relaxed);
+        self.activity.touch();
     }
 }
 

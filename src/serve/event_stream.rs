@@ -22,9 +22,8 @@ use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Version, 
 use bytes::Bytes;
 use futures::StreamExt;
 use std::io::IoSlice;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::timeout;
 use tower::ServiceExt;
 
 /// Where the register's event stream is served.
@@ -121,13 +120,12 @@ fn parse(head: &[u8]) -> Option<Request<Body>> {
 }
 
 /// Answers `request` through `router` on `io` and closes the connection. An event stream is
-/// written chunk by chunk until it ends (shutdown), the client goes away, or a write makes no
-/// progress for `idle_timeout` (a client that stopped reading).
+/// written chunk by chunk until it ends (shutdown) or the client goes away; the caller bounds
+/// how long a stalled write may wait (the connection's idle timeout).
 pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
     mut io: T,
     router: Router,
     request: Request<Body>,
-    idle_timeout: Duration,
 ) {
     let Ok(response) = router.oneshot(request).await;
     let (parts, body) = response.into_parts();
@@ -142,17 +140,12 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
         };
         let mut out = head(&parts, Some(bytes.len()));
         out.extend_from_slice(&bytes);
-        let _ = timeout(idle_timeout, async {
-            io.write_all(&out).await?;
-            io.shutdown().await
-        })
-        .await;
+        if io.write_all(&out).await.is_ok() {
+            let _ = io.shutdown().await;
+        }
         return;
     }
-    if !matches!(
-        timeout(idle_timeout, write_all_flush(&mut io, &head(&parts, None))).await,
-        Ok(Ok(()))
-    ) {
+    if write_all_flush(&mut io, &head(&parts, None)).await.is_err() {
         return;
     }
     let mut frames = body.into_data_stream();
@@ -162,7 +155,7 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
             frame = frames.next() => match frame {
                 Some(Ok(data)) if data.is_empty() => {}
                 Some(Ok(data)) => {
-                    if !matches!(timeout(idle_timeout, write_chunk(&mut io, &data)).await, Ok(Ok(()))) {
+                    if write_chunk(&mut io, &data).await.is_err() {
                         return;
                     }
                 }
@@ -172,11 +165,9 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
                     return;
                 }
                 None => {
-                    let _ = timeout(idle_timeout, async {
-                        write_all_flush(&mut io, b"0\r\n\r\n").await?;
-                        io.shutdown().await
-                    })
-                    .await;
+                    if write_all_flush(&mut io, b"0\r\n\r\n").await.is_ok() {
+                        let _ = io.shutdown().await;
+                    }
                     return;
                 }
             },

@@ -19,7 +19,7 @@ pub mod event_stream;
 mod prefixed;
 
 use crate::config::LimitsConfig;
-use activity::ActivityIo;
+use activity::{Activity, ActivityIo};
 use axum::Router;
 use axum::serve::Listener;
 use bytes::Bytes;
@@ -28,10 +28,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use prefixed::Prefixed;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -87,9 +85,8 @@ pub async fn serve<L: Listener>(
             limits.max_header_bytes,
         );
         connections.spawn(async move {
-            let started = Instant::now();
-            let activity = Arc::new(AtomicU64::new(0));
-            let mut io = ActivityIo::new(io, started, Arc::clone(&activity));
+            let activity = Activity::new();
+            let mut io = ActivityIo::new(io, activity.clone());
             let mut head = Vec::new();
             let first = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -101,7 +98,12 @@ pub async fn serve<L: Listener>(
             match first {
                 Ok(Ok(Some(request))) => {
                     drop(head);
-                    event_stream::serve(io, router, request, idle_timeout).await;
+                    // A stream whose client stopped reading stalls its writes: closed once
+                    // nothing has moved for the idle timeout.
+                    let served = event_stream::serve(io, router, request);
+                    if activity.unless_idle(idle_timeout, served).await.is_none() {
+                        tracing::debug!("closing a stalled event stream");
+                    }
                 }
                 Ok(Ok(None)) => {
                     let io = Prefixed::new(Bytes::from(head), io);
@@ -112,7 +114,6 @@ pub async fn serve<L: Listener>(
                         io,
                         router,
                         activity,
-                        started,
                         idle_timeout,
                         shutdown,
                     ))
@@ -134,8 +135,7 @@ async fn serve_with_hyper<T>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     io: T,
     router: Router,
-    activity: Arc<AtomicU64>,
-    started: Instant,
+    activity: Activity,
     idle_timeout: Duration,
     shutdown: CancellationToken,
 ) where
@@ -146,8 +146,6 @@ async fn serve_with_hyper<T>(
     tokio::pin!(connection);
     let mut draining = false;
     loop {
-        let idle_deadline =
-            started + Duration::from_millis(activity.load(Ordering::Relaxed)) + idle_timeout;
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(e) = result {
@@ -160,12 +158,9 @@ async fn serve_with_hyper<T>(
                 draining = true;
                 connection.as_mut().graceful_shutdown();
             }
-            () = tokio::time::sleep_until(idle_deadline) => {
-                let last = started + Duration::from_millis(activity.load(Ordering::Relaxed));
-                if last + idle_timeout <= Instant::now() {
-                    tracing::debug!("closing an idle connection");
-                    return;
-                }
+            () = activity.idle(idle_timeout) => {
+                tracing::debug!("closing an idle connection");
+                return;
             }
         }
     }

@@ -560,3 +560,56 @@ async fn slow_idle_and_oversized_request_heads_are_cut_off() {
     let response = http.get(hub.url("/health")).send().await.unwrap();
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_whose_client_stopped_reading_is_closed_when_idle() {
+    use crate::observability::{sample, scrape};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hub = TestHub::configured(|cfg| {
+        cfg.limits.idle_timeout = Duration::from_millis(400);
+        cfg.limits.keep_alive_interval = Duration::from_millis(50);
+        cfg.sse.keep_alive = Duration::from_millis(50);
+    })
+    .await;
+    // Subscribed with whole entries, then never read: ~20 MiB of events fill both socket
+    // buffers, the hub's writes stall and no byte moves any more.
+    let mut stalled = tokio::net::TcpStream::connect(hub.addr()).await.unwrap();
+    stalled
+        .write_all(
+            b"GET /api/v1/system-register/events?include=document HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let subscribers = || async {
+        sample(
+            &scrape(&hub).await,
+            "sorcha_peer_subscribers{transport=\"sse\"}",
+        )
+    };
+    wait_for("the stream to open", || async {
+        (subscribers().await == Some(1.0)).then_some(())
+    })
+    .await;
+    let pad = "x".repeat(512 * 1024);
+    for i in 0..40 {
+        let (status, _) = hub
+            .publish(&format!("big-{i}"), json!({ "pad": pad }))
+            .await;
+        assert_eq!(status, 201);
+    }
+    wait_for("the stalled stream to be closed", || async {
+        (subscribers().await == Some(0.0)).then_some(())
+    })
+    .await;
+    // What was sent before the stall is still readable, then the connection ends early.
+    let mut received = Vec::new();
+    tokio::time::timeout(WAIT, stalled.read_to_end(&mut received))
+        .await
+        .expect("closed")
+        .ok();
+    assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(
+        received.len() < 40 * 512 * 1024,
+        "not every event was delivered"
+    );
+}

@@ -1,7 +1,6 @@
 //! When bytes last moved on a connection, for the idle timeout: the connection's I/O records
 //! it, the connection's task checks it.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,8 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 /// The time bytes last moved on one connection (ms since it was accepted), shared by its
-/// [`ActivityIo`] and its idle check. Checking needs one timer per idle period, not one per
-/// read or write.
+/// [`ActivityIo`] and its idle check (hyper's connections). Checking needs one timer per idle
+/// period, not one per read or write.
 #[derive(Debug, Clone)]
 pub(super) struct Activity {
     started: Instant,
@@ -34,7 +33,7 @@ impl Activity {
     }
 
     /// When the connection counts as idle unless a byte moves before then.
-    pub(super) fn idle_at(&self, idle_timeout: Duration) -> Instant {
+    fn idle_at(&self, idle_timeout: Duration) -> Instant {
         self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle_timeout
     }
 
@@ -46,19 +45,6 @@ impl Activity {
                 return;
             }
             tokio::time::sleep_until(at).await;
-        }
-    }
-
-    /// Runs `work` to its end (`Some`), or drops it once the connection has been idle for
-    /// `idle_timeout` (`None`).
-    pub(super) async fn unless_idle<F: Future>(
-        &self,
-        idle_timeout: Duration,
-        work: F,
-    ) -> Option<F::Output> {
-        tokio::select! {
-            out = work => Some(out),
-            () = self.idle(idle_timeout) => None,
         }
     }
 }

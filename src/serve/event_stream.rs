@@ -21,8 +21,10 @@ use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Version, header};
 use bytes::Bytes;
 use futures::StreamExt;
+use std::future::Future;
 use std::io::IoSlice;
-use std::time::SystemTime;
+use std::task::Poll;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tower::ServiceExt;
 
@@ -120,12 +122,13 @@ fn parse(head: &[u8]) -> Option<Request<Body>> {
 }
 
 /// Answers `request` through `router` on `io` and closes the connection. An event stream is
-/// written chunk by chunk until it ends (shutdown) or the client goes away; the caller bounds
-/// how long a stalled write may wait (the connection's idle timeout).
+/// written chunk by chunk until it ends (shutdown), the client goes away, or a write waits
+/// longer than `idle_timeout` (a client that stopped reading: no byte moves any more).
 pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
     mut io: T,
     router: Router,
     request: Request<Body>,
+    idle_timeout: Duration,
 ) {
     let Ok(response) = router.oneshot(request).await;
     let (parts, body) = response.into_parts();
@@ -140,12 +143,15 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
         };
         let mut out = head(&parts, Some(bytes.len()));
         out.extend_from_slice(&bytes);
-        if io.write_all(&out).await.is_ok() {
-            let _ = io.shutdown().await;
+        if within(idle_timeout, io.write_all(&out)).await.is_ok() {
+            let _ = within(idle_timeout, io.shutdown()).await;
         }
         return;
     }
-    if write_all_flush(&mut io, &head(&parts, None)).await.is_err() {
+    if within(idle_timeout, write_all_flush(&mut io, &head(&parts, None)))
+        .await
+        .is_err()
+    {
         return;
     }
     let mut frames = body.into_data_stream();
@@ -155,7 +161,7 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
             frame = frames.next() => match frame {
                 Some(Ok(data)) if data.is_empty() => {}
                 Some(Ok(data)) => {
-                    if write_chunk(&mut io, &data).await.is_err() {
+                    if within(idle_timeout, write_chunk(&mut io, &data)).await.is_err() {
                         return;
                     }
                 }
@@ -165,8 +171,8 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
                     return;
                 }
                 None => {
-                    if write_all_flush(&mut io, b"0\r\n\r\n").await.is_ok() {
-                        let _ = io.shutdown().await;
+                    if within(idle_timeout, write_all_flush(&mut io, b"0\r\n\r\n")).await.is_ok() {
+                        let _ = within(idle_timeout, io.shutdown()).await;
                     }
                     return;
                 }
@@ -178,6 +184,21 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
             },
         }
     }
+}
+
+/// Runs a write, allowing it `limit` once it has to wait. Most writes complete at once and
+/// never arm a timer; one that cannot finish within `limit` fails with `TimedOut`.
+async fn within<F: Future<Output = std::io::Result<()>>>(
+    limit: Duration,
+    write: F,
+) -> std::io::Result<()> {
+    tokio::pin!(write);
+    if let Poll::Ready(done) = futures::poll!(write.as_mut()) {
+        return done;
+    }
+    tokio::time::timeout(limit, write)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 /// The response head: the router's status and headers, plus the framing this path uses.

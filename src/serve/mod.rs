@@ -98,12 +98,7 @@ pub async fn serve<L: Listener>(
             match first {
                 Ok(Ok(Some(request))) => {
                     drop(head);
-                    // A stream whose client stopped reading stalls its writes: closed once
-                    // nothing has moved for the idle timeout.
-                    let served = event_stream::serve(io, router, request);
-                    if activity.unless_idle(idle_timeout, served).await.is_none() {
-                        tracing::debug!("closing a stalled event stream");
-                    }
+                    event_stream::serve(io, router, request, idle_timeout).await;
                 }
                 Ok(Ok(None)) => {
                     let io = Prefixed::new(Bytes::from(head), io);

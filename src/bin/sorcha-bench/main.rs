@@ -287,6 +287,27 @@ impl Receipts {
         }
         Ok(receipts)
     }
+
+    /// Fails unless every subscriber got every publish, in order.
+    fn check(&self, expected: usize) -> anyhow::Result<()> {
+        if self.delivered != expected || !self.in_order {
+            bail!(
+                "delivered {} of {expected} (in order: {})",
+                self.delivered,
+                self.in_order
+            );
+        }
+        Ok(())
+    }
+
+    /// The report's delivery figures: latency percentiles, delivered/expected, in order.
+    fn figures(&self, expected: usize) -> Value {
+        let mut figures = latency_fields(&self.latency);
+        figures["delivered"] = json!(self.delivered);
+        figures["expected"] = json!(expected);
+        figures["in_order"] = json!(self.in_order);
+        figures
+    }
 }
 
 fn histogram() -> Histogram<u64> {
@@ -458,18 +479,11 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
         acks.push((v, Instant::now()));
     }
     let ack_of: std::collections::HashMap<i64, Instant> = acks.into_iter().collect();
-    let Receipts {
-        latency: h,
-        delivered,
-        in_order,
-    } = Receipts::gather(receivers, |v| ack_of.get(&v).copied()).await?;
+    let receipts = Receipts::gather(receivers, |v| ack_of.get(&v).copied()).await?;
     let cpu = proc_cpu(hub.pid()).delta(cpu_before);
     let clients = proc_cpu(std::process::id()).delta(clients_before);
     let expected = subscribers * publishes;
-    let mut figures = latency_fields(&h);
-    figures["delivered"] = json!(delivered);
-    figures["expected"] = json!(expected);
-    figures["in_order"] = json!(in_order);
+    let mut figures = receipts.figures(expected);
     figures["hub_rss_before_publishing_mib"] = json!(rss_before as f64 / 1024.0);
     figures["hub_publish_cpu_user_s"] = json!(cpu.user);
     figures["hub_publish_cpu_sys_s"] = json!(cpu.sys);
@@ -481,10 +495,7 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
         figures,
         Some(&hub),
     );
-    if delivered != expected || !in_order {
-        bail!("delivered {delivered} of {expected} (in order: {in_order})");
-    }
-    Ok(())
+    receipts.check(expected)
 }
 
 /// Writes genesis + `n` entries of `doc_bytes` into an embedded store in `dir`.

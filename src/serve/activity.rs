@@ -1,6 +1,8 @@
-//! When bytes last moved on a connection, for the idle timeout: the connection's I/O records
-//! it, the connection's task checks it.
+//! A connection's I/O as the server sees it: it records when bytes last moved (for the idle
+//! timeout, checked by the connection's task) and can replay bytes the server read ahead to
+//! choose how to serve the connection.
 
+use bytes::{Buf, Bytes};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,15 +51,27 @@ impl Activity {
     }
 }
 
-/// An I/O stream that records in its [`Activity`] when bytes move.
+/// An I/O stream that records in its [`Activity`] when bytes move, and reads any bytes given
+/// to [`ActivityIo::replay`] before reading on.
 pub(super) struct ActivityIo<T> {
     inner: T,
     activity: Activity,
+    replay: Bytes,
 }
 
 impl<T> ActivityIo<T> {
     pub(super) fn new(inner: T, activity: Activity) -> Self {
-        Self { inner, activity }
+        Self {
+            inner,
+            activity,
+            replay: Bytes::new(),
+        }
+    }
+
+    /// Makes `bytes` (already read from this stream) the next ones read, so whoever serves
+    /// the connection sees it from its start.
+    pub(super) fn replay(&mut self, bytes: Bytes) {
+        self.replay = bytes;
     }
 
     fn touch(&self) {
@@ -71,6 +85,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.replay.is_empty() {
+            let n = self.replay.len().min(buf.remaining());
+            buf.put_slice(&self.replay[..n]);
+            self.replay.advance(n);
+            if self.replay.is_empty() {
+                // Give the allocation back now rather than with the connection.
+                self.replay = Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -115,5 +139,28 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn replays_what_was_read_ahead_then_reads_the_stream() {
+        let (mut client, server) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut client, b" world")
+            .await
+            .unwrap();
+        drop(client);
+        let mut io = ActivityIo::new(server, Activity::new());
+        io.replay(Bytes::from_static(b"hello"));
+        let mut small = [0u8; 3];
+        io.read_exact(&mut small).await.unwrap();
+        assert_eq!(&small, b"hel");
+        let mut rest = Vec::new();
+        io.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"lo world");
     }
 }

@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tower::ServiceExt;
 
 /// Where the register's event stream is served.
-pub const EVENTS_PATH: &str = "/api/v1/system-register/events";
+const EVENTS_PATH: &str = "/api/v1/system-register/events";
 
 /// The most headers a request served here may have (hyper's own limit is 100).
 const MAX_HEADERS: usize = 100;
@@ -252,16 +252,23 @@ async fn write_all_flush<T: AsyncWrite + Unpin>(io: &mut T, bytes: &[u8]) -> std
 /// every subscriber, so on a plain socket they are written in place (vectored) rather than
 /// copied; a stream that cannot write vectored (TLS) gets one contiguous record instead of three.
 async fn write_chunk<T: AsyncWrite + Unpin>(io: &mut T, data: &Bytes) -> std::io::Result<()> {
-    let size = format!("{:x}\r\n", data.len());
+    // The chunk-size line, formatted on the stack: this runs per subscriber per event.
+    let mut line = [0u8; 20];
+    let size = {
+        let mut cursor = std::io::Cursor::new(&mut line[..]);
+        std::io::Write::write_fmt(&mut cursor, format_args!("{:x}\r\n", data.len()))?;
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        &line[..len]
+    };
     if !io.is_write_vectored() {
         let mut chunk = Vec::with_capacity(size.len() + data.len() + 2);
-        chunk.extend_from_slice(size.as_bytes());
+        chunk.extend_from_slice(size);
         chunk.extend_from_slice(data);
         chunk.extend_from_slice(b"\r\n");
         return write_all_flush(io, &chunk).await;
     }
     let mut slices = [
-        IoSlice::new(size.as_bytes()),
+        IoSlice::new(size),
         IoSlice::new(data),
         IoSlice::new(b"\r\n"),
     ];

@@ -9,14 +9,13 @@
 //! - a cap on concurrent HTTP/2 streams per connection.
 //!
 //! An SSE subscription arriving as the first request of an HTTP/1.1 connection is served by
-//! the lean path in [`event_stream`], everything else by hyper.
+//! the lean path in `event_stream.rs`, everything else by hyper.
 //!
 //! Shutdown stops accepting and asks every connection to finish gracefully (HTTP/2 GOAWAY,
 //! HTTP/1.1 after the current response); the caller bounds how long that may take.
 
 mod activity;
-pub mod event_stream;
-mod prefixed;
+mod event_stream;
 
 use crate::config::LimitsConfig;
 use activity::{Activity, ActivityIo};
@@ -26,7 +25,6 @@ use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use prefixed::Prefixed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -74,16 +72,16 @@ pub async fn serve<L: Listener>(
     let builder = Arc::new(builder);
     let connections = TaskTracker::new();
     let idle_timeout = limits.idle_timeout;
+    let (head_deadline, max_head) = (
+        limits.header_read_timeout.min(idle_timeout),
+        limits.max_header_bytes,
+    );
     loop {
         let (io, _) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         let (builder, shutdown, router) = (Arc::clone(&builder), shutdown.clone(), router.clone());
-        let (head_deadline, max_head) = (
-            limits.header_read_timeout.min(idle_timeout),
-            limits.max_header_bytes,
-        );
         connections.spawn(async move {
             let activity = Activity::new();
             let mut io = ActivityIo::new(io, activity.clone());
@@ -101,7 +99,7 @@ pub async fn serve<L: Listener>(
                     event_stream::serve(io, router, request, idle_timeout).await;
                 }
                 Ok(Ok(None)) => {
-                    let io = Prefixed::new(Bytes::from(head), io);
+                    io.replay(Bytes::from(head));
                     // Boxed: the hyper connection's state would otherwise size every
                     // connection task, including the lean event-stream ones.
                     Box::pin(serve_with_hyper(

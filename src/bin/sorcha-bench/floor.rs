@@ -124,10 +124,8 @@ pub(crate) async fn run(
     let expected = subscribers * publishes;
     let mut figures = receipts.figures(expected);
     figures["server_rss_mib"] = json!(proc_rss_kib(pid) as f64 / 1024.0);
-    figures["server_publish_cpu_user_s"] = json!(cpu.user);
-    figures["server_publish_cpu_sys_s"] = json!(cpu.sys);
-    figures["clients_publish_cpu_user_s"] = json!(clients.user);
-    figures["clients_publish_cpu_sys_s"] = json!(clients.sys);
+    cpu.record(&mut figures, "server_publish");
+    clients.record(&mut figures, "clients_publish");
     report(
         "floor",
         json!({"subscribers": subscribers, "publishes": publishes, "rate": rate, "bytes": bytes}),

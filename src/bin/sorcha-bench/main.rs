@@ -221,6 +221,12 @@ struct Cpu {
 }
 
 impl Cpu {
+    /// Adds `<name>_cpu_user_s` and `<name>_cpu_sys_s` to a report's figures.
+    fn record(self, figures: &mut Value, name: &str) {
+        figures[format!("{name}_cpu_user_s")] = json!(self.user);
+        figures[format!("{name}_cpu_sys_s")] = json!(self.sys);
+    }
+
     /// What was used since `earlier`.
     fn delta(self, earlier: Cpu) -> Cpu {
         Cpu {
@@ -485,10 +491,8 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
     let expected = subscribers * publishes;
     let mut figures = receipts.figures(expected);
     figures["hub_rss_before_publishing_mib"] = json!(rss_before as f64 / 1024.0);
-    figures["hub_publish_cpu_user_s"] = json!(cpu.user);
-    figures["hub_publish_cpu_sys_s"] = json!(cpu.sys);
-    figures["clients_publish_cpu_user_s"] = json!(clients.user);
-    figures["clients_publish_cpu_sys_s"] = json!(clients.sys);
+    cpu.record(&mut figures, "hub_publish");
+    clients.record(&mut figures, "clients_publish");
     report(
         "fanout",
         json!({"subscribers": subscribers, "grpc": grpc_subs, "sse": sse_subs, "publishes": publishes, "rate": rate}),

@@ -110,8 +110,12 @@ pub(crate) async fn run(
     let mut acks = Vec::with_capacity(publishes);
     for i in 0..publishes {
         tokio::time::sleep_until((started + interval * i as u32).into()).await;
-        publisher.write_u8(0).await?;
-        publisher.read_u8().await?;
+        tokio::time::timeout(Duration::from_secs(30), async {
+            publisher.write_u8(0).await?;
+            publisher.read_u8().await
+        })
+        .await
+        .context("floor server did not acknowledge a publish")??;
         acks.push(Instant::now());
     }
     // Sequence numbers count publishes from 0, so they index `acks`.

@@ -91,6 +91,9 @@ pub async fn start_with_hostname(
         RegisterOptions {
             seed_genesis: role == ResolvedRole::Hub,
             max_document_bytes: config.limits.max_document_bytes,
+            recent_window_bytes: config.limits.recent_window_bytes,
+            max_page_bytes: config.limits.max_page_bytes,
+            read_budget_bytes: config.limits.read_budget_bytes,
             metrics: Arc::default(),
         },
     )
@@ -142,7 +145,6 @@ pub async fn start_with_hostname(
         hub: hub.clone(),
         peer,
         sse_slots,
-        sse_frames: Arc::default(),
     };
     let housekeeping = hub.clone().map(|hub| tokio::spawn(hub.run_housekeeping()));
     // With a shared store, appends by other hubs move this node's head too, so its SSE and

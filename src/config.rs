@@ -257,7 +257,8 @@ impl Default for SseConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct LimitsConfig {
-    /// Largest blueprint document in canonical bytes.
+    /// Largest blueprint document in canonical bytes; at most (and by default)
+    /// [`crate::register::validation::MAX_DOCUMENT_BYTES`], the network-wide limit.
     pub max_document_bytes: usize,
     /// Largest request body in bytes (document plus envelope and JSON escaping).
     pub max_body_bytes: usize,
@@ -290,12 +291,28 @@ pub struct LimitsConfig {
     /// it ends with DEADLINE_EXCEEDED.
     #[serde(with = "humantime_serde")]
     pub grpc_call_timeout: Duration,
+    /// Bytes the recent window of newest entries may hold, entries and their derived
+    /// encodings (event frames, push summaries) counted together; followers behind it read
+    /// from the store.
+    pub recent_window_bytes: usize,
+    /// Every read of many entries (REST pages, sync streams and their batches on the peer,
+    /// replays, verification) ends a page before its entries exceed this many bytes; a page
+    /// always holds at least one entry.
+    pub max_page_bytes: usize,
+    /// Node-wide budget of bytes in flight on read paths: reads size what they will load and
+    /// take it from this budget first, so concurrent large reads queue instead of
+    /// multiplying memory.
+    pub read_budget_bytes: usize,
+    /// How long a REST read waits for room in the read budget before answering 503 with
+    /// `Retry-After` (streams and syncs wait as long as it takes).
+    #[serde(with = "humantime_serde")]
+    pub read_budget_wait: Duration,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            max_document_bytes: 16 * 1024 * 1024,
+            max_document_bytes: crate::register::validation::MAX_DOCUMENT_BYTES,
             max_body_bytes: 17 * 1024 * 1024,
             max_grpc_request_bytes: 4 * 1024 * 1024,
             max_header_bytes: 64 * 1024,
@@ -306,6 +323,10 @@ impl Default for LimitsConfig {
             max_concurrent_streams: 1024,
             listen_backlog: 4096,
             grpc_call_timeout: Duration::from_secs(30),
+            recent_window_bytes: 64 * 1024 * 1024,
+            max_page_bytes: crate::register::DEFAULT_PAGE_BYTES,
+            read_budget_bytes: 256 * 1024 * 1024,
+            read_budget_wait: Duration::from_secs(2),
         }
     }
 }
@@ -556,6 +577,23 @@ impl Config {
                  be at least 1"
                     .into(),
             );
+        }
+        let network_max = crate::register::validation::MAX_DOCUMENT_BYTES;
+        if self.limits.max_document_bytes == 0 || self.limits.max_document_bytes > network_max {
+            return err(format!(
+                "limits.maxDocumentBytes {} is out of range: use 1-{network_max} (the network-wide \
+                 limit, so every node and store can hold every entry)",
+                self.limits.max_document_bytes
+            ));
+        }
+        if self.limits.max_page_bytes < 64 * 1024 || self.limits.recent_window_bytes == 0 {
+            return err(
+                "limits.maxPageBytes must be at least 65536 and limits.recentWindowBytes above 0"
+                    .into(),
+            );
+        }
+        if self.limits.read_budget_bytes < self.limits.max_page_bytes {
+            return err("limits.readBudgetBytes must be at least limits.maxPageBytes".into());
         }
         if self.limits.max_body_bytes < self.limits.max_document_bytes {
             return err("limits.maxBodyBytes must be at least limits.maxDocumentBytes".into());

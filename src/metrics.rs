@@ -87,6 +87,8 @@ pub struct Metrics {
     pub sync_entries: Counter,
     /// Syncs on a peer by outcome.
     pub syncs: Family<OutcomeLabels, Counter>,
+    /// Bytes ([`crate::register::entry::Entry::weight`]) of each batch a peer's sync applies.
+    pub sync_batch_bytes: Histogram,
     /// Sync streams served by a hub, by kind.
     pub sync_streams_served: Family<SyncLabels, Counter>,
     /// Entries streamed by a hub's sync streams.
@@ -113,6 +115,10 @@ pub struct Metrics {
     pub head_version: Gauge,
     /// Peer sessions on a hub.
     pub hub_sessions: Gauge,
+    /// Bytes held by the recent window (entries and their derived encodings).
+    pub recent_window_bytes: Gauge,
+    /// Bytes held by reads from the node-wide read budget.
+    pub read_bytes_in_flight: Gauge,
     /// 1 when the last integrity check passed, 0 when it failed.
     pub verify_ok: Gauge,
     /// Integrity check duration.
@@ -147,6 +153,8 @@ impl Metrics {
             sync_duration: Family::new_with_constructor(latency_histogram),
             sync_entries: Counter::default(),
             syncs: Family::default(),
+            // 64 KiB … 32 MiB: powers of two, so `limits.maxPageBytes` values are bucket edges.
+            sync_batch_bytes: Histogram::new(exponential_buckets(65536.0, 2.0, 10)),
             sync_streams_served: Family::default(),
             sync_entries_served: Counter::default(),
             notifications_delivered: Family::default(),
@@ -160,6 +168,8 @@ impl Metrics {
             isolated: Gauge::default(),
             head_version: Gauge::default(),
             hub_sessions: Gauge::default(),
+            recent_window_bytes: Gauge::default(),
+            read_bytes_in_flight: Gauge::default(),
             verify_ok: Gauge::default(),
             verify_duration: latency_histogram(),
         };
@@ -187,6 +197,12 @@ impl Metrics {
             m.sync_entries.clone(),
         );
         r.register("syncs", "Syncs run by a peer, by outcome", m.syncs.clone());
+        r.register_with_unit(
+            "sync_batch",
+            "Bytes of each batch a peer's sync applies in one transaction",
+            Unit::Bytes,
+            m.sync_batch_bytes.clone(),
+        );
         r.register(
             "sync_streams_served",
             "Sync streams served by a hub, by kind",
@@ -248,6 +264,18 @@ impl Metrics {
             "hub_sessions",
             "Peer sessions held by a hub",
             m.hub_sessions.clone(),
+        );
+        r.register_with_unit(
+            "recent_window",
+            "Bytes held by the recent window: entries and their derived encodings",
+            Unit::Bytes,
+            m.recent_window_bytes.clone(),
+        );
+        r.register_with_unit(
+            "read_in_flight",
+            "Bytes held by reads from the node-wide read budget (limits.readBudgetBytes)",
+            Unit::Bytes,
+            m.read_bytes_in_flight.clone(),
         );
         r.register(
             "verify_ok",

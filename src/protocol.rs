@@ -168,12 +168,17 @@ pub const MAX_SUMMARY_BYTES: usize = 4096;
 impl Notification {
     /// The notification for `entry` at `sequence_number`.
     pub fn for_entry(entry: &Entry, sequence_number: i64) -> Self {
+        Self::with_summary(entry, summary(entry), sequence_number)
+    }
+
+    /// The notification for `entry` with its already derived [`summary`].
+    pub fn with_summary(entry: &Entry, summary: Bytes, sequence_number: i64) -> Self {
         Self {
             blueprint_id: entry.blueprint_id.clone(),
             version: entry.version,
             published_at: entry.published_at,
             published_by: entry.published_by.clone(),
-            summary: summary(entry),
+            summary,
             entry_type: entry.entry_type,
             checksum: entry.checksum.clone(),
             sequence_number,

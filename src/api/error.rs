@@ -142,6 +142,10 @@ impl From<StoreError> for ApiError {
                     format!("{e}; free space on the node's data volume and retry"),
                 )
             }
+            StoreError::TooLarge(_) => {
+                tracing::warn!(error = %e, "store refused an entry as too large");
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", e.to_string())
+            }
             StoreError::ExpectationFailed { .. } | StoreError::HeadMoved { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
@@ -169,6 +173,9 @@ impl From<RegisterError> for ApiError {
             RegisterError::Contended(_) => ApiError::new(StatusCode::CONFLICT, "contended", detail),
             RegisterError::Corrupt(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "register-corrupt", detail)
+            }
+            RegisterError::Busy(_) => {
+                ApiError::unavailable(detail).with_retry_after(std::time::Duration::from_secs(1))
             }
             RegisterError::Store(store) => store.into(),
         }

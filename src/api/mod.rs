@@ -3,6 +3,7 @@
 //! `register/`.
 
 pub mod dto;
+pub mod encode;
 pub mod error;
 pub mod extract;
 pub mod grpc;
@@ -60,8 +61,6 @@ pub struct AppState {
     pub peer: Option<Arc<Peer>>,
     /// One permit per open SSE stream (`sse.maxSubscribers`).
     pub sse_slots: Arc<tokio::sync::Semaphore>,
-    /// SSE frames of recent entries, encoded once and shared by all subscribers.
-    pub sse_frames: Arc<sse::SharedFrames>,
 }
 
 #[derive(OpenApi)]

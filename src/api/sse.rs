@@ -8,11 +8,12 @@
 
 use super::AppState;
 use super::dto::{EventParams, NotificationView};
+use super::encode;
 use super::error::{ApiError, Problem};
 use super::extract::ApiQuery;
 use crate::metrics::{SubscriberGuard, Transport, TransportLabels};
 use crate::register::entry::{Entry, EntryType};
-use crate::register::per_entry::PerEntry;
+use crate::register::recent::Form;
 use crate::register::validation;
 use axum::body::Body;
 use axum::extract::State;
@@ -133,7 +134,7 @@ pub async fn events(
             transport: Transport::Sse,
         })
         .clone();
-    let frames = Arc::clone(&state.sse_frames);
+    let register = Arc::clone(&state.register);
     let live = state
         .register
         .follow(after)
@@ -147,23 +148,39 @@ pub async fn events(
             let _counted = (&subscriber, &slot);
             let frame = item
                 .ok()
-                .filter(|entry| filter.matches(entry))
-                .map(|entry| {
+                .filter(|shared| filter.matches(&shared.entry))
+                .map(|shared| {
                     delivered.inc();
-                    frames.frame(&entry, include_entry)
+                    // Encoded once per entry and shared; a frame with the entry shares the
+                    // document bytes themselves.
+                    let form = if include_entry {
+                        Form::EventWithEntry
+                    } else {
+                        Form::Event
+                    };
+                    register.recent().derived(&shared, form, |entry| {
+                        encode::event_frame(entry, include_entry)
+                    })
                 });
             std::future::ready(frame)
         });
-    let retry = Bytes::from(format!("retry: {}\n\n", state.config.sse.retry.as_millis()));
+    let retry: Arc<[Bytes]> = Arc::from([Bytes::from(format!(
+        "retry: {}\n\n",
+        state.config.sse.retry.as_millis()
+    ))]);
     let mut ticks = tokio::time::interval(state.config.sse.keep_alive);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.reset();
-    let keep_alive =
-        tokio_stream::wrappers::IntervalStream::new(ticks).map(|_| Bytes::from_static(KEEP_ALIVE));
+    let keep_alive = tokio_stream::wrappers::IntervalStream::new(ticks)
+        .map(|_| Arc::from([Bytes::from_static(KEEP_ALIVE)]));
+    // Whole frames are interleaved with keep-alives and cut at shutdown; only then are they
+    // split into their parts (a frame with its entry shares the document's bytes).
     let body = stream::once(std::future::ready(retry))
         .chain(stream::select(live, keep_alive))
-        .map(Ok::<_, Infallible>)
-        .take_until(state.shutdown.clone().cancelled_owned());
+        .take_until(state.shutdown.clone().cancelled_owned())
+        .flat_map(|parts: Arc<[Bytes]>| {
+            stream::iter((0..parts.len()).map(move |i| Ok::<_, Infallible>(parts[i].clone())))
+        });
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -176,35 +193,3 @@ pub async fn events(
 
 /// A comment line: keeps proxies and the idle timeout from closing a quiet stream.
 const KEEP_ALIVE: &[u8] = b":\n\n";
-
-/// Encoded SSE frames of recent entries, shared by every subscriber: each entry is serialised
-/// once per form (with or without the whole entry), not once per subscriber.
-#[derive(Debug, Default)]
-pub struct SharedFrames {
-    plain: PerEntry<Bytes>,
-    with_entry: PerEntry<Bytes>,
-}
-
-impl SharedFrames {
-    /// The frame of `entry` (`id:`, `event:`, `data:`).
-    fn frame(&self, entry: &Entry, include_entry: bool) -> Bytes {
-        let cache = if include_entry {
-            &self.with_entry
-        } else {
-            &self.plain
-        };
-        cache.get_or_derive(entry.version, || encode(entry, include_entry))
-    }
-}
-
-fn encode(entry: &Entry, include_entry: bool) -> Bytes {
-    // Compact JSON has no raw newlines, so one `data:` line carries it.
-    let data = serde_json::to_string(&NotificationView::new(entry, include_entry))
-        .unwrap_or_else(|_| "{}".to_owned());
-    Bytes::from(format!(
-        "id: {}\nevent: {}\ndata: {}\n\n",
-        entry.version,
-        entry.entry_type.event_name(),
-        data
-    ))
-}

@@ -146,12 +146,41 @@ pub async fn blueprints(command: BlueprintsCommand) -> anyhow::Result<i32> {
             client,
         } => {
             let client = ApiClient::from_args(&client)?;
-            let path = if history {
-                format!("/api/v1/system-register/blueprints/{id}/history?limit=1000")
-            } else {
-                format!("/api/v1/system-register/blueprints/{id}")
-            };
-            print_json(&client.get(&path).await?);
+            if !history {
+                print_json(
+                    &client
+                        .get(&format!("/api/v1/system-register/blueprints/{id}"))
+                        .await?,
+                );
+                return Ok(0);
+            }
+            // One `{"items": [...]}` document of every entry, printed page by page as the node
+            // sends them (a page ends by entries or by bytes; `next` says where the following
+            // one starts), so a long history is never held whole.
+            let mut since = "0".to_owned();
+            let mut first = true;
+            println!("{{\"items\": [");
+            loop {
+                let path = format!(
+                    "/api/v1/system-register/blueprints/{id}/history?limit=1000&since={since}"
+                );
+                let page = client.get(&path).await?;
+                for item in page["items"].as_array().into_iter().flatten() {
+                    if !first {
+                        println!(",");
+                    }
+                    first = false;
+                    print!(
+                        "{}",
+                        serde_json::to_string_pretty(item).unwrap_or_else(|_| item.to_string())
+                    );
+                }
+                match page["next"].as_str() {
+                    Some(next) => since = next.to_owned(),
+                    None => break,
+                }
+            }
+            println!("\n]}}");
             Ok(0)
         }
     }

@@ -12,9 +12,9 @@ use crate::protocol::{
     Heartbeat, HeartbeatAck, HeartbeatReport, HubStatus, Notification, SessionView,
 };
 use crate::register::entry::Entry;
-use crate::register::per_entry::PerEntry;
-use crate::register::{PAGE, Register, RegisterError};
-use crate::store::StoreError;
+use crate::register::recent::{Derived, Form};
+use crate::register::{PAGE, Page, Register, RegisterError};
+use crate::store::{Scope, StoreError};
 use futures::{Stream, StreamExt};
 use limits::{Limited, PeerLimits};
 use sessions::{SessionRegistry, StreamGuard};
@@ -64,8 +64,6 @@ pub struct Hub {
     register: Arc<Register>,
     sessions: SessionRegistry,
     limits: PeerLimits,
-    /// Push notifications of recent entries (sequence number 0), derived once per entry.
-    notifications: Arc<PerEntry<Arc<Notification>>>,
     config: HubConfig,
     node_id: String,
     clock: SharedClock,
@@ -93,7 +91,6 @@ impl Hub {
         Arc::new(Self {
             sessions: SessionRegistry::new(config.clone(), Arc::clone(&clock)),
             limits: PeerLimits::new(&config.rate_limits),
-            notifications: Arc::default(),
             register,
             config,
             node_id,
@@ -199,7 +196,8 @@ impl Hub {
     }
 
     /// Streams entries with `version > after` (all of them for a full sync, `after = 0`) in
-    /// version order, page by page from the store, at most `max` entries (0 = no limit).
+    /// version order, page by page from the store (pages bounded by entries and bytes, read
+    /// through the node's read budget), at most `max` entries (0 = no limit).
     /// Full syncs are rate limited per peer; at most `maxConcurrentSyncs` run per session.
     #[tracing::instrument(name = "sync_stream", skip(self))]
     pub fn sync(
@@ -233,7 +231,7 @@ impl Hub {
             cursor: i64,
             sent: usize,
             limit: usize,
-            page: std::collections::VecDeque<Entry>,
+            page: Option<Page>,
             done: bool,
             guard: StreamGuard,
             served: prometheus_client::metrics::counter::Counter,
@@ -243,7 +241,7 @@ impl Hub {
             cursor: after,
             sent: 0,
             limit,
-            page: Default::default(),
+            page: None,
             done: false,
             guard,
             served: self.register.metrics().sync_entries_served.clone(),
@@ -258,22 +256,25 @@ impl Hub {
                 return None;
             }
             let head = s.hub.register.head_version();
-            if s.page.is_empty() {
-                let want = PAGE.min(s.limit - s.sent);
-                match s.hub.register.store().entries_after(s.cursor, want).await {
-                    Ok(page) if page.is_empty() => {
+            if s.page.as_ref().is_none_or(|p| p.entries.is_empty()) {
+                // The drained page gives its bytes back before the next one is read.
+                s.page = None;
+                let register = &s.hub.register;
+                let bound = register.page_bound(PAGE.min(s.limit - s.sent));
+                match register.read_page(Scope::Log, s.cursor, bound, None).await {
+                    Ok(page) if page.entries.is_empty() => {
                         // A peer asking beyond the head has only what the hub has.
                         s.guard.finish_sync(s.cursor.min(head));
                         return None;
                     }
-                    Ok(page) => s.page.extend(page),
+                    Ok(page) => s.page = Some(page),
                     Err(e) => {
                         s.done = true;
                         return Some((Err(e.into()), s));
                     }
                 }
             }
-            let entry = s.page.pop_front()?;
+            let entry = s.page.as_mut().and_then(Page::pop)?;
             s.served.inc();
             s.cursor = entry.version;
             s.sent += 1;
@@ -307,7 +308,7 @@ impl Hub {
             self.register.head_version()
         };
         let mut sequence = 0i64;
-        let shared = Arc::clone(&self.notifications);
+        let register = Arc::clone(&self.register);
         let metrics = Arc::clone(self.register.metrics());
         let subscriber = SubscriberGuard::new(&metrics, Transport::Grpc);
         let delivered = metrics
@@ -328,17 +329,27 @@ impl Hub {
             .filter_map(move |item| {
                 let _keep_counted = (&guard, &subscriber);
                 let out = match item {
-                    Ok(entry) if filters.matches(&entry) => {
+                    Ok(shared) if filters.matches(&shared.entry) => {
                         sequence += 1;
                         delivered.inc();
                         // The summary parses the document: once per entry, not per subscriber.
-                        let template = shared.get_or_derive(entry.version, || {
-                            Arc::new(Notification::for_entry(&entry, 0))
-                        });
-                        Some(Ok(Notification {
-                            sequence_number: sequence,
-                            ..(*template).clone()
-                        }))
+                        let summary = register
+                            .recent()
+                            .derived(&shared, Form::Summary, |entry| {
+                                let summary = crate::protocol::summary(entry);
+                                Derived {
+                                    own_bytes: summary.len(),
+                                    parts: vec![summary].into(),
+                                }
+                            })
+                            .first()
+                            .cloned()
+                            .unwrap_or_default();
+                        Some(Ok(Notification::with_summary(
+                            &shared.entry,
+                            summary,
+                            sequence,
+                        )))
                     }
                     Ok(_) => None,
                     Err(e) => {

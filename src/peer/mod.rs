@@ -289,6 +289,23 @@ impl Peer {
         );
     }
 
+    /// The replica cannot store what the hub sends (an entry too large for its store): logged
+    /// and shown as the hub's `lastError` every time, alerted when it first appears.
+    fn on_unstorable(&self, index: usize, message: &str) {
+        let error = format!("replica cannot store the hub's entries (permanent): {message}");
+        tracing::error!(%error, "sync stopped");
+        let (url, first) = {
+            let mut view = self.view_mut();
+            let hub = &mut view.hubs[index];
+            let first = hub.last_error.as_deref() != Some(error.as_str());
+            hub.last_error = Some(error.clone());
+            (hub.url.clone(), first)
+        };
+        if first {
+            self.alert("peer.unstorable", format!("syncing from {url}: {error}"));
+        }
+    }
+
     fn begin_attempt(&self, index: usize, delay: Duration) {
         let now = self.clock.now_ms();
         let mut view = self.view_mut();

@@ -309,6 +309,11 @@ fn handle_sync(
             None
         }
         Err(SyncError::Transport(e)) => Some(SessionEnd::Failover(format!("sync failed: {e}"))),
+        // Permanent: failing over cannot help; stay, report, and let operators act.
+        Err(SyncError::Unstorable(m)) => {
+            peer.on_unstorable(index, &m);
+            None
+        }
         Err(SyncError::Store(e)) => {
             tracing::error!(error = %e, "replica store failed during sync");
             Some(SessionEnd::Failover(format!("replica store failed: {e}")))

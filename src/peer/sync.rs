@@ -13,10 +13,9 @@ use serde::Serialize;
 use std::time::Instant;
 use utoipa::ToSchema;
 
-/// Entries applied per transaction.
+/// Most entries applied per transaction; a batch also ends before its entries exceed
+/// `limits.maxPageBytes` (it always holds one).
 const BATCH_ENTRIES: usize = 1000;
-/// Document bytes applied per transaction.
-const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// Why a sync stopped.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,16 +37,29 @@ pub enum SyncError {
     /// The hub call failed.
     #[error("hub call failed: {0}")]
     Transport(#[from] ClientError),
+    /// The replica's store cannot hold an entry (too large for it): permanent, retrying
+    /// the same hub or another cannot help; nothing of the batch was applied.
+    #[error("the replica cannot store the hub's entries: {0}")]
+    Unstorable(String),
     /// The replica store failed.
     #[error("replica store failed: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for SyncError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::TooLarge(m) => SyncError::Unstorable(m),
+            other => SyncError::Store(other),
+        }
+    }
 }
 
 impl From<ApplyError> for SyncError {
     fn from(e: ApplyError) -> Self {
         match e {
             ApplyError::Rejected(f) => SyncError::Rejected(f.to_string()),
-            ApplyError::Store(s) => SyncError::Store(s),
+            ApplyError::Store(s) => s.into(),
         }
     }
 }
@@ -178,6 +190,7 @@ async fn run_sync(
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             )
     });
+    let batch_limit = register.max_page_bytes();
     let mut matched = ours == 0;
     let mut batch: Vec<Entry> = Vec::new();
     let mut batch_bytes = 0usize;
@@ -206,9 +219,22 @@ async fn run_sync(
                 "the hub's stream skipped the replica's head version {ours}"
             )));
         }
-        batch_bytes += entry.document.len();
+        // Apply what is batched first when this entry would take the batch past its bound.
+        if !batch.is_empty() && batch_bytes + entry.weight() > batch_limit {
+            applied += apply(
+                peer,
+                std::mem::take(&mut batch),
+                hub_id,
+                &previous,
+                applied,
+                false,
+            )
+            .await?;
+            batch_bytes = 0;
+        }
+        batch_bytes += entry.weight();
         batch.push(entry);
-        if batch.len() >= BATCH_ENTRIES || batch_bytes >= BATCH_BYTES {
+        if batch.len() >= BATCH_ENTRIES {
             applied += apply(
                 peer,
                 std::mem::take(&mut batch),
@@ -276,6 +302,13 @@ async fn apply(
     let interval = i64::try_from(peer.config().peer.sync_interval.as_millis()).unwrap_or(i64::MAX);
     let total = previous.total_entries_synced + i64::try_from(applied_before + count).unwrap_or(0);
     let syncs = previous.total_syncs + i64::from(last);
+    if !batch.is_empty() {
+        let bytes: usize = batch.iter().map(Entry::weight).sum();
+        peer.register()
+            .metrics()
+            .sync_batch_bytes
+            .observe(bytes as f64);
+    }
     peer.register()
         .apply_synced(batch, |head| Checkpoint {
             current_version: head.version,

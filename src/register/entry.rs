@@ -97,6 +97,30 @@ pub struct Entry {
     pub entry_type: EntryType,
 }
 
+impl Entry {
+    /// Bytes this entry takes in memory, roughly: its document, metadata and strings plus a
+    /// fixed allowance for the rest. What the recent window and read pages count.
+    pub fn weight(&self) -> usize {
+        let metadata: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        self.document.len()
+            + metadata
+            + self.blueprint_id.len()
+            + self.register_id.len()
+            + self.published_by.len()
+            + self
+                .publication_transaction_id
+                .as_ref()
+                .map_or(0, String::len)
+            + self.checksum.len()
+            + self.chain_hash.len()
+            + ENTRY_OVERHEAD_BYTES
+    }
+}
+
+/// What [`Entry::weight`] allows for an entry beyond its document and metadata (ids, hashes,
+/// the struct itself); used also to size entries before they are read.
+pub const ENTRY_OVERHEAD_BYTES: usize = 1024;
+
 /// A node's register head: its newest entry's version and chain hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {

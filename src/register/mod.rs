@@ -2,18 +2,21 @@
 //! publishing, updating, deprecating, reading and verifying. Both roles write through it (a hub
 //! from publish calls, a peer from sync); every reader (REST, SSE, gRPC) reads through it.
 
+pub mod budget;
 pub mod chain;
 pub mod entry;
 pub mod genesis;
-pub mod per_entry;
+pub mod recent;
 pub mod validation;
 pub mod verify;
 
 use crate::clock::SharedClock;
 use crate::metrics::{Metrics, Outcome, OutcomeLabels};
-use crate::store::{ListQuery, RegisterStore, Stats, StoreError};
-use entry::{Entry, EntryType, Expectation, Head, NewEntry};
+use crate::store::{ListQuery, RegisterStore, Scope, Stats, StoreError};
+use budget::{BudgetExhausted, Held, ReadBudget};
+use entry::{ENTRY_OVERHEAD_BYTES, Entry, EntryType, Expectation, Head, NewEntry};
 use futures::Stream;
+use recent::{RecentWindow, SharedEntry};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -22,8 +25,10 @@ use tokio::sync::watch;
 use validation::ValidationError;
 use verify::{ChainVerifier, Defect, IntegrityFailure};
 
-/// Entries read from the store per page when streaming or verifying.
+/// Most entries read from the store per page when streaming or verifying.
 pub const PAGE: usize = 1024;
+/// Default byte bound of a page ([`RegisterOptions::max_page_bytes`]).
+pub const DEFAULT_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// How often an append is retried when a concurrent write to the same blueprint wins.
 const MAX_CONFLICT_RETRIES: usize = 16;
 
@@ -48,6 +53,9 @@ pub enum RegisterError {
     /// The register failed its integrity check; writes are refused until an operator acts.
     #[error("writes refused: {0}")]
     Corrupt(IntegrityFailure),
+    /// Other large reads hold the node's read budget; retry shortly.
+    #[error(transparent)]
+    Busy(#[from] BudgetExhausted),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -102,6 +110,13 @@ pub struct RegisterOptions {
     pub seed_genesis: bool,
     /// Largest accepted document in canonical bytes.
     pub max_document_bytes: usize,
+    /// Bytes the recent window may hold (entries and derived values together).
+    pub recent_window_bytes: usize,
+    /// A page read from the store ends before its entries exceed this many bytes (it always
+    /// holds at least one entry).
+    pub max_page_bytes: usize,
+    /// The node-wide budget of bytes in flight on read paths.
+    pub read_budget_bytes: usize,
     /// The node's metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -111,8 +126,41 @@ impl Default for RegisterOptions {
         Self {
             seed_genesis: true,
             max_document_bytes: validation::MAX_DOCUMENT_BYTES,
+            recent_window_bytes: 64 * 1024 * 1024,
+            max_page_bytes: DEFAULT_PAGE_BYTES,
+            read_budget_bytes: 256 * 1024 * 1024,
             metrics: Arc::default(),
         }
+    }
+}
+
+/// How far a page may reach.
+#[derive(Debug, Clone, Copy)]
+pub struct PageBound {
+    /// Most entries.
+    pub entries: usize,
+    /// Most bytes ([`Entry::weight`]); the first entry is taken whatever its size.
+    pub bytes: usize,
+}
+
+/// Entries read from the store, with their bytes held from the read budget until they are
+/// released (or the page is dropped).
+#[derive(Debug)]
+pub struct Page {
+    /// The entries, in version order.
+    pub entries: VecDeque<Entry>,
+    /// True when the scope has entries after this page.
+    pub more: bool,
+    /// The page's bytes in the read budget.
+    pub held: Held,
+}
+
+impl Page {
+    /// Takes the next entry off the page, giving its bytes back to the budget.
+    pub fn pop(&mut self) -> Option<Entry> {
+        let entry = self.entries.pop_front()?;
+        self.held.release(entry.weight());
+        Some(entry)
     }
 }
 
@@ -120,7 +168,8 @@ impl Default for RegisterOptions {
 pub struct Register {
     store: Arc<dyn RegisterStore>,
     head: watch::Sender<i64>,
-    recent: RecentEntries,
+    recent: RecentWindow,
+    budget: ReadBudget,
     integrity: RwLock<Option<IntegrityFailure>>,
     clock: SharedClock,
     options: RegisterOptions,
@@ -159,7 +208,14 @@ impl Register {
         let register = Arc::new(Self {
             store,
             head: watch::Sender::new(head_version),
-            recent: RecentEntries::default(),
+            recent: RecentWindow::new(
+                options.recent_window_bytes,
+                options.metrics.recent_window_bytes.clone(),
+            ),
+            budget: ReadBudget::new(
+                options.read_budget_bytes,
+                options.metrics.read_bytes_in_flight.clone(),
+            ),
             integrity: RwLock::new(None),
             clock,
             options,
@@ -189,6 +245,34 @@ impl Register {
     /// The underlying store.
     pub fn store(&self) -> &Arc<dyn RegisterStore> {
         &self.store
+    }
+
+    /// The recent window (entries near the head and what streaming derives from them).
+    pub fn recent(&self) -> &RecentWindow {
+        &self.recent
+    }
+
+    /// The node-wide read budget.
+    pub fn read_budget(&self) -> &ReadBudget {
+        &self.budget
+    }
+
+    /// The largest page of entries a read brings into memory (at least one entry).
+    pub fn max_page_bytes(&self) -> usize {
+        self.options.max_page_bytes
+    }
+
+    /// Reads the page after `after` in `scope`: sizes it first (without loading documents),
+    /// takes its bytes from the read budget (waiting at most `wait`; `None` waits as long as
+    /// it takes), then reads it. The page ends at `bound` but always holds one entry if any.
+    pub async fn read_page(
+        &self,
+        scope: Scope<'_>,
+        after: i64,
+        bound: PageBound,
+        wait: Option<Duration>,
+    ) -> Result<Page, RegisterError> {
+        read_page(self.store.as_ref(), &self.budget, scope, after, bound, wait).await
     }
 
     /// Version of the newest durable entry this node has announced.
@@ -275,7 +359,7 @@ impl Register {
             .metrics
             .publish_duration
             .observe(started.elapsed().as_secs_f64());
-        self.recent.push(std::slice::from_ref(&entry));
+        self.recent.push([entry.clone()]);
         self.announce(entry.version);
         tracing::info!(
             version = entry.version,
@@ -324,9 +408,9 @@ impl Register {
         );
         let cp = checkpoint(&new_head);
         // Only the tail can stay in the window anyway.
-        let applied = entries[entries.len().saturating_sub(RECENT_CAPACITY)..].to_vec();
+        let applied = entries[entries.len().saturating_sub(recent::RECENT_CAPACITY)..].to_vec();
         self.store.append_entries(after, entries, Some(cp)).await?;
-        self.recent.push(&applied);
+        self.recent.push(applied);
         self.announce(new_head.version);
         Ok(new_head)
     }
@@ -361,9 +445,10 @@ impl Register {
         let id = publication.blueprint_id.clone();
         let new = self.prepare(publication, published_by, EntryType::Updated)?;
         for _ in 0..MAX_CONFLICT_RETRIES {
+            // Only the version is needed: the newest document is not loaded.
             let current = self
                 .store
-                .latest(&id)
+                .latest_size(&id)
                 .await?
                 .ok_or_else(|| RegisterError::NotFound(id.clone()))?;
             let mut attempt = new.clone();
@@ -433,28 +518,50 @@ impl Register {
         Ok(self.store.stats().await?)
     }
 
-    /// Newest entry of a blueprint.
-    pub async fn blueprint(&self, blueprint_id: &str) -> Result<Entry, RegisterError> {
+    /// Newest entry of a blueprint, with its bytes held from the read budget (waiting at
+    /// most `wait`) until the returned guard is dropped.
+    pub async fn blueprint(
+        &self,
+        blueprint_id: &str,
+        wait: Option<Duration>,
+    ) -> Result<(Entry, Held), RegisterError> {
         validation::blueprint_id(blueprint_id)?;
-        self.store
-            .latest(blueprint_id)
+        let not_found = || RegisterError::NotFound(blueprint_id.to_owned());
+        let size = self
+            .store
+            .latest_size(blueprint_id)
             .await?
-            .ok_or_else(|| RegisterError::NotFound(blueprint_id.to_owned()))
+            .ok_or_else(not_found)?;
+        let bytes = usize::try_from(size.bytes).unwrap_or(usize::MAX);
+        let held = self
+            .budget
+            .acquire(bytes.saturating_add(ENTRY_OVERHEAD_BYTES), wait)
+            .await?;
+        let entry = self
+            .store
+            .entry(size.version)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok((entry, held))
     }
 
-    /// Entries of a blueprint after `after`, oldest first.
+    /// A page of a blueprint's entries after `after`, oldest first (see
+    /// [`Register::read_page`]).
     pub async fn history(
         &self,
         blueprint_id: &str,
         after: i64,
-        limit: usize,
-    ) -> Result<Vec<Entry>, RegisterError> {
+        bound: PageBound,
+        wait: Option<Duration>,
+    ) -> Result<Page, RegisterError> {
         validation::blueprint_id(blueprint_id)?;
-        let entries = self.store.history(blueprint_id, after, limit).await?;
-        if entries.is_empty() && after == 0 {
+        let page = self
+            .read_page(Scope::Blueprint(blueprint_id), after, bound, wait)
+            .await?;
+        if page.entries.is_empty() && after == 0 {
             return Err(RegisterError::NotFound(blueprint_id.to_owned()));
         }
-        Ok(entries)
+        Ok(page)
     }
 
     /// Current state of blueprints, paged by id.
@@ -462,20 +569,35 @@ impl Register {
         Ok(self.store.list_current(query).await?)
     }
 
-    /// Log entries after `after`.
+    /// A page of the log after `after` (see [`Register::read_page`]).
     pub async fn entries_after(
         &self,
         after: i64,
-        limit: usize,
-    ) -> Result<Vec<Entry>, RegisterError> {
-        Ok(self.store.entries_after(after, limit).await?)
+        bound: PageBound,
+        wait: Option<Duration>,
+    ) -> Result<Page, RegisterError> {
+        self.read_page(Scope::Log, after, bound, wait).await
+    }
+
+    /// A page bound of at most `entries` entries and the node's page bytes.
+    pub fn page_bound(&self, entries: usize) -> PageBound {
+        PageBound {
+            entries,
+            bytes: self.options.max_page_bytes,
+        }
     }
 
     /// Runs the full integrity check and records its outcome (a failure refuses writes; a later
     /// clean check does not lift that: corruption needs an operator).
     #[tracing::instrument(name = "verify", skip(self))]
     pub async fn verify(&self) -> Result<VerifyReport, RegisterError> {
-        let report = verify_store(self.store.as_ref()).await?;
+        let report = verify_pages(
+            self.store.as_ref(),
+            &|_, _| {},
+            &self.budget,
+            self.options.max_page_bytes,
+        )
+        .await?;
         let metrics = &self.options.metrics;
         metrics.verify_ok.set(i64::from(report.ok));
         metrics
@@ -491,24 +613,26 @@ impl Register {
 
     /// Every entry after `after`, then every new one as it is appended, in version order with
     /// no gaps or duplicates. The follower is a cursor over the store: it never holds up
-    /// writers and never misses an entry however slowly it is polled. Ends when the register
-    /// is dropped or on the first store error (yielded).
+    /// writers and never misses an entry however slowly it is polled. Entries in the recent
+    /// window are shared with every other follower; older ones are read in pages bounded by
+    /// bytes, through the read budget (waiting for room). Ends when the register is dropped
+    /// or on the first store error (yielded).
     pub fn follow(
         self: &Arc<Self>,
         after: i64,
-    ) -> impl Stream<Item = Result<Arc<Entry>, StoreError>> + Send + use<> {
+    ) -> impl Stream<Item = Result<Arc<SharedEntry>, StoreError>> + Send + use<> {
         struct State {
             register: Arc<Register>,
             head: watch::Receiver<i64>,
             cursor: i64,
-            buffered: VecDeque<Arc<Entry>>,
+            page: Option<Page>,
             failed: bool,
         }
         let state = State {
             register: Arc::clone(self),
             head: self.head.subscribe(),
             cursor: after,
-            buffered: VecDeque::new(),
+            page: None,
             failed: false,
         };
         futures::stream::unfold(state, |mut s| async move {
@@ -516,27 +640,34 @@ impl Register {
                 return None;
             }
             loop {
-                if let Some(entry) = s.buffered.pop_front() {
+                if let Some(entry) = s.page.as_mut().and_then(Page::pop) {
                     s.cursor = entry.version;
-                    return Some((Ok(entry), s));
+                    return Some((Ok(Arc::new(SharedEntry::new(entry))), s));
                 }
+                s.page = None;
                 let head = *s.head.borrow_and_update();
                 if head > s.cursor {
                     // Recent entries come from memory: a publish wakes every follower, and
                     // thousands of them must not each read the store.
-                    let cached = s.register.recent.after(s.cursor, head);
-                    if !cached.is_empty() {
-                        s.buffered.extend(cached);
-                        continue;
+                    if let Some(shared) = s.register.recent.get(s.cursor + 1) {
+                        s.cursor += 1;
+                        return Some((Ok(shared), s));
                     }
-                    match s.register.store.entries_after(s.cursor, PAGE).await {
-                        Ok(page) if !page.is_empty() => {
-                            s.buffered.extend(page.into_iter().map(Arc::new));
-                        }
+                    let bound = s.register.page_bound(PAGE);
+                    match s
+                        .register
+                        .read_page(Scope::Log, s.cursor, bound, None)
+                        .await
+                    {
+                        Ok(page) if !page.entries.is_empty() => s.page = Some(page),
                         Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-                        Err(e) => {
+                        Err(RegisterError::Store(e)) => {
                             s.failed = true;
                             return Some((Err(e), s));
+                        }
+                        Err(e) => {
+                            s.failed = true;
+                            return Some((Err(StoreError::Unavailable(e.to_string())), s));
                         }
                     }
                 } else if s.head.changed().await.is_err() {
@@ -547,8 +678,48 @@ impl Register {
     }
 }
 
+/// Reads the page after `after` in `scope` from `store`: sizes it first (without loading
+/// documents), takes its bytes from `budget` (waiting at most `wait`; `None` waits as long as
+/// it takes), then reads it. The page ends at `bound` but always holds one entry if any.
+pub async fn read_page(
+    store: &dyn RegisterStore,
+    budget: &ReadBudget,
+    scope: Scope<'_>,
+    after: i64,
+    bound: PageBound,
+    wait: Option<Duration>,
+) -> Result<Page, RegisterError> {
+    let sizes = store
+        .sizes_after(scope, after, bound.entries.saturating_add(1))
+        .await?;
+    let mut count = 0;
+    let mut bytes = 0usize;
+    for size in sizes.iter().take(bound.entries) {
+        let weight = usize::try_from(size.bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_add(ENTRY_OVERHEAD_BYTES);
+        if count > 0 && bytes.saturating_add(weight) > bound.bytes {
+            break;
+        }
+        bytes = bytes.saturating_add(weight);
+        count += 1;
+    }
+    let held = budget.acquire(bytes, wait).await?;
+    let entries = match (count, scope) {
+        (0, _) => Vec::new(),
+        (_, Scope::Log) => store.entries_after(after, count).await?,
+        (_, Scope::Blueprint(id)) => store.history(id, after, count).await?,
+    };
+    Ok(Page {
+        more: sizes.len() > entries.len(),
+        entries: entries.into(),
+        held,
+    })
+}
+
 /// Checks a whole store: every checksum, the chain, contiguous versions and the register id.
-/// Reads the next page while hashing the current one, hashing off the async threads.
+/// Reads the next page while hashing the current one, hashing off the async threads; pages
+/// are bounded by [`DEFAULT_PAGE_BYTES`].
 pub async fn verify_store(store: &dyn RegisterStore) -> Result<VerifyReport, StoreError> {
     verify_store_with_progress(store, &|_, _| {}).await
 }
@@ -558,14 +729,37 @@ pub async fn verify_store_with_progress(
     store: &dyn RegisterStore,
     progress: &(dyn Fn(u64, i64) + Sync),
 ) -> Result<VerifyReport, StoreError> {
+    // Two pages at most are in memory: the one being hashed and the next.
+    let budget = ReadBudget::new(2 * DEFAULT_PAGE_BYTES, Default::default());
+    verify_pages(store, progress, &budget, DEFAULT_PAGE_BYTES).await
+}
+
+/// The integrity check over pages of at most `page_bytes`, read through `budget`.
+async fn verify_pages(
+    store: &dyn RegisterStore,
+    progress: &(dyn Fn(u64, i64) + Sync),
+    budget: &ReadBudget,
+    page_bytes: usize,
+) -> Result<VerifyReport, StoreError> {
     let started = Instant::now();
     let head = store.head().await?;
     let head_version = head.as_ref().map_or(0, |h| h.version);
     let mut verifier = ChainVerifier::new();
     let mut failure = None;
-    let mut next_page = Some(store.entries_after(0, PAGE));
-    while let Some(fetch) = next_page.take() {
-        let page = match fetch.await {
+    let bound = PageBound {
+        entries: PAGE,
+        bytes: page_bytes,
+    };
+    let read = |after: i64| async move {
+        match read_page(store, budget, Scope::Log, after, bound, None).await {
+            Ok(page) => Ok(page),
+            Err(RegisterError::Store(e)) => Err(e),
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    };
+    let mut fetched = read(0).await;
+    loop {
+        let page = match fetched {
             Ok(page) => page,
             Err(StoreError::Corrupt { version, reason }) => {
                 failure = Some(IntegrityFailure {
@@ -576,24 +770,33 @@ pub async fn verify_store_with_progress(
             }
             Err(e) => return Err(e),
         };
-        let Some(last) = page.last().map(|e| e.version) else {
+        let Some(last) = page.entries.back().map(|e| e.version) else {
             break;
         };
-        if last < head_version {
-            next_page = Some(store.entries_after(last, PAGE));
-        }
         let checked = tokio::task::spawn_blocking(move || {
-            let result = page.iter().try_for_each(|e| verifier.check(e));
+            // The whole page, budget included, moves here and is freed once hashed.
+            let page = page;
+            let result = page.entries.iter().try_for_each(|e| verifier.check(e));
             (verifier, result)
         });
-        let (v, result) = checked
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("verify task failed: {e}")))?;
+        // The next page is read while this one is hashed.
+        let (checked, next) = if last < head_version {
+            let (checked, next) = tokio::join!(checked, read(last));
+            (checked, Some(next))
+        } else {
+            (checked.await, None)
+        };
+        let (v, result) =
+            checked.map_err(|e| StoreError::Unavailable(format!("verify task failed: {e}")))?;
         verifier = v;
         progress(verifier.checked(), head_version);
         if let Err(f) = result {
             failure = Some(f);
             break;
+        }
+        match next {
+            Some(next) => fetched = next,
+            None => break,
         }
     }
     if failure.is_none() && verifier.next_version() <= head_version {
@@ -614,56 +817,4 @@ pub async fn verify_store_with_progress(
         failure,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
-}
-
-/// The newest entries in memory, so followers near the head need no store reads.
-#[derive(Debug, Default)]
-struct RecentEntries {
-    // Shared, so every follower hands out the same allocation instead of a copy.
-    entries: RwLock<VecDeque<Arc<Entry>>>,
-}
-
-/// Entries kept by [`RecentEntries`].
-const RECENT_CAPACITY: usize = 1024;
-
-impl RecentEntries {
-    /// Remembers entries just made durable (contiguous, ascending); a gap resets the window.
-    fn push(&self, new: &[Entry]) {
-        let Ok(mut entries) = self.entries.write() else {
-            return;
-        };
-        for entry in new {
-            if entries
-                .back()
-                .is_some_and(|last| last.version + 1 != entry.version)
-            {
-                entries.clear();
-            }
-            if entries.len() == RECENT_CAPACITY {
-                entries.pop_front();
-            }
-            entries.push_back(Arc::new(entry.clone()));
-        }
-    }
-
-    /// Entries `after < version <= upto`, if the window holds `after + 1`; else empty.
-    fn after(&self, after: i64, upto: i64) -> Vec<Arc<Entry>> {
-        let Ok(entries) = self.entries.read() else {
-            return Vec::new();
-        };
-        let Some(first) = entries.front().map(|e| e.version) else {
-            return Vec::new();
-        };
-        if after + 1 < first {
-            return Vec::new();
-        }
-        let start = usize::try_from(after + 1 - first).unwrap_or(usize::MAX);
-        entries
-            .iter()
-            .skip(start)
-            .take_while(|e| e.version <= upto)
-            .take(PAGE)
-            .cloned()
-            .collect()
-    }
 }

@@ -2,8 +2,19 @@
 
 use std::collections::BTreeMap;
 
-/// Largest accepted document, in canonical bytes (16 MiB).
-pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+/// MongoDB's limit on one stored document (BSON), which every entry must fit on every node.
+pub const BSON_DOCUMENT_LIMIT: usize = 16 * 1024 * 1024;
+/// Room kept beside the document inside [`BSON_DOCUMENT_LIMIT`] for the entry's other fields:
+/// ids and identities (≤ 255 characters each, up to 4 UTF-8 bytes per character), metadata
+/// (< 4 KiB of keys and values, at worst about 8 BSON bytes per byte of content), hashes,
+/// field names and room for a publisher's signature. The worst case of all of these is
+/// under 48 KiB (a test in `store::mongo` builds it), so 64 KiB leaves a margin.
+pub const ENTRY_MARGIN_BYTES: usize = 64 * 1024;
+/// Largest accepted document, in canonical bytes: 16 MiB less [`ENTRY_MARGIN_BYTES`]
+/// (16 711 680 bytes). One limit for the whole network, so an entry any hub accepts can be
+/// stored by every node on every backend; `limits.maxDocumentBytes` may lower it, never
+/// raise it.
+pub const MAX_DOCUMENT_BYTES: usize = BSON_DOCUMENT_LIMIT - ENTRY_MARGIN_BYTES;
 /// Longest blueprint id, publisher identity or transaction id, in characters.
 pub const MAX_ID_CHARS: usize = 255;
 /// Metadata keys and values together must stay below this many bytes.

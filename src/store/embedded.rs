@@ -13,7 +13,8 @@
 //! process off the same data directory.
 
 use super::{
-    Checkpoint, ListQuery, RegisterStore, Stats, StoreError, check_continuation, check_expectation,
+    Checkpoint, EntrySize, ListQuery, RegisterStore, Scope, Stats, StoreError, check_continuation,
+    check_expectation,
 };
 use crate::register::entry::{Entry, EntryType, Expectation, Head, NewEntry};
 use async_trait::async_trait;
@@ -302,6 +303,59 @@ impl RegisterStore for EmbeddedStore {
         .await
     }
 
+    async fn sizes_after(
+        &self,
+        scope: Scope<'_>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EntrySize>, StoreError> {
+        // `length()` of a blob reads its size from the record header, not the blob itself.
+        let blueprint = match scope {
+            Scope::Log => None,
+            Scope::Blueprint(id) => Some(id.to_owned()),
+        };
+        self.read(move |c| {
+            let sql = if blueprint.is_some() {
+                "SELECT version, length(document) + length(metadata) FROM entries \
+                 WHERE blueprint_id = ?3 AND version > ?1 ORDER BY version LIMIT ?2"
+            } else {
+                "SELECT version, length(document) + length(metadata) FROM entries \
+                 WHERE version > ?1 AND ?3 IS NULL ORDER BY version LIMIT ?2"
+            };
+            let mut stmt = c.prepare_cached(sql).map_err(sql_err)?;
+            let rows = stmt
+                .query_map(params![after, limit_param(limit), blueprint], |r| {
+                    Ok(EntrySize {
+                        version: r.get(0)?,
+                        bytes: r.get::<_, i64>(1)?.max(0).cast_unsigned(),
+                    })
+                })
+                .map_err(sql_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+        })
+        .await
+    }
+
+    async fn latest_size(&self, blueprint_id: &str) -> Result<Option<EntrySize>, StoreError> {
+        let id = blueprint_id.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT e.version, length(e.document) + length(e.metadata) FROM blueprints b \
+                 JOIN entries e ON e.version = b.version WHERE b.blueprint_id = ?1",
+                params![id],
+                |r| {
+                    Ok(EntrySize {
+                        version: r.get(0)?,
+                        bytes: r.get::<_, i64>(1)?.max(0).cast_unsigned(),
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql_err)
+        })
+        .await
+    }
+
     async fn list_current(&self, query: ListQuery) -> Result<Vec<Entry>, StoreError> {
         self.read(move |c| {
             let active = query.active.map(i64::from);
@@ -312,7 +366,7 @@ impl RegisterStore for EmbeddedStore {
                     "SELECT {} FROM blueprints b JOIN entries e ON e.version = b.version \
                      WHERE b.blueprint_id > ?1 AND (?2 IS NULL OR b.is_active = ?2) \
                      ORDER BY b.blueprint_id LIMIT ?3",
-                    prefixed_columns("e.")
+                    prefixed_columns("e.").replace("e.document", "X'' AS document")
                 ),
                 params![after, active, limit_param(query.limit)],
             )

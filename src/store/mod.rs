@@ -45,6 +45,9 @@ pub enum StoreError {
     /// The disk holding the store is full; the write was rolled back and nothing changed.
     #[error("the register's disk is full; nothing was written: {0}")]
     Full(String),
+    /// The backend cannot hold an entry this large; permanent, nothing was written.
+    #[error("the entry is too large for this node's store; nothing was written: {0}")]
+    TooLarge(String),
 }
 
 /// Checks that `entries` continue a head at `head_version` as the caller expects
@@ -83,6 +86,24 @@ pub fn check_expectation(expect: Expectation, actual: Option<i64>) -> Result<(),
             actual,
         })
     }
+}
+
+/// Which entries a ranged read walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// The whole log, in version order.
+    Log,
+    /// One blueprint's entries, in version order.
+    Blueprint(&'a str),
+}
+
+/// The stored size of one entry, known without reading its document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntrySize {
+    /// The entry's version.
+    pub version: i64,
+    /// Bytes of its document plus its stored metadata.
+    pub bytes: u64,
 }
 
 /// Paging query over blueprints' current state.
@@ -171,7 +192,21 @@ pub trait RegisterStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError>;
 
-    /// The newest entry of each blueprint, ordered by blueprint id.
+    /// Versions and sizes of up to `limit` entries with `version > after` in `scope`, in
+    /// version order, read without loading documents (so a reader can size a page before
+    /// reading it).
+    async fn sizes_after(
+        &self,
+        scope: Scope<'_>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EntrySize>, StoreError>;
+
+    /// Version and size of a blueprint's newest entry, without loading its document.
+    async fn latest_size(&self, blueprint_id: &str) -> Result<Option<EntrySize>, StoreError>;
+
+    /// The newest entry of each blueprint, ordered by blueprint id, **without documents**
+    /// (`document` is empty): a listing never loads them.
     async fn list_current(&self, query: ListQuery) -> Result<Vec<Entry>, StoreError>;
 
     /// Counts over the register.

@@ -9,7 +9,8 @@
 //! stored as the exact canonical bytes (BSON binary) so checksums stay verifiable.
 
 use super::{
-    Checkpoint, ListQuery, RegisterStore, Stats, StoreError, check_continuation, check_expectation,
+    Checkpoint, EntrySize, ListQuery, RegisterStore, Scope, Stats, StoreError, check_continuation,
+    check_expectation,
 };
 use crate::config::MongoConfig;
 use crate::register::entry::{Entry, EntryType, Expectation, Head, NewEntry};
@@ -70,6 +71,27 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
         ErrorKind::Command(c) => c.code == 11000,
         _ => e.to_string().contains("E11000"),
     }
+}
+
+/// MongoDB refused a document over its 16 MiB BSON limit, in the driver (before sending) or
+/// on the server (`BSONObjectTooLarge`, 10334): permanent, retrying cannot help.
+fn is_too_large(e: &mongodb::error::Error) -> bool {
+    const BSON_OBJECT_TOO_LARGE: i32 = 10334;
+    match e.kind.as_ref() {
+        ErrorKind::InvalidArgument { message, .. } => message.contains("must be within"),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == BSON_OBJECT_TOO_LARGE,
+        ErrorKind::InsertMany(im) => im
+            .write_errors
+            .iter()
+            .flatten()
+            .any(|w| w.code == BSON_OBJECT_TOO_LARGE),
+        ErrorKind::Command(c) => c.code == BSON_OBJECT_TOO_LARGE,
+        _ => false,
+    }
+}
+
+fn too_large(e: &mongodb::error::Error) -> StoreError {
+    StoreError::TooLarge(format!("MongoDB: {e}"))
 }
 
 /// A write that lost to a concurrent one and may simply be retried.
@@ -141,7 +163,7 @@ impl MongoStore {
             .try_collect()
             .await
             .map_err(unavailable)?;
-        docs.iter().map(from_doc).collect()
+        docs.into_iter().map(|d| from_doc(d, false)).collect()
     }
 
     /// Inserts `docs` and upserts the checkpoint in one transaction.
@@ -173,6 +195,48 @@ impl MongoStore {
                 Err(e)
             }
         }
+    }
+
+    /// Runs `pipeline` (which selects and orders entries) and reports each entry's version and
+    /// stored size (`$binarySize` of the document plus `$bsonSize` of the metadata), so the
+    /// server never sends a document.
+    async fn sizes(&self, mut pipeline: Vec<Document>) -> Result<Vec<EntrySize>, StoreError> {
+        pipeline.push(doc! { "$project": {
+            "_id": 0,
+            "version": 1,
+            "bytes": { "$add": [
+                { "$binarySize": "$document" },
+                { "$bsonSize": { "$ifNull": ["$metadata", {}] } },
+            ] },
+        } });
+        let docs: Vec<Document> = self
+            .entries
+            .aggregate(pipeline)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        docs.iter()
+            .map(|d| {
+                let version = d.get_i64("version").unwrap_or(0);
+                let bytes = match d.get("bytes") {
+                    Some(Bson::Int32(n)) => i64::from(*n),
+                    Some(Bson::Int64(n)) => *n,
+                    Some(Bson::Double(n)) => *n as i64,
+                    _ => {
+                        return Err(StoreError::Corrupt {
+                            version,
+                            reason: "document size is unreadable".into(),
+                        });
+                    }
+                };
+                Ok(EntrySize {
+                    version,
+                    bytes: bytes.max(0).cast_unsigned(),
+                })
+            })
+            .collect()
     }
 
     async fn latest_version(&self, blueprint_id: &str) -> Result<Option<i64>, StoreError> {
@@ -210,17 +274,20 @@ fn to_doc(e: &Entry) -> Document {
     }
 }
 
-fn from_doc(d: &Document) -> Result<Entry, StoreError> {
+/// Reads a stored entry, taking its document bytes without a copy. A listing projects the
+/// document away (`listing`), and gets an empty one.
+fn from_doc(mut d: Document, listing: bool) -> Result<Entry, StoreError> {
     let version = d.get_i64("version").unwrap_or(0);
     let corrupt = |reason: String| StoreError::Corrupt { version, reason };
+    let document = match d.remove("document") {
+        Some(Bson::Binary(b)) => Bytes::from(b.bytes),
+        None if listing => Bytes::new(),
+        _ => return Err(corrupt("document is not binary".into())),
+    };
     let text = |key: &str| {
         d.get_str(key)
             .map(str::to_owned)
             .map_err(|e| corrupt(format!("{key}: {e}")))
-    };
-    let document = match d.get("document") {
-        Some(Bson::Binary(b)) => Bytes::from(b.bytes.clone()),
-        _ => return Err(corrupt("document is not binary".into())),
     };
     let mut metadata = BTreeMap::new();
     if let Ok(m) = d.get_document("metadata") {
@@ -289,6 +356,7 @@ impl RegisterStore for MongoStore {
             let entry = new.clone().into_entry_after(head.as_ref());
             match self.entries.insert_one(to_doc(&entry)).await {
                 Ok(_) => return Ok(entry),
+                Err(e) if is_too_large(&e) => return Err(too_large(&e)),
                 Err(e) if is_duplicate_key(&e) || is_conflict(&e) => match delays.next() {
                     // Another hub took this version: re-read and try again.
                     Some(delay) => tokio::time::sleep(delay).await,
@@ -321,6 +389,7 @@ impl RegisterStore for MongoStore {
         for _ in 0..MAX_APPEND_ATTEMPTS {
             match self.write_together(&docs, checkpoint_doc.as_ref()).await {
                 Ok(()) => return Ok(()),
+                Err(e) if is_too_large(&e) => return Err(too_large(&e)),
                 Err(e) if is_duplicate_key(&e) => {
                     let head = self.head().await?.map_or(0, |h| h.version);
                     return Err(StoreError::HeadMoved { head, first });
@@ -400,10 +469,41 @@ impl RegisterStore for MongoStore {
         .await
     }
 
+    async fn sizes_after(
+        &self,
+        scope: Scope<'_>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EntrySize>, StoreError> {
+        let filter = match scope {
+            Scope::Log => doc! { "version": { "$gt": after } },
+            Scope::Blueprint(id) => doc! { "blueprintId": id, "version": { "$gt": after } },
+        };
+        self.sizes(vec![
+            doc! { "$match": filter },
+            doc! { "$sort": { "version": 1 } },
+            doc! { "$limit": i64::try_from(limit).unwrap_or(i64::MAX) },
+        ])
+        .await
+    }
+
+    async fn latest_size(&self, blueprint_id: &str) -> Result<Option<EntrySize>, StoreError> {
+        Ok(self
+            .sizes(vec![
+                doc! { "$match": { "blueprintId": blueprint_id } },
+                doc! { "$sort": { "version": -1 } },
+                doc! { "$limit": 1 },
+            ])
+            .await?
+            .pop())
+    }
+
     async fn list_current(&self, query: ListQuery) -> Result<Vec<Entry>, StoreError> {
         let mut pipeline = vec![
             doc! { "$match": { "blueprintId": { "$gt": query.after_id.unwrap_or_default() } } },
             doc! { "$sort": { "blueprintId": 1, "version": -1 } },
+            // A listing never carries documents; drop them before grouping.
+            doc! { "$project": { "document": 0 } },
             doc! { "$group": { "_id": "$blueprintId", "top": { "$first": "$$ROOT" } } },
             doc! { "$replaceRoot": { "newRoot": "$top" } },
         ];
@@ -420,7 +520,7 @@ impl RegisterStore for MongoStore {
             .try_collect()
             .await
             .map_err(unavailable)?;
-        docs.iter().map(from_doc).collect()
+        docs.into_iter().map(|d| from_doc(d, true)).collect()
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {
@@ -471,7 +571,15 @@ impl RegisterStore for MongoStore {
     ) {
         // A change stream wakes us at once; polling is the safety net (and the fallback when
         // the server offers no change streams).
-        let mut changes = match self.entries.watch().await {
+        // Only the key of each insert: a change event carrying the whole entry can exceed
+        // the 16 MiB limit itself; the version (`_id`) is all the tail needs, and followers
+        // read the entries by version.
+        let mut changes = match self
+            .entries
+            .watch()
+            .pipeline([doc! { "$project": { "operationType": 1, "documentKey": 1 } }])
+            .await
+        {
             Ok(stream) => Some(stream),
             Err(e) => {
                 tracing::warn!(error = %e, "MongoDB change streams unavailable; polling instead");
@@ -491,7 +599,7 @@ impl RegisterStore for MongoStore {
                 () = cancel.cancelled() => return,
                 change = next_change => match change {
                     Some(Ok(event)) => {
-                        if let Some(version) = event.full_document.as_ref().and_then(|d| d.get_i64("version").ok()) {
+                        if let Some(version) = event.document_key.as_ref().and_then(|d| d.get_i64("_id").ok()) {
                             announce(version);
                         }
                         continue;

@@ -13,6 +13,7 @@ mod faults;
 mod genesis;
 mod grpc;
 mod grpc_web;
+mod memory;
 mod mongo;
 mod observability;
 mod one_port;

@@ -5,6 +5,7 @@ use crate::api::AppState;
 use crate::api::dto::{
     DeprecateRequest, EntryPage, EntryView, ListParams, PublishRequest, SinceParams, UpdateRequest,
 };
+use crate::api::encode::{entry_response, page_response};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{ApiJson, ApiQuery, Caller};
 use crate::register::Publication;
@@ -13,6 +14,7 @@ use crate::store::ListQuery;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 
 /// Current blueprints (the newest entry of each), ordered by id, without documents.
 #[utoipa::path(get, path = "/api/v1/system-register/blueprints", tag = "blueprints",
@@ -47,44 +49,59 @@ pub async fn list(
     }))
 }
 
-/// The newest entry of one blueprint, with its document.
+/// The newest entry of one blueprint, with its document. Its bytes come from the node's read
+/// budget (503 with `Retry-After` when other large reads hold it too long).
 #[utoipa::path(get, path = "/api/v1/system-register/blueprints/{id}", tag = "blueprints",
     params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$")),
     responses(
         (status = 200, description = "The blueprint's newest entry", body = EntryView),
         (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Other large reads hold the node's read budget; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<EntryView>, ApiError> {
-    let entry = state.register.blueprint(&id).await?;
-    Ok(Json(EntryView::new(&entry, true)))
+) -> Result<Response, ApiError> {
+    let wait = Some(state.config.limits.read_budget_wait);
+    let (entry, held) = state.register.blueprint(&id, wait).await?;
+    Ok(entry_response(
+        StatusCode::OK,
+        HeaderMap::new(),
+        &entry,
+        Some(held),
+    ))
 }
 
-/// Every entry of one blueprint, oldest first, with documents.
+/// The entries of one blueprint, oldest first, with documents, paged like the log: a page ends
+/// after `limit` entries or before its entries exceed `limits.maxPageBytes` (at least one).
 #[utoipa::path(get, path = "/api/v1/system-register/blueprints/{id}/history", tag = "blueprints",
     params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$"), SinceParams),
     responses(
-        (status = 200, description = "A page of the blueprint's entries", body = EntryPage),
+        (status = 200, description = "A page of the blueprint's entries: at most `limit`, ending before `limits.maxPageBytes` (at least one entry); `next` is the `since` of the next page", body = EntryPage),
         (status = 400, description = "Bad id or query", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Other large reads hold the node's read budget; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json")))]
 pub async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<SinceParams>,
-) -> Result<Json<EntryPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = page_limit(params.limit)?;
     let since = since(params.since)?;
-    let mut page = state.register.history(&id, since, limit + 1).await?;
-    let more = page.len() > limit;
-    page.truncate(limit);
-    Ok(Json(EntryPage {
-        next: more
-            .then(|| page.last().map(|e| e.version.to_string()))
-            .flatten(),
-        items: page.iter().map(|e| EntryView::new(e, true)).collect(),
-    }))
+    let register = &state.register;
+    let page = register
+        .history(
+            &id,
+            since,
+            register.page_bound(limit),
+            Some(state.config.limits.read_budget_wait),
+        )
+        .await?;
+    let next = page
+        .more
+        .then(|| page.entries.back().map(|e| e.version.to_string()))
+        .flatten();
+    Ok(page_response(page, true, next))
 }
 
 /// Peers never write: a write on a peer answers 409 with `Location` pointing at the hub.
@@ -104,17 +121,13 @@ fn refuse_on_peer(state: &AppState, path: &str) -> Result<(), ApiError> {
     .with_location(format!("{}{path}", hub.trim_end_matches('/'))))
 }
 
-fn created(entry: &crate::register::entry::Entry) -> (StatusCode, HeaderMap, Json<EntryView>) {
+fn created(entry: &crate::register::entry::Entry) -> Response {
     let mut headers = HeaderMap::new();
     let location = format!("/api/v1/system-register/blueprints/{}", entry.blueprint_id);
     if let Ok(value) = location.parse() {
         headers.insert(header::LOCATION, value);
     }
-    (
-        StatusCode::CREATED,
-        headers,
-        Json(EntryView::new(entry, true)),
-    )
+    entry_response(StatusCode::CREATED, headers, entry, None)
 }
 
 /// Publishes a new blueprint (entry type `published`). Needs a publisher token.
@@ -135,7 +148,7 @@ pub async fn publish(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<PublishRequest>,
-) -> Result<(StatusCode, HeaderMap, Json<EntryView>), ApiError> {
+) -> Result<Response, ApiError> {
     let identity = caller.require_publisher()?;
     refuse_on_peer(&state, "/api/v1/system-register/blueprints")?;
     let entry = state
@@ -175,7 +188,7 @@ pub async fn update(
     Path(id): Path<String>,
     caller: Caller,
     ApiJson(body): ApiJson<UpdateRequest>,
-) -> Result<Json<EntryView>, ApiError> {
+) -> Result<Response, ApiError> {
     let identity = caller.require_publisher()?;
     refuse_on_peer(&state, &format!("/api/v1/system-register/blueprints/{id}"))?;
     let entry = state
@@ -190,7 +203,12 @@ pub async fn update(
             &identity.name,
         )
         .await?;
-    Ok(Json(EntryView::new(&entry, true)))
+    Ok(entry_response(
+        StatusCode::OK,
+        HeaderMap::new(),
+        &entry,
+        None,
+    ))
 }
 
 /// Deprecates a blueprint: appends an entry of type `deprecated` with `isActive=false`.
@@ -213,7 +231,7 @@ pub async fn deprecate(
     Path(id): Path<String>,
     caller: Caller,
     body: axum::body::Bytes,
-) -> Result<Json<EntryView>, ApiError> {
+) -> Result<Response, ApiError> {
     let identity = caller.require_publisher()?;
     refuse_on_peer(
         &state,
@@ -237,5 +255,10 @@ pub async fn deprecate(
         .register
         .deprecate(&id, &identity.name, request.metadata)
         .await?;
-    Ok(Json(EntryView::new(&entry, true)))
+    Ok(entry_response(
+        StatusCode::OK,
+        HeaderMap::new(),
+        &entry,
+        None,
+    ))
 }

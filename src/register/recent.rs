@@ -1,0 +1,247 @@
+//! The recent window: the newest entries in memory, with the values derived from them for
+//! streaming (event frames, push summaries), so the many followers near the head share one
+//! copy and one encoding of each entry instead of each reading the store and encoding it.
+//!
+//! The window is bounded by entries ([`RECENT_CAPACITY`]) and by bytes
+//! (`limits.recentWindowBytes`), counting each entry and everything derived from it together.
+//! The oldest entries leave first; an entry larger than the whole byte bound is never kept.
+//! Followers whose cursor is older than the window read from the store instead.
+
+use super::entry::Entry;
+use bytes::Bytes;
+use prometheus_client::metrics::gauge::Gauge;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+/// Most entries kept, whatever their size.
+pub const RECENT_CAPACITY: usize = 1024;
+
+/// A value derived from an entry for streaming it; each is computed once per entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// The short document summary of a push notification.
+    Summary,
+    /// An event frame without the entry.
+    Event,
+    /// An event frame carrying the whole entry.
+    EventWithEntry,
+}
+
+const FORMS: usize = 3;
+
+impl Form {
+    fn index(self) -> usize {
+        match self {
+            Form::Summary => 0,
+            Form::Event => 1,
+            Form::EventWithEntry => 2,
+        }
+    }
+}
+
+/// What a derivation produced: the parts to send in order (which may share the entry's own
+/// document bytes) and how many bytes it newly allocated.
+#[derive(Debug, Clone, Default)]
+pub struct Derived {
+    /// The encoded parts, sent one after the other.
+    pub parts: Arc<[Bytes]>,
+    /// Bytes allocated by the derivation (shared document bytes excluded).
+    pub own_bytes: usize,
+}
+
+/// An entry as followers receive it: the entry and its derived values, shared by every
+/// follower that streams it.
+#[derive(Debug)]
+pub struct SharedEntry {
+    /// The entry.
+    pub entry: Entry,
+    derived: [OnceLock<Derived>; FORMS],
+    /// True while the window counts this entry's bytes.
+    in_window: AtomicBool,
+    /// Bytes of this entry counted by the window (entry plus derived values).
+    charged: AtomicUsize,
+}
+
+impl SharedEntry {
+    /// An entry not (yet) in any window.
+    pub fn new(entry: Entry) -> Self {
+        Self {
+            entry,
+            derived: Default::default(),
+            in_window: AtomicBool::new(false),
+            charged: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// The window.
+#[derive(Debug)]
+pub struct RecentWindow {
+    state: RwLock<State>,
+    max_bytes: usize,
+    gauge: Gauge,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: VecDeque<Arc<SharedEntry>>,
+    bytes: usize,
+}
+
+impl RecentWindow {
+    /// An empty window of at most `max_bytes`, reporting its size in `gauge`.
+    pub fn new(max_bytes: usize, gauge: Gauge) -> Self {
+        Self {
+            state: RwLock::default(),
+            max_bytes,
+            gauge,
+        }
+    }
+
+    /// Bytes the window holds now.
+    pub fn bytes(&self) -> usize {
+        self.state.read().map_or(0, |s| s.bytes)
+    }
+
+    /// Remembers entries just made durable (contiguous, ascending); a gap resets the window.
+    pub fn push(&self, new: impl IntoIterator<Item = Entry>) {
+        let Ok(mut state) = self.state.write() else {
+            return;
+        };
+        for entry in new {
+            if state
+                .entries
+                .back()
+                .is_some_and(|last| last.entry.version + 1 != entry.version)
+            {
+                while state.entries.pop_front().is_some_and(|e| evicted(&e)) {}
+                state.bytes = 0;
+            }
+            let shared = Arc::new(SharedEntry::new(entry));
+            let weight = shared.entry.weight();
+            shared.charged.store(weight, Ordering::Relaxed);
+            shared.in_window.store(true, Ordering::Relaxed);
+            state.bytes += weight;
+            state.entries.push_back(shared);
+            self.trim(&mut state);
+        }
+        self.gauge
+            .set(i64::try_from(state.bytes).unwrap_or(i64::MAX));
+    }
+
+    /// The entry at `version`, if the window holds it.
+    pub fn get(&self, version: i64) -> Option<Arc<SharedEntry>> {
+        let state = self.state.read().ok()?;
+        let first = state.entries.front()?.entry.version;
+        let index = usize::try_from(version.checked_sub(first)?).ok()?;
+        state.entries.get(index).cloned()
+    }
+
+    /// The `form` of `shared`, derived by `derive` if no follower did yet. Followers asking
+    /// at once wait for the first one's result instead of all deriving it. Bytes derived
+    /// for an entry in the window count against the window's bound.
+    pub fn derived(
+        &self,
+        shared: &SharedEntry,
+        form: Form,
+        derive: impl FnOnce(&Entry) -> Derived,
+    ) -> Arc<[Bytes]> {
+        let mut fresh = None;
+        let value = shared.derived[form.index()].get_or_init(|| {
+            let value = derive(&shared.entry);
+            fresh = Some(value.own_bytes);
+            value
+        });
+        if let Some(own) = fresh
+            && shared.in_window.load(Ordering::Relaxed)
+            && let Ok(mut state) = self.state.write()
+            // Checked again under the lock: eviction may have won the race.
+            && shared.in_window.load(Ordering::Relaxed)
+        {
+            shared.charged.fetch_add(own, Ordering::Relaxed);
+            state.bytes += own;
+            self.trim(&mut state);
+            self.gauge
+                .set(i64::try_from(state.bytes).unwrap_or(i64::MAX));
+        }
+        Arc::clone(&value.parts)
+    }
+
+    /// Drops the oldest entries until both bounds hold.
+    fn trim(&self, state: &mut State) {
+        while state.bytes > self.max_bytes || state.entries.len() > RECENT_CAPACITY {
+            let Some(oldest) = state.entries.pop_front() else {
+                state.bytes = 0;
+                break;
+            };
+            evicted(&oldest);
+            state.bytes = state
+                .bytes
+                .saturating_sub(oldest.charged.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// Marks an entry as out of the window (its bytes no longer counted); always true.
+fn evicted(entry: &SharedEntry) -> bool {
+    entry.in_window.store(false, Ordering::Relaxed);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::register::entry::{EntryType, NewEntry};
+
+    fn entries(count: i64, document_bytes: usize) -> Vec<Entry> {
+        let mut head: Option<crate::register::entry::Head> = None;
+        (0..count)
+            .map(|i| {
+                let doc = format!("{{\"x\":\"{}\"}}", "a".repeat(document_bytes));
+                let e = NewEntry {
+                    blueprint_id: format!("b{i}"),
+                    checksum: crate::register::chain::checksum(doc.as_bytes()),
+                    document: doc.into(),
+                    published_at: 1,
+                    published_by: "t".into(),
+                    is_active: true,
+                    publication_transaction_id: None,
+                    metadata: Default::default(),
+                    entry_type: EntryType::Published,
+                }
+                .into_entry_after(head.as_ref());
+                head = Some(crate::register::entry::Head {
+                    version: e.version,
+                    chain_hash: e.chain_hash.clone(),
+                });
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bytes_and_count_bound_the_window_and_derived_bytes_count() {
+        let window = RecentWindow::new(10_000, Gauge::default());
+        window.push(entries(20, 1000));
+        assert!(window.bytes() <= 10_000, "{}", window.bytes());
+        let newest = window.get(20).expect("the newest entry stays");
+        assert!(window.get(1).is_none(), "the oldest left");
+        let before = window.bytes();
+        let parts = window.derived(&newest, Form::Event, |_| Derived {
+            parts: vec![Bytes::from(vec![0u8; 3000])].into(),
+            own_bytes: 3000,
+        });
+        assert_eq!(parts[0].len(), 3000);
+        assert!(window.bytes() <= 10_000);
+        assert!(window.bytes() != before, "derived bytes are counted");
+        // Derived once: a second derivation is not run.
+        let again = window.derived(&newest, Form::Event, |_| unreachable!());
+        assert_eq!(again[0].len(), 3000);
+        // An entry larger than the bound is not kept.
+        let big = RecentWindow::new(500, Gauge::default());
+        big.push(entries(1, 1000));
+        assert!(big.get(1).is_none());
+        assert_eq!(big.bytes(), 0);
+    }
+}

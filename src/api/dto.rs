@@ -75,7 +75,8 @@ pub struct EntryPage {
     /// The entries.
     pub items: Vec<EntryView>,
     /// Pass as `cursor` (blueprints) or `since` (entries, history) for the next page; absent on
-    /// the last page.
+    /// the last page. A page ends after `limit` entries or, for pages with documents, before
+    /// its entries exceed the node's `limits.maxPageBytes` (always at least one entry).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
 }
@@ -240,10 +241,12 @@ pub struct ListParams {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct SinceParams {
-    /// Only entries with a version above this (default 0).
+    /// Only entries with a version above this (default 0); pass the previous page's `next`.
     #[param(minimum = 0)]
     pub since: Option<i64>,
-    /// Page size, 1–1000 (default 100).
+    /// Most entries in the page, 1–1000 (default 100). A page also ends before its entries
+    /// exceed the node's `limits.maxPageBytes` (8 MiB by default; at least one entry), so a
+    /// page may hold fewer: follow `next` until it is absent.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }

@@ -100,6 +100,8 @@ pub fn entry_response(
 pub fn page_response(page: Page, with_documents: bool, next: Option<String>) -> Response {
     struct State {
         page: Page,
+        /// The budget share of the entry being written, kept until its parts are out.
+        writing: Option<Held>,
         pending: VecDeque<Bytes>,
         first: bool,
         tail: Option<Bytes>,
@@ -114,6 +116,7 @@ pub fn page_response(page: Page, with_documents: bool, next: Option<String>) -> 
     };
     let state = State {
         page,
+        writing: None,
         pending: VecDeque::from([Bytes::from_static(b"{\"items\":[")]),
         first: true,
         tail: Some(Bytes::from(tail)),
@@ -137,7 +140,8 @@ pub fn page_response(page: Page, with_documents: bool, next: Option<String>) -> 
                 }
                 continue;
             }
-            if let Some(entry) = s.page.pop() {
+            if let Some((entry, held)) = s.page.pop() {
+                s.writing = Some(held);
                 if !s.first {
                     s.pending.push_back(Bytes::from_static(b","));
                 }

@@ -13,7 +13,7 @@ use super::error::{ApiError, Problem};
 use super::extract::ApiQuery;
 use crate::metrics::{SubscriberGuard, Transport, TransportLabels};
 use crate::register::entry::{Entry, EntryType};
-use crate::register::recent::Form;
+use crate::register::recent::{Form, SharedEntry};
 use crate::register::validation;
 use axum::body::Body;
 use axum::extract::State;
@@ -158,28 +158,37 @@ pub async fn events(
                     } else {
                         Form::Event
                     };
-                    register.recent().derived(&shared, form, |entry| {
+                    let parts = register.recent().derived(&shared, form, |entry| {
                         encode::event_frame(entry, include_entry)
-                    })
+                    });
+                    // The entry (and, read from the store, its bytes in the read budget)
+                    // lives until its frame is written.
+                    (parts, Some(shared))
                 });
             std::future::ready(frame)
         });
-    let retry: Arc<[Bytes]> = Arc::from([Bytes::from(format!(
-        "retry: {}\n\n",
-        state.config.sse.retry.as_millis()
-    ))]);
+    let retry: Frame = (
+        Arc::from([Bytes::from(format!(
+            "retry: {}\n\n",
+            state.config.sse.retry.as_millis()
+        ))]),
+        None,
+    );
     let mut ticks = tokio::time::interval(state.config.sse.keep_alive);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.reset();
     let keep_alive = tokio_stream::wrappers::IntervalStream::new(ticks)
-        .map(|_| Arc::from([Bytes::from_static(KEEP_ALIVE)]));
+        .map(|_| -> Frame { (Arc::from([Bytes::from_static(KEEP_ALIVE)]), None) });
     // Whole frames are interleaved with keep-alives and cut at shutdown; only then are they
     // split into their parts (a frame with its entry shares the document's bytes).
     let body = stream::once(std::future::ready(retry))
         .chain(stream::select(live, keep_alive))
         .take_until(state.shutdown.clone().cancelled_owned())
-        .flat_map(|parts: Arc<[Bytes]>| {
-            stream::iter((0..parts.len()).map(move |i| Ok::<_, Infallible>(parts[i].clone())))
+        .flat_map(|(parts, shared): Frame| {
+            stream::iter((0..parts.len()).map(move |i| {
+                let _until_written = &shared;
+                Ok::<_, Infallible>(parts[i].clone())
+            }))
         });
     Ok((
         [
@@ -190,6 +199,9 @@ pub async fn events(
     )
         .into_response())
 }
+
+/// An event's encoded parts, with the entry they came from (if any) kept alive with them.
+type Frame = (Arc<[Bytes]>, Option<Arc<SharedEntry>>);
 
 /// A comment line: keeps proxies and the idle timeout from closing a quiet stream.
 const KEEP_ALIVE: &[u8] = b":\n\n";

@@ -232,6 +232,9 @@ impl Hub {
             sent: usize,
             limit: usize,
             page: Option<Page>,
+            /// The budget share of the entry handed out last, kept until the next is asked
+            /// for: by then the transport has taken (encoded and sent) it.
+            sent_held: Option<crate::register::budget::Held>,
             done: bool,
             guard: StreamGuard,
             served: prometheus_client::metrics::counter::Counter,
@@ -242,6 +245,7 @@ impl Hub {
             sent: 0,
             limit,
             page: None,
+            sent_held: None,
             done: false,
             guard,
             served: self.register.metrics().sync_entries_served.clone(),
@@ -255,6 +259,7 @@ impl Hub {
                 s.guard.finish_sync(s.cursor);
                 return None;
             }
+            s.sent_held = None;
             let head = s.hub.register.head_version();
             if s.page.as_ref().is_none_or(|p| p.entries.is_empty()) {
                 // The drained page gives its bytes back before the next one is read.
@@ -274,7 +279,8 @@ impl Hub {
                     }
                 }
             }
-            let entry = s.page.as_mut().and_then(Page::pop)?;
+            let (entry, held) = s.page.as_mut().and_then(Page::pop)?;
+            s.sent_held = Some(held);
             s.served.inc();
             s.cursor = entry.version;
             s.sent += 1;

@@ -99,14 +99,18 @@ pub struct Held {
 }
 
 impl Held {
-    /// Gives back `bytes` of what is held (an entry left memory), never more than is held.
-    pub fn release(&mut self, bytes: usize) {
-        // Round down, so the last release (or the drop) returns the remainder exactly.
+    /// Moves `bytes` of what is held (never more than is held) into a guard of their own, to
+    /// travel with one entry until it has left memory.
+    pub fn split_off(&mut self, bytes: usize) -> Held {
+        // Round down, so the last split (or the drop) carries the remainder exactly.
         let units = u32::try_from(bytes / UNIT)
             .unwrap_or(u32::MAX)
             .min(self.units);
         self.units -= units;
-        self.budget.give_back(units);
+        Held {
+            budget: self.budget.clone(),
+            units,
+        }
     }
 }
 
@@ -131,7 +135,7 @@ mod tests {
                 .await
                 .is_err()
         );
-        first.release(UNIT);
+        drop(first.split_off(UNIT));
         let second = budget
             .acquire(2 * UNIT, Some(Duration::from_millis(20)))
             .await

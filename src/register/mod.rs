@@ -139,7 +139,8 @@ impl Default for RegisterOptions {
 pub struct PageBound {
     /// Most entries.
     pub entries: usize,
-    /// Most bytes ([`Entry::weight`]); the first entry is taken whatever its size.
+    /// Most bytes, counting each entry as its document plus [`ENTRY_OVERHEAD_BYTES`] (what the
+    /// store can tell without reading it); the first entry is taken whatever its size.
     pub bytes: usize,
 }
 
@@ -156,11 +157,12 @@ pub struct Page {
 }
 
 impl Page {
-    /// Takes the next entry off the page, giving its bytes back to the budget.
-    pub fn pop(&mut self) -> Option<Entry> {
+    /// Takes the next entry off the page with its share of the page's budget, which the
+    /// caller keeps until the entry has left memory (is written out).
+    pub fn pop(&mut self) -> Option<(Entry, Held)> {
         let entry = self.entries.pop_front()?;
-        self.held.release(entry.weight());
-        Some(entry)
+        let held = self.held.split_off(entry.weight());
+        Some((entry, held))
     }
 }
 
@@ -640,9 +642,10 @@ impl Register {
                 return None;
             }
             loop {
-                if let Some(entry) = s.page.as_mut().and_then(Page::pop) {
+                if let Some((entry, held)) = s.page.as_mut().and_then(Page::pop) {
                     s.cursor = entry.version;
-                    return Some((Ok(Arc::new(SharedEntry::new(entry))), s));
+                    let shared = SharedEntry::new(entry).holding(held);
+                    return Some((Ok(Arc::new(shared)), s));
                 }
                 s.page = None;
                 let head = *s.head.borrow_and_update();

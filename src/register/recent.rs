@@ -7,6 +7,7 @@
 //! The oldest entries leave first; an entry larger than the whole byte bound is never kept.
 //! Followers whose cursor is older than the window read from the store instead.
 
+use super::budget::Held;
 use super::entry::Entry;
 use bytes::Bytes;
 use prometheus_client::metrics::gauge::Gauge;
@@ -61,6 +62,9 @@ pub struct SharedEntry {
     in_window: AtomicBool,
     /// Bytes of this entry counted by the window (entry plus derived values).
     charged: AtomicUsize,
+    /// For an entry read from the store: its bytes in the read budget, given back when the
+    /// last follower lets go of it.
+    _held: Option<Held>,
 }
 
 impl SharedEntry {
@@ -71,7 +75,14 @@ impl SharedEntry {
             derived: Default::default(),
             in_window: AtomicBool::new(false),
             charged: AtomicUsize::new(0),
+            _held: None,
         }
+    }
+
+    /// The entry, keeping `held` (its bytes in the read budget) for as long as it lives.
+    pub fn holding(mut self, held: Held) -> Self {
+        self._held = Some(held);
+        self
     }
 }
 

@@ -248,9 +248,13 @@ async fn write_all_flush<T: AsyncWrite + Unpin>(io: &mut T, bytes: &[u8]) -> std
     io.flush().await
 }
 
+/// Chunks up to this size are copied into one write on streams that cannot write vectored.
+const COPY_BELOW: usize = 64 * 1024;
+
 /// Writes `data` as one chunk of the chunked transfer coding. The frame bytes are shared by
 /// every subscriber, so on a plain socket they are written in place (vectored) rather than
-/// copied; a stream that cannot write vectored (TLS) gets one contiguous record instead of three.
+/// copied; a stream that cannot write vectored (TLS) gets one contiguous record instead of
+/// three when the chunk is small, and the three writes, without a copy, when it is large.
 async fn write_chunk<T: AsyncWrite + Unpin>(io: &mut T, data: &Bytes) -> std::io::Result<()> {
     // The chunk-size line, formatted on the stack: this runs per subscriber per event.
     let mut line = [0u8; 20];
@@ -261,6 +265,12 @@ async fn write_chunk<T: AsyncWrite + Unpin>(io: &mut T, data: &Bytes) -> std::io
         &line[..len]
     };
     if !io.is_write_vectored() {
+        // Small frames go out as one record; a large part (a document) is not copied.
+        if data.len() > COPY_BELOW {
+            io.write_all(size).await?;
+            io.write_all(data).await?;
+            return write_all_flush(io, b"\r\n").await;
+        }
         let mut chunk = Vec::with_capacity(size.len() + data.len() + 2);
         chunk.extend_from_slice(size);
         chunk.extend_from_slice(data);

@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS entries (
     entry_type INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_by_blueprint ON entries(blueprint_id, version);
+-- The head (and its time) without touching the row: a row's later columns sit behind its
+-- document, and reading them walks every overflow page of a large one. Built once when an
+-- older data dir is opened.
+CREATE INDEX IF NOT EXISTS entries_head ON entries(version, chain_hash, published_at);
 CREATE TABLE IF NOT EXISTS sync_checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     body TEXT NOT NULL
@@ -309,17 +313,18 @@ impl RegisterStore for EmbeddedStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<EntrySize>, StoreError> {
-        // `length()` of a blob reads its size from the record header, not the blob itself.
+        // `length()` of a blob reads its size from the record header, not the blob itself;
+        // columns after the document are not read (that would walk its overflow pages).
         let blueprint = match scope {
             Scope::Log => None,
             Scope::Blueprint(id) => Some(id.to_owned()),
         };
         self.read(move |c| {
             let sql = if blueprint.is_some() {
-                "SELECT version, length(document) + length(metadata) FROM entries \
+                "SELECT version, length(document) FROM entries \
                  WHERE blueprint_id = ?3 AND version > ?1 ORDER BY version LIMIT ?2"
             } else {
-                "SELECT version, length(document) + length(metadata) FROM entries \
+                "SELECT version, length(document) FROM entries \
                  WHERE version > ?1 AND ?3 IS NULL ORDER BY version LIMIT ?2"
             };
             let mut stmt = c.prepare_cached(sql).map_err(sql_err)?;
@@ -340,7 +345,7 @@ impl RegisterStore for EmbeddedStore {
         let id = blueprint_id.to_owned();
         self.read(move |c| {
             c.query_row(
-                "SELECT e.version, length(e.document) + length(e.metadata) FROM blueprints b \
+                "SELECT e.version, length(e.document) FROM blueprints b \
                  JOIN entries e ON e.version = b.version WHERE b.blueprint_id = ?1",
                 params![id],
                 |r| {

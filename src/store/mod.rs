@@ -102,7 +102,7 @@ pub enum Scope<'a> {
 pub struct EntrySize {
     /// The entry's version.
     pub version: i64,
-    /// Bytes of its document plus its stored metadata.
+    /// Bytes of its document.
     pub bytes: u64,
 }
 

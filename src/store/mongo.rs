@@ -73,11 +73,13 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     }
 }
 
-/// MongoDB refused a document over its 16 MiB BSON limit, in the driver (before sending) or
-/// on the server (`BSONObjectTooLarge`, 10334): permanent, retrying cannot help.
+/// MongoDB refused a document over its 16 MiB BSON limit: in the BSON encoder or the driver
+/// (before sending) or on the server (`BSONObjectTooLarge`, 10334). Permanent: retrying
+/// cannot help.
 fn is_too_large(e: &mongodb::error::Error) -> bool {
     const BSON_OBJECT_TOO_LARGE: i32 = 10334;
     match e.kind.as_ref() {
+        ErrorKind::BsonSerialization(_) => e.to_string().contains("exceeded maximum size"),
         ErrorKind::InvalidArgument { message, .. } => message.contains("must be within"),
         ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == BSON_OBJECT_TOO_LARGE,
         ErrorKind::InsertMany(im) => im
@@ -198,16 +200,12 @@ impl MongoStore {
     }
 
     /// Runs `pipeline` (which selects and orders entries) and reports each entry's version and
-    /// stored size (`$binarySize` of the document plus `$bsonSize` of the metadata), so the
-    /// server never sends a document.
+    /// document size (`$binarySize`), so the server never sends a document.
     async fn sizes(&self, mut pipeline: Vec<Document>) -> Result<Vec<EntrySize>, StoreError> {
         pipeline.push(doc! { "$project": {
             "_id": 0,
             "version": 1,
-            "bytes": { "$add": [
-                { "$binarySize": "$document" },
-                { "$bsonSize": { "$ifNull": ["$metadata", {}] } },
-            ] },
+            "bytes": { "$binarySize": "$document" },
         } });
         let docs: Vec<Document> = self
             .entries
@@ -618,5 +616,60 @@ impl RegisterStore for MongoStore {
                 Err(e) => tracing::debug!(error = %e, "polling the head failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::register::validation::{
+        BSON_DOCUMENT_LIMIT, MAX_DOCUMENT_BYTES, MAX_METADATA_BYTES,
+    };
+
+    /// The largest entry the rules allow, with every field at its worst: it must fit one
+    /// MongoDB document, and the fields beside the document must stay inside the margin the
+    /// limit's documentation states (48 KiB of the 64 KiB).
+    #[test]
+    fn the_largest_valid_entry_fits_one_bson_document() {
+        // Metadata of the most elements: every one-byte key (BSON keys cannot hold NUL), then
+        // two-byte keys, all with empty values, just under the 4 KiB total.
+        let mut metadata = BTreeMap::new();
+        let mut total = 0;
+        for b in 1u8..128 {
+            metadata.insert(char::from(b).to_string(), String::new());
+            total += 1;
+        }
+        'outer: for a in b'a'..=b'z' {
+            for b in 0u8..128 {
+                if total + 2 >= MAX_METADATA_BYTES {
+                    break 'outer;
+                }
+                if b == 0 {
+                    continue;
+                }
+                metadata.insert(format!("{}{}", char::from(a), char::from(b)), String::new());
+                total += 2;
+            }
+        }
+        crate::register::validation::metadata(&metadata).expect("valid metadata");
+        let wide = "𝄞".repeat(255); // 255 characters of 4 UTF-8 bytes
+        let entry = Entry {
+            version: i64::MAX,
+            blueprint_id: "b".repeat(255),
+            register_id: crate::register::entry::SYSTEM_REGISTER_ID.to_owned(),
+            document: Bytes::from(vec![b' '; MAX_DOCUMENT_BYTES]),
+            published_at: i64::MAX,
+            published_by: wide.clone(),
+            is_active: true,
+            publication_transaction_id: Some(wide),
+            checksum: format!("sha256:{}", "0".repeat(64)),
+            metadata,
+            chain_hash: format!("sha256:{}", "0".repeat(64)),
+            entry_type: EntryType::Deprecated,
+        };
+        let size = mongodb::bson::to_vec(&to_doc(&entry)).unwrap().len();
+        assert!(size <= BSON_DOCUMENT_LIMIT, "{size}");
+        let beside_document = size - MAX_DOCUMENT_BYTES;
+        assert!(beside_document < 48 * 1024, "{beside_document}");
     }
 }

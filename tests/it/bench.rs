@@ -51,6 +51,20 @@ fn every_workload_runs_at_small_size() {
         assert_eq!(report["figures"]["in_order"], true, "{workload}");
     }
 
+    let bigdocs = run(&[
+        "bigdocs",
+        "--publishes",
+        "5",
+        "--doc-bytes",
+        "262144",
+        "--sse",
+        "2",
+        "--readers",
+        "2",
+    ]);
+    assert_eq!(bigdocs["figures"]["sse_delivered"], 10);
+    assert!(bigdocs["figures"]["peer_peak_rss_mib"].as_f64().unwrap() > 1.0);
+
     let verify = run(&["verify", "--entries", "2000"]);
     assert_eq!(verify["figures"]["checked"], 2001);
 }

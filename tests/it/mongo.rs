@@ -192,3 +192,137 @@ async fn hub_survives_its_database_going_away_and_coming_back() {
     hub.stop().await;
     server.kill().await.unwrap();
 }
+
+/// The network-wide document limit is one that MongoDB holds: a document of exactly the
+/// maximum is published through one hub, reaches the subscribers of another hub through its
+/// tail, and replicates to a peer whose replica is on MongoDB; one byte more is 413 on every
+/// backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_of_the_maximum_size_is_stored_tailed_and_replicated_on_mongodb() {
+    use sorcha_peer::register::validation::MAX_DOCUMENT_BYTES;
+    let db = fresh_database("maxdoc");
+    let (a, b) = tokio::join!(mongo_hub(&db), mongo_hub(&db));
+    let mut tail = sse(b.addr(), "?include=document", None).await;
+    // Canonical `{"x":"…"}` is 8 bytes plus the string.
+    let at_max = json!({ "x": "m".repeat(MAX_DOCUMENT_BYTES - 8) });
+    let (status, entry) = a.publish("at-max", at_max.clone()).await;
+    assert_eq!(status, 201, "{entry}");
+    let over = json!({ "x": "m".repeat(MAX_DOCUMENT_BYTES - 7) });
+    let (status, problem) = a.publish("over-max", over.clone()).await;
+    assert_eq!(status, 413, "{problem}");
+    let embedded = TestHub::start().await;
+    let (status, problem) = embedded.publish("over-max", over).await;
+    assert_eq!(status, 413, "{problem}");
+    embedded.stop().await;
+
+    // Hub b learned of it from the change stream (which carries keys, not the entry).
+    let event = take_events(&mut tail, 1).await.remove(0);
+    assert_eq!(event.id, entry["version"].to_string());
+    let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(data["entry"]["checksum"], entry["checksum"]);
+    assert_eq!(data["entry"]["document"], at_max);
+
+    let peer_db = fresh_database("maxdoc_peer");
+    let peer = TestHub::peer_of(vec![a.url("")], |c| {
+        c.store = mongodb_uri();
+        c.mongo.database = peer_db.clone();
+    })
+    .await;
+    let version = entry["version"].as_i64().unwrap();
+    wait_for("the peer to replicate the largest document", || async {
+        let node = get_json(peer.addr(), "/api/v1/node").await;
+        (node["register"]["headVersion"] == version).then_some(())
+    })
+    .await;
+    let (status, replicated) = peer.get("/api/v1/system-register/blueprints/at-max").await;
+    assert_eq!(status, 200);
+    assert_eq!(replicated["checksum"], entry["checksum"]);
+    let verify = get_json(peer.addr(), "/api/v1/system-register/verify").await;
+    assert_eq!(verify["ok"], true, "{verify}");
+    peer.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// An entry over MongoDB's limit (as an embedded hub of the previous release, whose limit was
+/// 16 MiB of document, could hold): MongoDB refuses it as too large — a permanent error, not
+/// "unavailable" — and a peer whose replica is on MongoDB reports that it cannot store it, by
+/// name, instead of failing over or retrying as if the hub were down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_too_large_for_mongodb_is_a_permanent_named_error() {
+    use sorcha_peer::register::entry::{EntryType, Expectation, NewEntry};
+    use sorcha_peer::register::{chain, genesis};
+    use sorcha_peer::store::StoreError;
+    use sorcha_peer::store::embedded::EmbeddedStore;
+    let document = format!("{{\"x\":\"{}\"}}", "o".repeat(16 * 1024 * 1024));
+    let oversized = || NewEntry {
+        blueprint_id: "oversized".into(),
+        checksum: chain::checksum(document.as_bytes()),
+        document: document.clone().into(),
+        published_at: 1_700_000_000_000,
+        published_by: "old-release".into(),
+        is_active: true,
+        publication_transaction_id: None,
+        metadata: Default::default(),
+        entry_type: EntryType::Published,
+    };
+
+    let mongo = MongoStore::connect(
+        &mongodb_uri(),
+        &sorcha_peer::config::MongoConfig {
+            database: fresh_database("toolarge"),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    mongo
+        .append_entries(0, vec![genesis::genesis_entry()], None)
+        .await
+        .unwrap();
+    let refused = mongo.append(oversized(), Expectation::Absent).await;
+    assert!(
+        matches!(refused, Err(StoreError::TooLarge(_))),
+        "{refused:?}"
+    );
+
+    // A hub whose embedded register already holds such an entry.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store
+            .append_entries(0, vec![genesis::genesis_entry()], None)
+            .await
+            .unwrap();
+        store
+            .append(oversized(), Expectation::Absent)
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+    }
+    let hub = TestHub::start_in(dir).await;
+    let peer_db = fresh_database("toolarge_peer");
+    let peer = TestHub::peer_of(vec![hub.url("")], |c| {
+        c.store = mongodb_uri();
+        c.mongo.database = peer_db.clone();
+    })
+    .await;
+    let error = wait_for("the peer to report what it cannot store", || async {
+        let connection = get_json(peer.addr(), "/api/v1/connection").await;
+        connection["hubs"][0]["lastError"]
+            .as_str()
+            .filter(|e| e.contains("cannot store"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(error.contains("permanent"), "{error}");
+    let connection = get_json(peer.addr(), "/api/v1/connection").await;
+    assert_eq!(connection["state"], "Connected", "{connection}");
+    let node = get_json(peer.addr(), "/api/v1/node").await;
+    assert_eq!(
+        node["register"]["headVersion"], 1,
+        "nothing of the batch applied"
+    );
+    peer.stop().await;
+    hub.stop().await;
+}

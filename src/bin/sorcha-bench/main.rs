@@ -3,6 +3,7 @@
 //! JSON line of figures. Exits non-zero when delivery or consistency fails, so small runs serve
 //! as smoke tests. See BENCHMARKS.md.
 
+mod bigdocs;
 mod floor;
 
 use anyhow::{Context, bail};
@@ -82,6 +83,19 @@ enum Workload {
         #[arg(long, default_value_t = 300)]
         bytes: usize,
     },
+    /// Large documents: P publishes of D-byte documents while S SSE subscribers take every
+    /// entry with its document, a peer (its own process) replicates, and R readers page
+    /// `/entries`; peak RSS of the hub and of the peer.
+    Bigdocs {
+        #[arg(long, default_value_t = 200)]
+        publishes: usize,
+        #[arg(long, default_value_t = 15 * 1024 * 1024)]
+        doc_bytes: usize,
+        #[arg(long, default_value_t = 10)]
+        sse: usize,
+        #[arg(long, default_value_t = 5)]
+        readers: usize,
+    },
     /// Integrity check of N entries (in-process, embedded store).
     Verify {
         #[arg(long, default_value_t = 1_000_000)]
@@ -117,6 +131,11 @@ impl Drop for Hub {
 
 impl Hub {
     async fn start(dir: Option<tempfile::TempDir>) -> anyhow::Result<Self> {
+        Self::spawn(dir, &["--role", "hub"]).await
+    }
+
+    /// A node (hub or peer, by `role_args`) on `dir` (a fresh one if `None`).
+    async fn spawn(dir: Option<tempfile::TempDir>, role_args: &[&str]) -> anyhow::Result<Self> {
         let dir = match dir {
             Some(d) => d,
             None => tempfile::tempdir()?,
@@ -124,10 +143,9 @@ impl Hub {
         let exe = std::env::current_exe()?;
         let binary = exe.with_file_name("sorcha-peer");
         let mut child = Command::new(&binary)
+            .arg("serve")
+            .args(role_args)
             .args([
-                "serve",
-                "--role",
-                "hub",
                 "--listen",
                 "127.0.0.1:0",
                 "--admin-token",
@@ -193,6 +211,11 @@ impl Hub {
         proc_rss_kib(self.pid())
     }
 
+    /// Peak resident set size so far (`VmHWM`) in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
     /// User + system CPU seconds used so far.
     fn cpu_seconds(&self) -> f64 {
         let cpu = proc_cpu(self.pid());
@@ -202,11 +225,16 @@ impl Hub {
 
 /// Resident set size of process `pid` in KiB (0 if it is gone).
 fn proc_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` figure in KiB (0 if the process is gone).
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -755,6 +783,12 @@ async fn main() -> anyhow::Result<()> {
         } => idle(subscribers, per_connection).await,
         Workload::Storm { peers, behind } => storm(peers, behind).await,
         Workload::Verify { entries, doc_bytes } => verify(entries, doc_bytes).await,
+        Workload::Bigdocs {
+            publishes,
+            doc_bytes,
+            sse,
+            readers,
+        } => bigdocs::run(publishes, doc_bytes, sse, readers).await,
         Workload::Floor {
             shape:
                 FanoutShape {

@@ -94,10 +94,15 @@ pub fn entry_response(
     json_response(status, headers, Body::from_stream(body))
 }
 
-/// An [`super::dto::EntryPage`] response streamed from `page`: entries leave the page (and
-/// give their bytes back to the read budget) as they are written. `next` is the cursor of
-/// the following page, if any.
-pub fn page_response(page: Page, with_documents: bool, next: Option<String>) -> Response {
+/// An [`super::dto::EntryPage`] response streamed from `page` of the log or a history, with
+/// documents: entries leave the page (and give their bytes back to the read budget) as they
+/// are written. `next`, when more entries follow, is the `since` of the next page.
+pub fn page_response(page: Page) -> Response {
+    let with_documents = true;
+    let next = page
+        .more
+        .then(|| page.entries.back().map(|e| e.version.to_string()))
+        .flatten();
     struct State {
         page: Page,
         /// The budget share of the entry being written, kept until its parts are out.
@@ -201,14 +206,14 @@ mod tests {
             more: true,
             held: budget.acquire(3 * entry.weight(), None).await.unwrap(),
         };
-        let response = page_response(page, true, Some("7".into()));
+        let response = page_response(page);
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .unwrap();
         let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(page["items"].as_array().unwrap().len(), 3);
         assert_eq!(page["items"][2], whole);
-        assert_eq!(page["next"], "7");
+        assert_eq!(page["next"], "1", "the last version of the page");
         assert_eq!(budget.in_flight(), 0, "a sent page gives its bytes back");
     }
 }

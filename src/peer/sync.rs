@@ -219,8 +219,11 @@ async fn run_sync(
                 "the hub's stream skipped the replica's head version {ours}"
             )));
         }
-        // Apply what is batched first when this entry would take the batch past its bound.
-        if !batch.is_empty() && batch_bytes + entry.weight() > batch_limit {
+        // Apply what is batched first when it is full, or this entry would take it past its
+        // byte bound.
+        let weight = entry.weight();
+        if !batch.is_empty() && (batch.len() >= BATCH_ENTRIES || batch_bytes + weight > batch_limit)
+        {
             applied += apply(
                 peer,
                 std::mem::take(&mut batch),
@@ -232,20 +235,8 @@ async fn run_sync(
             .await?;
             batch_bytes = 0;
         }
-        batch_bytes += entry.weight();
+        batch_bytes += weight;
         batch.push(entry);
-        if batch.len() >= BATCH_ENTRIES {
-            applied += apply(
-                peer,
-                std::mem::take(&mut batch),
-                hub_id,
-                &previous,
-                applied,
-                false,
-            )
-            .await?;
-            batch_bytes = 0;
-        }
     }
     if !matched {
         // The stream never reached our head: the hub's register is shorter than ours.

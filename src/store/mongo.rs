@@ -199,6 +199,17 @@ impl MongoStore {
         }
     }
 
+    /// The documents `pipeline` yields over the entries.
+    async fn aggregate(&self, pipeline: Vec<Document>) -> Result<Vec<Document>, StoreError> {
+        self.entries
+            .aggregate(pipeline)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)
+    }
+
     /// Runs `pipeline` (which selects and orders entries) and reports each entry's version and
     /// document size (`$binarySize`), so the server never sends a document.
     async fn sizes(&self, mut pipeline: Vec<Document>) -> Result<Vec<EntrySize>, StoreError> {
@@ -207,14 +218,7 @@ impl MongoStore {
             "version": 1,
             "bytes": { "$binarySize": "$document" },
         } });
-        let docs: Vec<Document> = self
-            .entries
-            .aggregate(pipeline)
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let docs = self.aggregate(pipeline).await?;
         docs.iter()
             .map(|d| {
                 let version = d.get_i64("version").unwrap_or(0);
@@ -510,14 +514,7 @@ impl RegisterStore for MongoStore {
         }
         pipeline.push(doc! { "$sort": { "blueprintId": 1 } });
         pipeline.push(doc! { "$limit": i64::try_from(query.limit).unwrap_or(i64::MAX) });
-        let docs: Vec<Document> = self
-            .entries
-            .aggregate(pipeline)
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let docs = self.aggregate(pipeline).await?;
         docs.into_iter().map(|d| from_doc(d, true)).collect()
     }
 

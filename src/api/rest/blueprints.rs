@@ -97,11 +97,7 @@ pub async fn history(
             Some(state.config.limits.read_budget_wait),
         )
         .await?;
-    let next = page
-        .more
-        .then(|| page.entries.back().map(|e| e.version.to_string()))
-        .flatten();
-    Ok(page_response(page, true, next))
+    Ok(page_response(page))
 }
 
 /// Peers never write: a write on a peer answers 409 with `Location` pointing at the hub.

@@ -34,9 +34,5 @@ pub async fn entries(
             Some(state.config.limits.read_budget_wait),
         )
         .await?;
-    let next = page
-        .more
-        .then(|| page.entries.back().map(|e| e.version.to_string()))
-        .flatten();
-    Ok(page_response(page, true, next))
+    Ok(page_response(page))
 }

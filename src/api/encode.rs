@@ -18,6 +18,9 @@ use std::convert::Infallible;
 /// Parts smaller than this are copied into one chunk with their neighbours; larger ones
 /// (documents) are sent as they are.
 const COALESCE_BYTES: usize = 16 * 1024;
+/// Answers smaller than this are sent whole, with a `content-length` (one write, no chunked
+/// framing); larger ones are streamed.
+const WHOLE_BELOW: usize = 64 * 1024;
 
 /// The JSON object of `entry` (an [`EntryView`]), with its document when `with_document`, as
 /// parts: the fields, the document bytes themselves, and the closing brace.
@@ -87,6 +90,9 @@ pub fn entry_response(
     held: Option<Held>,
 ) -> Response {
     let parts = entry_parts(entry, true);
+    if parts.iter().map(Bytes::len).sum::<usize>() < WHOLE_BELOW {
+        return json_response(status, headers, Body::from(parts.concat()));
+    }
     let body = futures::stream::iter(parts).map(move |part| {
         let _until_sent = &held;
         Ok::<_, Infallible>(part)
@@ -103,6 +109,7 @@ pub fn page_response(page: Page) -> Response {
         .more
         .then(|| page.entries.back().map(|e| e.version.to_string()))
         .flatten();
+    let small = page.entries.iter().map(|e| e.document.len()).sum::<usize>() < WHOLE_BELOW;
     struct State {
         page: Page,
         /// The budget share of the entry being written, kept until its parts are out.
@@ -127,26 +134,29 @@ pub fn page_response(page: Page) -> Response {
         tail: Some(Bytes::from(tail)),
         with_documents,
     };
-    let body = futures::stream::unfold(state, |mut s| async move {
+    let mut s = state;
+    // Nothing in producing a chunk waits: the chunks are an iterator, streamed or collected.
+    let chunks = std::iter::from_fn(move || {
         // Small parts go out together in one chunk, large ones (documents) on their own.
         let mut chunk = BytesMut::new();
         loop {
             if let Some(part) = s.pending.pop_front() {
                 if part.len() >= COALESCE_BYTES {
                     if chunk.is_empty() {
-                        return Some((Ok::<_, Infallible>(part), s));
+                        return Some(part);
                     }
                     s.pending.push_front(part);
-                    return Some((Ok(chunk.freeze()), s));
+                    return Some(chunk.freeze());
                 }
                 chunk.extend_from_slice(&part);
                 if chunk.len() >= COALESCE_BYTES {
-                    return Some((Ok(chunk.freeze()), s));
+                    return Some(chunk.freeze());
                 }
                 continue;
             }
             if let Some((entry, held)) = s.page.pop() {
-                s.writing = Some(held);
+                // The previous entry's parts are out: its budget share goes back.
+                drop(s.writing.replace(held));
                 if !s.first {
                     s.pending.push_back(Bytes::from_static(b","));
                 }
@@ -157,9 +167,14 @@ pub fn page_response(page: Page) -> Response {
             if let Some(tail) = s.tail.take() {
                 chunk.extend_from_slice(&tail);
             }
-            return (!chunk.is_empty()).then(|| (Ok(chunk.freeze()), s));
+            return (!chunk.is_empty()).then(|| chunk.freeze());
         }
     });
+    if small {
+        let whole: Vec<Bytes> = chunks.collect();
+        return json_response(StatusCode::OK, HeaderMap::new(), Body::from(whole.concat()));
+    }
+    let body = futures::stream::iter(chunks.map(Ok::<_, Infallible>));
     json_response(StatusCode::OK, HeaderMap::new(), Body::from_stream(body))
 }
 

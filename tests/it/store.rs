@@ -28,3 +28,64 @@ async fn a_second_process_cannot_open_the_same_data_dir() {
     let second = EmbeddedStore::open(dir.path()).unwrap_err().to_string();
     assert!(second.contains("in use"), "{second}");
 }
+
+/// A data dir written by the previous release (commit 5afff23: a hub that published, updated,
+/// published a 200 KiB document and deprecated; no `entries_head` index) opens, gains the
+/// index, verifies, serves every entry as before and takes new publishes on the same chain;
+/// opening it again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_of_the_previous_release_opens_migrates_and_verifies() {
+    use crate::support::TestHub;
+    use serde_json::json;
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/release-5afff23/register.sqlite"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture, dir.path().join("register.sqlite")).unwrap();
+    let indexes = |dir: &std::path::Path| -> Vec<String> {
+        let c = r2d2_sqlite::rusqlite::Connection::open(dir.join("register.sqlite")).unwrap();
+        let mut s = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+            .unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert!(!indexes(dir.path()).contains(&"entries_head".to_owned()));
+    let mut dir = Some(dir);
+    for round in 0..2 {
+        let hub = TestHub::start_in(dir.take().unwrap()).await;
+        let (_, verify) = hub.get("/api/v1/system-register/verify").await;
+        assert_eq!(verify["ok"], true, "{verify}");
+        let expected_head = if round == 0 { 6 } else { 7 };
+        assert_eq!(verify["headVersion"], expected_head);
+        if round == 0 {
+            assert_eq!(
+                verify["headHash"],
+                "sha256:7be7169c9b107f4221f192a163b59a8a3cc9511018435c432aba9218bda81c1f"
+            );
+        }
+        let (status, big) = hub
+            .get("/api/v1/system-register/blueprints/big-document")
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(big["document"]["pad"].as_str().unwrap().len(), 200 * 1024);
+        let (_, history) = hub
+            .get("/api/v1/system-register/blueprints/loan-approval/history")
+            .await;
+        assert_eq!(history["items"].as_array().unwrap().len(), 2);
+        let (_, onboarding) = hub
+            .get("/api/v1/system-register/blueprints/onboarding")
+            .await;
+        assert_eq!(onboarding["isActive"], false);
+        if round == 0 {
+            let (status, entry) = hub.publish("after-upgrade", json!({"title": "new"})).await;
+            assert_eq!(status, 201, "{entry}");
+            assert_eq!(entry["version"], 7);
+        }
+        dir = Some(hub.stop().await);
+    }
+    assert!(indexes(dir.unwrap().path()).contains(&"entries_head".to_owned()));
+}

@@ -231,10 +231,9 @@ impl Hub {
             cursor: i64,
             sent: usize,
             limit: usize,
+            /// The page being sent. Its budget is held until the entry after its last is
+            /// asked for: by then the transport has taken (encoded and sent) them all.
             page: Option<Page>,
-            /// The budget share of the entry handed out last, kept until the next is asked
-            /// for: by then the transport has taken (encoded and sent) it.
-            sent_held: Option<crate::register::budget::Held>,
             done: bool,
             guard: StreamGuard,
             served: prometheus_client::metrics::counter::Counter,
@@ -245,7 +244,6 @@ impl Hub {
             sent: 0,
             limit,
             page: None,
-            sent_held: None,
             done: false,
             guard,
             served: self.register.metrics().sync_entries_served.clone(),
@@ -259,7 +257,6 @@ impl Hub {
                 s.guard.finish_sync(s.cursor);
                 return None;
             }
-            s.sent_held = None;
             let head = s.hub.register.head_version();
             if s.page.as_ref().is_none_or(|p| p.entries.is_empty()) {
                 // The drained page gives its bytes back before the next one is read.
@@ -279,8 +276,7 @@ impl Hub {
                     }
                 }
             }
-            let (entry, held) = s.page.as_mut().and_then(Page::pop)?;
-            s.sent_held = Some(held);
+            let entry = s.page.as_mut().and_then(Page::next_entry)?;
             s.served.inc();
             s.cursor = entry.version;
             s.sent += 1;

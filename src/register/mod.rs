@@ -157,6 +157,13 @@ pub struct Page {
 }
 
 impl Page {
+    /// Takes the next entry off the page; the page keeps holding the budget for all its
+    /// entries until it is dropped. For streams of many small entries, where a share per
+    /// entry would cost a semaphore operation each.
+    pub fn next_entry(&mut self) -> Option<Entry> {
+        self.entries.pop_front()
+    }
+
     /// Takes the next entry off the page with its share of the page's budget, which the
     /// caller keeps until the entry has left memory (is written out).
     pub fn pop(&mut self) -> Option<(Entry, Held)> {

@@ -323,9 +323,9 @@ impl Default for LimitsConfig {
             max_concurrent_streams: 1024,
             listen_backlog: 4096,
             grpc_call_timeout: Duration::from_secs(30),
-            recent_window_bytes: 64 * 1024 * 1024,
+            recent_window_bytes: crate::register::DEFAULT_WINDOW_BYTES,
             max_page_bytes: crate::register::DEFAULT_PAGE_BYTES,
-            read_budget_bytes: 256 * 1024 * 1024,
+            read_budget_bytes: crate::register::DEFAULT_READ_BUDGET_BYTES,
             read_budget_wait: Duration::from_secs(2),
         }
     }

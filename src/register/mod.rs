@@ -29,6 +29,10 @@ use verify::{ChainVerifier, Defect, IntegrityFailure};
 pub const PAGE: usize = 1024;
 /// Default byte bound of a page ([`RegisterOptions::max_page_bytes`]).
 pub const DEFAULT_PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Default byte bound of the recent window ([`RegisterOptions::recent_window_bytes`]).
+pub const DEFAULT_WINDOW_BYTES: usize = 64 * 1024 * 1024;
+/// Default node-wide read budget ([`RegisterOptions::read_budget_bytes`]).
+pub const DEFAULT_READ_BUDGET_BYTES: usize = 256 * 1024 * 1024;
 /// How often an append is retried when a concurrent write to the same blueprint wins.
 const MAX_CONFLICT_RETRIES: usize = 16;
 
@@ -126,9 +130,9 @@ impl Default for RegisterOptions {
         Self {
             seed_genesis: true,
             max_document_bytes: validation::MAX_DOCUMENT_BYTES,
-            recent_window_bytes: 64 * 1024 * 1024,
+            recent_window_bytes: DEFAULT_WINDOW_BYTES,
             max_page_bytes: DEFAULT_PAGE_BYTES,
-            read_budget_bytes: 256 * 1024 * 1024,
+            read_budget_bytes: DEFAULT_READ_BUDGET_BYTES,
             metrics: Arc::default(),
         }
     }

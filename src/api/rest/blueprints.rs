@@ -236,7 +236,17 @@ pub async fn deprecate(
     let request: DeprecateRequest = if body.iter().all(u8::is_ascii_whitespace) {
         DeprecateRequest::default()
     } else {
-        // `null` is the JSON way of saying "no body".
+        // `null` is the JSON way of saying "no body"; anything else must be an object
+        // (serde would also read a struct from an array).
+        if !body.trim_ascii_start().starts_with(b"{")
+            && !body.trim_ascii_start().starts_with(b"null")
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                "invalid body: expected a JSON object or null",
+            ));
+        }
         serde_json::from_slice::<Option<DeprecateRequest>>(&body)
             .map_err(|e| {
                 ApiError::new(

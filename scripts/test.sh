@@ -50,5 +50,8 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
 
+# The OpenAPI document validates and a generated client drives a real node.
+bash scripts/openapi-client.sh
+
 # REST fuzzing against the served OpenAPI document (bounded; see the script).
 bash scripts/schemathesis.sh

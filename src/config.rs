@@ -42,10 +42,13 @@ pub enum Role {
     Auto,
 }
 
-/// What a REST token may do.
+/// What a REST token may do. Every role may read (when `auth.publicReads` is false reads
+/// need a token).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenRole {
+    /// May read only.
+    Reader,
     /// May publish, update and deprecate.
     Publisher,
     /// May do everything, including admin calls.
@@ -387,6 +390,61 @@ impl Default for MongoConfig {
     }
 }
 
+/// Cross-origin access by browsers (CORS), one policy for REST, the event stream and
+/// gRPC-Web.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CorsConfig {
+    /// Origins (`scheme://host[:port]`) whose pages may call this node, or `["*"]` for any.
+    /// Empty (the default): same-origin pages only, such as the dashboard. The environment
+    /// variable takes a comma-separated list.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub allowed_origins: Vec<String>,
+    /// Let allowed pages send credentials (cookies, HTTP authentication); never with `*`.
+    pub allow_credentials: bool,
+}
+
+/// Who may read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuthConfig {
+    /// Reads (REST, the dashboard's, the event stream) need no token. When false they need
+    /// a token of any role; `/health` and `/ready` stay open.
+    pub public_reads: bool,
+    /// `/metrics` needs no token. When false it needs a token of any role.
+    pub public_metrics: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            public_reads: true,
+            public_metrics: true,
+        }
+    }
+}
+
+/// A list given as a TOML list or as one comma-separated string (environment variables).
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match ListOrText::deserialize(deserializer)? {
+        ListOrText::List(list) => list,
+        ListOrText::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
 /// Alerting.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -427,6 +485,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Alerts.
     pub alerts: AlertsConfig,
+    /// Cross-origin access by browsers.
+    pub cors: CorsConfig,
+    /// Who may read.
+    pub auth: AuthConfig,
     /// TLS.
     pub tls: TlsConfig,
     /// How long shutdown may take before connections are cut.
@@ -458,6 +520,8 @@ impl Default for Config {
             sse: SseConfig::default(),
             limits: LimitsConfig::default(),
             alerts: AlertsConfig::default(),
+            cors: CorsConfig::default(),
+            auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             shutdown_grace: Duration::from_secs(10),
         }
@@ -635,6 +699,7 @@ impl Config {
         if self.sse.keep_alive.is_zero() {
             return err("sse.keepAlive must be above zero".into());
         }
+        crate::api::cors::CorsPolicy::new(&self.cors).map_err(ConfigError)?;
         Ok(())
     }
 }

@@ -274,6 +274,20 @@ pub struct EventParams {
     pub include: Option<String>,
 }
 
+/// The `data:` of the `caught-up` event that ends an event stream's replay.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaughtUpView {
+    /// The node's head version when the stream opened: every entry up to it has been sent
+    /// (those matching the filters).
+    pub head_version: i64,
+    /// The chain hash at that version (absent on an empty replica).
+    pub head_hash: Option<String>,
+    /// True when the resume position is beyond this node's head: a lagging peer, or a
+    /// position from another register. Entries after the position follow as they arrive.
+    pub ahead: bool,
+}
+
 /// The `data:` of an SSE event.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -6,8 +6,8 @@ use super::error::ApiError;
 use crate::auth::Identity;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 /// A JSON body; rejections become problem+json (400, 413 or 415).
@@ -76,18 +76,9 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        let token = super::access::bearer_token(&parts.headers)?.ok_or_else(|| {
             ApiError::unauthorized("missing Authorization: Bearer <token> header")
         })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("Authorization header must be 'Bearer <token>'")
-            })?;
         state
             .tokens
             .authenticate(token)

@@ -2,6 +2,8 @@
 //! gRPC-Web), OpenAPI + Swagger UI and the dashboard. Handlers translate; rules live in
 //! `register/`.
 
+pub mod access;
+pub mod cors;
 pub mod dto;
 pub mod encode;
 pub mod error;
@@ -9,6 +11,7 @@ pub mod extract;
 pub mod grpc;
 pub mod rest;
 pub mod sse;
+pub mod trace;
 
 use crate::auth::Tokens;
 use crate::config::Config;
@@ -17,15 +20,14 @@ use crate::peer::Peer;
 use crate::register::Register;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tower_http::cors::{Any, CorsLayer};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -95,27 +97,146 @@ impl Modify for BearerAuth {
     }
 }
 
+/// What wraps each REST path's routes: nothing (to describe the API), or the node's read
+/// access rule and its CORS policy for the methods the path has.
+struct PathLayers {
+    node: Option<(AppState, Arc<cors::CorsPolicy>)>,
+}
+
+impl PathLayers {
+    fn wrap(
+        &self,
+        (schemas, paths, routes): UtoipaMethodRouter<AppState>,
+    ) -> UtoipaMethodRouter<AppState> {
+        let Some((state, cors)) = &self.node else {
+            return (schemas, paths, routes);
+        };
+        let reads_need_rule = paths.paths.keys().all(|p| p.starts_with("/api/"));
+        let routes = if reads_need_rule {
+            routes.layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                access::api_reads,
+            ))
+        } else {
+            routes
+        };
+        let routes = routes.layer(cors.layer(&methods_of(&paths)));
+        (schemas, paths, routes)
+    }
+}
+
+/// The methods of the operations in `paths`.
+fn methods_of(paths: &utoipa::openapi::path::Paths) -> Vec<Method> {
+    let mut methods = Vec::new();
+    for item in paths.paths.values() {
+        for (method, op) in [
+            (Method::GET, &item.get),
+            (Method::HEAD, &item.head),
+            (Method::POST, &item.post),
+            (Method::PUT, &item.put),
+            (Method::PATCH, &item.patch),
+            (Method::DELETE, &item.delete),
+        ] {
+            if op.is_some() && !methods.contains(&method) {
+                methods.push(method);
+            }
+        }
+    }
+    methods
+}
+
+/// The REST routes, each path wrapped by `layers`, and the OpenAPI document describing them.
+fn rest_routes(layers: &PathLayers) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let l = |routes| layers.wrap(routes);
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(l(routes!(rest::node::health)))
+        .routes(l(routes!(rest::node::ready)))
+        .routes(l(routes!(rest::node::node)))
+        .routes(l(routes!(rest::node::system_register)))
+        .routes(l(routes!(rest::node::verify)))
+        .routes(l(routes!(
+            rest::blueprints::list,
+            rest::blueprints::publish
+        )))
+        .routes(l(routes!(rest::blueprints::get, rest::blueprints::update)))
+        .routes(l(routes!(rest::blueprints::history)))
+        .routes(l(routes!(rest::blueprints::deprecate)))
+        .routes(l(routes!(rest::entries::entries)))
+        .routes(l(routes!(rest::peers::list)))
+        .routes(l(routes!(rest::peers::get)))
+        .routes(l(routes!(rest::connection::connection)))
+        .routes(l(routes!(rest::connection::reconnect)))
+        .routes(l(routes!(rest::connection::checkpoint)))
+        .routes(l(routes!(rest::connection::sync)))
+        .routes(l(routes!(sse::events)))
+        .split_for_parts();
+    describe_node_rules(&mut doc);
+    (router, doc)
+}
+
+/// Writes into the document what applies to many operations at once: every read under
+/// `/api/` may need a token (`auth.publicReads`), and an optional body is declared as an
+/// optional request body of its schema (not as `oneOf [null, …]`, which client generators
+/// cannot send as "no body").
+fn describe_node_rules(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{Content, Ref, RefOr, Required, ResponseBuilder, Schema};
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for op in [&mut item.post, &mut item.put].into_iter().flatten() {
+            let Some(body) = op.request_body.as_mut() else {
+                continue;
+            };
+            for content in body.content.values_mut() {
+                if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema {
+                    let mut items = one_of.items.iter().filter(|s| !is_null(s));
+                    if let (Some(only), None) = (items.next(), items.next()) {
+                        content.schema = Some(only.clone());
+                        body.required = Some(Required::False);
+                    }
+                }
+            }
+        }
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        if let Some(get) = item.get.as_mut() {
+            get.responses.responses.entry("401".to_owned()).or_insert_with(|| {
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(
+                            "This node's reads need a token (`auth.publicReads = false`) and \
+                             none, or an invalid one, was sent",
+                        )
+                        .content(
+                            "application/problem+json",
+                            Content::new(Some(Ref::from_schema_name("Problem"))),
+                        )
+                        .build(),
+                )
+            });
+            // Anonymous, or a bearer token of any role.
+            get.security.get_or_insert_with(|| {
+                vec![
+                    SecurityRequirement::default(),
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                ]
+            });
+        }
+    }
+}
+
+fn is_null(schema: &utoipa::openapi::RefOr<utoipa::openapi::Schema>) -> bool {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    matches!(
+        schema,
+        utoipa::openapi::RefOr::T(utoipa::openapi::Schema::Object(o))
+            if o.schema_type == SchemaType::Type(Type::Null)
+    )
+}
+
 /// The REST routes and the OpenAPI document describing them.
 pub fn rest_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(rest::node::health))
-        .routes(routes!(rest::node::ready))
-        .routes(routes!(rest::node::node))
-        .routes(routes!(rest::node::system_register))
-        .routes(routes!(rest::node::verify))
-        .routes(routes!(rest::blueprints::list, rest::blueprints::publish))
-        .routes(routes!(rest::blueprints::get, rest::blueprints::update))
-        .routes(routes!(rest::blueprints::history))
-        .routes(routes!(rest::blueprints::deprecate))
-        .routes(routes!(rest::entries::entries))
-        .routes(routes!(rest::peers::list))
-        .routes(routes!(rest::peers::get))
-        .routes(routes!(rest::connection::connection))
-        .routes(routes!(rest::connection::reconnect))
-        .routes(routes!(rest::connection::checkpoint))
-        .routes(routes!(rest::connection::sync))
-        .routes(routes!(sse::events))
-        .split_for_parts()
+    rest_routes(&PathLayers { node: None })
 }
 
 /// The OpenAPI document served at `/openapi.json` (and committed as `openapi/openapi.json`).
@@ -178,30 +299,50 @@ async fn not_found(uri: axum::http::Uri) -> impl IntoResponse {
 }
 
 /// The whole application router: REST + SSE + OpenAPI + Swagger UI + dashboard, merged with
-/// the gRPC router, then one fallback.
+/// the gRPC router, then one fallback. Every path is behind the node's CORS policy; REST reads
+/// behind its read access rule; REST requests run in a redacted `http` span.
+///
+/// The CORS policy must have been checked at start-up (configuration validation); an invalid
+/// one here admits no cross-origin page.
 pub fn router(state: AppState, grpc: Router) -> Router {
-    let (rest, openapi) = rest_router();
+    let policy = Arc::new(
+        cors::CorsPolicy::new(&state.config.cors).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "invalid CORS policy: serving same-origin pages only");
+            cors::CorsPolicy::new(&crate::config::CorsConfig::default())
+                .unwrap_or_else(|_| unreachable!("the default policy is valid"))
+        }),
+    );
+    let layers = PathLayers {
+        node: Some((state.clone(), Arc::clone(&policy))),
+    };
+    let (rest, openapi) = rest_routes(&layers);
     let body_limit = state.config.limits.max_body_bytes;
+    let get = || policy.layer(&[Method::GET]);
+    let metrics = axum::routing::get(metrics)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::metrics_reads,
+        ))
+        .layer(get());
     let rest = rest
-        .route("/", axum::routing::get(dashboard))
-        .route("/metrics", axum::routing::get(metrics))
-        .route("/static/app.js", axum::routing::get(dashboard_js))
-        .route("/static/style.css", axum::routing::get(dashboard_css))
+        .route("/", axum::routing::get(dashboard).layer(get()))
+        .route("/metrics", metrics)
+        .route(
+            "/static/app.js",
+            axum::routing::get(dashboard_js).layer(get()),
+        )
+        .route(
+            "/static/style.css",
+            axum::routing::get(dashboard_css).layer(get()),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(trace::request_span))
         .with_state(state);
-    let grpc_web_cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_headers(Any)
-        .allow_methods(Any)
-        .expose_headers([
-            HeaderName::from_static("grpc-status"),
-            HeaderName::from_static("grpc-message"),
-            HeaderName::from_static("grpc-status-details-bin"),
-            header::CONTENT_TYPE,
-        ]);
+    let docs =
+        Router::from(SwaggerUi::new("/swagger-ui").url("/openapi.json", openapi)).layer(get());
     Router::new()
         .merge(rest)
-        .merge(SwaggerUi::new("/swagger-ui").url("/openapi.json", openapi))
-        .merge(grpc.layer(grpc_web_cors))
+        .merge(docs)
+        .merge(grpc.layer(policy.layer(&[Method::POST])))
         .fallback(not_found)
 }

@@ -4,26 +4,33 @@
 //! and `data:` = the notification JSON. A client resumes with `Last-Event-ID` (or `?since=`):
 //! entries after that version are replayed from the store before live events, in order with no
 //! gaps or duplicates, because the stream is one cursor over the register (see
-//! [`crate::register::Register::follow`]). The stream ends cleanly on shutdown.
+//! [`crate::register::Register::follow`]). Once the replay has reached the node's head as it
+//! was when the stream opened, one `event: caught-up` (no `id:`) says so — at once when there
+//! is nothing to replay, with `"ahead": true` when the resume position is beyond this node's
+//! head (a lagging peer, or a position from another register). The stream ends cleanly on
+//! shutdown.
 
 use super::AppState;
-use super::dto::{EventParams, NotificationView};
+use super::dto::{CaughtUpView, EventParams, NotificationView};
 use super::encode;
 use super::error::{ApiError, Problem};
 use super::extract::ApiQuery;
 use crate::metrics::{SubscriberGuard, Transport, TransportLabels};
+use crate::register::Register;
 use crate::register::entry::{Entry, EntryType};
 use crate::register::recent::{Form, SharedEntry};
 use crate::register::validation;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::http::header;
+use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{StreamExt, stream};
 use std::convert::Infallible;
 use std::sync::Arc;
+
+/// Where the register's event stream is served (the path of [`events`]).
+pub const EVENTS_PATH: &str = "/api/v1/system-register/events";
 
 /// Which entries a subscriber wants.
 #[derive(Debug, Clone, Default)]
@@ -95,12 +102,18 @@ fn filter_from(params: &EventParams) -> Result<Filter, ApiError> {
 
 /// Live feed of register entries as Server-Sent Events, with replay on resume.
 #[utoipa::path(get, path = "/api/v1/system-register/events", tag = "events",
+    operation_id = "streamEvents",
     params(EventParams,
-        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this version (wins over `since`)")),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this version (wins over `since`)"),
+        ("access_token" = Option<String>, Query, description = "A token, for `EventSource` (which cannot send headers), when this node's reads need one (`auth.publicReads = false`); redacted in logs and traces")),
     responses(
-        (status = 200, description = "An event stream: `id:` version, `event:` blueprint.published|updated|deprecated, `data:` notification JSON",
-            body = NotificationView, content_type = "text/event-stream"),
+        (status = 200, description = "An event stream. Entries: `id:` version, `event:` blueprint.published|updated|deprecated, `data:` notification JSON (with `include=document`, the entry as well). After the replay of missed entries, one `event: caught-up` without `id:` whose `data:` is a `CaughtUpView` — at once when nothing is to be replayed, with `ahead: true` when the resume position is beyond this node's head. Comment lines keep the stream alive.",
+            body = NotificationView, content_type = "text/event-stream",
+            headers(
+                ("Cache-Control" = String, description = "`no-cache`"),
+                ("X-Accel-Buffering" = String, description = "`no`: proxies must not buffer the stream"))),
         (status = 400, description = "Bad filter or resume point", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Reads need a token (`auth.publicReads = false`) and none, or an invalid one, was sent", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Too many event streams open (`sse.maxSubscribers`); `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json")))]
 pub async fn events(
     State(state): State<AppState>,
@@ -125,7 +138,19 @@ pub async fn events(
         ))
         .with_retry_after(state.config.sse.retry));
     };
-    let after = resume.unwrap_or_else(|| state.register.head_version());
+    let (head_version, head_hash) = head_of(&state.register).await?;
+    let after = resume.unwrap_or(head_version);
+    let caught_up = caught_up_frame(&CaughtUpView {
+        head_version,
+        head_hash,
+        ahead: after > head_version,
+    });
+    // Sent at once when nothing is to be replayed, else after the entry at that head.
+    let (mut pending, now) = if after >= head_version {
+        (None, Some(caught_up))
+    } else {
+        (Some(caught_up), None)
+    };
     let metrics = state.register.metrics();
     let subscriber = SubscriberGuard::new(metrics, Transport::Sse);
     let delivered = metrics
@@ -144,29 +169,31 @@ pub async fn events(
             }
             std::future::ready(item.is_ok())
         })
-        .filter_map(move |item| {
+        .flat_map(move |item| {
             let _counted = (&subscriber, &slot);
-            let frame = item
-                .ok()
-                .filter(|shared| filter.matches(&shared.entry))
-                .map(|shared| {
-                    delivered.inc();
-                    // Encoded once per entry and shared; a frame with the entry shares the
-                    // document bytes themselves.
-                    let form = if include_entry {
-                        Form::EventWithEntry
-                    } else {
-                        Form::Event
-                    };
-                    let parts = register.recent().derived(&shared, form, |entry| {
-                        encode::event_frame(entry, include_entry)
-                    });
-                    // The entry (and, read from the store, its bytes in the read budget)
-                    // lives until its frame is written.
-                    (parts, Some(shared))
+            let Ok(shared) = item else {
+                return stream::iter([None, None]);
+            };
+            let marker = pending.take_if(|_| shared.entry.version >= head_version);
+            let frame = filter.matches(&shared.entry).then(|| {
+                delivered.inc();
+                // Encoded once per entry and shared; a frame with the entry shares the
+                // document bytes themselves.
+                let form = if include_entry {
+                    Form::EventWithEntry
+                } else {
+                    Form::Event
+                };
+                let parts = register.recent().derived(&shared, form, |entry| {
+                    encode::event_frame(entry, include_entry)
                 });
-            std::future::ready(frame)
-        });
+                // The entry (and, read from the store, its bytes in the read budget)
+                // lives until its frame is written.
+                (parts, Some(shared))
+            });
+            stream::iter([frame, marker])
+        })
+        .filter_map(std::future::ready);
     let retry: Frame = (
         Arc::from([Bytes::from(format!(
             "retry: {}\n\n",
@@ -181,7 +208,7 @@ pub async fn events(
         .map(|_| -> Frame { (Arc::from([Bytes::from_static(KEEP_ALIVE)]), None) });
     // Whole frames are interleaved with keep-alives and cut at shutdown; only then are they
     // split into their parts (a frame with its entry shares the document's bytes).
-    let body = stream::once(std::future::ready(retry))
+    let body = stream::iter(std::iter::once(retry).chain(now))
         .chain(stream::select(live, keep_alive))
         .take_until(state.shutdown.clone().cancelled_owned())
         .flat_map(|(parts, shared): Frame| {
@@ -194,11 +221,38 @@ pub async fn events(
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
+            (HeaderName::from_static("x-accel-buffering"), "no"),
         ],
         Body::from_stream(body),
     )
         .into_response())
 }
+
+/// The node's head version and hash: from the recent window when it holds the head, else
+/// from the store.
+async fn head_of(register: &Register) -> Result<(i64, Option<String>), ApiError> {
+    let version = register.head_version();
+    if version == 0 {
+        return Ok((0, None));
+    }
+    if let Some(shared) = register.recent().get(version) {
+        return Ok((version, Some(shared.entry.chain_hash.clone())));
+    }
+    let head = register.head().await?;
+    Ok(head.map_or((0, None), |h| (h.version, Some(h.chain_hash))))
+}
+
+/// The `caught-up` event: no `id:`, so a client's resume position stays the last entry's.
+fn caught_up_frame(view: &CaughtUpView) -> Frame {
+    let data = serde_json::to_string(view).unwrap_or_default();
+    (
+        Arc::from([Bytes::from(format!("event: {CAUGHT_UP}\ndata: {data}\n\n"))]),
+        None,
+    )
+}
+
+/// Name of the event that ends the replay.
+pub const CAUGHT_UP: &str = "caught-up";
 
 /// An event's encoded parts, with the entry they came from (if any) kept alive with them.
 type Frame = (Arc<[Bytes]>, Option<Arc<SharedEntry>>);

@@ -251,6 +251,20 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
             if event.data.is_empty() {
                 continue;
             }
+            if event.event == crate::api::sse::CAUGHT_UP {
+                // The replay is done; said on stderr so stdout keeps one line per entry.
+                let data: Value = serde_json::from_str(&event.data).unwrap_or_default();
+                eprintln!(
+                    "caught up with the node's head at version {}{}",
+                    data["headVersion"],
+                    if data["ahead"] == Value::Bool(true) {
+                        " (the resume position is ahead of this node)"
+                    } else {
+                        ""
+                    }
+                );
+                continue;
+            }
             last_id = Some(event.id.clone());
             if args.json {
                 println!("{}", event.data);

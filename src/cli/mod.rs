@@ -96,6 +96,20 @@ pub struct ServeArgs {
     /// Alerts.
     #[command(flatten)]
     pub alerts: AlertFlags,
+    /// Cross-origin access.
+    #[command(flatten)]
+    pub cors: CorsFlags,
+}
+
+/// CORS flags.
+#[derive(Debug, Args, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsFlags {
+    /// Origin whose pages may call this node (`scheme://host[:port]`, or `*`), repeatable;
+    /// replaces `cors.allowedOrigins`.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    #[serde(rename = "allowedOrigins", skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Peer timing flags (durations like 250ms, 30s, 5m).

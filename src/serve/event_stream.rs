@@ -16,6 +16,7 @@
 //! The connection closes after the stream (`connection: close`), so no second request is ever
 //! read on it.
 
+use crate::api::sse::EVENTS_PATH;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Version, header};
@@ -27,9 +28,6 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tower::ServiceExt;
-
-/// Where the register's event stream is served.
-const EVENTS_PATH: &str = "/api/v1/system-register/events";
 
 /// The most headers a request served here may have (hyper's own limit is 100).
 const MAX_HEADERS: usize = 100;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod bench;
+mod browser;
 mod cli;
 mod corruption;
 mod crash;

@@ -184,7 +184,8 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(WAIT).build().unwrap()
 }
 
-/// Opens an SSE stream; `last_event_id` becomes the `Last-Event-ID` header.
+/// Opens an SSE stream of entry events (the `caught-up` marker left out); `last_event_id`
+/// becomes the `Last-Event-ID` header.
 pub async fn sse(
     addr: SocketAddr,
     query: &str,
@@ -202,11 +203,10 @@ pub async fn sse(
         r.headers()["content-type"].to_str().unwrap(),
         "text/event-stream"
     );
-    Box::pin(
-        r.bytes_stream()
-            .eventsource()
-            .filter_map(|e| async move { e.ok().filter(|e| !e.data.is_empty()) }),
-    )
+    Box::pin(r.bytes_stream().eventsource().filter_map(|e| async move {
+        e.ok()
+            .filter(|e| !e.data.is_empty() && e.event != "caught-up")
+    }))
 }
 
 /// Reads `n` data events within [`WAIT`].
@@ -234,6 +234,15 @@ pub fn binary() -> PathBuf {
 pub struct ChildNode {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Everything the node wrote to stderr (its log), line by line, as it arrives.
+    pub logs: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ChildNode {
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
 }
 
 /// Starts `sorcha-peer serve` on port 0 over `dir` and waits for its listening line.
@@ -267,19 +276,31 @@ pub async fn spawn_node_at(
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let keep = |logs: &std::sync::Mutex<String>, line: &str| {
+        let mut logs = logs.lock().unwrap();
+        logs.push_str(line);
+        logs.push('\n');
+    };
     let addr = tokio::time::timeout(WAIT, async {
         while let Some(line) = lines.next_line().await.unwrap() {
+            keep(&logs, &line);
             if let Some(rest) = line.strip_prefix("sorcha-peer listening on http://") {
                 return rest.trim().parse::<SocketAddr>().unwrap();
             }
         }
-        panic!("node exited before listening");
+        panic!("node exited before listening:\n{}", logs.lock().unwrap());
     })
     .await
     .expect("node did not start in time");
     // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    ChildNode { child, addr }
+    let kept = std::sync::Arc::clone(&logs);
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            keep(&kept, &line);
+        }
+    });
+    ChildNode { child, addr, logs }
 }
 
 /// A peer configuration over `dir` replicating from `hubs`, with test-speed intervals.

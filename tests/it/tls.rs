@@ -94,9 +94,19 @@ async fn hub_serves_rest_sse_and_grpc_over_tls_and_a_peer_replicates_over_https(
             .await
             .unwrap();
         assert_eq!(events.status(), 200);
-        streams.push(Box::pin(events.bytes_stream().eventsource().filter_map(
-            |e| async move { e.ok().filter(|e| !e.data.is_empty()) },
-        )));
+        let mut events = Box::pin(
+            events
+                .bytes_stream()
+                .eventsource()
+                .filter_map(|e| async move { e.ok().filter(|e| !e.data.is_empty()) }),
+        );
+        // Nothing to replay: the stream says so at once.
+        let first = tokio::time::timeout(WAIT, events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.event, "caught-up");
+        streams.push(events);
     }
     let published = http
         .post(format!("{base}/api/v1/system-register/blueprints"))

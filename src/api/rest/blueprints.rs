@@ -18,6 +18,7 @@ use axum::response::Response;
 
 /// Current blueprints (the newest entry of each), ordered by id, without documents.
 #[utoipa::path(get, path = "/api/v1/system-register/blueprints", tag = "blueprints",
+    operation_id = "listBlueprints",
     params(ListParams),
     responses(
         (status = 200, description = "A page of blueprints; `next` is the `cursor` of the next page", body = EntryPage),
@@ -52,6 +53,7 @@ pub async fn list(
 /// The newest entry of one blueprint, with its document. Its bytes come from the node's read
 /// budget (503 with `Retry-After` when other large reads hold it too long).
 #[utoipa::path(get, path = "/api/v1/system-register/blueprints/{id}", tag = "blueprints",
+    operation_id = "getBlueprint",
     params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$")),
     responses(
         (status = 200, description = "The blueprint's newest entry", body = EntryView),
@@ -75,6 +77,7 @@ pub async fn get(
 /// The entries of one blueprint, oldest first, with documents, paged like the log: a page ends
 /// after `limit` entries or before its entries exceed `limits.maxPageBytes` (at least one).
 #[utoipa::path(get, path = "/api/v1/system-register/blueprints/{id}/history", tag = "blueprints",
+    operation_id = "getBlueprintHistory",
     params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$"), SinceParams),
     responses(
         (status = 200, description = "A page of the blueprint's entries: at most `limit`, ending before `limits.maxPageBytes` (at least one entry); `next` is the `since` of the next page", body = EntryPage),
@@ -128,6 +131,7 @@ fn created(entry: &crate::register::entry::Entry) -> Response {
 
 /// Publishes a new blueprint (entry type `published`). Needs a publisher token.
 #[utoipa::path(post, path = "/api/v1/system-register/blueprints", tag = "blueprints",
+    operation_id = "publishBlueprint",
     request_body = PublishRequest,
     security(("bearer" = [])),
     responses(
@@ -165,6 +169,7 @@ pub async fn publish(
 /// Publishes a new version of an existing blueprint (entry type `updated`); updating a
 /// deprecated blueprint makes it active again. Needs a publisher token.
 #[utoipa::path(put, path = "/api/v1/system-register/blueprints/{id}", tag = "blueprints",
+    operation_id = "updateBlueprint",
     params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$")),
     request_body = UpdateRequest,
     security(("bearer" = [])),
@@ -210,6 +215,7 @@ pub async fn update(
 /// Deprecates a blueprint: appends an entry of type `deprecated` with `isActive=false`.
 /// The body is optional. Needs a publisher token.
 #[utoipa::path(post, path = "/api/v1/system-register/blueprints/{id}/deprecate", tag = "blueprints",
+    operation_id = "deprecateBlueprint",
     params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$")),
     request_body(content = Option<DeprecateRequest>, description = "Optional metadata of the deprecation"),
     security(("bearer" = [])),

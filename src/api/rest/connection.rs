@@ -20,6 +20,7 @@ fn peer(state: &AppState) -> Result<&Arc<Peer>, ApiError> {
 
 /// The peer's connection: state machine, current hub, each hub's status, backoff, heartbeats.
 #[utoipa::path(get, path = "/api/v1/connection", tag = "replication",
+    operation_id = "getConnection",
     responses(
         (status = 200, description = "The connection", body = ConnectionView),
         (status = 404, description = "Not a peer", body = Problem, content_type = "application/problem+json")))]
@@ -29,6 +30,7 @@ pub async fn connection(State(state): State<AppState>) -> Result<Json<Connection
 
 /// Drops the current session and reconnects (admin token).
 #[utoipa::path(post, path = "/api/v1/connection/reconnect", tag = "replication",
+    operation_id = "reconnectToHub",
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Reconnecting"),
@@ -46,6 +48,7 @@ pub async fn reconnect(
 
 /// The replica's sync checkpoint.
 #[utoipa::path(get, path = "/api/v1/sync/checkpoint", tag = "replication",
+    operation_id = "getSyncCheckpoint",
     responses(
         (status = 200, description = "The checkpoint (absent fields before the first sync)", body = CheckpointDto),
         (status = 404, description = "Not a peer", body = Problem, content_type = "application/problem+json")))]
@@ -66,6 +69,7 @@ pub async fn checkpoint(State(state): State<AppState>) -> Result<Json<Checkpoint
 
 /// Syncs now through the current hub session (`?full=true` for a full sync); admin token.
 #[utoipa::path(post, path = "/api/v1/sync", tag = "replication",
+    operation_id = "syncNow",
     params(ApiQueryFull),
     security(("bearer" = [])),
     responses(

@@ -15,6 +15,7 @@ use axum::response::Response;
 /// hold come from the node's read budget: when other large reads hold it for longer than
 /// `limits.readBudgetWait`, the answer is 503 with `Retry-After`.
 #[utoipa::path(get, path = "/api/v1/system-register/entries", tag = "register",
+    operation_id = "listEntries",
     params(SinceParams),
     responses(
         (status = 200, description = "A page of the log: at most `limit` entries, ending before `limits.maxPageBytes` (at least one entry); `next` is the `since` of the next page", body = EntryPage),

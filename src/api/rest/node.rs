@@ -9,6 +9,7 @@ use axum::extract::State;
 
 /// Liveness: answers while the process runs.
 #[utoipa::path(get, path = "/health", tag = "node",
+    operation_id = "getHealth",
     responses((status = 200, description = "The node is alive", body = HealthView)))]
 pub async fn health(State(state): State<AppState>) -> Json<HealthView> {
     Json(HealthView {
@@ -22,6 +23,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthView> {
 
 /// Readiness: 200 once the store is open and the register verified.
 #[utoipa::path(get, path = "/ready", tag = "node",
+    operation_id = "getReady",
     responses(
         (status = 200, description = "Ready", body = ReadyView),
         (status = 503, description = "Not ready (e.g. the register failed its integrity check)", body = Problem,
@@ -55,6 +57,7 @@ pub(crate) async fn register_view(state: &AppState) -> Result<RegisterView, ApiE
 
 /// The node: role, id, register head and counts, uptime, integrity.
 #[utoipa::path(get, path = "/api/v1/node", tag = "node",
+    operation_id = "getNode",
     responses((status = 200, description = "The node", body = NodeView)))]
 pub async fn node(State(state): State<AppState>) -> Result<Json<NodeView>, ApiError> {
     let failure = state.register.integrity();
@@ -75,6 +78,7 @@ pub async fn node(State(state): State<AppState>) -> Result<Json<NodeView>, ApiEr
 
 /// Summary of the system register: head, counts, last publish.
 #[utoipa::path(get, path = "/api/v1/system-register", tag = "register",
+    operation_id = "getSystemRegister",
     responses((status = 200, description = "The register", body = RegisterView)))]
 pub async fn system_register(
     State(state): State<AppState>,
@@ -85,6 +89,7 @@ pub async fn system_register(
 /// Runs the integrity check over the whole register (checksums, chain, contiguous versions,
 /// register id). A failure also makes the node refuse writes.
 #[utoipa::path(get, path = "/api/v1/system-register/verify", tag = "register",
+    operation_id = "verifyRegister",
     responses((status = 200, description = "Outcome of the check", body = VerifyView)))]
 pub async fn verify(State(state): State<AppState>) -> Result<Json<VerifyView>, ApiError> {
     let report = state.register.verify().await?;

@@ -32,6 +32,7 @@ fn hub(state: &AppState) -> Result<&Arc<crate::hub::Hub>, ApiError> {
 
 /// Every peer session with heartbeat status and version lag.
 #[utoipa::path(get, path = "/api/v1/peers", tag = "peers",
+    operation_id = "listPeers",
     responses(
         (status = 200, description = "Peer sessions", body = PeersView),
         (status = 404, description = "Not a hub", body = Problem, content_type = "application/problem+json")))]
@@ -48,6 +49,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<PeersView>, ApiE
 
 /// One peer's session.
 #[utoipa::path(get, path = "/api/v1/peers/{peerId}", tag = "peers",
+    operation_id = "getPeer",
     params(("peerId" = String, Path, description = "Peer id")),
     responses(
         (status = 200, description = "The session", body = SessionView),

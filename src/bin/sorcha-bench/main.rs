@@ -488,7 +488,8 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
             let mut got = Vec::with_capacity(publishes);
             while got.len() < publishes {
                 match events.next().await {
-                    Some(Ok(e)) if !e.data.is_empty() => {
+                    // Entries only: the `caught-up` marker has no id.
+                    Some(Ok(e)) if !e.data.is_empty() && !e.id.is_empty() => {
                         got.push((e.id.parse().unwrap_or(0), Instant::now()))
                     }
                     Some(Ok(_)) => {}

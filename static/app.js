@@ -2,11 +2,36 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
-const api = (path, options) => fetch(path, options).then(async (r) => {
+// The token typed into the dashboard (sign-in or publish form) lives for this tab only.
+const storedToken = () => sessionStorage.getItem('sorcha-token') || '';
+let readsNeedToken = false;
+class Unauthorized extends Error {}
+const withToken = (options = {}) => {
+  const token = storedToken();
+  return token ? { ...options, headers: { ...(options.headers || {}), authorization: `Bearer ${token}` } } : options;
+};
+const api = (path, options) => fetch(path, withToken(options)).then(async (r) => {
   const body = r.headers.get('content-type')?.includes('json') ? await r.json() : null;
+  if (r.status === 401 && (!options || !options.method)) throw new Unauthorized(body?.detail || 'this node needs a token');
   if (!r.ok) throw new Error(body?.detail || `${r.status} ${r.statusText}`);
   return body;
 });
+
+// Reads need a token on this node (auth.publicReads = false): ask for one, then go on.
+function askForToken(message) {
+  readsNeedToken = true;
+  $('login').hidden = false;
+  $('login-message').textContent = message;
+  return new Promise((resolve) => {
+    $('login-form').onsubmit = (ev) => {
+      ev.preventDefault();
+      sessionStorage.setItem('sorcha-token', $('login-token').value.trim());
+      $('token').value = storedToken();
+      $('login').hidden = true;
+      resolve();
+    };
+  });
+}
 const time = (ms) => (ms ? new Date(ms).toLocaleTimeString() : '—');
 const badge = (el, text, kind) => { el.textContent = text; el.className = `badge ${kind || ''}`; };
 const cell = (text, cls) => { const td = document.createElement('td'); td.textContent = text; if (cls) td.className = cls; return td; };
@@ -24,7 +49,7 @@ async function refreshNode() {
     $('publish-card').hidden = node.role !== 'hub';
     if (node.role === 'peer') await refreshConnection(); else await refreshPeers();
   } catch (e) {
-    badge($('integrity'), 'unreachable', 'bad');
+    badge($('integrity'), e instanceof Unauthorized ? 'token needed' : 'unreachable', 'bad');
   }
 }
 
@@ -94,7 +119,10 @@ async function showDocument(id) {
 
 function startFeed(since) {
   // EventSource reconnects by itself and resumes with Last-Event-ID: nothing is missed.
-  const source = new EventSource(`/api/v1/system-register/events?since=${since}`);
+  // EventSource cannot send headers: when reads need a token it goes in the URL (the node
+  // redacts it from its logs).
+  const auth = readsNeedToken ? `&access_token=${encodeURIComponent(storedToken())}` : '';
+  const source = new EventSource(`/api/v1/system-register/events?since=${since}${auth}`);
   source.onopen = () => badge($('feed-status'), 'live', 'ok');
   source.onerror = () => badge($('feed-status'), 'reconnecting…', 'warn');
   for (const type of ['blueprint.published', 'blueprint.updated', 'blueprint.deprecated']) {
@@ -125,7 +153,7 @@ $('verify').addEventListener('click', async () => {
       : `FAILED at version ${v.firstBadVersion}: ${v.error}`;
   } catch (e) { $('verify-result').textContent = e.message; }
 });
-$('token').value = sessionStorage.getItem('sorcha-token') || '';
+$('token').value = storedToken();
 $('publish-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const token = $('token').value.trim();
@@ -147,6 +175,12 @@ $('publish-form').addEventListener('submit', async (ev) => {
 });
 
 (async () => {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    try { await api('/api/v1/node'); break; } catch (e) {
+      if (!(e instanceof Unauthorized)) break;
+      await askForToken(attempt === 0 ? `${e.message}.` : `That token was refused: ${e.message}.`);
+    }
+  }
   await refreshNode();
   const head = Number($('head-version').textContent) || 0;
   await loadBlueprints();

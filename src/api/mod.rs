@@ -200,20 +200,23 @@ fn describe_node_rules(doc: &mut utoipa::openapi::OpenApi) {
             continue;
         }
         if let Some(get) = item.get.as_mut() {
-            get.responses.responses.entry("401".to_owned()).or_insert_with(|| {
-                RefOr::T(
-                    ResponseBuilder::new()
-                        .description(
-                            "This node's reads need a token (`auth.publicReads = false`) and \
+            get.responses
+                .responses
+                .entry("401".to_owned())
+                .or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(
+                                "This node's reads need a token (`auth.publicReads = false`) and \
                              none, or an invalid one, was sent",
-                        )
-                        .content(
-                            "application/problem+json",
-                            Content::new(Some(Ref::from_schema_name("Problem"))),
-                        )
-                        .build(),
-                )
-            });
+                            )
+                            .content(
+                                "application/problem+json",
+                                Content::new(Some(Ref::from_schema_name("Problem"))),
+                            )
+                            .build(),
+                    )
+                });
             // Anonymous, or a bearer token of any role.
             get.security.get_or_insert_with(|| {
                 vec![

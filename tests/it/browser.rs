@@ -211,7 +211,7 @@ async fn responses_carry_cors_headers_for_allowed_origins_only() {
     );
 
     // gRPC-Web follows the same policy: preflight and call from the page, refused elsewhere.
-    let path = "/sorcha.peer.v1.CentralNodeConnection/GetSystemRegisterVersion";
+    let path = "/sorcha.peer.v1.CentralNodeConnection/GetCentralNodeStatus";
     let r = hub
         .http
         .request(Method::OPTIONS, hub.url(path))

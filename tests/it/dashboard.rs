@@ -7,7 +7,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use std::time::Duration;
 
-async fn browser() -> (Client, tokio::process::Child) {
+/// Headless Chromium under chromedriver on a free port.
+pub async fn browser() -> (Client, tokio::process::Child) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -46,7 +47,8 @@ async fn browser() -> (Client, tokio::process::Child) {
     (client, driver)
 }
 
-async fn wait_element(client: &Client, css: &str) -> fantoccini::elements::Element {
+/// Waits (bounded) for an element.
+pub async fn wait_element(client: &Client, css: &str) -> fantoccini::elements::Element {
     client
         .wait()
         .at_most(WAIT)
@@ -56,7 +58,8 @@ async fn wait_element(client: &Client, css: &str) -> fantoccini::elements::Eleme
         .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
 }
 
-async fn screenshot(client: &Client, name: &str) {
+/// Saves a screenshot under `target/test-artifacts/`.
+pub async fn screenshot(client: &Client, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     let png = client.screenshot().await.unwrap();
@@ -169,5 +172,67 @@ async fn dashboard_shows_live_publications_and_peer_state() {
 
     client.close().await.unwrap();
     peer.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_asks_for_a_token_when_reads_need_one() {
+    const READER: &str = "dashboard-reader-token-0123";
+    let hub = TestHub::configured(|c| {
+        c.auth.public_reads = false;
+        c.tokens.push(sorcha_peer::config::TokenConfig {
+            token: sorcha_peer::config::Secret(READER.into()),
+            identity: "viewer".into(),
+            role: sorcha_peer::config::TokenRole::Reader,
+        });
+    })
+    .await;
+    hub.publish("closed-one", json!({"title": "Behind a token"}))
+        .await;
+    let (client, _driver) = browser().await;
+    client.goto(&hub.url("/")).await.unwrap();
+    let message = wait_element(&client, "#login:not([hidden]) #login-message").await;
+    assert!(message.text().await.unwrap().contains("auth.publicReads"));
+    // A wrong token is refused and asked for again.
+    let input = client.find(Locator::Id("login-token")).await.unwrap();
+    input.send_keys("not-the-reader-token-000").await.unwrap();
+    client
+        .find(Locator::Css("#login-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for("the refusal", || async {
+        let text = client
+            .find(Locator::Id("login-message"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("refused").then_some(())
+    })
+    .await;
+    let input = client.find(Locator::Id("login-token")).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(READER).await.unwrap();
+    client
+        .find(Locator::Css("#login-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_element(&client, "#blueprints tr[data-id='closed-one']").await;
+    // The feed subscribes with ?access_token= and goes live.
+    wait_element(&client, "#feed-status.ok").await;
+    hub.publish("closed-two", json!({"title": "Live behind a token"}))
+        .await;
+    wait_element(&client, "#blueprints tr[data-id='closed-two']").await;
+    let feed = wait_element(&client, "#feed li").await;
+    assert!(feed.text().await.unwrap().contains("closed-two"));
+    screenshot(&client, "dashboard-token.png").await;
+    client.close().await.unwrap();
     hub.stop().await;
 }

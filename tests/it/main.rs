@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod corruption;
 mod crash;
+mod cross_origin;
 mod dashboard;
 mod docs;
 mod faults;

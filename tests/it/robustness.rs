@@ -22,6 +22,8 @@ struct Rest {
     body: Vec<u8>,
     status: u16,
     detail: &'static str,
+    /// Sent to the second hub, whose reads need a token (`auth.publicReads = false`).
+    closed: bool,
 }
 
 fn rest(
@@ -41,6 +43,7 @@ fn rest(
         body: Vec::new(),
         status,
         detail,
+        closed: false,
     }
 }
 
@@ -62,7 +65,14 @@ impl Rest {
         self.headers.push((name, value));
         self
     }
+    fn on_closed_hub(mut self) -> Self {
+        self.closed = true;
+        self
+    }
 }
+
+/// The reader token of the hub with closed reads.
+const READER: &str = "robust-reader-token-0123456789";
 
 const PUBLISH: &str = "/api/v1/system-register/blueprints";
 const EVENTS: &str = "/api/v1/system-register/events";
@@ -140,6 +150,28 @@ fn rest_cases(max_body: usize) -> Vec<Rest> {
         rest("R43", "POST", "/api/v1/sync", 403, "admin"),
         rest("R44", "POST", PUBLISH, 400, "")
             .json(r#"{"blueprintId":"type-confusion","document":{},"metadata":{"k":1}}"#),
+        rest("R45", "OPTIONS", "/api/v1/system-register", 403, "cors.allowedOrigins")
+            .token(None)
+            .header("origin", "http://127.0.0.1:5102")
+            .header("access-control-request-method", "GET"),
+        rest("R46", "GET", "/api/v1/system-register", 401, "auth.publicReads").token(None).on_closed_hub(),
+        rest("R47", "GET", &format!("{EVENTS}?access_token=not-a-known-token-1234"), 401, "access_token is not valid")
+            .token(None)
+            .on_closed_hub(),
+        rest("R48", "GET", &format!("{EVENTS}?access_token="), 401, "access_token is not valid")
+            .token(None)
+            .on_closed_hub(),
+        rest("R49", "GET", &format!("/api/v1/node?access_token={READER}"), 401, "only on the event stream")
+            .token(None)
+            .on_closed_hub(),
+        rest("R50", "GET", "/api/v1/node", 401, "Bearer")
+            .token(None)
+            .header("authorization", "Basic YWxpY2U6c2VjcmV0")
+            .on_closed_hub(),
+        rest("R51", "POST", PUBLISH, 403, "may not publish")
+            .token(Some(READER))
+            .json(publish_body("by-reader", json!({})))
+            .on_closed_hub(),
     ]
 }
 
@@ -438,9 +470,20 @@ async fn every_bad_input_gets_a_clear_answer_and_nothing_stored_changes() {
     assert_eq!(deprecated.status(), 200);
     let (_, before) = hub.get("/api/v1/system-register/entries").await;
 
+    let closed = TestHub::configured(|c| {
+        c.auth.public_reads = false;
+        c.tokens.push(sorcha_peer::config::TokenConfig {
+            token: sorcha_peer::config::Secret(READER.into()),
+            identity: "reader".into(),
+            role: sorcha_peer::config::TokenRole::Reader,
+        });
+    })
+    .await;
+
     let mut failures = Vec::new();
     for case in rest_cases(max_body) {
-        let (status, body, content_type) = run_rest(&hub, &case).await;
+        let target = if case.closed { &closed } else { &hub };
+        let (status, body, content_type) = run_rest(target, &case).await;
         let detail = body["detail"].as_str().unwrap_or_default();
         if status != case.status {
             failures.push(format!(

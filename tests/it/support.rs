@@ -104,6 +104,22 @@ impl TestHub {
         self.node.addr
     }
 
+    /// Stops the node and starts it again on the same address and data dir with `cfg`.
+    pub async fn restart_with(self, mut cfg: Config) -> Self {
+        let addr = self.addr();
+        let dir = self.stop().await;
+        cfg.data_dir = dir.path().to_owned();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let node = app::start_with_hostname(cfg, listener, "test-host")
+            .await
+            .unwrap();
+        Self {
+            node,
+            dir,
+            http: http_client(),
+        }
+    }
+
     /// Stops the node and hands back its data dir.
     pub async fn stop(self) -> TempDir {
         self.node.stop().await.unwrap();

@@ -68,7 +68,9 @@ pub async fn start_with_hostname(
 ) -> anyhow::Result<Node> {
     let mut config = config;
     let role = role::resolve(&config, hostname)?;
-    // Fail before opening anything when the certificate or key is unusable.
+    // Fail before opening anything when the CORS policy, certificate or key is unusable.
+    let cors = api::cors::CorsPolicy::new(&config.cors)
+        .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
     let tls = if config.tls.enabled() {
         Some(crate::tls::server_config(&config.tls)?)
     } else {
@@ -163,7 +165,7 @@ pub async fn start_with_hostname(
     };
     let credentials = api::grpc::peer_auth::PeerCredentials::new(&state.config.hub.peer_tokens);
     let (grpc, health) = api::grpc::router(hub, credentials, &state.config.limits).await?;
-    let router = api::router(state.clone(), grpc);
+    let router = api::router(state.clone(), grpc, cors);
     let addr = listener.local_addr()?;
     let grace = state.config.shutdown_grace;
     let handshake_timeout = state.config.tls.handshake_timeout;

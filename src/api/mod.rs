@@ -302,19 +302,10 @@ async fn not_found(uri: axum::http::Uri) -> impl IntoResponse {
 }
 
 /// The whole application router: REST + SSE + OpenAPI + Swagger UI + dashboard, merged with
-/// the gRPC router, then one fallback. Every path is behind the node's CORS policy; REST reads
+/// the gRPC router, then one fallback. Every path is behind the node's CORS `policy`; REST reads
 /// behind its read access rule; REST requests run in a redacted `http` span.
-///
-/// The CORS policy must have been checked at start-up (configuration validation); an invalid
-/// one here admits no cross-origin page.
-pub fn router(state: AppState, grpc: Router) -> Router {
-    let policy = Arc::new(
-        cors::CorsPolicy::new(&state.config.cors).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "invalid CORS policy: serving same-origin pages only");
-            cors::CorsPolicy::new(&crate::config::CorsConfig::default())
-                .unwrap_or_else(|_| unreachable!("the default policy is valid"))
-        }),
-    );
+pub fn router(state: AppState, grpc: Router, policy: cors::CorsPolicy) -> Router {
+    let policy = Arc::new(policy);
     let layers = PathLayers {
         node: Some((state.clone(), Arc::clone(&policy))),
     };

@@ -677,6 +677,19 @@ async fn cors_settings_are_checked_at_start_up() {
         assert!(!out.status.success(), "{args:?} must not start");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+    // The node refuses the same when configured in code (no silent fallback).
+    let mut cfg = crate::support::config(&dir.path().join("in-process"));
+    cfg.cors.allowed_origins = vec!["*".into()];
+    cfg.cors.allow_credentials = true;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = sorcha_peer::app::start_with_hostname(cfg, listener, "test-host").await;
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("allowCredentials")
+    );
+
     // The environment's comma-separated list is a list.
     let node = crate::support::spawn_node_env(
         &dir.path().join("ok"),

@@ -172,6 +172,11 @@ fn rest_cases(max_body: usize) -> Vec<Rest> {
             .token(Some(READER))
             .json(publish_body("by-reader", json!({})))
             .on_closed_hub(),
+        rest("R52", "POST", "/api/v1/system-register/blueprints/seed-1/deprecate", 400, "JSON object")
+            .json("null"),
+        rest("R53", "POST", "/api/v1/system-register/blueprints/seed-1/deprecate", 400, "JSON object")
+            .json(r#"[{"metadata":{}}]"#),
+        rest("R54", "GET", EVENTS, 401, "?access_token=").token(None).on_closed_hub(),
     ]
 }
 

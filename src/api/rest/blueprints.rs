@@ -213,7 +213,7 @@ pub async fn update(
 }
 
 /// Deprecates a blueprint: appends an entry of type `deprecated` with `isActive=false`.
-/// The body is optional. Needs a publisher token.
+/// The body is optional: none, or a JSON object. Needs a publisher token.
 #[utoipa::path(post, path = "/api/v1/system-register/blueprints/{id}/deprecate", tag = "blueprints",
     operation_id = "deprecateBlueprint",
     params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$")),
@@ -239,29 +239,24 @@ pub async fn deprecate(
         &state,
         &format!("/api/v1/system-register/blueprints/{id}/deprecate"),
     )?;
+    // No body at all is the optional body left out; anything else must be a JSON object
+    // (serde would also read a struct from an array, and `null` is not an object).
     let request: DeprecateRequest = if body.iter().all(u8::is_ascii_whitespace) {
         DeprecateRequest::default()
+    } else if !body.trim_ascii_start().starts_with(b"{") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "invalid body: send no body, or a JSON object",
+        ));
     } else {
-        // `null` is the JSON way of saying "no body"; anything else must be an object
-        // (serde would also read a struct from an array).
-        if !body.trim_ascii_start().starts_with(b"{")
-            && !body.trim_ascii_start().starts_with(b"null")
-        {
-            return Err(ApiError::new(
+        serde_json::from_slice::<DeprecateRequest>(&body).map_err(|e| {
+            ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed-json",
-                "invalid body: expected a JSON object or null",
-            ));
-        }
-        serde_json::from_slice::<Option<DeprecateRequest>>(&body)
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed-json",
-                    format!("invalid body: {e}"),
-                )
-            })?
-            .unwrap_or_default()
+                format!("invalid body: {e}"),
+            )
+        })?
     };
     let entry = state
         .register

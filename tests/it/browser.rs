@@ -8,7 +8,7 @@ use futures::StreamExt;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use sorcha_peer::config::{Config, Secret, TokenConfig, TokenRole};
+use sorcha_peer::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The page origin the test hubs allow.
@@ -25,11 +25,7 @@ fn allow_page(cfg: &mut Config) {
 /// Reads need a token; a reader token exists.
 fn closed_reads(cfg: &mut Config) {
     cfg.auth.public_reads = false;
-    cfg.tokens.push(TokenConfig {
-        token: Secret(READER.into()),
-        identity: "reader".into(),
-        role: TokenRole::Reader,
-    });
+    crate::support::add_reader(cfg, READER);
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {

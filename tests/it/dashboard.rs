@@ -180,11 +180,7 @@ async fn dashboard_asks_for_a_token_when_reads_need_one() {
     const READER: &str = "dashboard-reader-token-0123";
     let hub = TestHub::configured(|c| {
         c.auth.public_reads = false;
-        c.tokens.push(sorcha_peer::config::TokenConfig {
-            token: sorcha_peer::config::Secret(READER.into()),
-            identity: "viewer".into(),
-            role: sorcha_peer::config::TokenRole::Reader,
-        });
+        crate::support::add_reader(c, READER);
     })
     .await;
     hub.publish("closed-one", json!({"title": "Behind a token"}))

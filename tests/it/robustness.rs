@@ -477,11 +477,7 @@ async fn every_bad_input_gets_a_clear_answer_and_nothing_stored_changes() {
 
     let closed = TestHub::configured(|c| {
         c.auth.public_reads = false;
-        c.tokens.push(sorcha_peer::config::TokenConfig {
-            token: sorcha_peer::config::Secret(READER.into()),
-            identity: "reader".into(),
-            role: sorcha_peer::config::TokenRole::Reader,
-        });
+        crate::support::add_reader(c, READER);
     })
     .await;
 

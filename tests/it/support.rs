@@ -51,6 +51,15 @@ pub fn config(dir: &Path) -> Config {
     config
 }
 
+/// Adds a token of role `reader` (identity `reader`) to `cfg`.
+pub fn add_reader(cfg: &mut Config, token: &str) {
+    cfg.tokens.push(sorcha_peer::config::TokenConfig {
+        token: Secret(token.into()),
+        identity: "reader".into(),
+        role: sorcha_peer::config::TokenRole::Reader,
+    });
+}
+
 /// An in-process hub with its data dir.
 pub struct TestHub {
     pub node: Node,
@@ -69,7 +78,11 @@ impl TestHub {
     }
 
     pub async fn start_with(dir: TempDir, cfg: Config) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at(dir, cfg, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    async fn start_at(dir: TempDir, cfg: Config, addr: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let node = app::start_with_hostname(cfg, listener, "test-host")
             .await
             .unwrap();
@@ -109,15 +122,7 @@ impl TestHub {
         let addr = self.addr();
         let dir = self.stop().await;
         cfg.data_dir = dir.path().to_owned();
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let node = app::start_with_hostname(cfg, listener, "test-host")
-            .await
-            .unwrap();
-        Self {
-            node,
-            dir,
-            http: http_client(),
-        }
+        Self::start_at(dir, cfg, addr).await
     }
 
     /// Stops the node and hands back its data dir.

@@ -67,6 +67,8 @@ pub async fn start_with_hostname(
     hostname: &str,
 ) -> anyhow::Result<Node> {
     let mut config = config;
+    // The rules of `Config::validate` hold however the configuration was built.
+    config.validate()?;
     let role = role::resolve(&config, hostname)?;
     // Fail before opening anything when the CORS policy, certificate or key is unusable.
     let cors = api::cors::CorsPolicy::new(&config.cors)
@@ -104,10 +106,7 @@ pub async fn start_with_hostname(
     if let Some(path) = &tokens.generated_at {
         tracing::info!(path = %path.display(), "admin token file");
     }
-    let node_id = config
-        .node_id
-        .clone()
-        .unwrap_or_else(|| hostname.to_owned());
+    let node_id = config.node_id_or_hostname(hostname);
     let shutdown = CancellationToken::new();
     let hub = (role == ResolvedRole::Hub).then(|| {
         Hub::new(

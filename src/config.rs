@@ -576,6 +576,13 @@ impl Config {
         Ok(config)
     }
 
+    /// The node's id: `nodeId`, else `hostname` made into a valid id.
+    pub fn node_id_or_hostname(&self, hostname: &str) -> String {
+        self.node_id
+            .clone()
+            .unwrap_or_else(|| crate::register::validation::node_id_from_hostname(hostname))
+    }
+
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
@@ -588,16 +595,9 @@ impl Config {
                 self.store
             ));
         }
-        if let Some(id) = &self.node_id
-            && (id.is_empty()
-                || id.len() > 64
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.'))
-        {
-            return err(format!(
-                "node id {id:?} is invalid: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
-            ));
+        if let Some(id) = &self.node_id {
+            crate::register::validation::node_id("nodeId", id)
+                .map_err(|e| ConfigError(e.to_string()))?;
         }
         if let Err(e) = regex::Regex::new(&self.hub.hostname_pattern) {
             return err(format!("hub.hostnamePattern is not a valid regex: {e}"));

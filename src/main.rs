@@ -42,10 +42,7 @@ async fn shutdown_signal() {
 
 async fn serve(args: sorcha_peer::cli::ServeArgs, log_format: LogFormat) -> anyhow::Result<i32> {
     let config = Config::load(args.config.as_deref(), args.overrides())?;
-    let node_id = config
-        .node_id
-        .clone()
-        .unwrap_or_else(sorcha_peer::role::system_hostname);
+    let node_id = config.node_id_or_hostname(&sorcha_peer::role::system_hostname());
     let telemetry = init_telemetry(log_format, &node_id);
     let listener = sorcha_peer::serve::bind(config.listen, config.limits.listen_backlog)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;

@@ -88,8 +88,10 @@ pub struct PublishRequest {
     /// Blueprint id: 1–255 characters of `[A-Za-z0-9_-]`.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,255}$", min_length = 1, max_length = 255)]
     pub blueprint_id: String,
-    /// The blueprint document; must be a JSON object (≤ 16 MiB canonical).
+    /// The blueprint document; must be a JSON object (≤ 16 MiB canonical) whose objects have
+    /// unique keys.
     #[schema(value_type = Object)]
+    #[serde(deserialize_with = "super::unique_keys::value")]
     pub document: serde_json::Value,
     /// Metadata; keys and values together below 4 KiB.
     #[serde(default)]
@@ -105,8 +107,9 @@ pub struct PublishRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateRequest {
-    /// The new document; must be a JSON object.
+    /// The new document; must be a JSON object whose objects have unique keys.
     #[schema(value_type = Object)]
+    #[serde(deserialize_with = "super::unique_keys::value")]
     pub document: serde_json::Value,
     /// Metadata of the new entry; keys and values together below 4 KiB.
     #[serde(default)]

@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod rest;
 pub mod sse;
 pub mod trace;
+pub mod unique_keys;
 
 use crate::auth::Tokens;
 use crate::config::Config;

@@ -19,20 +19,10 @@ const MAX_ADDRESS_CHARS: usize = 255;
 const MAX_PROTOCOLS: usize = 32;
 const MAX_PROTOCOL_CHARS: usize = 64;
 
-/// Checks a peer id: `^[A-Za-z0-9_-]{1,64}$`.
+/// Checks a peer id against the node-id rule ([`crate::register::validation::node_id`]).
 pub fn validate_peer_id(peer_id: &str) -> Result<(), HubError> {
-    let ok = (1..=64).contains(&peer_id.len())
-        && peer_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        let shown: String = peer_id.chars().take(80).collect();
-        Err(HubError::InvalidArgument(format!(
-            "peer_id {shown:?} is invalid: use 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"
-        )))
-    }
+    crate::register::validation::node_id("peer_id", peer_id)
+        .map_err(|e| HubError::InvalidArgument(e.to_string()))
 }
 
 struct Session {

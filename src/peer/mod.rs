@@ -66,6 +66,11 @@ pub struct Peer {
     view: Mutex<ConnectionView>,
     commands: mpsc::Sender<Command>,
     heartbeat_sequence: AtomicI64,
+    /// Per hub: the last connect attempt's permanent refusal (bad id, unknown or forbidden
+    /// credentials), if it was one; when every hub refuses so, retrying cannot help.
+    refusals: Mutex<Vec<Option<String>>>,
+    /// The `peer.refused` alert was raised and no connect has succeeded since.
+    refusal_alerted: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -88,6 +93,8 @@ impl Peer {
         let (commands, receiver) = mpsc::channel(16);
         let peer = Arc::new(Self {
             view: Mutex::new(ConnectionView::new(&config.hubs)),
+            refusals: Mutex::new(vec![None; config.hubs.len()]),
+            refusal_alerted: std::sync::atomic::AtomicBool::new(false),
             register,
             config,
             node_id,
@@ -209,6 +216,8 @@ impl Peer {
     }
 
     fn on_connected(&self, index: usize, grant: &ConnectionGrant) {
+        self.note_refusal(index, None);
+        self.refusal_alerted.store(false, Ordering::Relaxed);
         let now = self.clock.now_ms();
         let left_isolation = {
             let mut view = self.view_mut();
@@ -323,6 +332,37 @@ impl Peer {
         });
     }
 
+    /// Records a permanent refusal (or its absence) of hub `index`; when every hub refuses
+    /// permanently, raises `peer.refused` once, naming each hub's answer.
+    fn note_refusal(&self, index: usize, refusal: Option<&str>) {
+        let all = {
+            let mut refusals = self
+                .refusals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            refusals[index] = refusal.map(str::to_owned);
+            refusals.iter().all(Option::is_some).then(|| {
+                refusals
+                    .iter()
+                    .zip(&self.config.hubs)
+                    .map(|(r, hub)| format!("{hub}: {}", r.as_deref().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+        };
+        if let Some(answers) = all
+            && !self.refusal_alerted.swap(true, Ordering::Relaxed)
+        {
+            self.alert(
+                "peer.refused",
+                format!(
+                    "every hub refuses this peer, and retrying will not change that: fix the \
+                     configuration (nodeId, peer.token) — {answers}"
+                ),
+            );
+        }
+    }
+
     fn attempt_failed(&self, index: usize, error: &str) {
         let mut view = self.view_mut();
         view.hubs[index].failed_attempts += 1;
@@ -404,9 +444,14 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
                     index = next;
                     continue 'hubs;
                 }
-                SessionEnd::ConnectFailed { error, retry_after } => {
+                SessionEnd::ConnectFailed {
+                    error,
+                    retry_after,
+                    permanent,
+                } => {
                     tracing::warn!(hub = %peer.config.hubs[index], %error, "connect attempt failed");
                     peer.attempt_failed(index, &error);
+                    peer.note_refusal(index, permanent.then_some(error.as_str()));
                     retry_after
                 }
             };

@@ -26,6 +26,8 @@ pub enum SessionEnd {
         error: String,
         /// The hub's retry hint.
         retry_after: Option<Duration>,
+        /// The hub refused this peer for good (its id or credentials), not for now.
+        permanent: bool,
     },
     /// A working session broke or the hub told us to go: move to the next hub now.
     Failover(String),
@@ -77,8 +79,16 @@ pub async fn run(
         () = shutdown.cancelled() => return SessionEnd::Shutdown,
         result = tokio::time::timeout(cfg.connect_timeout, connect) => match result {
             Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return SessionEnd::ConnectFailed { error: e.to_string(), retry_after: e.retry_after },
-            Err(_) => return SessionEnd::ConnectFailed { error: format!("no answer within {:?}", cfg.connect_timeout), retry_after: None },
+            Ok(Err(e)) => return SessionEnd::ConnectFailed {
+                error: e.to_string(),
+                retry_after: e.retry_after,
+                permanent: e.is_permanent_refusal(),
+            },
+            Err(_) => return SessionEnd::ConnectFailed {
+                error: format!("no answer within {:?}", cfg.connect_timeout),
+                retry_after: None,
+                permanent: false,
+            },
         },
     };
     let session_id = grant.session_id.clone();

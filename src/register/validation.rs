@@ -17,6 +17,11 @@ pub const ENTRY_MARGIN_BYTES: usize = 64 * 1024;
 pub const MAX_DOCUMENT_BYTES: usize = BSON_DOCUMENT_LIMIT - ENTRY_MARGIN_BYTES;
 /// Longest blueprint id, publisher identity or transaction id, in characters.
 pub const MAX_ID_CHARS: usize = 255;
+/// Longest node id (a peer's `peer_id`, a hub's id), in characters.
+pub const MAX_NODE_ID_CHARS: usize = 64;
+/// The node-id rule as people read it: `^[A-Za-z0-9._-]{1,64}$`. Dots are allowed because the
+/// default node id is the hostname, and hostnames with a domain have dots.
+pub const NODE_ID_RULE: &str = "1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'";
 /// Metadata keys and values together must stay below this many bytes.
 pub const MAX_METADATA_BYTES: usize = 4096;
 
@@ -26,6 +31,14 @@ pub enum ValidationError {
     /// The blueprint id breaks the id rule.
     #[error("blueprintId {0:?} is invalid: use 1-255 characters of A-Z, a-z, 0-9, '_' or '-'")]
     BlueprintId(String),
+    /// A node id or peer id breaks the node-id rule.
+    #[error("{field} {value:?} is invalid: use {NODE_ID_RULE}")]
+    NodeId {
+        /// Which id: `nodeId`, `peer_id`.
+        field: &'static str,
+        /// The id, cut to 80 characters.
+        value: String,
+    },
     /// `publishedBy` is empty, too long or holds control characters.
     #[error("publishedBy must be 1-255 characters without control characters")]
     PublishedBy,
@@ -49,6 +62,40 @@ pub enum ValidationError {
         /// The limit in bytes.
         limit: usize,
     },
+}
+
+fn is_node_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// Checks a node id or peer id (`field` names which in the error) against the one node-id
+/// rule, [`NODE_ID_RULE`].
+pub fn node_id(field: &'static str, id: &str) -> Result<(), ValidationError> {
+    if (1..=MAX_NODE_ID_CHARS).contains(&id.len()) && id.bytes().all(is_node_id_byte) {
+        Ok(())
+    } else {
+        Err(ValidationError::NodeId {
+            field,
+            value: truncate(id, 80),
+        })
+    }
+}
+
+/// A valid node id made from a hostname: characters outside the rule become `-`, cut to 64
+/// characters (a hostname of none of them gives `node`).
+pub fn node_id_from_hostname(hostname: &str) -> String {
+    let id: String = hostname
+        .bytes()
+        .take(MAX_NODE_ID_CHARS)
+        .map(|b| {
+            if is_node_id_byte(b) {
+                char::from(b)
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if id.is_empty() { "node".to_owned() } else { id }
 }
 
 /// Checks a blueprint id: 1–255 chars of `[A-Za-z0-9_-]`.

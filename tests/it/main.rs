@@ -18,6 +18,7 @@ mod grpc;
 mod grpc_web;
 mod memory;
 mod mongo;
+mod node_ids;
 mod observability;
 mod one_port;
 mod otel;

@@ -177,6 +177,10 @@ fn rest_cases(max_body: usize) -> Vec<Rest> {
         rest("R53", "POST", "/api/v1/system-register/blueprints/seed-1/deprecate", 400, "JSON object")
             .json(r#"[{"metadata":{}}]"#),
         rest("R54", "GET", EVENTS, 401, "?access_token=").token(None).on_closed_hub(),
+        rest("R55", "POST", PUBLISH, 400, "key \"a\" twice")
+            .json(r#"{"blueprintId":"dup-keys","document":{"a":1,"b":{"c":true},"a":2}}"#),
+        rest("R56", "PUT", "/api/v1/system-register/blueprints/seed-1", 400, "at \"/steps/0/id\"")
+            .json(r#"{"document":{"steps":[{"id":1,"id":2}]}}"#),
     ]
 }
 

@@ -59,6 +59,17 @@ pub struct ClientError {
 }
 
 impl ClientError {
+    /// True when the hub refused the caller itself (its id or credentials), which retrying
+    /// cannot change.
+    pub fn is_permanent_refusal(&self) -> bool {
+        matches!(
+            self.kind,
+            ClientErrorKind::InvalidArgument
+                | ClientErrorKind::Unauthenticated
+                | ClientErrorKind::PermissionDenied
+        )
+    }
+
     /// An error of `kind` without a retry hint.
     pub fn new(kind: ClientErrorKind, message: String) -> Self {
         Self {

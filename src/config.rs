@@ -563,6 +563,7 @@ impl Config {
                     file.display()
                 )));
             }
+            check_known_keys(file)?;
             figment = figment.merge(Toml::file(file));
         }
         // Client-only variables are not node configuration.
@@ -598,6 +599,28 @@ impl Config {
         if let Some(id) = &self.node_id {
             crate::register::validation::node_id("nodeId", id)
                 .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        for (i, hub) in self.hubs.iter().enumerate() {
+            check_hub_url(hub).map_err(|why| {
+                ConfigError(format!(
+                    "hubs[{i}] {hub:?} is not a hub URL ({why}): write http://host:port or \
+                     https://host:port"
+                ))
+            })?;
+        }
+        if let Some(path) = &self.peer.ca_cert {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!(
+                    "peer.caCert {} cannot be read: {e}",
+                    path.display()
+                ))
+            })?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return err(format!(
+                    "peer.caCert {} holds no PEM certificate",
+                    path.display()
+                ));
+            }
         }
         if let Err(e) = regex::Regex::new(&self.hub.hostname_pattern) {
             return err(format!("hub.hostnamePattern is not a valid regex: {e}"));
@@ -704,6 +727,72 @@ impl Config {
     }
 }
 
+/// Checks a hub URL: http or https, a host, nothing but `/` after the authority.
+fn check_hub_url(url: &str) -> Result<(), &'static str> {
+    let uri: axum::http::Uri = url.parse().map_err(|_| "it does not parse")?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("the scheme must be http or https");
+    }
+    let authority = uri.authority().ok_or("the host is missing")?;
+    if authority.host().is_empty() || authority.as_str().contains('@') {
+        return Err("the host is missing");
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err("a hub URL has no path");
+    }
+    Ok(())
+}
+
+/// Refuses a TOML file with a key the configuration does not have (a misspelt section or key
+/// would otherwise be ignored and its default used), naming the key and the closest known one.
+fn check_known_keys(file: &Path) -> Result<(), ConfigError> {
+    use figment::Provider;
+    let data = Toml::file(file)
+        .data()
+        .map_err(|e| ConfigError(format!("{}: {e}", file.display())))?;
+    let Some(dict) = data.into_values().next() else {
+        return Ok(());
+    };
+    let value = figment::value::Value::from(dict);
+    let mut unknown = Vec::new();
+    // Values are checked by the real extraction; only the keys matter here.
+    let _ = serde_ignored::deserialize(&value, |path| unknown.push(path.to_string()))
+        .map(|_: Config| ());
+    let Some(key) = unknown.into_iter().next() else {
+        return Ok(());
+    };
+    let hint = closest_known_key(&key)
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    Err(ConfigError(format!(
+        "{}: unknown key `{key}`{hint}; docs/operations.md lists every key",
+        file.display()
+    )))
+}
+
+/// The known key nearest to `path` (same section, small edit distance), if any.
+fn closest_known_key(path: &str) -> Option<String> {
+    let defaults = serde_json::to_value(Config::default()).ok()?;
+    let (section, name) = path.rsplit_once('.').unwrap_or(("", path));
+    let mut siblings = &defaults;
+    for part in section.split('.').filter(|p| !p.is_empty()) {
+        siblings = siblings.get(part)?;
+    }
+    siblings
+        .as_object()?
+        .keys()
+        .map(|k| (strsim::damerau_levenshtein(k, name), k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(1))
+        .min()
+        .map(|(_, k)| {
+            if section.is_empty() {
+                k.clone()
+            } else {
+                format!("{section}.{k}")
+            }
+        })
+}
+
 /// A configuration that cannot be used; the message says why.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -721,6 +810,73 @@ mod tests {
             env_key_to_path("HUB__VALIDATE_HOSTNAME"),
             "hub.validateHostname"
         );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused_with_the_closest_known_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, expected) in [
+            (
+                "[hbu]\nenabled = true\n",
+                "unknown key `hbu` (did you mean `hub`?)",
+            ),
+            (
+                "[hub]\nheartbeatIntervl = \"5s\"\n",
+                "unknown key `hub.heartbeatIntervl` (did you mean `hub.heartbeatInterval`?)",
+            ),
+            (
+                "[hub.rateLimits.connect]\nbrust = 3\n",
+                "`hub.rateLimits.connect.burst`",
+            ),
+            ("lissten = \"127.0.0.1:1\"\n", "(did you mean `listen`?)"),
+            (
+                "[[tokens]]\ntoken = \"0123456789abcdefgh\"\nidentity = \"ci\"\nrole = \"reader\"\nrol = 1\n",
+                "unknown key `tokens.0.rol`",
+            ),
+            (
+                "completelyUnrelatedThing = 1\n",
+                "unknown key `completelyUnrelatedThing`;",
+            ),
+        ] {
+            let file = dir.path().join("c.toml");
+            std::fs::write(&file, text).unwrap();
+            let e = Config::load(Some(&file), serde_json::json!({})).unwrap_err();
+            assert!(e.0.contains(expected), "{text}: {e}");
+        }
+        let file = dir.path().join("ok.toml");
+        std::fs::write(
+            &file,
+            "[hub]\nheartbeatInterval = \"5s\"\n[cors]\nallowedOrigins = [\"http://a.example\"]\n",
+        )
+        .unwrap();
+        assert!(Config::load(Some(&file), serde_json::json!({})).is_ok());
+    }
+
+    #[test]
+    fn hub_urls_are_checked() {
+        for bad in [
+            "notaurl",
+            "ftp://h:1",
+            "http://",
+            "http://h:1/path",
+            "//h:1",
+            "http://u@h:1",
+        ] {
+            let c = Config {
+                hubs: vec![bad.into()],
+                ..Config::default()
+            };
+            let e = c.validate().unwrap_err();
+            assert!(e.0.contains("hubs[0]"), "{bad}: {e}");
+        }
+        let c = Config {
+            hubs: vec![
+                "http://n0.sorcha.dev:5000".into(),
+                "https://h.example/".into(),
+            ],
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
     }
 
     #[test]

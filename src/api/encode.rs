@@ -85,10 +85,16 @@ pub fn event_frame(entry: &Entry, include_entry: bool) -> Derived {
 /// bytes in the read budget) until the body is sent.
 pub fn entry_response(
     status: StatusCode,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     entry: &Entry,
     held: Option<Held>,
 ) -> Response {
+    // The entry is its blueprint's newest when answered for a blueprint or a write, and an
+    // immutable entry of the log otherwise: its version is its tag either way.
+    headers.insert(
+        axum::http::header::ETAG,
+        super::conditional::etag(entry.version),
+    );
     let parts = entry_parts(entry, true);
     if parts.iter().map(Bytes::len).sum::<usize>() < WHOLE_BELOW {
         return json_response(status, headers, Body::from(parts.concat()));

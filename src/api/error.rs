@@ -31,6 +31,7 @@ pub struct ApiError {
     detail: String,
     location: Option<String>,
     retry_after: Option<std::time::Duration>,
+    etag: Option<i64>,
 }
 
 impl ApiError {
@@ -42,7 +43,14 @@ impl ApiError {
             detail: detail.into(),
             location: None,
             retry_after: None,
+            etag: None,
         }
+    }
+
+    /// Adds the `ETag` of the resource's current version (a 412 says what is current).
+    pub fn with_etag(mut self, version: i64) -> Self {
+        self.etag = Some(version);
+        self
     }
 
     /// 400 with a detail message.
@@ -115,6 +123,9 @@ impl IntoResponse for ApiError {
         {
             headers.insert(header::LOCATION, value);
         }
+        if let Some(version) = self.etag {
+            headers.insert(header::ETAG, super::conditional::etag(version));
+        }
         response
     }
 }
@@ -166,7 +177,32 @@ impl From<RegisterError> for ApiError {
             RegisterError::AlreadyExists(_) => {
                 ApiError::new(StatusCode::CONFLICT, "already-exists", detail)
             }
-            RegisterError::NotFound(_) => ApiError::not_found(detail),
+            RegisterError::NotFound(_) | RegisterError::NoSuchVersion(_) => {
+                ApiError::not_found(detail)
+            }
+            RegisterError::Stale {
+                id,
+                expected,
+                current,
+            } => {
+                let detail = if expected == super::conditional::NO_VERSION {
+                    format!(
+                        "blueprint {id:?} is at version {current}; the request's If-Match names \
+                         no version of it (send the ETag of a read, e.g. If-Match: \"{current}\")"
+                    )
+                } else {
+                    format!(
+                        "blueprint {id:?} is at version {current}, not {expected} as the \
+                         request's If-Match requires: read it again and retry"
+                    )
+                };
+                ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition-failed",
+                    detail,
+                )
+                .with_etag(current)
+            }
             RegisterError::AlreadyDeprecated(_) => {
                 ApiError::new(StatusCode::CONFLICT, "already-deprecated", detail)
             }

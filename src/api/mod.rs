@@ -3,6 +3,7 @@
 //! `register/`.
 
 pub mod access;
+pub mod conditional;
 pub mod cors;
 pub mod dto;
 pub mod encode;
@@ -121,9 +122,25 @@ impl PathLayers {
         } else {
             routes
         };
+        let routes = if reads_need_rule {
+            // Resources that change say so; an immutable one sets its own Cache-Control.
+            routes.layer(axum::middleware::map_response(no_cache_by_default))
+        } else {
+            routes
+        };
         let routes = routes.layer(cors.layer(&methods_of(&paths)));
         (schemas, paths, routes)
     }
+}
+
+/// `Cache-Control: no-cache` on an answer that does not set its own: the resources under
+/// `/api/` change (a client may keep them, but must revalidate, e.g. with `If-None-Match`).
+async fn no_cache_by_default(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// The methods of the operations in `paths`.
@@ -141,6 +158,10 @@ fn methods_of(paths: &utoipa::openapi::path::Paths) -> Vec<Method> {
             if op.is_some() && !methods.contains(&method) {
                 methods.push(method);
             }
+        }
+        // HEAD comes with GET (see `describe_node_rules`).
+        if item.get.is_some() && !methods.contains(&Method::HEAD) {
+            methods.push(Method::HEAD);
         }
     }
     methods
@@ -163,6 +184,7 @@ fn rest_routes(layers: &PathLayers) -> (Router<AppState>, utoipa::openapi::OpenA
         .routes(l(routes!(rest::blueprints::history)))
         .routes(l(routes!(rest::blueprints::deprecate)))
         .routes(l(routes!(rest::entries::entries)))
+        .routes(l(routes!(rest::entries::entry)))
         .routes(l(routes!(rest::peers::list)))
         .routes(l(routes!(rest::peers::get)))
         .routes(l(routes!(rest::connection::connection)))
@@ -197,10 +219,7 @@ fn describe_node_rules(doc: &mut utoipa::openapi::OpenApi) {
                 }
             }
         }
-        if !path.starts_with("/api/") {
-            continue;
-        }
-        if let Some(get) = item.get.as_mut() {
+        if let Some(get) = item.get.as_mut().filter(|_| path.starts_with("/api/")) {
             get.responses
                 .responses
                 .entry("401".to_owned())
@@ -225,6 +244,20 @@ fn describe_node_rules(doc: &mut utoipa::openapi::OpenApi) {
                     SecurityRequirement::new("bearer", Vec::<String>::new()),
                 ]
             });
+        }
+        // HEAD works wherever GET does: axum answers it with the GET handler, without the body.
+        if let Some(get) = item.get.as_ref()
+            && item.head.is_none()
+        {
+            let mut head = get.clone();
+            head.operation_id = get.operation_id.as_ref().map(|id| format!("{id}Head"));
+            head.summary = get.summary.as_ref().map(|s| format!("{s} (headers only)"));
+            for response in head.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.content.clear();
+                }
+            }
+            item.head = Some(head);
         }
     }
 }

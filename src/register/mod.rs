@@ -48,9 +48,22 @@ pub enum RegisterError {
     /// The blueprint id is unknown.
     #[error("blueprint {0:?} does not exist")]
     NotFound(String),
+    /// No entry has this version (yet).
+    #[error("the register has no entry at version {0}")]
+    NoSuchVersion(i64),
     /// Deprecating a blueprint that is already deprecated.
     #[error("blueprint {0:?} is already deprecated")]
     AlreadyDeprecated(String),
+    /// A conditional write found the blueprint at another version than it expected.
+    #[error("blueprint {id:?} is at version {current}, not {expected}: read it again and retry")]
+    Stale {
+        /// The blueprint id.
+        id: String,
+        /// The version the writer expected to replace.
+        expected: i64,
+        /// The blueprint's newest version now.
+        current: i64,
+    },
     /// Concurrent writers to one blueprint kept winning.
     #[error("blueprint {0:?} is being changed concurrently; try again")]
     Contended(String),
@@ -449,14 +462,29 @@ impl Register {
     /// Publishes a new document for an existing blueprint (type *updated*). Updating a
     /// deprecated blueprint makes it active again.
     #[tracing::instrument(name = "update", skip_all, fields(blueprint_id = %publication.blueprint_id))]
+    ///
+    /// With `expected` (a conditional write, `If-Match`), the blueprint's newest entry must
+    /// be that version, checked atomically by the store's append: exactly one of concurrent
+    /// writers expecting the same version succeeds, the others get [`RegisterError::Stale`].
     pub async fn update(
         &self,
         publication: Publication,
         published_by: &str,
+        expected: Option<i64>,
     ) -> Result<Entry, RegisterError> {
         self.ensure_writable()?;
         let id = publication.blueprint_id.clone();
         let new = self.prepare(publication, published_by, EntryType::Updated)?;
+        if let Some(expected) = expected {
+            let mut attempt = new;
+            attempt.published_at = self.clock.now_ms();
+            return match self.append(attempt, Expectation::AtVersion(expected)).await {
+                Err(RegisterError::Store(StoreError::ExpectationFailed { .. })) => {
+                    Err(self.stale(&id, expected).await)
+                }
+                other => other,
+            };
+        }
         for _ in 0..MAX_CONFLICT_RETRIES {
             // Only the version is needed: the newest document is not loaded.
             let current = self
@@ -480,11 +508,14 @@ impl Register {
     /// Deprecates a blueprint: appends a *deprecated* entry carrying the current document with
     /// `isActive = false`.
     #[tracing::instrument(name = "deprecate", skip(self, metadata))]
+    ///
+    /// With `expected` (`If-Match`), as [`Register::update`]: one attempt, stale → 412.
     pub async fn deprecate(
         &self,
         blueprint_id: &str,
         published_by: &str,
         metadata: BTreeMap<String, String>,
+        expected: Option<i64>,
     ) -> Result<Entry, RegisterError> {
         self.ensure_writable()?;
         validation::blueprint_id(blueprint_id)?;
@@ -496,6 +527,15 @@ impl Register {
                 .latest(blueprint_id)
                 .await?
                 .ok_or_else(|| RegisterError::NotFound(blueprint_id.to_owned()))?;
+            if let Some(expected) = expected
+                && current.version != expected
+            {
+                return Err(RegisterError::Stale {
+                    id: blueprint_id.to_owned(),
+                    expected,
+                    current: current.version,
+                });
+            }
             if !current.is_active {
                 return Err(RegisterError::AlreadyDeprecated(blueprint_id.to_owned()));
             }
@@ -514,11 +554,60 @@ impl Register {
                 .append(new, Expectation::AtVersion(current.version))
                 .await
             {
-                Err(RegisterError::Store(StoreError::ExpectationFailed { .. })) => continue,
+                Err(RegisterError::Store(StoreError::ExpectationFailed { .. })) => {
+                    if let Some(expected) = expected {
+                        return Err(self.stale(blueprint_id, expected).await);
+                    }
+                    continue;
+                }
                 other => return other,
             }
         }
         Err(RegisterError::Contended(blueprint_id.to_owned()))
+    }
+
+    /// Why a conditional write expecting `expected` failed: the blueprint's current version
+    /// (or that it is gone, or the store's error).
+    async fn stale(&self, id: &str, expected: i64) -> RegisterError {
+        match self.store.latest_size(id).await {
+            Ok(Some(current)) => RegisterError::Stale {
+                id: id.to_owned(),
+                expected,
+                current: current.version,
+            },
+            Ok(None) => RegisterError::NotFound(id.to_owned()),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// The version of a blueprint's newest entry, without loading it.
+    pub async fn blueprint_version(&self, blueprint_id: &str) -> Result<i64, RegisterError> {
+        validation::blueprint_id(blueprint_id)?;
+        self.store
+            .latest_size(blueprint_id)
+            .await?
+            .map(|s| s.version)
+            .ok_or_else(|| RegisterError::NotFound(blueprint_id.to_owned()))
+    }
+
+    /// The entry at `version`, with its bytes held from the read budget (waiting at most
+    /// `wait`) until the returned guard is dropped.
+    pub async fn entry_at(
+        &self,
+        version: i64,
+        wait: Option<Duration>,
+    ) -> Result<(Entry, Held), RegisterError> {
+        let missing = || RegisterError::NoSuchVersion(version);
+        if version < 1 {
+            return Err(missing());
+        }
+        let mut page = self
+            .read_page(Scope::Log, version - 1, self.page_bound(1), wait)
+            .await?;
+        match page.pop() {
+            Some((entry, held)) if entry.version == version => Ok((entry, held)),
+            _ => Err(missing()),
+        }
     }
 
     /// The head (version, chain hash), `None` when empty.

@@ -7,6 +7,7 @@ mod api_guide;
 mod bench;
 mod browser;
 mod cli;
+mod conditional;
 mod corruption;
 mod crash;
 mod cross_origin;

@@ -181,6 +181,19 @@ fn rest_cases(max_body: usize) -> Vec<Rest> {
             .json(r#"{"blueprintId":"dup-keys","document":{"a":1,"b":{"c":true},"a":2}}"#),
         rest("R56", "PUT", "/api/v1/system-register/blueprints/seed-1", 400, "at \"/steps/0/id\"")
             .json(r#"{"document":{"steps":[{"id":1,"id":2}]}}"#),
+        rest("R57", "PUT", "/api/v1/system-register/blueprints/seed-1", 412, "names no version of it")
+            .header("if-match", "3")
+            .json(r#"{"document":{}}"#),
+        rest("R58", "POST", "/api/v1/system-register/blueprints/seed-1/deprecate", 412, "names no version of it")
+            .header("if-match", "\"2\" garbage"),
+        rest("R59", "GET", "/api/v1/system-register/blueprints/seed-1", 200, "")
+            .token(None)
+            .header("if-none-match", "W/"),
+        rest("R60", "PUT", "/api/v1/system-register/blueprints/seed-1", 412, "at version 2, not 1")
+            .header("if-match", "\"1\"")
+            .json(r#"{"document":{}}"#),
+        rest("R61", "GET", "/api/v1/system-register/entries/abc", 400, "not a register version").token(None),
+        rest("R62", "GET", "/api/v1/system-register/entries/99999", 404, "no entry at version 99999").token(None),
     ]
 }
 

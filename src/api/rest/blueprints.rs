@@ -2,6 +2,7 @@
 
 use super::{page_limit, since};
 use crate::api::AppState;
+use crate::api::conditional;
 use crate::api::dto::{
     DeprecateRequest, EntryPage, EntryView, ListParams, PublishRequest, SinceParams, UpdateRequest,
 };
@@ -54,16 +55,28 @@ pub async fn list(
 /// budget (503 with `Retry-After` when other large reads hold it too long).
 #[utoipa::path(get, path = "/api/v1/system-register/blueprints/{id}", tag = "blueprints",
     operation_id = "getBlueprint",
-    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$")),
+    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of this blueprint: 304 while its newest version is that one")),
     responses(
-        (status = 200, description = "The blueprint's newest entry", body = EntryView),
-        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The blueprint's newest entry", body = EntryView,
+            headers(("ETag" = String, description = "The version of the blueprint's newest entry, quoted; send it as `If-Match` to update or deprecate only that version"))),
+        (status = 304, description = "The blueprint's newest version is the one tagged by `If-None-Match`",
+            headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, description = "Bad id or malformed `If-None-Match`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Other large reads hold the node's read budget; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // A client holding the current version gets 304 without the document being read.
+    if headers.contains_key(header::IF_NONE_MATCH) {
+        let version = state.register.blueprint_version(&id).await?;
+        if conditional::if_none_match(&headers, version) {
+            return Ok(conditional::not_modified(version));
+        }
+    }
     let wait = Some(state.config.limits.read_budget_wait);
     let (entry, held) = state.register.blueprint(&id, wait).await?;
     Ok(entry_response(
@@ -170,17 +183,21 @@ pub async fn publish(
 /// deprecated blueprint makes it active again. Needs a publisher token.
 #[utoipa::path(put, path = "/api/v1/system-register/blueprints/{id}", tag = "blueprints",
     operation_id = "updateBlueprint",
-    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$")),
+    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$"),
+        ("If-Match" = Option<String>, Header, description = "Write only if the blueprint's newest version is this `ETag` (`*`: any); else 412")),
     request_body = UpdateRequest,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Updated; the durable entry", body = EntryView),
-        (status = 400, description = "Invalid input or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Updated; the durable entry", body = EntryView,
+            headers(("ETag" = String, description = "The new version, quoted"))),
+        (status = 400, description = "Invalid input, malformed JSON or malformed `If-Match`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Token may not publish", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "This node is a read-only peer; `Location` names its hub", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or document too large", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names another version than the blueprint's newest; the problem and `ETag` say which is current", body = Problem, content_type = "application/problem+json",
+            headers(("ETag" = String, description = "The current version, quoted"))),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "The data volume is full; nothing was written", body = Problem, content_type = "application/problem+json")))]
@@ -188,9 +205,11 @@ pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     caller: Caller,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateRequest>,
 ) -> Result<Response, ApiError> {
     let identity = caller.require_publisher()?;
+    let expected = conditional::if_match(&headers).flatten();
     refuse_on_peer(&state, &format!("/api/v1/system-register/blueprints/{id}"))?;
     let entry = state
         .register
@@ -202,6 +221,7 @@ pub async fn update(
                 publication_transaction_id: body.publication_transaction_id,
             },
             &identity.name,
+            expected,
         )
         .await?;
     Ok(entry_response(
@@ -216,15 +236,19 @@ pub async fn update(
 /// The body is optional: none, or a JSON object. Needs a publisher token.
 #[utoipa::path(post, path = "/api/v1/system-register/blueprints/{id}/deprecate", tag = "blueprints",
     operation_id = "deprecateBlueprint",
-    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$")),
+    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$"),
+        ("If-Match" = Option<String>, Header, description = "Write only if the blueprint's newest version is this `ETag` (`*`: any); else 412")),
     request_body(content = Option<DeprecateRequest>, description = "Optional metadata of the deprecation"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Deprecated; the durable entry", body = EntryView),
-        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Deprecated; the durable entry", body = EntryView,
+            headers(("ETag" = String, description = "The new version, quoted"))),
+        (status = 400, description = "Invalid input or malformed `If-Match`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown blueprint", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already deprecated", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names another version than the blueprint's newest; the problem and `ETag` say which is current", body = Problem, content_type = "application/problem+json",
+            headers(("ETag" = String, description = "The current version, quoted"))),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "The data volume is full; nothing was written", body = Problem, content_type = "application/problem+json")))]
@@ -232,9 +256,11 @@ pub async fn deprecate(
     State(state): State<AppState>,
     Path(id): Path<String>,
     caller: Caller,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let identity = caller.require_publisher()?;
+    let expected = conditional::if_match(&headers).flatten();
     refuse_on_peer(
         &state,
         &format!("/api/v1/system-register/blueprints/{id}/deprecate"),
@@ -260,7 +286,7 @@ pub async fn deprecate(
     };
     let entry = state
         .register
-        .deprecate(&id, &identity.name, request.metadata)
+        .deprecate(&id, &identity.name, request.metadata, expected)
         .await?;
     Ok(entry_response(
         StatusCode::OK,

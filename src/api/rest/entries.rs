@@ -2,11 +2,14 @@
 
 use super::{page_limit, since};
 use crate::api::AppState;
+use crate::api::conditional;
+use crate::api::dto::EntryView;
 use crate::api::dto::{EntryPage, SinceParams};
-use crate::api::encode::page_response;
+use crate::api::encode::{entry_response, page_response};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::ApiQuery;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 /// Entries with `version > since`, oldest first, with documents. A page ends after `limit`
@@ -16,18 +19,28 @@ use axum::response::Response;
 /// `limits.readBudgetWait`, the answer is 503 with `Retry-After`.
 #[utoipa::path(get, path = "/api/v1/system-register/entries", tag = "register",
     operation_id = "listEntries",
-    params(SinceParams),
+    params(SinceParams,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of this page: 304 while the head has not moved")),
     responses(
-        (status = 200, description = "A page of the log: at most `limit` entries, ending before `limits.maxPageBytes` (at least one entry); `next` is the `since` of the next page", body = EntryPage),
+        (status = 200, description = "A page of the log: at most `limit` entries, ending before `limits.maxPageBytes` (at least one entry); `next` is the `since` of the next page", body = EntryPage,
+            headers(("ETag" = String, description = "The head version, quoted"))),
+        (status = 304, description = "The head is still the one tagged by `If-None-Match`",
+            headers(("ETag" = String, description = "The head version, quoted"))),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Other large reads hold the node's read budget (`limits.readBudgetBytes`); `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json")))]
 pub async fn entries(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiQuery(params): ApiQuery<SinceParams>,
 ) -> Result<Response, ApiError> {
     let limit = page_limit(params.limit)?;
     let since = since(params.since)?;
     let register = &state.register;
+    // The log only grows: a page is the same while the head is.
+    let head = register.head_version();
+    if conditional::if_none_match(&headers, head) {
+        return Ok(conditional::not_modified(head));
+    }
     let page = register
         .entries_after(
             since,
@@ -35,5 +48,53 @@ pub async fn entries(
             Some(state.config.limits.read_budget_wait),
         )
         .await?;
-    Ok(page_response(page))
+    let mut response = page_response(page);
+    response
+        .headers_mut()
+        .insert(header::ETAG, conditional::etag(head));
+    Ok(response)
 }
+
+/// One entry of the log, with its document. Entries never change: the answer may be cached
+/// for good.
+#[utoipa::path(get, path = "/api/v1/system-register/entries/{version}", tag = "register",
+    operation_id = "getEntry",
+    params(("version" = i64, Path, description = "Register version", minimum = 1),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of this entry: 304")),
+    responses(
+        (status = 200, description = "The entry", body = EntryView,
+            headers(("ETag" = String, description = "The version, quoted"),
+                ("Cache-Control" = String, description = "`public, max-age=31536000, immutable`"))),
+        (status = 304, description = "The entry tagged by `If-None-Match` (entries never change)"),
+        (status = 400, description = "Not a version", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No entry at this version", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Other large reads hold the node's read budget; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json")))]
+pub async fn entry(
+    State(state): State<AppState>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let version: i64 = version.parse().ok().filter(|v| *v >= 1).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "version {version:?} is not a register version (an integer >= 1)"
+        ))
+    })?;
+    let register = &state.register;
+    if version <= register.head_version() && conditional::if_none_match(&headers, version) {
+        return Ok(conditional::not_modified(version));
+    }
+    let (entry, held) = register
+        .entry_at(version, Some(state.config.limits.read_budget_wait))
+        .await?;
+    let mut immutable = HeaderMap::new();
+    immutable.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    Ok(entry_response(
+        StatusCode::OK,
+        immutable,
+        &entry,
+        Some(held),
+    ))
+}
+
+/// `Cache-Control` of an entry: it never changes.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";

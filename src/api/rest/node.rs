@@ -1,11 +1,14 @@
 //! Node-level resources: liveness, readiness, the node, the register summary and verification.
 
 use crate::api::AppState;
+use crate::api::conditional;
 use crate::api::dto::{HealthView, NodeView, ReadyView, RegisterView, VerifyView};
 use crate::api::error::{ApiError, Problem};
 use crate::register::entry::SYSTEM_REGISTER_ID;
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 
 /// Liveness: answers while the process runs.
 #[utoipa::path(get, path = "/health", tag = "node",
@@ -76,14 +79,31 @@ pub async fn node(State(state): State<AppState>) -> Result<Json<NodeView>, ApiEr
     }))
 }
 
-/// Summary of the system register: head, counts, last publish.
+/// Summary of the system register: head, counts, last publish. Its `ETag` is the head
+/// version; `If-None-Match` with it answers 304 while the head has not moved.
 #[utoipa::path(get, path = "/api/v1/system-register", tag = "register",
     operation_id = "getSystemRegister",
-    responses((status = 200, description = "The register", body = RegisterView)))]
+    params(("If-None-Match" = Option<String>, Header, description = "An `ETag` of this resource: 304 while it is current")),
+    responses(
+        (status = 200, description = "The register", body = RegisterView,
+            headers(("ETag" = String, description = "The head version, quoted"))),
+        (status = 304, description = "The head is still the one tagged by `If-None-Match`",
+            headers(("ETag" = String, description = "The head version, quoted"))),
+        (status = 400, description = "Malformed `If-None-Match`", body = Problem, content_type = "application/problem+json")))]
 pub async fn system_register(
     State(state): State<AppState>,
-) -> Result<Json<RegisterView>, ApiError> {
-    Ok(Json(register_view(&state).await?))
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let head = state.register.head_version();
+    if conditional::if_none_match(&headers, head) {
+        return Ok(conditional::not_modified(head));
+    }
+    let view = register_view(&state).await?;
+    Ok((
+        [(header::ETAG, conditional::etag(view.head_version))],
+        Json(view),
+    )
+        .into_response())
 }
 
 /// Runs the integrity check over the whole register (checksums, chain, contiguous versions,

@@ -70,7 +70,11 @@ pub async fn start_with_hostname(
     // The rules of `Config::validate` hold however the configuration was built.
     config.validate()?;
     let role = role::resolve(&config, hostname)?;
-    // Fail before opening anything when the CORS policy, certificate or key is unusable.
+    // Fail before opening anything when the CORS policy, blueprint schema, certificate or
+    // key is unusable.
+    let blueprint_schema =
+        crate::register::schema::BlueprintSchema::load(&config.validation.blueprint_schema)
+            .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
     let cors = api::cors::CorsPolicy::new(&config.cors)
         .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
     let tls = if config.tls.enabled() {
@@ -99,6 +103,11 @@ pub async fn start_with_hostname(
             max_page_bytes: config.limits.max_page_bytes,
             read_budget_bytes: config.limits.read_budget_bytes,
             metrics: Arc::default(),
+            // Hubs check documents; peers take the hub's entries as they are.
+            blueprint_schema: match role {
+                ResolvedRole::Hub => blueprint_schema.map(Arc::new),
+                ResolvedRole::Peer => None,
+            },
         },
     )
     .await?;

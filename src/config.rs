@@ -404,6 +404,23 @@ pub struct CorsConfig {
     pub allow_credentials: bool,
 }
 
+/// Checks of published documents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ValidationConfig {
+    /// `none` (default), `sorcha` (the Sorcha blueprint format) or the path of a JSON Schema
+    /// file (draft 2020-12) every published or updated document must satisfy (hubs only).
+    pub blueprint_schema: String,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        Self {
+            blueprint_schema: "none".to_owned(),
+        }
+    }
+}
+
 /// Who may read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -489,6 +506,8 @@ pub struct Config {
     pub cors: CorsConfig,
     /// Who may read.
     pub auth: AuthConfig,
+    /// Checks of published documents.
+    pub validation: ValidationConfig,
     /// TLS.
     pub tls: TlsConfig,
     /// How long shutdown may take before connections are cut.
@@ -522,6 +541,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             cors: CorsConfig::default(),
             auth: AuthConfig::default(),
+            validation: ValidationConfig::default(),
             tls: TlsConfig::default(),
             shutdown_grace: Duration::from_secs(10),
         }

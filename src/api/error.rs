@@ -2,6 +2,7 @@
 //! Server-side failures are logged with their details and answered without them.
 
 use crate::register::RegisterError;
+use crate::register::schema::Violation;
 use crate::register::validation::ValidationError;
 use crate::store::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -21,6 +22,19 @@ pub struct Problem {
     pub status: u16,
     /// What exactly was wrong.
     pub detail: String,
+    /// With `schema-violation`: where the document breaks the blueprint schema (up to 20).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<ViolationView>)]
+    pub violations: Vec<Violation>,
+}
+
+/// One violation of the blueprint schema.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ViolationView {
+    /// JSON pointer into the document (`""` is the document itself).
+    pub pointer: String,
+    /// What is wrong there.
+    pub message: String,
 }
 
 /// An error answered as problem+json.
@@ -32,6 +46,8 @@ pub struct ApiError {
     location: Option<String>,
     retry_after: Option<std::time::Duration>,
     etag: Option<i64>,
+    // Boxed: the error stays small for the many paths that return it.
+    violations: Box<[Violation]>,
 }
 
 impl ApiError {
@@ -44,7 +60,14 @@ impl ApiError {
             location: None,
             retry_after: None,
             etag: None,
+            violations: Box::default(),
         }
+    }
+
+    /// Adds the schema violations a `schema-violation` problem lists.
+    pub fn with_violations(mut self, violations: Vec<Violation>) -> Self {
+        self.violations = violations.into_boxed_slice();
+        self
     }
 
     /// Adds the `ETag` of the resource's current version (a 412 says what is current).
@@ -103,6 +126,7 @@ impl IntoResponse for ApiError {
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail,
+            violations: self.violations.into_vec(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();
@@ -170,6 +194,10 @@ impl From<RegisterError> for ApiError {
         match e {
             RegisterError::Invalid(ValidationError::DocumentTooLarge { .. }) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", detail)
+            }
+            RegisterError::Invalid(ValidationError::Schema { violations, .. }) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "schema-violation", detail)
+                    .with_violations(violations)
             }
             RegisterError::Invalid(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", detail)

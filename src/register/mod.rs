@@ -7,6 +7,7 @@ pub mod chain;
 pub mod entry;
 pub mod genesis;
 pub mod recent;
+pub mod schema;
 pub mod validation;
 pub mod verify;
 
@@ -136,6 +137,8 @@ pub struct RegisterOptions {
     pub read_budget_bytes: usize,
     /// The node's metrics.
     pub metrics: Arc<Metrics>,
+    /// The schema published and updated documents must satisfy (`validation.blueprintSchema`).
+    pub blueprint_schema: Option<Arc<schema::BlueprintSchema>>,
 }
 
 impl Default for RegisterOptions {
@@ -147,6 +150,7 @@ impl Default for RegisterOptions {
             max_page_bytes: DEFAULT_PAGE_BYTES,
             read_budget_bytes: DEFAULT_READ_BUDGET_BYTES,
             metrics: Arc::default(),
+            blueprint_schema: None,
         }
     }
 }
@@ -351,6 +355,9 @@ impl Register {
         validation::metadata(&publication.metadata)?;
         let document =
             validation::canonical_document(&publication.document, self.options.max_document_bytes)?;
+        if let Some(schema) = &self.options.blueprint_schema {
+            schema.check(&publication.document)?;
+        }
         Ok(NewEntry {
             blueprint_id: publication.blueprint_id,
             checksum: chain::checksum(&document),

@@ -39,6 +39,17 @@ pub enum ValidationError {
         /// The id, cut to 80 characters.
         value: String,
     },
+    /// The document breaks the configured blueprint schema (`validation.blueprintSchema`).
+    #[error(
+        "the document does not satisfy the blueprint schema {schema}: {}",
+        summary(violations)
+    )]
+    Schema {
+        /// `sorcha` or the schema file.
+        schema: String,
+        /// Up to [`super::schema::MAX_VIOLATIONS`] violations.
+        violations: Vec<super::schema::Violation>,
+    },
     /// `publishedBy` is empty, too long or holds control characters.
     #[error("publishedBy must be 1-255 characters without control characters")]
     PublishedBy,
@@ -182,6 +193,21 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
     }
+}
+
+fn summary(violations: &[super::schema::Violation]) -> String {
+    violations
+        .iter()
+        .map(|v| {
+            let at = if v.pointer.is_empty() {
+                "(document)"
+            } else {
+                &v.pointer
+            };
+            format!("{at}: {}", v.message)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {

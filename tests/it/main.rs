@@ -28,6 +28,7 @@ mod properties;
 mod quickstart;
 mod rest;
 mod robustness;
+mod schema;
 mod security;
 mod sse;
 mod store;

@@ -194,6 +194,9 @@ fn rest_cases(max_body: usize) -> Vec<Rest> {
             .json(r#"{"document":{}}"#),
         rest("R61", "GET", "/api/v1/system-register/entries/abc", 400, "not a register version").token(None),
         rest("R62", "GET", "/api/v1/system-register/entries/99999", 404, "no entry at version 99999").token(None),
+        rest("R63", "POST", PUBLISH, 422, "does not satisfy the blueprint schema sorcha")
+            .json(publish_body("not-a-blueprint", json!({"title": "Only a title"})))
+            .on_closed_hub(),
     ]
 }
 
@@ -494,6 +497,7 @@ async fn every_bad_input_gets_a_clear_answer_and_nothing_stored_changes() {
 
     let closed = TestHub::configured(|c| {
         c.auth.public_reads = false;
+        c.validation.blueprint_schema = "sorcha".into();
         crate::support::add_reader(c, READER);
     })
     .await;
@@ -641,6 +645,20 @@ fn startup_cases() -> Vec<Startup> {
             "[peer]\ncaCert = \"/nonexistent/ca.pem\"\n",
             &[],
             "peer.caCert /nonexistent/ca.pem cannot be read",
+        ),
+        case(
+            "C08",
+            &[],
+            "[validation]\nblueprintSchema = \"/nonexistent/schema.json\"\n",
+            &[],
+            "validation.blueprintSchema: cannot read /nonexistent/schema.json",
+        ),
+        case(
+            "C09",
+            &["--role", "hub"],
+            "",
+            &[("SORCHA_VALIDATION__BLUEPRINT_SCHEMA", "Cargo.toml")],
+            "validation.blueprintSchema: Cargo.toml is not JSON",
         ),
     ]
 }

@@ -155,6 +155,7 @@ fn created(entry: &crate::register::entry::Entry) -> Response {
         (status = 409, description = "The id exists (or this node is a peer)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or document too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The document breaks the hub's blueprint schema (`validation.blueprintSchema`); `violations` lists up to 20, each with its JSON pointer; nothing written", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Writes refused (corrupt register) or store unavailable", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "The data volume is full; nothing was written", body = Problem, content_type = "application/problem+json")))]
 pub async fn publish(
@@ -199,6 +200,7 @@ pub async fn publish(
         (status = 412, description = "`If-Match` names another version than the blueprint's newest; the problem and `ETag` say which is current", body = Problem, content_type = "application/problem+json",
             headers(("ETag" = String, description = "The current version, quoted"))),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The document breaks the hub's blueprint schema (`validation.blueprintSchema`); `violations` lists up to 20, each with its JSON pointer; nothing written", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "The data volume is full; nothing was written", body = Problem, content_type = "application/problem+json")))]
 pub async fn update(

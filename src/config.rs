@@ -588,7 +588,7 @@ impl Config {
         }
         // Client-only variables are not node configuration.
         let env = Env::prefixed("SORCHA_")
-            .ignore(&["SERVER", "TOKEN", "CA_CERT"])
+            .ignore(&["SERVER", "TOKEN", "CA_CERT", "OUTPUT", "LOG_FORMAT"])
             .map(|key| env_key_to_path(key.as_str()).into())
             .lowercase(false);
         figment = figment.merge(env).merge(Serialized::defaults(overrides));

@@ -1,7 +1,7 @@
 //! The client subcommands. Each returns the process exit code.
 
 use super::client::ApiClient;
-use super::{BlueprintsCommand, DeprecateArgs, PublishArgs, VerifyArgs, WatchArgs};
+use super::{BlueprintsCommand, DeprecateArgs, Output, PublishArgs, VerifyArgs, WatchArgs};
 use crate::register::{VerifyReport, verify_store_with_progress};
 use crate::store::embedded::EmbeddedStore;
 use anyhow::Context;
@@ -57,6 +57,10 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<i32> {
             )
             .await?
     };
+    if args.client.output == Output::Json {
+        print_json(&entry);
+        return Ok(0);
+    }
     println!(
         "{} {} at version {} ({})",
         entry["type"].as_str().unwrap_or("published"),
@@ -79,6 +83,10 @@ pub async fn deprecate(args: DeprecateArgs) -> anyhow::Result<i32> {
                 .json(&json!({ "metadata": metadata })),
         )
         .await?;
+    if args.client.output == Output::Json {
+        print_json(&entry);
+        return Ok(0);
+    }
     println!(
         "deprecated {} at version {}",
         entry["blueprintId"].as_str().unwrap_or_default(),
@@ -95,6 +103,7 @@ pub async fn blueprints(command: BlueprintsCommand) -> anyhow::Result<i32> {
             json,
             client,
         } => {
+            let json = json || client.output == Output::Json;
             let client = ApiClient::from_args(&client)?;
             let mut cursor: Option<String> = None;
             let mut all = Vec::new();
@@ -127,12 +136,17 @@ pub async fn blueprints(command: BlueprintsCommand) -> anyhow::Result<i32> {
                     "BLUEPRINT", "VERSION", "TYPE", "ACTIVE"
                 );
                 for b in &all {
+                    // Plain strings: a JSON value ignores the column width.
                     println!(
                         "{:<40} {:>8} {:<10} {:<7} {}",
                         b["blueprintId"].as_str().unwrap_or_default(),
-                        b["version"],
+                        b["version"].as_i64().unwrap_or_default().to_string(),
                         b["type"].as_str().unwrap_or_default(),
-                        b["isActive"],
+                        if b["isActive"].as_bool() == Some(true) {
+                            "yes"
+                        } else {
+                            "no"
+                        },
                         b["publishedBy"].as_str().unwrap_or_default()
                     );
                 }
@@ -190,6 +204,14 @@ pub async fn blueprints(command: BlueprintsCommand) -> anyhow::Result<i32> {
 pub async fn status(args: super::ClientArgs) -> anyhow::Result<i32> {
     let client = ApiClient::from_args(&args)?;
     let node = client.get("/api/v1/node").await?;
+    if args.output == Output::Json {
+        print_json(&node);
+        return Ok(if node["integrityOk"].as_bool() == Some(false) {
+            1
+        } else {
+            0
+        });
+    }
     let reg = &node["register"];
     println!(
         "node        {} ({})",
@@ -266,7 +288,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
                 continue;
             }
             last_id = Some(event.id.clone());
-            if args.json {
+            if args.json || args.client.output == Output::Json {
                 println!("{}", event.data);
             } else {
                 let data: Value = serde_json::from_str(&event.data).unwrap_or_default();
@@ -323,10 +345,22 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
         })
         .await?;
         bar.finish_and_clear();
+        if args.client.output == Output::Json {
+            print_json(&serde_json::to_value(&report)?);
+            return Ok(if report.failure.is_none() { 0 } else { 1 });
+        }
         return Ok(print_report(&report));
     }
     let client = ApiClient::from_args(&args.client)?;
     let v = client.get("/api/v1/system-register/verify").await?;
+    if args.client.output == Output::Json {
+        print_json(&v);
+        return Ok(if v["ok"].as_bool() == Some(true) {
+            0
+        } else {
+            1
+        });
+    }
     if v["ok"].as_bool() == Some(true) {
         println!(
             "ok: {} entries verified in {} ms; head version {} {}",

@@ -168,9 +168,21 @@ impl ServeArgs {
     }
 }
 
+/// How a client command prints its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Lines for people.
+    Text,
+    /// The node's JSON answer, for scripts (one document; `watch`: one per line).
+    Json,
+}
+
 /// Where a client command connects.
 #[derive(Debug, Args, Clone)]
 pub struct ClientArgs {
+    /// Print text for people or the JSON answer for scripts.
+    #[arg(long, value_enum, default_value_t = Output::Text, env = "SORCHA_OUTPUT")]
+    pub output: Output,
     /// Node URL.
     #[arg(long, env = "SORCHA_SERVER", default_value = "http://127.0.0.1:5000")]
     pub server: String,

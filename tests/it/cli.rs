@@ -103,6 +103,72 @@ async fn cli_round_trip_against_a_running_hub() {
     assert!(ok(&offline).starts_with("ok: 4 entries"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_json_for_scripts_and_aligned_columns_for_people() {
+    let hub = TestHub::start().await;
+    let doc = hub.dir.path().join("doc.json");
+    std::fs::write(&doc, r#"{"title": "Scripted"}"#).unwrap();
+    let doc = doc.to_str().unwrap().to_owned();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = ok(&run(&hub, &all));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    let published = json(&["publish", &doc, "--id", "scripted"]);
+    assert_eq!(
+        (published["version"].as_i64(), published["type"].as_str()),
+        (Some(2), Some("published"))
+    );
+    let list = json(&["blueprints", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let status = json(&["status"]);
+    assert_eq!(status["register"]["headVersion"], 2);
+    let verify = json(&["verify"]);
+    assert_eq!(verify["ok"], true);
+    let deprecated = json(&["deprecate", "scripted"]);
+    assert_eq!(deprecated["isActive"], false);
+    let watch = ok(&run(
+        &hub,
+        &["watch", "--since", "0", "--count", "2", "--output", "json"],
+    ));
+    for line in watch.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(event["version"].is_i64(), "{line}");
+    }
+    // SORCHA_OUTPUT works as the flag does.
+    let out = std::process::Command::new(binary())
+        .args(["status"])
+        .env("SORCHA_SERVER", hub.url(""))
+        .env("SORCHA_OUTPUT", "json")
+        .output()
+        .unwrap();
+    assert!(serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok());
+
+    // The table: every value starts under its column's header.
+    let table = ok(&run(&hub, &["blueprints", "list"]));
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let column = |name: &str| header.find(name).unwrap();
+    for row in lines.filter(|l| l.contains("scripted") || l.contains("register-creation-v1")) {
+        let at = |col: usize| row[col..].chars().next().unwrap();
+        assert_ne!(
+            at(column("TYPE")),
+            ' ',
+            "TYPE under its header: {row:?}\n{table}"
+        );
+        assert_ne!(
+            at(column("ACTIVE")),
+            ' ',
+            "ACTIVE under its header: {row:?}\n{table}"
+        );
+        assert_ne!(at(column("PUBLISHED BY")), ' ', "{row:?}\n{table}");
+        // VERSION is right-aligned: its last digit ends where the header ends.
+        let end = column("VERSION") + "VERSION".len();
+        assert!(row[..end].ends_with(char::is_numeric), "{row:?}\n{table}");
+    }
+}
+
 #[tokio::test]
 async fn configuration_layers_file_env_and_flags() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 const DOC_HUB: &str = "http://127.0.0.1:5000";
 const DOC_PEER: &str = "http://127.0.0.1:5001";
+/// A hub with `validation.blueprintSchema = "sorcha"`.
+const DOC_CHECKED: &str = "http://127.0.0.1:5002";
 const ANY: &str = "…";
 
 /// A fenced block of the guide: its info string and its text.
@@ -168,12 +170,14 @@ struct Nodes {
     peer: TestHub,
     token: &'static str,
     session_id: Option<String>,
+    checked: TestHub,
 }
 
 impl Nodes {
     fn substitute(&self, text: &str) -> String {
         text.replace(DOC_HUB, &self.hub.url(""))
             .replace(DOC_PEER, &self.peer.url(""))
+            .replace(DOC_CHECKED, &self.checked.url(""))
     }
 
     /// The peer holds the hub's head (examples read both).
@@ -510,9 +514,11 @@ async fn every_example_of_the_api_guide_gets_its_answer() {
     let peer_dir = tempfile::tempdir().unwrap();
     let peer_cfg = peer_config(peer_dir.path(), vec![hub.url("")]);
     let peer = TestHub::start_with(peer_dir, peer_cfg).await;
+    let checked = TestHub::configured(|c| c.validation.blueprint_schema = "sorcha".into()).await;
     let mut nodes = Nodes {
         hub,
         peer,
+        checked,
         token: ADMIN,
         session_id: None,
     };
@@ -558,6 +564,7 @@ async fn every_example_of_the_api_guide_gets_its_answer() {
                 let Nodes {
                     hub,
                     peer,
+                    checked,
                     token,
                     session_id,
                 } = nodes;
@@ -565,6 +572,7 @@ async fn every_example_of_the_api_guide_gets_its_answer() {
                 nodes = Nodes {
                     hub,
                     peer,
+                    checked,
                     token,
                     session_id,
                 };

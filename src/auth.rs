@@ -21,14 +21,6 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// True when the caller may read (every role may).
-    pub fn can_read(&self) -> bool {
-        matches!(
-            self.role,
-            TokenRole::Reader | TokenRole::Publisher | TokenRole::Admin
-        )
-    }
-
     /// True when the caller may publish, update and deprecate.
     pub fn can_publish(&self) -> bool {
         matches!(self.role, TokenRole::Publisher | TokenRole::Admin)

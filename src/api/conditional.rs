@@ -43,25 +43,23 @@ fn tags<'a>(value: &'a HeaderValue) -> Result<Option<Vec<Tag<'a>>>, ()> {
         .map(Some)
 }
 
-/// The version `If-Match` requires: `None` without the header, `Some(None)` for `*` (any
-/// current version), `Some(Some(v))` for a tag. A value that names no version of ours — a weak
-/// tag (`If-Match` compares strongly), another server's tag, or no entity tag at all — can match
-/// nothing: `Some(Some(-1))`, which the write refuses with 412 (RFC 9110 §13.1.1: the condition
-/// is false), the problem naming the current version.
-pub fn if_match(headers: &HeaderMap) -> Option<Option<i64>> {
+/// The version `If-Match` requires the blueprint's newest entry to be: `None` without the
+/// header or with `*` (any current version; a write needs an existing blueprint anyway). A value
+/// that names no version of ours — a weak tag (`If-Match` compares strongly), another server's
+/// tag, or no entity tag at all — can match nothing: [`NO_VERSION`], which the write refuses
+/// with 412 (RFC 9110 §13.1.1: the condition is false), the problem naming the current version.
+pub fn if_match(headers: &HeaderMap) -> Option<i64> {
     let value = headers.get(header::IF_MATCH)?;
-    let Ok(parsed) = tags(value) else {
-        return Some(Some(NO_VERSION));
-    };
-    let Some(tags) = parsed else {
-        return Some(None);
-    };
-    let version = tags
-        .iter()
-        .filter(|t| !t.weak)
-        .find_map(|t| t.opaque.parse::<i64>().ok())
-        .unwrap_or(NO_VERSION);
-    Some(Some(version))
+    match tags(value) {
+        Ok(None) => None,
+        Ok(Some(tags)) => Some(
+            tags.iter()
+                .filter(|t| !t.weak)
+                .find_map(|t| t.opaque.parse::<i64>().ok())
+                .unwrap_or(NO_VERSION),
+        ),
+        Err(()) => Some(NO_VERSION),
+    }
 }
 
 /// The version an `If-Match` that names none of ours stands for: no entry has it.
@@ -108,16 +106,20 @@ mod tests {
     #[test]
     fn entity_tags_compare_as_rfc_9110_says() {
         assert_eq!(if_match(&HeaderMap::new()), None);
-        assert_eq!(if_match(&headers(header::IF_MATCH, "*")), Some(None));
-        assert_eq!(if_match(&headers(header::IF_MATCH, "\"7\"")), Some(Some(7)));
+        assert_eq!(
+            if_match(&headers(header::IF_MATCH, "*")),
+            None,
+            "any version"
+        );
+        assert_eq!(if_match(&headers(header::IF_MATCH, "\"7\"")), Some(7));
         assert_eq!(
             if_match(&headers(header::IF_MATCH, "\"x\", \"9\"")),
-            Some(Some(9))
+            Some(9)
         );
         for none in ["W/\"7\"", "\"abc\"", "7", "\"7", "abc", "\"7\" \"8\"", ""] {
             assert_eq!(
                 if_match(&headers(header::IF_MATCH, none)),
-                Some(Some(NO_VERSION)),
+                Some(NO_VERSION),
                 "{none:?}"
             );
         }

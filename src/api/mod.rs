@@ -113,7 +113,7 @@ impl PathLayers {
         let Some((state, cors)) = &self.node else {
             return (schemas, paths, routes);
         };
-        let reads_need_rule = paths.paths.keys().all(|p| p.starts_with("/api/"));
+        let reads_need_rule = paths.paths.keys().all(|p| access::is_api_path(p));
         let routes = if reads_need_rule {
             routes.layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -219,7 +219,7 @@ fn describe_node_rules(doc: &mut utoipa::openapi::OpenApi) {
                 }
             }
         }
-        if let Some(get) = item.get.as_mut().filter(|_| path.starts_with("/api/")) {
+        if let Some(get) = item.get.as_mut().filter(|_| access::is_api_path(path)) {
             get.responses
                 .responses
                 .entry("401".to_owned())

@@ -377,8 +377,11 @@ async fn run_grpcurl(
         })
         .collect::<Result<_, _>>()?;
     let expected = json_values(&answer.text);
+    // Every call is bounded; streams are read with their own timeouts below.
     let channel = tonic::transport::Endpoint::from_shared(nodes.hub.url(""))
         .unwrap()
+        .connect_timeout(WAIT)
+        .timeout(WAIT)
         .connect()
         .await
         .map_err(|e| e.to_string())?;

@@ -94,14 +94,7 @@ async fn an_id_that_breaks_the_rule_stops_start_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_every_hub_refuses_raises_one_alert_naming_why() {
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let webhook = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/alerts"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&webhook)
-        .await;
+    let webhook = crate::support::alert_webhook().await;
     let guarded = || {
         TestHub::configured(|c| {
             c.hub.peer_tokens = vec![PeerTokenConfig {

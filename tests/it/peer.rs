@@ -181,14 +181,7 @@ async fn hub_on(dir: tempfile::TempDir, addr: Option<SocketAddr>) -> TestHub {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_through_three_hubs_into_isolation_and_back() {
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let webhook = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/alerts"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&webhook)
-        .await;
+    let webhook = crate::support::alert_webhook().await;
 
     // One register, served by three hubs started from copies of it.
     let seed = TestHub::start().await;

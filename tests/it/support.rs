@@ -450,3 +450,17 @@ pub fn mongo_hub_config(dir: &Path, database: &str) -> Config {
     c.mongo.poll_interval = Duration::from_millis(100);
     c
 }
+
+/// A webhook receiver for `alerts.webhookUrl`: POSTs to `/alerts` are kept; the URL to
+/// configure is `{uri}/alerts`.
+pub async fn alert_webhook() -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let webhook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/alerts"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&webhook)
+        .await;
+    webhook
+}

@@ -211,7 +211,7 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateRequest>,
 ) -> Result<Response, ApiError> {
     let identity = caller.require_publisher()?;
-    let expected = conditional::if_match(&headers).flatten();
+    let expected = conditional::if_match(&headers);
     refuse_on_peer(&state, &format!("/api/v1/system-register/blueprints/{id}"))?;
     let entry = state
         .register
@@ -262,7 +262,7 @@ pub async fn deprecate(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let identity = caller.require_publisher()?;
-    let expected = conditional::if_match(&headers).flatten();
+    let expected = conditional::if_match(&headers);
     refuse_on_peer(
         &state,
         &format!("/api/v1/system-register/blueprints/{id}/deprecate"),

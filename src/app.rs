@@ -108,6 +108,7 @@ pub async fn start_with_hostname(
                 ResolvedRole::Hub => blueprint_schema.map(Arc::new),
                 ResolvedRole::Peer => None,
             },
+            idempotency_retention: config.idempotency.retention,
         },
     )
     .await?;

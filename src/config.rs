@@ -421,6 +421,24 @@ impl Default for ValidationConfig {
     }
 }
 
+/// Safe retries of writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IdempotencyConfig {
+    /// How long a hub remembers an `Idempotency-Key` (and so replays a retry of its request);
+    /// older keys are forgotten and deleted by the hub's housekeeping.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            retention: crate::register::DEFAULT_IDEMPOTENCY_RETENTION,
+        }
+    }
+}
+
 /// Who may read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -508,6 +526,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Checks of published documents.
     pub validation: ValidationConfig,
+    /// Safe retries of writes (`Idempotency-Key`).
+    pub idempotency: IdempotencyConfig,
     /// TLS.
     pub tls: TlsConfig,
     /// How long shutdown may take before connections are cut.
@@ -542,6 +562,7 @@ impl Default for Config {
             cors: CorsConfig::default(),
             auth: AuthConfig::default(),
             validation: ValidationConfig::default(),
+            idempotency: IdempotencyConfig::default(),
             tls: TlsConfig::default(),
             shutdown_grace: Duration::from_secs(10),
         }
@@ -655,6 +676,11 @@ impl Config {
                     token.identity
                 ));
             }
+        }
+        if self.idempotency.retention.is_zero() {
+            return err(
+                "idempotency.retention must be above zero: a retry must find its key".into(),
+            );
         }
         if self.limits.max_header_bytes < 8192 {
             return err("limits.maxHeaderBytes must be at least 8192".into());

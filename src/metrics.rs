@@ -81,6 +81,9 @@ pub struct Metrics {
     pub publish_duration: Histogram,
     /// Publishes by outcome.
     pub publishes: Family<OutcomeLabels, Counter>,
+    /// Writes answered with the entry of an earlier identical request (idempotency key or
+    /// publication transaction id) instead of appending.
+    pub idempotent_replays: Counter,
     /// Sync duration on a peer, by kind.
     pub sync_duration: Family<SyncLabels, Histogram>,
     /// Entries applied by sync on a peer.
@@ -150,6 +153,7 @@ impl Metrics {
             registry: Mutex::new(Registry::default()),
             publish_duration: latency_histogram(),
             publishes: Family::default(),
+            idempotent_replays: Counter::default(),
             sync_duration: Family::new_with_constructor(latency_histogram),
             sync_entries: Counter::default(),
             syncs: Family::default(),
@@ -184,6 +188,12 @@ impl Metrics {
             "publishes",
             "Publishes, updates and deprecations by outcome",
             m.publishes.clone(),
+        );
+        r.register(
+            "idempotent_replays",
+            "Writes answered with the entry of an earlier identical request (Idempotency-Key or \
+             publicationTransactionId) instead of appending",
+            m.idempotent_replays.clone(),
         );
         r.register_with_unit(
             "sync_duration",

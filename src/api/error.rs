@@ -181,7 +181,9 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "store refused an entry as too large");
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", e.to_string())
             }
-            StoreError::ExpectationFailed { .. } | StoreError::HeadMoved { .. } => {
+            StoreError::ExpectationFailed { .. }
+            | StoreError::HeadMoved { .. }
+            | StoreError::Claimed(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
         }
@@ -199,11 +201,22 @@ impl From<RegisterError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "schema-violation", detail)
                     .with_violations(violations)
             }
+            RegisterError::Invalid(ValidationError::IdempotencyKey(_)) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid-idempotency-key", detail)
+            }
             RegisterError::Invalid(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", detail)
             }
             RegisterError::AlreadyExists(_) => {
                 ApiError::new(StatusCode::CONFLICT, "already-exists", detail)
+            }
+            RegisterError::KeyReused { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                detail,
+            ),
+            RegisterError::TransactionExists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "transaction-id-exists", detail)
             }
             RegisterError::NotFound(_) | RegisterError::NoSuchVersion(_) => {
                 ApiError::not_found(detail)

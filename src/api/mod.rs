@@ -10,6 +10,7 @@ pub mod encode;
 pub mod error;
 pub mod extract;
 pub mod grpc;
+pub mod idempotency;
 pub mod rest;
 pub mod sse;
 pub mod trace;

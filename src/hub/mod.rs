@@ -463,13 +463,17 @@ impl Hub {
             .find(|s| s.peer_id == peer_id)
     }
 
-    /// Runs session housekeeping until shutdown: sessions without heartbeats time out (their
-    /// push streams end) and are removed after the grace period.
+    /// Runs housekeeping until shutdown: sessions without heartbeats time out (their push
+    /// streams end) and are removed after the grace period; idempotency keys older than
+    /// `idempotency.retention` are deleted (they already read as absent), so the records
+    /// stay bounded by one retention period of writes plus one purge period.
     pub async fn run_housekeeping(self: Arc<Self>) {
         let period = (self.config.session_timeout.min(self.config.session_grace) / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(5));
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut purge = tokio::time::interval(self.register.key_purge_period());
+        purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => break,
@@ -477,6 +481,11 @@ impl Hub {
                     self.sessions.sweep();
                     self.limits.forget_idle();
                 }
+                _ = purge.tick() => match self.register.forget_expired_keys().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(forgotten = n, "forgot expired idempotency keys"),
+                    Err(e) => tracing::warn!(error = %e, "cannot forget expired idempotency keys"),
+                },
             }
         }
         self.sessions.close_all();

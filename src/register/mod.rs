@@ -6,6 +6,7 @@ pub mod budget;
 pub mod chain;
 pub mod entry;
 pub mod genesis;
+pub mod idempotency;
 pub mod recent;
 pub mod schema;
 pub mod validation;
@@ -13,7 +14,7 @@ pub mod verify;
 
 use crate::clock::SharedClock;
 use crate::metrics::{Metrics, Outcome, OutcomeLabels};
-use crate::store::{ListQuery, RegisterStore, Scope, Stats, StoreError};
+use crate::store::{KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError};
 use budget::{BudgetExhausted, Held, ReadBudget};
 use entry::{ENTRY_OVERHEAD_BYTES, Entry, EntryType, Expectation, Head, NewEntry};
 use futures::Stream;
@@ -36,6 +37,8 @@ pub const DEFAULT_WINDOW_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_READ_BUDGET_BYTES: usize = 256 * 1024 * 1024;
 /// How often an append is retried when a concurrent write to the same blueprint wins.
 const MAX_CONFLICT_RETRIES: usize = 16;
+/// Default time an idempotency key is remembered ([`RegisterOptions::idempotency_retention`]).
+pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Why a register operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,6 +67,26 @@ pub enum RegisterError {
         expected: i64,
         /// The blueprint's newest version now.
         current: i64,
+    },
+    /// The idempotency key was used by an earlier request that differs from this one.
+    #[error(
+        "Idempotency-Key {key:?} was used by an earlier request that differs from this one \
+         (in method, path, identity or body): send a new request with a fresh key"
+    )]
+    KeyReused {
+        /// The key.
+        key: String,
+    },
+    /// The publication transaction id names an entry written by a different request.
+    #[error(
+        "publicationTransactionId {transaction_id:?} already names the entry at version \
+         {version}, written by a different request: use a new transaction id"
+    )]
+    TransactionExists {
+        /// The transaction id.
+        transaction_id: String,
+        /// The entry carrying it.
+        version: i64,
     },
     /// Concurrent writers to one blueprint kept winning.
     #[error("blueprint {0:?} is being changed concurrently; try again")]
@@ -139,6 +162,29 @@ pub struct RegisterOptions {
     pub metrics: Arc<Metrics>,
     /// The schema published and updated documents must satisfy (`validation.blueprintSchema`).
     pub blueprint_schema: Option<Arc<schema::BlueprintSchema>>,
+    /// How long an idempotency key is remembered (`idempotency.retention`).
+    pub idempotency_retention: Duration,
+}
+
+/// How a client asked for a write: its precondition and idempotency key.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// `If-Match`: the version the blueprint's newest entry must be, checked atomically with
+    /// the append.
+    pub expected: Option<i64>,
+    /// `Idempotency-Key`: a retry of the same request with the same key gets the first
+    /// write's entry back instead of writing again.
+    pub idempotency_key: Option<String>,
+}
+
+/// A write's outcome.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The entry the request wrote (now or, when `replayed`, the first time).
+    pub entry: Entry,
+    /// True when an earlier identical request (same idempotency key, or same publication
+    /// transaction id) wrote the entry and nothing was appended now.
+    pub replayed: bool,
 }
 
 impl Default for RegisterOptions {
@@ -151,6 +197,7 @@ impl Default for RegisterOptions {
             read_budget_bytes: DEFAULT_READ_BUDGET_BYTES,
             metrics: Arc::default(),
             blueprint_schema: None,
+            idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
         }
     }
 }
@@ -375,9 +422,14 @@ impl Register {
         })
     }
 
-    async fn append(&self, new: NewEntry, expect: Expectation) -> Result<Entry, RegisterError> {
+    async fn append(
+        &self,
+        new: NewEntry,
+        expect: Expectation,
+        key: Option<&KeyClaim>,
+    ) -> Result<Entry, RegisterError> {
         let started = Instant::now();
-        let result = self.store.append(new, expect).await;
+        let result = self.store.append(new, expect, key).await;
         let outcome = match &result {
             Ok(_) => Outcome::Ok,
             Err(_) => Outcome::Failed,
@@ -448,17 +500,144 @@ impl Register {
         Ok(new_head)
     }
 
-    /// Publishes a new blueprint (type *published*); fails if the id exists.
+    /// The claim of a write with `options` whose request has `fingerprint`.
+    fn key_claim(
+        &self,
+        options: &WriteOptions,
+        fingerprint: String,
+    ) -> Result<Option<KeyClaim>, RegisterError> {
+        let Some(key) = &options.idempotency_key else {
+            return Ok(None);
+        };
+        validation::idempotency_key(key)?;
+        Ok(Some(KeyClaim {
+            key: key.clone(),
+            fingerprint,
+            live_after: self.keys_live_after(),
+        }))
+    }
+
+    /// Keys recorded before this time (Unix ms) are older than `idempotency.retention`.
+    fn keys_live_after(&self) -> i64 {
+        let retention =
+            i64::try_from(self.options.idempotency_retention.as_millis()).unwrap_or(i64::MAX);
+        self.clock.now_ms().saturating_sub(retention)
+    }
+
+    /// The earlier write of this request, if one holds its key or transaction id: its entry
+    /// (replayed), or why this request may not reuse the name.
+    async fn earlier_write(
+        &self,
+        key: Option<&KeyClaim>,
+        transaction_id: Option<&str>,
+        fingerprint: &str,
+    ) -> Result<Option<Written>, RegisterError> {
+        if key.is_none() && transaction_id.is_none() {
+            return Ok(None);
+        }
+        match self.store.prior(key, transaction_id).await? {
+            Some(prior) => self
+                .replay(prior, key, transaction_id, fingerprint)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The answer to a request whose key or transaction id `prior` holds: the earlier entry
+    /// when the requests are the same, else the reuse error.
+    async fn replay(
+        &self,
+        prior: Prior,
+        key: Option<&KeyClaim>,
+        transaction_id: Option<&str>,
+        fingerprint: &str,
+    ) -> Result<Written, RegisterError> {
+        let version = match &prior {
+            Prior::Key { version, .. } | Prior::Transaction { version } => *version,
+        };
+        let entry = self
+            .store
+            .entry(version)
+            .await?
+            .ok_or(RegisterError::NoSuchVersion(version))?;
+        let same = match &prior {
+            Prior::Key { fingerprint: f, .. } => f == fingerprint,
+            Prior::Transaction { .. } => idempotency::of_entry(&entry) == fingerprint,
+        };
+        if !same {
+            return Err(match prior {
+                Prior::Key { .. } => RegisterError::KeyReused {
+                    key: key.map(|k| k.key.clone()).unwrap_or_default(),
+                },
+                Prior::Transaction { version } => RegisterError::TransactionExists {
+                    transaction_id: transaction_id.unwrap_or_default().to_owned(),
+                    version,
+                },
+            });
+        }
+        tracing::info!(
+            version,
+            blueprint_id = %entry.blueprint_id,
+            by = if matches!(prior, Prior::Key { .. }) { "idempotency key" } else { "transaction id" },
+            "replayed an earlier write"
+        );
+        self.options.metrics.idempotent_replays.inc();
+        Ok(Written {
+            entry,
+            replayed: true,
+        })
+    }
+
+    /// Appends `new` claiming `key`; a claim another write won in the meantime answers as
+    /// that write's replay.
+    async fn append_claiming(
+        &self,
+        new: NewEntry,
+        expect: Expectation,
+        key: Option<&KeyClaim>,
+        fingerprint: &str,
+    ) -> Result<Written, RegisterError> {
+        let transaction_id = new.publication_transaction_id.clone();
+        match self.append(new, expect, key).await {
+            Ok(entry) => Ok(Written {
+                entry,
+                replayed: false,
+            }),
+            Err(RegisterError::Store(StoreError::Claimed(prior))) => {
+                self.replay(prior, key, transaction_id.as_deref(), fingerprint)
+                    .await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Publishes a new blueprint (type *published*); fails if the id exists. A retry of an
+    /// earlier request (same idempotency key or transaction id, same request) returns its
+    /// entry without writing.
     #[tracing::instrument(name = "publish", skip_all, fields(blueprint_id = %publication.blueprint_id))]
     pub async fn publish(
         &self,
         publication: Publication,
         published_by: &str,
-    ) -> Result<Entry, RegisterError> {
+        options: &WriteOptions,
+    ) -> Result<Written, RegisterError> {
         self.ensure_writable()?;
         let id = publication.blueprint_id.clone();
         let new = self.prepare(publication, published_by, EntryType::Published)?;
-        match self.append(new, Expectation::Absent).await {
+        let fingerprint = idempotency::of_new(&new);
+        let key = self.key_claim(options, fingerprint.clone())?;
+        let tx = new.publication_transaction_id.clone();
+        if let Some(done) = self
+            .earlier_write(key.as_ref(), tx.as_deref(), &fingerprint)
+            .await?
+        {
+            return Ok(done);
+        }
+        match self
+            .append_claiming(new, Expectation::Absent, key.as_ref(), &fingerprint)
+            .await
+        {
             Err(RegisterError::Store(StoreError::ExpectationFailed { .. })) => {
                 Err(RegisterError::AlreadyExists(id))
             }
@@ -470,22 +649,40 @@ impl Register {
     /// deprecated blueprint makes it active again.
     #[tracing::instrument(name = "update", skip_all, fields(blueprint_id = %publication.blueprint_id))]
     ///
-    /// With `expected` (a conditional write, `If-Match`), the blueprint's newest entry must
-    /// be that version, checked atomically by the store's append: exactly one of concurrent
-    /// writers expecting the same version succeeds, the others get [`RegisterError::Stale`].
+    /// With `options.expected` (a conditional write, `If-Match`), the blueprint's newest entry
+    /// must be that version, checked atomically by the store's append: exactly one of
+    /// concurrent writers expecting the same version succeeds, the others get
+    /// [`RegisterError::Stale`]. Retries replay as for [`Register::publish`].
     pub async fn update(
         &self,
         publication: Publication,
         published_by: &str,
-        expected: Option<i64>,
-    ) -> Result<Entry, RegisterError> {
+        options: &WriteOptions,
+    ) -> Result<Written, RegisterError> {
         self.ensure_writable()?;
         let id = publication.blueprint_id.clone();
         let new = self.prepare(publication, published_by, EntryType::Updated)?;
-        if let Some(expected) = expected {
+        let fingerprint = idempotency::of_new(&new);
+        let key = self.key_claim(options, fingerprint.clone())?;
+        let tx = new.publication_transaction_id.clone();
+        if let Some(done) = self
+            .earlier_write(key.as_ref(), tx.as_deref(), &fingerprint)
+            .await?
+        {
+            return Ok(done);
+        }
+        if let Some(expected) = options.expected {
             let mut attempt = new;
             attempt.published_at = self.clock.now_ms();
-            return match self.append(attempt, Expectation::AtVersion(expected)).await {
+            return match self
+                .append_claiming(
+                    attempt,
+                    Expectation::AtVersion(expected),
+                    key.as_ref(),
+                    &fingerprint,
+                )
+                .await
+            {
                 Err(RegisterError::Store(StoreError::ExpectationFailed { .. })) => {
                     Err(self.stale(&id, expected).await)
                 }
@@ -502,7 +699,12 @@ impl Register {
             let mut attempt = new.clone();
             attempt.published_at = self.clock.now_ms();
             match self
-                .append(attempt, Expectation::AtVersion(current.version))
+                .append_claiming(
+                    attempt,
+                    Expectation::AtVersion(current.version),
+                    key.as_ref(),
+                    &fingerprint,
+                )
                 .await
             {
                 Err(RegisterError::Store(StoreError::ExpectationFailed { .. })) => continue,
@@ -514,20 +716,39 @@ impl Register {
 
     /// Deprecates a blueprint: appends a *deprecated* entry carrying the current document with
     /// `isActive = false`.
-    #[tracing::instrument(name = "deprecate", skip(self, metadata))]
+    #[tracing::instrument(name = "deprecate", skip(self, metadata, options))]
     ///
-    /// With `expected` (`If-Match`), as [`Register::update`]: one attempt, stale → 412.
+    /// With `options.expected` (`If-Match`), as [`Register::update`]: one attempt, stale →
+    /// 412. A retry with the same idempotency key replays the first deprecation.
     pub async fn deprecate(
         &self,
         blueprint_id: &str,
         published_by: &str,
         metadata: BTreeMap<String, String>,
-        expected: Option<i64>,
-    ) -> Result<Entry, RegisterError> {
+        options: &WriteOptions,
+    ) -> Result<Written, RegisterError> {
         self.ensure_writable()?;
         validation::blueprint_id(blueprint_id)?;
         validation::published_by(published_by)?;
         validation::metadata(&metadata)?;
+        let template = NewEntry {
+            blueprint_id: blueprint_id.to_owned(),
+            document: bytes::Bytes::new(),
+            checksum: String::new(),
+            published_at: 0,
+            published_by: published_by.to_owned(),
+            is_active: false,
+            publication_transaction_id: None,
+            metadata,
+            entry_type: EntryType::Deprecated,
+        };
+        let fingerprint = idempotency::of_new(&template);
+        let key = self.key_claim(options, fingerprint.clone())?;
+        // Before the checks below: the blueprint a first attempt deprecated is deprecated now.
+        if let Some(done) = self.earlier_write(key.as_ref(), None, &fingerprint).await? {
+            return Ok(done);
+        }
+        let expected = options.expected;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let current = self
                 .store
@@ -547,18 +768,18 @@ impl Register {
                 return Err(RegisterError::AlreadyDeprecated(blueprint_id.to_owned()));
             }
             let new = NewEntry {
-                blueprint_id: blueprint_id.to_owned(),
                 document: current.document.clone(),
                 checksum: current.checksum.clone(),
                 published_at: self.clock.now_ms(),
-                published_by: published_by.to_owned(),
-                is_active: false,
-                publication_transaction_id: None,
-                metadata: metadata.clone(),
-                entry_type: EntryType::Deprecated,
+                ..template.clone()
             };
             match self
-                .append(new, Expectation::AtVersion(current.version))
+                .append_claiming(
+                    new,
+                    Expectation::AtVersion(current.version),
+                    key.as_ref(),
+                    &fingerprint,
+                )
                 .await
             {
                 Err(RegisterError::Store(StoreError::ExpectationFailed { .. })) => {
@@ -571,6 +792,20 @@ impl Register {
             }
         }
         Err(RegisterError::Contended(blueprint_id.to_owned()))
+    }
+
+    /// How often expired idempotency keys are deleted: an eighth of the retention, between
+    /// 100 ms and 1 min.
+    pub fn key_purge_period(&self) -> Duration {
+        (self.options.idempotency_retention / 8)
+            .clamp(Duration::from_millis(100), Duration::from_secs(60))
+    }
+
+    /// Forgets idempotency keys older than `idempotency.retention` (they already read as
+    /// absent); the hub's housekeeping calls it so the records stay bounded by the writes of
+    /// one retention period. Returns how many were deleted.
+    pub async fn forget_expired_keys(&self) -> Result<u64, RegisterError> {
+        Ok(self.store.forget_keys(self.keys_live_after()).await?)
     }
 
     /// Why a conditional write expecting `expected` failed: the blueprint's current version

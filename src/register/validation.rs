@@ -24,6 +24,8 @@ pub const MAX_NODE_ID_CHARS: usize = 64;
 pub const NODE_ID_RULE: &str = "1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'";
 /// Metadata keys and values together must stay below this many bytes.
 pub const MAX_METADATA_BYTES: usize = 4096;
+/// Most characters of an idempotency key (the `Idempotency-Key` header's value).
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
 /// Why an input was refused; the message names the field and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +58,12 @@ pub enum ValidationError {
     /// The transaction id is too long.
     #[error("publicationTransactionId must be at most 255 characters")]
     TransactionId,
+    /// The idempotency key is empty, too long or holds characters outside printable ASCII.
+    #[error(
+        "Idempotency-Key is invalid: use 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII \
+         characters (a UUID is a good key), got {0}"
+    )]
+    IdempotencyKey(String),
     /// Metadata is too large or has an empty key.
     #[error("metadata is invalid: {0}")]
     Metadata(String),
@@ -138,6 +146,24 @@ pub fn published_by(identity: &str) -> Result<(), ValidationError> {
 pub fn transaction_id(tx: Option<&str>) -> Result<(), ValidationError> {
     match tx {
         Some(tx) if tx.chars().count() > MAX_ID_CHARS => Err(ValidationError::TransactionId),
+        _ => Ok(()),
+    }
+}
+
+/// Checks an idempotency key: 1–255 printable ASCII characters (what an RFC 8941 string
+/// can hold).
+pub fn idempotency_key(key: &str) -> Result<(), ValidationError> {
+    if let Some(c) = key.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(ValidationError::IdempotencyKey(format!(
+            "the character {c:?}"
+        )));
+    }
+    match key.len() {
+        0 => Err(ValidationError::IdempotencyKey("an empty key".into())),
+        // Printable ASCII: bytes are characters.
+        n if n > MAX_IDEMPOTENCY_KEY_CHARS => {
+            Err(ValidationError::IdempotencyKey(format!("{n} characters")))
+        }
         _ => Ok(()),
     }
 }

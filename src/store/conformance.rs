@@ -74,6 +74,7 @@ pub async fn genesis_and_appends(store: Arc<dyn RegisterStore>) {
         .append(
             new_entry("a", EntryType::Published, r#"{"a":1}"#),
             Expectation::Absent,
+            None,
         )
         .await
         .unwrap();
@@ -95,6 +96,7 @@ pub async fn expectations(store: Arc<dyn RegisterStore>) {
         .append(
             new_entry("a", EntryType::Published, r#"{"v":1}"#),
             Expectation::Absent,
+            None,
         )
         .await
         .unwrap();
@@ -102,6 +104,7 @@ pub async fn expectations(store: Arc<dyn RegisterStore>) {
         .append(
             new_entry("a", EntryType::Published, r#"{"v":9}"#),
             Expectation::Absent,
+            None,
         )
         .await;
     assert!(
@@ -118,6 +121,7 @@ pub async fn expectations(store: Arc<dyn RegisterStore>) {
         .append(
             new_entry("a", EntryType::Updated, r#"{"v":2}"#),
             Expectation::AtVersion(a.version),
+            None,
         )
         .await
         .unwrap();
@@ -126,6 +130,7 @@ pub async fn expectations(store: Arc<dyn RegisterStore>) {
         .append(
             new_entry("a", EntryType::Updated, r#"{"v":3}"#),
             Expectation::AtVersion(a.version),
+            None,
         )
         .await;
     assert!(matches!(
@@ -139,6 +144,7 @@ pub async fn expectations(store: Arc<dyn RegisterStore>) {
         .append(
             new_entry("zz", EntryType::Updated, "{}"),
             Expectation::AtVersion(1),
+            None,
         )
         .await;
     assert!(matches!(
@@ -170,6 +176,7 @@ pub async fn listing_and_paging(store: Arc<dyn RegisterStore>) {
             .append(
                 new_entry(id, EntryType::Published, "{}"),
                 Expectation::Absent,
+                None,
             )
             .await
             .unwrap();
@@ -179,6 +186,7 @@ pub async fn listing_and_paging(store: Arc<dyn RegisterStore>) {
         .append(
             new_entry("b", EntryType::Deprecated, "{}"),
             Expectation::AtVersion(b.version),
+            None,
         )
         .await
         .unwrap();
@@ -249,6 +257,7 @@ pub async fn concurrent_appends(store: Arc<dyn RegisterStore>) {
                 .append(
                     new_entry(&format!("bp-{i}"), EntryType::Published, "{}"),
                     Expectation::Absent,
+                    None,
                 )
                 .await
                 .unwrap()

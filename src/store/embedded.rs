@@ -13,8 +13,8 @@
 //! process off the same data directory.
 
 use super::{
-    Checkpoint, EntrySize, ListQuery, RegisterStore, Scope, Stats, StoreError, check_continuation,
-    check_expectation,
+    Checkpoint, EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError,
+    check_continuation, check_expectation,
 };
 use crate::register::entry::{Entry, EntryType, Expectation, Head, NewEntry};
 use async_trait::async_trait;
@@ -65,6 +65,21 @@ CREATE TABLE IF NOT EXISTS blueprints (
     version INTEGER NOT NULL,
     is_active INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- A publication transaction id names one entry: an append looks it up here, inside its
+-- transaction (one writer, so the check and the insert cannot be raced). Partial: only entries
+-- that carry one. Built once when an older data dir is opened.
+CREATE INDEX IF NOT EXISTS entries_by_transaction
+    ON entries(publication_transaction_id, version)
+    WHERE publication_transaction_id IS NOT NULL;
+-- Idempotency keys, each written in the transaction of the entry it names and deleted once
+-- older than `idempotency.retention` (the hub's housekeeping, by `created_at`).
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys(created_at);
 ";
 
 const ENTRY_COLUMNS: &str = "version, blueprint_id, register_id, document, published_at, \
@@ -76,7 +91,12 @@ enum WriteOp {
     Append {
         new: NewEntry,
         expect: Expectation,
+        key: Option<KeyClaim>,
         reply: Reply<Entry>,
+    },
+    ForgetKeys {
+        before: i64,
+        reply: Reply<u64>,
     },
     AppendEntries {
         after_version: i64,
@@ -205,8 +225,35 @@ impl RegisterStore for EmbeddedStore {
         self.read(|c| read_head(c).map_err(sql_err)).await
     }
 
-    async fn append(&self, new: NewEntry, expect: Expectation) -> Result<Entry, StoreError> {
-        self.write(|reply| WriteOp::Append { new, expect, reply })
+    async fn append(
+        &self,
+        new: NewEntry,
+        expect: Expectation,
+        key: Option<&KeyClaim>,
+    ) -> Result<Entry, StoreError> {
+        let key = key.cloned();
+        self.write(|reply| WriteOp::Append {
+            new,
+            expect,
+            key,
+            reply,
+        })
+        .await
+    }
+
+    async fn prior(
+        &self,
+        key: Option<&KeyClaim>,
+        transaction_id: Option<&str>,
+    ) -> Result<Option<Prior>, StoreError> {
+        let key = key.cloned();
+        let transaction_id = transaction_id.map(str::to_owned);
+        self.read(move |c| find_prior(c, key.as_ref(), transaction_id.as_deref()).map_err(sql_err))
+            .await
+    }
+
+    async fn forget_keys(&self, before: i64) -> Result<u64, StoreError> {
+        self.write(|reply| WriteOp::ForgetKeys { before, reply })
             .await
     }
 
@@ -441,6 +488,42 @@ fn sql_err(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("database error: {e}"))
 }
 
+/// The earlier write holding a live `key`, else the oldest entry carrying `transaction_id`.
+fn find_prior(
+    c: &Connection,
+    key: Option<&KeyClaim>,
+    transaction_id: Option<&str>,
+) -> rusqlite::Result<Option<Prior>> {
+    if let Some(k) = key {
+        let found = c
+            .prepare_cached(
+                "SELECT version, fingerprint FROM idempotency_keys \
+                 WHERE key = ?1 AND created_at >= ?2",
+            )?
+            .query_row(params![k.key, k.live_after], |r| {
+                Ok(Prior::Key {
+                    version: r.get(0)?,
+                    fingerprint: r.get(1)?,
+                })
+            })
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    let Some(tx) = transaction_id else {
+        return Ok(None);
+    };
+    c.prepare_cached(
+        "SELECT version FROM entries WHERE publication_transaction_id = ?1 \
+         ORDER BY version LIMIT 1",
+    )?
+    .query_row(params![tx], |r| {
+        Ok(Prior::Transaction { version: r.get(0)? })
+    })
+    .optional()
+}
+
 fn read_head(c: &Connection) -> rusqlite::Result<Option<Head>> {
     c.query_row(
         "SELECT version, chain_hash FROM entries ORDER BY version DESC LIMIT 1",
@@ -540,6 +623,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>) {
 enum Outcome {
     Entry(Reply<Entry>, Result<Entry, StoreError>),
     Unit(Reply<()>, Result<(), StoreError>),
+    Count(Reply<u64>, Result<u64, StoreError>),
 }
 
 fn run_batch(conn: &mut Connection, batch: Vec<WriteOp>) {
@@ -549,9 +633,22 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteOp>) {
         let mut head = read_head(&tx)?;
         for op in batch {
             match op {
-                WriteOp::Append { new, expect, reply } => {
-                    let result = append_one(&mut tx, &mut head, new, expect);
+                WriteOp::Append {
+                    new,
+                    expect,
+                    key,
+                    reply,
+                } => {
+                    let result = append_one(&mut tx, &mut head, new, expect, key.as_ref());
                     outcomes.push(Outcome::Entry(reply, result));
+                }
+                WriteOp::ForgetKeys { before, reply } => {
+                    let result = tx
+                        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")
+                        .and_then(|mut s| s.execute(params![before]))
+                        .map(|n| n as u64)
+                        .map_err(sql_err);
+                    outcomes.push(Outcome::Count(reply, result));
                 }
                 WriteOp::AppendEntries {
                     after_version,
@@ -598,6 +695,12 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteOp>) {
                     Err(e) => Err(fail(e)),
                 });
             }
+            Outcome::Count(reply, result) => {
+                let _ = reply.send(match &committed {
+                    Ok(()) => result,
+                    Err(e) => Err(fail(e)),
+                });
+            }
         }
     }
 }
@@ -607,8 +710,14 @@ fn append_one(
     head: &mut Option<Head>,
     new: NewEntry,
     expect: Expectation,
+    key: Option<&KeyClaim>,
 ) -> Result<Entry, StoreError> {
     let sp = tx.savepoint().map_err(sql_err)?;
+    if let Some(prior) =
+        find_prior(&sp, key, new.publication_transaction_id.as_deref()).map_err(sql_err)?
+    {
+        return Err(StoreError::Claimed(prior));
+    }
     let actual: Option<i64> = sp
         .query_row(
             "SELECT version FROM blueprints WHERE blueprint_id = ?1",
@@ -620,6 +729,22 @@ fn append_one(
     check_expectation(expect, actual)?;
     let entry = new.into_entry_after(head.as_ref());
     insert_entry(&sp, &entry).map_err(sql_err)?;
+    if let Some(k) = key {
+        // Replaces only a forgotten record: a live one was refused above.
+        sp.prepare_cached(
+            "INSERT OR REPLACE INTO idempotency_keys (key, fingerprint, version, created_at) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                k.key,
+                k.fingerprint,
+                entry.version,
+                entry.published_at
+            ])
+        })
+        .map_err(sql_err)?;
+    }
     sp.commit().map_err(sql_err)?;
     *head = Some(Head {
         version: entry.version,

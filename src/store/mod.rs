@@ -48,6 +48,40 @@ pub enum StoreError {
     /// The backend cannot hold an entry this large; permanent, nothing was written.
     #[error("the entry is too large for this node's store; nothing was written: {0}")]
     TooLarge(String),
+    /// An earlier write holds the idempotency key or the publication transaction id this
+    /// append claims; nothing was written.
+    #[error("an earlier write holds this append's claim: {0:?}")]
+    Claimed(Prior),
+}
+
+/// An idempotency key an append records for itself, in the append's own transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyClaim {
+    /// The client's key.
+    pub key: String,
+    /// Fingerprint of the request that sent it.
+    pub fingerprint: String,
+    /// Records made before this time (Unix ms) are forgotten: read as absent, and replaced.
+    pub live_after: i64,
+}
+
+/// An earlier write that holds a name an append claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prior {
+    /// The idempotency key was recorded, with the request's `fingerprint`, by the write of
+    /// the entry at `version`.
+    Key {
+        /// The entry that write appended.
+        version: i64,
+        /// Fingerprint of that write's request.
+        fingerprint: String,
+    },
+    /// The publication transaction id is carried by the entry at `version` (the oldest one,
+    /// should a release before the rule have stored it twice).
+    Transaction {
+        /// That entry's version.
+        version: i64,
+    },
 }
 
 /// Checks that `entries` continue a head at `head_version` as the caller expects
@@ -159,8 +193,26 @@ pub trait RegisterStore: Send + Sync + 'static {
     async fn head(&self) -> Result<Option<Head>, StoreError>;
 
     /// Appends `new` at head + 1 with its chain link, provided the blueprint's newest entry
-    /// meets `expect`. Returns the stored entry once durable.
-    async fn append(&self, new: NewEntry, expect: Expectation) -> Result<Entry, StoreError>;
+    /// meets `expect` and no earlier write holds `key` (a live record) or `new`'s publication
+    /// transaction id ([`StoreError::Claimed`] otherwise, checked before `expect`). The key is
+    /// recorded in the same transaction as the entry. Returns the stored entry once durable.
+    async fn append(
+        &self,
+        new: NewEntry,
+        expect: Expectation,
+        key: Option<&KeyClaim>,
+    ) -> Result<Entry, StoreError>;
+
+    /// The earlier write holding `key` (a record made after its `live_after`), else the
+    /// oldest entry carrying `transaction_id`; what [`RegisterStore::append`] would refuse.
+    async fn prior(
+        &self,
+        key: Option<&KeyClaim>,
+        transaction_id: Option<&str>,
+    ) -> Result<Option<Prior>, StoreError>;
+
+    /// Forgets idempotency keys recorded before `before` (Unix ms); returns how many.
+    async fn forget_keys(&self, before: i64) -> Result<u64, StoreError>;
 
     /// Appends complete, already verified entries (genesis, replication) as one atomic write,
     /// provided the head is currently at `after_version` (0 = empty store). A checkpoint, when

@@ -9,8 +9,8 @@
 //! stored as the exact canonical bytes (BSON binary) so checksums stay verifiable.
 
 use super::{
-    Checkpoint, EntrySize, ListQuery, RegisterStore, Scope, Stats, StoreError, check_continuation,
-    check_expectation,
+    Checkpoint, EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError,
+    check_continuation, check_expectation,
 };
 use crate::config::MongoConfig;
 use crate::register::entry::{Entry, EntryType, Expectation, Head, NewEntry};
@@ -32,6 +32,13 @@ use tokio_util::sync::CancellationToken;
 pub const ENTRIES: &str = "sorcha_system_register_blueprints";
 /// Collection holding a peer's sync checkpoint (one document).
 pub const CHECKPOINTS: &str = "sorcha_sync_checkpoint";
+/// Collection of idempotency keys: `_id` = key, `fingerprint`, `version`, `createdAt` (ms);
+/// each inserted in the transaction of its entry, deleted after `idempotency.retention`.
+pub const IDEMPOTENCY_KEYS: &str = "sorcha_idempotency_keys";
+/// Collection claiming publication transaction ids (`_id` = the id, `version`): written in the
+/// transaction of the entry, so two hubs cannot both append one id. Entries written before it
+/// existed are found through the entries' `publicationTransactionId` index instead.
+pub const TRANSACTION_IDS: &str = "sorcha_transaction_ids";
 /// How often an append is retried after losing a version race.
 const MAX_APPEND_ATTEMPTS: usize = 64;
 
@@ -44,6 +51,8 @@ pub struct MongoStore {
     client: Client,
     entries: Collection<Document>,
     checkpoints: Collection<Document>,
+    idempotency_keys: Collection<Document>,
+    transaction_ids: Collection<Document>,
     poll_interval: Duration,
 }
 
@@ -136,12 +145,20 @@ impl MongoStore {
                 index(doc! { "blueprintId": 1, "version": -1 }, false),
                 index(doc! { "publishedAt": -1 }, false),
                 index(doc! { "isActive": 1 }, false),
+                index(doc! { "publicationTransactionId": 1, "version": 1 }, false),
             ])
+            .await
+            .map_err(|e| unavailable(format!("cannot create indexes: {e}")))?;
+        let idempotency_keys = db.collection::<Document>(IDEMPOTENCY_KEYS);
+        idempotency_keys
+            .create_index(index(doc! { "createdAt": 1 }, false))
             .await
             .map_err(|e| unavailable(format!("cannot create indexes: {e}")))?;
         Ok(Self {
             append_lock: Arc::default(),
             checkpoints: db.collection(CHECKPOINTS),
+            idempotency_keys,
+            transaction_ids: db.collection(TRANSACTION_IDS),
             client,
             entries,
             poll_interval,
@@ -184,6 +201,54 @@ impl MongoStore {
                 self.checkpoints
                     .replace_one(doc! { "_id": 1 }, cp)
                     .upsert(true)
+                    .session(&mut session)
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => session.commit_transaction().await,
+            Err(e) => {
+                let _ = session.abort_transaction().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Inserts `entry` with its claims — the idempotency key (replacing a forgotten record of
+    /// it) and the publication transaction id — in one transaction. A live record or claim
+    /// of another writer makes it fail with a duplicate key or a write conflict.
+    async fn insert_claiming(
+        &self,
+        entry: &Entry,
+        key: Option<&KeyClaim>,
+    ) -> Result<(), mongodb::error::Error> {
+        let mut session = self.client.start_session().await?;
+        session.start_transaction().await?;
+        let result: Result<(), mongodb::error::Error> = async {
+            self.entries
+                .insert_one(to_doc(entry))
+                .session(&mut session)
+                .await?;
+            if let Some(k) = key {
+                self.idempotency_keys
+                    .delete_one(doc! { "_id": &k.key, "createdAt": { "$lt": k.live_after } })
+                    .session(&mut session)
+                    .await?;
+                self.idempotency_keys
+                    .insert_one(doc! {
+                        "_id": &k.key,
+                        "fingerprint": &k.fingerprint,
+                        "version": entry.version,
+                        "createdAt": entry.published_at,
+                    })
+                    .session(&mut session)
+                    .await?;
+            }
+            if let Some(tx) = &entry.publication_transaction_id {
+                self.transaction_ids
+                    .insert_one(doc! { "_id": tx, "version": entry.version })
                     .session(&mut session)
                     .await?;
             }
@@ -343,7 +408,14 @@ impl RegisterStore for MongoStore {
         }))
     }
 
-    async fn append(&self, new: NewEntry, expect: Expectation) -> Result<Entry, StoreError> {
+    async fn append(
+        &self,
+        new: NewEntry,
+        expect: Expectation,
+        key: Option<&KeyClaim>,
+    ) -> Result<Entry, StoreError> {
+        // Claims need a transaction; a plain append stays one insert.
+        let claims = key.is_some() || new.publication_transaction_id.is_some();
         let mut delays = ExponentialBuilder::new()
             .with_min_delay(Duration::from_millis(1))
             .with_max_delay(Duration::from_millis(50))
@@ -352,15 +424,27 @@ impl RegisterStore for MongoStore {
             .build();
         let _local_turn = self.append_lock.lock().await;
         loop {
+            if claims
+                && let Some(prior) = self
+                    .prior(key, new.publication_transaction_id.as_deref())
+                    .await?
+            {
+                return Err(StoreError::Claimed(prior));
+            }
             let head = self.head().await?;
             let actual = self.latest_version(&new.blueprint_id).await?;
             check_expectation(expect, actual)?;
             let entry = new.clone().into_entry_after(head.as_ref());
-            match self.entries.insert_one(to_doc(&entry)).await {
-                Ok(_) => return Ok(entry),
+            let inserted = if claims {
+                self.insert_claiming(&entry, key).await
+            } else {
+                self.entries.insert_one(to_doc(&entry)).await.map(drop)
+            };
+            match inserted {
+                Ok(()) => return Ok(entry),
                 Err(e) if is_too_large(&e) => return Err(too_large(&e)),
                 Err(e) if is_duplicate_key(&e) || is_conflict(&e) => match delays.next() {
-                    // Another hub took this version: re-read and try again.
+                    // Another hub took this version (or the claim): re-read and try again.
                     Some(delay) => tokio::time::sleep(delay).await,
                     None => {
                         return Err(StoreError::Unavailable(
@@ -371,6 +455,51 @@ impl RegisterStore for MongoStore {
                 Err(e) => return Err(unavailable(e)),
             }
         }
+    }
+
+    async fn prior(
+        &self,
+        key: Option<&KeyClaim>,
+        transaction_id: Option<&str>,
+    ) -> Result<Option<Prior>, StoreError> {
+        if let Some(k) = key {
+            let found = self
+                .idempotency_keys
+                .find_one(doc! { "_id": &k.key, "createdAt": { "$gte": k.live_after } })
+                .await
+                .map_err(unavailable)?;
+            if let Some(d) = found {
+                return Ok(Some(Prior::Key {
+                    version: d.get_i64("version").map_err(|e| StoreError::Corrupt {
+                        version: 0,
+                        reason: format!("idempotency key record: {e}"),
+                    })?,
+                    fingerprint: d.get_str("fingerprint").unwrap_or_default().to_owned(),
+                }));
+            }
+        }
+        let Some(tx) = transaction_id else {
+            return Ok(None);
+        };
+        let found = self
+            .entries
+            .find_one(doc! { "publicationTransactionId": tx })
+            .sort(doc! { "version": 1 })
+            .projection(doc! { "version": 1 })
+            .await
+            .map_err(unavailable)?;
+        Ok(found
+            .and_then(|d| d.get_i64("version").ok())
+            .map(|version| Prior::Transaction { version }))
+    }
+
+    async fn forget_keys(&self, before: i64) -> Result<u64, StoreError> {
+        let deleted = self
+            .idempotency_keys
+            .delete_many(doc! { "createdAt": { "$lt": before } })
+            .await
+            .map_err(unavailable)?;
+        Ok(deleted.deleted_count)
     }
 
     async fn append_entries(

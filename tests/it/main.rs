@@ -17,6 +17,7 @@ mod faults;
 mod genesis;
 mod grpc;
 mod grpc_web;
+mod idempotency;
 mod memory;
 mod mongo;
 mod node_ids;

@@ -280,7 +280,7 @@ async fn an_entry_too_large_for_mongodb_is_a_permanent_named_error() {
         .append_entries(0, vec![genesis::genesis_entry()], None)
         .await
         .unwrap();
-    let refused = mongo.append(oversized(), Expectation::Absent).await;
+    let refused = mongo.append(oversized(), Expectation::Absent, None).await;
     assert!(
         matches!(refused, Err(StoreError::TooLarge(_))),
         "{refused:?}"
@@ -295,7 +295,7 @@ async fn an_entry_too_large_for_mongodb_is_a_permanent_named_error() {
             .await
             .unwrap();
         store
-            .append(oversized(), Expectation::Absent)
+            .append(oversized(), Expectation::Absent, None)
             .await
             .unwrap();
         store.close().await.unwrap();

@@ -9,8 +9,9 @@ use crate::api::dto::{
 use crate::api::encode::{entry_response, page_response};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{ApiJson, ApiQuery, Caller};
-use crate::register::Publication;
+use crate::api::idempotency;
 use crate::register::validation;
+use crate::register::{Publication, WriteOptions, Written};
 use crate::store::ListQuery;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -133,13 +134,35 @@ fn refuse_on_peer(state: &AppState, path: &str) -> Result<(), ApiError> {
     .with_location(format!("{}{path}", hub.trim_end_matches('/'))))
 }
 
-fn created(entry: &crate::register::entry::Entry) -> Response {
+/// The write options a request asks for: `If-Match` (where the operation takes it) and
+/// `Idempotency-Key`.
+fn write_options(headers: &HeaderMap, conditional: bool) -> Result<WriteOptions, ApiError> {
+    Ok(WriteOptions {
+        expected: conditional
+            .then(|| conditional::if_match(headers))
+            .flatten(),
+        idempotency_key: idempotency::key(headers)?,
+    })
+}
+
+/// The answer to a write: 201 with `Location` for a new blueprint, else 200; the same for a
+/// replay of an earlier request, marked `Idempotent-Replayed: true`.
+fn written(written: &Written) -> Response {
+    let entry = &written.entry;
     let mut headers = HeaderMap::new();
-    let location = format!("/api/v1/system-register/blueprints/{}", entry.blueprint_id);
-    if let Ok(value) = location.parse() {
-        headers.insert(header::LOCATION, value);
+    if written.replayed {
+        idempotency::mark_replayed(&mut headers);
     }
-    entry_response(StatusCode::CREATED, headers, entry, None)
+    let status = if entry.entry_type == crate::register::entry::EntryType::Published {
+        let location = format!("/api/v1/system-register/blueprints/{}", entry.blueprint_id);
+        if let Ok(value) = location.parse() {
+            headers.insert(header::LOCATION, value);
+        }
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    entry_response(status, headers, entry, None)
 }
 
 /// Publishes a new blueprint (entry type `published`). Needs a publisher token.
@@ -161,11 +184,13 @@ fn created(entry: &crate::register::entry::Entry) -> Response {
 pub async fn publish(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<PublishRequest>,
 ) -> Result<Response, ApiError> {
     let identity = caller.require_publisher()?;
     refuse_on_peer(&state, "/api/v1/system-register/blueprints")?;
-    let entry = state
+    let options = write_options(&headers, false)?;
+    let done = state
         .register
         .publish(
             Publication {
@@ -175,9 +200,10 @@ pub async fn publish(
                 publication_transaction_id: body.publication_transaction_id,
             },
             &identity.name,
+            &options,
         )
         .await?;
-    Ok(created(&entry))
+    Ok(written(&done))
 }
 
 /// Publishes a new version of an existing blueprint (entry type `updated`); updating a
@@ -211,9 +237,9 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateRequest>,
 ) -> Result<Response, ApiError> {
     let identity = caller.require_publisher()?;
-    let expected = conditional::if_match(&headers);
+    let options = write_options(&headers, true)?;
     refuse_on_peer(&state, &format!("/api/v1/system-register/blueprints/{id}"))?;
-    let entry = state
+    let done = state
         .register
         .update(
             Publication {
@@ -223,15 +249,10 @@ pub async fn update(
                 publication_transaction_id: body.publication_transaction_id,
             },
             &identity.name,
-            expected,
+            &options,
         )
         .await?;
-    Ok(entry_response(
-        StatusCode::OK,
-        HeaderMap::new(),
-        &entry,
-        None,
-    ))
+    Ok(written(&done))
 }
 
 /// Deprecates a blueprint: appends an entry of type `deprecated` with `isActive=false`.
@@ -262,7 +283,7 @@ pub async fn deprecate(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let identity = caller.require_publisher()?;
-    let expected = conditional::if_match(&headers);
+    let options = write_options(&headers, true)?;
     refuse_on_peer(
         &state,
         &format!("/api/v1/system-register/blueprints/{id}/deprecate"),
@@ -286,14 +307,9 @@ pub async fn deprecate(
             )
         })?
     };
-    let entry = state
+    let done = state
         .register
-        .deprecate(&id, &identity.name, request.metadata, expected)
+        .deprecate(&id, &identity.name, request.metadata, &options)
         .await?;
-    Ok(entry_response(
-        StatusCode::OK,
-        HeaderMap::new(),
-        &entry,
-        None,
-    ))
+    Ok(written(&done))
 }

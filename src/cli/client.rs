@@ -2,8 +2,31 @@
 //! messages.
 
 use anyhow::{Context, anyhow};
-use reqwest::{Method, RequestBuilder, Response};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
+use std::time::Duration;
+
+/// First and longest wait between the attempts of a write.
+const RETRY_DELAYS: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(5));
+
+/// A write's answer: the entry, and whether the node replayed it from an earlier attempt.
+#[derive(Debug)]
+pub struct WriteAnswer {
+    /// The entry as JSON.
+    pub entry: Value,
+    /// `Idempotent-Replayed: true`: an earlier attempt (whose answer was lost) wrote it.
+    pub replayed: bool,
+}
+
+/// Why one attempt of a write failed.
+enum Attempt {
+    /// Worth another attempt: the node could not be reached or answered 503 (after
+    /// `Retry-After` when it sent one).
+    Transient(anyhow::Error, Option<Duration>),
+    /// Final: the node answered and refused.
+    Final(anyhow::Error),
+}
 
 /// Client of one node's REST API.
 #[derive(Debug, Clone)]
@@ -75,17 +98,90 @@ impl ApiClient {
         if response.status().is_success() {
             return Ok(response);
         }
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let detail = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or(text);
-        Err(anyhow!("{status}: {detail}"))
+        Err(refusal(response).await)
+    }
+
+    /// Sends a write — `method` on `path` with the JSON `body` — under one fresh
+    /// `Idempotency-Key`, retrying up to `retries` times after a transient failure
+    /// (connection error or 503) with exponential backoff. The key makes the retries safe: a
+    /// write whose answer was lost is answered from the node's record instead of being made
+    /// again.
+    pub async fn write(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        retries: usize,
+    ) -> anyhow::Result<WriteAnswer> {
+        let key = format!("\"{}\"", uuid::Uuid::new_v4());
+        let mut delays = ExponentialBuilder::new()
+            .with_min_delay(RETRY_DELAYS.0)
+            .with_max_delay(RETRY_DELAYS.1)
+            .with_jitter()
+            .with_max_times(retries)
+            .build();
+        loop {
+            let attempt = self
+                .request(method.clone(), path)
+                .header("idempotency-key", &key)
+                .json(body);
+            let failure = match attempt.send().await {
+                Err(e) => Attempt::Transient(
+                    anyhow::Error::new(e).context(format!("cannot reach {}", self.base)),
+                    None,
+                ),
+                Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    let wait = retry_after(&r);
+                    Attempt::Transient(refusal(r).await, wait)
+                }
+                Ok(r) if r.status().is_success() => {
+                    let replayed = r
+                        .headers()
+                        .get("idempotent-replayed")
+                        .is_some_and(|v| v == "true");
+                    let entry = r.json().await.context("the server sent invalid JSON")?;
+                    return Ok(WriteAnswer { entry, replayed });
+                }
+                Ok(r) => Attempt::Final(refusal(r).await),
+            };
+            match failure {
+                Attempt::Final(e) => return Err(e),
+                Attempt::Transient(e, wait) => match delays.next() {
+                    Some(delay) => {
+                        let delay = wait.map_or(delay, |w| w.clamp(delay, RETRY_DELAYS.1));
+                        eprintln!(
+                            "{e:#}; retrying in {} ms with the same Idempotency-Key",
+                            delay.as_millis()
+                        );
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => {
+                        return Err(e.context(format!("gave up after {retries} retries")));
+                    }
+                },
+            }
+        }
     }
 
     /// GET a JSON resource.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.json(self.request(Method::GET, path)).await
     }
+}
+
+/// A non-2xx answer as an error: status and the problem's detail.
+async fn refusal(response: Response) -> anyhow::Error {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let detail = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or(text);
+    anyhow!("{status}: {detail}")
+}
+
+/// The `Retry-After` of an answer, in seconds.
+fn retry_after(response: &Response) -> Option<Duration> {
+    let seconds = response.headers().get("retry-after")?.to_str().ok()?;
+    seconds.trim().parse().ok().map(Duration::from_secs)
 }

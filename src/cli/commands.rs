@@ -1,6 +1,6 @@
 //! The client subcommands. Each returns the process exit code.
 
-use super::client::ApiClient;
+use super::client::{ApiClient, WriteAnswer};
 use super::{BlueprintsCommand, DeprecateArgs, Output, PublishArgs, VerifyArgs, WatchArgs};
 use crate::register::{VerifyReport, verify_store_with_progress};
 use crate::store::embedded::EmbeddedStore;
@@ -39,36 +39,47 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<i32> {
     let document = read_document(&args.file)?;
     let client = ApiClient::from_args(&args.client)?;
     let metadata: BTreeMap<_, _> = args.metadata.into_iter().collect();
-    let entry = if args.update {
-        let path = format!("/api/v1/system-register/blueprints/{}", args.id);
-        let body = json!({"document": document, "metadata": metadata,
-                          "publicationTransactionId": args.transaction_id});
-        client
-            .json(client.request(Method::PUT, &path).json(&body))
-            .await?
+    let (method, path, body) = if args.update {
+        (
+            Method::PUT,
+            format!("/api/v1/system-register/blueprints/{}", args.id),
+            json!({"document": document, "metadata": metadata,
+                   "publicationTransactionId": args.transaction_id}),
+        )
     } else {
-        let body = json!({"blueprintId": args.id, "document": document, "metadata": metadata,
-                          "publicationTransactionId": args.transaction_id});
-        client
-            .json(
-                client
-                    .request(Method::POST, "/api/v1/system-register/blueprints")
-                    .json(&body),
-            )
-            .await?
+        (
+            Method::POST,
+            "/api/v1/system-register/blueprints".to_owned(),
+            json!({"blueprintId": args.id, "document": document, "metadata": metadata,
+                   "publicationTransactionId": args.transaction_id}),
+        )
     };
+    let answer = client
+        .write(method, &path, &body, args.retry.retries)
+        .await?;
+    let entry = &answer.entry;
     if args.client.output == Output::Json {
-        print_json(&entry);
+        print_json(entry);
         return Ok(0);
     }
     println!(
-        "{} {} at version {} ({})",
+        "{} {} at version {} ({}){}",
         entry["type"].as_str().unwrap_or("published"),
         entry["blueprintId"].as_str().unwrap_or_default(),
         entry["version"],
-        entry["checksum"].as_str().unwrap_or_default()
+        entry["checksum"].as_str().unwrap_or_default(),
+        replayed_note(&answer)
     );
     Ok(0)
+}
+
+/// Says when the answer came from an earlier attempt whose answer was lost.
+fn replayed_note(answer: &WriteAnswer) -> &'static str {
+    if answer.replayed {
+        " - written by an earlier attempt"
+    } else {
+        ""
+    }
 }
 
 /// `deprecate ID`.
@@ -76,21 +87,24 @@ pub async fn deprecate(args: DeprecateArgs) -> anyhow::Result<i32> {
     let client = ApiClient::from_args(&args.client)?;
     let metadata: BTreeMap<_, _> = args.metadata.into_iter().collect();
     let path = format!("/api/v1/system-register/blueprints/{}/deprecate", args.id);
-    let entry = client
-        .json(
-            client
-                .request(Method::POST, &path)
-                .json(&json!({ "metadata": metadata })),
+    let answer = client
+        .write(
+            Method::POST,
+            &path,
+            &json!({ "metadata": metadata }),
+            args.retry.retries,
         )
         .await?;
+    let entry = &answer.entry;
     if args.client.output == Output::Json {
-        print_json(&entry);
+        print_json(entry);
         return Ok(0);
     }
     println!(
-        "deprecated {} at version {}",
+        "deprecated {} at version {}{}",
         entry["blueprintId"].as_str().unwrap_or_default(),
-        entry["version"]
+        entry["version"],
+        replayed_note(&answer)
     );
     Ok(0)
 }

@@ -211,9 +211,22 @@ pub struct PublishArgs {
     /// External transaction reference.
     #[arg(long)]
     pub transaction_id: Option<String>,
+    /// Retries.
+    #[command(flatten)]
+    pub retry: RetryArgs,
     /// Connection.
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// How a write command retries.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct RetryArgs {
+    /// Retries after a transient failure (connection error, 503), waiting 250 ms doubling to
+    /// 5 s (or the node's Retry-After). Every attempt carries the command's one
+    /// Idempotency-Key, so a write whose answer was lost is not made twice.
+    #[arg(long, default_value_t = 5)]
+    pub retries: usize,
 }
 
 /// Flags of `deprecate`.
@@ -224,6 +237,9 @@ pub struct DeprecateArgs {
     /// Metadata `key=value` of the deprecation entry, repeatable.
     #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub metadata: Vec<(String, String)>,
+    /// Retries.
+    #[command(flatten)]
+    pub retry: RetryArgs,
     /// Connection.
     #[command(flatten)]
     pub client: ClientArgs,

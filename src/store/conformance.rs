@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use super::{ListQuery, RegisterStore, StoreError};
+use super::{KeyClaim, ListQuery, Prior, RegisterStore, StoreError};
 use crate::register::chain;
 use crate::register::entry::{EntryType, Expectation, NewEntry};
 use crate::register::genesis::genesis_entry;
@@ -37,6 +37,7 @@ where
     checkpoints(make().await).await;
     listing_and_paging(make().await).await;
     concurrent_appends(make().await).await;
+    claims(make().await).await;
 }
 
 /// An empty store has no head, no entries, zero counts.
@@ -276,6 +277,112 @@ pub async fn concurrent_appends(store: Arc<dyn RegisterStore>) {
     );
     let report = verify_store(store.as_ref()).await.unwrap();
     assert!(report.ok && report.checked == 201, "{report:?}");
+}
+
+/// Idempotency keys and transaction ids: recorded with the append, refused to a second
+/// append (checked before the expectation), expired keys read as absent and are replaced,
+/// forgetting deletes only older keys.
+pub async fn claims(store: Arc<dyn RegisterStore>) {
+    store
+        .append_entries(0, vec![genesis_entry()], None)
+        .await
+        .unwrap();
+    let published_at = 1_700_000_000_000; // what `new_entry` stamps
+    let claim = |key: &str, live_after: i64| KeyClaim {
+        key: key.to_owned(),
+        fingerprint: format!("fp-{key}"),
+        live_after,
+    };
+    let live = published_at - 1;
+    let k1 = claim("k1", live);
+    assert_eq!(store.prior(Some(&k1), None).await.unwrap(), None);
+    let mut with_tx = new_entry("a", EntryType::Published, "{}");
+    with_tx.publication_transaction_id = Some("tx-1".into());
+    let a = store
+        .append(with_tx.clone(), Expectation::Absent, Some(&k1))
+        .await
+        .unwrap();
+    let by_key = Prior::Key {
+        version: a.version,
+        fingerprint: "fp-k1".into(),
+    };
+    assert_eq!(
+        store.prior(Some(&k1), None).await.unwrap(),
+        Some(by_key.clone())
+    );
+    let by_tx = Prior::Transaction { version: a.version };
+    assert_eq!(
+        store.prior(None, Some("tx-1")).await.unwrap(),
+        Some(by_tx.clone())
+    );
+    assert_eq!(
+        store.prior(Some(&k1), Some("tx-1")).await.unwrap(),
+        Some(by_key.clone()),
+        "the key is looked up first"
+    );
+    // A second append claiming either is refused, even where its expectation would hold.
+    let again = store
+        .append(
+            new_entry("b", EntryType::Published, "{}"),
+            Expectation::Absent,
+            Some(&k1),
+        )
+        .await;
+    assert!(
+        matches!(&again, Err(StoreError::Claimed(p)) if *p == by_key),
+        "{again:?}"
+    );
+    let mut tx_again = new_entry("c", EntryType::Published, "{}");
+    tx_again.publication_transaction_id = Some("tx-1".into());
+    let again = store.append(tx_again, Expectation::Absent, None).await;
+    assert!(
+        matches!(&again, Err(StoreError::Claimed(p)) if *p == by_tx),
+        "{again:?}"
+    );
+    assert_eq!(
+        store.head().await.unwrap().unwrap().version,
+        a.version,
+        "nothing appended"
+    );
+
+    // A key older than the retention reads as absent, and a new append takes it over.
+    let expired = claim("k1", published_at + 1);
+    assert_eq!(store.prior(Some(&expired), None).await.unwrap(), None);
+    let b = store
+        .append(
+            new_entry("b", EntryType::Published, "{}"),
+            Expectation::Absent,
+            Some(&expired),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.prior(Some(&k1), None).await.unwrap(),
+        Some(Prior::Key {
+            version: b.version,
+            fingerprint: "fp-k1".into()
+        })
+    );
+    let k2 = claim("k2", live);
+    let mut later = new_entry("d", EntryType::Published, "{}");
+    later.published_at = published_at + 10;
+    store
+        .append(later, Expectation::Absent, Some(&k2))
+        .await
+        .unwrap();
+    assert_eq!(store.forget_keys(published_at + 5).await.unwrap(), 1);
+    assert_eq!(
+        store.prior(Some(&k1), None).await.unwrap(),
+        None,
+        "forgotten"
+    );
+    assert!(
+        store.prior(Some(&k2), None).await.unwrap().is_some(),
+        "kept"
+    );
+    assert_eq!(store.forget_keys(published_at + 5).await.unwrap(), 0);
+    let report = verify_store(store.as_ref()).await.unwrap();
+    assert!(report.ok && report.checked == 4, "{report:?}");
 }
 
 /// A checkpoint is stored with its entries and untouched by a refused write.

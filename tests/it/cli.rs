@@ -218,3 +218,169 @@ role = "publisher"
     // A token was configured, so no admin-token file was generated.
     assert!(!dir.path().join("admin-token").exists());
 }
+
+/// Runs the CLI with `args` against `server` off the runtime's threads (an in-process server
+/// must keep serving while it runs).
+async fn run_against(server: String, args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(binary())
+            .args(&args)
+            .env("SORCHA_SERVER", server)
+            .env("SORCHA_TOKEN", ADMIN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The `Idempotency-Key` of every request `server` received.
+async fn keys_received(server: &wiremock::MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_retry_transient_failures_under_one_idempotency_key() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let path_ = "/api/v1/system-register/blueprints";
+    let busy = ResponseTemplate::new(503)
+        .insert_header("retry-after", "0")
+        .set_body_json(serde_json::json!({"detail": "the register store is unavailable"}));
+    Mock::given(method("POST"))
+        .and(path(path_))
+        .respond_with(busy)
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    let entry = serde_json::json!({"type": "published", "blueprintId": "r", "version": 7,
+                                   "checksum": "sha256:00"});
+    Mock::given(method("POST"))
+        .and(path(path_))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .insert_header("idempotent-replayed", "true")
+                .set_body_json(entry),
+        )
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("doc.json");
+    std::fs::write(&doc, "{}").unwrap();
+    let doc = doc.to_str().unwrap().to_owned();
+    let out = run_against(server.uri(), &["publish", &doc, "--id", "r"]).await;
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains("published r at version 7") && stdout.contains("earlier attempt"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("retrying in").count(), 2, "{stderr}");
+    let keys = keys_received(&server).await;
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| k == &keys[0]), "one key: {keys:?}");
+    let uuid = keys[0].trim_matches('"');
+    assert!(
+        keys[0].starts_with('"') && uuid::Uuid::parse_str(uuid).is_ok(),
+        "{keys:?}"
+    );
+
+    // A refusal is final; a node that stays unavailable is given up on after --retries.
+    server.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(409).set_body_json(serde_json::json!({"detail": "exists"})),
+        )
+        .mount(&server)
+        .await;
+    let out = run_against(server.uri(), &["publish", &doc, "--id", "r"]).await;
+    assert!(!out.status.success());
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    server.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let out = run_against(server.uri(), &["deprecate", "r", "--retries", "1"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("gave up after 1 retries"), "{stderr}");
+    let keys = keys_received(&server).await;
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1]);
+    // Each command has its own key.
+    let out = run_against(server.uri(), &["deprecate", "r", "--retries", "0"]).await;
+    assert!(!out.status.success());
+    let keys = keys_received(&server).await;
+    assert_ne!(keys[2], keys[0]);
+}
+
+/// A publish started while the hub is down is written once the hub is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_started_before_the_hub_lands_once_it_is_up() {
+    use std::io::BufRead;
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("doc.json");
+    std::fs::write(&doc, r#"{"title": "late"}"#).unwrap();
+    let mut child = std::process::Command::new(binary())
+        .args([
+            "publish",
+            doc.to_str().unwrap(),
+            "--id",
+            "late",
+            "--retries",
+            "20",
+        ])
+        .env("SORCHA_SERVER", format!("http://{addr}"))
+        .env("SORCHA_TOKEN", ADMIN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Start the hub only after the CLI has failed to reach it once.
+    let stderr = child.stderr.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stderr)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    });
+    let first = tokio::time::timeout(crate::support::WAIT, first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        first.contains("cannot reach") && first.contains("retrying"),
+        "{first}"
+    );
+    let hub_dir = tempfile::tempdir().unwrap();
+    let cfg = crate::support::config(hub_dir.path());
+    let hub = TestHub::start_at(hub_dir, cfg, addr).await;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+    let out = tokio::time::timeout(crate::support::WAIT, out)
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.contains("published late at version 2"), "{stdout}");
+    let (_, register) = hub.get("/api/v1/system-register").await;
+    assert_eq!(register["headVersion"], 2);
+}

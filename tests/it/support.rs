@@ -81,7 +81,7 @@ impl TestHub {
         Self::start_at(dir, cfg, "127.0.0.1:0".parse().unwrap()).await
     }
 
-    async fn start_at(dir: TempDir, cfg: Config, addr: SocketAddr) -> Self {
+    pub async fn start_at(dir: TempDir, cfg: Config, addr: SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let node = app::start_with_hostname(cfg, listener, "test-host")
             .await

@@ -197,6 +197,24 @@ fn rest_cases(max_body: usize) -> Vec<Rest> {
         rest("R63", "POST", PUBLISH, 422, "does not satisfy the blueprint schema sorcha")
             .json(publish_body("not-a-blueprint", json!({"title": "Only a title"})))
             .on_closed_hub(),
+        rest("R64", "POST", PUBLISH, 400, "Idempotency-Key is invalid: use 1-255 printable ASCII characters (a UUID is a good key), got an empty key")
+            .header("idempotency-key", "\"\"")
+            .json(publish_body("empty-key", json!({}))),
+        rest("R65", "POST", PUBLISH, 400, "got 256 characters")
+            .header("idempotency-key", Box::leak("k".repeat(256).into_boxed_str()))
+            .json(publish_body("long-key", json!({}))),
+        rest("R66", "PUT", "/api/v1/system-register/blueprints/seed-1", 400, "the character ' ' needs the key in quotes")
+            .header("idempotency-key", "two words")
+            .json(r#"{"document":{}}"#),
+        rest("R67", "POST", PUBLISH, 400, "send one Idempotency-Key header, not several")
+            .header("idempotency-key", "a")
+            .header("idempotency-key", "b")
+            .json(publish_body("two-keys", json!({}))),
+        rest("R68", "POST", PUBLISH, 422, "Idempotency-Key \"seed-key\" was used by an earlier request that differs from this one")
+            .header("idempotency-key", "seed-key")
+            .json(publish_body("reused-key", json!({}))),
+        rest("R69", "POST", PUBLISH, 409, "publicationTransactionId \"seed-tx\" already names the entry at version 5")
+            .json(r#"{"blueprintId":"other-tx","document":{},"publicationTransactionId":"seed-tx"}"#),
     ]
 }
 
@@ -489,10 +507,20 @@ async fn every_bad_input_gets_a_clear_answer_and_nothing_stored_changes() {
         .http
         .post(hub.url("/api/v1/system-register/blueprints/seed-2/deprecate"))
         .bearer_auth(PUBLISHER)
+        .header("idempotency-key", "seed-key")
         .send()
         .await
         .unwrap();
     assert_eq!(deprecated.status(), 200);
+    let with_tx = hub
+        .http
+        .post(hub.url(PUBLISH))
+        .bearer_auth(PUBLISHER)
+        .json(&json!({"blueprintId": "seed-3", "document": {}, "publicationTransactionId": "seed-tx"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_tx.status(), 201);
     let (_, before) = hub.get("/api/v1/system-register/entries").await;
 
     let closed = TestHub::configured(|c| {
@@ -659,6 +687,13 @@ fn startup_cases() -> Vec<Startup> {
             "",
             &[("SORCHA_VALIDATION__BLUEPRINT_SCHEMA", "Cargo.toml")],
             "validation.blueprintSchema: Cargo.toml is not JSON",
+        ),
+        case(
+            "C10",
+            &[],
+            "[idempotency]\nretention = \"0s\"\n",
+            &[],
+            "idempotency.retention must be above zero: a retry must find its key",
         ),
     ]
 }

@@ -113,7 +113,8 @@ impl ApiClient {
         body: &Value,
         retries: usize,
     ) -> anyhow::Result<WriteAnswer> {
-        let key = format!("\"{}\"", uuid::Uuid::new_v4());
+        // Time-ordered (UUIDv7): a hub's key index then grows at one end.
+        let key = format!("\"{}\"", uuid::Uuid::now_v7());
         let mut delays = ExponentialBuilder::new()
             .with_min_delay(RETRY_DELAYS.0)
             .with_max_delay(RETRY_DELAYS.1)

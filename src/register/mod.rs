@@ -524,26 +524,6 @@ impl Register {
         self.clock.now_ms().saturating_sub(retention)
     }
 
-    /// The earlier write of this request, if one holds its key or transaction id: its entry
-    /// (replayed), or why this request may not reuse the name.
-    async fn earlier_write(
-        &self,
-        key: Option<&KeyClaim>,
-        transaction_id: Option<&str>,
-        fingerprint: &str,
-    ) -> Result<Option<Written>, RegisterError> {
-        if key.is_none() && transaction_id.is_none() {
-            return Ok(None);
-        }
-        match self.store.prior(key, transaction_id).await? {
-            Some(prior) => self
-                .replay(prior, key, transaction_id, fingerprint)
-                .await
-                .map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// The answer to a request whose key or transaction id `prior` holds: the earlier entry
     /// when the requests are the same, else the reuse error.
     async fn replay(
@@ -627,13 +607,8 @@ impl Register {
         let new = self.prepare(publication, published_by, EntryType::Published)?;
         let fingerprint = idempotency::of_new(&new);
         let key = self.key_claim(options, fingerprint.clone())?;
-        let tx = new.publication_transaction_id.clone();
-        if let Some(done) = self
-            .earlier_write(key.as_ref(), tx.as_deref(), &fingerprint)
-            .await?
-        {
-            return Ok(done);
-        }
+        // The store checks the key and transaction id before the expectation, in the
+        // append's transaction: a retry is answered from there, with no read before.
         match self
             .append_claiming(new, Expectation::Absent, key.as_ref(), &fingerprint)
             .await
@@ -664,13 +639,7 @@ impl Register {
         let new = self.prepare(publication, published_by, EntryType::Updated)?;
         let fingerprint = idempotency::of_new(&new);
         let key = self.key_claim(options, fingerprint.clone())?;
-        let tx = new.publication_transaction_id.clone();
-        if let Some(done) = self
-            .earlier_write(key.as_ref(), tx.as_deref(), &fingerprint)
-            .await?
-        {
-            return Ok(done);
-        }
+        // As for publish, the store answers a retry before it checks `If-Match`.
         if let Some(expected) = options.expected {
             let mut attempt = new;
             attempt.published_at = self.clock.now_ms();
@@ -745,8 +714,10 @@ impl Register {
         let fingerprint = idempotency::of_new(&template);
         let key = self.key_claim(options, fingerprint.clone())?;
         // Before the checks below: the blueprint a first attempt deprecated is deprecated now.
-        if let Some(done) = self.earlier_write(key.as_ref(), None, &fingerprint).await? {
-            return Ok(done);
+        if let Some(k) = &key
+            && let Some(prior) = self.store.prior(Some(k), None).await?
+        {
+            return self.replay(prior, Some(k), None, &fingerprint).await;
         }
         let expected = options.expected;
         for _ in 0..MAX_CONFLICT_RETRIES {

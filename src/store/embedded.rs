@@ -71,16 +71,30 @@ CREATE TABLE IF NOT EXISTS blueprints (
 CREATE INDEX IF NOT EXISTS entries_by_transaction
     ON entries(publication_transaction_id, version)
     WHERE publication_transaction_id IS NOT NULL;
--- Idempotency keys, each written in the transaction of the entry it names and deleted once
--- older than `idempotency.retention` (the hub's housekeeping, by `created_at`).
+-- Idempotency keys, each written in the transaction of the entry it names (`version`, so
+-- rows are appended in log order and age with it) and deleted once older than
+-- `idempotency.retention` by the hub's housekeeping.
 CREATE TABLE IF NOT EXISTS idempotency_keys (
-    key TEXT PRIMARY KEY,
+    version INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
     fingerprint TEXT NOT NULL,
-    version INTEGER NOT NULL,
     created_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys(created_at);
+);
 ";
+
+/// Claims a key for the entry about to be appended: inserts its record, or replaces a record
+/// older than `?5` (forgotten); changes nothing — and so reports no change — when a live
+/// record holds the key.
+const CLAIM_KEY: &str = "INSERT INTO idempotency_keys (version, key, fingerprint, created_at) \
+    VALUES (?1, ?2, ?3, ?4) ON CONFLICT(key) DO UPDATE SET version = excluded.version, \
+    fingerprint = excluded.fingerprint, created_at = excluded.created_at \
+    WHERE idempotency_keys.created_at < ?5";
+
+/// Deletes the records older than `?1`: all before the oldest live one (records age in log
+/// order; one the hub's clock stamped out of order is deleted on a later round).
+const FORGET_KEYS: &str = "DELETE FROM idempotency_keys WHERE version < COALESCE(\
+    (SELECT version FROM idempotency_keys WHERE created_at >= ?1 ORDER BY version LIMIT 1), \
+    9223372036854775807)";
 
 const ENTRY_COLUMNS: &str = "version, blueprint_id, register_id, document, published_at, \
     published_by, is_active, publication_transaction_id, checksum, metadata, chain_hash, entry_type";
@@ -644,7 +658,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteOp>) {
                 }
                 WriteOp::ForgetKeys { before, reply } => {
                     let result = tx
-                        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")
+                        .prepare_cached(FORGET_KEYS)
                         .and_then(|mut s| s.execute(params![before]))
                         .map(|n| n as u64)
                         .map_err(sql_err);
@@ -713,8 +727,31 @@ fn append_one(
     key: Option<&KeyClaim>,
 ) -> Result<Entry, StoreError> {
     let sp = tx.savepoint().map_err(sql_err)?;
+    let version = head.as_ref().map_or(1, |h| h.version + 1);
+    if let Some(k) = key {
+        // Claimed first, by one upsert: a new key (the common case) costs no lookup. A
+        // refusal below rolls the savepoint and the claim back.
+        let claimed = sp
+            .prepare_cached(CLAIM_KEY)
+            .and_then(|mut s| {
+                s.execute(params![
+                    version,
+                    k.key,
+                    k.fingerprint,
+                    new.published_at,
+                    k.live_after
+                ])
+            })
+            .map_err(sql_err)?;
+        if claimed == 0 {
+            let prior = find_prior(&sp, Some(k), None)
+                .map_err(sql_err)?
+                .ok_or_else(|| unavailable("idempotency key", "its record vanished"))?;
+            return Err(StoreError::Claimed(prior));
+        }
+    }
     if let Some(prior) =
-        find_prior(&sp, key, new.publication_transaction_id.as_deref()).map_err(sql_err)?
+        find_prior(&sp, None, new.publication_transaction_id.as_deref()).map_err(sql_err)?
     {
         return Err(StoreError::Claimed(prior));
     }
@@ -729,22 +766,6 @@ fn append_one(
     check_expectation(expect, actual)?;
     let entry = new.into_entry_after(head.as_ref());
     insert_entry(&sp, &entry).map_err(sql_err)?;
-    if let Some(k) = key {
-        // Replaces only a forgotten record: a live one was refused above.
-        sp.prepare_cached(
-            "INSERT OR REPLACE INTO idempotency_keys (key, fingerprint, version, created_at) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                k.key,
-                k.fingerprint,
-                entry.version,
-                entry.published_at
-            ])
-        })
-        .map_err(sql_err)?;
-    }
     sp.commit().map_err(sql_err)?;
     *head = Some(Head {
         version: entry.version,

@@ -7,6 +7,12 @@
 //! duplicate key means another hub won that version, so re-read and retry. The unique version
 //! is the only lock, which keeps the log contiguous and chained across hubs. Documents are
 //! stored as the exact canonical bytes (BSON binary) so checksums stay verifiable.
+//!
+//! An append that claims an idempotency key or a publication transaction id writes the entry
+//! and the claims (`sorcha_idempotency_keys`, `sorcha_transaction_ids`, both keyed by `_id`) in
+//! one multi-document transaction, so of two hubs claiming the same name exactly one commits;
+//! the other sees the duplicate key or write conflict, re-reads and answers from the winner's
+//! entry. Plain appends stay one insert.
 
 use super::{
     Checkpoint, EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError,

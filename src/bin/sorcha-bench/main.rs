@@ -42,6 +42,11 @@ enum Workload {
         count: usize,
         #[arg(long, default_value_t = 512)]
         doc_bytes: usize,
+        /// Send a fresh `Idempotency-Key` with every publish, which the hub records in the
+        /// entry's transaction: `time-ordered` (UUIDv7, what the CLI sends) or `random`
+        /// (UUIDv4).
+        #[arg(long, value_enum)]
+        idempotency_keys: Option<KeyKind>,
     },
     /// S subscribers (half gRPC push streams, half SSE), P publishes at R per second.
     Fanout(FanoutShape),
@@ -368,18 +373,34 @@ fn report(workload: &str, params: Value, mut figures: Value, hub: Option<&Hub>) 
     println!("{line}");
 }
 
+/// Which idempotency keys the publish workload sends.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KeyKind {
+    /// UUIDv7: ascending, so the hub's key index grows at one end.
+    TimeOrdered,
+    /// UUIDv4: every key lands somewhere else in the index.
+    Random,
+}
+
 async fn publish_one(
     http: &reqwest::Client,
     url: &str,
     id: &str,
     doc: &Value,
+    idempotency_key: Option<KeyKind>,
 ) -> anyhow::Result<i64> {
-    let r = http
+    let mut request = http
         .post(format!("{url}/api/v1/system-register/blueprints"))
         .bearer_auth(TOKEN)
-        .json(&json!({ "blueprintId": id, "document": doc }))
-        .send()
-        .await?;
+        .json(&json!({ "blueprintId": id, "document": doc }));
+    if let Some(kind) = idempotency_key {
+        let key = match kind {
+            KeyKind::TimeOrdered => uuid::Uuid::now_v7(),
+            KeyKind::Random => uuid::Uuid::new_v4(),
+        };
+        request = request.header("idempotency-key", key.to_string());
+    }
+    let r = request.send().await?;
     if r.status() != 201 {
         bail!(
             "publish {id} answered {}: {}",
@@ -391,7 +412,12 @@ async fn publish_one(
     entry["version"].as_i64().context("version")
 }
 
-async fn publish(concurrency: usize, count: usize, doc_bytes: usize) -> anyhow::Result<()> {
+async fn publish(
+    concurrency: usize,
+    count: usize,
+    doc_bytes: usize,
+    idempotency_keys: Option<KeyKind>,
+) -> anyhow::Result<()> {
     let hub = Hub::start(None).await?;
     let http = reqwest::Client::new();
     let doc = json!({ "pad": "x".repeat(doc_bytes) });
@@ -405,7 +431,8 @@ async fn publish(concurrency: usize, count: usize, doc_bytes: usize) -> anyhow::
             let mut versions = Vec::with_capacity(n);
             for i in 0..n {
                 let t = Instant::now();
-                versions.push(publish_one(&http, &url, &format!("p{c}-{i}"), &doc).await?);
+                let id = format!("p{c}-{i}");
+                versions.push(publish_one(&http, &url, &id, &doc, idempotency_keys).await?);
                 h.record(t.elapsed().as_micros().max(1) as u64)?;
             }
             anyhow::Ok((h, versions))
@@ -429,7 +456,8 @@ async fn publish(concurrency: usize, count: usize, doc_bytes: usize) -> anyhow::
     figures["elapsed_s"] = json!(elapsed);
     report(
         "publish",
-        json!({"concurrency": concurrency, "count": count, "doc_bytes": doc_bytes}),
+        json!({"concurrency": concurrency, "count": count, "doc_bytes": doc_bytes,
+               "idempotency_keys": idempotency_keys.map(|k| format!("{k:?}"))}),
         figures,
         Some(&hub),
     );
@@ -510,7 +538,7 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
     for i in 0..publishes {
         let due = started + interval * i as u32;
         tokio::time::sleep_until(due.into()).await;
-        let v = publish_one(&publisher, &hub.url, &format!("fan-{i}"), &doc).await?;
+        let v = publish_one(&publisher, &hub.url, &format!("fan-{i}"), &doc, None).await?;
         acks.push((v, Instant::now()));
     }
     let ack_of: std::collections::HashMap<i64, Instant> = acks.into_iter().collect();
@@ -666,7 +694,14 @@ async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
     let hub = Hub::start(None).await?;
     let http = reqwest::Client::new();
     for i in 0..behind {
-        publish_one(&http, &hub.url, &format!("storm-{i}"), &json!({"i": i})).await?;
+        publish_one(
+            &http,
+            &hub.url,
+            &format!("storm-{i}"),
+            &json!({"i": i}),
+            None,
+        )
+        .await?;
     }
     let head = behind as i64 + 1;
     let started = Instant::now();
@@ -771,7 +806,8 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             count,
             doc_bytes,
-        } => publish(concurrency, count, doc_bytes).await,
+            idempotency_keys,
+        } => publish(concurrency, count, doc_bytes, idempotency_keys).await,
         Workload::Fanout(FanoutShape {
             subscribers,
             publishes,

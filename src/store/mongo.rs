@@ -213,13 +213,7 @@ impl MongoStore {
             Ok(())
         }
         .await;
-        match result {
-            Ok(()) => session.commit_transaction().await,
-            Err(e) => {
-                let _ = session.abort_transaction().await;
-                Err(e)
-            }
-        }
+        finish(&mut session, result).await
     }
 
     /// Inserts `entry` with its claims — the idempotency key (replacing a forgotten record of
@@ -261,13 +255,7 @@ impl MongoStore {
             Ok(())
         }
         .await;
-        match result {
-            Ok(()) => session.commit_transaction().await,
-            Err(e) => {
-                let _ = session.abort_transaction().await;
-                Err(e)
-            }
-        }
+        finish(&mut session, result).await
     }
 
     /// The documents `pipeline` yields over the entries.
@@ -321,6 +309,21 @@ impl MongoStore {
             .await
             .map_err(unavailable)?;
         Ok(found.and_then(|d| d.get_i64("version").ok()))
+    }
+}
+
+/// Commits the session's transaction when `result` is Ok, else aborts it and hands the error
+/// back.
+async fn finish(
+    session: &mut mongodb::ClientSession,
+    result: Result<(), mongodb::error::Error>,
+) -> Result<(), mongodb::error::Error> {
+    match result {
+        Ok(()) => session.commit_transaction().await,
+        Err(e) => {
+            let _ = session.abort_transaction().await;
+            Err(e)
+        }
     }
 }
 

@@ -262,22 +262,32 @@ async fn a_key_reused_for_another_request_is_refused_and_malformed_keys_are_400(
     assert_eq!(head(&hub).await, 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_retries_of_one_request_write_once() {
-    let hub = TestHub::start().await;
-    assert_eq!(hub.publish("busy", json!({})).await.0, 201);
+/// `n` concurrent retries of one update (same key, same body), spread over `hubs`: whether
+/// each was replayed, and the version it answered.
+async fn concurrent_retries(
+    hubs: &[&TestHub],
+    n: usize,
+    key: &str,
+    body: Value,
+) -> Vec<(bool, i64)> {
     let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (http, url) = (hub.http.clone(), hub.url(&format!("{BLUEPRINTS}/busy")));
+    for i in 0..n {
+        let hub = hubs[i % hubs.len()];
+        let (http, url) = (
+            hub.http.clone(),
+            hub.url(&format!("{BLUEPRINTS}/{}", body["id"].as_str().unwrap())),
+        );
+        let (key, document) = (key.to_owned(), body["request"].clone());
         tasks.push(tokio::spawn(async move {
             let r = http
                 .put(url)
                 .bearer_auth(PUBLISHER)
-                .header("idempotency-key", "same-retry")
-                .json(&json!({"document": {"title": "once"}}))
+                .header("idempotency-key", key)
+                .json(&document)
                 .send()
                 .await
                 .unwrap();
+            assert_eq!(r.status(), 200);
             let replayed = r.headers().contains_key("idempotent-replayed");
             let body: Value = r.json().await.unwrap();
             (replayed, body["version"].as_i64().unwrap())
@@ -287,6 +297,15 @@ async fn concurrent_retries_of_one_request_write_once() {
     for t in tasks {
         answers.push(t.await.unwrap());
     }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_of_one_request_write_once() {
+    let hub = TestHub::start().await;
+    assert_eq!(hub.publish("busy", json!({})).await.0, 201);
+    let request = json!({"id": "busy", "request": {"document": {"title": "once"}}});
+    let answers = concurrent_retries(&[&hub], 16, "same-retry", request).await;
     assert_eq!(answers.iter().filter(|(replayed, _)| !replayed).count(), 1);
     assert!(answers.iter().all(|(_, v)| *v == 3), "{answers:?}");
     assert_eq!(head(&hub).await, 3);
@@ -406,29 +425,9 @@ async fn a_retry_through_another_hub_on_mongodb_replays() {
     assert_eq!(reuse.status, 422);
 
     // Concurrent retries of one update, spread over both hubs: one append.
-    let mut tasks = Vec::new();
-    for i in 0..12 {
-        let hub = if i % 2 == 0 { &a } else { &b };
-        let (http, url) = (hub.http.clone(), hub.url(&format!("{BLUEPRINTS}/shared")));
-        tasks.push(tokio::spawn(async move {
-            let r = http
-                .put(url)
-                .bearer_auth(PUBLISHER)
-                .header("idempotency-key", "m-retry")
-                .json(&json!({"document": {"n": 2}, "publicationTransactionId": "m-tx"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let replayed = r.headers().contains_key("idempotent-replayed");
-            let body: Value = r.json().await.unwrap();
-            (replayed, body["version"].as_i64().unwrap())
-        }));
-    }
-    let mut answers = Vec::new();
-    for t in tasks {
-        answers.push(t.await.unwrap());
-    }
+    let request = json!({"id": "shared",
+        "request": {"document": {"n": 2}, "publicationTransactionId": "m-tx"}});
+    let answers = concurrent_retries(&[&a, &b], 12, "m-retry", request).await;
     assert_eq!(answers.iter().filter(|(r, _)| !r).count(), 1, "{answers:?}");
     assert!(answers.iter().all(|(_, v)| *v == 3), "{answers:?}");
 

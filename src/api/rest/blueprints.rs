@@ -168,7 +168,7 @@ fn written(written: &Written) -> Response {
 /// Publishes a new blueprint (entry type `published`). Needs a publisher token.
 #[utoipa::path(post, path = "/api/v1/system-register/blueprints", tag = "blueprints",
     operation_id = "publishBlueprint",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (IETF httpapi Idempotency-Key): an RFC 8941 string such as `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"` or the bare value, 1-255 printable ASCII characters. A retry of the same request (method, path, identity, canonical body) with the same key within `idempotency.retention` gets the first answer, marked `Idempotent-Replayed: true`, and writes nothing; the key with another request → 422")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (IETF httpapi Idempotency-Key): an RFC 8941 string such as `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"` or the bare value, 1-255 printable ASCII characters. A retry of the same request (method, path, identity, canonical body) with the same key within `idempotency.retention` gets the first answer, marked `Idempotent-Replayed: true`, and writes nothing; the key with another request → 422", pattern = "^(?:\"(?:[ !#-\\[\\]-~]|\\\\[\"\\\\]){1,255}\"|[!#-+\\--~]{1,255})$")),
     request_body = PublishRequest,
     security(("bearer" = [])),
     responses(
@@ -214,7 +214,7 @@ pub async fn publish(
     operation_id = "updateBlueprint",
     params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$"),
         ("If-Match" = Option<String>, Header, description = "Write only if the blueprint's newest version is this `ETag` (`*`: any); else 412"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (IETF httpapi Idempotency-Key): an RFC 8941 string such as `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"` or the bare value, 1-255 printable ASCII characters. A retry of the same request (method, path, identity, canonical body) with the same key within `idempotency.retention` gets the first answer, marked `Idempotent-Replayed: true`, and writes nothing; the key with another request → 422")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (IETF httpapi Idempotency-Key): an RFC 8941 string such as `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"` or the bare value, 1-255 printable ASCII characters. A retry of the same request (method, path, identity, canonical body) with the same key within `idempotency.retention` gets the first answer, marked `Idempotent-Replayed: true`, and writes nothing; the key with another request → 422", pattern = "^(?:\"(?:[ !#-\\[\\]-~]|\\\\[\"\\\\]){1,255}\"|[!#-+\\--~]{1,255})$")),
     request_body = UpdateRequest,
     security(("bearer" = [])),
     responses(
@@ -264,7 +264,7 @@ pub async fn update(
     operation_id = "deprecateBlueprint",
     params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$"),
         ("If-Match" = Option<String>, Header, description = "Write only if the blueprint's newest version is this `ETag` (`*`: any); else 412"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (IETF httpapi Idempotency-Key): an RFC 8941 string such as `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"` or the bare value, 1-255 printable ASCII characters. A retry of the same request (method, path, identity, canonical body) with the same key within `idempotency.retention` gets the first answer, marked `Idempotent-Replayed: true`, and writes nothing; the key with another request → 422")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (IETF httpapi Idempotency-Key): an RFC 8941 string such as `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"` or the bare value, 1-255 printable ASCII characters. A retry of the same request (method, path, identity, canonical body) with the same key within `idempotency.retention` gets the first answer, marked `Idempotent-Replayed: true`, and writes nothing; the key with another request → 422", pattern = "^(?:\"(?:[ !#-\\[\\]-~]|\\\\[\"\\\\]){1,255}\"|[!#-+\\--~]{1,255})$")),
     request_body(content = Option<DeprecateRequest>, description = "Optional metadata of the deprecation"),
     security(("bearer" = [])),
     responses(

@@ -66,6 +66,17 @@ pub async fn start_with_hostname(
     listener: TcpListener,
     hostname: &str,
 ) -> anyhow::Result<Node> {
+    start_with_clock(config, listener, hostname, Arc::new(SystemClock)).await
+}
+
+/// [`start_with_hostname`] on `clock` instead of the system's (tests run nodes whose clocks
+/// are wrong).
+pub async fn start_with_clock(
+    config: Config,
+    listener: TcpListener,
+    hostname: &str,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Node> {
     let mut config = config;
     // The rules of `Config::validate` hold however the configuration was built.
     config.validate()?;
@@ -92,7 +103,6 @@ pub async fn start_with_hostname(
         }
         other => bail!("store {other:?} is not supported; use \"embedded\" or a mongodb:// URI"),
     };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let register = Register::open(
         Arc::clone(&store),
         Arc::clone(&clock),

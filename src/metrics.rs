@@ -114,6 +114,8 @@ pub struct Metrics {
     pub connection_state: Gauge,
     /// 1 while the peer is isolated.
     pub isolated: Gauge,
+    /// The current hub's clock minus this peer's, as the peer estimates it.
+    pub hub_clock_offset: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Register head version.
     pub head_version: Gauge,
     /// Peer sessions on a hub.
@@ -170,6 +172,7 @@ impl Metrics {
             failovers: Counter::default(),
             connection_state: Gauge::default(),
             isolated: Gauge::default(),
+            hub_clock_offset: Gauge::default(),
             head_version: Gauge::default(),
             hub_sessions: Gauge::default(),
             recent_window_bytes: Gauge::default(),
@@ -264,6 +267,13 @@ impl Metrics {
             "isolated",
             "1 while the peer is isolated from every hub",
             m.isolated.clone(),
+        );
+        r.register_with_unit(
+            "hub_clock_offset",
+            "The current hub's clock minus this peer's, estimated from the hub's timestamps; \
+             heartbeats are sent on the hub's clock",
+            s.clone(),
+            m.hub_clock_offset.clone(),
         );
         r.register(
             "register_head_version",

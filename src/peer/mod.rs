@@ -3,6 +3,7 @@
 //! and keep serving the replica when every hub is gone (isolated mode).
 
 pub mod alerts;
+pub mod hub_clock;
 pub mod session;
 pub mod state;
 pub mod sync;
@@ -71,7 +72,13 @@ pub struct Peer {
     refusals: Mutex<Vec<Option<String>>>,
     /// The `peer.refused` alert was raised and no connect has succeeded since.
     refusal_alerted: std::sync::atomic::AtomicBool,
+    /// The `peer.clock_offset` alert was raised and the offset has not come back since.
+    clock_alerted: std::sync::atomic::AtomicBool,
 }
+
+/// A hub clock this far from the peer's raises `peer.clock_offset` (heartbeats are sent on the
+/// hub's clock whatever the offset, so the session holds; the alert is for the operator).
+pub const CLOCK_OFFSET_ALERT_MS: i64 = 1_000;
 
 impl std::fmt::Debug for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,6 +102,7 @@ impl Peer {
             view: Mutex::new(ConnectionView::new(&config.hubs)),
             refusals: Mutex::new(vec![None; config.hubs.len()]),
             refusal_alerted: std::sync::atomic::AtomicBool::new(false),
+            clock_alerted: std::sync::atomic::AtomicBool::new(false),
             register,
             config,
             node_id,
@@ -256,6 +264,34 @@ impl Peer {
         view.missed_heartbeats = 0;
         view.last_heartbeat_at = Some(self.clock.now_ms());
         view.hubs[index].hub_version = Some(ack.current_version);
+    }
+
+    /// A new estimate of hub `index`'s clock offset (hub − local, ms): shown, measured, and
+    /// alerted once when it first exceeds [`CLOCK_OFFSET_ALERT_MS`] (again only after it
+    /// has come back within).
+    fn on_clock_offset(&self, index: usize, offset_ms: i64) {
+        let url = {
+            let mut view = self.view_mut();
+            view.hub_clock_offset_ms = Some(offset_ms);
+            view.hubs[index].url.clone()
+        };
+        self.register
+            .metrics()
+            .hub_clock_offset
+            .set(offset_ms as f64 / 1000.0);
+        let off = offset_ms.saturating_abs() >= CLOCK_OFFSET_ALERT_MS;
+        if off && !self.clock_alerted.swap(true, Ordering::Relaxed) {
+            let direction = if offset_ms < 0 { "ahead of" } else { "behind" };
+            self.alert(
+                "peer.clock_offset",
+                format!(
+                    "this node's clock is {:.1} s {direction} the clock of hub {url}: heartbeats                      are sent on the hub's clock, so the session holds; fix this node's clock                      (NTP)",
+                    offset_ms.saturating_abs() as f64 / 1000.0
+                ),
+            );
+        } else if !off && self.clock_alerted.swap(false, Ordering::Relaxed) {
+            tracing::info!(offset_ms, hub = %url, "clock offset from the hub is back within bounds");
+        }
     }
 
     fn on_heartbeat_missed(&self, consecutive: u32) {

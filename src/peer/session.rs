@@ -1,6 +1,7 @@
 //! One session with one hub: connect, catch up, subscribe, heartbeat, periodic sync, until the
 //! session ends and the manager decides what comes next.
 
+use super::hub_clock::HubClock;
 use super::sync::{self, RateLimitWait, SyncError};
 use super::{Command, Peer, PeerError};
 use crate::api::grpc::client::{ClientError, ClientErrorKind, ClientStream, HubClient};
@@ -40,8 +41,12 @@ pub enum SessionEnd {
 }
 
 enum HeartbeatEvent {
-    Ack(HeartbeatAck),
-    Missed { consecutive: u32, error: String },
+    /// An acknowledgement, and the hub's clock offset estimated with it.
+    Ack(HeartbeatAck, i64),
+    Missed {
+        consecutive: u32,
+        error: String,
+    },
 }
 
 /// Runs one session with hub `index`.
@@ -72,10 +77,13 @@ pub async fn run(
             last_known_version: peer.register().head_version(),
             connection_time: peer.clock().now_ms(),
         };
+        let sent = peer.clock().now_ms();
         let grant = client.open_session(&request).await?;
-        Ok::<_, crate::api::grpc::client::ClientError>((client, grant))
+        let hub_clock = HubClock::default();
+        hub_clock.observe(sent, peer.clock().now_ms(), grant.connected_at);
+        Ok::<_, crate::api::grpc::client::ClientError>((client, grant, hub_clock))
     };
-    let (mut client, grant) = tokio::select! {
+    let (mut client, grant, hub_clock) = tokio::select! {
         () = shutdown.cancelled() => return SessionEnd::Shutdown,
         result = tokio::time::timeout(cfg.connect_timeout, connect) => match result {
             Ok(Ok(pair)) => pair,
@@ -93,12 +101,17 @@ pub async fn run(
     };
     let session_id = grant.session_id.clone();
     let hub_id = grant.hub_id.clone();
+    let hub_clock = Arc::new(hub_clock);
     peer.on_connected(index, &grant);
+    if let Some(offset) = hub_clock.offset_ms() {
+        peer.on_clock_offset(index, offset);
+    }
     tracing::info!(hub = %url, %hub_id, %session_id, hub_version = grant.current_version, "connected to hub");
 
     let mut ending = SessionGuard {
         client: client.clone(),
         peer: Arc::clone(peer),
+        hub_clock: Arc::clone(&hub_clock),
         session_id: session_id.clone(),
         reason: DisconnectReason::Failover,
     };
@@ -131,6 +144,7 @@ pub async fn run(
     tokio::spawn(heartbeat_loop(
         Arc::clone(peer),
         client.clone(),
+        Arc::clone(&hub_clock),
         session_id.clone(),
         hb_tx,
         heartbeat_stop.clone(),
@@ -187,14 +201,14 @@ pub async fn run(
                 }
                 Some(Err(e)) => {
                     push = None;
-                    if let Some(end) = on_push_broken(peer, &mut client, &session_id, e.to_string()).await {
+                    if let Some(end) = on_push_broken(peer, &mut client, &hub_clock, &session_id, e.to_string()).await {
                         return ending.end(end).await;
                     }
                     resubscribe_at = Some(Instant::now() + cfg.resubscribe_delay);
                 }
                 None => {
                     push = None;
-                    if let Some(end) = on_push_broken(peer, &mut client, &session_id, "push stream ended".into()).await {
+                    if let Some(end) = on_push_broken(peer, &mut client, &hub_clock, &session_id, "push stream ended".into()).await {
                         return ending.end(end).await;
                     }
                     resubscribe_at = Some(Instant::now() + cfg.resubscribe_delay);
@@ -216,8 +230,9 @@ pub async fn run(
                 }
             }
             event = hb_rx.recv() => match event {
-                Some(HeartbeatEvent::Ack(ack)) => {
+                Some(HeartbeatEvent::Ack(ack, offset)) => {
                     peer.on_heartbeat_ack(index, &ack);
+                    peer.on_clock_offset(index, offset);
                     match ack.action {
                         RecommendedAction::Sync => {
                             let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
@@ -258,13 +273,14 @@ pub async fn run(
 struct SessionGuard {
     client: HubClient,
     peer: Arc<Peer>,
+    hub_clock: Arc<HubClock>,
     session_id: String,
     reason: DisconnectReason,
 }
 
 impl SessionGuard {
     async fn end(&mut self, end: SessionEnd) -> SessionEnd {
-        let now = self.peer.clock().now_ms();
+        let now = self.hub_clock.hub_time(self.peer.clock().now_ms());
         let node_id = self.peer.node_id().to_owned();
         let farewell = self
             .client
@@ -368,13 +384,14 @@ async fn on_notification(
 async fn on_push_broken(
     peer: &Peer,
     client: &mut HubClient,
+    hub_clock: &HubClock,
     session_id: &str,
     why: String,
 ) -> Option<SessionEnd> {
     let probe = Heartbeat {
         peer_id: peer.node_id().to_owned(),
         session_id: session_id.to_owned(),
-        timestamp: peer.clock().now_ms(),
+        timestamp: hub_clock.hub_time(peer.clock().now_ms()),
         sequence_number: peer.next_heartbeat_sequence(),
         last_sync_version: peer.register().head_version(),
         head_hash: String::new(),
@@ -392,9 +409,12 @@ async fn on_push_broken(
     }
 }
 
+/// Sends heartbeats every `peer.heartbeatInterval`, stamped on the hub's clock as estimated
+/// (and refined with each acknowledgement), and reports each outcome to the session.
 async fn heartbeat_loop(
     peer: Arc<Peer>,
     mut client: HubClient,
+    hub_clock: Arc<HubClock>,
     session_id: String,
     events: mpsc::Sender<HeartbeatEvent>,
     stop: CancellationToken,
@@ -412,10 +432,11 @@ async fn heartbeat_loop(
             _ = ticker.tick() => {}
         }
         let head = peer.register().head().await.ok().flatten();
+        let sent_ms = peer.clock().now_ms();
         let hb = Heartbeat {
             peer_id: peer.node_id().to_owned(),
             session_id: session_id.clone(),
-            timestamp: peer.clock().now_ms(),
+            timestamp: hub_clock.hub_time(sent_ms),
             sequence_number: peer.next_heartbeat_sequence(),
             last_sync_version: head.as_ref().map_or(0, |h| h.version),
             head_hash: head.map(|h| h.chain_hash).unwrap_or_default(),
@@ -435,7 +456,15 @@ async fn heartbeat_loop(
                     .heartbeat_latency
                     .observe(sent.elapsed().as_secs_f64());
                 outcome(Outcome::Ok);
-                HeartbeatEvent::Ack(ack)
+                let offset = hub_clock.observe(sent_ms, peer.clock().now_ms(), ack.timestamp);
+                HeartbeatEvent::Ack(ack, offset)
+            }
+            Ok(Err(e)) if e.kind == ClientErrorKind::InvalidArgument => {
+                // The hub is alive and refuses the heartbeat itself (its clock check): every
+                // hub would say the same, so this is no miss and no reason to fail over.
+                tracing::warn!(error = %e.message, "the hub refused a heartbeat; not counted as missed");
+                outcome(Outcome::Failed);
+                continue;
             }
             Ok(Err(e)) if e.kind == ClientErrorKind::ResourceExhausted => {
                 // The hub is alive and asks us to slow down: not a missed heartbeat.

@@ -80,6 +80,9 @@ pub struct ConnectionView {
     pub isolated_since: Option<i64>,
     /// Backoff before the next attempt, ms.
     pub next_backoff_ms: Option<u64>,
+    /// The current (or last) hub's clock minus this node's, ms, estimated from the hub's
+    /// timestamps; the peer sends its heartbeat times on the hub's clock.
+    pub hub_clock_offset_ms: Option<i64>,
     /// Recent connect attempts, oldest first.
     pub attempts: Vec<Attempt>,
 }
@@ -105,6 +108,7 @@ impl ConnectionView {
             failovers: 0,
             isolated_since: None,
             next_backoff_ms: None,
+            hub_clock_offset_ms: None,
             attempts: Vec::new(),
         }
     }

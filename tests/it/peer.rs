@@ -512,3 +512,98 @@ async fn peer_killed_during_a_full_sync_keeps_checkpoint_and_data_together() {
     child.child.kill().await.unwrap();
     hub.stop().await;
 }
+
+/// The system clock moved by a fixed offset: a node whose clock is wrong.
+struct SkewedClock(i64);
+
+impl sorcha_peer::clock::Clock for SkewedClock {
+    fn now_ms(&self) -> i64 {
+        sorcha_peer::clock::SystemClock.now_ms() + self.0
+    }
+}
+
+/// A peer whose clock runs 3 minutes ahead (the hub allows ±60 s) stays connected: it sends
+/// heartbeat times on the hub's clock as estimated from the hub's own timestamps, shows the
+/// offset, and raises one alert naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_clock_runs_ahead_stays_connected_and_says_so_once() {
+    use sorcha_peer::clock::Clock;
+    let webhook = crate::support::alert_webhook().await;
+    let hub = TestHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = peer_config(dir.path(), vec![hub.url("")]);
+    cfg.alerts.webhook_url = Some(format!("{}/alerts", webhook.uri()));
+    let ahead = 180_000;
+    let peer = TestHub::start_on_clock(
+        dir,
+        cfg,
+        "127.0.0.1:0".parse().unwrap(),
+        std::sync::Arc::new(SkewedClock(ahead)),
+    )
+    .await;
+    // Ten heartbeat intervals (100 ms) acknowledged, none missed, no failover.
+    let first = wait_for("the first acknowledged heartbeat", || async {
+        let c = get_json(peer.addr(), "/api/v1/connection").await;
+        c["lastHeartbeatAt"].as_i64()
+    })
+    .await;
+    let connection = wait_for("ten more heartbeats", || async {
+        let c = get_json(peer.addr(), "/api/v1/connection").await;
+        (c["lastHeartbeatAt"].as_i64() >= Some(first + 1_000)).then_some(c)
+    })
+    .await;
+    assert_eq!(connection["state"], "Connected", "{connection}");
+    assert_eq!(connection["failovers"], 0, "{connection}");
+    assert_eq!(connection["missedHeartbeats"], 0, "{connection}");
+    assert_eq!(
+        connection["attempts"].as_array().unwrap().len(),
+        1,
+        "one connect, no reconnects: {connection}"
+    );
+    let offset = connection["hubClockOffsetMs"].as_i64().unwrap();
+    assert!((offset + ahead).abs() < 1_000, "{connection}");
+    let peers = get_json(hub.addr(), "/api/v1/peers").await;
+    let heartbeats = &peers["peers"][0]["heartbeat"];
+    assert_eq!(heartbeats["totalHeartbeatsMissed"], 0, "{peers}");
+    assert!(
+        heartbeats["totalHeartbeatsReceived"].as_i64() >= Some(10),
+        "{peers}"
+    );
+    // Times on the hub's clock: the latency the hub sees is the network's, not the skew.
+    assert!(
+        heartbeats["averageLatencyMs"].as_f64() < Some(1_000.0),
+        "{peers}"
+    );
+    let metrics = hub
+        .http
+        .get(peer.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sorcha_peer_hub_clock_offset_seconds "))
+        .unwrap_or_else(|| panic!("no offset gauge in {metrics}"));
+    assert!(
+        (gauge.parse::<f64>().unwrap() + 180.0).abs() < 1.0,
+        "{gauge}"
+    );
+    let alerts: Vec<Value> = webhook
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter(|a| a["event"] == "peer.clock_offset")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let message = alerts[0]["message"].as_str().unwrap();
+    assert!(message.contains("180.0 s ahead of"), "{message}");
+    assert!(
+        sorcha_peer::clock::SystemClock.now_ms() < first,
+        "the peer's times are its own"
+    );
+}

@@ -8,6 +8,7 @@ use sorcha_peer::config::{Config, Secret};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -82,8 +83,18 @@ impl TestHub {
     }
 
     pub async fn start_at(dir: TempDir, cfg: Config, addr: SocketAddr) -> Self {
+        Self::start_on_clock(dir, cfg, addr, Arc::new(sorcha_peer::clock::SystemClock)).await
+    }
+
+    /// A node on `clock` instead of the system's.
+    pub async fn start_on_clock(
+        dir: TempDir,
+        cfg: Config,
+        addr: SocketAddr,
+        clock: Arc<dyn sorcha_peer::clock::Clock>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let node = app::start_with_hostname(cfg, listener, "test-host")
+        let node = app::start_with_clock(cfg, listener, "test-host", clock)
             .await
             .unwrap();
         Self {

@@ -139,15 +139,34 @@ pub async fn start_with_clock(
     });
     let sse_slots = Arc::new(tokio::sync::Semaphore::new(config.sse.max_subscribers));
     let config = Arc::new(config);
-    let peer = (role == ResolvedRole::Peer).then(|| {
-        Peer::start(
+    let peer = if role == ResolvedRole::Peer {
+        let ca_cert_pem = match &config.peer.ca_cert {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "configuration error: cannot read peer.caCert {}: {e}",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
+        let dialer =
+            crate::api::grpc::client::GrpcDialer::new(crate::api::grpc::client::ClientOptions {
+                connect_timeout: config.peer.connect_timeout,
+                peer_id: Some(node_id.clone()),
+                token: config.peer.token.clone(),
+                ca_cert_pem,
+            });
+        Some(Peer::start(
             Arc::clone(&register),
             Arc::clone(&config),
             node_id.clone(),
             Arc::clone(&clock),
+            Arc::new(dialer),
             shutdown.clone(),
-        )
-    });
+        ))
+    } else {
+        None
+    };
     let (peer, peer_task) = match peer {
         Some((peer, task)) => (Some(peer), Some(task)),
         None => (None, None),

@@ -5,6 +5,8 @@
 //!   verification) and the Register (store + notifier) that everything reads and writes.
 //! - [`store`]: the `RegisterStore` interface, the embedded SQLite backend and the
 //!   conformance suite.
+//! - [`link`]: the peer's port to a hub ([`link::HubLink`], [`link::Dialer`]) in domain types;
+//!   the gRPC client implements it over the wire.
 //! - [`api`]: thin transport adapters (REST, SSE, gRPC) on one axum router.
 //! - [`app`]: composition root; [`config`], [`auth`], [`role`], [`clock`]: its inputs.
 //! - [`cli`]: the client subcommands.
@@ -16,6 +18,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod hub;
+pub mod link;
 pub mod metrics;
 pub mod peer;
 pub mod protocol;

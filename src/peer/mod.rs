@@ -8,9 +8,9 @@ pub mod session;
 pub mod state;
 pub mod sync;
 
-use crate::api::grpc::client::{ClientError, ClientErrorKind, ClientOptions};
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::link::Dialer;
 use crate::protocol::{ConnectionGrant, HeartbeatAck};
 use crate::register::Register;
 use crate::store::Checkpoint;
@@ -64,6 +64,7 @@ pub struct Peer {
     config: Arc<Config>,
     node_id: String,
     clock: SharedClock,
+    dialer: Arc<dyn Dialer>,
     view: Mutex<ConnectionView>,
     commands: mpsc::Sender<Command>,
     heartbeat_sequence: AtomicI64,
@@ -89,12 +90,14 @@ impl std::fmt::Debug for Peer {
 }
 
 impl Peer {
-    /// Starts the peer's connection manager; it runs until `shutdown`.
+    /// Starts the peer's connection manager, reaching hubs through `dialer`; it runs until
+    /// `shutdown`.
     pub fn start(
         register: Arc<Register>,
         config: Arc<Config>,
         node_id: String,
         clock: SharedClock,
+        dialer: Arc<dyn Dialer>,
         shutdown: CancellationToken,
     ) -> (Arc<Self>, JoinHandle<()>) {
         let (commands, receiver) = mpsc::channel(16);
@@ -107,6 +110,7 @@ impl Peer {
             config,
             node_id,
             clock,
+            dialer,
             commands,
             heartbeat_sequence: AtomicI64::new(0),
         });
@@ -124,23 +128,9 @@ impl Peer {
         &self.config
     }
 
-    /// How to reach hubs: timeout, credentials (`peer.token`) and CA (`peer.caCert`).
-    pub fn client_options(&self) -> Result<ClientOptions, ClientError> {
-        let ca_cert_pem = match &self.config.peer.ca_cert {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                ClientError::new(
-                    ClientErrorKind::InvalidArgument,
-                    format!("cannot read peer.caCert {}: {e}", path.display()),
-                )
-            })?),
-            None => None,
-        };
-        Ok(ClientOptions {
-            connect_timeout: self.config.peer.connect_timeout,
-            peer_id: Some(self.node_id.clone()),
-            token: self.config.peer.token.clone(),
-            ca_cert_pem,
-        })
+    /// How the peer reaches hubs.
+    pub fn dialer(&self) -> &Arc<dyn Dialer> {
+        &self.dialer
     }
 
     /// This peer's id (sent as `peer_id`).

@@ -4,7 +4,7 @@
 use super::hub_clock::HubClock;
 use super::sync::{self, RateLimitWait, SyncError};
 use super::{Command, Peer, PeerError};
-use crate::api::grpc::client::{ClientError, ClientErrorKind, ClientStream, HubClient};
+use crate::link::{HubLink, LinkError, LinkErrorKind, LinkStream};
 use crate::metrics::{Outcome, OutcomeLabels};
 use crate::protocol::{
     ConnectRequest, DisconnectReason, Filters, Heartbeat, HeartbeatAck, Notification,
@@ -60,7 +60,7 @@ pub async fn run(
     let url = peer.config().hubs[index].clone();
     let cfg = peer.config().peer.clone();
     let connect = async {
-        let mut client = HubClient::connect_with(&url, &peer.client_options()?).await?;
+        let client = peer.dialer().dial(&url).await?;
         let request = ConnectRequest {
             peer_id: peer.node_id().to_owned(),
             peer: PeerDescription {
@@ -81,9 +81,9 @@ pub async fn run(
         let grant = client.open_session(&request).await?;
         let hub_clock = HubClock::default();
         hub_clock.observe(sent, peer.clock().now_ms(), grant.connected_at);
-        Ok::<_, crate::api::grpc::client::ClientError>((client, grant, hub_clock))
+        Ok::<_, LinkError>((client, grant, hub_clock))
     };
-    let (mut client, grant, hub_clock) = tokio::select! {
+    let (client, grant, hub_clock) = tokio::select! {
         () = shutdown.cancelled() => return SessionEnd::Shutdown,
         result = tokio::time::timeout(cfg.connect_timeout, connect) => match result {
             Ok(Ok(pair)) => pair,
@@ -109,7 +109,7 @@ pub async fn run(
     tracing::info!(hub = %url, %hub_id, %session_id, hub_version = grant.current_version, "connected to hub");
 
     let mut ending = SessionGuard {
-        client: client.clone(),
+        client: Arc::clone(&client),
         peer: Arc::clone(peer),
         hub_clock: Arc::clone(&hub_clock),
         session_id: session_id.clone(),
@@ -122,7 +122,7 @@ pub async fn run(
         index,
         sync::catch_up(
             peer,
-            &mut client,
+            &*client,
             &session_id,
             &hub_id,
             false,
@@ -132,7 +132,7 @@ pub async fn run(
     ) {
         return ending.end(end).await;
     }
-    let mut push = match subscribe(peer, &mut client, &session_id).await {
+    let mut push = match subscribe(peer, &*client, &session_id).await {
         Ok(stream) => Some(stream),
         Err(e) => return ending.end(SessionEnd::Failover(e)).await,
     };
@@ -143,7 +143,7 @@ pub async fn run(
     let (hb_tx, mut hb_rx) = mpsc::channel(8);
     tokio::spawn(heartbeat_loop(
         Arc::clone(peer),
-        client.clone(),
+        Arc::clone(&client),
         Arc::clone(&hub_clock),
         session_id.clone(),
         hb_tx,
@@ -175,9 +175,9 @@ pub async fn run(
             }
             command = commands.recv() => match command {
                 Some(Command::Sync { full, reply }) => {
-                    let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, full, RateLimitWait::Report).await;
+                    let result = sync::catch_up(peer, &*client, &session_id, &hub_id, full, RateLimitWait::Report).await;
                     let answer = result.clone().map_err(|e| match e {
-                        SyncError::Transport(ClientError { kind: ClientErrorKind::ResourceExhausted, message, retry_after }) => {
+                        SyncError::Transport(LinkError { kind: LinkErrorKind::RateLimited, message, retry_after }) => {
                             PeerError::Refused { message, retry_after }
                         }
                         other => PeerError::SyncFailed(other.to_string()),
@@ -195,20 +195,20 @@ pub async fn run(
             },
             item = next_push => match item {
                 Some(Ok(notification)) => {
-                    if let Some(end) = on_notification(peer, index, &mut client, &session_id, &hub_id, &notification, &mut last_sequence).await {
+                    if let Some(end) = on_notification(peer, index, &*client, &session_id, &hub_id, &notification, &mut last_sequence).await {
                         return ending.end(end).await;
                     }
                 }
                 Some(Err(e)) => {
                     push = None;
-                    if let Some(end) = on_push_broken(peer, &mut client, &hub_clock, &session_id, e.to_string()).await {
+                    if let Some(end) = on_push_broken(peer, &*client, &hub_clock, &session_id, e.to_string()).await {
                         return ending.end(end).await;
                     }
                     resubscribe_at = Some(Instant::now() + cfg.resubscribe_delay);
                 }
                 None => {
                     push = None;
-                    if let Some(end) = on_push_broken(peer, &mut client, &hub_clock, &session_id, "push stream ended".into()).await {
+                    if let Some(end) = on_push_broken(peer, &*client, &hub_clock, &session_id, "push stream ended".into()).await {
                         return ending.end(end).await;
                     }
                     resubscribe_at = Some(Instant::now() + cfg.resubscribe_delay);
@@ -217,11 +217,11 @@ pub async fn run(
             () = resubscribe => {
                 resubscribe_at = None;
                 // Catch up, then follow again from our head.
-                let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
+                let result = sync::catch_up(peer, &*client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
                 if let Some(end) = handle_sync(peer, index, result) {
                     return ending.end(end).await;
                 }
-                match subscribe(peer, &mut client, &session_id).await {
+                match subscribe(peer, &*client, &session_id).await {
                     Ok(stream) => {
                         push = Some(stream);
                         last_sequence = 0;
@@ -235,7 +235,7 @@ pub async fn run(
                     peer.on_clock_offset(index, offset);
                     match ack.action {
                         RecommendedAction::Sync => {
-                            let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
+                            let result = sync::catch_up(peer, &*client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
                             if let Some(end) = handle_sync(peer, index, result) {
                                 return ending.end(end).await;
                             }
@@ -260,7 +260,7 @@ pub async fn run(
                 None => {}
             },
             _ = periodic.tick() => {
-                let result = sync::catch_up(peer, &mut client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
+                let result = sync::catch_up(peer, &*client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
                 if let Some(end) = handle_sync(peer, index, result) {
                     return ending.end(end).await;
                 }
@@ -271,7 +271,7 @@ pub async fn run(
 
 /// Ends a session politely (DisconnectFromCentralNode with a reason), bounded in time.
 struct SessionGuard {
-    client: HubClient,
+    client: Arc<dyn HubLink>,
     peer: Arc<Peer>,
     hub_clock: Arc<HubClock>,
     session_id: String,
@@ -293,9 +293,9 @@ impl SessionGuard {
 
 async fn subscribe(
     peer: &Peer,
-    client: &mut HubClient,
+    client: &dyn HubLink,
     session_id: &str,
-) -> Result<ClientStream<Notification>, String> {
+) -> Result<LinkStream<Notification>, String> {
     client
         .subscribe(
             peer.node_id(),
@@ -326,11 +326,11 @@ fn handle_sync(
             peer.on_divergence(index, &m);
             Some(SessionEnd::Diverged(m))
         }
-        Err(SyncError::Transport(e)) if e.kind == ClientErrorKind::NotFound => {
+        Err(SyncError::Transport(e)) if e.kind == LinkErrorKind::UnknownSession => {
             Some(SessionEnd::Reconnect)
         }
         // The hub is alive and asks for patience; the next periodic or advised sync retries.
-        Err(SyncError::Transport(e)) if e.kind == ClientErrorKind::ResourceExhausted => {
+        Err(SyncError::Transport(e)) if e.kind == LinkErrorKind::RateLimited => {
             tracing::warn!(error = %e.message, "sync refused by the hub for now; staying connected");
             None
         }
@@ -350,7 +350,7 @@ fn handle_sync(
 async fn on_notification(
     peer: &Peer,
     index: usize,
-    client: &mut HubClient,
+    client: &dyn HubLink,
     session_id: &str,
     hub_id: &str,
     n: &Notification,
@@ -383,7 +383,7 @@ async fn on_notification(
 /// otherwise re-subscribe after the configured delay.
 async fn on_push_broken(
     peer: &Peer,
-    client: &mut HubClient,
+    client: &dyn HubLink,
     hub_clock: &HubClock,
     session_id: &str,
     why: String,
@@ -413,7 +413,7 @@ async fn on_push_broken(
 /// (and refined with each acknowledgement), and reports each outcome to the session.
 async fn heartbeat_loop(
     peer: Arc<Peer>,
-    mut client: HubClient,
+    client: Arc<dyn HubLink>,
     hub_clock: Arc<HubClock>,
     session_id: String,
     events: mpsc::Sender<HeartbeatEvent>,
@@ -459,14 +459,14 @@ async fn heartbeat_loop(
                 let offset = hub_clock.observe(sent_ms, peer.clock().now_ms(), ack.timestamp);
                 HeartbeatEvent::Ack(ack, offset)
             }
-            Ok(Err(e)) if e.kind == ClientErrorKind::InvalidArgument => {
+            Ok(Err(e)) if e.kind == LinkErrorKind::Invalid => {
                 // The hub is alive and refuses the heartbeat itself (its clock check): every
                 // hub would say the same, so this is no miss and no reason to fail over.
                 tracing::warn!(error = %e.message, "the hub refused a heartbeat; not counted as missed");
                 outcome(Outcome::Failed);
                 continue;
             }
-            Ok(Err(e)) if e.kind == ClientErrorKind::ResourceExhausted => {
+            Ok(Err(e)) if e.kind == LinkErrorKind::RateLimited => {
                 // The hub is alive and asks us to slow down: not a missed heartbeat.
                 let wait = e.retry_after.unwrap_or(cfg.heartbeat_interval);
                 tracing::warn!(error = %e.message, wait_ms = wait.as_millis() as u64, "heartbeat rate limited by the hub; waiting");

@@ -2,7 +2,7 @@
 //! never rolling back, applying entries and checkpoint together in batches.
 
 use super::Peer;
-use crate::api::grpc::client::{ClientError, ClientErrorKind, HubClient};
+use crate::link::{HubLink, LinkError, LinkErrorKind, LinkStream};
 use crate::metrics::{Outcome, OutcomeLabels, SyncKind, SyncLabels};
 use crate::register::ApplyError;
 use crate::register::entry::Entry;
@@ -36,7 +36,7 @@ pub enum SyncError {
     Rejected(String),
     /// The hub call failed.
     #[error("hub call failed: {0}")]
-    Transport(#[from] ClientError),
+    Transport(#[from] LinkError),
     /// The replica's store cannot hold an entry (too large for it): permanent, retrying
     /// the same hub or another cannot help; nothing of the batch was applied.
     #[error("the replica cannot store the hub's entries: {0}")]
@@ -86,7 +86,7 @@ pub struct SyncOutcome {
 #[tracing::instrument(name = "sync", skip(peer, client, session_id), fields(peer_id = %peer.node_id(), kind = if full { "full" } else { "incremental" }))]
 pub async fn catch_up(
     peer: &Peer,
-    client: &mut HubClient,
+    client: &dyn HubLink,
     session_id: &str,
     hub_id: &str,
     full: bool,
@@ -134,12 +134,12 @@ const LONGEST_HONOURED_WAIT: std::time::Duration = std::time::Duration::from_sec
 /// Opens the sync stream, honouring the hub's retry hint when it rate-limits us.
 async fn open_stream(
     peer: &Peer,
-    client: &mut HubClient,
+    client: &dyn HubLink,
     session_id: &str,
     full: bool,
     ours: i64,
     wait: RateLimitWait,
-) -> Result<crate::api::grpc::client::ClientStream<Entry>, SyncError> {
+) -> Result<LinkStream<Entry>, SyncError> {
     let mut tries = 0;
     loop {
         let opened = if full {
@@ -150,8 +150,8 @@ async fn open_stream(
                 .await
         };
         match opened {
-            Err(ClientError {
-                kind: ClientErrorKind::ResourceExhausted,
+            Err(LinkError {
+                kind: LinkErrorKind::RateLimited,
                 retry_after: Some(delay),
                 message,
             }) if wait == RateLimitWait::Honour
@@ -169,7 +169,7 @@ async fn open_stream(
 
 async fn run_sync(
     peer: &Peer,
-    client: &mut HubClient,
+    client: &dyn HubLink,
     session_id: &str,
     hub_id: &str,
     full: bool,
@@ -244,7 +244,7 @@ async fn run_sync(
         let hub_version = client
             .status(peer.node_id())
             .await
-            .map(|s| s.1)
+            .map(|s| s.head_version)
             .unwrap_or(0);
         return Err(SyncError::HubBehind {
             hub: hub_version,

@@ -3,7 +3,8 @@
 use crate::support::{PUBLISHER, TestHub, WAIT, config};
 use futures::StreamExt;
 use serde_json::json;
-use sorcha_peer::api::grpc::client::{ClientErrorKind, HubClient};
+use sorcha_peer::api::grpc::client::HubClient;
+use sorcha_peer::link::{HubLink, LinkErrorKind};
 use sorcha_peer::protocol::{
     ConnectRequest, DisconnectReason, Filters, Heartbeat, HeartbeatHealth, PeerDescription,
     RecommendedAction,
@@ -61,7 +62,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
         )
         .await;
     }
-    let mut c = client(&hub).await;
+    let c = client(&hub).await;
     let grant = c.open_session(&peer("peer-a")).await.unwrap();
     assert_eq!(grant.current_version, 21);
     assert_eq!(grant.hub_id, "test-host");
@@ -173,7 +174,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
     assert_eq!(status, 200);
     assert_eq!(one["sessionId"], grant.session_id.as_str());
     assert_eq!(hub.get("/api/v1/peers/nobody").await.0, 404);
-    let (_, _, _, active) = c.status("peer-a").await.unwrap();
+    let active = c.status("peer-a").await.unwrap().active_peers;
     assert_eq!(active, 1);
 
     // Disconnect ends the push stream.
@@ -192,7 +193,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
         .await
         .err()
         .unwrap();
-    assert_eq!(gone.kind, ClientErrorKind::NotFound);
+    assert_eq!(gone.kind, LinkErrorKind::UnknownSession);
     hub.stop().await;
 }
 
@@ -203,7 +204,7 @@ async fn push_reaches_200_subscribers_in_order_despite_one_that_never_reads() {
     let mut streams = Vec::new();
     // Each subscriber is its own peer with its own connection, as in a real network.
     for i in 0..SUBSCRIBERS + 1 {
-        let mut c = client(&hub).await;
+        let c = client(&hub).await;
         let id = format!("sub-{i}");
         let grant = c.open_session(&peer(&id)).await.unwrap();
         streams.push(
@@ -253,7 +254,7 @@ async fn push_reaches_200_subscribers_in_order_despite_one_that_never_reads() {
 #[tokio::test]
 async fn resume_replays_exactly_what_was_missed_and_filters_select() {
     let hub = TestHub::start().await;
-    let mut c = client(&hub).await;
+    let c = client(&hub).await;
     let grant = c.open_session(&peer("peer-r")).await.unwrap();
     for i in 0..6 {
         hub.publish(&format!("r-{i}"), json!({"i": i})).await;
@@ -351,7 +352,7 @@ async fn heartbeats_skew_reconnect_sync_and_timeouts() {
     })
     .await;
     hub.publish("hb-1", json!({})).await;
-    let mut c = client(&hub).await;
+    let c = client(&hub).await;
     let grant = c.open_session(&peer("peer-h")).await.unwrap();
     let sid = grant.session_id.clone();
 
@@ -374,7 +375,7 @@ async fn heartbeats_skew_reconnect_sync_and_timeouts() {
     let mut skewed = heartbeat("peer-h", &sid, 3, 2);
     skewed.timestamp -= 120_000;
     let err = c.heartbeat(&skewed).await.unwrap_err();
-    assert_eq!(err.kind, ClientErrorKind::InvalidArgument);
+    assert_eq!(err.kind, LinkErrorKind::Invalid);
     assert!(err.message.contains("±60000 ms"), "{}", err.message);
     // Unknown session: RECONNECT.
     let ack = c
@@ -388,7 +389,7 @@ async fn heartbeats_skew_reconnect_sync_and_timeouts() {
         .heartbeat(&heartbeat("peer-h", "", 1, 2))
         .await
         .unwrap_err();
-    assert_eq!(err.kind, ClientErrorKind::FailedPrecondition);
+    assert_eq!(err.kind, LinkErrorKind::Precondition);
 
     let report = c.heartbeat_status("peer-h", &sid).await.unwrap();
     assert_eq!(report.total_heartbeats_received, 3);
@@ -438,12 +439,12 @@ async fn bad_calls_get_the_contract_status_codes() {
         cfg.hub.max_sessions = 2;
     })
     .await;
-    let mut c = client(&hub).await;
+    let c = client(&hub).await;
 
     let mut as_hub = peer("n1");
     as_hub.peer.node_type = "Hub".into();
     let err = c.open_session(&as_hub).await.unwrap_err();
-    assert_eq!(err.kind, ClientErrorKind::FailedPrecondition);
+    assert_eq!(err.kind, LinkErrorKind::Precondition);
     assert!(
         err.message.contains("hubs do not connect to hubs"),
         "{}",
@@ -452,37 +453,37 @@ async fn bad_calls_get_the_contract_status_codes() {
     as_hub.peer.node_type = "Central".into();
     assert_eq!(
         c.open_session(&as_hub).await.unwrap_err().kind,
-        ClientErrorKind::FailedPrecondition
+        LinkErrorKind::Precondition
     );
 
     for bad_id in ["", "has space", &"x".repeat(65), "semi;colon"] {
         let err = c.open_session(&peer(bad_id)).await.unwrap_err();
-        assert_eq!(err.kind, ClientErrorKind::InvalidArgument, "{bad_id:?}");
+        assert_eq!(err.kind, LinkErrorKind::Invalid, "{bad_id:?}");
         assert!(err.message.contains("peer_id"), "{}", err.message);
     }
     let mut big = peer("big");
     big.peer.address = "a".repeat(300);
     assert_eq!(
         c.open_session(&big).await.unwrap_err().kind,
-        ClientErrorKind::InvalidArgument
+        LinkErrorKind::Invalid
     );
     let mut weird = peer("weird");
     weird.peer.node_type = "Toaster".into();
     assert_eq!(
         c.open_session(&weird).await.unwrap_err().kind,
-        ClientErrorKind::InvalidArgument
+        LinkErrorKind::Invalid
     );
     let mut negative = peer("neg");
     negative.last_known_version = -1;
     assert_eq!(
         c.open_session(&negative).await.unwrap_err().kind,
-        ClientErrorKind::InvalidArgument
+        LinkErrorKind::Invalid
     );
 
     // Unknown sessions.
     assert_eq!(
         c.full_sync("ghost", "nope", 0).await.err().unwrap().kind,
-        ClientErrorKind::NotFound
+        LinkErrorKind::UnknownSession
     );
     assert_eq!(
         c.subscribe("ghost", "nope", &Filters::default(), 0)
@@ -490,22 +491,22 @@ async fn bad_calls_get_the_contract_status_codes() {
             .err()
             .unwrap()
             .kind,
-        ClientErrorKind::NotFound
+        LinkErrorKind::UnknownSession
     );
     assert_eq!(
         c.checkpoint("ghost", "nope").await.unwrap_err().kind,
-        ClientErrorKind::NotFound
+        LinkErrorKind::UnknownSession
     );
     assert_eq!(
         c.heartbeat_status("ghost", "nope").await.unwrap_err().kind,
-        ClientErrorKind::NotFound
+        LinkErrorKind::UnknownSession
     );
     assert_eq!(
         c.close_session("ghost", "nope", DisconnectReason::Shutdown, 0)
             .await
             .unwrap_err()
             .kind,
-        ClientErrorKind::NotFound
+        LinkErrorKind::UnknownSession
     );
 
     // Negative versions and limits.
@@ -516,7 +517,7 @@ async fn bad_calls_get_the_contract_status_codes() {
             .err()
             .unwrap()
             .kind,
-        ClientErrorKind::InvalidArgument
+        LinkErrorKind::Invalid
     );
     assert_eq!(
         c.incremental_sync("ok-1", &grant.session_id, -5, 0)
@@ -524,7 +525,7 @@ async fn bad_calls_get_the_contract_status_codes() {
             .err()
             .unwrap()
             .kind,
-        ClientErrorKind::InvalidArgument
+        LinkErrorKind::Invalid
     );
     assert_eq!(
         c.subscribe("ok-1", &grant.session_id, &Filters::default(), -2)
@@ -532,7 +533,7 @@ async fn bad_calls_get_the_contract_status_codes() {
             .err()
             .unwrap()
             .kind,
-        ClientErrorKind::InvalidArgument
+        LinkErrorKind::Invalid
     );
 
     // Reconnecting replaces the session; a third peer exceeds max_sessions = 2.
@@ -544,11 +545,11 @@ async fn bad_calls_get_the_contract_status_codes() {
             .err()
             .unwrap()
             .kind,
-        ClientErrorKind::NotFound
+        LinkErrorKind::UnknownSession
     );
     c.open_session(&peer("ok-2")).await.unwrap();
     let full = c.open_session(&peer("ok-3")).await.unwrap_err();
-    assert_eq!(full.kind, ClientErrorKind::ResourceExhausted);
+    assert_eq!(full.kind, LinkErrorKind::RateLimited);
     assert!(
         full.message.contains("maximum of 2 sessions"),
         "{}",
@@ -588,7 +589,7 @@ async fn monitor_heartbeat_streams_acks_and_status_lists_peers() {
         HeartbeatMessage, RecommendedAction as WireAction, StatusRequest,
     };
     let hub = TestHub::start().await;
-    let mut c = client(&hub).await;
+    let c = client(&hub).await;
     let grant = c.open_session(&peer("mon-1")).await.unwrap();
     let channel = tonic::transport::Channel::from_shared(hub.url(""))
         .unwrap()

@@ -7,6 +7,7 @@ use crate::support::{
 };
 use futures::StreamExt;
 use serde_json::json;
+use sorcha_peer::link::HubLink;
 use sorcha_peer::store::RegisterStore;
 use sorcha_peer::store::conformance;
 use sorcha_peer::store::mongo::MongoStore;
@@ -80,7 +81,7 @@ async fn a_publish_through_one_hub_reaches_subscribers_of_the_others() {
     let n1 = mongo_hub(&db).await;
     let n2 = mongo_hub(&db).await;
     let mut browser = sse(n0.addr(), "", None).await;
-    let mut client = HubClient::connect(&n2.url(""), WAIT).await.unwrap();
+    let client = HubClient::connect(&n2.url(""), WAIT).await.unwrap();
     let grant = client
         .open_session(&ConnectRequest {
             peer_id: "watcher".into(),

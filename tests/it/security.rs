@@ -3,8 +3,9 @@
 
 use crate::support::{ADMIN, PUBLISHER, TestHub, WAIT, config, peer_config, wait_for};
 use serde_json::json;
-use sorcha_peer::api::grpc::client::{ClientErrorKind, ClientOptions, HubClient};
+use sorcha_peer::api::grpc::client::{ClientOptions, HubClient};
 use sorcha_peer::config::{PeerTokenConfig, Rate, Secret};
+use sorcha_peer::link::{HubLink, LinkErrorKind};
 use sorcha_peer::protocol::{ConnectRequest, PeerDescription};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,40 +61,40 @@ async fn hub_with_peer_tokens() -> TestHub {
 async fn hub_with_peer_tokens_refuses_missing_wrong_and_borrowed_credentials() {
     let hub = hub_with_peer_tokens().await;
 
-    let mut anonymous = client_as(&hub, None, None).await;
+    let anonymous = client_as(&hub, None, None).await;
     let e = anonymous
         .open_session(&connect_request("peer-a"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, ClientErrorKind::Unauthenticated, "{e}");
+    assert_eq!(e.kind, LinkErrorKind::Unauthenticated, "{e}");
     assert!(e.message.contains("peer-id"), "{e}");
 
-    let mut wrong = client_as(&hub, Some("peer-a"), Some("not-the-right-token-at-all")).await;
+    let wrong = client_as(&hub, Some("peer-a"), Some("not-the-right-token-at-all")).await;
     let e = wrong
         .open_session(&connect_request("peer-a"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, ClientErrorKind::Unauthenticated, "{e}");
+    assert_eq!(e.kind, LinkErrorKind::Unauthenticated, "{e}");
     assert!(!e.message.contains(TOKEN_A), "a token leaked: {e}");
 
-    let mut unknown = client_as(&hub, Some("peer-z"), Some(TOKEN_A)).await;
+    let unknown = client_as(&hub, Some("peer-z"), Some(TOKEN_A)).await;
     let e = unknown
         .open_session(&connect_request("peer-z"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, ClientErrorKind::Unauthenticated, "{e}");
+    assert_eq!(e.kind, LinkErrorKind::Unauthenticated, "{e}");
 
     // peer-b's own credentials cannot act for peer-a.
-    let mut b = client_as(&hub, Some("peer-b"), Some(TOKEN_B)).await;
+    let b = client_as(&hub, Some("peer-b"), Some(TOKEN_B)).await;
     let e = b
         .open_session(&connect_request("peer-a"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, ClientErrorKind::PermissionDenied, "{e}");
+    assert_eq!(e.kind, LinkErrorKind::Forbidden, "{e}");
     assert!(e.message.contains("peer-b"), "{e}");
 
     // The right credentials work for every call of the session.
-    let mut a = client_as(&hub, Some("peer-a"), Some(TOKEN_A)).await;
+    let a = client_as(&hub, Some("peer-a"), Some(TOKEN_A)).await;
     let grant = a.open_session(&connect_request("peer-a")).await.unwrap();
     let entries: Vec<_> = futures::StreamExt::collect::<Vec<_>>(
         a.full_sync("peer-a", &grant.session_id, 0).await.unwrap(),
@@ -102,7 +103,7 @@ async fn hub_with_peer_tokens_refuses_missing_wrong_and_borrowed_credentials() {
     assert_eq!(entries.len(), 1, "the genesis entry");
     // ...but not for another peer's session or checkpoint.
     let e = a.checkpoint("peer-b", &grant.session_id).await.unwrap_err();
-    assert_eq!(e.kind, ClientErrorKind::PermissionDenied, "{e}");
+    assert_eq!(e.kind, LinkErrorKind::Forbidden, "{e}");
 
     // Health and reflection stay open, REST is unaffected.
     let mut health = tonic_health::pb::health_client::HealthClient::new(
@@ -199,13 +200,13 @@ async fn a_peer_hammering_connect_is_limited_and_others_are_not() {
         };
     })
     .await;
-    let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
+    let client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
     let mut limited = 0;
     for _ in 0..20 {
         match client.open_session(&connect_request("noisy")).await {
             Ok(_) => {}
             Err(e) => {
-                assert_eq!(e.kind, ClientErrorKind::ResourceExhausted, "{e}");
+                assert_eq!(e.kind, LinkErrorKind::RateLimited, "{e}");
                 let wait = e.retry_after.expect("a retry hint");
                 assert!(wait > Duration::from_secs(1) && wait <= Duration::from_secs(60));
                 assert!(e.message.contains("connect rate limit"), "{e}");
@@ -230,7 +231,7 @@ async fn a_rate_limited_peer_waits_as_long_as_the_hub_asks() {
     .await;
     hub.publish("bp-late", json!({"title": "Late"})).await;
     // Use up peer-1's connect permit, so its first attempt is refused.
-    let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
+    let client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
     client
         .open_session(&connect_request("peer-1"))
         .await
@@ -249,7 +250,7 @@ async fn a_rate_limited_peer_waits_as_long_as_the_hub_asks() {
     let attempts = view["attempts"].as_array().unwrap();
     let refused = attempts
         .iter()
-        .position(|a| a["outcome"].as_str().unwrap().contains("ResourceExhausted"))
+        .position(|a| a["outcome"].as_str().unwrap().contains("RateLimited"))
         .unwrap_or_else(|| panic!("no refused attempt in {attempts:?}"));
     let next = &attempts[refused + 1];
     assert!(
@@ -276,7 +277,7 @@ async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
         )
         .await;
     }
-    let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
+    let client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
     let grant = client
         .open_session(&connect_request("p-sync"))
         .await
@@ -290,7 +291,7 @@ async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
         .await
         .err()
         .expect("a second concurrent sync is refused");
-    assert_eq!(e.kind, ClientErrorKind::ResourceExhausted, "{e}");
+    assert_eq!(e.kind, LinkErrorKind::RateLimited, "{e}");
     assert!(e.message.contains("maxConcurrentSyncs"), "{e}");
     // Another peer is not affected.
     let other = client
@@ -313,7 +314,7 @@ async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
             {
                 Ok(stream) => return stream,
                 // The hub notices the finished stream a moment after the client does.
-                Err(e) if e.kind == ClientErrorKind::ResourceExhausted => {
+                Err(e) if e.kind == LinkErrorKind::RateLimited => {
                     tokio::time::sleep(Duration::from_millis(10)).await
                 }
                 Err(e) => panic!("{e}"),
@@ -417,7 +418,7 @@ async fn push_streams_per_session_are_capped() {
         cfg.hub.max_push_streams_per_session = 1;
     })
     .await;
-    let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
+    let client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
     let grant = client
         .open_session(&connect_request("p-push"))
         .await
@@ -432,7 +433,7 @@ async fn push_streams_per_session_are_capped() {
         .await
         .err()
         .expect("a second push stream is refused");
-    assert_eq!(e.kind, ClientErrorKind::ResourceExhausted, "{e}");
+    assert_eq!(e.kind, LinkErrorKind::RateLimited, "{e}");
     assert!(e.message.contains("maxPushStreamsPerSession"), "{e}");
     drop(held);
 }
@@ -455,12 +456,12 @@ async fn a_grpc_call_stuck_on_the_store_ends_with_deadline_exceeded() {
     cfg.mongo.server_timeout = Duration::from_secs(60);
     cfg.limits.grpc_call_timeout = Duration::from_millis(300);
     let hub = TestHub::start_with(dir, cfg).await;
-    let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
+    let client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
     client.status("p-deadline").await.unwrap();
     proxy.pause();
     let started = std::time::Instant::now();
     let e = client.status("p-deadline").await.unwrap_err();
-    assert_eq!(e.kind, ClientErrorKind::Timeout, "{e}");
+    assert_eq!(e.kind, LinkErrorKind::Timeout, "{e}");
     assert!(e.message.contains("limits.grpcCallTimeout"), "{e}");
     assert!(started.elapsed() < WAIT, "bounded by the call timeout");
     proxy.resume();
@@ -511,7 +512,7 @@ async fn slow_idle_and_oversized_request_heads_are_cut_off() {
     // Open streams are not idle: an SSE stream (keep-alive comments) and a gRPC push stream
     // (HTTP/2 pings) outlive the idle timeout and still deliver.
     let mut events = crate::support::sse(hub.addr(), "", None).await;
-    let mut client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
+    let client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
     let grant = client
         .open_session(&connect_request("p-idle"))
         .await

@@ -10,90 +10,35 @@ use super::proto::{
     SubscriptionRequest, SyncRequest,
 };
 use crate::config::Secret;
+use crate::link::{Dialer, HubLink, HubStatus, LinkError, LinkErrorKind, LinkStream};
 use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
     HeartbeatAck, HeartbeatReport, Notification,
 };
 use crate::register::entry::Entry;
-use futures::{Stream, StreamExt};
-use std::pin::Pin;
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-/// What kind of failure a hub call had (the gRPC code, in domain terms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientErrorKind {
-    /// Bad input.
-    InvalidArgument,
-    /// Missing or unknown credentials.
-    Unauthenticated,
-    /// Known but not allowed.
-    PermissionDenied,
-    /// Unknown session.
-    NotFound,
-    /// Hub-to-hub connection, heartbeat before connect.
-    FailedPrecondition,
-    /// Rate limit or capacity.
-    ResourceExhausted,
-    /// Hub down, unreachable, not ready or shutting down.
-    Unavailable,
-    /// The call took too long.
-    Timeout,
-    /// Anything else.
-    Other,
-}
-
-/// A failed hub call.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{kind:?}: {message}")]
-pub struct ClientError {
-    /// The kind of failure.
-    pub kind: ClientErrorKind,
-    /// The hub's (or transport's) message.
-    pub message: String,
-    /// How long the hub asked us to wait before retrying (rate limits).
-    pub retry_after: Option<Duration>,
-}
-
-impl ClientError {
-    /// True when the hub refused the caller itself (its id or credentials), which retrying
-    /// cannot change.
-    pub fn is_permanent_refusal(&self) -> bool {
-        matches!(
-            self.kind,
-            ClientErrorKind::InvalidArgument
-                | ClientErrorKind::Unauthenticated
-                | ClientErrorKind::PermissionDenied
-        )
-    }
-
-    /// An error of `kind` without a retry hint.
-    pub fn new(kind: ClientErrorKind, message: String) -> Self {
-        Self {
-            kind,
-            message,
-            retry_after: None,
-        }
-    }
-}
-
-impl From<tonic::Status> for ClientError {
+impl From<tonic::Status> for LinkError {
     fn from(s: tonic::Status) -> Self {
         use tonic::Code;
         use tonic_types::StatusExt;
         let kind = match s.code() {
-            Code::InvalidArgument | Code::OutOfRange => ClientErrorKind::InvalidArgument,
-            Code::Unauthenticated => ClientErrorKind::Unauthenticated,
-            Code::PermissionDenied => ClientErrorKind::PermissionDenied,
-            Code::NotFound => ClientErrorKind::NotFound,
-            Code::FailedPrecondition => ClientErrorKind::FailedPrecondition,
-            Code::ResourceExhausted => ClientErrorKind::ResourceExhausted,
-            Code::Unavailable | Code::Cancelled | Code::Aborted => ClientErrorKind::Unavailable,
-            Code::DeadlineExceeded => ClientErrorKind::Timeout,
-            _ => ClientErrorKind::Other,
+            Code::InvalidArgument | Code::OutOfRange => LinkErrorKind::Invalid,
+            Code::Unauthenticated => LinkErrorKind::Unauthenticated,
+            Code::PermissionDenied => LinkErrorKind::Forbidden,
+            Code::NotFound => LinkErrorKind::UnknownSession,
+            Code::FailedPrecondition => LinkErrorKind::Precondition,
+            Code::ResourceExhausted => LinkErrorKind::RateLimited,
+            Code::Unavailable | Code::Cancelled | Code::Aborted => LinkErrorKind::Unavailable,
+            Code::DeadlineExceeded => LinkErrorKind::Timeout,
+            _ => LinkErrorKind::Internal,
         };
         let retry_after = s.get_details_retry_info().and_then(|r| r.retry_delay);
         // A transport failure (e.g. a TLS handshake) hides its cause in the source chain.
@@ -103,7 +48,7 @@ impl From<tonic::Status> for ClientError {
             message = format!("{message}: {cause}");
             source = cause.source();
         }
-        ClientError {
+        LinkError {
             kind,
             message,
             retry_after,
@@ -111,20 +56,19 @@ impl From<tonic::Status> for ClientError {
     }
 }
 
-impl From<tonic::transport::Error> for ClientError {
-    fn from(e: tonic::transport::Error) -> Self {
-        let mut message = format!("cannot connect: {e}");
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            message = format!("{message}: {cause}");
-            source = cause.source();
-        }
-        ClientError::new(ClientErrorKind::Unavailable, message)
+fn transport_error(e: &tonic::transport::Error) -> LinkError {
+    let mut message = format!("cannot connect: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
     }
+    LinkError::new(LinkErrorKind::Unavailable, message)
 }
 
-/// A stream of domain items from the hub.
-pub type ClientStream<T> = Pin<Box<dyn Stream<Item = Result<T, ClientError>> + Send>>;
+/// Largest message a hub's answer may be: twice the largest entry, so no valid entry is ever
+/// refused for its size.
+const MAX_ANSWER_BYTES: usize = 2 * crate::register::validation::BSON_DOCUMENT_LIMIT;
 
 /// How to reach a hub.
 #[derive(Debug, Clone, Default)]
@@ -175,10 +119,9 @@ impl Interceptor for CallMetadata {
 
 type Intercepted = InterceptedService<Channel, CallMetadata>;
 
-/// Client of one hub.
+/// Client of one hub over gRPC: the wire implementation of [`HubLink`].
 #[derive(Debug, Clone)]
 pub struct HubClient {
-    url: String,
     connection: CentralNodeConnectionClient<Intercepted>,
     sync: SystemRegisterSyncClient<Intercepted>,
     heartbeat: HeartbeatClient<Intercepted>,
@@ -187,7 +130,7 @@ pub struct HubClient {
 impl HubClient {
     /// Opens an HTTP/2 channel to `url` (e.g. `http://127.0.0.1:5000`) within `timeout`,
     /// without credentials or a custom CA.
-    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, ClientError> {
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, LinkError> {
         Self::connect_with(
             url,
             &ClientOptions {
@@ -199,8 +142,8 @@ impl HubClient {
     }
 
     /// Opens an HTTP/2 channel to `url` (`http://` or `https://`) with `options`.
-    pub async fn connect_with(url: &str, options: &ClientOptions) -> Result<Self, ClientError> {
-        let invalid = |m: String| ClientError::new(ClientErrorKind::InvalidArgument, m);
+    pub async fn connect_with(url: &str, options: &ClientOptions) -> Result<Self, LinkError> {
+        let invalid = |m: String| LinkError::new(LinkErrorKind::Invalid, m);
         let mut endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| invalid(format!("hub URL {url:?} is invalid: {e}")))?
             .connect_timeout(options.connect_timeout)
@@ -226,12 +169,10 @@ impl HubClient {
             )),
             _ => None,
         };
-        let channel = endpoint.connect().await?;
-        // Entries may be up to 16 MiB of document plus envelope.
-        let limit = 32 * 1024 * 1024;
+        let channel = endpoint.connect().await.map_err(|e| transport_error(&e))?;
+        let limit = MAX_ANSWER_BYTES;
         let metadata = CallMetadata { credentials };
         Ok(Self {
-            url: url.to_owned(),
             connection: CentralNodeConnectionClient::with_interceptor(
                 channel.clone(),
                 metadata.clone(),
@@ -241,19 +182,15 @@ impl HubClient {
             heartbeat: HeartbeatClient::with_interceptor(channel, metadata),
         })
     }
+}
 
-    /// The hub's URL.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
+#[async_trait]
+impl HubLink for HubClient {
     /// Opens a session.
-    pub async fn open_session(
-        &mut self,
-        request: &ConnectRequest,
-    ) -> Result<ConnectionGrant, ClientError> {
+    async fn open_session(&self, request: &ConnectRequest) -> Result<ConnectionGrant, LinkError> {
         let response = self
             .connection
+            .clone()
             .connect_to_central_node(convert::connect_to_wire(request))
             .await?
             .into_inner();
@@ -261,14 +198,15 @@ impl HubClient {
     }
 
     /// Ends a session.
-    pub async fn close_session(
-        &mut self,
+    async fn close_session(
+        &self,
         peer_id: &str,
         session_id: &str,
         reason: DisconnectReason,
         now_ms: i64,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), LinkError> {
         self.connection
+            .clone()
             .disconnect_from_central_node(DisconnectRequest {
                 peer_id: peer_id.to_owned(),
                 session_id: session_id.to_owned(),
@@ -280,42 +218,34 @@ impl HubClient {
     }
 
     /// The hub's head version and hash, node id and peer count.
-    pub async fn status(
-        &mut self,
-        peer_id: &str,
-    ) -> Result<(String, i64, String, i32), ClientError> {
+    async fn status(&self, peer_id: &str) -> Result<HubStatus, LinkError> {
         let s = self
             .connection
+            .clone()
             .get_central_node_status(StatusRequest {
                 peer_id: peer_id.to_owned(),
                 include_peer_list: false,
             })
             .await?
             .into_inner();
-        Ok((
-            s.node_id,
-            s.current_system_register_version,
-            s.head_hash,
-            s.active_peer_count,
-        ))
-    }
-
-    fn entries(stream: tonic::Streaming<super::proto::SystemRegisterEntry>) -> ClientStream<Entry> {
-        Box::pin(stream.map(|item| {
-            item.map(convert::entry_from_wire)
-                .map_err(ClientError::from)
-        }))
+        Ok(HubStatus {
+            hub_id: s.node_id,
+            head_version: s.current_system_register_version,
+            head_hash: s.head_hash,
+            active_peers: s.active_peer_count,
+        })
     }
 
     /// Streams the whole register (at most `max` entries; 0 = all).
-    pub async fn full_sync(
-        &mut self,
+    async fn full_sync(
+        &self,
         peer_id: &str,
         session_id: &str,
         max: i32,
-    ) -> Result<ClientStream<Entry>, ClientError> {
+    ) -> Result<LinkStream<Entry>, LinkError> {
         let stream = self
             .sync
+            .clone()
             .full_sync(SyncRequest {
                 peer_id: peer_id.to_owned(),
                 session_id: session_id.to_owned(),
@@ -325,19 +255,20 @@ impl HubClient {
             })
             .await?
             .into_inner();
-        Ok(Self::entries(stream))
+        Ok(entries(stream))
     }
 
     /// Streams entries with `version > after` (at most `max`; 0 = all).
-    pub async fn incremental_sync(
-        &mut self,
+    async fn incremental_sync(
+        &self,
         peer_id: &str,
         session_id: &str,
         after: i64,
         max: i32,
-    ) -> Result<ClientStream<Entry>, ClientError> {
+    ) -> Result<LinkStream<Entry>, LinkError> {
         let stream = self
             .sync
+            .clone()
             .incremental_sync(SyncRequest {
                 peer_id: peer_id.to_owned(),
                 session_id: session_id.to_owned(),
@@ -347,19 +278,20 @@ impl HubClient {
             })
             .await?
             .into_inner();
-        Ok(Self::entries(stream))
+        Ok(entries(stream))
     }
 
     /// Subscribes to push notifications after `resume_from` (0 = from now on).
-    pub async fn subscribe(
-        &mut self,
+    async fn subscribe(
+        &self,
         peer_id: &str,
         session_id: &str,
         filters: &Filters,
         resume_from: i64,
-    ) -> Result<ClientStream<Notification>, ClientError> {
+    ) -> Result<LinkStream<Notification>, LinkError> {
         let stream = self
             .sync
+            .clone()
             .subscribe_to_push_notifications(SubscriptionRequest {
                 peer_id: peer_id.to_owned(),
                 session_id: session_id.to_owned(),
@@ -372,19 +304,20 @@ impl HubClient {
         Ok(Box::pin(stream.filter_map(|item| async move {
             match item {
                 Ok(n) => convert::notification_from_wire(n).map(Ok),
-                Err(s) => Some(Err(ClientError::from(s))),
+                Err(s) => Some(Err(LinkError::from(s))),
             }
         })))
     }
 
     /// The hub's view of this peer's sync progress.
-    pub async fn checkpoint(
-        &mut self,
+    async fn checkpoint(
+        &self,
         peer_id: &str,
         session_id: &str,
-    ) -> Result<CheckpointView, ClientError> {
+    ) -> Result<CheckpointView, LinkError> {
         let c = self
             .sync
+            .clone()
             .get_sync_checkpoint(CheckpointRequest {
                 peer_id: peer_id.to_owned(),
                 session_id: session_id.to_owned(),
@@ -395,9 +328,10 @@ impl HubClient {
     }
 
     /// Sends one heartbeat.
-    pub async fn heartbeat(&mut self, hb: &Heartbeat) -> Result<HeartbeatAck, ClientError> {
+    async fn heartbeat(&self, hb: &Heartbeat) -> Result<HeartbeatAck, LinkError> {
         let ack = self
             .heartbeat
+            .clone()
             .send_heartbeat(convert::heartbeat_to_wire(hb))
             .await?
             .into_inner();
@@ -405,13 +339,14 @@ impl HubClient {
     }
 
     /// The hub's heartbeat view of this peer.
-    pub async fn heartbeat_status(
-        &mut self,
+    async fn heartbeat_status(
+        &self,
         peer_id: &str,
         session_id: &str,
-    ) -> Result<HeartbeatReport, ClientError> {
+    ) -> Result<HeartbeatReport, LinkError> {
         let r = self
             .heartbeat
+            .clone()
             .get_heartbeat_status(HeartbeatStatusRequest {
                 peer_id: peer_id.to_owned(),
                 session_id: session_id.to_owned(),
@@ -419,5 +354,30 @@ impl HubClient {
             .await?
             .into_inner();
         Ok(convert::report_from_wire(r))
+    }
+}
+
+fn entries(stream: tonic::Streaming<super::proto::SystemRegisterEntry>) -> LinkStream<Entry> {
+    Box::pin(stream.map(|item| item.map(convert::entry_from_wire).map_err(LinkError::from)))
+}
+
+/// Dials hubs over gRPC with one set of [`ClientOptions`] (a peer's timeout, credentials and
+/// CA).
+#[derive(Debug, Clone)]
+pub struct GrpcDialer {
+    options: ClientOptions,
+}
+
+impl GrpcDialer {
+    /// A dialer connecting with `options`.
+    pub fn new(options: ClientOptions) -> Self {
+        Self { options }
+    }
+}
+
+#[async_trait]
+impl Dialer for GrpcDialer {
+    async fn dial(&self, url: &str) -> Result<Arc<dyn HubLink>, LinkError> {
+        Ok(Arc::new(HubClient::connect_with(url, &self.options).await?))
     }
 }

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use sorcha_peer::api::grpc::client::HubClient;
+use sorcha_peer::link::{HubLink, LinkError};
 use sorcha_peer::protocol::{ConnectRequest, Filters, PeerDescription};
 use std::path::Path;
 use std::process::Stdio;
@@ -485,7 +486,7 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
     // Each subscriber records (version, arrival) for every notification.
     let mut receivers = Vec::new();
     for i in 0..grpc_subs {
-        let mut client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
+        let client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
         let id = format!("fan-{i}");
         let grant = client.open_session(&peer_request(&id, 1)).await?;
         let mut stream = client
@@ -573,7 +574,7 @@ async fn fullsync(entries: i64, doc_bytes: usize) -> anyhow::Result<()> {
     build_register(dir.path(), entries, doc_bytes).await?;
     let hub = Hub::start(Some(dir)).await?;
     // 1. Hub streaming throughput to one peer-like client.
-    let mut client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
+    let client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
     let grant = client
         .open_session(&peer_request("bench-stream", 0))
         .await?;
@@ -665,7 +666,7 @@ async fn idle(subscribers: usize, per_connection: usize) -> anyhow::Result<()> {
         if i % per_connection == 0 || shared.is_none() {
             shared = Some(HubClient::connect(&hub.url, Duration::from_secs(30)).await?);
         }
-        let mut client = shared.clone().expect("a client");
+        let client = shared.clone().expect("a client");
         let id = format!("idle-{i}");
         let grant = client.open_session(&peer_request(&id, 1)).await?;
         let stream = client
@@ -716,7 +717,7 @@ async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
                 let known = 1i64; // every peer holds genesis only: `behind` versions behind
                 for _ in 0..100 {
                     let attempt = async {
-                        let mut client = HubClient::connect(&url, Duration::from_secs(30)).await?;
+                        let client = HubClient::connect(&url, Duration::from_secs(30)).await?;
                         let grant = client.open_session(&peer_request(&id, known)).await?;
                         let mut stream = client
                             .incremental_sync(&id, &grant.session_id, known, 0)
@@ -730,9 +731,7 @@ async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
                     match attempt.await {
                         Ok(v) => return anyhow::Ok(v),
                         Err(e) => {
-                            let kind = match e
-                                .downcast_ref::<sorcha_peer::api::grpc::client::ClientError>()
-                            {
+                            let kind = match e.downcast_ref::<LinkError>() {
                                 Some(c) => format!("{:?}", c.kind),
                                 None => "other".to_owned(),
                             };

@@ -1,0 +1,156 @@
+//! The peer's port to a hub: what a peer asks of a hub, in domain types and domain errors.
+//!
+//! The peer depends on [`HubLink`] and [`Dialer`] only. The gRPC client implements them over
+//! the wire (`sorcha.peer.v1`); anything else that can answer like a hub — an in-process hub, a
+//! simulated network — can stand in for it.
+
+use crate::protocol::{
+    CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
+    HeartbeatAck, HeartbeatReport, Notification,
+};
+use crate::register::entry::Entry;
+use async_trait::async_trait;
+use futures::Stream;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What kind of failure a hub call had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkErrorKind {
+    /// The request broke a rule (an id, a size, the clock check).
+    Invalid,
+    /// Missing or unknown credentials.
+    Unauthenticated,
+    /// Known credentials that may not do this.
+    Forbidden,
+    /// The hub does not know the session (or the peer).
+    UnknownSession,
+    /// Not in this state: a heartbeat before connecting, a hub connecting as a peer.
+    Precondition,
+    /// Over a rate or capacity limit; `retry_after` says when to come back, if known.
+    RateLimited,
+    /// The hub is down, unreachable, not ready, corrupt or shutting down.
+    Unavailable,
+    /// The call took too long.
+    Timeout,
+    /// Anything else.
+    Internal,
+}
+
+/// A failed hub call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct LinkError {
+    /// The kind of failure.
+    pub kind: LinkErrorKind,
+    /// The hub's (or the transport's) message.
+    pub message: String,
+    /// How long the hub asked us to wait before retrying (rate limits).
+    pub retry_after: Option<Duration>,
+}
+
+impl LinkError {
+    /// An error of `kind` without a retry hint.
+    pub fn new(kind: LinkErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// True when the hub refused the caller itself (its id or credentials), which retrying
+    /// cannot change.
+    pub fn is_permanent_refusal(&self) -> bool {
+        matches!(
+            self.kind,
+            LinkErrorKind::Invalid | LinkErrorKind::Unauthenticated | LinkErrorKind::Forbidden
+        )
+    }
+}
+
+/// A stream of items from a hub.
+pub type LinkStream<T> = Pin<Box<dyn Stream<Item = Result<T, LinkError>> + Send>>;
+
+/// A hub's state as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubStatus {
+    /// The hub's node id.
+    pub hub_id: String,
+    /// Its head version.
+    pub head_version: i64,
+    /// Its head chain hash.
+    pub head_hash: String,
+    /// Peers with a session on it.
+    pub active_peers: i32,
+}
+
+/// What a peer asks of one hub.
+#[async_trait]
+pub trait HubLink: Send + Sync {
+    /// Opens a session.
+    async fn open_session(&self, request: &ConnectRequest) -> Result<ConnectionGrant, LinkError>;
+
+    /// Ends a session; `now_ms` is the time of leaving on the hub's clock.
+    async fn close_session(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+        reason: DisconnectReason,
+        now_ms: i64,
+    ) -> Result<(), LinkError>;
+
+    /// The hub's head and peer count.
+    async fn status(&self, peer_id: &str) -> Result<HubStatus, LinkError>;
+
+    /// Streams the whole register (at most `max` entries; 0 = all).
+    async fn full_sync(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+        max: i32,
+    ) -> Result<LinkStream<Entry>, LinkError>;
+
+    /// Streams entries with `version > after` (at most `max`; 0 = all).
+    async fn incremental_sync(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+        after: i64,
+        max: i32,
+    ) -> Result<LinkStream<Entry>, LinkError>;
+
+    /// Subscribes to push notifications after `resume_from` (0 = from now on).
+    async fn subscribe(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+        filters: &Filters,
+        resume_from: i64,
+    ) -> Result<LinkStream<Notification>, LinkError>;
+
+    /// The hub's view of this peer's sync progress.
+    async fn checkpoint(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+    ) -> Result<CheckpointView, LinkError>;
+
+    /// Sends one heartbeat.
+    async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAck, LinkError>;
+
+    /// The hub's heartbeat view of this peer.
+    async fn heartbeat_status(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+    ) -> Result<HeartbeatReport, LinkError>;
+}
+
+/// Opens links to hubs by URL.
+#[async_trait]
+pub trait Dialer: Send + Sync {
+    /// A link to the hub at `url`.
+    async fn dial(&self, url: &str) -> Result<Arc<dyn HubLink>, LinkError>;
+}

@@ -22,8 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // BTreeMap (the register's metadata type).
         .bytes(".")
         .btree_map(".")
-        // Prost with small initial buffers: see src/api/grpc/codec.rs.
-        .codec_path("crate::api::grpc::codec::LeanCodec")
+        // Prost with small initial buffers: see src/wire/codec.rs.
+        .codec_path("crate::wire::codec::LeanCodec")
         .compile_fds(fds)?;
     Ok(())
 }

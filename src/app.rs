@@ -149,13 +149,12 @@ pub async fn start_with_clock(
             })?),
             None => None,
         };
-        let dialer =
-            crate::api::grpc::client::GrpcDialer::new(crate::api::grpc::client::ClientOptions {
-                connect_timeout: config.peer.connect_timeout,
-                peer_id: Some(node_id.clone()),
-                token: config.peer.token.clone(),
-                ca_cert_pem,
-            });
+        let dialer = crate::hub_client::GrpcDialer::new(crate::hub_client::ClientOptions {
+            connect_timeout: config.peer.connect_timeout,
+            peer_id: Some(node_id.clone()),
+            token: config.peer.token.clone(),
+            ca_cert_pem,
+        });
         Some(Peer::start(
             Arc::clone(&register),
             Arc::clone(&config),

@@ -6,8 +6,8 @@
 //! - [`store`]: the `RegisterStore` interface, the embedded SQLite backend and the
 //!   conformance suite.
 //! - [`link`]: the peer's port to a hub ([`link::HubLink`], [`link::Dialer`]) in domain types;
-//!   the gRPC client implements it over the wire.
-//! - [`api`]: thin transport adapters (REST, SSE, gRPC) on one axum router.
+//!   [`hub_client`] implements it over gRPC, speaking the contract in [`wire`].
+//! - [`api`]: thin inbound transport adapters (REST, SSE, gRPC) on one axum router.
 //! - [`app`]: composition root; [`config`], [`auth`], [`role`], [`clock`]: its inputs.
 //! - [`cli`]: the client subcommands.
 
@@ -18,6 +18,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod hub;
+pub mod hub_client;
 pub mod link;
 pub mod metrics;
 pub mod peer;
@@ -28,3 +29,4 @@ pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod wire;

@@ -525,7 +525,7 @@ async fn every_example_of_the_api_guide_gets_its_answer() {
         token: ADMIN,
         session_id: None,
     };
-    let pool = DescriptorPool::decode(sorcha_peer::api::grpc::proto::FILE_DESCRIPTOR_SET).unwrap();
+    let pool = DescriptorPool::decode(sorcha_peer::wire::proto::FILE_DESCRIPTOR_SET).unwrap();
     let (client, _driver) = browser().await;
 
     let all = blocks(&guide);

@@ -3,7 +3,7 @@
 use crate::support::{PUBLISHER, TestHub, WAIT, config};
 use futures::StreamExt;
 use serde_json::json;
-use sorcha_peer::api::grpc::client::HubClient;
+use sorcha_peer::hub_client::HubClient;
 use sorcha_peer::link::{HubLink, LinkErrorKind};
 use sorcha_peer::protocol::{
     ConnectRequest, DisconnectReason, Filters, Heartbeat, HeartbeatHealth, PeerDescription,
@@ -583,9 +583,9 @@ async fn validate_hostname_stops_start_up_with_a_clear_message() {
 
 #[tokio::test]
 async fn monitor_heartbeat_streams_acks_and_status_lists_peers() {
-    use sorcha_peer::api::grpc::proto::central_node_connection_client::CentralNodeConnectionClient;
-    use sorcha_peer::api::grpc::proto::heartbeat_client::HeartbeatClient;
-    use sorcha_peer::api::grpc::proto::{
+    use sorcha_peer::wire::proto::central_node_connection_client::CentralNodeConnectionClient;
+    use sorcha_peer::wire::proto::heartbeat_client::HeartbeatClient;
+    use sorcha_peer::wire::proto::{
         HeartbeatMessage, RecommendedAction as WireAction, StatusRequest,
     };
     let hub = TestHub::start().await;

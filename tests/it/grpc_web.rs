@@ -6,10 +6,10 @@ use futures::StreamExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
-use sorcha_peer::api::grpc::proto::central_node_connection_client::CentralNodeConnectionClient;
-use sorcha_peer::api::grpc::proto::heartbeat_client::HeartbeatClient;
-use sorcha_peer::api::grpc::proto::system_register_sync_client::SystemRegisterSyncClient;
-use sorcha_peer::api::grpc::proto::{ConnectRequest, HeartbeatMessage, PeerInfo, SyncRequest};
+use sorcha_peer::wire::proto::central_node_connection_client::CentralNodeConnectionClient;
+use sorcha_peer::wire::proto::heartbeat_client::HeartbeatClient;
+use sorcha_peer::wire::proto::system_register_sync_client::SystemRegisterSyncClient;
+use sorcha_peer::wire::proto::{ConnectRequest, HeartbeatMessage, PeerInfo, SyncRequest};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[tokio::test]

@@ -74,7 +74,7 @@ async fn three_hubs_on_one_database_publish_concurrently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_through_one_hub_reaches_subscribers_of_the_others() {
-    use sorcha_peer::api::grpc::client::HubClient;
+    use sorcha_peer::hub_client::HubClient;
     use sorcha_peer::protocol::{ConnectRequest, Filters, PeerDescription};
     let db = fresh_database("crosshub");
     let n0 = mongo_hub(&db).await;

@@ -8,7 +8,7 @@ use crate::support::{ADMIN, PUBLISHER, TestHub, config};
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 use serde_json::{Value, json};
-use sorcha_peer::api::grpc::proto;
+use sorcha_peer::wire::proto;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A REST case: request, expected status, a phrase the problem detail must contain.

@@ -3,8 +3,8 @@
 
 use crate::support::{ADMIN, PUBLISHER, TestHub, WAIT, config, peer_config, wait_for};
 use serde_json::json;
-use sorcha_peer::api::grpc::client::{ClientOptions, HubClient};
 use sorcha_peer::config::{PeerTokenConfig, Rate, Secret};
+use sorcha_peer::hub_client::{ClientOptions, HubClient};
 use sorcha_peer::link::{HubLink, LinkErrorKind};
 use sorcha_peer::protocol::{ConnectRequest, PeerDescription};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

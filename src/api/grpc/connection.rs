@@ -1,13 +1,13 @@
 //! `sorcha.peer.v1.CentralNodeConnection` on the hub.
 
-use super::convert;
 use super::peer_auth::authorize;
-use super::proto::central_node_connection_server::CentralNodeConnection;
-use super::proto::{
+use crate::hub::Hub;
+use crate::wire::convert;
+use crate::wire::proto::central_node_connection_server::CentralNodeConnection;
+use crate::wire::proto::{
     CentralNodeStatus, ConnectRequest, ConnectionResponse, DisconnectRequest,
     DisconnectionResponse, StatusRequest,
 };
-use crate::hub::Hub;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 

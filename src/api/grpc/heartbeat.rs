@@ -1,12 +1,12 @@
 //! `sorcha.peer.v1.Heartbeat` on the hub.
 
-use super::convert;
 use super::peer_auth::{AuthenticatedPeer, authorize, authorize_as};
-use super::proto::heartbeat_server::Heartbeat;
-use super::proto::{
+use crate::hub::Hub;
+use crate::wire::convert;
+use crate::wire::proto::heartbeat_server::Heartbeat;
+use crate::wire::proto::{
     HeartbeatAcknowledgement, HeartbeatMessage, HeartbeatStatus, HeartbeatStatusRequest,
 };
-use crate::hub::Hub;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;

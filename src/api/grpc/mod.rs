@@ -1,26 +1,14 @@
 //! gRPC on the shared port: the generated `sorcha.peer.v1` contract, `grpc.health.v1` and
 //! server reflection (v1 and v1alpha), all reachable over h2c and gRPC-Web.
 
-/// Generated types and service traits of the `sorcha.peer.v1` contract.
-#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
-pub mod proto {
-    tonic::include_proto!("sorcha.peer.v1");
-
-    /// Encoded file descriptor set of the contract, for reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/sorcha_descriptor.bin"));
-}
-
-pub mod client;
-pub mod codec;
 pub mod connection;
-pub mod convert;
 pub mod heartbeat;
 pub mod peer_auth;
 pub mod status;
 pub mod sync;
 
 use crate::hub::Hub;
+use crate::wire::proto;
 use axum::Router;
 use std::sync::Arc;
 use tonic_health::ServingStatus;

@@ -1,13 +1,13 @@
 //! `sorcha.peer.v1.SystemRegisterSync` on the hub.
 
-use super::convert;
 use super::peer_auth::authorize;
-use super::proto::system_register_sync_server::SystemRegisterSync;
-use super::proto::{
+use crate::hub::Hub;
+use crate::wire::convert;
+use crate::wire::proto::system_register_sync_server::SystemRegisterSync;
+use crate::wire::proto::{
     BlueprintNotification, CheckpointRequest, SubscriptionRequest, SyncCheckpoint, SyncRequest,
     SystemRegisterEntry,
 };
-use crate::hub::Hub;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;

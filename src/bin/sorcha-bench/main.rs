@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use sorcha_peer::api::grpc::client::HubClient;
+use sorcha_peer::hub_client::HubClient;
 use sorcha_peer::link::{HubLink, LinkError};
 use sorcha_peer::protocol::{ConnectRequest, Filters, PeerDescription};
 use std::path::Path;

@@ -1,14 +1,7 @@
-//! A typed client of a hub's `sorcha.peer.v1` services: speaks the wire contract, hands out
-//! domain types. Used by the peer role and by tests; generated types stay behind it.
+//! The gRPC implementation of [`crate::link::HubLink`]: a client of a hub's `sorcha.peer.v1`
+//! services that speaks the wire contract and hands out domain types. Used by the peer role (via
+//! [`GrpcDialer`]), the benchmark harness and tests; generated types stay behind it.
 
-use super::convert;
-use super::proto::central_node_connection_client::CentralNodeConnectionClient;
-use super::proto::heartbeat_client::HeartbeatClient;
-use super::proto::system_register_sync_client::SystemRegisterSyncClient;
-use super::proto::{
-    CheckpointRequest, DisconnectRequest, HeartbeatStatusRequest, StatusRequest,
-    SubscriptionRequest, SyncRequest,
-};
 use crate::config::Secret;
 use crate::link::{Dialer, HubLink, HubStatus, LinkError, LinkErrorKind, LinkStream};
 use crate::protocol::{
@@ -16,6 +9,14 @@ use crate::protocol::{
     HeartbeatAck, HeartbeatReport, Notification,
 };
 use crate::register::entry::Entry;
+use crate::wire::convert;
+use crate::wire::proto::central_node_connection_client::CentralNodeConnectionClient;
+use crate::wire::proto::heartbeat_client::HeartbeatClient;
+use crate::wire::proto::system_register_sync_client::SystemRegisterSyncClient;
+use crate::wire::proto::{
+    CheckpointRequest, DisconnectRequest, HeartbeatStatusRequest, StatusRequest,
+    SubscriptionRequest, SyncRequest,
+};
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -357,7 +358,7 @@ impl HubLink for HubClient {
     }
 }
 
-fn entries(stream: tonic::Streaming<super::proto::SystemRegisterEntry>) -> LinkStream<Entry> {
+fn entries(stream: tonic::Streaming<crate::wire::proto::SystemRegisterEntry>) -> LinkStream<Entry> {
     Box::pin(stream.map(|item| item.map(convert::entry_from_wire).map_err(LinkError::from)))
 }
 

@@ -99,40 +99,30 @@ pub async fn run(
             },
         },
     };
-    let session_id = grant.session_id.clone();
-    let hub_id = grant.hub_id.clone();
-    let hub_clock = Arc::new(hub_clock);
+    let session = Session {
+        peer: Arc::clone(peer),
+        index,
+        link: client,
+        hub_clock: Arc::new(hub_clock),
+        session_id: grant.session_id.clone(),
+        hub_id: grant.hub_id.clone(),
+    };
     peer.on_connected(index, &grant);
-    if let Some(offset) = hub_clock.offset_ms() {
+    if let Some(offset) = session.hub_clock.offset_ms() {
         peer.on_clock_offset(index, offset);
     }
-    tracing::info!(hub = %url, %hub_id, %session_id, hub_version = grant.current_version, "connected to hub");
+    tracing::info!(hub = %url, hub_id = %session.hub_id, session_id = %session.session_id, hub_version = grant.current_version, "connected to hub");
 
     let mut ending = SessionGuard {
-        client: Arc::clone(&client),
-        peer: Arc::clone(peer),
-        hub_clock: Arc::clone(&hub_clock),
-        session_id: session_id.clone(),
+        session: session.clone(),
         reason: DisconnectReason::Failover,
     };
 
     // Catch up first, then subscribe from our head so nothing in between is lost.
-    if let Some(end) = handle_sync(
-        peer,
-        index,
-        sync::catch_up(
-            peer,
-            &*client,
-            &session_id,
-            &hub_id,
-            false,
-            RateLimitWait::Honour,
-        )
-        .await,
-    ) {
+    if let Some(end) = session.catch_up().await {
         return ending.end(end).await;
     }
-    let mut push = match subscribe(peer, &*client, &session_id).await {
+    let mut push = match session.subscribe().await {
         Ok(stream) => Some(stream),
         Err(e) => return ending.end(SessionEnd::Failover(e)).await,
     };
@@ -141,15 +131,13 @@ pub async fn run(
 
     let heartbeat_stop = shutdown.child_token();
     let (hb_tx, mut hb_rx) = mpsc::channel(8);
-    tokio::spawn(heartbeat_loop(
-        Arc::clone(peer),
-        Arc::clone(&client),
-        Arc::clone(&hub_clock),
-        session_id.clone(),
+    let heartbeats = tokio::spawn(heartbeat_loop(
+        session.clone(),
         hb_tx,
         heartbeat_stop.clone(),
     ));
-    let _stop_heartbeats = heartbeat_stop.drop_guard();
+    // The heartbeat task ends with the session: stopped, and aborted should it linger.
+    let _stop_heartbeats = (heartbeat_stop.drop_guard(), AbortOnDrop(heartbeats));
 
     let mut periodic =
         tokio::time::interval_at(Instant::now() + cfg.sync_interval, cfg.sync_interval);
@@ -175,7 +163,7 @@ pub async fn run(
             }
             command = commands.recv() => match command {
                 Some(Command::Sync { full, reply }) => {
-                    let result = sync::catch_up(peer, &*client, &session_id, &hub_id, full, RateLimitWait::Report).await;
+                    let result = session.sync(full, RateLimitWait::Report).await;
                     let answer = result.clone().map_err(|e| match e {
                         SyncError::Transport(LinkError { kind: LinkErrorKind::RateLimited, message, retry_after }) => {
                             PeerError::Refused { message, retry_after }
@@ -183,7 +171,7 @@ pub async fn run(
                         other => PeerError::SyncFailed(other.to_string()),
                     });
                     let _ = reply.send(answer);
-                    if let Some(end) = handle_sync(peer, index, result) {
+                    if let Some(end) = session.settle(result) {
                         return ending.end(end).await;
                     }
                 }
@@ -193,35 +181,32 @@ pub async fn run(
                 }
                 None => return ending.end(SessionEnd::Shutdown).await,
             },
-            item = next_push => match item {
-                Some(Ok(notification)) => {
-                    if let Some(end) = on_notification(peer, index, &*client, &session_id, &hub_id, &notification, &mut last_sequence).await {
-                        return ending.end(end).await;
+            item = next_push => {
+                let broken = match item {
+                    Some(Ok(notification)) => {
+                        if let Some(end) = session.on_notification(&notification, &mut last_sequence).await {
+                            return ending.end(end).await;
+                        }
+                        None
                     }
-                }
-                Some(Err(e)) => {
+                    Some(Err(e)) => Some(e.to_string()),
+                    None => Some("push stream ended".to_owned()),
+                };
+                if let Some(why) = broken {
                     push = None;
-                    if let Some(end) = on_push_broken(peer, &*client, &hub_clock, &session_id, e.to_string()).await {
+                    if let Some(end) = session.on_push_broken(why).await {
                         return ending.end(end).await;
                     }
                     resubscribe_at = Some(Instant::now() + cfg.resubscribe_delay);
                 }
-                None => {
-                    push = None;
-                    if let Some(end) = on_push_broken(peer, &*client, &hub_clock, &session_id, "push stream ended".into()).await {
-                        return ending.end(end).await;
-                    }
-                    resubscribe_at = Some(Instant::now() + cfg.resubscribe_delay);
-                }
-            },
+            }
             () = resubscribe => {
                 resubscribe_at = None;
                 // Catch up, then follow again from our head.
-                let result = sync::catch_up(peer, &*client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
-                if let Some(end) = handle_sync(peer, index, result) {
+                if let Some(end) = session.catch_up().await {
                     return ending.end(end).await;
                 }
-                match subscribe(peer, &*client, &session_id).await {
+                match session.subscribe().await {
                     Ok(stream) => {
                         push = Some(stream);
                         last_sequence = 0;
@@ -235,8 +220,7 @@ pub async fn run(
                     peer.on_clock_offset(index, offset);
                     match ack.action {
                         RecommendedAction::Sync => {
-                            let result = sync::catch_up(peer, &*client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
-                            if let Some(end) = handle_sync(peer, index, result) {
+                            if let Some(end) = session.catch_up().await {
                                 return ending.end(end).await;
                             }
                         }
@@ -260,8 +244,7 @@ pub async fn run(
                 None => {}
             },
             _ = periodic.tick() => {
-                let result = sync::catch_up(peer, &*client, &session_id, &hub_id, false, RateLimitWait::Honour).await;
-                if let Some(end) = handle_sync(peer, index, result) {
+                if let Some(end) = session.catch_up().await {
                     return ending.end(end).await;
                 }
             }
@@ -269,156 +252,178 @@ pub async fn run(
     }
 }
 
-/// Ends a session politely (DisconnectFromCentralNode with a reason), bounded in time.
-struct SessionGuard {
-    client: Arc<dyn HubLink>,
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One open session with one hub: the link, the session's and the hub's ids, the hub's clock
+/// as estimated. Every exchange of the session goes through it.
+#[derive(Clone)]
+struct Session {
     peer: Arc<Peer>,
+    index: usize,
+    link: Arc<dyn HubLink>,
     hub_clock: Arc<HubClock>,
     session_id: String,
+    hub_id: String,
+}
+
+impl Session {
+    /// Now on the hub's clock, as estimated.
+    fn hub_now(&self) -> i64 {
+        self.hub_clock.hub_time(self.peer.clock().now_ms())
+    }
+
+    /// Syncs (full or incremental) through this session.
+    async fn sync(&self, full: bool, wait: RateLimitWait) -> Result<sync::SyncOutcome, SyncError> {
+        sync::catch_up(
+            &self.peer,
+            &*self.link,
+            &self.session_id,
+            &self.hub_id,
+            full,
+            wait,
+        )
+        .await
+    }
+
+    /// An incremental catch-up, settled: `Some` ends the session.
+    async fn catch_up(&self) -> Option<SessionEnd> {
+        let result = self.sync(false, RateLimitWait::Honour).await;
+        self.settle(result)
+    }
+
+    /// Decides what a sync result means for the session; `None` = carry on.
+    fn settle(&self, result: Result<sync::SyncOutcome, SyncError>) -> Option<SessionEnd> {
+        let (peer, index) = (&self.peer, self.index);
+        match result {
+            Ok(outcome) => {
+                peer.on_synced(index, outcome.to_version);
+                None
+            }
+            Err(SyncError::HubBehind { hub, replica }) => {
+                peer.on_hub_behind(index, hub, replica);
+                None
+            }
+            Err(SyncError::Diverged(m)) | Err(SyncError::Rejected(m)) => {
+                peer.on_divergence(index, &m);
+                Some(SessionEnd::Diverged(m))
+            }
+            Err(SyncError::Transport(e)) if e.kind == LinkErrorKind::UnknownSession => {
+                Some(SessionEnd::Reconnect)
+            }
+            // The hub is alive and asks for patience; the next periodic or advised sync retries.
+            Err(SyncError::Transport(e)) if e.kind == LinkErrorKind::RateLimited => {
+                tracing::warn!(error = %e.message, "sync refused by the hub for now; staying connected");
+                None
+            }
+            Err(SyncError::Transport(e)) => Some(SessionEnd::Failover(format!("sync failed: {e}"))),
+            // Permanent: failing over cannot help; stay, report, and let operators act.
+            Err(SyncError::Unstorable(m)) => {
+                peer.on_unstorable(index, &m);
+                None
+            }
+            Err(SyncError::Store(e)) => {
+                tracing::error!(error = %e, "replica store failed during sync");
+                Some(SessionEnd::Failover(format!("replica store failed: {e}")))
+            }
+        }
+    }
+
+    /// Follows the hub's push notifications from the replica's head.
+    async fn subscribe(&self) -> Result<LinkStream<Notification>, String> {
+        self.link
+            .subscribe(
+                self.peer.node_id(),
+                &self.session_id,
+                &Filters::default(),
+                self.peer.register().head_version(),
+            )
+            .await
+            .map_err(|e| format!("push subscription failed: {e}"))
+    }
+
+    /// A notification: catch up when it announces something beyond the replica's head.
+    async fn on_notification(
+        &self,
+        n: &Notification,
+        last_sequence: &mut i64,
+    ) -> Option<SessionEnd> {
+        if n.sequence_number != *last_sequence + 1 {
+            tracing::warn!(
+                expected = *last_sequence + 1,
+                got = n.sequence_number,
+                "push sequence gap; resyncing"
+            );
+        }
+        *last_sequence = n.sequence_number;
+        if n.version <= self.peer.register().head_version() {
+            return None;
+        }
+        self.catch_up().await
+    }
+
+    /// A broken push stream: if the hub does not answer a heartbeat either, fail over at once;
+    /// otherwise re-subscribe after the configured delay.
+    async fn on_push_broken(&self, why: String) -> Option<SessionEnd> {
+        let probe = self.heartbeat(self.peer.register().head_version(), String::new());
+        let timeout = self.peer.config().peer.heartbeat_timeout;
+        match tokio::time::timeout(timeout, self.link.heartbeat(&probe)).await {
+            Ok(Ok(ack)) if ack.success => {
+                tracing::warn!(%why, "push stream broke; hub alive, re-subscribing after the delay");
+                None
+            }
+            Ok(Ok(_)) => Some(SessionEnd::Reconnect),
+            _ => Some(SessionEnd::Failover(format!(
+                "{why}, and the hub does not answer"
+            ))),
+        }
+    }
+
+    /// The next heartbeat of this session, stamped on the hub's clock.
+    fn heartbeat(&self, last_sync_version: i64, head_hash: String) -> Heartbeat {
+        Heartbeat {
+            peer_id: self.peer.node_id().to_owned(),
+            session_id: self.session_id.clone(),
+            timestamp: self.hub_now(),
+            sequence_number: self.peer.next_heartbeat_sequence(),
+            last_sync_version,
+            head_hash,
+        }
+    }
+}
+
+/// Ends a session politely (DisconnectFromCentralNode with a reason), bounded in time.
+struct SessionGuard {
+    session: Session,
     reason: DisconnectReason,
 }
 
 impl SessionGuard {
     async fn end(&mut self, end: SessionEnd) -> SessionEnd {
-        let now = self.hub_clock.hub_time(self.peer.clock().now_ms());
-        let node_id = self.peer.node_id().to_owned();
-        let farewell = self
-            .client
-            .close_session(&node_id, &self.session_id, self.reason, now);
+        let s = &self.session;
+        let farewell =
+            s.link
+                .close_session(s.peer.node_id(), &s.session_id, self.reason, s.hub_now());
         // A dead hub does not answer; do not hold up failover or shutdown for it.
         let _ = tokio::time::timeout(Duration::from_secs(2), farewell).await;
         end
     }
 }
 
-async fn subscribe(
-    peer: &Peer,
-    client: &dyn HubLink,
-    session_id: &str,
-) -> Result<LinkStream<Notification>, String> {
-    client
-        .subscribe(
-            peer.node_id(),
-            session_id,
-            &Filters::default(),
-            peer.register().head_version(),
-        )
-        .await
-        .map_err(|e| format!("push subscription failed: {e}"))
-}
-
-/// Decides what a sync result means for the session; `None` = carry on.
-fn handle_sync(
-    peer: &Peer,
-    index: usize,
-    result: Result<sync::SyncOutcome, SyncError>,
-) -> Option<SessionEnd> {
-    match result {
-        Ok(outcome) => {
-            peer.on_synced(index, outcome.to_version);
-            None
-        }
-        Err(SyncError::HubBehind { hub, replica }) => {
-            peer.on_hub_behind(index, hub, replica);
-            None
-        }
-        Err(SyncError::Diverged(m)) | Err(SyncError::Rejected(m)) => {
-            peer.on_divergence(index, &m);
-            Some(SessionEnd::Diverged(m))
-        }
-        Err(SyncError::Transport(e)) if e.kind == LinkErrorKind::UnknownSession => {
-            Some(SessionEnd::Reconnect)
-        }
-        // The hub is alive and asks for patience; the next periodic or advised sync retries.
-        Err(SyncError::Transport(e)) if e.kind == LinkErrorKind::RateLimited => {
-            tracing::warn!(error = %e.message, "sync refused by the hub for now; staying connected");
-            None
-        }
-        Err(SyncError::Transport(e)) => Some(SessionEnd::Failover(format!("sync failed: {e}"))),
-        // Permanent: failing over cannot help; stay, report, and let operators act.
-        Err(SyncError::Unstorable(m)) => {
-            peer.on_unstorable(index, &m);
-            None
-        }
-        Err(SyncError::Store(e)) => {
-            tracing::error!(error = %e, "replica store failed during sync");
-            Some(SessionEnd::Failover(format!("replica store failed: {e}")))
-        }
-    }
-}
-
-async fn on_notification(
-    peer: &Peer,
-    index: usize,
-    client: &dyn HubLink,
-    session_id: &str,
-    hub_id: &str,
-    n: &Notification,
-    last_sequence: &mut i64,
-) -> Option<SessionEnd> {
-    if n.sequence_number != *last_sequence + 1 {
-        tracing::warn!(
-            expected = *last_sequence + 1,
-            got = n.sequence_number,
-            "push sequence gap; resyncing"
-        );
-    }
-    *last_sequence = n.sequence_number;
-    if n.version <= peer.register().head_version() {
-        return None;
-    }
-    let result = sync::catch_up(
-        peer,
-        client,
-        session_id,
-        hub_id,
-        false,
-        RateLimitWait::Honour,
-    )
-    .await;
-    handle_sync(peer, index, result)
-}
-
-/// A broken push stream: if the hub does not answer a heartbeat either, fail over at once;
-/// otherwise re-subscribe after the configured delay.
-async fn on_push_broken(
-    peer: &Peer,
-    client: &dyn HubLink,
-    hub_clock: &HubClock,
-    session_id: &str,
-    why: String,
-) -> Option<SessionEnd> {
-    let probe = Heartbeat {
-        peer_id: peer.node_id().to_owned(),
-        session_id: session_id.to_owned(),
-        timestamp: hub_clock.hub_time(peer.clock().now_ms()),
-        sequence_number: peer.next_heartbeat_sequence(),
-        last_sync_version: peer.register().head_version(),
-        head_hash: String::new(),
-    };
-    let timeout = peer.config().peer.heartbeat_timeout;
-    match tokio::time::timeout(timeout, client.heartbeat(&probe)).await {
-        Ok(Ok(ack)) if ack.success => {
-            tracing::warn!(%why, "push stream broke; hub alive, re-subscribing after the delay");
-            None
-        }
-        Ok(Ok(_)) => Some(SessionEnd::Reconnect),
-        _ => Some(SessionEnd::Failover(format!(
-            "{why}, and the hub does not answer"
-        ))),
-    }
-}
-
 /// Sends heartbeats every `peer.heartbeatInterval`, stamped on the hub's clock as estimated
 /// (and refined with each acknowledgement), and reports each outcome to the session.
 async fn heartbeat_loop(
-    peer: Arc<Peer>,
-    client: Arc<dyn HubLink>,
-    hub_clock: Arc<HubClock>,
-    session_id: String,
+    session: Session,
     events: mpsc::Sender<HeartbeatEvent>,
     stop: CancellationToken,
 ) {
+    let peer = Arc::clone(&session.peer);
     let cfg = peer.config().peer.clone();
     let mut ticker = tokio::time::interval_at(
         Instant::now() + cfg.heartbeat_interval,
@@ -433,14 +438,10 @@ async fn heartbeat_loop(
         }
         let head = peer.register().head().await.ok().flatten();
         let sent_ms = peer.clock().now_ms();
-        let hb = Heartbeat {
-            peer_id: peer.node_id().to_owned(),
-            session_id: session_id.clone(),
-            timestamp: hub_clock.hub_time(sent_ms),
-            sequence_number: peer.next_heartbeat_sequence(),
-            last_sync_version: head.as_ref().map_or(0, |h| h.version),
-            head_hash: head.map(|h| h.chain_hash).unwrap_or_default(),
-        };
+        let hb = session.heartbeat(
+            head.as_ref().map_or(0, |h| h.version),
+            head.map(|h| h.chain_hash).unwrap_or_default(),
+        );
         let sent = std::time::Instant::now();
         let metrics = peer.register().metrics();
         let outcome = |outcome| {
@@ -449,14 +450,19 @@ async fn heartbeat_loop(
                 .get_or_create(&OutcomeLabels { outcome })
                 .inc();
         };
-        let event = match tokio::time::timeout(cfg.heartbeat_timeout, client.heartbeat(&hb)).await {
+        let event = match tokio::time::timeout(cfg.heartbeat_timeout, session.link.heartbeat(&hb))
+            .await
+        {
             Ok(Ok(ack)) => {
                 consecutive = 0;
                 metrics
                     .heartbeat_latency
                     .observe(sent.elapsed().as_secs_f64());
                 outcome(Outcome::Ok);
-                let offset = hub_clock.observe(sent_ms, peer.clock().now_ms(), ack.timestamp);
+                let offset =
+                    session
+                        .hub_clock
+                        .observe(sent_ms, peer.clock().now_ms(), ack.timestamp);
                 HeartbeatEvent::Ack(ack, offset)
             }
             Ok(Err(e)) if e.kind == LinkErrorKind::Invalid => {

@@ -279,8 +279,6 @@ pub enum SessionStatus {
     Connected,
     /// No heartbeat within the session timeout; removed after the grace period.
     HeartbeatTimeout,
-    /// Ending.
-    Disconnecting,
     /// A sync stream is running.
     Syncing,
 }

@@ -195,10 +195,8 @@ async fn run_sync(
     let mut batch: Vec<Entry> = Vec::new();
     let mut batch_bytes = 0usize;
     let mut applied = 0u64;
-    let mut seen_versions = false;
     while let Some(item) = stream.next().await {
         let entry = item?;
-        seen_versions = true;
         if let Some(bar) = &bar {
             bar.set_position(u64::try_from(entry.version).unwrap_or(0));
         }
@@ -240,7 +238,6 @@ async fn run_sync(
     }
     if !matched {
         // The stream never reached our head: the hub's register is shorter than ours.
-        let _ = seen_versions;
         let hub_version = client
             .status(peer.node_id())
             .await

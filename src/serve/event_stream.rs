@@ -43,8 +43,8 @@ pub(super) async fn read_request<T: AsyncRead + Unpin>(
     buf: &mut Vec<u8>,
     max_head_bytes: usize,
 ) -> std::io::Result<Option<Request<Body>>> {
-    let prefix = b"GET /api/v1/system-register/events";
-    debug_assert!(EVENTS_PATH.len() + 4 == prefix.len());
+    // The request line's start, built from the one events path.
+    let prefix = [b"GET ".as_slice(), EVENTS_PATH.as_bytes()].concat();
     // Where the search for the blank line resumes: a head arriving a byte at a time is
     // scanned once, not once per byte.
     let mut scanned = 0;

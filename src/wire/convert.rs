@@ -378,7 +378,6 @@ fn session_status_to_wire(s: SessionStatus) -> proto::PeerConnectionStatus {
     match s {
         SessionStatus::Connected => proto::PeerConnectionStatus::Connected,
         SessionStatus::HeartbeatTimeout => proto::PeerConnectionStatus::HeartbeatTimeout,
-        SessionStatus::Disconnecting => proto::PeerConnectionStatus::Disconnecting,
         SessionStatus::Syncing => proto::PeerConnectionStatus::Syncing,
     }
 }

@@ -17,14 +17,14 @@ pub struct Alert {
     pub message: String,
 }
 
-/// Raises `alert`: logs it and posts it to `webhook` in the background (a failed POST is
-/// logged, never retried forever).
-pub fn raise(webhook: Option<&str>, alert: Alert) {
+/// Raises `alert`: logs it and posts it to `webhook` in the background, on `tasks` (so
+/// shutdown can wait for posts in flight); a failed POST is logged, never retried forever.
+pub fn raise(webhook: Option<&str>, alert: Alert, tasks: &tokio_util::task::TaskTracker) {
     tracing::error!(event = %alert.event, message = %alert.message, "alert");
     let Some(url) = webhook.map(str::to_owned) else {
         return;
     };
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let client = reqwest::Client::new();
         let result = client
             .post(&url)

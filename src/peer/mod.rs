@@ -75,7 +75,12 @@ pub struct Peer {
     refusal_alerted: std::sync::atomic::AtomicBool,
     /// The `peer.clock_offset` alert was raised and the offset has not come back since.
     clock_alerted: std::sync::atomic::AtomicBool,
+    /// Alert posts in flight; shutdown waits for them (bounded).
+    alert_posts: tokio_util::task::TaskTracker,
 }
+
+/// How long shutdown waits for alert posts in flight.
+const ALERT_DRAIN: Duration = Duration::from_secs(2);
 
 /// A hub clock this far from the peer's raises `peer.clock_offset` (heartbeats are sent on the
 /// hub's clock whatever the offset, so the session holds; the alert is for the operator).
@@ -106,6 +111,7 @@ impl Peer {
             refusals: Mutex::new(vec![None; config.hubs.len()]),
             refusal_alerted: std::sync::atomic::AtomicBool::new(false),
             clock_alerted: std::sync::atomic::AtomicBool::new(false),
+            alert_posts: tokio_util::task::TaskTracker::new(),
             register,
             config,
             node_id,
@@ -210,6 +216,7 @@ impl Peer {
                 at: self.clock.now_ms(),
                 message,
             },
+            &self.alert_posts,
         );
     }
 
@@ -509,7 +516,12 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
         }
         index = (index + 1) % hubs;
     }
-    let mut view = peer.view_mut();
-    view.state = ConnectionState::Disconnected;
-    view.session_id = None;
+    {
+        let mut view = peer.view_mut();
+        view.state = ConnectionState::Disconnected;
+        view.session_id = None;
+    }
+    // An alert raised just before shutdown (e.g. isolation) still reaches its webhook.
+    peer.alert_posts.close();
+    let _ = tokio::time::timeout(ALERT_DRAIN, peer.alert_posts.wait()).await;
 }

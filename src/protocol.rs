@@ -410,3 +410,27 @@ pub struct HubStatus {
     /// Sessions, when asked for.
     pub peers: Vec<SessionView>,
 }
+
+/// A peer id that passed the node-id rule ([`crate::register::validation::NODE_ID_RULE`]);
+/// the hub checks an id once, where it arrives, and hands this on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerId(String);
+
+impl PeerId {
+    /// Checks `id` against the rule.
+    pub fn parse(id: &str) -> Result<Self, crate::register::validation::ValidationError> {
+        crate::register::validation::node_id("peer_id", id)?;
+        Ok(Self(id.to_owned()))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}

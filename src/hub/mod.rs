@@ -157,10 +157,10 @@ impl Hub {
     #[tracing::instrument(name = "connect", skip_all, fields(peer_id = %request.peer_id, last_known_version = request.last_known_version))]
     pub async fn connect(&self, request: ConnectRequest) -> Result<ConnectionGrant, HubError> {
         self.ensure_ready()?;
-        sessions::validate_peer_id(&request.peer_id)?;
+        let peer = sessions::peer_id(&request.peer_id)?;
         self.limits.check(Limited::Connect, &request.peer_id)?;
         let (current_version, head_hash) = self.head().await?;
-        let opened = self.sessions.open(&request)?;
+        let opened = self.sessions.open(&peer, &request)?;
         tracing::info!(
             peer_id = %request.peer_id,
             session_id = %opened.session_id,
@@ -190,7 +190,8 @@ impl Hub {
         session_id: &str,
         reason: DisconnectReason,
     ) -> Result<i64, HubError> {
-        self.sessions.close(peer_id, session_id)?;
+        self.sessions
+            .close(&sessions::peer_id(peer_id)?, session_id)?;
         tracing::info!(%peer_id, %session_id, ?reason, "peer disconnected");
         Ok(self.clock.now_ms())
     }
@@ -209,7 +210,7 @@ impl Hub {
         full: bool,
     ) -> Result<impl Stream<Item = Result<Entry, HubError>> + Send + use<>, HubError> {
         self.ensure_ready()?;
-        sessions::validate_peer_id(peer_id)?;
+        let peer = sessions::peer_id(peer_id)?;
         if full {
             self.limits.check(Limited::FullSync, peer_id)?;
         }
@@ -223,7 +224,7 @@ impl Hub {
                 "max_blueprints {max} is negative; use 0 for no limit"
             )));
         }
-        let guard = self.sessions.start_sync(peer_id, session_id)?;
+        let guard = self.sessions.start_sync(&peer, session_id)?;
 
         let limit = if max == 0 { usize::MAX } else { max as usize };
         struct State {
@@ -303,7 +304,9 @@ impl Hub {
                 "resume_from_version {resume_from} is negative"
             )));
         }
-        let (session_ended, guard) = self.sessions.start_push(peer_id, session_id)?;
+        let (session_ended, guard) = self
+            .sessions
+            .start_push(&sessions::peer_id(peer_id)?, session_id)?;
         let start = if resume_from > 0 {
             resume_from
         } else {
@@ -372,11 +375,13 @@ impl Hub {
         // A hub on its way down has already dropped its sessions; "unknown session" would send
         // the peer back to it instead of on to the next hub.
         self.ensure_ready()?;
-        sessions::validate_peer_id(&heartbeat.peer_id)?;
+        let peer = sessions::peer_id(&heartbeat.peer_id)?;
         self.limits.check(Limited::Heartbeat, &heartbeat.peer_id)?;
         let (current_version, head_hash) = self.head().await?;
         let now = self.clock.now_ms();
-        let outcome = self.sessions.heartbeat(&heartbeat, current_version)?;
+        let outcome = self
+            .sessions
+            .heartbeat(&peer, &heartbeat, current_version)?;
         self.register.metrics().heartbeats_received.inc();
         Ok(HeartbeatAck {
             success: outcome.known,
@@ -396,8 +401,11 @@ impl Hub {
         peer_id: &str,
         session_id: &str,
     ) -> Result<HeartbeatReport, HubError> {
-        self.sessions
-            .heartbeat_report(peer_id, session_id, self.register.head_version())
+        self.sessions.heartbeat_report(
+            &sessions::peer_id(peer_id)?,
+            session_id,
+            self.register.head_version(),
+        )
     }
 
     /// The hub's view of a peer's sync progress.
@@ -408,8 +416,9 @@ impl Hub {
     ) -> Result<CheckpointView, HubError> {
         let stats = self.register.stats().await?;
         let head = self.register.head_version();
-        let view = self.sessions.view(peer_id, session_id, head)?;
-        let last_sync = self.sessions.last_sync_time(peer_id).unwrap_or(0);
+        let peer = sessions::peer_id(peer_id)?;
+        let view = self.sessions.view(&peer, session_id, head)?;
+        let last_sync = self.sessions.last_sync_time(&peer).unwrap_or(0);
         let interval = i64::try_from(self.config.sync_interval.as_millis()).unwrap_or(i64::MAX);
         let status = if view.active_syncs > 0 {
             CheckpointState::Syncing

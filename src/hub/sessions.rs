@@ -4,8 +4,8 @@ use super::HubError;
 use crate::clock::SharedClock;
 use crate::config::HubConfig;
 use crate::protocol::{
-    ConnectRequest, Heartbeat, HeartbeatHealth, HeartbeatReport, NodeKind, RecommendedAction,
-    SessionStatus, SessionView,
+    ConnectRequest, Heartbeat, HeartbeatHealth, HeartbeatReport, NodeKind, PeerId,
+    RecommendedAction, SessionStatus, SessionView,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,10 +19,9 @@ const MAX_ADDRESS_CHARS: usize = 255;
 const MAX_PROTOCOLS: usize = 32;
 const MAX_PROTOCOL_CHARS: usize = 64;
 
-/// Checks a peer id against the node-id rule ([`crate::register::validation::node_id`]).
-pub fn validate_peer_id(peer_id: &str) -> Result<(), HubError> {
-    crate::register::validation::node_id("peer_id", peer_id)
-        .map_err(|e| HubError::InvalidArgument(e.to_string()))
+/// Checks a peer id against the node-id rule, once, where it reaches the hub.
+pub fn peer_id(id: &str) -> Result<PeerId, HubError> {
+    PeerId::parse(id).map_err(|e| HubError::InvalidArgument(e.to_string()))
 }
 
 struct Session {
@@ -142,8 +141,8 @@ impl SessionRegistry {
     }
 
     /// Validates a connect request and opens a session, replacing the peer's earlier one.
-    pub fn open(&self, request: &ConnectRequest) -> Result<Opened, HubError> {
-        validate_peer_id(&request.peer_id)?;
+    pub fn open(&self, peer: &PeerId, request: &ConnectRequest) -> Result<Opened, HubError> {
+        debug_assert_eq!(peer.as_str(), request.peer_id);
         match NodeKind::parse(&request.peer.node_type) {
             None => {
                 return Err(HubError::InvalidArgument(format!(
@@ -229,13 +228,12 @@ impl SessionRegistry {
     /// Runs `f` on a live session matching both ids.
     fn with_session<T>(
         &self,
-        peer_id: &str,
+        peer_id: &PeerId,
         session_id: &str,
         f: impl FnOnce(&mut Session) -> T,
     ) -> Result<T, HubError> {
-        validate_peer_id(peer_id)?;
         let mut sessions = self.lock();
-        match sessions.get_mut(peer_id) {
+        match sessions.get_mut(peer_id.as_str()) {
             Some(s) if s.session_id == session_id && s.timed_out_at.is_none() => Ok(f(s)),
             Some(s) if s.session_id == session_id => Err(HubError::NotFound(format!(
                 "session {session_id} of {peer_id} timed out; connect again"
@@ -247,12 +245,11 @@ impl SessionRegistry {
     }
 
     /// Ends a session and its streams.
-    pub fn close(&self, peer_id: &str, session_id: &str) -> Result<(), HubError> {
-        validate_peer_id(peer_id)?;
+    pub fn close(&self, peer_id: &PeerId, session_id: &str) -> Result<(), HubError> {
         let mut sessions = self.lock();
-        match sessions.get(peer_id) {
+        match sessions.get(peer_id.as_str()) {
             Some(s) if s.session_id == session_id => {
-                if let Some(s) = sessions.remove(peer_id) {
+                if let Some(s) = sessions.remove(peer_id.as_str()) {
                     s.ended.cancel();
                 }
                 Ok(())
@@ -271,7 +268,7 @@ impl SessionRegistry {
     }
 
     /// Counts a sync stream; on completion it records the peer's progress.
-    pub fn start_sync(&self, peer_id: &str, session_id: &str) -> Result<StreamGuard, HubError> {
+    pub fn start_sync(&self, peer_id: &PeerId, session_id: &str) -> Result<StreamGuard, HubError> {
         let counter = self.with_session(peer_id, session_id, |s| Arc::clone(&s.active_syncs))?;
         let max = self.config.max_concurrent_syncs as usize;
         let mut guard = StreamGuard::try_new(counter, max).ok_or_else(|| {
@@ -281,7 +278,7 @@ impl SessionRegistry {
         })?;
         let sessions = Arc::clone(&self.sessions);
         let clock = Arc::clone(&self.clock);
-        let (peer, sid) = (peer_id.to_owned(), session_id.to_owned());
+        let (peer, sid) = (peer_id.as_str().to_owned(), session_id.to_owned());
         guard.on_finish = Some(Box::new(move |version| {
             let mut map = sessions.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(s) = map.get_mut(&peer).filter(|s| s.session_id == sid) {
@@ -295,7 +292,7 @@ impl SessionRegistry {
     /// Counts a push stream; returns the token that ends it with the session.
     pub fn start_push(
         &self,
-        peer_id: &str,
+        peer_id: &PeerId,
         session_id: &str,
     ) -> Result<(CancellationToken, StreamGuard), HubError> {
         let (ended, counter) = self.with_session(peer_id, session_id, |s| {
@@ -313,15 +310,16 @@ impl SessionRegistry {
     /// Records a heartbeat.
     pub fn heartbeat(
         &self,
+        peer: &PeerId,
         hb: &Heartbeat,
         hub_version: i64,
     ) -> Result<HeartbeatOutcome, HubError> {
+        debug_assert_eq!(peer.as_str(), hb.peer_id);
         if hb.session_id.is_empty() {
             return Err(HubError::FailedPrecondition(
                 "heartbeat without a session: call ConnectToCentralNode first".into(),
             ));
         }
-        validate_peer_id(&hb.peer_id)?;
         if hb.last_sync_version < 0 {
             return Err(HubError::InvalidArgument(format!(
                 "last_sync_version {} is negative",
@@ -431,15 +429,16 @@ impl SessionRegistry {
     /// The heartbeat report of a session (timed-out sessions included until removed).
     pub fn heartbeat_report(
         &self,
-        peer_id: &str,
+        peer_id: &PeerId,
         session_id: &str,
         hub_version: i64,
     ) -> Result<HeartbeatReport, HubError> {
-        validate_peer_id(peer_id)?;
         let now = self.clock.now_ms();
         let sessions = self.lock();
-        match sessions.get(peer_id) {
-            Some(s) if s.session_id == session_id => Ok(self.report(s, peer_id, hub_version, now)),
+        match sessions.get(peer_id.as_str()) {
+            Some(s) if s.session_id == session_id => {
+                Ok(self.report(s, peer_id.as_str(), hub_version, now))
+            }
             _ => Err(HubError::NotFound(format!(
                 "no session {session_id:?} for peer {peer_id}"
             ))),
@@ -471,7 +470,7 @@ impl SessionRegistry {
     /// View of one live session.
     pub fn view(
         &self,
-        peer_id: &str,
+        peer_id: &PeerId,
         session_id: &str,
         hub_version: i64,
     ) -> Result<SessionView, HubError> {
@@ -479,15 +478,15 @@ impl SessionRegistry {
         self.with_session(peer_id, session_id, |_| ())?;
         let sessions = self.lock();
         sessions
-            .get(peer_id)
-            .map(|s| self.view_of(peer_id, s, hub_version, now))
+            .get(peer_id.as_str())
+            .map(|s| self.view_of(peer_id.as_str(), s, hub_version, now))
             .ok_or_else(|| HubError::NotFound(format!("no session for peer {peer_id}")))
     }
 
     /// When the peer's last sync stream completed.
-    pub fn last_sync_time(&self, peer_id: &str) -> Option<i64> {
+    pub fn last_sync_time(&self, peer_id: &PeerId) -> Option<i64> {
         self.lock()
-            .get(peer_id)
+            .get(peer_id.as_str())
             .map(|s| s.last_sync_time)
             .filter(|t| *t > 0)
     }

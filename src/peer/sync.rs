@@ -8,7 +8,6 @@ use crate::register::ApplyError;
 use crate::register::entry::Entry;
 use crate::store::{Checkpoint, StoreError};
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::time::Instant;
 use utoipa::ToSchema;
@@ -16,6 +15,8 @@ use utoipa::ToSchema;
 /// Most entries applied per transaction; a batch also ends before its entries exceed
 /// `limits.maxPageBytes` (it always holds one).
 const BATCH_ENTRIES: usize = 1000;
+/// A long sync logs its progress this often (a server draws no progress bars).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why a sync stopped.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -182,14 +183,7 @@ async fn run_sync(
     let use_full = full || ours == 0;
     let mut stream = open_stream(peer, client, session_id, use_full, ours, wait).await?;
     let previous = register.store().checkpoint().await?.unwrap_or_default();
-    // A foreground full sync shows progress on a terminal (the bar hides itself otherwise).
-    let bar = use_full.then(|| {
-        ProgressBar::new(u64::try_from(peer.hub_version_hint().unwrap_or(0)).unwrap_or(0))
-            .with_style(
-                ProgressStyle::with_template("full sync {bar:40} {pos}/{len} entries ({per_sec})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            )
-    });
+    let mut next_report = Instant::now() + PROGRESS_EVERY;
     let batch_limit = register.max_page_bytes();
     let mut matched = ours == 0;
     let mut batch: Vec<Entry> = Vec::new();
@@ -197,8 +191,15 @@ async fn run_sync(
     let mut applied = 0u64;
     while let Some(item) = stream.next().await {
         let entry = item?;
-        if let Some(bar) = &bar {
-            bar.set_position(u64::try_from(entry.version).unwrap_or(0));
+        if Instant::now() >= next_report {
+            next_report = Instant::now() + PROGRESS_EVERY;
+            tracing::info!(
+                hub_id,
+                full = use_full,
+                at = entry.version,
+                hub_version = peer.hub_version_hint(),
+                "sync in progress"
+            );
         }
         if entry.version <= ours {
             if entry.version == ours {
@@ -249,9 +250,6 @@ async fn run_sync(
         });
     }
     applied += apply(peer, batch, hub_id, &previous, applied, true).await?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
     let to_version = register.head_version();
     let outcome = SyncOutcome {
         full: use_full,

@@ -49,15 +49,7 @@ fn every_config_key_is_documented() {
 #[tokio::test]
 async fn every_metric_is_documented() {
     let hub = TestHub::start().await;
-    let text = hub
-        .http
-        .get(hub.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = hub.metrics().await;
     let guide = operations_guide();
     let names: Vec<_> = text
         .lines()

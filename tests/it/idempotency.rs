@@ -159,15 +159,7 @@ async fn retries_with_a_key_replay_publish_update_and_deprecate_also_after_a_res
         &deprecate(&hub, "safe", Some("key-deprecate")).await,
     );
     assert_eq!(head(&hub).await, 4);
-    let metrics = hub
-        .http
-        .get(hub.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics().await;
     assert!(
         metrics.contains("sorcha_peer_idempotent_replays_total 2"),
         "two replays since the restart"

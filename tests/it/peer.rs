@@ -574,15 +574,7 @@ async fn a_peer_whose_clock_runs_ahead_stays_connected_and_says_so_once() {
         heartbeats["averageLatencyMs"].as_f64() < Some(1_000.0),
         "{peers}"
     );
-    let metrics = hub
-        .http
-        .get(peer.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = peer.metrics().await;
     let gauge = metrics
         .lines()
         .find_map(|l| l.strip_prefix("sorcha_peer_hub_clock_offset_seconds "))

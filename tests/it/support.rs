@@ -148,6 +148,12 @@ impl TestHub {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The node's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let r = self.http.get(self.url("/metrics")).send().await.unwrap();
+        r.text().await.unwrap()
+    }
+
     pub async fn publish(&self, id: &str, document: Value) -> (u16, Value) {
         publish(&self.http, self.addr(), PUBLISHER, id, document).await
     }

@@ -605,7 +605,7 @@ impl Register {
         self.ensure_writable()?;
         let id = publication.blueprint_id.clone();
         let new = self.prepare(publication, published_by, EntryType::Published)?;
-        let fingerprint = idempotency::of_new(&new);
+        let fingerprint = claimed_fingerprint(&new, options);
         let key = self.key_claim(options, fingerprint.clone())?;
         // The store checks the key and transaction id before the expectation, in the
         // append's transaction: a retry is answered from there, with no read before.
@@ -637,7 +637,7 @@ impl Register {
         self.ensure_writable()?;
         let id = publication.blueprint_id.clone();
         let new = self.prepare(publication, published_by, EntryType::Updated)?;
-        let fingerprint = idempotency::of_new(&new);
+        let fingerprint = claimed_fingerprint(&new, options);
         let key = self.key_claim(options, fingerprint.clone())?;
         // As for publish, the store answers a retry before it checks `If-Match`.
         if let Some(expected) = options.expected {
@@ -711,7 +711,7 @@ impl Register {
             metadata,
             entry_type: EntryType::Deprecated,
         };
-        let fingerprint = idempotency::of_new(&template);
+        let fingerprint = claimed_fingerprint(&template, options);
         let key = self.key_claim(options, fingerprint.clone())?;
         // Before the checks below: the blueprint a first attempt deprecated is deprecated now.
         if let Some(k) = &key
@@ -1133,4 +1133,15 @@ async fn verify_pages(
         failure,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
+}
+
+/// The fingerprint of the request writing `new`, when the write claims anything (an
+/// idempotency key or a transaction id) it could be compared against; otherwise nothing is
+/// compared, and the publish path skips the hash.
+fn claimed_fingerprint(new: &NewEntry, options: &WriteOptions) -> String {
+    if options.idempotency_key.is_some() || new.publication_transaction_id.is_some() {
+        idempotency::of_new(new)
+    } else {
+        String::new()
+    }
 }

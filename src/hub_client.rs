@@ -3,7 +3,8 @@
 //! [`GrpcDialer`]), the benchmark harness and tests; generated types stay behind it.
 
 use crate::config::Secret;
-use crate::link::{Dialer, HubLink, HubStatus, LinkError, LinkErrorKind, LinkStream};
+use crate::error_code::ErrorCode;
+use crate::link::{Dialer, HubLink, HubStatus, LinkError, LinkStream};
 use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
     HeartbeatAck, HeartbeatReport, Notification,
@@ -28,20 +29,10 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 impl From<tonic::Status> for LinkError {
     fn from(s: tonic::Status) -> Self {
-        use tonic::Code;
         use tonic_types::StatusExt;
-        let kind = match s.code() {
-            Code::InvalidArgument | Code::OutOfRange => LinkErrorKind::Invalid,
-            Code::Unauthenticated => LinkErrorKind::Unauthenticated,
-            Code::PermissionDenied => LinkErrorKind::Forbidden,
-            Code::NotFound => LinkErrorKind::UnknownSession,
-            Code::FailedPrecondition => LinkErrorKind::Precondition,
-            Code::ResourceExhausted => LinkErrorKind::RateLimited,
-            Code::Unavailable | Code::Cancelled | Code::Aborted => LinkErrorKind::Unavailable,
-            Code::DeadlineExceeded => LinkErrorKind::Timeout,
-            _ => LinkErrorKind::Internal,
-        };
-        let retry_after = s.get_details_retry_info().and_then(|r| r.retry_delay);
+        let retry_info = s.get_details_retry_info();
+        let code = crate::error_table::from_grpc(s.code(), retry_info.is_some());
+        let retry_after = retry_info.and_then(|r| r.retry_delay);
         // A transport failure (e.g. a TLS handshake) hides its cause in the source chain.
         let mut message = s.message().to_owned();
         let mut source = std::error::Error::source(&s);
@@ -50,7 +41,7 @@ impl From<tonic::Status> for LinkError {
             source = cause.source();
         }
         LinkError {
-            kind,
+            code,
             message,
             retry_after,
         }
@@ -64,7 +55,7 @@ fn transport_error(e: &tonic::transport::Error) -> LinkError {
         message = format!("{message}: {cause}");
         source = cause.source();
     }
-    LinkError::new(LinkErrorKind::Unavailable, message)
+    LinkError::new(ErrorCode::Unavailable, message)
 }
 
 /// Largest message a hub's answer may be: twice the largest entry, so no valid entry is ever
@@ -144,7 +135,7 @@ impl HubClient {
 
     /// Opens an HTTP/2 channel to `url` (`http://` or `https://`) with `options`.
     pub async fn connect_with(url: &str, options: &ClientOptions) -> Result<Self, LinkError> {
-        let invalid = |m: String| LinkError::new(LinkErrorKind::Invalid, m);
+        let invalid = |m: String| LinkError::new(ErrorCode::Invalid, m);
         let mut endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| invalid(format!("hub URL {url:?} is invalid: {e}")))?
             .connect_timeout(options.connect_timeout)

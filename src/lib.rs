@@ -17,6 +17,8 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod error_code;
+pub mod error_table;
 pub mod hub;
 pub mod hub_client;
 pub mod link;

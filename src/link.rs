@@ -4,6 +4,7 @@
 //! the wire (`sorcha.peer.v1`); anything else that can answer like a hub — an in-process hub, a
 //! simulated network — can stand in for it.
 
+use crate::error_code::ErrorCode;
 use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
     HeartbeatAck, HeartbeatReport, Notification,
@@ -15,35 +16,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What kind of failure a hub call had.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkErrorKind {
-    /// The request broke a rule (an id, a size, the clock check).
-    Invalid,
-    /// Missing or unknown credentials.
-    Unauthenticated,
-    /// Known credentials that may not do this.
-    Forbidden,
-    /// The hub does not know the session (or the peer).
-    UnknownSession,
-    /// Not in this state: a heartbeat before connecting, a hub connecting as a peer.
-    Precondition,
-    /// Over a rate or capacity limit; `retry_after` says when to come back, if known.
-    RateLimited,
-    /// The hub is down, unreachable, not ready, corrupt or shutting down.
-    Unavailable,
-    /// The call took too long.
-    Timeout,
-    /// Anything else.
-    Internal,
-}
-
 /// A failed hub call.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{kind:?}: {message}")]
+#[error("{code:?}: {message}")]
 pub struct LinkError {
-    /// The kind of failure.
-    pub kind: LinkErrorKind,
+    /// The kind of failure (a hub that is down, corrupt or unreachable is `Unavailable`).
+    pub code: ErrorCode,
     /// The hub's (or the transport's) message.
     pub message: String,
     /// How long the hub asked us to wait before retrying (rate limits).
@@ -51,10 +29,10 @@ pub struct LinkError {
 }
 
 impl LinkError {
-    /// An error of `kind` without a retry hint.
-    pub fn new(kind: LinkErrorKind, message: impl Into<String>) -> Self {
+    /// An error of `code` without a retry hint.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            kind,
+            code,
             message: message.into(),
             retry_after: None,
         }
@@ -63,10 +41,7 @@ impl LinkError {
     /// True when the hub refused the caller itself (its id or credentials), which retrying
     /// cannot change.
     pub fn is_permanent_refusal(&self) -> bool {
-        matches!(
-            self.kind,
-            LinkErrorKind::Invalid | LinkErrorKind::Unauthenticated | LinkErrorKind::Forbidden
-        )
+        self.code.is_permanent_refusal()
     }
 }
 

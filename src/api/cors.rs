@@ -13,8 +13,9 @@
 
 use super::error::ApiError;
 use crate::config::CorsConfig;
+use crate::error_code::ErrorCode;
 use axum::body::Body;
-use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use std::convert::Infallible;
@@ -223,8 +224,7 @@ where
 /// The answer to a preflight from an origin that may not call the node.
 fn refused(origin: &str) -> Response {
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "cors-origin-not-allowed",
+        ErrorCode::OriginNotAllowed,
         format!(
             "pages of origin {origin:?} may not call this node: add the origin to \
              cors.allowedOrigins (--cors-origin)"

@@ -1,6 +1,9 @@
-//! The one error table: domain errors → RFC 9457 `application/problem+json` responses.
-//! Server-side failures are logged with their details and answered without them.
+//! Domain errors → RFC 9457 `application/problem+json` responses, with the status and problem
+//! type of their code in the one error table (`crate::error_table`). Server-side failures are
+//! logged with their details and answered without them.
 
+use crate::error_code::ErrorCode;
+use crate::error_table;
 use crate::register::RegisterError;
 use crate::register::schema::Violation;
 use crate::register::validation::ValidationError;
@@ -40,8 +43,7 @@ pub struct ViolationView {
 /// An error answered as problem+json.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    status: StatusCode,
-    slug: &'static str,
+    code: ErrorCode,
     detail: String,
     location: Option<String>,
     retry_after: Option<std::time::Duration>,
@@ -51,11 +53,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// A problem with a status, a type slug and a detail message.
-    pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
+    /// A problem of `code` with a detail message.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
-            status,
-            slug,
+            code,
             detail: detail.into(),
             location: None,
             retry_after: None,
@@ -78,27 +79,27 @@ impl ApiError {
 
     /// 400 with a detail message.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid-request", detail)
+        Self::new(ErrorCode::Invalid, detail)
     }
 
     /// 401: no or unknown bearer token.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        Self::new(ErrorCode::Unauthenticated, detail)
     }
 
     /// 403: token known, but not allowed this.
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+        Self::new(ErrorCode::Forbidden, detail)
     }
 
     /// 404 with a detail message.
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", detail)
+        Self::new(ErrorCode::NotFound, detail)
     }
 
     /// 503 with a detail message.
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+        Self::new(ErrorCode::Unavailable, detail)
     }
 
     /// Adds a `Retry-After` header (whole seconds, rounded up).
@@ -115,27 +116,29 @@ impl ApiError {
 
     /// The status code.
     pub fn status(&self) -> StatusCode {
-        self.status
+        error_table::answer(self.code).http
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let answer = error_table::answer(self.code);
+        let status = answer.http;
         let problem = Problem {
-            problem_type: format!("urn:sorcha:problem:{}", self.slug),
-            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
-            status: self.status.as_u16(),
+            problem_type: format!("urn:sorcha:problem:{}", answer.problem),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
             detail: self.detail,
             violations: self.violations.into_vec(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (self.status, body).into_response();
+        let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(wait) = self.retry_after {
@@ -156,71 +159,45 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
+        let detail = match &e {
             StoreError::Corrupt { .. } => {
                 tracing::error!(error = %e, "register entry unreadable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "register-corrupt",
-                    e.to_string(),
-                )
+                e.to_string()
             }
             StoreError::Unavailable(_) => {
                 tracing::error!(error = %e, "store unavailable");
-                ApiError::unavailable("the register store is unavailable; try again later")
+                "the register store is unavailable; try again later".to_owned()
             }
             StoreError::Full(_) => {
                 tracing::error!(error = %e, "store full");
-                ApiError::new(
-                    StatusCode::INSUFFICIENT_STORAGE,
-                    "store-full",
-                    format!("{e}; free space on the node's data volume and retry"),
-                )
+                format!("{e}; free space on the node's data volume and retry")
             }
             StoreError::TooLarge(_) => {
                 tracing::warn!(error = %e, "store refused an entry as too large");
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", e.to_string())
+                e.to_string()
             }
             StoreError::ExpectationFailed { .. }
             | StoreError::HeadMoved { .. }
-            | StoreError::Claimed(_) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
-        }
+            | StoreError::Claimed(_) => e.to_string(),
+        };
+        ApiError::new(e.code(), detail)
     }
 }
 
 impl From<RegisterError> for ApiError {
     fn from(e: RegisterError) -> Self {
+        let code = e.code();
         let detail = e.to_string();
         match e {
-            RegisterError::Invalid(ValidationError::DocumentTooLarge { .. }) => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", detail)
-            }
+            RegisterError::Store(store) => store.into(),
             RegisterError::Invalid(ValidationError::Schema { violations, .. }) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "schema-violation", detail)
-                    .with_violations(violations)
+                ApiError::new(code, detail).with_violations(violations)
             }
-            RegisterError::Invalid(ValidationError::IdempotencyKey(_)) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid-idempotency-key", detail)
-            }
-            RegisterError::Invalid(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", detail)
-            }
-            RegisterError::AlreadyExists(_) => {
-                ApiError::new(StatusCode::CONFLICT, "already-exists", detail)
-            }
-            RegisterError::KeyReused { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
-                detail,
+            // The domain says "update it"; over REST an update is a PUT.
+            RegisterError::AlreadyExists(id) => ApiError::new(
+                code,
+                format!("blueprint {id:?} already exists; use PUT to publish a new version"),
             ),
-            RegisterError::TransactionExists { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "transaction-id-exists", detail)
-            }
-            RegisterError::NotFound(_) | RegisterError::NoSuchVersion(_) => {
-                ApiError::not_found(detail)
-            }
             RegisterError::Stale {
                 id,
                 expected,
@@ -237,24 +214,12 @@ impl From<RegisterError> for ApiError {
                          request's If-Match requires: read it again and retry"
                     )
                 };
-                ApiError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "precondition-failed",
-                    detail,
-                )
-                .with_etag(current)
-            }
-            RegisterError::AlreadyDeprecated(_) => {
-                ApiError::new(StatusCode::CONFLICT, "already-deprecated", detail)
-            }
-            RegisterError::Contended(_) => ApiError::new(StatusCode::CONFLICT, "contended", detail),
-            RegisterError::Corrupt(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "register-corrupt", detail)
+                ApiError::new(code, detail).with_etag(current)
             }
             RegisterError::Busy(_) => {
-                ApiError::unavailable(detail).with_retry_after(std::time::Duration::from_secs(1))
+                ApiError::new(code, detail).with_retry_after(std::time::Duration::from_secs(1))
             }
-            RegisterError::Store(store) => store.into(),
+            _ => ApiError::new(code, detail),
         }
     }
 }

@@ -4,6 +4,7 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::auth::Identity;
+use crate::error_code::ErrorCode;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -30,19 +31,15 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     let detail = rejection.body_text();
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+            ErrorCode::UnsupportedMediaType,
             "the request body must be JSON with Content-Type: application/json",
         ),
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
+            ErrorCode::TooLarge,
             "the request body is larger than the configured limit (limits.maxBodyBytes)",
         ),
-        JsonRejection::JsonSyntaxError(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed-json", detail)
-        }
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid-request", detail),
+        JsonRejection::JsonSyntaxError(_) => ApiError::new(ErrorCode::MalformedJson, detail),
+        _ => ApiError::bad_request(detail),
     }
 }
 

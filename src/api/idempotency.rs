@@ -54,8 +54,7 @@ fn parse(value: &HeaderValue) -> Result<String, ApiError> {
 
 fn malformed(why: &str) -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::BAD_REQUEST,
-        "invalid-idempotency-key",
+        crate::error_code::ErrorCode::InvalidIdempotencyKey,
         format!("Idempotency-Key is malformed: {why}"),
     )
 }

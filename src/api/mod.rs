@@ -23,7 +23,7 @@ use crate::peer::Peer;
 use crate::register::Register;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, header};
 use axum::response::{Html, IntoResponse};
 use std::sync::Arc;
 use std::time::Instant;
@@ -329,11 +329,7 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
 }
 
 async fn not_found(uri: axum::http::Uri) -> impl IntoResponse {
-    error::ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        format!("no resource at {}", uri.path()),
-    )
+    error::ApiError::not_found(format!("no resource at {}", uri.path()))
 }
 
 /// The whole application router: REST + SSE + OpenAPI + Swagger UI + dashboard, merged with

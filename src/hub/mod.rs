@@ -25,19 +25,19 @@ use tokio_util::sync::CancellationToken;
 /// Why a hub operation failed; each maps to one gRPC status code.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HubError {
-    /// Bad input (ids, sizes, clock skew) → INVALID_ARGUMENT.
+    /// Bad input (ids, sizes, clock skew).
     #[error("{0}")]
-    InvalidArgument(String),
-    /// Unknown session → NOT_FOUND.
+    Invalid(String),
+    /// The hub does not know the session (or the peer).
     #[error("{0}")]
-    NotFound(String),
-    /// Hub-to-hub connection, heartbeat before connect → FAILED_PRECONDITION.
+    UnknownSession(String),
+    /// Not in this state: a hub connecting as a peer, a heartbeat before connecting.
     #[error("{0}")]
-    FailedPrecondition(String),
-    /// Too many sessions or concurrent syncs → RESOURCE_EXHAUSTED.
+    WrongState(String),
+    /// Too many sessions or concurrent syncs.
     #[error("{0}")]
-    ResourceExhausted(String),
-    /// A per-peer rate limit → RESOURCE_EXHAUSTED with a retry delay.
+    Busy(String),
+    /// A per-peer rate limit, with the time a retry will be let through.
     #[error("{message}")]
     RateLimited {
         /// What was limited, for the caller.
@@ -45,7 +45,7 @@ pub enum HubError {
         /// When a retry will be let through.
         retry_after: Duration,
     },
-    /// Not ready or shutting down → UNAVAILABLE.
+    /// Not ready or shutting down.
     #[error("{0}")]
     Unavailable(String),
     /// The register failed.
@@ -215,12 +215,12 @@ impl Hub {
             self.limits.check(Limited::FullSync, peer_id)?;
         }
         if after < 0 {
-            return Err(HubError::InvalidArgument(format!(
+            return Err(HubError::Invalid(format!(
                 "last_known_version {after} is negative"
             )));
         }
         if max < 0 {
-            return Err(HubError::InvalidArgument(format!(
+            return Err(HubError::Invalid(format!(
                 "max_blueprints {max} is negative; use 0 for no limit"
             )));
         }
@@ -300,7 +300,7 @@ impl Hub {
     ) -> Result<impl Stream<Item = Result<Notification, HubError>> + Send + use<>, HubError> {
         self.ensure_ready()?;
         if resume_from < 0 {
-            return Err(HubError::InvalidArgument(format!(
+            return Err(HubError::Invalid(format!(
                 "resume_from_version {resume_from} is negative"
             )));
         }

@@ -21,7 +21,7 @@ const MAX_PROTOCOL_CHARS: usize = 64;
 
 /// Checks a peer id against the node-id rule, once, where it reaches the hub.
 pub fn peer_id(id: &str) -> Result<PeerId, HubError> {
-    PeerId::parse(id).map_err(|e| HubError::InvalidArgument(e.to_string()))
+    PeerId::parse(id).map_err(|e| HubError::Invalid(e.to_string()))
 }
 
 struct Session {
@@ -145,7 +145,7 @@ impl SessionRegistry {
         debug_assert_eq!(peer.as_str(), request.peer_id);
         match NodeKind::parse(&request.peer.node_type) {
             None => {
-                return Err(HubError::InvalidArgument(format!(
+                return Err(HubError::Invalid(format!(
                     "node_type {:?} is unknown: use \"Peer\" or \"Hub\"",
                     request.peer.node_type.chars().take(40).collect::<String>()
                 )));
@@ -155,7 +155,7 @@ impl SessionRegistry {
                     peer_id = %request.peer_id,
                     "configuration error: a hub tried to connect to this hub as a peer; hubs never dial hubs"
                 );
-                return Err(HubError::FailedPrecondition(format!(
+                return Err(HubError::WrongState(format!(
                     "{} says it is a hub; hubs do not connect to hubs (check its --role and --hub settings)",
                     request.peer_id
                 )));
@@ -164,7 +164,7 @@ impl SessionRegistry {
         }
         let peer = &request.peer;
         if peer.address.chars().count() > MAX_ADDRESS_CHARS {
-            return Err(HubError::InvalidArgument(format!(
+            return Err(HubError::Invalid(format!(
                 "peer_info.address is longer than {MAX_ADDRESS_CHARS} characters"
             )));
         }
@@ -174,18 +174,18 @@ impl SessionRegistry {
                 .iter()
                 .any(|p| p.chars().count() > MAX_PROTOCOL_CHARS)
         {
-            return Err(HubError::InvalidArgument(format!(
+            return Err(HubError::Invalid(format!(
                 "peer_info.supported_protocols allows at most {MAX_PROTOCOLS} entries of at most {MAX_PROTOCOL_CHARS} characters"
             )));
         }
         if !(0..=65_535).contains(&peer.port) {
-            return Err(HubError::InvalidArgument(format!(
+            return Err(HubError::Invalid(format!(
                 "peer_info.port {} is out of range 0-65535",
                 peer.port
             )));
         }
         if request.last_known_version < 0 {
-            return Err(HubError::InvalidArgument(format!(
+            return Err(HubError::Invalid(format!(
                 "last_known_version {} is negative",
                 request.last_known_version
             )));
@@ -194,7 +194,7 @@ impl SessionRegistry {
         let session_id = uuid::Uuid::new_v4().to_string();
         let mut sessions = self.lock();
         if !sessions.contains_key(&request.peer_id) && sessions.len() >= self.config.max_sessions {
-            return Err(HubError::ResourceExhausted(format!(
+            return Err(HubError::Busy(format!(
                 "the hub holds its maximum of {} sessions; retry later or use another hub",
                 self.config.max_sessions
             )));
@@ -235,10 +235,10 @@ impl SessionRegistry {
         let mut sessions = self.lock();
         match sessions.get_mut(peer_id.as_str()) {
             Some(s) if s.session_id == session_id && s.timed_out_at.is_none() => Ok(f(s)),
-            Some(s) if s.session_id == session_id => Err(HubError::NotFound(format!(
+            Some(s) if s.session_id == session_id => Err(HubError::UnknownSession(format!(
                 "session {session_id} of {peer_id} timed out; connect again"
             ))),
-            _ => Err(HubError::NotFound(format!(
+            _ => Err(HubError::UnknownSession(format!(
                 "no session {session_id:?} for peer {peer_id}; connect first"
             ))),
         }
@@ -254,7 +254,7 @@ impl SessionRegistry {
                 }
                 Ok(())
             }
-            _ => Err(HubError::NotFound(format!(
+            _ => Err(HubError::UnknownSession(format!(
                 "no session {session_id:?} for peer {peer_id}"
             ))),
         }
@@ -272,7 +272,7 @@ impl SessionRegistry {
         let counter = self.with_session(peer_id, session_id, |s| Arc::clone(&s.active_syncs))?;
         let max = self.config.max_concurrent_syncs as usize;
         let mut guard = StreamGuard::try_new(counter, max).ok_or_else(|| {
-            HubError::ResourceExhausted(format!(
+            HubError::Busy(format!(
                 "peer {peer_id} already runs {max} syncs (hub.maxConcurrentSyncs); wait for one to finish"
             ))
         })?;
@@ -300,7 +300,7 @@ impl SessionRegistry {
         })?;
         let max = self.config.max_push_streams_per_session as usize;
         let guard = StreamGuard::try_new(counter, max).ok_or_else(|| {
-            HubError::ResourceExhausted(format!(
+            HubError::Busy(format!(
                 "session {session_id} of {peer_id} already holds {max} push streams (hub.maxPushStreamsPerSession)"
             ))
         })?;
@@ -316,12 +316,12 @@ impl SessionRegistry {
     ) -> Result<HeartbeatOutcome, HubError> {
         debug_assert_eq!(peer.as_str(), hb.peer_id);
         if hb.session_id.is_empty() {
-            return Err(HubError::FailedPrecondition(
-                "heartbeat without a session: call ConnectToCentralNode first".into(),
+            return Err(HubError::WrongState(
+                "heartbeat without a session: connect first".into(),
             ));
         }
         if hb.last_sync_version < 0 {
-            return Err(HubError::InvalidArgument(format!(
+            return Err(HubError::Invalid(format!(
                 "last_sync_version {} is negative",
                 hb.last_sync_version
             )));
@@ -330,7 +330,7 @@ impl SessionRegistry {
         let skew = now.saturating_sub(hb.timestamp);
         let max_skew = i64::try_from(self.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
         if skew.saturating_abs() > max_skew {
-            return Err(HubError::InvalidArgument(format!(
+            return Err(HubError::Invalid(format!(
                 "heartbeat timestamp {} is {} ms from the hub's clock {now}; at most ±{} ms is allowed (check the peer's clock)",
                 hb.timestamp,
                 skew.saturating_abs(),
@@ -439,7 +439,7 @@ impl SessionRegistry {
             Some(s) if s.session_id == session_id => {
                 Ok(self.report(s, peer_id.as_str(), hub_version, now))
             }
-            _ => Err(HubError::NotFound(format!(
+            _ => Err(HubError::UnknownSession(format!(
                 "no session {session_id:?} for peer {peer_id}"
             ))),
         }
@@ -480,7 +480,7 @@ impl SessionRegistry {
         sessions
             .get(peer_id.as_str())
             .map(|s| self.view_of(peer_id.as_str(), s, hub_version, now))
-            .ok_or_else(|| HubError::NotFound(format!("no session for peer {peer_id}")))
+            .ok_or_else(|| HubError::UnknownSession(format!("no session for peer {peer_id}")))
     }
 
     /// When the peer's last sync stream completed.

@@ -4,7 +4,8 @@
 use super::hub_clock::HubClock;
 use super::sync::{self, RateLimitWait, SyncError};
 use super::{Command, Peer, PeerError};
-use crate::link::{HubLink, LinkError, LinkErrorKind, LinkStream};
+use crate::error_code::ErrorCode;
+use crate::link::{HubLink, LinkError, LinkStream};
 use crate::metrics::{Outcome, OutcomeLabels};
 use crate::protocol::{
     ConnectRequest, DisconnectReason, Filters, Heartbeat, HeartbeatAck, Notification,
@@ -165,7 +166,7 @@ pub async fn run(
                 Some(Command::Sync { full, reply }) => {
                     let result = session.sync(full, RateLimitWait::Report).await;
                     let answer = result.clone().map_err(|e| match e {
-                        SyncError::Transport(LinkError { kind: LinkErrorKind::RateLimited, message, retry_after }) => {
+                        SyncError::Transport(LinkError { code, message, retry_after }) if code.is_back_off() => {
                             PeerError::Refused { message, retry_after }
                         }
                         other => PeerError::SyncFailed(other.to_string()),
@@ -314,11 +315,11 @@ impl Session {
                 peer.on_divergence(index, &m);
                 Some(SessionEnd::Diverged(m))
             }
-            Err(SyncError::Transport(e)) if e.kind == LinkErrorKind::UnknownSession => {
+            Err(SyncError::Transport(e)) if e.code == ErrorCode::UnknownSession => {
                 Some(SessionEnd::Reconnect)
             }
             // The hub is alive and asks for patience; the next periodic or advised sync retries.
-            Err(SyncError::Transport(e)) if e.kind == LinkErrorKind::RateLimited => {
+            Err(SyncError::Transport(e)) if e.code.is_back_off() => {
                 tracing::warn!(error = %e.message, "sync refused by the hub for now; staying connected");
                 None
             }
@@ -465,14 +466,14 @@ async fn heartbeat_loop(
                         .observe(sent_ms, peer.clock().now_ms(), ack.timestamp);
                 HeartbeatEvent::Ack(ack, offset)
             }
-            Ok(Err(e)) if e.kind == LinkErrorKind::Invalid => {
+            Ok(Err(e)) if e.code == ErrorCode::Invalid => {
                 // The hub is alive and refuses the heartbeat itself (its clock check): every
                 // hub would say the same, so this is no miss and no reason to fail over.
                 tracing::warn!(error = %e.message, "the hub refused a heartbeat; not counted as missed");
                 outcome(Outcome::Failed);
                 continue;
             }
-            Ok(Err(e)) if e.kind == LinkErrorKind::RateLimited => {
+            Ok(Err(e)) if e.code.is_back_off() => {
                 // The hub is alive and asks us to slow down: not a missed heartbeat.
                 let wait = e.retry_after.unwrap_or(cfg.heartbeat_interval);
                 tracing::warn!(error = %e.message, wait_ms = wait.as_millis() as u64, "heartbeat rate limited by the hub; waiting");

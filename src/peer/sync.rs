@@ -2,7 +2,8 @@
 //! never rolling back, applying entries and checkpoint together in batches.
 
 use super::Peer;
-use crate::link::{HubLink, LinkError, LinkErrorKind, LinkStream};
+use crate::error_code::ErrorCode;
+use crate::link::{HubLink, LinkError, LinkStream};
 use crate::metrics::{Outcome, OutcomeLabels, SyncKind, SyncLabels};
 use crate::register::ApplyError;
 use crate::register::entry::Entry;
@@ -152,7 +153,7 @@ async fn open_stream(
         };
         match opened {
             Err(LinkError {
-                kind: LinkErrorKind::RateLimited,
+                code: ErrorCode::RateLimited,
                 retry_after: Some(delay),
                 message,
             }) if wait == RateLimitWait::Honour

@@ -132,3 +132,60 @@ async fn deleted_entry_is_reported_as_a_gap() {
     tamper(&dir, "DELETE FROM entries WHERE version = 3");
     assert_detected(dir, 3, "expected version 3").await;
 }
+
+/// A stored row that cannot be read back (here: changed under a running hub) is the same
+/// failure on both transports: REST 503 `register-corrupt`, gRPC `UNAVAILABLE` naming the
+/// version — before the one error table, gRPC answered `INTERNAL`.
+#[tokio::test]
+async fn an_unreadable_row_is_corrupt_on_rest_and_grpc_alike() {
+    use sorcha_peer::error_code::ErrorCode;
+    use sorcha_peer::hub_client::HubClient;
+    use sorcha_peer::link::HubLink;
+    use sorcha_peer::protocol::ConnectRequest;
+
+    // A tiny recent window, so reads go to the store rather than memory.
+    let hub = TestHub::configured(|c| c.limits.recent_window_bytes = 1).await;
+    for i in 0..5 {
+        assert_eq!(hub.publish(&format!("u-{i}"), json!({"i": i})).await.0, 201);
+    }
+    tamper(
+        &hub.dir,
+        "UPDATE entries SET entry_type = 99 WHERE version = 3",
+    );
+
+    let (status, problem) = hub
+        .get("/api/v1/system-register/entries?since=0&limit=10")
+        .await;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(problem["type"], "urn:sorcha:problem:register-corrupt");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("version 3"),
+        "{problem}"
+    );
+
+    let client = HubClient::connect(&hub.url(""), std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    let request = ConnectRequest {
+        peer_id: "p-corrupt".into(),
+        ..Default::default()
+    };
+    let grant = client.open_session(&request).await.unwrap();
+    let mut stream = client
+        .full_sync("p-corrupt", &grant.session_id, 0)
+        .await
+        .unwrap();
+    let mut failure = None;
+    while let Some(item) = futures::StreamExt::next(&mut stream).await {
+        if let Err(e) = item {
+            failure = Some(e);
+            break;
+        }
+    }
+    let failure = failure.expect("the sync reached the unreadable row");
+    assert_eq!(failure.code, ErrorCode::Unavailable, "{failure}");
+    assert!(
+        failure.message.contains("integrity") && failure.message.contains("version 3"),
+        "{failure}"
+    );
+}

@@ -3,8 +3,9 @@
 use crate::support::{PUBLISHER, TestHub, WAIT, config};
 use futures::StreamExt;
 use serde_json::json;
+use sorcha_peer::error_code::ErrorCode;
 use sorcha_peer::hub_client::HubClient;
-use sorcha_peer::link::{HubLink, LinkErrorKind};
+use sorcha_peer::link::HubLink;
 use sorcha_peer::protocol::{
     ConnectRequest, DisconnectReason, Filters, Heartbeat, HeartbeatHealth, PeerDescription,
     RecommendedAction,
@@ -193,7 +194,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
         .await
         .err()
         .unwrap();
-    assert_eq!(gone.kind, LinkErrorKind::UnknownSession);
+    assert_eq!(gone.code, ErrorCode::UnknownSession);
     hub.stop().await;
 }
 
@@ -375,7 +376,7 @@ async fn heartbeats_skew_reconnect_sync_and_timeouts() {
     let mut skewed = heartbeat("peer-h", &sid, 3, 2);
     skewed.timestamp -= 120_000;
     let err = c.heartbeat(&skewed).await.unwrap_err();
-    assert_eq!(err.kind, LinkErrorKind::Invalid);
+    assert_eq!(err.code, ErrorCode::Invalid);
     assert!(err.message.contains("±60000 ms"), "{}", err.message);
     // Unknown session: RECONNECT.
     let ack = c
@@ -389,7 +390,7 @@ async fn heartbeats_skew_reconnect_sync_and_timeouts() {
         .heartbeat(&heartbeat("peer-h", "", 1, 2))
         .await
         .unwrap_err();
-    assert_eq!(err.kind, LinkErrorKind::Precondition);
+    assert_eq!(err.code, ErrorCode::WrongState);
 
     let report = c.heartbeat_status("peer-h", &sid).await.unwrap();
     assert_eq!(report.total_heartbeats_received, 3);
@@ -444,7 +445,7 @@ async fn bad_calls_get_the_contract_status_codes() {
     let mut as_hub = peer("n1");
     as_hub.peer.node_type = "Hub".into();
     let err = c.open_session(&as_hub).await.unwrap_err();
-    assert_eq!(err.kind, LinkErrorKind::Precondition);
+    assert_eq!(err.code, ErrorCode::WrongState);
     assert!(
         err.message.contains("hubs do not connect to hubs"),
         "{}",
@@ -452,61 +453,61 @@ async fn bad_calls_get_the_contract_status_codes() {
     );
     as_hub.peer.node_type = "Central".into();
     assert_eq!(
-        c.open_session(&as_hub).await.unwrap_err().kind,
-        LinkErrorKind::Precondition
+        c.open_session(&as_hub).await.unwrap_err().code,
+        ErrorCode::WrongState
     );
 
     for bad_id in ["", "has space", &"x".repeat(65), "semi;colon"] {
         let err = c.open_session(&peer(bad_id)).await.unwrap_err();
-        assert_eq!(err.kind, LinkErrorKind::Invalid, "{bad_id:?}");
+        assert_eq!(err.code, ErrorCode::Invalid, "{bad_id:?}");
         assert!(err.message.contains("peer_id"), "{}", err.message);
     }
     let mut big = peer("big");
     big.peer.address = "a".repeat(300);
     assert_eq!(
-        c.open_session(&big).await.unwrap_err().kind,
-        LinkErrorKind::Invalid
+        c.open_session(&big).await.unwrap_err().code,
+        ErrorCode::Invalid
     );
     let mut weird = peer("weird");
     weird.peer.node_type = "Toaster".into();
     assert_eq!(
-        c.open_session(&weird).await.unwrap_err().kind,
-        LinkErrorKind::Invalid
+        c.open_session(&weird).await.unwrap_err().code,
+        ErrorCode::Invalid
     );
     let mut negative = peer("neg");
     negative.last_known_version = -1;
     assert_eq!(
-        c.open_session(&negative).await.unwrap_err().kind,
-        LinkErrorKind::Invalid
+        c.open_session(&negative).await.unwrap_err().code,
+        ErrorCode::Invalid
     );
 
     // Unknown sessions.
     assert_eq!(
-        c.full_sync("ghost", "nope", 0).await.err().unwrap().kind,
-        LinkErrorKind::UnknownSession
+        c.full_sync("ghost", "nope", 0).await.err().unwrap().code,
+        ErrorCode::UnknownSession
     );
     assert_eq!(
         c.subscribe("ghost", "nope", &Filters::default(), 0)
             .await
             .err()
             .unwrap()
-            .kind,
-        LinkErrorKind::UnknownSession
+            .code,
+        ErrorCode::UnknownSession
     );
     assert_eq!(
-        c.checkpoint("ghost", "nope").await.unwrap_err().kind,
-        LinkErrorKind::UnknownSession
+        c.checkpoint("ghost", "nope").await.unwrap_err().code,
+        ErrorCode::UnknownSession
     );
     assert_eq!(
-        c.heartbeat_status("ghost", "nope").await.unwrap_err().kind,
-        LinkErrorKind::UnknownSession
+        c.heartbeat_status("ghost", "nope").await.unwrap_err().code,
+        ErrorCode::UnknownSession
     );
     assert_eq!(
         c.close_session("ghost", "nope", DisconnectReason::Shutdown, 0)
             .await
             .unwrap_err()
-            .kind,
-        LinkErrorKind::UnknownSession
+            .code,
+        ErrorCode::UnknownSession
     );
 
     // Negative versions and limits.
@@ -516,24 +517,24 @@ async fn bad_calls_get_the_contract_status_codes() {
             .await
             .err()
             .unwrap()
-            .kind,
-        LinkErrorKind::Invalid
+            .code,
+        ErrorCode::Invalid
     );
     assert_eq!(
         c.incremental_sync("ok-1", &grant.session_id, -5, 0)
             .await
             .err()
             .unwrap()
-            .kind,
-        LinkErrorKind::Invalid
+            .code,
+        ErrorCode::Invalid
     );
     assert_eq!(
         c.subscribe("ok-1", &grant.session_id, &Filters::default(), -2)
             .await
             .err()
             .unwrap()
-            .kind,
-        LinkErrorKind::Invalid
+            .code,
+        ErrorCode::Invalid
     );
 
     // Reconnecting replaces the session; a third peer exceeds max_sessions = 2.
@@ -544,12 +545,12 @@ async fn bad_calls_get_the_contract_status_codes() {
             .await
             .err()
             .unwrap()
-            .kind,
-        LinkErrorKind::UnknownSession
+            .code,
+        ErrorCode::UnknownSession
     );
     c.open_session(&peer("ok-2")).await.unwrap();
     let full = c.open_session(&peer("ok-3")).await.unwrap_err();
-    assert_eq!(full.kind, LinkErrorKind::RateLimited);
+    assert_eq!(full.code, ErrorCode::Busy);
     assert!(
         full.message.contains("maximum of 2 sessions"),
         "{}",

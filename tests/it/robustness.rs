@@ -382,7 +382,7 @@ fn grpc_cases(session: &str) -> Vec<Grpc> {
             HEARTBEAT,
             heartbeat("", 1, now_ms()),
             9,
-            "ConnectToCentralNode",
+            "connect first",
         ),
         g(
             "G15",

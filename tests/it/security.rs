@@ -4,8 +4,9 @@
 use crate::support::{ADMIN, PUBLISHER, TestHub, WAIT, config, peer_config, wait_for};
 use serde_json::json;
 use sorcha_peer::config::{PeerTokenConfig, Rate, Secret};
+use sorcha_peer::error_code::ErrorCode;
 use sorcha_peer::hub_client::{ClientOptions, HubClient};
-use sorcha_peer::link::{HubLink, LinkErrorKind};
+use sorcha_peer::link::HubLink;
 use sorcha_peer::protocol::{ConnectRequest, PeerDescription};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,7 +67,7 @@ async fn hub_with_peer_tokens_refuses_missing_wrong_and_borrowed_credentials() {
         .open_session(&connect_request("peer-a"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, LinkErrorKind::Unauthenticated, "{e}");
+    assert_eq!(e.code, ErrorCode::Unauthenticated, "{e}");
     assert!(e.message.contains("peer-id"), "{e}");
 
     let wrong = client_as(&hub, Some("peer-a"), Some("not-the-right-token-at-all")).await;
@@ -74,7 +75,7 @@ async fn hub_with_peer_tokens_refuses_missing_wrong_and_borrowed_credentials() {
         .open_session(&connect_request("peer-a"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, LinkErrorKind::Unauthenticated, "{e}");
+    assert_eq!(e.code, ErrorCode::Unauthenticated, "{e}");
     assert!(!e.message.contains(TOKEN_A), "a token leaked: {e}");
 
     let unknown = client_as(&hub, Some("peer-z"), Some(TOKEN_A)).await;
@@ -82,7 +83,7 @@ async fn hub_with_peer_tokens_refuses_missing_wrong_and_borrowed_credentials() {
         .open_session(&connect_request("peer-z"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, LinkErrorKind::Unauthenticated, "{e}");
+    assert_eq!(e.code, ErrorCode::Unauthenticated, "{e}");
 
     // peer-b's own credentials cannot act for peer-a.
     let b = client_as(&hub, Some("peer-b"), Some(TOKEN_B)).await;
@@ -90,7 +91,7 @@ async fn hub_with_peer_tokens_refuses_missing_wrong_and_borrowed_credentials() {
         .open_session(&connect_request("peer-a"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, LinkErrorKind::Forbidden, "{e}");
+    assert_eq!(e.code, ErrorCode::Forbidden, "{e}");
     assert!(e.message.contains("peer-b"), "{e}");
 
     // The right credentials work for every call of the session.
@@ -103,7 +104,7 @@ async fn hub_with_peer_tokens_refuses_missing_wrong_and_borrowed_credentials() {
     assert_eq!(entries.len(), 1, "the genesis entry");
     // ...but not for another peer's session or checkpoint.
     let e = a.checkpoint("peer-b", &grant.session_id).await.unwrap_err();
-    assert_eq!(e.kind, LinkErrorKind::Forbidden, "{e}");
+    assert_eq!(e.code, ErrorCode::Forbidden, "{e}");
 
     // Health and reflection stay open, REST is unaffected.
     let mut health = tonic_health::pb::health_client::HealthClient::new(
@@ -206,7 +207,7 @@ async fn a_peer_hammering_connect_is_limited_and_others_are_not() {
         match client.open_session(&connect_request("noisy")).await {
             Ok(_) => {}
             Err(e) => {
-                assert_eq!(e.kind, LinkErrorKind::RateLimited, "{e}");
+                assert_eq!(e.code, ErrorCode::RateLimited, "{e}");
                 let wait = e.retry_after.expect("a retry hint");
                 assert!(wait > Duration::from_secs(1) && wait <= Duration::from_secs(60));
                 assert!(e.message.contains("connect rate limit"), "{e}");
@@ -291,7 +292,7 @@ async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
         .await
         .err()
         .expect("a second concurrent sync is refused");
-    assert_eq!(e.kind, LinkErrorKind::RateLimited, "{e}");
+    assert_eq!(e.code, ErrorCode::Busy, "{e}");
     assert!(e.message.contains("maxConcurrentSyncs"), "{e}");
     // Another peer is not affected.
     let other = client
@@ -314,7 +315,7 @@ async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
             {
                 Ok(stream) => return stream,
                 // The hub notices the finished stream a moment after the client does.
-                Err(e) if e.kind == LinkErrorKind::RateLimited => {
+                Err(e) if e.code.is_back_off() => {
                     tokio::time::sleep(Duration::from_millis(10)).await
                 }
                 Err(e) => panic!("{e}"),
@@ -433,7 +434,7 @@ async fn push_streams_per_session_are_capped() {
         .await
         .err()
         .expect("a second push stream is refused");
-    assert_eq!(e.kind, LinkErrorKind::RateLimited, "{e}");
+    assert_eq!(e.code, ErrorCode::Busy, "{e}");
     assert!(e.message.contains("maxPushStreamsPerSession"), "{e}");
     drop(held);
 }
@@ -461,7 +462,7 @@ async fn a_grpc_call_stuck_on_the_store_ends_with_deadline_exceeded() {
     proxy.pause();
     let started = std::time::Instant::now();
     let e = client.status("p-deadline").await.unwrap_err();
-    assert_eq!(e.kind, LinkErrorKind::Timeout, "{e}");
+    assert_eq!(e.code, ErrorCode::Timeout, "{e}");
     assert!(e.message.contains("limits.grpcCallTimeout"), "{e}");
     assert!(started.elapsed() < WAIT, "bounded by the call timeout");
     proxy.resume();

@@ -111,10 +111,13 @@ async fn call_deadline(
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(%path, timeout_ms = timeout.as_millis() as u64, "gRPC call timed out");
-            tonic::Status::deadline_exceeded(format!(
-                "the hub did not answer within limits.grpcCallTimeout ({} ms)",
-                timeout.as_millis()
-            ))
+            status::status(
+                crate::error_code::ErrorCode::Timeout,
+                format!(
+                    "the hub did not answer within limits.grpcCallTimeout ({} ms)",
+                    timeout.as_millis()
+                ),
+            )
             .into_http::<axum::body::Body>()
         }
     }

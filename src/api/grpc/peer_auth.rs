@@ -4,7 +4,9 @@
 //! request must be the authenticated one (PERMISSION_DENIED otherwise). Health and reflection
 //! stay open. Tokens are compared in constant time and never logged.
 
+use super::status::status;
 use crate::config::PeerTokenConfig;
+use crate::error_code::ErrorCode;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -50,18 +52,23 @@ impl PeerCredentials {
             match headers.get(name) {
                 None => Ok(None),
                 Some(v) => v.to_str().map(Some).map_err(|_| {
-                    Status::unauthenticated(format!("{name} metadata is not printable ASCII"))
+                    status(
+                        ErrorCode::Unauthenticated,
+                        format!("{name} metadata is not printable ASCII"),
+                    )
                 }),
             }
         };
         let (Some(peer_id), Some(authorization)) = (header("peer-id")?, header("authorization")?)
         else {
-            return Err(Status::unauthenticated(
+            return Err(status(
+                ErrorCode::Unauthenticated,
                 "this hub requires peer credentials: send `peer-id` and `authorization: Bearer <token>` metadata",
             ));
         };
         let Some(token) = authorization.strip_prefix("Bearer ") else {
-            return Err(Status::unauthenticated(
+            return Err(status(
+                ErrorCode::Unauthenticated,
                 "authorization metadata must be `Bearer <token>`",
             ));
         };
@@ -73,7 +80,8 @@ impl PeerCredentials {
         if expected.is_some() && matches {
             Ok(AuthenticatedPeer(peer_id.to_owned()))
         } else {
-            Err(Status::unauthenticated(
+            Err(status(
+                ErrorCode::Unauthenticated,
                 "unknown peer or wrong token for the given peer-id",
             ))
         }
@@ -109,12 +117,13 @@ pub fn authorize(extensions: &axum::http::Extensions, peer_id: &str) -> Result<(
 /// [`authorize`] for a caller taken out of the extensions earlier (streaming requests).
 pub fn authorize_as(caller: Option<&AuthenticatedPeer>, peer_id: &str) -> Result<(), Status> {
     match caller {
-        Some(AuthenticatedPeer(caller)) if caller != peer_id => {
-            Err(Status::permission_denied(format!(
+        Some(AuthenticatedPeer(caller)) if caller != peer_id => Err(status(
+            ErrorCode::Forbidden,
+            format!(
                 "authenticated as peer {caller:?}, which may not act for peer {:?}",
                 peer_id.chars().take(80).collect::<String>()
-            )))
-        }
+            ),
+        )),
         _ => Ok(()),
     }
 }

@@ -80,7 +80,8 @@ impl SystemRegisterSync for SyncService {
     ) -> Result<Response<Self::SubscribeToPushNotificationsStream>, Status> {
         authorize(request.extensions(), &request.get_ref().peer_id)?;
         let r = request.into_inner();
-        let filters = convert::filters_from_wire(r.filters).map_err(Status::invalid_argument)?;
+        let filters = convert::filters_from_wire(r.filters)
+            .map_err(|m| super::status::status(crate::error_code::ErrorCode::Invalid, m))?;
         let notifications =
             self.hub
                 .subscribe(&r.peer_id, &r.session_id, filters, r.resume_from_version)?;

@@ -10,6 +10,7 @@ use crate::api::encode::{entry_response, page_response};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{ApiJson, ApiQuery, Caller};
 use crate::api::idempotency;
+use crate::error_code::ErrorCode;
 use crate::register::validation;
 use crate::register::{Publication, WriteOptions, Written};
 use crate::store::ListQuery;
@@ -127,8 +128,7 @@ fn refuse_on_peer(state: &AppState, path: &str) -> Result<(), ApiError> {
         .or_else(|| state.config.hubs.first().cloned())
         .unwrap_or_default();
     Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "read-only-peer",
+        ErrorCode::ReadOnly,
         format!("this node is a peer and holds a read-only replica; publish to the hub {hub}"),
     )
     .with_location(format!("{}{path}", hub.trim_end_matches('/'))))
@@ -300,18 +300,12 @@ pub async fn deprecate(
         DeprecateRequest::default()
     } else if !body.trim_ascii_start().starts_with(b"{") {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
+            ErrorCode::MalformedJson,
             "invalid body: send no body, or a JSON object",
         ));
     } else {
-        serde_json::from_slice::<DeprecateRequest>(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed-json",
-                format!("invalid body: {e}"),
-            )
-        })?
+        serde_json::from_slice::<DeprecateRequest>(&body)
+            .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("invalid body: {e}")))?
     };
     let done = state
         .register

@@ -90,25 +90,15 @@ pub async fn sync(
     let peer = peer(&state)?;
     match peer.sync_now(query.full.unwrap_or(false)).await {
         Ok(outcome) => Ok(Json(outcome)),
-        Err(e @ PeerError::NotConnected(_)) => Err(ApiError::unavailable(e.to_string())),
-        Err(PeerError::Refused {
-            message,
-            retry_after,
-        }) => {
-            let error = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "sync-refused",
-                format!("the hub refused the sync for now: {message}"),
-            );
-            Err(match retry_after {
-                Some(wait) => error.with_retry_after(wait),
-                None => error,
+        Err(e) => {
+            let error = ApiError::new(e.code(), e.to_string());
+            Err(match e {
+                PeerError::Refused {
+                    retry_after: Some(wait),
+                    ..
+                } => error.with_retry_after(wait),
+                _ => error,
             })
         }
-        Err(e @ PeerError::SyncFailed(_)) => Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "sync-failed",
-            e.to_string(),
-        )),
     }
 }

@@ -34,8 +34,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthView> {
 pub async fn ready(State(state): State<AppState>) -> Result<Json<ReadyView>, ApiError> {
     if let Some(failure) = state.register.integrity() {
         return Err(ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "register-corrupt",
+            crate::error_code::ErrorCode::Corrupt,
             failure.to_string(),
         ));
     }

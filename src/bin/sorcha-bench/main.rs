@@ -732,7 +732,7 @@ async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
                         Ok(v) => return anyhow::Ok(v),
                         Err(e) => {
                             let kind = match e.downcast_ref::<LinkError>() {
-                                Some(c) => format!("{:?}", c.kind),
+                                Some(c) => format!("{:?}", c.code),
                                 None => "other".to_owned(),
                             };
                             {

@@ -162,6 +162,7 @@ pub async fn start_with_clock(
             Arc::clone(&clock),
             Arc::new(dialer),
             shutdown.clone(),
+            None,
         ))
     } else {
         None

@@ -6,7 +6,12 @@
 //! - [`store`]: the `RegisterStore` interface, the embedded SQLite backend and the
 //!   conformance suite.
 //! - [`link`]: the peer's port to a hub ([`link::HubLink`], [`link::Dialer`]) in domain types;
-//!   [`hub_client`] implements it over gRPC, speaking the contract in [`wire`].
+//!   [`hub_client`] implements it over gRPC, speaking the contract in [`wire`]; `hub::link`
+//!   implements it in process.
+//! - [`hub`]: peer sessions, heartbeats, sync and push streams; [`peer`]: the replica's
+//!   connection manager, session loop and sync client.
+//! - [`error_code`]: which kind of failure each domain error is; [`error_table`]: each kind's
+//!   HTTP status, problem type and gRPC status.
 //! - [`api`]: thin inbound transport adapters (REST, SSE, gRPC) on one axum router.
 //! - [`app`]: composition root; [`config`], [`auth`], [`role`], [`clock`]: its inputs.
 //! - [`cli`]: the client subcommands.

@@ -2,6 +2,7 @@
 //! Transport-free: `api/grpc` adapts it to the wire contract.
 
 pub mod limits;
+pub mod link;
 pub mod sessions;
 
 use crate::clock::SharedClock;

@@ -15,6 +15,8 @@ use crate::protocol::{ConnectionGrant, HeartbeatAck};
 use crate::register::Register;
 use crate::store::Checkpoint;
 use backon::{BackoffBuilder, ExponentialBuilder};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use session::SessionEnd;
 use state::{Attempt, ConnectionState, ConnectionView};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -77,7 +79,14 @@ pub struct Peer {
     clock_alerted: std::sync::atomic::AtomicBool,
     /// Alert posts in flight; shutdown waits for them (bounded).
     alert_posts: tokio_util::task::TaskTracker,
+    /// Every alert raised, for in-process watchers (a simulation, an embedding program).
+    alert_feed: tokio::sync::broadcast::Sender<alerts::Alert>,
+    /// Draws the backoff jitter; seeded when the caller asks for reproducible runs.
+    jitter: Mutex<StdRng>,
 }
+
+/// Alerts an in-process watcher may fall behind by before it misses some.
+const ALERT_FEED: usize = 256;
 
 /// How long shutdown waits for alert posts in flight.
 const ALERT_DRAIN: Duration = Duration::from_secs(2);
@@ -96,7 +105,7 @@ impl std::fmt::Debug for Peer {
 
 impl Peer {
     /// Starts the peer's connection manager, reaching hubs through `dialer`; it runs until
-    /// `shutdown`.
+    /// `shutdown`. `jitter_seed` makes the backoff jitter reproducible (`None`: from the OS).
     pub fn start(
         register: Arc<Register>,
         config: Arc<Config>,
@@ -104,9 +113,16 @@ impl Peer {
         clock: SharedClock,
         dialer: Arc<dyn Dialer>,
         shutdown: CancellationToken,
+        jitter_seed: Option<u64>,
     ) -> (Arc<Self>, JoinHandle<()>) {
         let (commands, receiver) = mpsc::channel(16);
+        let jitter = match jitter_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
         let peer = Arc::new(Self {
+            alert_feed: tokio::sync::broadcast::channel(ALERT_FEED).0,
+            jitter: Mutex::new(jitter),
             view: Mutex::new(ConnectionView::new(&config.hubs)),
             refusals: Mutex::new(vec![None; config.hubs.len()]),
             refusal_alerted: std::sync::atomic::AtomicBool::new(false),
@@ -198,6 +214,11 @@ impl Peer {
         answer.await.map_err(|_| PeerError::NotConnected(state))?
     }
 
+    /// Every alert this peer raises from now on.
+    pub fn alerts(&self) -> tokio::sync::broadcast::Receiver<alerts::Alert> {
+        self.alert_feed.subscribe()
+    }
+
     /// Drops the session (if any) and reconnects, restarting the backoff.
     pub async fn reconnect(&self) {
         let _ = self.commands.send(Command::Reconnect).await;
@@ -208,14 +229,17 @@ impl Peer {
     }
 
     fn alert(&self, event: &str, message: String) {
+        let alert = alerts::Alert {
+            event: event.to_owned(),
+            node_id: self.node_id.clone(),
+            at: self.clock.now_ms(),
+            message,
+        };
+        // No watcher is fine: the log line and the webhook carry it.
+        let _ = self.alert_feed.send(alert.clone());
         alerts::raise(
             self.config.alerts.webhook_url.as_deref(),
-            alerts::Alert {
-                event: event.to_owned(),
-                node_id: self.node_id.clone(),
-                at: self.clock.now_ms(),
-                message,
-            },
+            alert,
             &self.alert_posts,
         );
     }
@@ -433,15 +457,24 @@ impl Peer {
 /// Delays between connect attempts to one hub: exponential from `backoffInitial` to
 /// `backoffMax` (backon computes the sequence), each shortened by up to 20 % at random so
 /// peers that lost the same hub do not retry in lockstep.
-fn backoff(config: &Config) -> impl Iterator<Item = Duration> + use<> {
+fn backoff(peer: &Arc<Peer>) -> impl Iterator<Item = Duration> + use<> {
+    let config = &peer.config;
     let attempts = config.peer.attempts_per_hub.max(1) as usize;
+    let peer = Arc::clone(peer);
     ExponentialBuilder::new()
         .with_min_delay(config.peer.backoff_initial)
         .with_max_delay(config.peer.backoff_max)
         .with_factor(2.0)
         .with_max_times(attempts - 1)
         .build()
-        .map(|d| d.mul_f64(1.0 - rand::random::<f64>() * 0.2))
+        .map(move |d| {
+            let draw: f64 = peer
+                .jitter
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .random();
+            d.mul_f64(1.0 - draw * 0.2)
+        })
 }
 
 /// The connection manager: tries hubs in priority order with backoff, wraps around, declares
@@ -455,7 +488,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
     let mut index = 0usize;
     let mut exhausted = vec![false; hubs];
     'hubs: loop {
-        let mut delays = backoff(&peer.config);
+        let mut delays = backoff(&peer);
         let mut delay = Duration::ZERO;
         loop {
             peer.begin_attempt(index, delay);
@@ -463,7 +496,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
                 SessionEnd::Shutdown => break 'hubs,
                 SessionEnd::Reconnect => {
                     exhausted.fill(false);
-                    delays = backoff(&peer.config);
+                    delays = backoff(&peer);
                     delay = Duration::ZERO;
                     continue;
                 }
@@ -500,7 +533,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
                 () = tokio::time::sleep(delay) => {}
                 command = commands.recv() => match command {
                     Some(Command::Reconnect) => {
-                        delays = backoff(&peer.config);
+                        delays = backoff(&peer);
                         delay = Duration::ZERO;
                     }
                     Some(Command::Sync { reply, .. }) => {

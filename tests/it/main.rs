@@ -31,6 +31,7 @@ mod rest;
 mod robustness;
 mod schema;
 mod security;
+mod sim;
 mod sse;
 mod store;
 mod support;

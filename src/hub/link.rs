@@ -1,0 +1,129 @@
+//! The hub as a [`HubLink`] in process: what the gRPC services do for a remote peer, without a
+//! socket. A peer (or a simulation of many) can be pointed at a hub in the same process; errors
+//! carry the same codes the gRPC client reads back from the wire.
+
+use super::{Hub, HubError};
+use crate::link::{HubLink, HubStatus, LinkError, LinkStream};
+use crate::protocol::{
+    CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
+    HeartbeatAck, HeartbeatReport, Notification,
+};
+use crate::register::entry::Entry;
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::sync::Arc;
+
+impl From<HubError> for LinkError {
+    fn from(e: HubError) -> Self {
+        let retry_after = match &e {
+            HubError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        LinkError {
+            code: e.code(),
+            message: e.to_string(),
+            retry_after,
+        }
+    }
+}
+
+/// A link to a hub in this process.
+#[derive(Debug, Clone)]
+pub struct LocalLink {
+    hub: Arc<Hub>,
+}
+
+impl LocalLink {
+    /// A link to `hub`.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+}
+
+#[async_trait]
+impl HubLink for LocalLink {
+    async fn open_session(&self, request: &ConnectRequest) -> Result<ConnectionGrant, LinkError> {
+        Ok(self.hub.connect(request.clone()).await?)
+    }
+
+    async fn close_session(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+        reason: DisconnectReason,
+        _now_ms: i64,
+    ) -> Result<(), LinkError> {
+        self.hub.disconnect(peer_id, session_id, reason)?;
+        Ok(())
+    }
+
+    async fn status(&self, _peer_id: &str) -> Result<HubStatus, LinkError> {
+        let status = self.hub.status(false).await?;
+        Ok(HubStatus {
+            hub_id: status.node_id,
+            head_version: status.current_version,
+            head_hash: status.head_hash,
+            active_peers: i32::try_from(status.active_peer_count).unwrap_or(i32::MAX),
+        })
+    }
+
+    async fn full_sync(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+        max: i32,
+    ) -> Result<LinkStream<Entry>, LinkError> {
+        let stream = self
+            .hub
+            .sync(peer_id, session_id, 0, i64::from(max), true)?;
+        self.hub.count_sync(true);
+        Ok(Box::pin(stream.map(|r| r.map_err(LinkError::from))))
+    }
+
+    async fn incremental_sync(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+        after: i64,
+        max: i32,
+    ) -> Result<LinkStream<Entry>, LinkError> {
+        let stream = self
+            .hub
+            .sync(peer_id, session_id, after, i64::from(max), false)?;
+        self.hub.count_sync(false);
+        Ok(Box::pin(stream.map(|r| r.map_err(LinkError::from))))
+    }
+
+    async fn subscribe(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+        filters: &Filters,
+        resume_from: i64,
+    ) -> Result<LinkStream<Notification>, LinkError> {
+        let stream = self
+            .hub
+            .subscribe(peer_id, session_id, filters.clone(), resume_from)?;
+        Ok(Box::pin(stream.map(|r| r.map_err(LinkError::from))))
+    }
+
+    async fn checkpoint(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+    ) -> Result<CheckpointView, LinkError> {
+        Ok(self.hub.checkpoint(peer_id, session_id).await?)
+    }
+
+    async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAck, LinkError> {
+        Ok(self.hub.heartbeat(heartbeat.clone()).await?)
+    }
+
+    async fn heartbeat_status(
+        &self,
+        peer_id: &str,
+        session_id: &str,
+    ) -> Result<HeartbeatReport, LinkError> {
+        Ok(self.hub.heartbeat_status(peer_id, session_id)?)
+    }
+}

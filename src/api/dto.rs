@@ -198,7 +198,7 @@ pub struct NodeView {
     pub integrity_failure: Option<serde_json::Value>,
     /// Peers: the hub connection state (`Connected`, `Isolated`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub connection_state: Option<crate::peer::state::ConnectionState>,
+    pub connection_state: Option<super::rest::connection::ConnectionState>,
     /// Peers: the hub in use.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_hub: Option<String>,

@@ -313,7 +313,7 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
             .set(i64::try_from(hub.sessions().len()).unwrap_or(i64::MAX));
     }
     if let Some(peer) = &state.peer {
-        let view = peer.connection();
+        let view = peer.state();
         m.connection_state.set(view.state as i64);
         m.isolated.set(i64::from(
             view.state == crate::peer::state::ConnectionState::Isolated,

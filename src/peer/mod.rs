@@ -18,7 +18,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use session::SessionEnd;
-use state::{Attempt, ConnectionState, ConnectionView};
+use state::{ConnectionState, PeerState};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -67,7 +67,7 @@ pub struct Peer {
     node_id: String,
     clock: SharedClock,
     dialer: Arc<dyn Dialer>,
-    view: Mutex<ConnectionView>,
+    state: Mutex<PeerState>,
     commands: mpsc::Sender<Command>,
     heartbeat_sequence: AtomicI64,
     /// Per hub: the last connect attempt's permanent refusal (bad id, unknown or forbidden
@@ -123,7 +123,7 @@ impl Peer {
         let peer = Arc::new(Self {
             alert_feed: tokio::sync::broadcast::channel(ALERT_FEED).0,
             jitter: Mutex::new(jitter),
-            view: Mutex::new(ConnectionView::new(&config.hubs)),
+            state: Mutex::new(PeerState::new(&config.hubs)),
             refusals: Mutex::new(vec![None; config.hubs.len()]),
             refusal_alerted: std::sync::atomic::AtomicBool::new(false),
             clock_alerted: std::sync::atomic::AtomicBool::new(false),
@@ -165,31 +165,23 @@ impl Peer {
         &self.clock
     }
 
-    fn view_mut(&self) -> MutexGuard<'_, ConnectionView> {
-        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    fn state_mut(&self) -> MutexGuard<'_, PeerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The connection as operators see it.
-    pub fn connection(&self) -> ConnectionView {
-        self.view_mut().clone()
+    /// A snapshot of the connection state machine.
+    pub fn state(&self) -> PeerState {
+        self.state_mut().clone()
     }
 
     /// The head version of the hub in use, as last seen.
     pub fn hub_version_hint(&self) -> Option<i64> {
-        let view = self.view_mut();
-        let url = view.current_hub.as_ref()?;
-        view.hubs.iter().find(|h| &h.url == url)?.hub_version
+        self.state_mut().current_hub_version()
     }
 
     /// URL of the hub in use, if connected.
     pub fn current_hub(&self) -> Option<String> {
-        let view = self.view_mut();
-        match view.state {
-            ConnectionState::Connected | ConnectionState::HeartbeatTimeout => {
-                view.current_hub.clone()
-            }
-            _ => None,
-        }
+        self.state_mut().session_hub().map(str::to_owned)
     }
 
     /// The replica's sync checkpoint.
@@ -199,11 +191,8 @@ impl Peer {
 
     /// Syncs now through the current session.
     pub async fn sync_now(&self, full: bool) -> Result<SyncOutcome, PeerError> {
-        let state = self.view_mut().state;
-        if !matches!(
-            state,
-            ConnectionState::Connected | ConnectionState::HeartbeatTimeout
-        ) {
+        let state = self.state_mut().state;
+        if !state.in_session() {
             return Err(PeerError::NotConnected(state));
         }
         let (reply, answer) = oneshot::channel();
@@ -248,54 +237,36 @@ impl Peer {
         self.note_refusal(index, None);
         self.refusal_alerted.store(false, Ordering::Relaxed);
         let now = self.clock.now_ms();
-        let left_isolation = {
-            let mut view = self.view_mut();
-            let was_isolated = view.state == ConnectionState::Isolated;
-            view.state = ConnectionState::Connected;
-            view.current_hub = Some(view.hubs[index].url.clone());
-            view.session_id = Some(grant.session_id.clone());
-            view.missed_heartbeats = 0;
-            view.isolated_since = None;
-            view.next_backoff_ms = None;
-            let hub = &mut view.hubs[index];
-            hub.hub_id = Some(grant.hub_id.clone());
-            hub.failed_attempts = 0;
-            hub.last_error = None;
-            hub.last_connected_at = Some(now);
-            hub.hub_version = Some(grant.current_version);
-            hub.divergent = false;
-            hub.hub_behind = false;
-            let url = hub.url.clone();
-            if let Some(last) = view.attempts.last_mut() {
-                last.outcome = "connected".into();
-            }
-            was_isolated.then_some(url)
-        };
-        if let Some(url) = left_isolation {
+        let left_isolation = self.state_mut().connected(
+            index,
+            &grant.session_id,
+            &grant.hub_id,
+            grant.current_version,
+            now,
+        );
+        if left_isolation {
             self.alert(
                 "peer.reconnected",
-                format!("left isolated mode: connected to {url}"),
+                format!(
+                    "left isolated mode: connected to {}",
+                    self.config.hubs[index]
+                ),
             );
         }
     }
 
     fn on_heartbeat_ack(&self, index: usize, ack: &HeartbeatAck) {
-        let mut view = self.view_mut();
-        view.state = ConnectionState::Connected;
-        view.missed_heartbeats = 0;
-        view.last_heartbeat_at = Some(self.clock.now_ms());
-        view.hubs[index].hub_version = Some(ack.current_version);
+        let now = self.clock.now_ms();
+        self.state_mut()
+            .heartbeat_acked(index, ack.current_version, now);
     }
 
     /// A new estimate of hub `index`'s clock offset (hub − local, ms): shown, measured, and
     /// alerted once when it first exceeds [`CLOCK_OFFSET_ALERT_MS`] (again only after it
     /// has come back within).
     fn on_clock_offset(&self, index: usize, offset_ms: i64) {
-        let url = {
-            let mut view = self.view_mut();
-            view.hub_clock_offset_ms = Some(offset_ms);
-            view.hubs[index].url.clone()
-        };
+        self.state_mut().clock_offset(offset_ms);
+        let url = &self.config.hubs[index];
         self.register
             .metrics()
             .hub_clock_offset
@@ -316,39 +287,23 @@ impl Peer {
     }
 
     fn on_heartbeat_missed(&self, consecutive: u32) {
-        let mut view = self.view_mut();
-        view.missed_heartbeats = consecutive;
-        view.state = ConnectionState::HeartbeatTimeout;
+        self.state_mut().heartbeat_missed(consecutive);
     }
 
     fn on_synced(&self, index: usize, version: i64) {
-        let mut view = self.view_mut();
-        let hub = &mut view.hubs[index];
-        hub.hub_behind = false;
-        hub.hub_version = Some(hub.hub_version.unwrap_or(0).max(version));
+        self.state_mut().synced(index, version);
     }
 
     fn on_hub_behind(&self, index: usize, hub_version: i64, replica: i64) {
-        let url = {
-            let mut view = self.view_mut();
-            let hub = &mut view.hubs[index];
-            let first_report = !hub.hub_behind;
-            hub.hub_behind = true;
-            hub.hub_version = Some(hub_version);
-            first_report.then(|| hub.url.clone())
-        };
-        if let Some(url) = url {
+        if self.state_mut().hub_behind(index, hub_version) {
+            let url = &self.config.hubs[index];
             tracing::warn!(hub = %url, hub_version, replica, "hub is behind the replica; not following it (no rollback)");
         }
     }
 
     fn on_divergence(&self, index: usize, message: &str) {
-        let url = {
-            let mut view = self.view_mut();
-            view.hubs[index].divergent = true;
-            view.hubs[index].last_error = Some(message.to_owned());
-            view.hubs[index].url.clone()
-        };
+        self.state_mut().diverged(index, message);
+        let url = &self.config.hubs[index];
         self.alert(
             "peer.divergence",
             format!("hub {url} diverges from the replica and is not followed: {message}"),
@@ -360,33 +315,15 @@ impl Peer {
     fn on_unstorable(&self, index: usize, message: &str) {
         let error = format!("replica cannot store the hub's entries (permanent): {message}");
         tracing::error!(%error, "sync stopped");
-        let (url, first) = {
-            let mut view = self.view_mut();
-            let hub = &mut view.hubs[index];
-            let first = hub.last_error.as_deref() != Some(error.as_str());
-            hub.last_error = Some(error.clone());
-            (hub.url.clone(), first)
-        };
-        if first {
+        let url = &self.config.hubs[index];
+        if self.state_mut().unstorable(index, &error) {
             self.alert("peer.unstorable", format!("syncing from {url}: {error}"));
         }
     }
 
     fn begin_attempt(&self, index: usize, delay: Duration) {
         let now = self.clock.now_ms();
-        let mut view = self.view_mut();
-        if view.state != ConnectionState::Isolated {
-            view.state = ConnectionState::Connecting;
-        }
-        view.current_hub = Some(view.hubs[index].url.clone());
-        view.session_id = None;
-        view.hubs[index].last_attempt_at = Some(now);
-        view.record_attempt(Attempt {
-            hub: index,
-            at: now,
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            outcome: "pending".into(),
-        });
+        self.state_mut().begin_attempt(index, delay, now);
     }
 
     /// Records a permanent refusal (or its absence) of hub `index`; when every hub refuses
@@ -421,30 +358,12 @@ impl Peer {
     }
 
     fn attempt_failed(&self, index: usize, error: &str) {
-        let mut view = self.view_mut();
-        view.hubs[index].failed_attempts += 1;
-        view.hubs[index].last_error = Some(error.to_owned());
-        if let Some(last) = view.attempts.last_mut() {
-            last.outcome = error.to_owned();
-        }
-        if view.state != ConnectionState::Isolated {
-            view.state = ConnectionState::Connecting;
-        }
-        view.session_id = None;
+        self.state_mut().attempt_failed(index, error);
     }
 
     fn enter_isolation(&self) {
-        let entered = {
-            let mut view = self.view_mut();
-            if view.state == ConnectionState::Isolated {
-                false
-            } else {
-                view.state = ConnectionState::Isolated;
-                view.isolated_since = Some(self.clock.now_ms());
-                view.current_hub = None;
-                true
-            }
-        };
+        let now = self.clock.now_ms();
+        let entered = self.state_mut().enter_isolation(now);
         if entered {
             self.alert(
                 "peer.isolated",
@@ -503,7 +422,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
                 SessionEnd::Failover(why) | SessionEnd::Diverged(why) => {
                     exhausted.fill(false);
                     peer.attempt_failed(index, &why);
-                    peer.view_mut().failovers += 1;
+                    peer.state_mut().failed_over();
                     peer.register.metrics().failovers.inc();
                     let next = (index + 1) % hubs;
                     tracing::warn!(from = %peer.config.hubs[index], to = %peer.config.hubs[next], reason = %why, "failing over");
@@ -526,8 +445,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
             };
             // A rate-limited peer waits at least as long as the hub asked.
             delay = next_delay.max(hint.unwrap_or_default());
-            peer.view_mut().next_backoff_ms =
-                Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+            peer.state_mut().backing_off(delay);
             tokio::select! {
                 () = shutdown.cancelled() => break 'hubs,
                 () = tokio::time::sleep(delay) => {}
@@ -549,11 +467,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
         }
         index = (index + 1) % hubs;
     }
-    {
-        let mut view = peer.view_mut();
-        view.state = ConnectionState::Disconnected;
-        view.session_id = None;
-    }
+    peer.state_mut().stopped();
     // An alert raised just before shutdown (e.g. isolation) still reaches its webhook.
     peer.alert_posts.close();
     let _ = tokio::time::timeout(ALERT_DRAIN, peer.alert_posts.wait()).await;

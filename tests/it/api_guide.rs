@@ -186,7 +186,7 @@ impl Nodes {
         let hub = self.hub.node.state.hub.as_ref().unwrap();
         let peer = self.peer.node.state.peer.as_ref().unwrap();
         wait_for("the peer connected and holding the hub's head", || async {
-            let connected = peer.connection().state
+            let connected = peer.state().state
                 == sorcha_peer::peer::state::ConnectionState::Connected
                 && hub
                     .session("peer-1")

@@ -4,13 +4,15 @@ use crate::api::AppState;
 use crate::api::dto::{ApiQueryFull, CheckpointDto};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{ApiQuery, Caller};
-use crate::peer::state::ConnectionView;
+use crate::peer::state::{AttemptOutcome, PeerState};
 use crate::peer::sync::SyncOutcome;
 use crate::peer::{Peer, PeerError};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use serde::Serialize;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 fn peer(state: &AppState) -> Result<&Arc<Peer>, ApiError> {
     state.peer.as_ref().ok_or_else(|| {
@@ -25,7 +27,7 @@ fn peer(state: &AppState) -> Result<&Arc<Peer>, ApiError> {
         (status = 200, description = "The connection", body = ConnectionView),
         (status = 404, description = "Not a peer", body = Problem, content_type = "application/problem+json")))]
 pub async fn connection(State(state): State<AppState>) -> Result<Json<ConnectionView>, ApiError> {
-    Ok(Json(peer(&state)?.connection()))
+    Ok(Json(ConnectionView::from(&peer(&state)?.state())))
 }
 
 /// Drops the current session and reconnects (admin token).
@@ -99,6 +101,154 @@ pub async fn sync(
                 } => error.with_retry_after(wait),
                 _ => error,
             })
+        }
+    }
+}
+
+/// Where the peer is with its hubs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub enum ConnectionState {
+    /// Not connected and not trying (start-up, shutdown).
+    Disconnected,
+    /// Trying a hub.
+    Connecting,
+    /// In a session with a hub.
+    Connected,
+    /// A heartbeat was missed; one more and the peer fails over.
+    HeartbeatTimeout,
+    /// Every hub failed; serving the replica, retrying in the background.
+    Isolated,
+}
+
+impl From<crate::peer::state::ConnectionState> for ConnectionState {
+    fn from(state: crate::peer::state::ConnectionState) -> Self {
+        use crate::peer::state::ConnectionState as S;
+        match state {
+            S::Disconnected => Self::Disconnected,
+            S::Connecting => Self::Connecting,
+            S::Connected => Self::Connected,
+            S::HeartbeatTimeout => Self::HeartbeatTimeout,
+            S::Isolated => Self::Isolated,
+        }
+    }
+}
+
+/// What the peer knows about one configured hub.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HubState {
+    /// The hub's URL.
+    pub url: String,
+    /// Priority (0 = first).
+    pub priority: usize,
+    /// The hub's node id, once connected.
+    pub hub_id: Option<String>,
+    /// Connect attempts since the last success.
+    pub failed_attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When it was last tried, Unix ms.
+    pub last_attempt_at: Option<i64>,
+    /// When the peer was last connected to it, Unix ms.
+    pub last_connected_at: Option<i64>,
+    /// The hub's head version as last seen.
+    pub hub_version: Option<i64>,
+    /// The hub's register is behind this peer's replica (not followed).
+    pub hub_behind: bool,
+    /// The hub's chain forks from the replica (not followed).
+    pub divergent: bool,
+}
+
+/// One connect attempt (the last 64 are kept).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// Hub priority.
+    pub hub: usize,
+    /// When it started, Unix ms.
+    pub at: i64,
+    /// The backoff waited before it, ms.
+    pub delay_ms: u64,
+    /// `pending`, `connected` or the error.
+    pub outcome: String,
+}
+
+/// The peer's connection, as `GET /api/v1/connection` shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionView {
+    /// State.
+    pub state: ConnectionState,
+    /// URL of the hub in use or being tried.
+    pub current_hub: Option<String>,
+    /// Session id with the current hub.
+    pub session_id: Option<String>,
+    /// Every configured hub, in priority order.
+    pub hubs: Vec<HubState>,
+    /// Consecutive missed heartbeats.
+    pub missed_heartbeats: u32,
+    /// Last acknowledged heartbeat, Unix ms.
+    pub last_heartbeat_at: Option<i64>,
+    /// Failovers since start.
+    pub failovers: u64,
+    /// Since when the peer is isolated, Unix ms.
+    pub isolated_since: Option<i64>,
+    /// Backoff before the next attempt, ms.
+    pub next_backoff_ms: Option<u64>,
+    /// The current (or last) hub's clock minus this node's, ms, estimated from the hub's
+    /// timestamps; the peer sends its heartbeat times on the hub's clock.
+    pub hub_clock_offset_ms: Option<i64>,
+    /// Recent connect attempts, oldest first.
+    pub attempts: Vec<Attempt>,
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl From<&PeerState> for ConnectionView {
+    fn from(s: &PeerState) -> Self {
+        Self {
+            state: s.state.into(),
+            current_hub: s.current.map(|i| s.hubs[i].url.clone()),
+            session_id: s.session_id.clone(),
+            hubs: s
+                .hubs
+                .iter()
+                .enumerate()
+                .map(|(priority, h)| HubState {
+                    url: h.url.clone(),
+                    priority,
+                    hub_id: h.hub_id.clone(),
+                    failed_attempts: h.failed_attempts,
+                    last_error: h.last_error.clone(),
+                    last_attempt_at: h.last_attempt_at,
+                    last_connected_at: h.last_connected_at,
+                    hub_version: h.hub_version,
+                    hub_behind: h.hub_behind,
+                    divergent: h.divergent,
+                })
+                .collect(),
+            missed_heartbeats: s.missed_heartbeats,
+            last_heartbeat_at: s.last_heartbeat_at,
+            failovers: s.failovers,
+            isolated_since: s.isolated_since,
+            next_backoff_ms: s.next_backoff.map(millis),
+            hub_clock_offset_ms: s.hub_clock_offset_ms,
+            attempts: s
+                .attempts
+                .iter()
+                .map(|a| Attempt {
+                    hub: a.hub,
+                    at: a.at,
+                    delay_ms: millis(a.delay),
+                    outcome: match &a.outcome {
+                        AttemptOutcome::Pending => "pending".to_owned(),
+                        AttemptOutcome::Connected => "connected".to_owned(),
+                        AttemptOutcome::Failed(e) => e.clone(),
+                    },
+                })
+                .collect(),
         }
     }
 }

@@ -63,10 +63,10 @@ pub(crate) async fn register_view(state: &AppState) -> Result<RegisterView, ApiE
     responses((status = 200, description = "The node", body = NodeView)))]
 pub async fn node(State(state): State<AppState>) -> Result<Json<NodeView>, ApiError> {
     let failure = state.register.integrity();
-    let connection = state.peer.as_ref().map(|p| p.connection());
+    let connection = state.peer.as_ref().map(|p| p.state());
     Ok(Json(NodeView {
-        connection_state: connection.as_ref().map(|c| c.state),
-        current_hub: connection.and_then(|c| c.current_hub),
+        connection_state: connection.as_ref().map(|c| c.state.into()),
+        current_hub: connection.and_then(|c| c.current.map(|i| c.hubs[i].url.clone())),
         role: state.node.role.to_owned(),
         node_id: state.node.node_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),

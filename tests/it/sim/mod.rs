@@ -353,8 +353,7 @@ async fn simulate(seed: u64) -> Outcome {
         .collect();
     let head = hub_store.head().await.unwrap().unwrap();
     let settled = |p: &Arc<Peer>| {
-        p.register().head_version() == head.version
-            && p.connection().state == ConnectionState::Connected
+        p.register().head_version() == head.version && p.state().state == ConnectionState::Connected
     };
     let mut converged_after = None;
     for second in 0..CONVERGE_SECONDS {
@@ -370,7 +369,7 @@ async fn simulate(seed: u64) -> Outcome {
             .enumerate()
             .filter(|(_, p)| !settled(p))
             .map(|(i, p)| {
-                let state = p.connection().state;
+                let state = p.state().state;
                 format!("peer {i} at {} ({state:?})", p.register().head_version())
             })
             .collect();

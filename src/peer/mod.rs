@@ -3,6 +3,7 @@
 //! and keep serving the replica when every hub is gone (isolated mode).
 
 pub mod alerts;
+mod heartbeats;
 pub mod hub_clock;
 pub mod session;
 pub mod state;

@@ -1,15 +1,15 @@
 //! One session with one hub: connect, catch up, subscribe, heartbeat, periodic sync, until the
 //! session ends and the manager decides what comes next.
 
+use super::heartbeats::{HeartbeatEvent, heartbeat_loop};
 use super::hub_clock::HubClock;
 use super::sync::{self, RateLimitWait, SyncError};
 use super::{Command, Peer, PeerError};
 use crate::error_code::ErrorCode;
 use crate::link::{HubLink, LinkError, LinkStream};
-use crate::metrics::{Outcome, OutcomeLabels};
 use crate::protocol::{
-    ConnectRequest, DisconnectReason, Filters, Heartbeat, HeartbeatAck, Notification,
-    PeerDescription, RecommendedAction,
+    ConnectRequest, DisconnectReason, Filters, Heartbeat, Notification, PeerDescription,
+    RecommendedAction,
 };
 use futures::StreamExt;
 use std::sync::Arc;
@@ -39,15 +39,6 @@ pub enum SessionEnd {
     Reconnect,
     /// The node is shutting down.
     Shutdown,
-}
-
-enum HeartbeatEvent {
-    /// An acknowledgement, and the hub's clock offset estimated with it.
-    Ack(HeartbeatAck, i64),
-    Missed {
-        consecutive: u32,
-        error: String,
-    },
 }
 
 /// Runs one session with hub `index`.
@@ -265,11 +256,11 @@ impl Drop for AbortOnDrop {
 /// One open session with one hub: the link, the session's and the hub's ids, the hub's clock
 /// as estimated. Every exchange of the session goes through it.
 #[derive(Clone)]
-struct Session {
-    peer: Arc<Peer>,
+pub(super) struct Session {
+    pub(super) peer: Arc<Peer>,
     index: usize,
-    link: Arc<dyn HubLink>,
-    hub_clock: Arc<HubClock>,
+    pub(super) link: Arc<dyn HubLink>,
+    pub(super) hub_clock: Arc<HubClock>,
     session_id: String,
     hub_id: String,
 }
@@ -387,7 +378,7 @@ impl Session {
     }
 
     /// The next heartbeat of this session, stamped on the hub's clock.
-    fn heartbeat(&self, last_sync_version: i64, head_hash: String) -> Heartbeat {
+    pub(super) fn heartbeat(&self, last_sync_version: i64, head_hash: String) -> Heartbeat {
         Heartbeat {
             peer_id: self.peer.node_id().to_owned(),
             session_id: self.session_id.clone(),
@@ -414,95 +405,5 @@ impl SessionGuard {
         // A dead hub does not answer; do not hold up failover or shutdown for it.
         let _ = tokio::time::timeout(Duration::from_secs(2), farewell).await;
         end
-    }
-}
-
-/// Sends heartbeats every `peer.heartbeatInterval`, stamped on the hub's clock as estimated
-/// (and refined with each acknowledgement), and reports each outcome to the session.
-async fn heartbeat_loop(
-    session: Session,
-    events: mpsc::Sender<HeartbeatEvent>,
-    stop: CancellationToken,
-) {
-    let peer = Arc::clone(&session.peer);
-    let cfg = peer.config().peer.clone();
-    let mut ticker = tokio::time::interval_at(
-        Instant::now() + cfg.heartbeat_interval,
-        cfg.heartbeat_interval,
-    );
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut consecutive = 0u32;
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let head = peer.register().head().await.ok().flatten();
-        let sent_ms = peer.clock().now_ms();
-        let hb = session.heartbeat(
-            head.as_ref().map_or(0, |h| h.version),
-            head.map(|h| h.chain_hash).unwrap_or_default(),
-        );
-        let sent = std::time::Instant::now();
-        let metrics = peer.register().metrics();
-        let outcome = |outcome| {
-            metrics
-                .heartbeats_sent
-                .get_or_create(&OutcomeLabels { outcome })
-                .inc();
-        };
-        let event = match tokio::time::timeout(cfg.heartbeat_timeout, session.link.heartbeat(&hb))
-            .await
-        {
-            Ok(Ok(ack)) => {
-                consecutive = 0;
-                metrics
-                    .heartbeat_latency
-                    .observe(sent.elapsed().as_secs_f64());
-                outcome(Outcome::Ok);
-                let offset =
-                    session
-                        .hub_clock
-                        .observe(sent_ms, peer.clock().now_ms(), ack.timestamp);
-                HeartbeatEvent::Ack(ack, offset)
-            }
-            Ok(Err(e)) if e.code == ErrorCode::Invalid => {
-                // The hub is alive and refuses the heartbeat itself (its clock check): every
-                // hub would say the same, so this is no miss and no reason to fail over.
-                tracing::warn!(error = %e.message, "the hub refused a heartbeat; not counted as missed");
-                outcome(Outcome::Failed);
-                continue;
-            }
-            Ok(Err(e)) if e.code.is_back_off() => {
-                // The hub is alive and asks us to slow down: not a missed heartbeat.
-                let wait = e.retry_after.unwrap_or(cfg.heartbeat_interval);
-                tracing::warn!(error = %e.message, wait_ms = wait.as_millis() as u64, "heartbeat rate limited by the hub; waiting");
-                outcome(Outcome::Failed);
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(wait) => {}
-                }
-                continue;
-            }
-            Ok(Err(e)) => {
-                consecutive += 1;
-                outcome(Outcome::Failed);
-                HeartbeatEvent::Missed {
-                    consecutive,
-                    error: e.to_string(),
-                }
-            }
-            Err(_) => {
-                consecutive += 1;
-                outcome(Outcome::Failed);
-                HeartbeatEvent::Missed {
-                    consecutive,
-                    error: format!("no answer within {:?}", cfg.heartbeat_timeout),
-                }
-            }
-        };
-        if events.send(event).await.is_err() {
-            return;
-        }
     }
 }

@@ -1,0 +1,155 @@
+//! Verification of a whole register: every checksum, the chain, contiguous versions, page by
+//! page through the read budget.
+
+use super::budget::ReadBudget;
+use super::verify::{ChainVerifier, Defect, IntegrityFailure};
+use super::{DEFAULT_PAGE_BYTES, PAGE, PageBound, Register, RegisterError, read_page};
+use crate::store::{RegisterStore, Scope, StoreError};
+use serde::Serialize;
+use std::time::Instant;
+
+/// Outcome of an integrity check.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    /// True when every entry checked out.
+    pub ok: bool,
+    /// Entries that passed before the first failure (all of them when `ok`).
+    pub checked: u64,
+    /// Head version seen by the check.
+    pub head_version: i64,
+    /// Head chain hash seen by the check.
+    pub head_hash: Option<String>,
+    /// The first failure, if any.
+    pub failure: Option<IntegrityFailure>,
+    /// How long the check took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl Register {
+    /// Runs the full integrity check and records its outcome (a failure refuses writes; a later
+    /// clean check does not lift that: corruption needs an operator).
+    #[tracing::instrument(name = "verify", skip(self))]
+    pub async fn verify(&self) -> Result<VerifyReport, RegisterError> {
+        let report = verify_pages(
+            self.store.as_ref(),
+            &|_, _| {},
+            &self.budget,
+            self.options.max_page_bytes,
+        )
+        .await?;
+        let metrics = &self.options.metrics;
+        metrics.verify_ok.set(i64::from(report.ok));
+        metrics
+            .verify_duration
+            .observe(report.duration_ms as f64 / 1000.0);
+        if let Some(f) = &report.failure
+            && let Ok(mut guard) = self.integrity.write()
+        {
+            guard.get_or_insert_with(|| f.clone());
+        }
+        Ok(report)
+    }
+}
+
+/// Checks a whole store: every checksum, the chain, contiguous versions and the register id.
+/// Reads the next page while hashing the current one, hashing off the async threads; pages
+/// are bounded by [`DEFAULT_PAGE_BYTES`].
+pub async fn verify_store(store: &dyn RegisterStore) -> Result<VerifyReport, StoreError> {
+    verify_store_with_progress(store, &|_, _| {}).await
+}
+
+/// [`verify_store`], calling `progress(checked, head_version)` after every page.
+pub async fn verify_store_with_progress(
+    store: &dyn RegisterStore,
+    progress: &(dyn Fn(u64, i64) + Sync),
+) -> Result<VerifyReport, StoreError> {
+    // Two pages at most are in memory: the one being hashed and the next.
+    let budget = ReadBudget::new(2 * DEFAULT_PAGE_BYTES, Default::default());
+    verify_pages(store, progress, &budget, DEFAULT_PAGE_BYTES).await
+}
+
+/// The integrity check over pages of at most `page_bytes`, read through `budget`.
+async fn verify_pages(
+    store: &dyn RegisterStore,
+    progress: &(dyn Fn(u64, i64) + Sync),
+    budget: &ReadBudget,
+    page_bytes: usize,
+) -> Result<VerifyReport, StoreError> {
+    let started = Instant::now();
+    let head = store.head().await?;
+    let head_version = head.as_ref().map_or(0, |h| h.version);
+    let mut verifier = ChainVerifier::new();
+    let mut failure = None;
+    let bound = PageBound {
+        entries: PAGE,
+        bytes: page_bytes,
+    };
+    let read = |after: i64| async move {
+        match read_page(store, budget, Scope::Log, after, bound, None).await {
+            Ok(page) => Ok(page),
+            Err(RegisterError::Store(e)) => Err(e),
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    };
+    let mut fetched = read(0).await;
+    loop {
+        let page = match fetched {
+            Ok(page) => page,
+            Err(StoreError::Corrupt { version, reason }) => {
+                failure = Some(IntegrityFailure {
+                    version,
+                    defect: Defect::Unreadable(reason),
+                });
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(last) = page.entries.back().map(|e| e.version) else {
+            break;
+        };
+        let checked = tokio::task::spawn_blocking(move || {
+            // The whole page, budget included, moves here and is freed once hashed.
+            let page = page;
+            let result = page.entries.iter().try_for_each(|e| verifier.check(e));
+            (verifier, result)
+        });
+        // The next page is read while this one is hashed.
+        let (checked, next) = if last < head_version {
+            let (checked, next) = tokio::join!(checked, read(last));
+            (checked, Some(next))
+        } else {
+            (checked.await, None)
+        };
+        let (v, result) =
+            checked.map_err(|e| StoreError::Unavailable(format!("verify task failed: {e}")))?;
+        verifier = v;
+        progress(verifier.checked(), head_version);
+        if let Err(f) = result {
+            failure = Some(f);
+            break;
+        }
+        match next {
+            Some(next) => fetched = next,
+            None => break,
+        }
+    }
+    if failure.is_none() && verifier.next_version() <= head_version {
+        // Entries are missing at the end (or a page read came back short).
+        failure = Some(IntegrityFailure {
+            version: verifier.next_version(),
+            defect: Defect::VersionGap {
+                expected: verifier.next_version(),
+                found: head_version,
+            },
+        });
+    }
+    Ok(VerifyReport {
+        ok: failure.is_none(),
+        checked: verifier.checked(),
+        head_version,
+        head_hash: head.map(|h| h.chain_hash),
+        failure,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}

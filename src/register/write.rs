@@ -1,0 +1,441 @@
+//! Writes by clients (a hub's publish, update and deprecate): the rules, the one
+//! optimistic-concurrency loop, idempotency keys and transaction ids, the append itself.
+
+use super::chain;
+use super::entry::{Entry, EntryType, Expectation, NewEntry};
+use super::idempotency;
+use super::validation::{self};
+use super::{Register, RegisterError};
+use crate::metrics::{Outcome, OutcomeLabels};
+use crate::store::{KeyClaim, Prior, StoreError};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How often an append is retried when a concurrent write to the same blueprint wins.
+const MAX_CONFLICT_RETRIES: usize = 16;
+/// A publish or update as asked for by a client.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// Blueprint id.
+    pub blueprint_id: String,
+    /// The document (any JSON; must be an object).
+    pub document: serde_json::Value,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Optional external transaction reference.
+    pub publication_transaction_id: Option<String>,
+}
+
+/// How a client asked for a write: its precondition and idempotency key.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// `If-Match`: the version the blueprint's newest entry must be, checked atomically with
+    /// the append.
+    pub expected: Option<i64>,
+    /// `Idempotency-Key`: a retry of the same request with the same key gets the first
+    /// write's entry back instead of writing again.
+    pub idempotency_key: Option<String>,
+}
+
+/// A write's outcome.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The entry the request wrote (now or, when `replayed`, the first time).
+    pub entry: Entry,
+    /// True when an earlier identical request (same idempotency key, or same publication
+    /// transaction id) wrote the entry and nothing was appended now.
+    pub replayed: bool,
+}
+
+impl Register {
+    fn ensure_writable(&self) -> Result<(), RegisterError> {
+        match self.integrity() {
+            Some(failure) => Err(RegisterError::Corrupt(failure)),
+            None => Ok(()),
+        }
+    }
+
+    fn prepare(
+        &self,
+        publication: Publication,
+        published_by: &str,
+        entry_type: EntryType,
+    ) -> Result<NewEntry, RegisterError> {
+        validation::blueprint_id(&publication.blueprint_id)?;
+        validation::published_by(published_by)?;
+        validation::transaction_id(publication.publication_transaction_id.as_deref())?;
+        validation::metadata(&publication.metadata)?;
+        let document =
+            validation::canonical_document(&publication.document, self.options.max_document_bytes)?;
+        if let Some(schema) = &self.options.blueprint_schema {
+            schema.check(&publication.document)?;
+        }
+        Ok(NewEntry {
+            blueprint_id: publication.blueprint_id,
+            checksum: chain::checksum(&document),
+            document: document.into(),
+            published_at: self.clock.now_ms(),
+            published_by: published_by.to_owned(),
+            is_active: true,
+            // The wire contract (proto3) cannot tell an empty id from none, and the chain
+            // hash can: store "" as absent so every replica hashes the same entry.
+            publication_transaction_id: publication
+                .publication_transaction_id
+                .filter(|tx| !tx.is_empty()),
+            metadata: publication.metadata,
+            entry_type,
+        })
+    }
+
+    async fn append(
+        &self,
+        new: NewEntry,
+        expect: Expectation,
+        key: Option<&KeyClaim>,
+    ) -> Result<Entry, RegisterError> {
+        let started = Instant::now();
+        let result = self.store.append(new, expect, key).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(_) => Outcome::Failed,
+        };
+        self.options
+            .metrics
+            .publishes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        let entry = result?;
+        self.options
+            .metrics
+            .publish_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.recent.push([entry.clone()]);
+        self.announce(entry.version);
+        tracing::info!(
+            version = entry.version,
+            blueprint_id = %entry.blueprint_id,
+            entry_type = entry.entry_type.as_str(),
+            duration_us = started.elapsed().as_micros() as u64,
+            "appended entry"
+        );
+        Ok(entry)
+    }
+
+    /// The claim of a write with `options` whose request has `fingerprint`.
+    fn key_claim(
+        &self,
+        options: &WriteOptions,
+        fingerprint: String,
+    ) -> Result<Option<KeyClaim>, RegisterError> {
+        let Some(key) = &options.idempotency_key else {
+            return Ok(None);
+        };
+        validation::idempotency_key(key)?;
+        Ok(Some(KeyClaim {
+            key: key.clone(),
+            fingerprint,
+            live_after: self.keys_live_after(),
+        }))
+    }
+
+    /// Keys recorded before this time (Unix ms) are older than `idempotency.retention`.
+    fn keys_live_after(&self) -> i64 {
+        let retention =
+            i64::try_from(self.options.idempotency_retention.as_millis()).unwrap_or(i64::MAX);
+        self.clock.now_ms().saturating_sub(retention)
+    }
+
+    /// The answer to a request whose key or transaction id `prior` holds: the earlier entry
+    /// when the requests are the same, else the reuse error.
+    async fn replay(
+        &self,
+        prior: Prior,
+        key: Option<&KeyClaim>,
+        transaction_id: Option<&str>,
+        fingerprint: &str,
+    ) -> Result<Written, RegisterError> {
+        let version = match &prior {
+            Prior::Key { version, .. } | Prior::Transaction { version } => *version,
+        };
+        let entry = self
+            .store
+            .entry(version)
+            .await?
+            .ok_or(RegisterError::NoSuchVersion(version))?;
+        let same = match &prior {
+            Prior::Key { fingerprint: f, .. } => f == fingerprint,
+            Prior::Transaction { .. } => idempotency::of_entry(&entry) == fingerprint,
+        };
+        if !same {
+            return Err(match prior {
+                Prior::Key { .. } => RegisterError::KeyReused {
+                    key: key.map(|k| k.key.clone()).unwrap_or_default(),
+                },
+                Prior::Transaction { version } => RegisterError::TransactionExists {
+                    transaction_id: transaction_id.unwrap_or_default().to_owned(),
+                    version,
+                },
+            });
+        }
+        tracing::info!(
+            version,
+            blueprint_id = %entry.blueprint_id,
+            by = if matches!(prior, Prior::Key { .. }) { "idempotency key" } else { "transaction id" },
+            "replayed an earlier write"
+        );
+        self.options.metrics.idempotent_replays.inc();
+        Ok(Written {
+            entry,
+            replayed: true,
+        })
+    }
+
+    /// Appends `new` claiming `key`; a claim another write won in the meantime answers as
+    /// that write's replay.
+    async fn append_claiming(
+        &self,
+        new: NewEntry,
+        expect: Expectation,
+        key: Option<&KeyClaim>,
+        fingerprint: &str,
+    ) -> Result<Written, RegisterError> {
+        let transaction_id = new.publication_transaction_id.clone();
+        match self.append(new, expect, key).await {
+            Ok(entry) => Ok(Written {
+                entry,
+                replayed: false,
+            }),
+            Err(RegisterError::Store(StoreError::Claimed(prior))) => {
+                self.replay(prior, key, transaction_id.as_deref(), fingerprint)
+                    .await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Publishes a new blueprint (type *published*); fails if the id exists. A retry of an
+    /// earlier request (same idempotency key or transaction id, same request) returns its
+    /// entry without writing.
+    #[tracing::instrument(name = "publish", skip_all, fields(blueprint_id = %publication.blueprint_id))]
+    pub async fn publish(
+        &self,
+        publication: Publication,
+        published_by: &str,
+        options: &WriteOptions,
+    ) -> Result<Written, RegisterError> {
+        self.ensure_writable()?;
+        let id = publication.blueprint_id.clone();
+        let new = self.prepare(publication, published_by, EntryType::Published)?;
+        let fingerprint = claimed_fingerprint(&new, options);
+        let key = self.key_claim(options, fingerprint.clone())?;
+        // The store checks the key and transaction id before the expectation, in the
+        // append's transaction: a retry is answered from there, with no read before.
+        match self
+            .append_claiming(new, Expectation::Absent, key.as_ref(), &fingerprint)
+            .await
+        {
+            Err(RegisterError::Store(StoreError::ExpectationFailed { .. })) => {
+                Err(RegisterError::AlreadyExists(id))
+            }
+            other => other,
+        }
+    }
+
+    /// Publishes a new document for an existing blueprint (type *updated*). Updating a
+    /// deprecated blueprint makes it active again.
+    #[tracing::instrument(name = "update", skip_all, fields(blueprint_id = %publication.blueprint_id))]
+    ///
+    /// With `options.expected` (a conditional write, `If-Match`), the blueprint's newest entry
+    /// must be that version, checked atomically by the store's append: exactly one of
+    /// concurrent writers expecting the same version succeeds, the others get
+    /// [`RegisterError::Stale`]. Retries replay as for [`Register::publish`].
+    pub async fn update(
+        &self,
+        publication: Publication,
+        published_by: &str,
+        options: &WriteOptions,
+    ) -> Result<Written, RegisterError> {
+        self.ensure_writable()?;
+        let id = publication.blueprint_id.clone();
+        let new = self.prepare(publication, published_by, EntryType::Updated)?;
+        let fingerprint = claimed_fingerprint(&new, options);
+        let key = self.key_claim(options, fingerprint.clone())?;
+        // As for publish, the store answers a retry before it checks `If-Match`.
+        if let Some(expected) = options.expected {
+            let mut attempt = new;
+            attempt.published_at = self.clock.now_ms();
+            return match self
+                .append_claiming(
+                    attempt,
+                    Expectation::AtVersion(expected),
+                    key.as_ref(),
+                    &fingerprint,
+                )
+                .await
+            {
+                Err(RegisterError::Store(StoreError::ExpectationFailed { .. })) => {
+                    Err(self.stale(&id, expected).await)
+                }
+                other => other,
+            };
+        }
+        let (new, key, fingerprint) = (&new, key.as_ref(), &fingerprint);
+        until_uncontended(&id, || async {
+            // Only the version is needed: the newest document is not loaded.
+            let current = self
+                .store
+                .latest_size(&id)
+                .await?
+                .ok_or_else(|| RegisterError::NotFound(id.clone()))?;
+            let mut attempt = new.clone();
+            attempt.published_at = self.clock.now_ms();
+            self.append_claiming(
+                attempt,
+                Expectation::AtVersion(current.version),
+                key,
+                fingerprint,
+            )
+            .await
+        })
+        .await
+    }
+
+    /// Deprecates a blueprint: appends a *deprecated* entry carrying the current document with
+    /// `isActive = false`.
+    #[tracing::instrument(name = "deprecate", skip(self, metadata, options))]
+    ///
+    /// With `options.expected` (`If-Match`), as [`Register::update`]: one attempt, stale →
+    /// 412. A retry with the same idempotency key replays the first deprecation.
+    pub async fn deprecate(
+        &self,
+        blueprint_id: &str,
+        published_by: &str,
+        metadata: BTreeMap<String, String>,
+        options: &WriteOptions,
+    ) -> Result<Written, RegisterError> {
+        self.ensure_writable()?;
+        validation::blueprint_id(blueprint_id)?;
+        validation::published_by(published_by)?;
+        validation::metadata(&metadata)?;
+        let template = NewEntry {
+            blueprint_id: blueprint_id.to_owned(),
+            document: bytes::Bytes::new(),
+            checksum: String::new(),
+            published_at: 0,
+            published_by: published_by.to_owned(),
+            is_active: false,
+            publication_transaction_id: None,
+            metadata,
+            entry_type: EntryType::Deprecated,
+        };
+        let fingerprint = claimed_fingerprint(&template, options);
+        let key = self.key_claim(options, fingerprint.clone())?;
+        // Before the checks below: the blueprint a first attempt deprecated is deprecated now.
+        if let Some(k) = &key
+            && let Some(prior) = self.store.prior(Some(k), None).await?
+        {
+            return self.replay(prior, Some(k), None, &fingerprint).await;
+        }
+        let expected = options.expected;
+        let (template, key, fingerprint) = (&template, key.as_ref(), &fingerprint);
+        until_uncontended(blueprint_id, || async {
+            let current = self
+                .store
+                .latest(blueprint_id)
+                .await?
+                .ok_or_else(|| RegisterError::NotFound(blueprint_id.to_owned()))?;
+            if let Some(expected) = expected
+                && current.version != expected
+            {
+                return Err(RegisterError::Stale {
+                    id: blueprint_id.to_owned(),
+                    expected,
+                    current: current.version,
+                });
+            }
+            if !current.is_active {
+                return Err(RegisterError::AlreadyDeprecated(blueprint_id.to_owned()));
+            }
+            let new = NewEntry {
+                document: current.document.clone(),
+                checksum: current.checksum.clone(),
+                published_at: self.clock.now_ms(),
+                ..template.clone()
+            };
+            match self
+                .append_claiming(
+                    new,
+                    Expectation::AtVersion(current.version),
+                    key,
+                    fingerprint,
+                )
+                .await
+            {
+                // A conditional deprecation is not retried: it names the version it replaces.
+                Err(RegisterError::Store(StoreError::ExpectationFailed { .. }))
+                    if let Some(expected) = expected =>
+                {
+                    Err(self.stale(blueprint_id, expected).await)
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// How often expired idempotency keys are deleted: an eighth of the retention, between
+    /// 100 ms and 1 min.
+    pub fn key_purge_period(&self) -> Duration {
+        (self.options.idempotency_retention / 8)
+            .clamp(Duration::from_millis(100), Duration::from_secs(60))
+    }
+
+    /// Forgets idempotency keys older than `idempotency.retention` (they already read as
+    /// absent); the hub's housekeeping calls it so the records stay bounded by the writes of
+    /// one retention period. Returns how many were deleted.
+    pub async fn forget_expired_keys(&self) -> Result<u64, RegisterError> {
+        Ok(self.store.forget_keys(self.keys_live_after()).await?)
+    }
+
+    /// Why a conditional write expecting `expected` failed: the blueprint's current version
+    /// (or that it is gone, or the store's error).
+    async fn stale(&self, id: &str, expected: i64) -> RegisterError {
+        match self.store.latest_size(id).await {
+            Ok(Some(current)) => RegisterError::Stale {
+                id: id.to_owned(),
+                expected,
+                current: current.version,
+            },
+            Ok(None) => RegisterError::NotFound(id.to_owned()),
+            Err(e) => e.into(),
+        }
+    }
+}
+
+/// The fingerprint of the request writing `new`, when the write claims anything (an
+/// idempotency key or a transaction id) it could be compared against; otherwise nothing is
+/// compared, and the publish path skips the hash.
+fn claimed_fingerprint(new: &NewEntry, options: &WriteOptions) -> String {
+    if options.idempotency_key.is_some() || new.publication_transaction_id.is_some() {
+        idempotency::of_new(new)
+    } else {
+        String::new()
+    }
+}
+
+/// The one optimistic-concurrency loop: runs `attempt` (read the blueprint's newest version,
+/// append expecting it) again while a concurrent writer wins in between, at most
+/// `MAX_CONFLICT_RETRIES` times.
+async fn until_uncontended<F, Fut>(id: &str, mut attempt: F) -> Result<Written, RegisterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Written, RegisterError>>,
+{
+    for _ in 0..MAX_CONFLICT_RETRIES {
+        match attempt().await {
+            Err(RegisterError::Store(StoreError::ExpectationFailed { .. })) => continue,
+            other => return other,
+        }
+    }
+    Err(RegisterError::Contended(id.to_owned()))
+}

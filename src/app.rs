@@ -6,7 +6,7 @@ use crate::auth::Tokens;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::peer::Peer;
+use crate::peer::{Peer, PeerParts};
 use crate::register::{Register, RegisterOptions};
 use crate::role::{self, ResolvedRole};
 use crate::store::RegisterStore;
@@ -103,6 +103,7 @@ pub async fn start_with_clock(
         }
         other => bail!("store {other:?} is not supported; use \"embedded\" or a mongodb:// URI"),
     };
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let register = Register::open(
         Arc::clone(&store),
         Arc::clone(&clock),
@@ -112,7 +113,7 @@ pub async fn start_with_clock(
             recent_window_bytes: config.limits.recent_window_bytes,
             max_page_bytes: config.limits.max_page_bytes,
             read_budget_bytes: config.limits.read_budget_bytes,
-            metrics: Arc::default(),
+            metrics: Arc::clone(&metrics),
             // Hubs check documents; peers take the hub's entries as they are.
             blueprint_schema: match role {
                 ResolvedRole::Hub => blueprint_schema.map(Arc::new),
@@ -131,6 +132,7 @@ pub async fn start_with_clock(
     let hub = (role == ResolvedRole::Hub).then(|| {
         Hub::new(
             Arc::clone(&register),
+            Arc::clone(&metrics),
             config.hub.clone(),
             node_id.clone(),
             Arc::clone(&clock),
@@ -156,11 +158,14 @@ pub async fn start_with_clock(
             ca_cert_pem,
         });
         Some(Peer::start(
-            Arc::clone(&register),
-            Arc::clone(&config),
-            node_id.clone(),
-            Arc::clone(&clock),
-            Arc::new(dialer),
+            PeerParts {
+                register: Arc::clone(&register),
+                config: Arc::clone(&config),
+                node_id: node_id.clone(),
+                clock: Arc::clone(&clock),
+                dialer: Arc::new(dialer),
+                metrics: Arc::clone(&metrics),
+            },
             shutdown.clone(),
             None,
         ))
@@ -173,6 +178,7 @@ pub async fn start_with_clock(
     };
     let state = AppState {
         register,
+        metrics,
         config,
         tokens: Arc::new(tokens),
         node: Arc::new(NodeInfo {

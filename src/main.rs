@@ -47,7 +47,7 @@ async fn serve(args: sorcha_peer::cli::ServeArgs, log_format: LogFormat) -> anyh
     let listener = sorcha_peer::serve::bind(config.listen, config.limits.listen_backlog)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let node = sorcha_peer::app::start(config, listener).await?;
-    telemetry.export_metrics(node.state.register.metrics());
+    telemetry.export_metrics(&node.state.metrics);
     let scheme = if node.state.config.tls.enabled() {
         "https"
     } else {

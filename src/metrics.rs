@@ -29,7 +29,7 @@ pub struct SyncLabels {
 }
 
 /// Subscriber transport.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Transport {
     /// Server-Sent Events.
     Sse,

@@ -5,7 +5,6 @@
 use crate::register::entry::{Entry, EntryType};
 use bytes::Bytes;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// What kind of node a caller says it is.
@@ -113,31 +112,7 @@ pub enum DisconnectReason {
     ClientRequest,
 }
 
-/// Subscription filters; empty lists match everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filters {
-    /// Only these blueprints.
-    pub blueprint_ids: Vec<String>,
-    /// Only these publishers.
-    pub publisher_ids: Vec<String>,
-    /// Only these entry types.
-    pub types: Vec<EntryType>,
-    /// Only entries whose metadata has all these pairs.
-    pub metadata: BTreeMap<String, String>,
-}
-
-impl Filters {
-    /// True when `entry` passes every filter.
-    pub fn matches(&self, entry: &Entry) -> bool {
-        (self.blueprint_ids.is_empty() || self.blueprint_ids.contains(&entry.blueprint_id))
-            && (self.publisher_ids.is_empty() || self.publisher_ids.contains(&entry.published_by))
-            && (self.types.is_empty() || self.types.contains(&entry.entry_type))
-            && self
-                .metadata
-                .iter()
-                .all(|(k, v)| entry.metadata.get(k) == Some(v))
-    }
-}
+pub use crate::register::subscription::Filters;
 
 /// A push notification about one appended entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

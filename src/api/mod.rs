@@ -19,6 +19,7 @@ pub mod unique_keys;
 use crate::auth::Tokens;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::peer::Peer;
 use crate::register::Register;
 use axum::Router;
@@ -52,6 +53,8 @@ pub struct NodeInfo {
 pub struct AppState {
     /// The register.
     pub register: Arc<Register>,
+    /// The node's metrics.
+    pub metrics: Arc<Metrics>,
     /// Configuration.
     pub config: Arc<Config>,
     /// Accepted REST tokens.
@@ -307,7 +310,7 @@ async fn dashboard_css() -> impl IntoResponse {
 
 /// Prometheus scrape: gauges mirroring state are refreshed, then everything is rendered.
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
-    let m = state.register.metrics();
+    let m = &state.metrics;
     if let Some(hub) = &state.hub {
         m.hub_sessions
             .set(i64::try_from(hub.sessions().len()).unwrap_or(i64::MAX));

@@ -15,10 +15,11 @@ use super::dto::{CaughtUpView, EventParams, NotificationView};
 use super::encode;
 use super::error::{ApiError, Problem};
 use super::extract::ApiQuery;
-use crate::metrics::{SubscriberGuard, Transport, TransportLabels};
+use crate::metrics::Transport;
 use crate::register::Register;
-use crate::register::entry::{Entry, EntryType};
+use crate::register::entry::EntryType;
 use crate::register::recent::{Form, SharedEntry};
+use crate::register::subscription::{Filters, Followed};
 use crate::register::validation;
 use axum::body::Body;
 use axum::extract::State;
@@ -31,27 +32,6 @@ use std::sync::Arc;
 
 /// Where the register's event stream is served (the path of [`events`]).
 pub const EVENTS_PATH: &str = "/api/v1/system-register/events";
-
-/// Which entries a subscriber wants.
-#[derive(Debug, Clone, Default)]
-struct Filter {
-    blueprint_id: Option<String>,
-    published_by: Option<String>,
-    entry_type: Option<EntryType>,
-}
-
-impl Filter {
-    fn matches(&self, entry: &Entry) -> bool {
-        self.blueprint_id
-            .as_ref()
-            .is_none_or(|id| *id == entry.blueprint_id)
-            && self
-                .published_by
-                .as_ref()
-                .is_none_or(|p| *p == entry.published_by)
-            && self.entry_type.is_none_or(|t| t == entry.entry_type)
-    }
-}
 
 /// Parses the resume point: `Last-Event-ID` wins over `?since=` (a browser reconnects with the
 /// original URL plus the header).
@@ -77,7 +57,7 @@ fn resume_point(headers: &HeaderMap, since: Option<i64>) -> Result<Option<i64>, 
     }
 }
 
-fn filter_from(params: &EventParams) -> Result<Filter, ApiError> {
+fn filter_from(params: &EventParams) -> Result<Filters, ApiError> {
     if let Some(id) = &params.blueprint_id {
         validation::blueprint_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
@@ -93,10 +73,11 @@ fn filter_from(params: &EventParams) -> Result<Filter, ApiError> {
             })
         })
         .transpose()?;
-    Ok(Filter {
-        blueprint_id: params.blueprint_id.clone(),
-        published_by: params.published_by.clone(),
-        entry_type,
+    Ok(Filters {
+        blueprint_ids: params.blueprint_id.iter().cloned().collect(),
+        publisher_ids: params.published_by.iter().cloned().collect(),
+        types: entry_type.into_iter().collect(),
+        metadata: Default::default(),
     })
 }
 
@@ -151,48 +132,53 @@ pub async fn events(
     } else {
         (Some(caught_up), None)
     };
-    let metrics = state.register.metrics();
-    let subscriber = SubscriberGuard::new(metrics, Transport::Sse);
-    let delivered = metrics
-        .notifications_delivered
-        .get_or_create(&TransportLabels {
-            transport: Transport::Sse,
-        })
-        .clone();
+    let form = if include_entry {
+        Form::EventWithEntry
+    } else {
+        Form::Event
+    };
     let register = Arc::clone(&state.register);
     let live = state
         .register
-        .follow(after)
+        .subscribe(after, filter, Transport::Sse)
         .take_while(|item| {
             if let Err(e) = item {
                 tracing::warn!(error = %e, "sse stream ended by a store error");
             }
             std::future::ready(item.is_ok())
         })
-        .flat_map(move |item| {
-            let _counted = (&subscriber, &slot);
-            let Ok(shared) = item else {
-                return stream::iter([None, None]);
+        .filter_map(|item| std::future::ready(item.ok()))
+        .map(move |followed| {
+            let _counted = &slot;
+            let version = match &followed {
+                Followed::Wanted(shared) => shared.entry.version,
+                Followed::Skipped(version) => *version,
             };
-            let marker = pending.take_if(|_| shared.entry.version >= head_version);
-            let frame = filter.matches(&shared.entry).then(|| {
-                delivered.inc();
-                // Encoded once per entry and shared; a frame with the entry shares the
-                // document bytes themselves.
-                let form = if include_entry {
-                    Form::EventWithEntry
-                } else {
-                    Form::Event
-                };
-                let parts = register.recent().derived(&shared, form, |entry| {
-                    encode::event_frame(entry, include_entry)
-                });
-                // The entry (and, read from the store, its bytes in the read budget)
-                // lives until its frame is written.
-                (parts, Some(shared))
-            });
-            stream::iter([frame, marker])
+            (followed, pending.take_if(|_| version >= head_version))
         })
+        .then(move |(followed, marker)| {
+            let register = Arc::clone(&register);
+            async move {
+                let frame = match followed {
+                    Followed::Wanted(shared) => {
+                        // Encoded once per entry and shared; a frame with the entry shares
+                        // the document bytes themselves.
+                        let parts = register
+                            .recent()
+                            .derived(&shared, form, move |entry| {
+                                encode::event_frame(entry, include_entry)
+                            })
+                            .await;
+                        // The entry (and, read from the store, its bytes in the read budget)
+                        // lives until its frame is written.
+                        Some((parts, Some(shared)))
+                    }
+                    Followed::Skipped(_) => None,
+                };
+                stream::iter([frame, marker])
+            }
+        })
+        .flatten()
         .filter_map(std::future::ready);
     let retry: Frame = (
         Arc::from([Bytes::from(format!(

@@ -7,13 +7,14 @@ pub mod sessions;
 
 use crate::clock::SharedClock;
 use crate::config::HubConfig;
-use crate::metrics::{SubscriberGuard, SyncKind, SyncLabels, Transport, TransportLabels};
+use crate::metrics::{Metrics, SyncKind, SyncLabels, Transport};
 use crate::protocol::{
     CheckpointState, CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters,
     Heartbeat, HeartbeatAck, HeartbeatReport, HubStatus, Notification, SessionView,
 };
 use crate::register::entry::Entry;
 use crate::register::recent::{Derived, Form};
+use crate::register::subscription::Followed;
 use crate::register::{PAGE, Page, Register, RegisterError};
 use crate::store::{Scope, StoreError};
 use futures::{Stream, StreamExt};
@@ -63,6 +64,7 @@ impl From<StoreError> for HubError {
 /// The hub: Register + sessions.
 pub struct Hub {
     register: Arc<Register>,
+    metrics: Arc<Metrics>,
     sessions: SessionRegistry,
     limits: PeerLimits,
     config: HubConfig,
@@ -81,9 +83,11 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// A hub over `register`; streams end when `shutdown` is cancelled.
+    /// A hub over `register`, counting in `metrics`; streams end when `shutdown` is
+    /// cancelled.
     pub fn new(
         register: Arc<Register>,
+        metrics: Arc<Metrics>,
         config: HubConfig,
         node_id: String,
         clock: SharedClock,
@@ -93,6 +97,7 @@ impl Hub {
             sessions: SessionRegistry::new(config.clone(), Arc::clone(&clock)),
             limits: PeerLimits::new(&config.rate_limits),
             register,
+            metrics,
             config,
             node_id,
             clock,
@@ -112,8 +117,7 @@ impl Hub {
         } else {
             SyncKind::Incremental
         };
-        self.register
-            .metrics()
+        self.metrics
             .sync_streams_served
             .get_or_create(&SyncLabels { kind })
             .clone()
@@ -248,7 +252,7 @@ impl Hub {
             page: None,
             done: false,
             guard,
-            served: self.register.metrics().sync_entries_served.clone(),
+            served: self.metrics.sync_entries_served.clone(),
         };
         let cancel = self.shutdown.clone();
         Ok(futures::stream::unfold(state, |mut s| async move {
@@ -315,55 +319,40 @@ impl Hub {
         };
         let mut sequence = 0i64;
         let register = Arc::clone(&self.register);
-        let metrics = Arc::clone(self.register.metrics());
-        let subscriber = SubscriberGuard::new(&metrics, Transport::Grpc);
-        let delivered = metrics
-            .notifications_delivered
-            .get_or_create(&TransportLabels {
-                transport: Transport::Grpc,
-            })
-            .clone();
-        let failed = metrics
-            .notification_failures
-            .get_or_create(&TransportLabels {
-                transport: Transport::Grpc,
-            })
-            .clone();
         let stream = self
             .register
-            .follow(start)
+            .subscribe(start, filters, Transport::Grpc)
             .filter_map(move |item| {
-                let _keep_counted = (&guard, &subscriber);
-                let out = match item {
-                    Ok(shared) if filters.matches(&shared.entry) => {
+                let _keep_counted = &guard;
+                std::future::ready(match item {
+                    Ok(Followed::Wanted(shared)) => {
                         sequence += 1;
-                        delivered.inc();
-                        // The summary parses the document: once per entry, not per subscriber.
-                        let summary = register
-                            .recent()
-                            .derived(&shared, Form::Summary, |entry| {
-                                let summary = crate::protocol::summary(entry);
-                                Derived {
-                                    own_bytes: summary.len(),
-                                    parts: vec![summary].into(),
-                                }
-                            })
-                            .first()
-                            .cloned()
-                            .unwrap_or_default();
-                        Some(Ok(Notification::with_summary(
-                            &shared.entry,
-                            summary,
-                            sequence,
-                        )))
+                        Some(Ok((shared, sequence)))
                     }
-                    Ok(_) => None,
-                    Err(e) => {
-                        failed.inc();
-                        Some(Err(HubError::from(e)))
-                    }
-                };
-                std::future::ready(out)
+                    Ok(Followed::Skipped(_)) => None,
+                    Err(e) => Some(Err(HubError::from(e))),
+                })
+            })
+            .then(move |wanted| {
+                let register = Arc::clone(&register);
+                async move {
+                    let (shared, sequence) = wanted?;
+                    // The summary parses the document: once per entry, not per subscriber.
+                    let summary = register
+                        .recent()
+                        .derived(&shared, Form::Summary, |entry| {
+                            let summary = crate::protocol::summary(entry);
+                            Derived {
+                                own_bytes: summary.len(),
+                                parts: vec![summary].into(),
+                            }
+                        })
+                        .await
+                        .first()
+                        .cloned()
+                        .unwrap_or_default();
+                    Ok(Notification::with_summary(&shared.entry, summary, sequence))
+                }
             })
             .take_until(session_ended.cancelled_owned())
             .take_until(self.shutdown.clone().cancelled_owned());
@@ -383,7 +372,7 @@ impl Hub {
         let outcome = self
             .sessions
             .heartbeat(&peer, &heartbeat, current_version)?;
-        self.register.metrics().heartbeats_received.inc();
+        self.metrics.heartbeats_received.inc();
         Ok(HeartbeatAck {
             success: outcome.known,
             timestamp: now,

@@ -45,7 +45,7 @@ pub(super) async fn heartbeat_loop(
             head.map(|h| h.chain_hash).unwrap_or_default(),
         );
         let sent = std::time::Instant::now();
-        let metrics = peer.register().metrics();
+        let metrics = peer.metrics();
         let outcome = |outcome| {
             metrics
                 .heartbeats_sent

@@ -12,6 +12,7 @@ pub mod sync;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::link::Dialer;
+use crate::metrics::Metrics;
 use crate::protocol::{ConnectionGrant, HeartbeatAck};
 use crate::register::Register;
 use crate::store::Checkpoint;
@@ -61,9 +62,26 @@ pub enum PeerError {
     },
 }
 
+/// What a peer runs on, handed over by the composition root.
+pub struct PeerParts {
+    /// The replica.
+    pub register: Arc<Register>,
+    /// Configuration (`peer.*`, `hubs`).
+    pub config: Arc<Config>,
+    /// This peer's id (sent as `peer_id`).
+    pub node_id: String,
+    /// The clock.
+    pub clock: SharedClock,
+    /// How the peer reaches hubs.
+    pub dialer: Arc<dyn Dialer>,
+    /// The node's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
 /// A running peer.
 pub struct Peer {
     register: Arc<Register>,
+    metrics: Arc<Metrics>,
     config: Arc<Config>,
     node_id: String,
     clock: SharedClock,
@@ -108,14 +126,18 @@ impl Peer {
     /// Starts the peer's connection manager, reaching hubs through `dialer`; it runs until
     /// `shutdown`. `jitter_seed` makes the backoff jitter reproducible (`None`: from the OS).
     pub fn start(
-        register: Arc<Register>,
-        config: Arc<Config>,
-        node_id: String,
-        clock: SharedClock,
-        dialer: Arc<dyn Dialer>,
+        parts: PeerParts,
         shutdown: CancellationToken,
         jitter_seed: Option<u64>,
     ) -> (Arc<Self>, JoinHandle<()>) {
+        let PeerParts {
+            register,
+            config,
+            node_id,
+            clock,
+            dialer,
+            metrics,
+        } = parts;
         let (commands, receiver) = mpsc::channel(16);
         let jitter = match jitter_seed {
             Some(seed) => StdRng::seed_from_u64(seed),
@@ -130,6 +152,7 @@ impl Peer {
             clock_alerted: std::sync::atomic::AtomicBool::new(false),
             alert_posts: tokio_util::task::TaskTracker::new(),
             register,
+            metrics,
             config,
             node_id,
             clock,
@@ -144,6 +167,11 @@ impl Peer {
     /// The replica.
     pub fn register(&self) -> &Arc<Register> {
         &self.register
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Configuration.
@@ -268,10 +296,7 @@ impl Peer {
     fn on_clock_offset(&self, index: usize, offset_ms: i64) {
         self.state_mut().clock_offset(offset_ms);
         let url = &self.config.hubs[index];
-        self.register
-            .metrics()
-            .hub_clock_offset
-            .set(offset_ms as f64 / 1000.0);
+        self.metrics.hub_clock_offset.set(offset_ms as f64 / 1000.0);
         let off = offset_ms.saturating_abs() >= CLOCK_OFFSET_ALERT_MS;
         if off && !self.clock_alerted.swap(true, Ordering::Relaxed) {
             let direction = if offset_ms < 0 { "ahead of" } else { "behind" };
@@ -424,7 +449,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
                     exhausted.fill(false);
                     peer.attempt_failed(index, &why);
                     peer.state_mut().failed_over();
-                    peer.register.metrics().failovers.inc();
+                    peer.metrics.failovers.inc();
                     let next = (index + 1) % hubs;
                     tracing::warn!(from = %peer.config.hubs[index], to = %peer.config.hubs[next], reason = %why, "failing over");
                     index = next;

@@ -95,7 +95,7 @@ pub async fn catch_up(
     wait: RateLimitWait,
 ) -> Result<SyncOutcome, SyncError> {
     let result = run_sync(peer, client, session_id, hub_id, full, wait).await;
-    let metrics = peer.register().metrics();
+    let metrics = peer.metrics();
     let outcome = match &result {
         Ok(done) => {
             let kind = if done.full {
@@ -291,10 +291,7 @@ async fn apply(
     let syncs = previous.total_syncs + i64::from(last);
     if !batch.is_empty() {
         let bytes: usize = batch.iter().map(Entry::weight).sum();
-        peer.register()
-            .metrics()
-            .sync_batch_bytes
-            .observe(bytes as f64);
+        peer.metrics().sync_batch_bytes.observe(bytes as f64);
     }
     peer.register()
         .apply_synced(batch, |head| Checkpoint {

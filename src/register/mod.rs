@@ -5,7 +5,8 @@
 //! This file holds the Register itself, its errors, options and reads; its other jobs live in
 //! their own files: `write` (client writes, the one optimistic-retry loop, idempotency),
 //! `replicate` (applying synced entries), `follow` (followers' cursors over the recent window
-//! and the store) and `verification` (whole-register checks).
+//! and the store), `subscription` (filters and the one subscriber wiring) and `verification`
+//! (whole-register checks).
 
 pub mod budget;
 pub mod chain;
@@ -14,6 +15,7 @@ pub mod genesis;
 pub mod idempotency;
 pub mod recent;
 pub mod schema;
+pub mod subscription;
 pub mod validation;
 pub mod verify;
 
@@ -57,7 +59,7 @@ pub enum RegisterError {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     /// Publishing an id that already exists.
-    #[error("blueprint {0:?} already exists; use PUT to publish a new version")]
+    #[error("blueprint {0:?} already exists; update it to publish a new version")]
     AlreadyExists(String),
     /// The blueprint id is unknown.
     #[error("blueprint {0:?} does not exist")]
@@ -259,11 +261,6 @@ impl Register {
             );
         }
         Ok(register)
-    }
-
-    /// The node's metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.options.metrics
     }
 
     /// The underlying store.

@@ -13,10 +13,15 @@ use bytes::Bytes;
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
+use tokio::sync::OnceCell;
 
 /// Most entries kept, whatever their size.
 pub const RECENT_CAPACITY: usize = 1024;
+
+/// Documents up to this size are derived on the task that asks: parsing them costs less than
+/// a hand-off to the blocking pool.
+pub const INLINE_DERIVE_BYTES: usize = 64 * 1024;
 
 /// A value derived from an entry for streaming it; each is computed once per entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +62,7 @@ pub struct Derived {
 pub struct SharedEntry {
     /// The entry.
     pub entry: Entry,
-    derived: [OnceLock<Derived>; FORMS],
+    derived: [OnceCell<Derived>; FORMS],
     /// True while the window counts this entry's bytes.
     in_window: AtomicBool,
     /// Bytes of this entry counted by the window (entry plus derived values).
@@ -150,20 +155,33 @@ impl RecentWindow {
     }
 
     /// The `form` of `shared`, derived by `derive` if no follower did yet. Followers asking
-    /// at once wait for the first one's result instead of all deriving it. Bytes derived
-    /// for an entry in the window count against the window's bound.
-    pub fn derived(
-        &self,
-        shared: &SharedEntry,
-        form: Form,
-        derive: impl FnOnce(&Entry) -> Derived,
-    ) -> Arc<[Bytes]> {
+    /// at once wait (without holding a thread) for the first one's result instead of all
+    /// deriving it. A document above [`INLINE_DERIVE_BYTES`] is derived on the blocking pool:
+    /// parsing up to `limits.maxDocumentBytes` of JSON must not stall a runtime thread and
+    /// every stream it serves. Bytes derived for an entry in the window count against the
+    /// window's bound.
+    pub async fn derived<F>(&self, shared: &Arc<SharedEntry>, form: Form, derive: F) -> Arc<[Bytes]>
+    where
+        F: Fn(&Entry) -> Derived + Clone + Send + 'static,
+    {
         let mut fresh = None;
-        let value = shared.derived[form.index()].get_or_init(|| {
-            let value = derive(&shared.entry);
-            fresh = Some(value.own_bytes);
-            value
-        });
+        let value = shared.derived[form.index()]
+            .get_or_init(|| async {
+                let value = if shared.entry.document.len() <= INLINE_DERIVE_BYTES {
+                    derive(&shared.entry)
+                } else {
+                    let (entry, off_thread) = (Arc::clone(shared), derive.clone());
+                    match tokio::task::spawn_blocking(move || off_thread(&entry.entry)).await {
+                        Ok(value) => value,
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        // The runtime is shutting down: derive here rather than not at all.
+                        Err(_) => derive(&shared.entry),
+                    }
+                };
+                fresh = Some(value.own_bytes);
+                value
+            })
+            .await;
         if let Some(own) = fresh
             && shared.in_window.load(Ordering::Relaxed)
             && let Ok(mut state) = self.state.write()
@@ -231,28 +249,64 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn bytes_and_count_bound_the_window_and_derived_bytes_count() {
+    #[tokio::test]
+    async fn bytes_and_count_bound_the_window_and_derived_bytes_count() {
         let window = RecentWindow::new(10_000, Gauge::default());
         window.push(entries(20, 1000));
         assert!(window.bytes() <= 10_000, "{}", window.bytes());
         let newest = window.get(20).expect("the newest entry stays");
         assert!(window.get(1).is_none(), "the oldest left");
         let before = window.bytes();
-        let parts = window.derived(&newest, Form::Event, |_| Derived {
-            parts: vec![Bytes::from(vec![0u8; 3000])].into(),
-            own_bytes: 3000,
-        });
+        let parts = window
+            .derived(&newest, Form::Event, |_| Derived {
+                parts: vec![Bytes::from(vec![0u8; 3000])].into(),
+                own_bytes: 3000,
+            })
+            .await;
         assert_eq!(parts[0].len(), 3000);
         assert!(window.bytes() <= 10_000);
         assert!(window.bytes() != before, "derived bytes are counted");
         // Derived once: a second derivation is not run.
-        let again = window.derived(&newest, Form::Event, |_| unreachable!());
+        let again = window
+            .derived(&newest, Form::Event, |_| unreachable!())
+            .await;
         assert_eq!(again[0].len(), 3000);
         // An entry larger than the bound is not kept.
         let big = RecentWindow::new(500, Gauge::default());
         big.push(entries(1, 1000));
         assert!(big.get(1).is_none());
         assert_eq!(big.bytes(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_big_document_is_derived_off_the_runtime_thread() {
+        let window = RecentWindow::new(1 << 30, Gauge::default());
+        window.push(entries(2, 8));
+        window.push(
+            entries(3, INLINE_DERIVE_BYTES + 1)
+                .into_iter()
+                .skip(2)
+                .collect::<Vec<_>>(),
+        );
+        let runtime_thread = std::thread::current().id();
+        let on_thread = |entry: &Arc<SharedEntry>| {
+            let entry = Arc::clone(entry);
+            let window = &window;
+            async move {
+                window
+                    .derived(&entry, Form::Summary, |_| Derived {
+                        parts: vec![Bytes::from(format!("{:?}", std::thread::current().id()))]
+                            .into(),
+                        own_bytes: 0,
+                    })
+                    .await[0]
+                    .clone()
+            }
+        };
+        let small = on_thread(&window.get(2).expect("small entry")).await;
+        let big = on_thread(&window.get(3).expect("big entry")).await;
+        let here = Bytes::from(format!("{runtime_thread:?}"));
+        assert_eq!(small, here, "a small document is derived in place");
+        assert_ne!(big, here, "a big document is derived on the blocking pool");
     }
 }

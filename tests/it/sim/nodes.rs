@@ -7,8 +7,9 @@ use super::{BACKOFF_INITIAL, BACKOFF_MAX, HUBS};
 use sorcha_peer::clock::SharedClock;
 use sorcha_peer::config::{Config, HubConfig, Rate};
 use sorcha_peer::hub::Hub;
-use sorcha_peer::peer::Peer;
+use sorcha_peer::metrics::Metrics;
 use sorcha_peer::peer::alerts::Alert;
+use sorcha_peer::peer::{Peer, PeerParts};
 use sorcha_peer::register::{Register, RegisterOptions};
 use sorcha_peer::store::embedded::EmbeddedStore;
 use sorcha_peer::store::{Checkpoint, RegisterStore};
@@ -65,11 +66,13 @@ pub async fn start_hub(
 ) -> HubRun {
     let clock: SharedClock = Arc::new(SimClock { origin, skew_ms: 0 });
     let store: Arc<dyn RegisterStore> = Arc::clone(store) as _;
+    let metrics = Arc::new(Metrics::default());
     let register = Register::open(
         Arc::clone(&store),
         Arc::clone(&clock),
         RegisterOptions {
             seed_genesis: true,
+            metrics: Arc::clone(&metrics),
             ..RegisterOptions::default()
         },
     )
@@ -78,6 +81,7 @@ pub async fn start_hub(
     let stop = CancellationToken::new();
     let hub = Hub::new(
         Arc::clone(&register),
+        metrics,
         hub_config(),
         format!("hub-{index}"),
         clock,
@@ -176,11 +180,13 @@ async fn start_peer(
     }
     let crash_point = Arc::new(CrashPoint::new(store.expect("the replica reopens")));
     let store: Arc<dyn RegisterStore> = Arc::clone(&crash_point) as _;
+    let metrics = Arc::new(Metrics::default());
     let register = Register::open(
         store,
         Arc::clone(&clock),
         RegisterOptions {
             seed_genesis: false,
+            metrics: Arc::clone(&metrics),
             ..RegisterOptions::default()
         },
     )
@@ -199,15 +205,18 @@ async fn start_peer(
     );
     let stop = CancellationToken::new();
     let (peer, task) = Peer::start(
-        register,
-        Arc::clone(config),
-        format!("peer-{index}"),
-        clock,
-        Arc::new(SimDialer {
-            net: Arc::clone(net),
-            peer: index,
-            run,
-        }),
+        PeerParts {
+            register,
+            config: Arc::clone(config),
+            node_id: format!("peer-{index}"),
+            clock,
+            dialer: Arc::new(SimDialer {
+                net: Arc::clone(net),
+                peer: index,
+                run,
+            }),
+            metrics,
+        },
         stop.clone(),
         Some(jitter_seed),
     );

@@ -2,18 +2,23 @@
 //!
 //! Code map:
 //! - [`register`]: the system register's rules (entries, hash chain, genesis, validation,
-//!   verification) and the Register (store + notifier) that everything reads and writes.
-//! - [`store`]: the `RegisterStore` interface, the embedded SQLite backend and the
-//!   conformance suite.
+//!   verification, subscription filters) and the Register (store + notifier) that everything
+//!   reads and writes.
+//! - [`store`]: the `RegisterStore` interface, its embedded SQLite and MongoDB backends and
+//!   the conformance suite both pass.
+//! - [`protocol`]: the hub–peer protocol's messages in domain types; [`wire`]: the gRPC
+//!   contract's generated types and their conversion.
 //! - [`link`]: the peer's port to a hub ([`link::HubLink`], [`link::Dialer`]) in domain types;
-//!   [`hub_client`] implements it over gRPC, speaking the contract in [`wire`]; `hub::link`
-//!   implements it in process.
+//!   [`hub_client`] implements it over gRPC; `hub::link` implements it in process.
 //! - [`hub`]: peer sessions, heartbeats, sync and push streams; [`peer`]: the replica's
-//!   connection manager, session loop and sync client.
+//!   connection state machine, session loop and sync client.
 //! - [`error_code`]: which kind of failure each domain error is; [`error_table`]: each kind's
 //!   HTTP status, problem type and gRPC status.
-//! - [`api`]: thin inbound transport adapters (REST, SSE, gRPC) on one axum router.
-//! - [`app`]: composition root; [`config`], [`auth`], [`role`], [`clock`]: its inputs.
+//! - [`api`]: thin inbound transport adapters (REST, SSE, gRPC) on one axum router;
+//!   [`serve`]: the listener loop under it (connection limits, timeouts, graceful stop);
+//!   [`tls`]: its certificates.
+//! - [`app`]: composition root; [`config`], [`auth`], [`role`], [`clock`]: its inputs;
+//!   [`metrics`] and [`telemetry`]: what it reports.
 //! - [`cli`]: the client subcommands.
 
 pub mod api;

@@ -13,26 +13,33 @@
 //! one multi-document transaction, so of two hubs claiming the same name exactly one commits;
 //! the other sees the duplicate key or write conflict, re-reads and answers from the winner's
 //! entry. Plain appends stay one insert.
+//!
+//! This file holds the store, its set-up and the `RegisterStore` calls; `documents` maps
+//! entries to BSON and driver errors to store errors, `queries` holds the queries and the
+//! claiming transaction the calls share.
+
+mod documents;
+mod queries;
 
 use super::{
     Checkpoint, EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError,
     check_continuation, check_expectation,
 };
 use crate::config::MongoConfig;
-use crate::register::entry::{Entry, EntryType, Expectation, Head, NewEntry};
+use crate::register::entry::{Entry, Expectation, Head, NewEntry};
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
-use mongodb::bson::spec::BinarySubtype;
-use mongodb::bson::{Binary, Bson, Document, doc};
-use mongodb::error::{ErrorKind, WriteFailure};
+use futures::StreamExt;
+use mongodb::bson::{Document, doc};
 use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, IndexModel};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+use documents::{
+    from_doc, is_conflict, is_duplicate_key, is_too_large, to_doc, too_large, unavailable,
+};
 
 /// Collection of register entries.
 pub const ENTRIES: &str = "sorcha_system_register_blueprints";
@@ -60,61 +67,6 @@ pub struct MongoStore {
     idempotency_keys: Collection<Document>,
     transaction_ids: Collection<Document>,
     poll_interval: Duration,
-}
-
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    // Driver errors carry whole topology dumps; keep the first, telling part.
-    let mut text = e.to_string();
-    if let Some(cut) = text.find(", labels:") {
-        text.truncate(cut);
-    }
-    if text.len() > 300 {
-        let mut end = 300;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    StoreError::Unavailable(format!("MongoDB: {text}"))
-}
-
-fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    match e.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::InsertMany(im) => im.write_errors.iter().flatten().any(|w| w.code == 11000),
-        ErrorKind::Command(c) => c.code == 11000,
-        _ => e.to_string().contains("E11000"),
-    }
-}
-
-/// MongoDB refused a document over its 16 MiB BSON limit: in the BSON encoder or the driver
-/// (before sending) or on the server (`BSONObjectTooLarge`, 10334). Permanent: retrying
-/// cannot help.
-fn is_too_large(e: &mongodb::error::Error) -> bool {
-    const BSON_OBJECT_TOO_LARGE: i32 = 10334;
-    match e.kind.as_ref() {
-        ErrorKind::BsonSerialization(_) => e.to_string().contains("exceeded maximum size"),
-        ErrorKind::InvalidArgument { message, .. } => message.contains("must be within"),
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == BSON_OBJECT_TOO_LARGE,
-        ErrorKind::InsertMany(im) => im
-            .write_errors
-            .iter()
-            .flatten()
-            .any(|w| w.code == BSON_OBJECT_TOO_LARGE),
-        ErrorKind::Command(c) => c.code == BSON_OBJECT_TOO_LARGE,
-        _ => false,
-    }
-}
-
-fn too_large(e: &mongodb::error::Error) -> StoreError {
-    StoreError::TooLarge(format!("MongoDB: {e}"))
-}
-
-/// A write that lost to a concurrent one and may simply be retried.
-fn is_conflict(e: &mongodb::error::Error) -> bool {
-    e.contains_label("TransientTransactionError")
-        || matches!(e.kind.as_ref(), ErrorKind::Command(c) if c.code == 112)
 }
 
 impl MongoStore {
@@ -170,233 +122,6 @@ impl MongoStore {
             poll_interval,
         })
     }
-
-    async fn find_entries(
-        &self,
-        filter: Document,
-        sort: Document,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let docs: Vec<Document> = self
-            .entries
-            .find(filter)
-            .sort(sort)
-            .limit(limit)
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
-        docs.into_iter().map(|d| from_doc(d, false)).collect()
-    }
-
-    /// Inserts `docs` and upserts the checkpoint in one transaction.
-    async fn write_together(
-        &self,
-        docs: &[Document],
-        checkpoint: Option<&Document>,
-    ) -> Result<(), mongodb::error::Error> {
-        let mut session = self.client.start_session().await?;
-        session.start_transaction().await?;
-        let result: Result<(), mongodb::error::Error> = async {
-            if !docs.is_empty() {
-                self.entries.insert_many(docs).session(&mut session).await?;
-            }
-            if let Some(cp) = checkpoint {
-                self.checkpoints
-                    .replace_one(doc! { "_id": 1 }, cp)
-                    .upsert(true)
-                    .session(&mut session)
-                    .await?;
-            }
-            Ok(())
-        }
-        .await;
-        finish(&mut session, result).await
-    }
-
-    /// Inserts `entry` with its claims — the idempotency key (replacing a forgotten record of
-    /// it) and the publication transaction id — in one transaction. A live record or claim
-    /// of another writer makes it fail with a duplicate key or a write conflict.
-    async fn insert_claiming(
-        &self,
-        entry: &Entry,
-        key: Option<&KeyClaim>,
-    ) -> Result<(), mongodb::error::Error> {
-        let mut session = self.client.start_session().await?;
-        session.start_transaction().await?;
-        let result: Result<(), mongodb::error::Error> = async {
-            self.entries
-                .insert_one(to_doc(entry))
-                .session(&mut session)
-                .await?;
-            if let Some(k) = key {
-                self.idempotency_keys
-                    .delete_one(doc! { "_id": &k.key, "createdAt": { "$lt": k.live_after } })
-                    .session(&mut session)
-                    .await?;
-                self.idempotency_keys
-                    .insert_one(doc! {
-                        "_id": &k.key,
-                        "fingerprint": &k.fingerprint,
-                        "version": entry.version,
-                        "createdAt": entry.published_at,
-                    })
-                    .session(&mut session)
-                    .await?;
-            }
-            if let Some(tx) = &entry.publication_transaction_id {
-                self.transaction_ids
-                    .insert_one(doc! { "_id": tx, "version": entry.version })
-                    .session(&mut session)
-                    .await?;
-            }
-            Ok(())
-        }
-        .await;
-        finish(&mut session, result).await
-    }
-
-    /// The documents `pipeline` yields over the entries.
-    async fn aggregate(&self, pipeline: Vec<Document>) -> Result<Vec<Document>, StoreError> {
-        self.entries
-            .aggregate(pipeline)
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)
-    }
-
-    /// Runs `pipeline` (which selects and orders entries) and reports each entry's version and
-    /// document size (`$binarySize`), so the server never sends a document.
-    async fn sizes(&self, mut pipeline: Vec<Document>) -> Result<Vec<EntrySize>, StoreError> {
-        pipeline.push(doc! { "$project": {
-            "_id": 0,
-            "version": 1,
-            "bytes": { "$binarySize": "$document" },
-        } });
-        let docs = self.aggregate(pipeline).await?;
-        docs.iter()
-            .map(|d| {
-                let version = d.get_i64("version").unwrap_or(0);
-                let bytes = match d.get("bytes") {
-                    Some(Bson::Int32(n)) => i64::from(*n),
-                    Some(Bson::Int64(n)) => *n,
-                    Some(Bson::Double(n)) => *n as i64,
-                    _ => {
-                        return Err(StoreError::Corrupt {
-                            version,
-                            reason: "document size is unreadable".into(),
-                        });
-                    }
-                };
-                Ok(EntrySize {
-                    version,
-                    bytes: bytes.max(0).cast_unsigned(),
-                })
-            })
-            .collect()
-    }
-
-    async fn latest_version(&self, blueprint_id: &str) -> Result<Option<i64>, StoreError> {
-        let found = self
-            .entries
-            .find_one(doc! { "blueprintId": blueprint_id })
-            .sort(doc! { "version": -1 })
-            .projection(doc! { "version": 1 })
-            .await
-            .map_err(unavailable)?;
-        Ok(found.and_then(|d| d.get_i64("version").ok()))
-    }
-}
-
-/// Commits the session's transaction when `result` is Ok, else aborts it and hands the error
-/// back.
-async fn finish(
-    session: &mut mongodb::ClientSession,
-    result: Result<(), mongodb::error::Error>,
-) -> Result<(), mongodb::error::Error> {
-    match result {
-        Ok(()) => session.commit_transaction().await,
-        Err(e) => {
-            let _ = session.abort_transaction().await;
-            Err(e)
-        }
-    }
-}
-
-fn to_doc(e: &Entry) -> Document {
-    let metadata: Document = e
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), Bson::String(v.clone())))
-        .collect();
-    doc! {
-        "_id": e.version,
-        "version": e.version,
-        "blueprintId": &e.blueprint_id,
-        "registerId": &e.register_id,
-        "document": Binary { subtype: BinarySubtype::Generic, bytes: e.document.to_vec() },
-        "publishedAt": e.published_at,
-        "publishedBy": &e.published_by,
-        "isActive": e.is_active,
-        "publicationTransactionId": e.publication_transaction_id.clone().map_or(Bson::Null, Bson::String),
-        "checksum": &e.checksum,
-        "metadata": metadata,
-        "chainHash": &e.chain_hash,
-        "type": e.entry_type.as_str(),
-    }
-}
-
-/// Reads a stored entry, taking its document bytes without a copy. A listing projects the
-/// document away (`listing`), and gets an empty one.
-fn from_doc(mut d: Document, listing: bool) -> Result<Entry, StoreError> {
-    let version = d.get_i64("version").unwrap_or(0);
-    let corrupt = |reason: String| StoreError::Corrupt { version, reason };
-    let document = match d.remove("document") {
-        Some(Bson::Binary(b)) => Bytes::from(b.bytes),
-        None if listing => Bytes::new(),
-        _ => return Err(corrupt("document is not binary".into())),
-    };
-    let text = |key: &str| {
-        d.get_str(key)
-            .map(str::to_owned)
-            .map_err(|e| corrupt(format!("{key}: {e}")))
-    };
-    let mut metadata = BTreeMap::new();
-    if let Ok(m) = d.get_document("metadata") {
-        for (k, v) in m {
-            let v = v
-                .as_str()
-                .ok_or_else(|| corrupt(format!("metadata {k} is not a string")))?;
-            metadata.insert(k.clone(), v.to_owned());
-        }
-    }
-    let type_name = text("type")?;
-    Ok(Entry {
-        version,
-        blueprint_id: text("blueprintId")?,
-        register_id: text("registerId")?,
-        document,
-        published_at: d
-            .get_i64("publishedAt")
-            .map_err(|e| corrupt(format!("publishedAt: {e}")))?,
-        published_by: text("publishedBy")?,
-        is_active: d
-            .get_bool("isActive")
-            .map_err(|e| corrupt(format!("isActive: {e}")))?,
-        publication_transaction_id: d
-            .get_str("publicationTransactionId")
-            .ok()
-            .map(str::to_owned),
-        checksum: text("checksum")?,
-        metadata,
-        chain_hash: text("chainHash")?,
-        entry_type: EntryType::parse(&type_name)
-            .ok_or_else(|| corrupt(format!("unknown entry type {type_name:?}")))?,
-    })
 }
 
 #[async_trait]
@@ -751,60 +476,5 @@ impl RegisterStore for MongoStore {
                 Err(e) => tracing::debug!(error = %e, "polling the head failed"),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::register::validation::{
-        BSON_DOCUMENT_LIMIT, MAX_DOCUMENT_BYTES, MAX_METADATA_BYTES,
-    };
-
-    /// The largest entry the rules allow, with every field at its worst: it must fit one
-    /// MongoDB document, and the fields beside the document must stay inside the margin the
-    /// limit's documentation states (48 KiB of the 64 KiB).
-    #[test]
-    fn the_largest_valid_entry_fits_one_bson_document() {
-        // Metadata of the most elements: every one-byte key (BSON keys cannot hold NUL), then
-        // two-byte keys, all with empty values, just under the 4 KiB total.
-        let mut metadata = BTreeMap::new();
-        let mut total = 0;
-        for b in 1u8..128 {
-            metadata.insert(char::from(b).to_string(), String::new());
-            total += 1;
-        }
-        'outer: for a in b'a'..=b'z' {
-            for b in 0u8..128 {
-                if total + 2 >= MAX_METADATA_BYTES {
-                    break 'outer;
-                }
-                if b == 0 {
-                    continue;
-                }
-                metadata.insert(format!("{}{}", char::from(a), char::from(b)), String::new());
-                total += 2;
-            }
-        }
-        crate::register::validation::metadata(&metadata).expect("valid metadata");
-        let wide = "𝄞".repeat(255); // 255 characters of 4 UTF-8 bytes
-        let entry = Entry {
-            version: i64::MAX,
-            blueprint_id: "b".repeat(255),
-            register_id: crate::register::entry::SYSTEM_REGISTER_ID.to_owned(),
-            document: Bytes::from(vec![b' '; MAX_DOCUMENT_BYTES]),
-            published_at: i64::MAX,
-            published_by: wide.clone(),
-            is_active: true,
-            publication_transaction_id: Some(wide),
-            checksum: format!("sha256:{}", "0".repeat(64)),
-            metadata,
-            chain_hash: format!("sha256:{}", "0".repeat(64)),
-            entry_type: EntryType::Deprecated,
-        };
-        let size = mongodb::bson::to_vec(&to_doc(&entry)).unwrap().len();
-        assert!(size <= BSON_DOCUMENT_LIMIT, "{size}");
-        let beside_document = size - MAX_DOCUMENT_BYTES;
-        assert!(beside_document < 48 * 1024, "{beside_document}");
     }
 }

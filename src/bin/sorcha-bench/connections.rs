@@ -1,0 +1,156 @@
+//! The connection workloads: `idle` (many quiet subscribers) and `storm` (peers reconnecting at
+//! once, each behind by some entries).
+
+use crate::{Hub, peer_request, publish_one, report};
+use anyhow::bail;
+use futures::StreamExt;
+use serde_json::json;
+use sorcha_peer::hub_client::HubClient;
+use sorcha_peer::link::{HubLink, LinkError};
+use sorcha_peer::protocol::Filters;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) async fn idle(subscribers: usize, per_connection: usize) -> anyhow::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let per_connection = per_connection.max(1);
+    let hub = Hub::start(None).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base = hub.rss_kib();
+    let mut held = Vec::new();
+    let mut http = None;
+    for i in 0..subscribers {
+        if i % per_connection == 0 || http.is_none() {
+            // One connection per subscriber: no pooling; several: one HTTP/2 connection.
+            let builder = if per_connection > 1 {
+                reqwest::Client::builder().http2_prior_knowledge()
+            } else {
+                reqwest::Client::builder().pool_max_idle_per_host(0)
+            };
+            http = Some(builder.build()?);
+        }
+        let r = http
+            .as_ref()
+            .expect("a client")
+            .get(format!("{}/api/v1/system-register/events", hub.url))
+            .send()
+            .await?;
+        held.push(r);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with_sse = hub.rss_kib();
+    let mut streams = Vec::new();
+    let mut shared: Option<HubClient> = None;
+    for i in 0..subscribers {
+        if i % per_connection == 0 || shared.is_none() {
+            shared = Some(HubClient::connect(&hub.url, Duration::from_secs(30)).await?);
+        }
+        let client = shared.clone().expect("a client");
+        let id = format!("idle-{i}");
+        let grant = client.open_session(&peer_request(&id, 1)).await?;
+        let stream = client
+            .subscribe(&id, &grant.session_id, &Filters::default(), 0)
+            .await?;
+        streams.push((client, stream));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with_grpc = hub.rss_kib();
+    report(
+        "idle",
+        json!({"sse": subscribers, "grpc": subscribers, "per_connection": per_connection}),
+        json!({
+            "base_rss_kib": base,
+            "sse_kib_per_subscriber": (with_sse.saturating_sub(base)) as f64 / subscribers as f64,
+            "grpc_kib_per_stream": (with_grpc.saturating_sub(with_sse)) as f64 / subscribers as f64,
+        }),
+        Some(&hub),
+    );
+    drop((held, streams));
+    Ok(())
+}
+
+pub(crate) async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let hub = Hub::start(None).await?;
+    let http = reqwest::Client::new();
+    for i in 0..behind {
+        publish_one(
+            &http,
+            &hub.url,
+            &format!("storm-{i}"),
+            &json!({"i": i}),
+            None,
+        )
+        .await?;
+    }
+    let head = behind as i64 + 1;
+    let started = Instant::now();
+    // Retries counted by the kind of failure that caused them, with the first error of each.
+    type Retries = std::collections::BTreeMap<String, (u64, String)>;
+    let retries: Arc<std::sync::Mutex<Retries>> = Arc::default();
+    let tasks: Vec<_> = (0..peers)
+        .map(|i| {
+            let (url, retries) = (hub.url.clone(), Arc::clone(&retries));
+            tokio::spawn(async move {
+                let id = format!("storm-peer-{i}");
+                let known = 1i64; // every peer holds genesis only: `behind` versions behind
+                for _ in 0..100 {
+                    let attempt = async {
+                        let client = HubClient::connect(&url, Duration::from_secs(30)).await?;
+                        let grant = client.open_session(&peer_request(&id, known)).await?;
+                        let mut stream = client
+                            .incremental_sync(&id, &grant.session_id, known, 0)
+                            .await?;
+                        let mut last = known;
+                        while let Some(e) = stream.next().await {
+                            last = e?.version;
+                        }
+                        anyhow::Ok(last)
+                    };
+                    match attempt.await {
+                        Ok(v) => return anyhow::Ok(v),
+                        Err(e) => {
+                            let kind = match e.downcast_ref::<LinkError>() {
+                                Some(c) => format!("{:?}", c.code),
+                                None => "other".to_owned(),
+                            };
+                            {
+                                let mut retries = retries.lock().unwrap_or_else(|p| p.into_inner());
+                                let (count, example) = retries.entry(kind).or_default();
+                                *count += 1;
+                                if example.is_empty() {
+                                    *example = format!("{e:#}");
+                                }
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                bail!("peer {id} never got current")
+            })
+        })
+        .collect();
+    let mut current = 0;
+    for t in tasks {
+        if t.await?? == head {
+            current += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let retries = retries.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    report(
+        "storm",
+        json!({"peers": peers, "behind": behind}),
+        json!({
+            "all_current_s": elapsed,
+            "current": current,
+            "retries": retries.iter().map(|(k, (n, _))| (k.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "retry_examples": retries.iter().map(|(k, (_, e))| (k.clone(), json!(e))).collect::<serde_json::Map<_, _>>(),
+        }),
+        Some(&hub),
+    );
+    if current != peers {
+        bail!("{current} of {peers} peers current");
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The hub under test as a child process, and what `/proc` says about its memory and CPU.
+
+use crate::TOKEN;
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A hub running as a child process.
+pub(crate) struct Hub {
+    child: Child,
+    pub(crate) url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Hub {
+    pub(crate) async fn start(dir: Option<tempfile::TempDir>) -> anyhow::Result<Self> {
+        Self::spawn(dir, &["--role", "hub"]).await
+    }
+
+    /// A node (hub or peer, by `role_args`) on `dir` (a fresh one if `None`).
+    pub(crate) async fn spawn(
+        dir: Option<tempfile::TempDir>,
+        role_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let dir = match dir {
+            Some(d) => d,
+            None => tempfile::tempdir()?,
+        };
+        let exe = std::env::current_exe()?;
+        let binary = exe.with_file_name("sorcha-peer");
+        let mut child = Command::new(&binary)
+            .arg("serve")
+            .args(role_args)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-token",
+                TOKEN,
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .env("SORCHA_HUB__MAX_SESSIONS", "100000")
+            // Benchmark subscribers do not heartbeat; keep their sessions for the whole run.
+            .env("SORCHA_HUB__SESSION_TIMEOUT", "1h")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+        let url = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = line.strip_prefix("sorcha-peer listening on ") {
+                    return Ok(addr.trim().to_owned());
+                }
+            }
+            bail!("hub exited before listening")
+        })
+        .await
+        .context("hub did not start")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            child,
+            url,
+            _dir: Some(dir),
+        })
+    }
+
+    /// Asks the hub to stop (SIGTERM) and gives it a bounded time to exit cleanly, so a
+    /// profiler wrapped around it (valgrind, perf) can write its report; `kill_on_drop` ends
+    /// it otherwise.
+    pub(crate) fn stop(&self) {
+        let pid = self.pid();
+        if pid == 0 {
+            return;
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        for _ in 0..300 {
+            if std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.contains(") Z "))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Resident set size in KiB.
+    pub(crate) fn rss_kib(&self) -> u64 {
+        proc_rss_kib(self.pid())
+    }
+
+    /// Peak resident set size so far (`VmHWM`) in KiB.
+    pub(crate) fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    /// User + system CPU seconds used so far.
+    pub(crate) fn cpu_seconds(&self) -> f64 {
+        let cpu = proc_cpu(self.pid());
+        cpu.user + cpu.sys
+    }
+}
+
+/// Resident set size of process `pid` in KiB (0 if it is gone).
+pub(crate) fn proc_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` figure in KiB (0 if the process is gone).
+pub(crate) fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU seconds a process has used, in user space and in the kernel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cpu {
+    user: f64,
+    sys: f64,
+}
+
+impl Cpu {
+    /// Adds `<name>_cpu_user_s` and `<name>_cpu_sys_s` to a report's figures.
+    pub(crate) fn record(self, figures: &mut Value, name: &str) {
+        figures[format!("{name}_cpu_user_s")] = json!(self.user);
+        figures[format!("{name}_cpu_sys_s")] = json!(self.sys);
+    }
+
+    /// What was used since `earlier`.
+    pub(crate) fn delta(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user - earlier.user,
+            sys: self.sys - earlier.sys,
+        }
+    }
+}
+
+/// CPU used so far by process `pid` (`utime` and `stime` of `/proc/<pid>/stat`).
+pub(crate) fn proc_cpu(pid: u32) -> Cpu {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(") ")
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let seconds = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0) as f64
+            / 100.0
+    };
+    Cpu {
+        user: seconds(11),
+        sys: seconds(12),
+    }
+}

@@ -1,0 +1,427 @@
+//! The configuration's sections (`hub`, `peer`, `sse`, `limits`, …) and their defaults.
+
+use super::Secret;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Hub-role settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HubConfig {
+    /// Force the hub role under `--role auto`.
+    pub enabled: bool,
+    /// With `enabled`, refuse to start when the hostname does not match `hostnamePattern`.
+    pub validate_hostname: bool,
+    /// Hostnames of hub nodes.
+    pub hostname_pattern: String,
+    /// Heartbeat period advertised to peers; also the unit of "missed heartbeats".
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Heartbeat answer timeout advertised to peers.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// A session without heartbeats for this long turns HeartbeatTimeout (its push streams end).
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// A timed-out session is removed after this further period.
+    #[serde(with = "humantime_serde")]
+    pub session_grace: Duration,
+    /// Periodic sync interval advertised to peers.
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    /// Largest tolerated difference between a peer's heartbeat timestamp and the hub's clock.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    /// Most concurrent peer sessions; more get RESOURCE_EXHAUSTED.
+    pub max_sessions: usize,
+    /// Concurrent syncs a peer may run; advertised in the connection config and enforced
+    /// (one more gets RESOURCE_EXHAUSTED).
+    pub max_concurrent_syncs: u32,
+    /// Push streams one session may hold open; one more gets RESOURCE_EXHAUSTED.
+    pub max_push_streams_per_session: u32,
+    /// Peer credentials. When any are configured, every `sorcha.peer.v1` call must carry
+    /// `peer-id` and `authorization: Bearer <token>` metadata matching one of them.
+    pub peer_tokens: Vec<PeerTokenConfig>,
+    /// Per-peer rate limits.
+    pub rate_limits: RateLimitsConfig,
+}
+
+/// A peer's credential on a hub.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerTokenConfig {
+    /// The peer id the token belongs to.
+    pub peer_id: String,
+    /// The bearer token.
+    pub token: Secret,
+}
+
+/// A rate: one permit per `every`, with up to `burst` permits at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rate {
+    /// Time to earn one permit back.
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+    /// Permits available at once.
+    pub burst: u32,
+}
+
+impl Rate {
+    const fn new(every: Duration, burst: u32) -> Self {
+        Self { every, burst }
+    }
+}
+
+/// Per-peer rate limits on the hub (SPEC §7); over the limit → RESOURCE_EXHAUSTED with a
+/// retry delay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RateLimitsConfig {
+    /// `ConnectToCentralNode` (default one per second, burst 5).
+    pub connect: Rate,
+    /// `FullSync` (default one per minute, burst 2: a restarted peer may start over once).
+    pub full_sync: Rate,
+    /// `SendHeartbeat` and `MonitorHeartbeat` messages (default one per 5 s, burst 10).
+    pub heartbeat: Rate,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            connect: Rate::new(Duration::from_secs(1), 5),
+            full_sync: Rate::new(Duration::from_secs(60), 2),
+            heartbeat: Rate::new(Duration::from_secs(5), 10),
+        }
+    }
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            validate_hostname: false,
+            hostname_pattern: r"^n[0-2]\.sorcha\.dev$".to_owned(),
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(90),
+            session_grace: Duration::from_secs(300),
+            sync_interval: Duration::from_secs(300),
+            max_clock_skew: Duration::from_secs(60),
+            max_sessions: 10_000,
+            max_concurrent_syncs: 2,
+            max_push_streams_per_session: 4,
+            peer_tokens: Vec::new(),
+            rate_limits: RateLimitsConfig::default(),
+        }
+    }
+}
+
+/// Peer-role timings (SPEC §5); all configurable so tests run in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PeerConfig {
+    /// Heartbeat period.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// How long to wait for a heartbeat answer.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// Periodic incremental sync period.
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    /// First reconnect delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Largest reconnect delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Connect attempts per hub before moving to the next.
+    pub attempts_per_hub: u32,
+    /// Delay before re-subscribing after a push stream failure.
+    #[serde(with = "humantime_serde")]
+    pub resubscribe_delay: Duration,
+    /// Timeout of one connect attempt.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Bearer token sent to hubs (with this node's id as `peer-id`) when they require peer
+    /// tokens.
+    pub token: Option<Secret>,
+    /// PEM file of the CA that signs the hubs' certificates, for `https://` hubs; without
+    /// it the system's root certificates are trusted.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(30),
+            sync_interval: Duration::from_secs(300),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            attempts_per_hub: 10,
+            resubscribe_delay: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(30),
+            token: None,
+            ca_cert: None,
+        }
+    }
+}
+
+/// Server-Sent Events settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SseConfig {
+    /// Interval of comment keep-alives.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Reconnect delay advertised once with `retry:`.
+    #[serde(with = "humantime_serde")]
+    pub retry: Duration,
+    /// Most concurrent SSE subscribers; more get 503 with `Retry-After`.
+    pub max_subscribers: usize,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(15),
+            retry: Duration::from_secs(2),
+            max_subscribers: 20_000,
+        }
+    }
+}
+
+/// Size limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LimitsConfig {
+    /// Largest blueprint document in canonical bytes; at most (and by default)
+    /// [`crate::register::validation::MAX_DOCUMENT_BYTES`], the network-wide limit.
+    pub max_document_bytes: usize,
+    /// Largest request body in bytes (document plus envelope and JSON escaping).
+    pub max_body_bytes: usize,
+    /// Largest gRPC request message a hub accepts (peers send small requests); larger ones
+    /// get RESOURCE_EXHAUSTED.
+    pub max_grpc_request_bytes: usize,
+    /// Largest request head: HTTP/1.1 request line and headers, HTTP/2 header list (gRPC
+    /// metadata). At least 8192.
+    pub max_header_bytes: usize,
+    /// An HTTP/1.1 client must deliver a complete request head within this.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// HTTP/2 connections are pinged this often when idle...
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_interval: Duration,
+    /// ...and closed when a ping is not answered within this.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed. Must exceed
+    /// `keepAliveInterval` and `sse.keepAlive`, which keep open streams busy.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Concurrent HTTP/2 streams per connection (gRPC calls, SSE streams).
+    pub max_concurrent_streams: u32,
+    /// Connections the kernel queues for the node before it accepts them (the listen
+    /// backlog; the kernel caps it at `net.core.somaxconn`). A hub facing thousands of peers
+    /// reconnecting at once needs a deep queue, or the kernel drops and resets connections.
+    pub listen_backlog: u32,
+    /// A gRPC call must produce its response (for streams: start streaming) within this, or
+    /// it ends with DEADLINE_EXCEEDED.
+    #[serde(with = "humantime_serde")]
+    pub grpc_call_timeout: Duration,
+    /// Bytes the recent window of newest entries may hold, entries and their derived
+    /// encodings (event frames, push summaries) counted together; followers behind it read
+    /// from the store.
+    pub recent_window_bytes: usize,
+    /// Every read of many entries (REST pages, sync streams and their batches on the peer,
+    /// replays, verification) ends a page before its entries exceed this many bytes; a page
+    /// always holds at least one entry.
+    pub max_page_bytes: usize,
+    /// Node-wide budget of bytes in flight on read paths: reads size what they will load and
+    /// take it from this budget first, so concurrent large reads queue instead of
+    /// multiplying memory.
+    pub read_budget_bytes: usize,
+    /// How long a REST read waits for room in the read budget before answering 503 with
+    /// `Retry-After` (streams and syncs wait as long as it takes).
+    #[serde(with = "humantime_serde")]
+    pub read_budget_wait: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_document_bytes: crate::register::validation::MAX_DOCUMENT_BYTES,
+            max_body_bytes: 17 * 1024 * 1024,
+            max_grpc_request_bytes: 4 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            keep_alive_interval: Duration::from_secs(60),
+            keep_alive_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(300),
+            max_concurrent_streams: 1024,
+            listen_backlog: 4096,
+            grpc_call_timeout: Duration::from_secs(30),
+            recent_window_bytes: crate::register::DEFAULT_WINDOW_BYTES,
+            max_page_bytes: crate::register::DEFAULT_PAGE_BYTES,
+            read_budget_bytes: crate::register::DEFAULT_READ_BUDGET_BYTES,
+            read_budget_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// TLS on the single port (SPEC §7): set both files to serve HTTPS, h2 over TLS and gRPC
+/// over TLS; leave both unset for plain HTTP/1.1 + h2c (local use).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain (leaf first).
+    pub cert_file: Option<PathBuf>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// A connection that has not finished its TLS handshake by then is closed.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TlsConfig {
+    /// True when the node serves TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+}
+
+/// MongoDB store settings (with `store = "mongodb://…"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MongoConfig {
+    /// Database name.
+    pub database: String,
+    /// How often the head is polled for appends by other hubs (change streams are used too
+    /// when the server has them).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long a call waits for a reachable server before failing with 503 / UNAVAILABLE.
+    #[serde(with = "humantime_serde")]
+    pub server_timeout: Duration,
+}
+
+impl Default for MongoConfig {
+    fn default() -> Self {
+        Self {
+            database: "sorcha_register".to_owned(),
+            poll_interval: Duration::from_millis(500),
+            server_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Cross-origin access by browsers (CORS), one policy for REST, the event stream and
+/// gRPC-Web.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CorsConfig {
+    /// Origins (`scheme://host[:port]`) whose pages may call this node, or `["*"]` for any.
+    /// Empty (the default): same-origin pages only, such as the dashboard. The environment
+    /// variable takes a comma-separated list.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub allowed_origins: Vec<String>,
+    /// Let allowed pages send credentials (cookies, HTTP authentication); never with `*`.
+    pub allow_credentials: bool,
+}
+
+/// Checks of published documents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ValidationConfig {
+    /// `none` (default), `sorcha` (the Sorcha blueprint format) or the path of a JSON Schema
+    /// file (draft 2020-12) every published or updated document must satisfy (hubs only).
+    pub blueprint_schema: String,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        Self {
+            blueprint_schema: "none".to_owned(),
+        }
+    }
+}
+
+/// Safe retries of writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IdempotencyConfig {
+    /// How long a hub remembers an `Idempotency-Key` (and so replays a retry of its request);
+    /// older keys are forgotten and deleted by the hub's housekeeping.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            retention: crate::register::DEFAULT_IDEMPOTENCY_RETENTION,
+        }
+    }
+}
+
+/// Who may read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuthConfig {
+    /// Reads (REST, the dashboard's, the event stream) need no token. When false they need
+    /// a token of any role; `/health` and `/ready` stay open.
+    pub public_reads: bool,
+    /// `/metrics` needs no token. When false it needs a token of any role.
+    pub public_metrics: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            public_reads: true,
+            public_metrics: true,
+        }
+    }
+}
+
+/// A list given as a TOML list or as one comma-separated string (environment variables).
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match ListOrText::deserialize(deserializer)? {
+        ListOrText::List(list) => list,
+        ListOrText::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+/// Alerting.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AlertsConfig {
+    /// Optional URL that receives a JSON POST per alert.
+    pub webhook_url: Option<String>,
+}

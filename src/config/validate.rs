@@ -1,0 +1,200 @@
+//! The rules a configuration must meet before a node starts on it.
+
+use super::{Config, ConfigError};
+
+impl Config {
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if self.store != "embedded"
+            && !self.store.starts_with("mongodb://")
+            && !self.store.starts_with("mongodb+srv://")
+        {
+            return err(format!(
+                "store {:?} is not supported: use \"embedded\" or a mongodb:// URI",
+                self.store
+            ));
+        }
+        if let Some(id) = &self.node_id {
+            crate::register::validation::node_id("nodeId", id)
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        for (i, hub) in self.hubs.iter().enumerate() {
+            check_hub_url(hub).map_err(|why| {
+                ConfigError(format!(
+                    "hubs[{i}] {hub:?} is not a hub URL ({why}): write http://host:port or \
+                     https://host:port"
+                ))
+            })?;
+        }
+        if let Some(path) = &self.peer.ca_cert {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!(
+                    "peer.caCert {} cannot be read: {e}",
+                    path.display()
+                ))
+            })?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return err(format!(
+                    "peer.caCert {} holds no PEM certificate",
+                    path.display()
+                ));
+            }
+        }
+        if let Err(e) = regex::Regex::new(&self.hub.hostname_pattern) {
+            return err(format!("hub.hostnamePattern is not a valid regex: {e}"));
+        }
+        for token in &self.tokens {
+            if let Err(e) = crate::register::validation::published_by(&token.identity) {
+                return err(format!("token identity {:?}: {e}", token.identity));
+            }
+            if token.token.expose().len() < 16 {
+                return err(format!(
+                    "token of identity {:?} is shorter than 16 characters",
+                    token.identity
+                ));
+            }
+        }
+        if self.idempotency.retention.is_zero() {
+            return err(
+                "idempotency.retention must be above zero: a retry must find its key".into(),
+            );
+        }
+        if self.limits.max_header_bytes < 8192 {
+            return err("limits.maxHeaderBytes must be at least 8192".into());
+        }
+        if self.limits.header_read_timeout.is_zero()
+            || self.limits.keep_alive_interval.is_zero()
+            || self.limits.keep_alive_timeout.is_zero()
+            || self.limits.grpc_call_timeout.is_zero()
+        {
+            return err("limits: timeouts and intervals must be above zero".into());
+        }
+        if self.limits.idle_timeout <= self.limits.keep_alive_interval
+            || self.limits.idle_timeout <= self.sse.keep_alive
+        {
+            return err(
+                "limits.idleTimeout must exceed limits.keepAliveInterval and sse.keepAlive, \
+                 or open streams would be cut"
+                    .into(),
+            );
+        }
+        if self.limits.max_concurrent_streams == 0
+            || self.sse.max_subscribers == 0
+            || self.limits.listen_backlog == 0
+        {
+            return err(
+                "limits.maxConcurrentStreams, limits.listenBacklog and sse.maxSubscribers must \
+                 be at least 1"
+                    .into(),
+            );
+        }
+        let network_max = crate::register::validation::MAX_DOCUMENT_BYTES;
+        if self.limits.max_document_bytes == 0 || self.limits.max_document_bytes > network_max {
+            return err(format!(
+                "limits.maxDocumentBytes {} is out of range: use 1-{network_max} (the network-wide \
+                 limit, so every node and store can hold every entry)",
+                self.limits.max_document_bytes
+            ));
+        }
+        if self.limits.max_page_bytes < 64 * 1024 || self.limits.recent_window_bytes == 0 {
+            return err(
+                "limits.maxPageBytes must be at least 65536 and limits.recentWindowBytes above 0"
+                    .into(),
+            );
+        }
+        if self.limits.read_budget_bytes < self.limits.max_page_bytes {
+            return err("limits.readBudgetBytes must be at least limits.maxPageBytes".into());
+        }
+        if self.limits.max_body_bytes < self.limits.max_document_bytes {
+            return err("limits.maxBodyBytes must be at least limits.maxDocumentBytes".into());
+        }
+        if self.hub.heartbeat_interval.is_zero() || self.hub.session_timeout.is_zero() {
+            return err("hub.heartbeatInterval and hub.sessionTimeout must be above zero".into());
+        }
+        if self.hub.max_sessions == 0 {
+            return err("hub.maxSessions must be at least 1".into());
+        }
+        for rate in [
+            &self.hub.rate_limits.connect,
+            &self.hub.rate_limits.full_sync,
+            &self.hub.rate_limits.heartbeat,
+        ] {
+            if rate.every.is_zero() || rate.burst == 0 {
+                return err(
+                    "hub.rateLimits: every rate needs `every` above zero and `burst` of at least 1"
+                        .into(),
+                );
+            }
+        }
+        if self.hub.max_concurrent_syncs == 0 || self.hub.max_push_streams_per_session == 0 {
+            return err(
+                "hub.maxConcurrentSyncs and hub.maxPushStreamsPerSession must be at least 1".into(),
+            );
+        }
+        for peer in &self.hub.peer_tokens {
+            if peer.token.expose().len() < 16 {
+                return err(format!(
+                    "hub.peerTokens: the token of peer {:?} is shorter than 16 characters",
+                    peer.peer_id
+                ));
+            }
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return err("tls.certFile and tls.keyFile must be set together".into());
+        }
+        if self.sse.keep_alive.is_zero() {
+            return err("sse.keepAlive must be above zero".into());
+        }
+        crate::api::cors::CorsPolicy::new(&self.cors).map_err(ConfigError)?;
+        Ok(())
+    }
+}
+
+/// Checks a hub URL: http or https, a host, nothing but `/` after the authority.
+fn check_hub_url(url: &str) -> Result<(), &'static str> {
+    let uri: axum::http::Uri = url.parse().map_err(|_| "it does not parse")?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("the scheme must be http or https");
+    }
+    let authority = uri.authority().ok_or("the host is missing")?;
+    if authority.host().is_empty() || authority.as_str().contains('@') {
+        return Err("the host is missing");
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err("a hub URL has no path");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_urls_are_checked() {
+        for bad in [
+            "notaurl",
+            "ftp://h:1",
+            "http://",
+            "http://h:1/path",
+            "//h:1",
+            "http://u@h:1",
+        ] {
+            let c = Config {
+                hubs: vec![bad.into()],
+                ..Config::default()
+            };
+            let e = c.validate().unwrap_err();
+            assert!(e.0.contains("hubs[0]"), "{bad}: {e}");
+        }
+        let c = Config {
+            hubs: vec![
+                "http://n0.sorcha.dev:5000".into(),
+                "https://h.example/".into(),
+            ],
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
+    }
+}

@@ -275,7 +275,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
             query.push(("type", t.clone()));
         }
         let mut request = client
-            .request(Method::GET, "/api/v1/system-register/events")
+            .request(Method::GET, crate::api::sse::EVENTS_PATH)
             .query(&query);
         if let Some(id) = &last_id {
             request = request.header("Last-Event-ID", id);

@@ -121,6 +121,26 @@ impl Register {
         Ok(entry)
     }
 
+    /// A client write checked and ready for the store: the register is writable, the
+    /// publication meets every rule, and the key claim carries the request's fingerprint.
+    fn check_write(
+        &self,
+        publication: Publication,
+        published_by: &str,
+        entry_type: EntryType,
+        options: &WriteOptions,
+    ) -> Result<Checked, RegisterError> {
+        self.ensure_writable()?;
+        let new = self.prepare(publication, published_by, entry_type)?;
+        let fingerprint = claimed_fingerprint(&new, options);
+        let key = self.key_claim(options, fingerprint.clone())?;
+        Ok(Checked {
+            new,
+            fingerprint,
+            key,
+        })
+    }
+
     /// The claim of a write with `options` whose request has `fingerprint`.
     fn key_claim(
         &self,
@@ -223,11 +243,12 @@ impl Register {
         published_by: &str,
         options: &WriteOptions,
     ) -> Result<Written, RegisterError> {
-        self.ensure_writable()?;
-        let id = publication.blueprint_id.clone();
-        let new = self.prepare(publication, published_by, EntryType::Published)?;
-        let fingerprint = claimed_fingerprint(&new, options);
-        let key = self.key_claim(options, fingerprint.clone())?;
+        let Checked {
+            new,
+            fingerprint,
+            key,
+        } = self.check_write(publication, published_by, EntryType::Published, options)?;
+        let id = new.blueprint_id.clone();
         // The store checks the key and transaction id before the expectation, in the
         // append's transaction: a retry is answered from there, with no read before.
         match self
@@ -243,23 +264,24 @@ impl Register {
 
     /// Publishes a new document for an existing blueprint (type *updated*). Updating a
     /// deprecated blueprint makes it active again.
-    #[tracing::instrument(name = "update", skip_all, fields(blueprint_id = %publication.blueprint_id))]
     ///
     /// With `options.expected` (a conditional write, `If-Match`), the blueprint's newest entry
     /// must be that version, checked atomically by the store's append: exactly one of
     /// concurrent writers expecting the same version succeeds, the others get
     /// [`RegisterError::Stale`]. Retries replay as for [`Register::publish`].
+    #[tracing::instrument(name = "update", skip_all, fields(blueprint_id = %publication.blueprint_id))]
     pub async fn update(
         &self,
         publication: Publication,
         published_by: &str,
         options: &WriteOptions,
     ) -> Result<Written, RegisterError> {
-        self.ensure_writable()?;
-        let id = publication.blueprint_id.clone();
-        let new = self.prepare(publication, published_by, EntryType::Updated)?;
-        let fingerprint = claimed_fingerprint(&new, options);
-        let key = self.key_claim(options, fingerprint.clone())?;
+        let Checked {
+            new,
+            fingerprint,
+            key,
+        } = self.check_write(publication, published_by, EntryType::Updated, options)?;
+        let id = new.blueprint_id.clone();
         // As for publish, the store answers a retry before it checks `If-Match`.
         if let Some(expected) = options.expected {
             let mut attempt = new;
@@ -410,6 +432,13 @@ impl Register {
             Err(e) => e.into(),
         }
     }
+}
+
+/// What [`Register::check_write`] hands on.
+struct Checked {
+    new: NewEntry,
+    fingerprint: String,
+    key: Option<KeyClaim>,
 }
 
 /// The fingerprint of the request writing `new`, when the write claims anything (an

@@ -32,7 +32,7 @@ pub(crate) async fn idle(subscribers: usize, per_connection: usize) -> anyhow::R
         let r = http
             .as_ref()
             .expect("a client")
-            .get(format!("{}/api/v1/system-register/events", hub.url))
+            .get(format!("{}{}", hub.url, sorcha_peer::api::sse::EVENTS_PATH))
             .send()
             .await?;
         held.push(r);

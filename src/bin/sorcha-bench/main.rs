@@ -259,7 +259,7 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
         .build()?;
     for _ in 0..sse_subs {
         let response = http
-            .get(format!("{}/api/v1/system-register/events", hub.url))
+            .get(format!("{}{}", hub.url, sorcha_peer::api::sse::EVENTS_PATH))
             .send()
             .await?;
         let mut events = response.bytes_stream().eventsource();

@@ -26,6 +26,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::future::{Either, FutureExt};
 use futures::{StreamExt, stream};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -156,27 +157,19 @@ pub async fn events(
             };
             (followed, pending.take_if(|_| version >= head_version))
         })
-        .then(move |(followed, marker)| {
-            let register = Arc::clone(&register);
-            async move {
-                let frame = match followed {
-                    Followed::Wanted(shared) => {
-                        // Encoded once per entry and shared; a frame with the entry shares
-                        // the document bytes themselves.
-                        let parts = register
-                            .recent()
-                            .derived(&shared, form, move |entry| {
-                                encode::event_frame(entry, include_entry)
-                            })
-                            .await;
-                        // The entry (and, read from the store, its bytes in the read budget)
-                        // lives until its frame is written.
-                        Some((parts, Some(shared)))
-                    }
-                    Followed::Skipped(_) => None,
-                };
-                stream::iter([frame, marker])
-            }
+        .then(move |(followed, marker)| match followed {
+            // Encoded once per entry and shared; a frame with the entry shares the document
+            // bytes themselves.
+            Followed::Wanted(shared) => Either::Left(
+                register
+                    .derived_soon(&shared, form, move |entry| {
+                        encode::event_frame(entry, include_entry)
+                    })
+                    // The entry (and, read from the store, its bytes in the read budget)
+                    // lives until its frame is written.
+                    .map(move |parts| stream::iter([Some((parts, Some(shared))), marker])),
+            ),
+            Followed::Skipped(_) => Either::Right(std::future::ready(stream::iter([None, marker]))),
         })
         .flatten()
         .filter_map(std::future::ready);

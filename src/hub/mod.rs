@@ -17,6 +17,7 @@ use crate::register::recent::{Derived, Form};
 use crate::register::subscription::Followed;
 use crate::register::{PAGE, Page, Register, RegisterError};
 use crate::store::{Scope, StoreError};
+use futures::future::{Either, FutureExt};
 use futures::{Stream, StreamExt};
 use limits::{Limited, PeerLimits};
 use sessions::{SessionRegistry, StreamGuard};
@@ -333,26 +334,23 @@ impl Hub {
                     Err(e) => Some(Err(HubError::from(e))),
                 })
             })
-            .then(move |wanted| {
-                let register = Arc::clone(&register);
-                async move {
-                    let (shared, sequence) = wanted?;
-                    // The summary parses the document: once per entry, not per subscriber.
-                    let summary = register
-                        .recent()
-                        .derived(&shared, Form::Summary, |entry| {
+            .then(move |wanted| match wanted {
+                // The summary parses the document: once per entry, not per subscriber.
+                Ok((shared, sequence)) => Either::Left(
+                    register
+                        .derived_soon(&shared, Form::Summary, |entry| {
                             let summary = crate::protocol::summary(entry);
                             Derived {
                                 own_bytes: summary.len(),
                                 parts: vec![summary].into(),
                             }
                         })
-                        .await
-                        .first()
-                        .cloned()
-                        .unwrap_or_default();
-                    Ok(Notification::with_summary(&shared.entry, summary, sequence))
-                }
+                        .map(move |parts| {
+                            let summary = parts.first().cloned().unwrap_or_default();
+                            Ok(Notification::with_summary(&shared.entry, summary, sequence))
+                        }),
+                ),
+                Err(e) => Either::Right(std::future::ready(Err(e))),
             })
             .take_until(session_ended.cancelled_owned())
             .take_until(self.shutdown.clone().cancelled_owned());

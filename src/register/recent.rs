@@ -84,6 +84,13 @@ impl SharedEntry {
         }
     }
 
+    /// The `form` of this entry if it was derived already.
+    pub fn derived_now(&self, form: Form) -> Option<Arc<[Bytes]>> {
+        self.derived[form.index()]
+            .get()
+            .map(|value| Arc::clone(&value.parts))
+    }
+
     /// The entry, keeping `held` (its bytes in the read budget) for as long as it lives.
     pub fn holding(mut self, held: Held) -> Self {
         self._held = Some(held);

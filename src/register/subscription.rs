@@ -3,9 +3,11 @@
 
 use super::Register;
 use super::entry::{Entry, EntryType};
-use super::recent::SharedEntry;
+use super::recent::{Derived, Form, SharedEntry};
 use crate::metrics::{SubscriberGuard, Transport, TransportLabels};
 use crate::store::StoreError;
+use bytes::Bytes;
+use futures::future::{BoxFuture, Either, FutureExt, Ready, ready};
 use futures::{Stream, StreamExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,6 +37,9 @@ impl Filters {
                 .all(|(k, v)| entry.metadata.get(k) == Some(v))
     }
 }
+
+/// A derived form of an entry, ready now or once derived (see [`Register::derived_soon`]).
+pub type SoonDerived = Either<Ready<Arc<[Bytes]>>, BoxFuture<'static, Arc<[Bytes]>>>;
 
 /// What a subscriber is told of one followed entry.
 #[derive(Debug)]
@@ -79,5 +84,26 @@ impl Register {
                 }
             }
         })
+    }
+
+    /// The `form` of `shared` (see [`super::recent::RecentWindow::derived`]) as a future that
+    /// stays small while it waits: ready at once when another subscriber derived it already
+    /// (the common case: one derives, thousands send), else boxed. A stream holds its pending
+    /// future inline, so ten thousand streams each holding a whole derivation's state would
+    /// cost memory per subscriber for nothing.
+    pub fn derived_soon<F>(
+        self: &Arc<Self>,
+        shared: &Arc<SharedEntry>,
+        form: Form,
+        derive: F,
+    ) -> SoonDerived
+    where
+        F: Fn(&Entry) -> Derived + Clone + Send + Sync + 'static,
+    {
+        if let Some(parts) = shared.derived_now(form) {
+            return Either::Left(ready(parts));
+        }
+        let (register, shared) = (Arc::clone(self), Arc::clone(shared));
+        Either::Right(async move { register.recent().derived(&shared, form, derive).await }.boxed())
     }
 }

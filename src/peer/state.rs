@@ -1,7 +1,7 @@
 //! The peer's connection state machine: which hub it uses or tries, each hub's record, its
 //! heartbeats, failovers and isolation. Transitions are methods that say what changed, so the
 //! connection manager decides about alerts and metrics; the REST view is derived from a
-//! snapshot (`api::rest::connection`).
+//! snapshot by the REST adapter (`src/api/rest/connection.rs`).
 
 use std::collections::VecDeque;
 use std::time::Duration;

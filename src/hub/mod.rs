@@ -473,6 +473,7 @@ impl Hub {
         purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                biased;
                 () = self.shutdown.cancelled() => break,
                 _ = ticker.tick() => {
                     self.sessions.sweep();

@@ -7,7 +7,7 @@ use crate::protocol::{
     ConnectRequest, Heartbeat, HeartbeatHealth, HeartbeatReport, NodeKind, PeerId,
     RecommendedAction, SessionStatus, SessionView,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
@@ -114,7 +114,9 @@ impl std::fmt::Debug for StreamGuard {
 
 /// The sessions of one hub, keyed by peer id (one session per peer).
 pub struct SessionRegistry {
-    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    /// Ordered, so a sweep ends timed-out sessions in the same order every run (a seeded
+    /// simulation replays exactly); a hash map's order is random per process.
+    sessions: Arc<Mutex<BTreeMap<String, Session>>>,
     config: HubConfig,
     clock: SharedClock,
 }
@@ -129,7 +131,7 @@ impl SessionRegistry {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Session>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Session>> {
         // A panic while holding the lock leaves plain data behind; keep serving.
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -262,7 +264,7 @@ impl SessionRegistry {
 
     /// Ends every session (shutdown).
     pub fn close_all(&self) {
-        for (_, s) in self.lock().drain() {
+        for (_, s) in std::mem::take(&mut *self.lock()) {
             s.ended.cancel();
         }
     }

@@ -35,6 +35,7 @@ pub(super) async fn heartbeat_loop(
     let mut consecutive = 0u32;
     loop {
         tokio::select! {
+            biased;
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
@@ -80,6 +81,7 @@ pub(super) async fn heartbeat_loop(
                 tracing::warn!(error = %e.message, wait_ms = wait.as_millis() as u64, "heartbeat rate limited by the hub; waiting");
                 outcome(Outcome::Failed);
                 tokio::select! {
+                    biased;
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(wait) => {}
                 }

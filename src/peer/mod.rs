@@ -473,6 +473,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
             delay = next_delay.max(hint.unwrap_or_default());
             peer.state_mut().backing_off(delay);
             tokio::select! {
+                biased;
                 () = shutdown.cancelled() => break 'hubs,
                 () = tokio::time::sleep(delay) => {}
                 command = commands.recv() => match command {

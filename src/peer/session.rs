@@ -76,6 +76,7 @@ pub async fn run(
         Ok::<_, LinkError>((client, grant, hub_clock))
     };
     let (client, grant, hub_clock) = tokio::select! {
+        biased;
         () = shutdown.cancelled() => return SessionEnd::Shutdown,
         result = tokio::time::timeout(cfg.connect_timeout, connect) => match result {
             Ok(Ok(pair)) => pair,
@@ -149,6 +150,7 @@ pub async fn run(
             }
         };
         tokio::select! {
+            biased;
             () = shutdown.cancelled() => {
                 ending.reason = DisconnectReason::Shutdown;
                 return ending.end(SessionEnd::Shutdown).await;

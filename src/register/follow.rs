@@ -7,29 +7,26 @@ use crate::store::{Scope, StoreError};
 use futures::Stream;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 impl Register {
     /// Every entry after `after`, then every new one as it is appended, in version order with
     /// no gaps or duplicates. The follower is a cursor over the store: it never holds up
     /// writers and never misses an entry however slowly it is polled. Entries in the recent
     /// window are shared with every other follower; older ones are read in pages bounded by
-    /// bytes, through the read budget (waiting for room). Ends when the register is dropped
-    /// or on the first store error (yielded).
+    /// bytes, through the read budget (waiting for room). Ends after the first store error
+    /// (yielded).
     pub fn follow(
         self: &Arc<Self>,
         after: i64,
     ) -> impl Stream<Item = Result<Arc<SharedEntry>, StoreError>> + Send + use<> {
         struct State {
             register: Arc<Register>,
-            head: watch::Receiver<i64>,
             cursor: i64,
             page: Option<Page>,
             failed: bool,
         }
         let state = State {
             register: Arc::clone(self),
-            head: self.head.subscribe(),
             cursor: after,
             page: None,
             failed: false,
@@ -45,33 +42,30 @@ impl Register {
                     return Some((Ok(Arc::new(shared)), s));
                 }
                 s.page = None;
-                let head = *s.head.borrow_and_update();
-                if head > s.cursor {
-                    // Recent entries come from memory: a publish wakes every follower, and
-                    // thousands of them must not each read the store.
-                    if let Some(shared) = s.register.recent.get(s.cursor + 1) {
-                        s.cursor += 1;
-                        return Some((Ok(shared), s));
+                // At once while behind; else until the next append is announced.
+                s.register.head.past(s.cursor).await;
+                // Recent entries come from memory: a publish wakes every follower, and
+                // thousands of them must not each read the store.
+                if let Some(shared) = s.register.recent.get(s.cursor + 1) {
+                    s.cursor += 1;
+                    return Some((Ok(shared), s));
+                }
+                let bound = s.register.page_bound(PAGE);
+                match s
+                    .register
+                    .read_page(Scope::Log, s.cursor, bound, None)
+                    .await
+                {
+                    Ok(page) if !page.entries.is_empty() => s.page = Some(page),
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    Err(RegisterError::Store(e)) => {
+                        s.failed = true;
+                        return Some((Err(e), s));
                     }
-                    let bound = s.register.page_bound(PAGE);
-                    match s
-                        .register
-                        .read_page(Scope::Log, s.cursor, bound, None)
-                        .await
-                    {
-                        Ok(page) if !page.entries.is_empty() => s.page = Some(page),
-                        Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-                        Err(RegisterError::Store(e)) => {
-                            s.failed = true;
-                            return Some((Err(e), s));
-                        }
-                        Err(e) => {
-                            s.failed = true;
-                            return Some((Err(StoreError::Unavailable(e.to_string())), s));
-                        }
+                    Err(e) => {
+                        s.failed = true;
+                        return Some((Err(StoreError::Unavailable(e.to_string())), s));
                     }
-                } else if s.head.changed().await.is_err() {
-                    return None;
                 }
             }
         })

@@ -12,6 +12,7 @@ pub mod budget;
 pub mod chain;
 pub mod entry;
 pub mod genesis;
+pub mod head_signal;
 pub mod idempotency;
 pub mod recent;
 pub mod schema;
@@ -37,7 +38,6 @@ use recent::RecentWindow;
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::watch;
 use validation::ValidationError;
 use verify::IntegrityFailure;
 
@@ -190,10 +190,16 @@ impl Page {
     }
 }
 
+/// Work over documents of up to this many bytes (parsing one, hashing a page) runs on the task
+/// that asks: it costs less than a hand-off to the blocking pool, and a run on the paused clock
+/// stays in step (nothing completes on a real thread behind the scheduler). Bigger work goes
+/// to the blocking pool so it never stalls other tasks.
+pub const INLINE_WORK_BYTES: usize = 64 * 1024;
+
 /// The system register: store + notifier + rules.
 pub struct Register {
     store: Arc<dyn RegisterStore>,
-    head: watch::Sender<i64>,
+    head: head_signal::HeadSignal,
     recent: RecentWindow,
     budget: ReadBudget,
     integrity: RwLock<Option<IntegrityFailure>>,
@@ -204,7 +210,7 @@ pub struct Register {
 impl std::fmt::Debug for Register {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Register")
-            .field("head", &*self.head.borrow())
+            .field("head", &self.head.version())
             .finish()
     }
 }
@@ -233,7 +239,7 @@ impl Register {
         options.metrics.head_version.set(head_version);
         let register = Arc::new(Self {
             store,
-            head: watch::Sender::new(head_version),
+            head: head_signal::HeadSignal::new(head_version),
             recent: RecentWindow::new(
                 options.recent_window_bytes,
                 options.metrics.recent_window_bytes.clone(),
@@ -298,12 +304,7 @@ impl Register {
 
     /// Version of the newest durable entry this node has announced.
     pub fn head_version(&self) -> i64 {
-        *self.head.borrow()
-    }
-
-    /// A receiver that changes whenever the head moves.
-    pub fn watch_head(&self) -> watch::Receiver<i64> {
-        self.head.subscribe()
+        self.head.version()
     }
 
     /// The integrity failure found by the last check, if any; writes are refused while set.
@@ -317,14 +318,7 @@ impl Register {
             .metrics
             .head_version
             .set(version.max(self.head_version()));
-        self.head.send_if_modified(|head| {
-            if version > *head {
-                *head = version;
-                true
-            } else {
-                false
-            }
-        });
+        self.head.advance(version);
     }
 
     /// The version of a blueprint's newest entry, without loading it.

@@ -7,6 +7,7 @@
 //! The oldest entries leave first; an entry larger than the whole byte bound is never kept.
 //! Followers whose cursor is older than the window read from the store instead.
 
+use super::INLINE_WORK_BYTES;
 use super::budget::Held;
 use super::entry::Entry;
 use bytes::Bytes;
@@ -18,10 +19,6 @@ use tokio::sync::OnceCell;
 
 /// Most entries kept, whatever their size.
 pub const RECENT_CAPACITY: usize = 1024;
-
-/// Documents up to this size are derived on the task that asks: parsing them costs less than
-/// a hand-off to the blocking pool.
-pub const INLINE_DERIVE_BYTES: usize = 64 * 1024;
 
 /// A value derived from an entry for streaming it; each is computed once per entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +160,7 @@ impl RecentWindow {
 
     /// The `form` of `shared`, derived by `derive` if no follower did yet. Followers asking
     /// at once wait (without holding a thread) for the first one's result instead of all
-    /// deriving it. A document above [`INLINE_DERIVE_BYTES`] is derived on the blocking pool:
+    /// deriving it. A document above [`INLINE_WORK_BYTES`] is derived on the blocking pool:
     /// parsing up to `limits.maxDocumentBytes` of JSON must not stall a runtime thread and
     /// every stream it serves. Bytes derived for an entry in the window count against the
     /// window's bound.
@@ -174,7 +171,7 @@ impl RecentWindow {
         let mut fresh = None;
         let value = shared.derived[form.index()]
             .get_or_init(|| async {
-                let value = if shared.entry.document.len() <= INLINE_DERIVE_BYTES {
+                let value = if shared.entry.document.len() <= INLINE_WORK_BYTES {
                     derive(&shared.entry)
                 } else {
                     let (entry, off_thread) = (Arc::clone(shared), derive.clone());
@@ -290,7 +287,7 @@ mod tests {
         let window = RecentWindow::new(1 << 30, Gauge::default());
         window.push(entries(2, 8));
         window.push(
-            entries(3, INLINE_DERIVE_BYTES + 1)
+            entries(3, INLINE_WORK_BYTES + 1)
                 .into_iter()
                 .skip(2)
                 .collect::<Vec<_>>(),

@@ -3,7 +3,9 @@
 
 use super::budget::ReadBudget;
 use super::verify::{ChainVerifier, Defect, IntegrityFailure};
-use super::{DEFAULT_PAGE_BYTES, PAGE, PageBound, Register, RegisterError, read_page};
+use super::{
+    DEFAULT_PAGE_BYTES, INLINE_WORK_BYTES, PAGE, PageBound, Register, RegisterError, read_page,
+};
 use crate::store::{RegisterStore, Scope, StoreError};
 use serde::Serialize;
 use std::time::Instant;
@@ -108,18 +110,31 @@ async fn verify_pages(
         let Some(last) = page.entries.back().map(|e| e.version) else {
             break;
         };
-        let checked = tokio::task::spawn_blocking(move || {
+        let inline =
+            page.entries.iter().map(|e| e.document.len()).sum::<usize>() <= INLINE_WORK_BYTES;
+        let hash = move || {
             // The whole page, budget included, moves here and is freed once hashed.
             let page = page;
             let result = page.entries.iter().try_for_each(|e| verifier.check(e));
             (verifier, result)
-        });
-        // The next page is read while this one is hashed.
-        let (checked, next) = if last < head_version {
-            let (checked, next) = tokio::join!(checked, read(last));
-            (checked, Some(next))
+        };
+        let (checked, next) = if inline {
+            let checked = hash();
+            let next = if last < head_version {
+                Some(read(last).await)
+            } else {
+                None
+            };
+            (Ok(checked), next)
         } else {
-            (checked.await, None)
+            let checked = tokio::task::spawn_blocking(hash);
+            // The next page is read while this one is hashed.
+            if last < head_version {
+                let (checked, next) = tokio::join!(checked, read(last));
+                (checked, Some(next))
+            } else {
+                (checked.await, None)
+            }
         };
         let (v, result) =
             checked.map_err(|e| StoreError::Unavailable(format!("verify task failed: {e}")))?;

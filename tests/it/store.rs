@@ -1,24 +1,47 @@
-//! The store conformance suite against the embedded backend.
+//! The store conformance suite against the embedded backend, threaded and inline.
 
 use sorcha_peer::store::RegisterStore;
 use sorcha_peer::store::conformance;
-use sorcha_peer::store::embedded::EmbeddedStore;
+use sorcha_peer::store::embedded::{EmbeddedStore, Execution};
 use std::sync::{Arc, Mutex};
 use tempfile::TempDir;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_store_passes_conformance() {
+async fn conformance_of(execution: Execution) {
     let dirs: Arc<Mutex<Vec<TempDir>>> = Arc::default();
     conformance::run(|| {
         let dirs = Arc::clone(&dirs);
         async move {
             let dir = tempfile::tempdir().unwrap();
-            let store: Arc<dyn RegisterStore> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+            let store: Arc<dyn RegisterStore> =
+                Arc::new(EmbeddedStore::open_with(dir.path(), execution).unwrap());
             dirs.lock().unwrap().push(dir);
             store
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_passes_conformance() {
+    conformance_of(Execution::Threaded).await;
+}
+
+/// Inline (the simulation's mode): the same rules, and every call is done by its first poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_embedded_store_passes_conformance_and_answers_within_one_poll() {
+    conformance_of(Execution::Inline).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open_with(dir.path(), Execution::Inline).unwrap();
+    let polled = futures::FutureExt::now_or_never(store.head());
+    assert!(
+        matches!(polled, Some(Ok(None))),
+        "an inline read is ready at its first poll"
+    );
+    let dir_is_held = EmbeddedStore::open_with(dir.path(), Execution::Inline).unwrap_err();
+    assert!(dir_is_held.to_string().contains("in use"), "{dir_is_held}");
+    store.close().await.unwrap();
+    drop(store);
+    EmbeddedStore::open_with(dir.path(), Execution::Inline).expect("a closed store's dir reopens");
 }
 
 #[tokio::test]

@@ -12,6 +12,9 @@
 //! connections on the blocking thread pool. An exclusive lock on `register.lock` keeps a second
 //! process off the same data directory.
 //!
+//! [`Execution::Inline`] runs the same statements on the caller's thread instead, each call
+//! complete within its first poll, so a simulation on tokio's paused clock replays exactly.
+//!
 //! This file holds the store and its reads; `sql` the schema, statements and row mapping,
 //! `writer` the writer thread and its group commit.
 
@@ -36,19 +39,41 @@ use sql::{
     ENTRY_COLUMNS, SCHEMA, find_prior, limit_param, prefixed_columns, query_entries, read_head,
     sql_err, unavailable,
 };
-use writer::{Reply, WriteOp, writer_loop};
+use writer::{Reply, WriteOp, run_batch, writer_loop};
 
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "register.sqlite";
 /// Name of the lock file inside the data directory.
 pub const LOCK_FILE: &str = "register.lock";
+/// Where the store runs its SQLite work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Execution {
+    /// A writer thread with group commit, reads on the blocking pool: how a node serves.
+    #[default]
+    Threaded,
+    /// Every operation on the calling thread over one connection, finished before the call's
+    /// first poll returns: no thread, no group commit. Each statement blocks the caller's
+    /// runtime thread, which suits a deterministic simulation on a paused clock (nothing
+    /// completes on real time behind the scheduler's back), not a node serving clients.
+    Inline,
+}
+
 /// The embedded single-file register store.
 pub struct EmbeddedStore {
-    writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
-    writer_thread: Mutex<Option<JoinHandle<()>>>,
-    readers: r2d2::Pool<SqliteConnectionManager>,
+    engine: Engine,
     path: PathBuf,
     _lock: File,
+}
+
+/// The connections behind the store, per [`Execution`].
+enum Engine {
+    Threaded {
+        writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
+        writer_thread: Mutex<Option<JoinHandle<()>>>,
+        readers: r2d2::Pool<SqliteConnectionManager>,
+    },
+    /// The one connection; `None` once closed.
+    Inline(Mutex<Option<Connection>>),
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -60,10 +85,18 @@ impl std::fmt::Debug for EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the store in `data_dir`.
+    /// Opens (creating if needed) the store in `data_dir`, threaded.
     ///
     /// Fails if another process holds the data directory.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, Execution::Threaded)
+    }
+
+    /// Opens (creating if needed) the store in `data_dir`, running its work as `execution`
+    /// says.
+    ///
+    /// Fails if another process (or another open store) holds the data directory.
+    pub fn open_with(data_dir: &Path, execution: Execution) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             unavailable(&format!("cannot create data dir {}", data_dir.display()), e)
         })?;
@@ -88,6 +121,13 @@ impl EmbeddedStore {
         )
         .and_then(|()| conn.execute_batch(SCHEMA))
         .map_err(|e| unavailable("cannot initialise the database", e))?;
+        if execution == Execution::Inline {
+            return Ok(Self {
+                engine: Engine::Inline(Mutex::new(Some(conn))),
+                path,
+                _lock: lock,
+            });
+        }
 
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
@@ -104,9 +144,11 @@ impl EmbeddedStore {
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| unavailable("cannot start the writer thread", e))?;
         Ok(Self {
-            writer: Mutex::new(Some(tx)),
-            writer_thread: Mutex::new(Some(writer_thread)),
-            readers,
+            engine: Engine::Threaded {
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(writer_thread)),
+                readers,
+            },
             path,
             _lock: lock,
         })
@@ -119,15 +161,28 @@ impl EmbeddedStore {
 
     async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let sender = self
-            .writer
-            .lock()
-            .map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?
-            .clone()
-            .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?;
-        sender
-            .send(make(reply))
-            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
+        match &self.engine {
+            Engine::Threaded { writer, .. } => {
+                let sender = writer
+                    .lock()
+                    .map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?
+                    .clone()
+                    .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?;
+                sender
+                    .send(make(reply))
+                    .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
+            }
+            Engine::Inline(conn) => {
+                let mut conn = conn
+                    .lock()
+                    .map_err(|_| StoreError::Unavailable("connection lock poisoned".into()))?;
+                let conn = conn
+                    .as_mut()
+                    .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?;
+                // A batch of one; the reply is sent before this returns.
+                run_batch(conn, vec![make(reply)]);
+            }
+        }
         rx.await
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
     }
@@ -136,15 +191,27 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let pool = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = pool
-                .get()
-                .map_err(|e| unavailable("no read connection", e))?;
-            f(&conn)
-        })
-        .await
-        .map_err(|e| unavailable("read task failed", e))?
+        match &self.engine {
+            Engine::Threaded { readers, .. } => {
+                let pool = readers.clone();
+                tokio::task::spawn_blocking(move || {
+                    let conn = pool
+                        .get()
+                        .map_err(|e| unavailable("no read connection", e))?;
+                    f(&conn)
+                })
+                .await
+                .map_err(|e| unavailable("read task failed", e))?
+            }
+            Engine::Inline(conn) => {
+                let conn = conn
+                    .lock()
+                    .map_err(|_| StoreError::Unavailable("connection lock poisoned".into()))?;
+                f(conn
+                    .as_ref()
+                    .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?)
+            }
+        }
     }
 }
 
@@ -387,12 +454,25 @@ impl RegisterStore for EmbeddedStore {
         // Fold the WAL into the main file so the data dir is one file at rest, then stop the
         // writer; later writes fail with "store is closed".
         let result = self.write(|reply| WriteOp::Checkpoint { reply }).await;
-        if let Ok(mut writer) = self.writer.lock() {
-            writer.take();
-        }
-        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        match &self.engine {
+            Engine::Threaded {
+                writer,
+                writer_thread,
+                ..
+            } => {
+                if let Ok(mut writer) = writer.lock() {
+                    writer.take();
+                }
+                let handle = writer_thread.lock().ok().and_then(|mut h| h.take());
+                if let Some(handle) = handle {
+                    let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+                }
+            }
+            Engine::Inline(conn) => {
+                if let Ok(mut conn) = conn.lock() {
+                    conn.take();
+                }
+            }
         }
         result
     }

@@ -59,7 +59,8 @@ enum Outcome {
     Count(Reply<u64>, Result<u64, StoreError>),
 }
 
-fn run_batch(conn: &mut Connection, batch: Vec<WriteOp>) {
+/// Applies `batch` in one transaction and answers each operation once the commit decides it.
+pub(super) fn run_batch(conn: &mut Connection, batch: Vec<WriteOp>) {
     let mut outcomes = Vec::with_capacity(batch.len());
     let committed = (|| -> rusqlite::Result<()> {
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -11,7 +11,8 @@
 //! Every random choice is drawn from the seed: the fault schedule and publishes from the
 //! driver's generator, each peer's link faults and backoff jitter from its own. The test runs
 //! the fixed seeds plus one random seed, printed; `SORCHA_SIM_SEED=N cargo test sim` runs seed N
-//! alone. `net` is the network, `nodes` starts and crashes hubs and peers, `checks` holds the
+//! alone, and runs it twice more to check it replays exactly (docs/architecture.md says what
+//! keeps a run deterministic). `net` is the network, `nodes` starts and crashes hubs and peers, `checks` holds the
 //! invariants.
 
 mod checks;
@@ -27,7 +28,7 @@ use sorcha_peer::peer::Peer;
 use sorcha_peer::peer::state::ConnectionState;
 use sorcha_peer::register::{Publication, WriteOptions};
 use sorcha_peer::store::RegisterStore;
-use sorcha_peer::store::embedded::EmbeddedStore;
+use sorcha_peer::store::embedded::{EmbeddedStore, Execution};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +58,8 @@ struct Outcome {
     acknowledged: usize,
     failures: Vec<String>,
     summary: String,
+    /// What crossed the network, in order (see [`Net::trace`]).
+    trace: Vec<String>,
 }
 
 /// The peers: the running one of each slot (none while crashed), shared with the head watcher.
@@ -72,6 +75,7 @@ fn watch_heads(running: Running, stop: CancellationToken) -> Arc<Mutex<Vec<Strin
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
+                biased;
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
@@ -111,7 +115,7 @@ async fn simulate(seed: u64) -> Outcome {
     let mut failures = Vec::new();
 
     let hub_dir = tempdir();
-    let hub_store = Arc::new(EmbeddedStore::open(hub_dir.path()).unwrap());
+    let hub_store = Arc::new(EmbeddedStore::open_with(hub_dir.path(), Execution::Inline).unwrap());
     let mut hub_runs: Vec<Option<HubRun>> = Vec::new();
     for i in 0..HUBS {
         hub_runs.push(Some(start_hub(&net, i, &hub_store, origin).await));
@@ -217,7 +221,8 @@ async fn simulate(seed: u64) -> Outcome {
         if rng.random_bool(0.15) {
             let up: Vec<usize> = (0..HUBS).filter(|i| hub_runs[*i].is_some()).collect();
             if !up.is_empty() {
-                let hub = net.hub(up[rng.random_range(0..up.len())]).unwrap();
+                let hub_index = up[rng.random_range(0..up.len())];
+                let hub = net.hub(hub_index).unwrap();
                 let update = blueprints > 0 && rng.random_bool(0.25);
                 let id = if update {
                     format!("sim-{}", rng.random_range(0..blueprints))
@@ -225,6 +230,7 @@ async fn simulate(seed: u64) -> Outcome {
                     blueprints += 1;
                     format!("sim-{}", blueprints - 1)
                 };
+                let publication_id = id.clone();
                 let publication = Publication {
                     blueprint_id: id,
                     document: serde_json::json!({"second": second, "seed": seed}),
@@ -238,6 +244,15 @@ async fn simulate(seed: u64) -> Outcome {
                 } else {
                     register.publish(publication, "sim", &options).await
                 };
+                net.record(format_args!(
+                    "publish {} via h{}: {:?}",
+                    publication_id,
+                    hub_index,
+                    written
+                        .as_ref()
+                        .map(|w| w.entry.version)
+                        .map_err(ToString::to_string)
+                ));
                 if let Ok(w) = written {
                     acknowledged
                         .insert(w.entry.version, (w.entry.blueprint_id, w.entry.chain_hash));
@@ -406,13 +421,15 @@ async fn simulate(seed: u64) -> Outcome {
     for (i, run) in hub_runs.iter_mut().enumerate() {
         crash_hub(&net, i, run);
     }
+    let trace = std::mem::take(&mut *net.trace.lock().unwrap());
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let summary = format!(
         "seed {seed}: {FAULT_SECONDS} virtual s of faults + {} s to converge; {} acknowledged \
          writes (head {}); {} hub crashes ({} total outages), {} peer crashes ({} right after a write), \
          {} partitions, \
          {} peer isolations ({} isolation alerts), {} dropped / {} delayed / {} stalled calls, \
-         {} damaged entries, {} refused dials, {} notifications; {} ms real time",
+         {} damaged entries, {} refused dials, {} notifications; trace of {} events, digest \
+         {:016x}; {} ms real time",
         converged_after.map_or("no".to_owned(), |s| s.to_string()),
         acknowledged.len(),
         head.version,
@@ -429,13 +446,24 @@ async fn simulate(seed: u64) -> Outcome {
         load(&figures.damaged),
         load(&figures.refused_dials),
         load(&figures.notifications),
+        trace.len(),
+        digest(&trace),
         started.elapsed().as_millis(),
     );
     Outcome {
         acknowledged: acknowledged.len(),
         failures,
         summary,
+        trace,
     }
+}
+
+/// A fixed-key hash of the trace, to compare runs by their figures line.
+fn digest(trace: &[String]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    trace.hash(&mut hasher);
+    hasher.finish()
 }
 
 fn run_seed(seed: u64) -> Outcome {
@@ -473,4 +501,30 @@ fn sim_seeded_network_keeps_every_acknowledged_publish_through_faults() {
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// A seed is a replay: the same seed twice gives the same trace, event for event, and the
+/// same figures (the real time aside).
+#[test]
+fn sim_one_seed_replays_exactly() {
+    let seed = std::env::var("SORCHA_SIM_SEED").map_or(20_261_202, |s| {
+        s.parse().expect("SORCHA_SIM_SEED is a number")
+    });
+    let first = run_seed(seed);
+    let second = run_seed(seed);
+    let figures = |o: &Outcome| o.summary.rsplit_once("; ").unwrap().0.to_owned();
+    if let Some(at) = (0..first.trace.len().max(second.trace.len()))
+        .find(|i| first.trace.get(*i) != second.trace.get(*i))
+    {
+        let around = |t: &[String]| t[at.saturating_sub(3)..(at + 3).min(t.len())].join("\n    ");
+        panic!(
+            "seed {seed} diverged at event {at} of {} / {}:\n  first run:\n    {}\n  second run:\n    {}",
+            first.trace.len(),
+            second.trace.len(),
+            around(&first.trace),
+            around(&second.trace)
+        );
+    }
+    assert_eq!(figures(&first), figures(&second));
+    let _ = writeln!(std::io::stderr(), "replayed {}", second.summary);
 }

@@ -16,7 +16,7 @@ use sorcha_peer::protocol::{
     HeartbeatAck, HeartbeatReport, Notification,
 };
 use sorcha_peer::register::entry::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,19 +64,28 @@ pub struct Dial {
 pub struct Net {
     pub origin: Instant,
     pub hubs: Vec<Mutex<Option<Arc<Hub>>>>,
-    pub partitioned: Mutex<HashSet<(usize, usize)>>,
+    pub partitioned: Mutex<BTreeSet<(usize, usize)>>,
     /// Cancelled when the link (peer, hub) is cut: its open streams end with an error.
-    pub cuts: Mutex<HashMap<(usize, usize), CancellationToken>>,
+    pub cuts: Mutex<BTreeMap<(usize, usize), CancellationToken>>,
     pub flaky: AtomicBool,
     pub link_rngs: Vec<Mutex<StdRng>>,
     pub dials: Vec<Mutex<Vec<Dial>>>,
     pub push_gaps: Mutex<Vec<String>>,
     pub figures: Figures,
+    /// Everything that crossed the network, in order, with its virtual time: two runs of one
+    /// seed must produce the same trace.
+    pub trace: Mutex<Vec<String>>,
 }
 
 impl Net {
     pub fn now_ms(&self) -> u64 {
         self.origin.elapsed().as_millis() as u64
+    }
+
+    /// Adds `event` to the trace, stamped with the virtual time.
+    pub fn record(&self, event: std::fmt::Arguments<'_>) {
+        let line = format!("{} {event}", self.origin.elapsed().as_micros());
+        self.trace.lock().unwrap().push(line);
     }
 
     pub fn hub(&self, index: usize) -> Option<Arc<Hub>> {
@@ -133,7 +142,9 @@ pub enum Fault {
 
 impl SimLink {
     /// Every call passes here first: a cut link fails, a flaky one may drop, delay or stall.
-    pub async fn gate(&self) -> Result<(), LinkError> {
+    pub async fn gate(&self, call: &str) -> Result<(), LinkError> {
+        self.net
+            .record(format_args!("p{} h{} {call}", self.peer, self.hub));
         if self.cut.is_cancelled() || !self.net.reachable(self.peer, self.hub) {
             return Err(unavailable("connection reset (link cut)"));
         }
@@ -166,6 +177,7 @@ impl SimLink {
             Fault::Stall => {
                 figures.stalls.fetch_add(1, Ordering::Relaxed);
                 tokio::select! {
+                    biased;
                     () = tokio::time::sleep(STALL) => {}
                     () = self.cut.cancelled() => {}
                 }
@@ -224,7 +236,7 @@ impl SimLink {
 #[async_trait]
 impl HubLink for SimLink {
     async fn open_session(&self, request: &ConnectRequest) -> Result<ConnectionGrant, LinkError> {
-        self.gate().await?;
+        self.gate("open_session").await?;
         self.inner.open_session(request).await
     }
 
@@ -235,14 +247,14 @@ impl HubLink for SimLink {
         reason: DisconnectReason,
         now_ms: i64,
     ) -> Result<(), LinkError> {
-        self.gate().await?;
+        self.gate("close_session").await?;
         self.inner
             .close_session(peer_id, session_id, reason, now_ms)
             .await
     }
 
     async fn status(&self, peer_id: &str) -> Result<HubStatus, LinkError> {
-        self.gate().await?;
+        self.gate("status").await?;
         self.inner.status(peer_id).await
     }
 
@@ -252,7 +264,7 @@ impl HubLink for SimLink {
         session_id: &str,
         max: i32,
     ) -> Result<LinkStream<Entry>, LinkError> {
-        self.gate().await?;
+        self.gate("full_sync").await?;
         let stream = self.inner.full_sync(peer_id, session_id, max).await?;
         Ok(self.cuttable(self.damaging(stream)))
     }
@@ -264,7 +276,7 @@ impl HubLink for SimLink {
         after: i64,
         max: i32,
     ) -> Result<LinkStream<Entry>, LinkError> {
-        self.gate().await?;
+        self.gate("incremental_sync").await?;
         let stream = self
             .inner
             .incremental_sync(peer_id, session_id, after, max)
@@ -279,7 +291,7 @@ impl HubLink for SimLink {
         filters: &Filters,
         resume_from: i64,
     ) -> Result<LinkStream<Notification>, LinkError> {
-        self.gate().await?;
+        self.gate("subscribe").await?;
         let stream = self
             .inner
             .subscribe(peer_id, session_id, filters, resume_from)
@@ -290,6 +302,10 @@ impl HubLink for SimLink {
         let mut last = 0i64;
         let checked = stream.inspect(move |item| {
             if let Ok(n) = item {
+                net.record(format_args!(
+                    "p{peer} h{hub} notified #{} v{}",
+                    n.sequence_number, n.version
+                ));
                 net.figures.notifications.fetch_add(1, Ordering::Relaxed);
                 if n.sequence_number != last + 1 {
                     net.push_gaps.lock().unwrap().push(format!(
@@ -308,12 +324,12 @@ impl HubLink for SimLink {
         peer_id: &str,
         session_id: &str,
     ) -> Result<CheckpointView, LinkError> {
-        self.gate().await?;
+        self.gate("checkpoint").await?;
         self.inner.checkpoint(peer_id, session_id).await
     }
 
     async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAck, LinkError> {
-        self.gate().await?;
+        self.gate("heartbeat").await?;
         self.inner.heartbeat(heartbeat).await
     }
 
@@ -322,7 +338,7 @@ impl HubLink for SimLink {
         peer_id: &str,
         session_id: &str,
     ) -> Result<HeartbeatReport, LinkError> {
-        self.gate().await?;
+        self.gate("heartbeat_status").await?;
         self.inner.heartbeat_status(peer_id, session_id).await
     }
 }
@@ -345,6 +361,12 @@ impl Dialer for SimDialer {
             .find(|i| hub_url(*i) == url)
             .expect("a configured hub");
         let reachable = self.net.reachable(self.peer, hub);
+        self.net.record(format_args!(
+            "p{} run {} dials h{hub}: {}",
+            self.peer,
+            self.run,
+            if reachable { "open" } else { "refused" }
+        ));
         self.net.dials[self.peer].lock().unwrap().push(Dial {
             run: self.run,
             hub,
@@ -385,6 +407,7 @@ impl Net {
             dials: (0..PEERS).map(|_| Mutex::default()).collect(),
             push_gaps: Mutex::default(),
             figures: Figures::default(),
+            trace: Mutex::default(),
         }
     }
 }

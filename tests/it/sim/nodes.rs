@@ -11,7 +11,7 @@ use sorcha_peer::metrics::Metrics;
 use sorcha_peer::peer::alerts::Alert;
 use sorcha_peer::peer::{Peer, PeerParts};
 use sorcha_peer::register::{Register, RegisterOptions};
-use sorcha_peer::store::embedded::EmbeddedStore;
+use sorcha_peer::store::embedded::{EmbeddedStore, Execution};
 use sorcha_peer::store::{Checkpoint, RegisterStore};
 use std::path::Path;
 use std::sync::Arc;
@@ -94,6 +94,7 @@ pub async fn start_hub(
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
+                biased;
                 () = tail_stop.cancelled() => return,
                 _ = tick.tick() => {
                     if let Ok(Some(head)) = store.head().await {
@@ -167,10 +168,10 @@ async fn start_peer(
     let skew_ms = skew_ms(index);
     let jitter_seed = peers.seed.wrapping_mul(1_000_003) ^ ((index as u64) << 32) ^ run;
     let clock: SharedClock = Arc::new(SimClock { origin, skew_ms });
-    // A crashed run's store may still be closing on the blocking pool (its lock held).
+    // A crashed run's store holds the replica's lock until its last task has let go of it.
     let mut store = None;
     for _ in 0..200 {
-        match EmbeddedStore::open(dir) {
+        match EmbeddedStore::open_with(dir, Execution::Inline) {
             Ok(s) => {
                 store = Some(s);
                 break;

@@ -7,6 +7,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::peer::{Peer, PeerParts};
+use crate::register::signature::{PublisherKeys, SignaturePolicy};
 use crate::register::{Register, RegisterOptions};
 use crate::role::{self, ResolvedRole};
 use crate::store::RegisterStore;
@@ -120,6 +121,7 @@ pub async fn start_with_clock(
                 ResolvedRole::Peer => None,
             },
             idempotency_retention: config.idempotency.retention,
+            signatures: signature_policy(&config, role),
         },
     )
     .await?;
@@ -261,4 +263,37 @@ pub async fn start_with_clock(
         shutdown,
         task,
     })
+}
+
+/// The register's signature policy: a hub checks writes against each identity's
+/// `[[publishers]] keys` and stored entries against every publisher key, retired ones
+/// included; a peer checks synced entries against `peer.publisherKeys`.
+fn signature_policy(config: &Config, role: ResolvedRole) -> SignaturePolicy {
+    match role {
+        ResolvedRole::Hub => SignaturePolicy {
+            signers: config
+                .publishers
+                .iter()
+                .map(|p| {
+                    (
+                        p.identity.clone(),
+                        PublisherKeys::new(p.keys.iter().cloned()),
+                    )
+                })
+                .collect(),
+            known: PublisherKeys::new(
+                config
+                    .publishers
+                    .iter()
+                    .flat_map(|p| p.keys.iter().chain(&p.retired_keys))
+                    .cloned(),
+            ),
+            require: config.signatures.require,
+        },
+        ResolvedRole::Peer => SignaturePolicy {
+            signers: Default::default(),
+            known: PublisherKeys::new(config.peer.publisher_keys.iter().cloned()),
+            require: config.peer.require_signatures,
+        },
+    }
 }

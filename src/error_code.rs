@@ -23,6 +23,9 @@ pub enum ErrorCode {
     TooLarge,
     /// A document that breaks the configured blueprint schema.
     SchemaViolation,
+    /// A publication whose publisher signature is missing (where required), by a key the
+    /// caller may not sign with, or does not verify.
+    SignatureRefused,
     /// A malformed `Idempotency-Key`.
     InvalidIdempotencyKey,
     /// Missing or unknown credentials.
@@ -120,6 +123,7 @@ impl RegisterError {
         match self {
             RegisterError::Invalid(e) => e.code(),
             RegisterError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            RegisterError::Signature(_) => ErrorCode::SignatureRefused,
             RegisterError::NotFound(_) | RegisterError::NoSuchVersion(_) => ErrorCode::NotFound,
             RegisterError::AlreadyDeprecated(_) => ErrorCode::AlreadyDeprecated,
             RegisterError::Stale { .. } => ErrorCode::Stale,

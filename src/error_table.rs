@@ -43,6 +43,11 @@ pub fn answer(code: ErrorCode) -> Answer {
             "schema-violation",
             Code::InvalidArgument,
         ),
+        E::SignatureRefused => row(
+            H::UNPROCESSABLE_ENTITY,
+            "signature-refused",
+            Code::InvalidArgument,
+        ),
         E::InvalidIdempotencyKey => row(
             H::BAD_REQUEST,
             "invalid-idempotency-key",

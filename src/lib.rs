@@ -17,6 +17,8 @@
 //! - [`api`]: thin inbound transport adapters (REST, SSE, gRPC) on one axum router;
 //!   [`serve`]: the listener loop under it (connection limits, timeouts, graceful stop);
 //!   [`tls`]: its certificates.
+//! - [`keys`]: Ed25519 signing and verifier keys in the C2SP signed-note encodings
+//!   (publisher signatures: `register::signature`).
 //! - [`app`]: composition root; [`config`], [`auth`], [`role`], [`clock`]: its inputs;
 //!   [`metrics`] and [`telemetry`]: what it reports.
 //! - [`cli`]: the client subcommands.
@@ -31,6 +33,7 @@ pub mod error_code;
 pub mod error_table;
 pub mod hub;
 pub mod hub_client;
+pub mod keys;
 pub mod link;
 pub mod metrics;
 pub mod peer;

@@ -80,6 +80,7 @@ async fn main() {
         Command::Status(args) => commands::status(args).await,
         Command::Watch(args) => commands::watch(args).await,
         Command::Verify(args) => commands::verify(args).await,
+        Command::Keygen(args) => sorcha_peer::cli::signing::keygen(&args),
     };
     match result {
         Ok(code) => std::process::exit(code),

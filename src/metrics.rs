@@ -90,6 +90,9 @@ pub struct Metrics {
     pub sync_entries: Counter,
     /// Syncs on a peer by outcome.
     pub syncs: Family<OutcomeLabels, Counter>,
+    /// Synced entries whose publisher signature did not verify against `peer.publisherKeys`
+    /// (refused with `peer.requireSignatures`, else applied and logged).
+    pub signature_defects: Counter,
     /// Bytes ([`crate::register::entry::Entry::weight`]) of each batch a peer's sync applies.
     pub sync_batch_bytes: Histogram,
     /// Sync streams served by a hub, by kind.
@@ -159,6 +162,7 @@ impl Metrics {
             sync_duration: Family::new_with_constructor(latency_histogram),
             sync_entries: Counter::default(),
             syncs: Family::default(),
+            signature_defects: Counter::default(),
             // 64 KiB … 32 MiB: powers of two, so `limits.maxPageBytes` values are bucket edges.
             sync_batch_bytes: Histogram::new(exponential_buckets(65536.0, 2.0, 10)),
             sync_streams_served: Family::default(),
@@ -210,6 +214,12 @@ impl Metrics {
             m.sync_entries.clone(),
         );
         r.register("syncs", "Syncs run by a peer, by outcome", m.syncs.clone());
+        r.register(
+            "signature_defects",
+            "Synced entries whose publisher signature did not verify against \
+             peer.publisherKeys (refused with peer.requireSignatures, else applied and logged)",
+            m.signature_defects.clone(),
+        );
         r.register_with_unit(
             "sync_batch",
             "Bytes of each batch a peer's sync applies in one transaction",

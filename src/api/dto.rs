@@ -1,6 +1,7 @@
 //! JSON shapes of the REST API and SSE (camelCase), with their OpenAPI schemas.
 
 use crate::register::entry::{Entry, EntryType};
+use crate::register::signature::PublisherSignature;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -35,6 +36,9 @@ pub struct EntryView {
     pub chain_hash: String,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+    /// The publisher's signature, when the publication was signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureView>,
     /// The blueprint document (omitted in listings).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -63,8 +67,43 @@ impl EntryView {
             checksum: entry.checksum.clone(),
             chain_hash: entry.chain_hash.clone(),
             metadata: entry.metadata.clone(),
+            signature: entry.signature.as_deref().map(SignatureView::new),
             document,
         }
+    }
+}
+
+/// A publisher's signature of one entry (`docs/hash-chain.md`, "Publisher signatures"): an
+/// Ed25519 signature by the key `keyName` over the entry's signed bytes, made for the place
+/// after the blueprint's version `previousVersion`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignatureView {
+    /// The blueprint's version this entry follows (0 for a new blueprint); a signature for
+    /// another place is refused.
+    #[schema(minimum = 0)]
+    pub previous_version: i64,
+    /// Name of the signing key, as in its verifier key `name+keyid+base64`.
+    #[schema(min_length = 1, example = "alice")]
+    pub key_name: String,
+    /// Base64 of the 4-byte key id (big-endian) followed by the 64-byte Ed25519 signature.
+    #[schema(min_length = 92, max_length = 92)]
+    pub value: String,
+}
+
+impl SignatureView {
+    /// The view of a stored signature.
+    pub fn new(s: &PublisherSignature) -> Self {
+        SignatureView {
+            previous_version: s.previous_version,
+            key_name: s.key_name.clone(),
+            value: s.value(),
+        }
+    }
+
+    /// The signature a client sent; says what is wrong otherwise.
+    pub fn parse(&self) -> Result<PublisherSignature, String> {
+        PublisherSignature::from_parts(self.previous_version, &self.key_name, &self.value)
     }
 }
 
@@ -101,6 +140,10 @@ pub struct PublishRequest {
     #[serde(default)]
     #[schema(max_length = 255)]
     pub publication_transaction_id: Option<String>,
+    /// The publisher's signature of the entry this writes; required when the hub sets
+    /// `signatures.require`.
+    #[serde(default)]
+    pub signature: Option<SignatureView>,
 }
 
 /// Body of an update (a new version of an existing blueprint).
@@ -119,6 +162,10 @@ pub struct UpdateRequest {
     #[serde(default)]
     #[schema(max_length = 255)]
     pub publication_transaction_id: Option<String>,
+    /// The publisher's signature of the entry this writes; required when the hub sets
+    /// `signatures.require`.
+    #[serde(default)]
+    pub signature: Option<SignatureView>,
 }
 
 /// Optional body of a deprecation.
@@ -129,6 +176,10 @@ pub struct DeprecateRequest {
     #[serde(default)]
     #[schema(schema_with = metadata_schema)]
     pub metadata: BTreeMap<String, String>,
+    /// The publisher's signature of the deprecation entry (it carries the blueprint's
+    /// current document, so its checksum is signed).
+    #[serde(default)]
+    pub signature: Option<SignatureView>,
 }
 
 /// Liveness answer.
@@ -315,6 +366,9 @@ pub struct NotificationView {
     pub chain_hash: String,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+    /// The publisher's signature, when the publication was signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureView>,
     /// The full entry, with `?include=document`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entry: Option<EntryView>,
@@ -333,6 +387,7 @@ impl NotificationView {
             checksum: entry.checksum.clone(),
             chain_hash: entry.chain_hash.clone(),
             metadata: entry.metadata.clone(),
+            signature: entry.signature.as_deref().map(SignatureView::new),
             entry: include_entry.then(|| EntryView::new(entry, true)),
         }
     }

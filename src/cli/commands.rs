@@ -1,7 +1,9 @@
 //! The client subcommands. Each returns the process exit code.
 
 use super::client::{ApiClient, WriteAnswer};
+use super::signing;
 use super::{BlueprintsCommand, DeprecateArgs, Output, PublishArgs, VerifyArgs, WatchArgs};
+use crate::register::entry::EntryType;
 use crate::register::{VerifyReport, verify_store_with_progress};
 use crate::store::embedded::EmbeddedStore;
 use anyhow::Context;
@@ -39,7 +41,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<i32> {
     let document = read_document(&args.file)?;
     let client = ApiClient::from_args(&args.client)?;
     let metadata: BTreeMap<_, _> = args.metadata.into_iter().collect();
-    let (method, path, body) = if args.update {
+    let (method, path, mut body) = if args.update {
         (
             Method::PUT,
             format!("/api/v1/system-register/blueprints/{}", args.id),
@@ -54,6 +56,21 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<i32> {
                    "publicationTransactionId": args.transaction_id}),
         )
     };
+    if let Some(key_file) = &args.sign_key {
+        let kind = if args.update {
+            EntryType::Updated
+        } else {
+            EntryType::Published
+        };
+        let publication = signing::Unsigned {
+            blueprint_id: &args.id,
+            entry_type: kind,
+            document: Some(&document),
+            metadata: &metadata,
+            transaction_id: args.transaction_id.as_deref(),
+        };
+        body["signature"] = signing::sign(&client, key_file, &publication).await?;
+    }
     let answer = client
         .write(method, &path, &body, args.retry.retries)
         .await?;
@@ -87,13 +104,19 @@ pub async fn deprecate(args: DeprecateArgs) -> anyhow::Result<i32> {
     let client = ApiClient::from_args(&args.client)?;
     let metadata: BTreeMap<_, _> = args.metadata.into_iter().collect();
     let path = format!("/api/v1/system-register/blueprints/{}/deprecate", args.id);
+    let mut body = json!({ "metadata": metadata });
+    if let Some(key_file) = &args.sign_key {
+        let publication = signing::Unsigned {
+            blueprint_id: &args.id,
+            entry_type: EntryType::Deprecated,
+            document: None,
+            metadata: &metadata,
+            transaction_id: None,
+        };
+        body["signature"] = signing::sign(&client, key_file, &publication).await?;
+    }
     let answer = client
-        .write(
-            Method::POST,
-            &path,
-            &json!({ "metadata": metadata }),
-            args.retry.retries,
-        )
+        .write(Method::POST, &path, &body, args.retry.retries)
         .await?;
     let entry = &answer.entry;
     if args.client.output == Output::Json {
@@ -328,16 +351,17 @@ fn print_report(report: &VerifyReport) -> i32 {
     match &report.failure {
         None => {
             println!(
-                "ok: {} entries verified in {} ms; head version {} {}",
+                "ok: {} entries verified in {} ms ({} signatures); head version {} {}",
                 report.checked,
                 report.duration_ms,
+                report.signed,
                 report.head_version,
                 report.head_hash.as_deref().unwrap_or("-")
             );
             0
         }
         Some(f) => {
-            println!("FAILED: {f}");
+            println!("FAILED ({}): {f}", f.defect.kind());
             1
         }
     }
@@ -353,7 +377,11 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        let report = verify_store_with_progress(&store, &|checked, head| {
+        let keys = match &args.publisher_keys {
+            Some(file) => Some(signing::read_publisher_keys(file)?),
+            None => None,
+        };
+        let report = verify_store_with_progress(&store, keys, &|checked, head| {
             bar.set_length(u64::try_from(head).unwrap_or(0));
             bar.set_position(checked);
         })

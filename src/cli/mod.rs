@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod signing;
 
 use crate::config::Role;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -52,6 +53,20 @@ pub enum Command {
     Watch(WatchArgs),
     /// Check the register's integrity: offline with --data-dir, else through --server.
     Verify(VerifyArgs),
+    /// Make an Ed25519 key pair for signing publications (or a hub's checkpoints).
+    Keygen(KeygenArgs),
+}
+
+/// Flags of `keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// The key's name (no spaces, no `+`), e.g. the publisher's identity.
+    #[arg(long)]
+    pub name: String,
+    /// Where to write the private key (mode 0600; never overwritten); the verifier key goes
+    /// to FILE.pub.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// Flags of `serve`; each overrides the config file and environment.
@@ -211,6 +226,9 @@ pub struct PublishArgs {
     /// External transaction reference.
     #[arg(long)]
     pub transaction_id: Option<String>,
+    /// Sign the publication with this private key file (from `keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
     /// Retries.
     #[command(flatten)]
     pub retry: RetryArgs,
@@ -237,6 +255,9 @@ pub struct DeprecateArgs {
     /// Metadata `key=value` of the deprecation entry, repeatable.
     #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub metadata: Vec<(String, String)>,
+    /// Sign the deprecation with this private key file (from `keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
     /// Retries.
     #[command(flatten)]
     pub retry: RetryArgs,
@@ -302,6 +323,10 @@ pub struct VerifyArgs {
     /// Check this data directory offline (the node using it must be stopped).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// With --data-dir: also check every publisher signature against the verifier keys in
+    /// this file (one `name+keyid+base64` per line; `#` starts a comment).
+    #[arg(long, value_name = "FILE", requires = "data_dir")]
+    pub publisher_keys: Option<PathBuf>,
     /// Connection (when no --data-dir).
     #[command(flatten)]
     pub client: ClientArgs,

@@ -115,6 +115,10 @@ pub struct Config {
     pub validation: ValidationConfig,
     /// Safe retries of writes (`Idempotency-Key`).
     pub idempotency: IdempotencyConfig,
+    /// Publisher identities and the keys they sign with (`[[publishers]]`, hubs).
+    pub publishers: Vec<PublisherConfig>,
+    /// Publisher signatures (hubs).
+    pub signatures: SignaturesConfig,
     /// TLS.
     pub tls: TlsConfig,
     /// How long shutdown may take before connections are cut.
@@ -150,6 +154,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             validation: ValidationConfig::default(),
             idempotency: IdempotencyConfig::default(),
+            publishers: Vec::new(),
+            signatures: SignaturesConfig::default(),
             tls: TlsConfig::default(),
             shutdown_grace: Duration::from_secs(10),
         }

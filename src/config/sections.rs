@@ -1,6 +1,7 @@
 //! The configuration's sections (`hub`, `peer`, `sse`, `limits`, …) and their defaults.
 
 use super::Secret;
+use crate::keys::VerifierKey;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -151,6 +152,15 @@ pub struct PeerConfig {
     /// PEM file of the CA that signs the hubs' certificates, for `https://` hubs; without
     /// it the system's root certificates are trusted.
     pub ca_cert: Option<PathBuf>,
+    /// Publisher verifier keys (`name+keyid+base64`, a list or one comma-separated string)
+    /// that synced entries' signatures are checked against. A signature that does not
+    /// verify is logged and counted; with `requireSignatures` it is refused.
+    #[serde(deserialize_with = "keys_list")]
+    pub publisher_keys: Vec<VerifierKey>,
+    /// Refuse to apply synced entries (after genesis) that are not signed by one of
+    /// `publisherKeys`: the sync stops, an alert is raised, and the peer moves to the next
+    /// hub, as for a fork.
+    pub require_signatures: bool,
 }
 
 impl Default for PeerConfig {
@@ -166,6 +176,8 @@ impl Default for PeerConfig {
             connect_timeout: Duration::from_secs(30),
             token: None,
             ca_cert: None,
+            publisher_keys: Vec::new(),
+            require_signatures: false,
         }
     }
 }
@@ -416,6 +428,40 @@ fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
             .map(str::to_owned)
             .collect(),
     })
+}
+
+/// A list of verifier keys given as a TOML list or one comma-separated string.
+fn keys_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<VerifierKey>, D::Error> {
+    list_or_comma_separated(deserializer)?
+        .iter()
+        .map(|k| VerifierKey::parse(k).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// A publisher identity and the keys it signs with (`[[publishers]]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublisherConfig {
+    /// The token identity (`tokens[].identity`, or `admin`) that publishes.
+    pub identity: String,
+    /// Verifier keys (`name+keyid+base64`) its publications may be signed with.
+    #[serde(deserialize_with = "keys_list")]
+    pub keys: Vec<VerifierKey>,
+    /// Keys it signed with before a rotation: stored entries signed by them still verify,
+    /// new publications signed by them are refused.
+    #[serde(default, deserialize_with = "keys_list")]
+    pub retired_keys: Vec<VerifierKey>,
+}
+
+/// Publisher signatures on a hub.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SignaturesConfig {
+    /// Refuse publications that carry no signature by one of the publishing identity's
+    /// `[[publishers]] keys` (422, nothing written).
+    pub require: bool,
 }
 
 /// Alerting.

@@ -3,6 +3,48 @@
 use super::{Config, ConfigError};
 
 impl Config {
+    /// The signature settings: every publisher a token identity, once, with a key; a
+    /// requirement that can be met.
+    fn validate_signatures(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        let mut identities = std::collections::HashSet::new();
+        for (i, publisher) in self.publishers.iter().enumerate() {
+            let known = publisher.identity == "admin"
+                || self.tokens.iter().any(|t| t.identity == publisher.identity);
+            if !known {
+                return err(format!(
+                    "publishers[{i}].identity {:?} is no token's identity (tokens[].identity, or admin): its keys could never be used",
+                    publisher.identity
+                ));
+            }
+            if !identities.insert(&publisher.identity) {
+                return err(format!(
+                    "publishers[{i}]: identity {:?} is listed twice; give it one entry with all its keys",
+                    publisher.identity
+                ));
+            }
+            if publisher.keys.is_empty() && publisher.retired_keys.is_empty() {
+                return err(format!(
+                    "publishers[{i}] ({:?}) has no keys",
+                    publisher.identity
+                ));
+            }
+        }
+        if self.signatures.require && self.publishers.iter().all(|p| p.keys.is_empty()) {
+            return err(
+                "signatures.require is set but no [[publishers]] entry has keys: every publication would be refused"
+                    .into(),
+            );
+        }
+        if self.peer.require_signatures && self.peer.publisher_keys.is_empty() {
+            return err(
+                "peer.requireSignatures is set but peer.publisherKeys is empty: no entry could be applied"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
@@ -55,6 +97,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_signatures()?;
         if self.idempotency.retention.is_zero() {
             return err(
                 "idempotency.retention must be above zero: a retry must find its key".into(),

@@ -336,6 +336,17 @@ impl Peer {
         );
     }
 
+    /// Hub `index` sent entries whose publisher signatures do not verify, and the peer
+    /// requires signatures: not followed, as for a fork.
+    fn on_unverified(&self, index: usize, message: &str) {
+        self.state_mut().unverified(index, message);
+        let url = &self.config.hubs[index];
+        self.alert(
+            "peer.signature_refused",
+            format!("hub {url} sent entries that are refused (peer.requireSignatures): {message}"),
+        );
+    }
+
     /// The replica cannot store what the hub sends (an entry too large for its store): logged
     /// and shown as the hub's `lastError` every time, alerted when it first appears.
     fn on_unstorable(&self, index: usize, message: &str) {

@@ -308,6 +308,11 @@ impl Session {
                 peer.on_divergence(index, &m);
                 Some(SessionEnd::Diverged(m))
             }
+            // Every hub serves the same register, but another may hold it as it was signed.
+            Err(SyncError::Unverified(m)) => {
+                peer.on_unverified(index, &m);
+                Some(SessionEnd::Diverged(m))
+            }
             Err(SyncError::Transport(e)) if e.code == ErrorCode::UnknownSession => {
                 Some(SessionEnd::Reconnect)
             }

@@ -55,6 +55,9 @@ pub struct HubRecord {
     pub hub_behind: bool,
     /// The hub's chain forks from the replica (not followed).
     pub divergent: bool,
+    /// The hub sent entries whose publisher signatures do not verify (not followed, with
+    /// `peer.requireSignatures`).
+    pub signature_refused: bool,
 }
 
 /// How a connect attempt ended.
@@ -187,6 +190,7 @@ impl PeerState {
         hub.last_connected_at = Some(now);
         hub.hub_version = Some(hub_version);
         hub.divergent = false;
+        hub.signature_refused = false;
         hub.hub_behind = false;
         if let Some(last) = self.attempts.back_mut() {
             last.outcome = AttemptOutcome::Connected;
@@ -266,6 +270,12 @@ impl PeerState {
     /// Hub `index` forks from the replica.
     pub fn diverged(&mut self, index: usize, message: &str) {
         self.hubs[index].divergent = true;
+        self.hubs[index].last_error = Some(message.to_owned());
+    }
+
+    /// Hub `index` sent entries refused for their publisher signatures.
+    pub fn unverified(&mut self, index: usize, message: &str) {
+        self.hubs[index].signature_refused = true;
         self.hubs[index].last_error = Some(message.to_owned());
     }
 

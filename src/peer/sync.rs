@@ -7,6 +7,7 @@ use crate::link::{HubLink, LinkError, LinkStream};
 use crate::metrics::{Outcome, OutcomeLabels, SyncKind, SyncLabels};
 use crate::register::ApplyError;
 use crate::register::entry::Entry;
+use crate::register::signature::SignatureCheck;
 use crate::store::{Checkpoint, StoreError};
 use futures::StreamExt;
 use serde::Serialize;
@@ -36,6 +37,10 @@ pub enum SyncError {
     /// The stream failed verification (corrupt); nothing of it was applied.
     #[error("hub sent entries that do not verify: {0}")]
     Rejected(String),
+    /// A publisher signature did not verify (or an entry was unsigned) and the peer requires
+    /// signatures; nothing of the batch was applied.
+    #[error("hub sent entries whose publisher signatures do not verify: {0}")]
+    Unverified(String),
     /// The hub call failed.
     #[error("hub call failed: {0}")]
     Transport(#[from] LinkError),
@@ -61,6 +66,7 @@ impl From<ApplyError> for SyncError {
     fn from(e: ApplyError) -> Self {
         match e {
             ApplyError::Rejected(f) => SyncError::Rejected(f.to_string()),
+            ApplyError::Unverified(f) => SyncError::Unverified(f.to_string()),
             ApplyError::Store(s) => s.into(),
         }
     }
@@ -190,6 +196,7 @@ async fn run_sync(
     let mut batch: Vec<Entry> = Vec::new();
     let mut batch_bytes = 0usize;
     let mut applied = 0u64;
+    let mut signatures = register.synced_signature_check(ours);
     while let Some(item) = stream.next().await {
         let entry = item?;
         if Instant::now() >= next_report {
@@ -227,6 +234,7 @@ async fn run_sync(
             applied += apply(
                 peer,
                 std::mem::take(&mut batch),
+                signatures.as_mut(),
                 hub_id,
                 &previous,
                 applied,
@@ -250,7 +258,16 @@ async fn run_sync(
             replica: ours,
         });
     }
-    applied += apply(peer, batch, hub_id, &previous, applied, true).await?;
+    applied += apply(
+        peer,
+        batch,
+        signatures.as_mut(),
+        hub_id,
+        &previous,
+        applied,
+        true,
+    )
+    .await?;
     let to_version = register.head_version();
     let outcome = SyncOutcome {
         full: use_full,
@@ -276,6 +293,7 @@ async fn run_sync(
 async fn apply(
     peer: &Peer,
     batch: Vec<Entry>,
+    signatures: Option<&mut SignatureCheck>,
     hub_id: &str,
     previous: &Checkpoint,
     applied_before: u64,
@@ -294,7 +312,7 @@ async fn apply(
         peer.metrics().sync_batch_bytes.observe(bytes as f64);
     }
     peer.register()
-        .apply_synced(batch, |head| Checkpoint {
+        .apply_synced(batch, signatures, |head| Checkpoint {
             current_version: head.version,
             head_hash: head.chain_hash.clone(),
             hub_id: hub_id.to_owned(),

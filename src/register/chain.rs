@@ -15,7 +15,11 @@
 //! | publicationTransactionId | u8 0 (absent) or u8 1 followed by str |
 //! | checksum | str (the `sha256:…` text of the document digest) |
 //! | metadata | u32 big-endian pair count, then per pair in ascending byte order of the key: str key, str value |
+//! | signature | only when the entry is signed: u8 1, i64 previous version, str key name, the 4-byte key id, the 64-byte Ed25519 signature |
 //!
+//! An unsigned entry encodes exactly as before signatures existed, so its hash (genesis's
+//! included) is unchanged; a signed one has bytes after its metadata, which no unsigned
+//! encoding has, so the two can never be confused.
 //! `str` is a u32 big-endian byte length followed by the UTF-8 bytes. Length prefixes make the
 //! encoding unambiguous. The document itself is covered through its checksum. The same layout is
 //! described for operators in `docs/hash-chain.md`.
@@ -73,6 +77,13 @@ pub fn link_raw(prev: &[u8; 32], entry: &Entry) -> [u8; 32] {
     for (key, value) in &entry.metadata {
         put_str(&mut h, key);
         put_str(&mut h, value);
+    }
+    if let Some(signature) = &entry.signature {
+        h.update([1u8]);
+        h.update(signature.previous_version.to_be_bytes());
+        put_str(&mut h, &signature.key_name);
+        h.update(signature.key_id.to_be_bytes());
+        h.update(signature.signature);
     }
     h.finalize().into()
 }

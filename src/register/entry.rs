@@ -1,5 +1,6 @@
 //! The system register's entry model: what one immutable, versioned log record holds.
 
+use super::signature::PublisherSignature;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -95,6 +96,9 @@ pub struct Entry {
     pub chain_hash: String,
     /// What this entry did.
     pub entry_type: EntryType,
+    /// The publisher's signature, when the publication was signed (covered by the chain
+    /// hash; see [`super::signature`]).
+    pub signature: Option<Box<PublisherSignature>>,
 }
 
 impl Entry {
@@ -113,6 +117,7 @@ impl Entry {
                 .map_or(0, String::len)
             + self.checksum.len()
             + self.chain_hash.len()
+            + self.signature.as_ref().map_or(0, |s| s.key_name.len() + 68)
             + ENTRY_OVERHEAD_BYTES
     }
 }
@@ -151,6 +156,8 @@ pub struct NewEntry {
     pub metadata: BTreeMap<String, String>,
     /// Entry type.
     pub entry_type: EntryType,
+    /// The publisher's signature (checked by the register before the append).
+    pub signature: Option<Box<PublisherSignature>>,
 }
 
 impl NewEntry {
@@ -170,6 +177,7 @@ impl NewEntry {
             metadata: self.metadata,
             chain_hash: String::new(),
             entry_type: self.entry_type,
+            signature: self.signature,
         };
         entry.chain_hash = super::chain::link(prev_chain_hash, &entry);
         entry

@@ -55,6 +55,7 @@ pub fn genesis_entry() -> Entry {
         publication_transaction_id: None,
         metadata,
         entry_type: EntryType::Published,
+        signature: None,
     }
     .into_entry(1, None)
 }

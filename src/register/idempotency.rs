@@ -11,6 +11,7 @@
 //! ([`of_new`]): an entry written before keys were recorded can still be compared.
 
 use super::entry::{Entry, EntryType, NewEntry};
+use super::signature::PublisherSignature;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -23,6 +24,7 @@ pub fn of_new(new: &NewEntry) -> String {
         &new.checksum,
         &new.metadata,
         new.publication_transaction_id.as_deref(),
+        new.signature.as_deref(),
     )
 }
 
@@ -35,6 +37,7 @@ pub fn of_entry(entry: &Entry) -> String {
         &entry.checksum,
         &entry.metadata,
         entry.publication_transaction_id.as_deref(),
+        entry.signature.as_deref(),
     )
 }
 
@@ -45,13 +48,23 @@ fn fingerprint(
     checksum: &str,
     metadata: &BTreeMap<String, String>,
     transaction_id: Option<&str>,
+    signature: Option<&PublisherSignature>,
 ) -> String {
     let mut h = Sha256::new();
     let mut put = |s: &str| {
         h.update(u64::try_from(s.len()).unwrap_or(u64::MAX).to_be_bytes());
         h.update(s.as_bytes());
     };
-    put(entry_type.as_str());
+    // A signed request is marked in the first field and its signature comes second, so the
+    // fingerprints of unsigned requests (some stored by earlier releases) stay what they
+    // were and no metadata can spell a signature.
+    match signature {
+        None => put(entry_type.as_str()),
+        Some(signature) => {
+            put(&format!("{}+signed", entry_type.as_str()));
+            put(&signature.to_text());
+        }
+    }
     put(blueprint_id);
     put(identity);
     // A deprecation's document is the blueprint's current one, not part of the request.
@@ -84,6 +97,7 @@ mod tests {
             publication_transaction_id: Some("tx-1".into()),
             metadata: BTreeMap::from([("k".into(), "v".into())]),
             entry_type: EntryType::Published,
+            signature: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod head_signal;
 pub mod idempotency;
 pub mod recent;
 pub mod schema;
+pub mod signature;
 pub mod subscription;
 pub mod validation;
 pub mod verify;
@@ -58,6 +59,9 @@ pub enum RegisterError {
     /// Input broke a rule.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// The publication's signature was refused (nothing written).
+    #[error("publication refused: {0}")]
+    Signature(#[from] signature::SignatureError),
     /// Publishing an id that already exists.
     #[error("blueprint {0:?} already exists; update it to publish a new version")]
     AlreadyExists(String),
@@ -134,6 +138,9 @@ pub struct RegisterOptions {
     pub blueprint_schema: Option<Arc<schema::BlueprintSchema>>,
     /// How long an idempotency key is remembered (`idempotency.retention`).
     pub idempotency_retention: Duration,
+    /// Publisher signatures: who may sign with which keys, what entries are checked
+    /// against, whether signatures are required.
+    pub signatures: signature::SignaturePolicy,
 }
 
 impl Default for RegisterOptions {
@@ -147,6 +154,7 @@ impl Default for RegisterOptions {
             metrics: Arc::default(),
             blueprint_schema: None,
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
+            signatures: signature::SignaturePolicy::default(),
         }
     }
 }

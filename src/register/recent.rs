@@ -242,6 +242,7 @@ mod tests {
                     publication_transaction_id: None,
                     metadata: Default::default(),
                     entry_type: EntryType::Published,
+                    signature: None,
                 }
                 .into_entry_after(head.as_ref());
                 head = Some(crate::register::entry::Head {

@@ -4,6 +4,7 @@
 use super::Register;
 use super::entry::{Entry, Head};
 use super::recent;
+use super::signature::SignatureCheck;
 use super::verify::{ChainVerifier, Defect, IntegrityFailure};
 use crate::store::StoreError;
 
@@ -13,6 +14,10 @@ pub enum ApplyError {
     /// The entries do not verify as a continuation of this node's head (corrupt or forked).
     #[error("received entries do not continue this register: {0}")]
     Rejected(IntegrityFailure),
+    /// A publisher signature does not verify (or an entry is unsigned) and the node requires
+    /// signatures.
+    #[error("received entries are refused: {0}")]
+    Unverified(IntegrityFailure),
     /// The store failed (or moved underneath).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -26,6 +31,7 @@ impl Register {
     pub async fn apply_synced(
         &self,
         entries: Vec<Entry>,
+        signatures: Option<&mut SignatureCheck>,
         checkpoint: impl FnOnce(&Head) -> crate::store::Checkpoint,
     ) -> Result<Head, ApplyError> {
         let head = self.store.head().await?;
@@ -40,6 +46,9 @@ impl Register {
         };
         for entry in &entries {
             verifier.check(entry).map_err(ApplyError::Rejected)?;
+        }
+        if let Some(check) = signatures {
+            self.check_synced_signatures(check, &entries).await?;
         }
         let after = head.as_ref().map_or(0, |h| h.version);
         let new_head = entries.last().map_or_else(
@@ -62,4 +71,68 @@ impl Register {
         self.announce(new_head.version);
         Ok(new_head)
     }
+
+    /// The check a sync from a replica at `head` runs over what it receives, when
+    /// `peer.publisherKeys` or `peer.requireSignatures` are set.
+    pub fn synced_signature_check(&self, head: i64) -> Option<SignatureCheck> {
+        let policy = &self.options.signatures;
+        policy.checks_entries().then(|| {
+            if head == 0 {
+                SignatureCheck::new(policy.known.clone(), policy.require)
+            } else {
+                SignatureCheck::after_start(policy.known.clone(), policy.require)
+            }
+        })
+    }
+
+    /// The signature check of a synced batch: refuses it when signatures are required,
+    /// else logs and counts what does not verify.
+    async fn check_synced_signatures(
+        &self,
+        check: &mut SignatureCheck,
+        entries: &[Entry],
+    ) -> Result<(), ApplyError> {
+        for id in check.unknown_blueprints(entries) {
+            let newest = self.store.latest_size(id).await?.map_or(0, |s| s.version);
+            check.know(id, newest);
+        }
+        let defects = if entries.len() > BLOCKING_CHECK_ENTRIES {
+            // Verifying hundreds of signatures takes milliseconds: off the runtime threads.
+            let owned = std::mem::take(check);
+            let batch = entries.to_vec();
+            let (back, defects) = tokio::task::spawn_blocking(move || {
+                let mut owned = owned;
+                let defects = owned.check_all(&batch);
+                (owned, defects)
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("signature check failed: {e}")))?;
+            *check = back;
+            defects
+        } else {
+            check.check_all(entries)
+        };
+        let Some(first) = defects.first() else {
+            return Ok(());
+        };
+        self.options
+            .metrics
+            .signature_defects
+            .inc_by(defects.len() as u64);
+        if check.required() {
+            return Err(ApplyError::Unverified(first.clone().into()));
+        }
+        for defect in &defects {
+            tracing::warn!(
+                version = defect.version,
+                error = %defect.error,
+                "synced entry's publisher signature does not verify; applied anyway \
+                 (peer.requireSignatures is off)"
+            );
+        }
+        Ok(())
+    }
 }
+
+/// A synced batch of more entries than this has its signatures checked on the blocking pool.
+const BLOCKING_CHECK_ENTRIES: usize = 16;

@@ -2,6 +2,7 @@
 //! page through the read budget.
 
 use super::budget::ReadBudget;
+use super::signature::{PublisherKeys, SignatureCheck};
 use super::verify::{ChainVerifier, Defect, IntegrityFailure};
 use super::{
     DEFAULT_PAGE_BYTES, INLINE_WORK_BYTES, PAGE, PageBound, Register, RegisterError, read_page,
@@ -24,6 +25,8 @@ pub struct VerifyReport {
     pub head_hash: Option<String>,
     /// The first failure, if any.
     pub failure: Option<IntegrityFailure>,
+    /// Entries whose publisher signature verified (0 when no publisher keys were given).
+    pub signed: u64,
     /// How long the check took, in milliseconds.
     pub duration_ms: u64,
 }
@@ -38,6 +41,7 @@ impl Register {
             &|_, _| {},
             &self.budget,
             self.options.max_page_bytes,
+            self.stored_signature_check(),
         )
         .await?;
         let metrics = &self.options.metrics;
@@ -54,21 +58,36 @@ impl Register {
     }
 }
 
-/// Checks a whole store: every checksum, the chain, contiguous versions and the register id.
-/// Reads the next page while hashing the current one, hashing off the async threads; pages
-/// are bounded by [`DEFAULT_PAGE_BYTES`].
-pub async fn verify_store(store: &dyn RegisterStore) -> Result<VerifyReport, StoreError> {
-    verify_store_with_progress(store, &|_, _| {}).await
+impl Register {
+    /// The check of stored entries' signatures: against every known publisher key, when
+    /// there are any. Unsigned entries are not defects here: `require` refuses new unsigned
+    /// writes (hub) or synced ones (peer), and the register may hold entries from before.
+    pub(super) fn stored_signature_check(&self) -> Option<SignatureCheck> {
+        let policy = &self.options.signatures;
+        (!policy.known.is_empty()).then(|| SignatureCheck::new(policy.known.clone(), false))
+    }
+}
+
+/// Checks a whole store: every checksum, the chain, contiguous versions and the register id,
+/// and with `keys` every publisher signature. Reads the next page while hashing the current
+/// one, hashing off the async threads; pages are bounded by [`DEFAULT_PAGE_BYTES`].
+pub async fn verify_store(
+    store: &dyn RegisterStore,
+    keys: Option<PublisherKeys>,
+) -> Result<VerifyReport, StoreError> {
+    verify_store_with_progress(store, keys, &|_, _| {}).await
 }
 
 /// [`verify_store`], calling `progress(checked, head_version)` after every page.
 pub async fn verify_store_with_progress(
     store: &dyn RegisterStore,
+    keys: Option<PublisherKeys>,
     progress: &(dyn Fn(u64, i64) + Sync),
 ) -> Result<VerifyReport, StoreError> {
     // Two pages at most are in memory: the one being hashed and the next.
     let budget = ReadBudget::new(2 * DEFAULT_PAGE_BYTES, Default::default());
-    verify_pages(store, progress, &budget, DEFAULT_PAGE_BYTES).await
+    let signatures = keys.map(|k| SignatureCheck::new(k, false));
+    verify_pages(store, progress, &budget, DEFAULT_PAGE_BYTES, signatures).await
 }
 
 /// The integrity check over pages of at most `page_bytes`, read through `budget`.
@@ -77,6 +96,7 @@ async fn verify_pages(
     progress: &(dyn Fn(u64, i64) + Sync),
     budget: &ReadBudget,
     page_bytes: usize,
+    mut signatures: Option<SignatureCheck>,
 ) -> Result<VerifyReport, StoreError> {
     let started = Instant::now();
     let head = store.head().await?;
@@ -114,9 +134,16 @@ async fn verify_pages(
             page.entries.iter().map(|e| e.document.len()).sum::<usize>() <= INLINE_WORK_BYTES;
         let hash = move || {
             // The whole page, budget included, moves here and is freed once hashed.
-            let page = page;
-            let result = page.entries.iter().try_for_each(|e| verifier.check(e));
-            (verifier, result)
+            let mut page = page;
+            let mut result = page.entries.iter().try_for_each(|e| verifier.check(e));
+            if result.is_ok()
+                && let Some(check) = signatures.as_mut()
+            {
+                result = check
+                    .check(page.entries.make_contiguous())
+                    .map_err(IntegrityFailure::from);
+            }
+            (verifier, signatures, result)
         };
         let (checked, next) = if inline {
             let checked = hash();
@@ -136,9 +163,10 @@ async fn verify_pages(
                 (checked.await, None)
             }
         };
-        let (v, result) =
+        let (v, s, result) =
             checked.map_err(|e| StoreError::Unavailable(format!("verify task failed: {e}")))?;
         verifier = v;
+        signatures = s;
         progress(verifier.checked(), head_version);
         if let Err(f) = result {
             failure = Some(f);
@@ -165,6 +193,7 @@ async fn verify_pages(
         head_version,
         head_hash: head.map(|h| h.chain_hash),
         failure,
+        signed: signatures.as_ref().map_or(0, SignatureCheck::signed),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
 }

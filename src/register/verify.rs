@@ -40,6 +40,39 @@ pub enum Defect {
         /// Chain hash computed from the predecessor and fields.
         computed: String,
     },
+    /// The publisher's signature does not verify against the known publisher keys (or the
+    /// entry is unsigned where signatures are required).
+    #[error("publisher signature: {reason}")]
+    Signature {
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Defect {
+    /// The defect's name as documented in `docs/hash-chain.md` (`versionGap`, `registerId`,
+    /// `checksum`, `unreadable`, `chain`, `signature`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Defect::VersionGap { .. } => "versionGap",
+            Defect::RegisterId(_) => "registerId",
+            Defect::Checksum { .. } => "checksum",
+            Defect::Unreadable(_) => "unreadable",
+            Defect::Chain { .. } => "chain",
+            Defect::Signature { .. } => "signature",
+        }
+    }
+}
+
+impl From<super::signature::SignatureDefect> for IntegrityFailure {
+    fn from(d: super::signature::SignatureDefect) -> Self {
+        IntegrityFailure {
+            version: d.version,
+            defect: Defect::Signature {
+                reason: d.error.to_string(),
+            },
+        }
+    }
 }
 
 /// The first entry that failed, and why.

@@ -2,8 +2,9 @@
 //! optimistic-concurrency loop, idempotency keys and transaction ids, the append itself.
 
 use super::chain;
-use super::entry::{Entry, EntryType, Expectation, NewEntry};
+use super::entry::{Entry, EntryType, Expectation, NewEntry, SYSTEM_REGISTER_ID};
 use super::idempotency;
+use super::signature::{PublisherSignature, SignedFields};
 use super::validation::{self};
 use super::{Register, RegisterError};
 use crate::metrics::{Outcome, OutcomeLabels};
@@ -24,6 +25,8 @@ pub struct Publication {
     pub metadata: BTreeMap<String, String>,
     /// Optional external transaction reference.
     pub publication_transaction_id: Option<String>,
+    /// The publisher's signature over the entry this writes (see [`super::signature`]).
+    pub signature: Option<Box<PublisherSignature>>,
 }
 
 /// How a client asked for a write: its precondition and idempotency key.
@@ -84,7 +87,50 @@ impl Register {
                 .filter(|tx| !tx.is_empty()),
             metadata: publication.metadata,
             entry_type,
+            signature: publication.signature,
         })
+    }
+
+    /// Checks the signature policy for `new` written after the blueprint's entry
+    /// `previous_version` (0 for a new blueprint): the signature binds that place.
+    fn check_signature(&self, new: &NewEntry, previous_version: i64) -> Result<(), RegisterError> {
+        let fields = SignedFields {
+            register_id: SYSTEM_REGISTER_ID,
+            blueprint_id: &new.blueprint_id,
+            entry_type: new.entry_type,
+            is_active: new.is_active,
+            previous_version,
+            checksum: &new.checksum,
+            metadata: &new.metadata,
+            transaction_id: new.publication_transaction_id.as_deref(),
+        };
+        self.options.signatures.check_write(
+            &new.published_by,
+            new.signature.as_deref(),
+            &fields,
+        )?;
+        Ok(())
+    }
+
+    /// A signed write's earlier identical request, if the write claims a key or transaction
+    /// id: looked up before the signature is checked, because a retry's signature names the
+    /// place the first attempt took, which has moved on since.
+    async fn signed_retry(
+        &self,
+        new: &NewEntry,
+        key: Option<&KeyClaim>,
+        fingerprint: &str,
+    ) -> Result<Option<Written>, RegisterError> {
+        let transaction_id = new.publication_transaction_id.as_deref();
+        if new.signature.is_none() || (key.is_none() && transaction_id.is_none()) {
+            return Ok(None);
+        }
+        match self.store.prior(key, transaction_id).await? {
+            Some(prior) => Ok(Some(
+                self.replay(prior, key, transaction_id, fingerprint).await?,
+            )),
+            None => Ok(None),
+        }
     }
 
     async fn append(
@@ -249,6 +295,10 @@ impl Register {
             key,
         } = self.check_write(publication, published_by, EntryType::Published, options)?;
         let id = new.blueprint_id.clone();
+        if let Some(done) = self.signed_retry(&new, key.as_ref(), &fingerprint).await? {
+            return Ok(done);
+        }
+        self.check_signature(&new, 0)?;
         // The store checks the key and transaction id before the expectation, in the
         // append's transaction: a retry is answered from there, with no read before.
         match self
@@ -282,8 +332,12 @@ impl Register {
             key,
         } = self.check_write(publication, published_by, EntryType::Updated, options)?;
         let id = new.blueprint_id.clone();
+        if let Some(done) = self.signed_retry(&new, key.as_ref(), &fingerprint).await? {
+            return Ok(done);
+        }
         // As for publish, the store answers a retry before it checks `If-Match`.
         if let Some(expected) = options.expected {
+            self.check_signature(&new, expected)?;
             let mut attempt = new;
             attempt.published_at = self.clock.now_ms();
             return match self
@@ -309,6 +363,9 @@ impl Register {
                 .latest_size(&id)
                 .await?
                 .ok_or_else(|| RegisterError::NotFound(id.clone()))?;
+            // A concurrent write in between moves the place, and the next round refuses a
+            // signature bound to the old one.
+            self.check_signature(new, current.version)?;
             let mut attempt = new.clone();
             attempt.published_at = self.clock.now_ms();
             self.append_claiming(
@@ -333,6 +390,7 @@ impl Register {
         blueprint_id: &str,
         published_by: &str,
         metadata: BTreeMap<String, String>,
+        signature: Option<Box<PublisherSignature>>,
         options: &WriteOptions,
     ) -> Result<Written, RegisterError> {
         self.ensure_writable()?;
@@ -349,6 +407,7 @@ impl Register {
             publication_transaction_id: None,
             metadata,
             entry_type: EntryType::Deprecated,
+            signature,
         };
         let fingerprint = claimed_fingerprint(&template, options);
         let key = self.key_claim(options, fingerprint.clone())?;
@@ -384,6 +443,7 @@ impl Register {
                 published_at: self.clock.now_ms(),
                 ..template.clone()
             };
+            self.check_signature(&new, current.version)?;
             match self
                 .append_claiming(
                     new,

@@ -22,6 +22,7 @@ fn new_entry(id: &str, entry_type: EntryType, doc: &str) -> NewEntry {
         publication_transaction_id: None,
         metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
         entry_type,
+        signature: None,
     }
 }
 
@@ -82,7 +83,7 @@ pub async fn genesis_and_appends(store: Arc<dyn RegisterStore>) {
     assert_eq!(a.version, 2);
     assert_eq!(a.chain_hash, chain::link(Some(&genesis.chain_hash), &a));
     assert_eq!(store.entry(2).await.unwrap().unwrap(), a);
-    let report = verify_store(store.as_ref()).await.unwrap();
+    let report = verify_store(store.as_ref(), None).await.unwrap();
     assert!(report.ok, "chain verifies: {report:?}");
     assert_eq!(report.checked, 2);
 }
@@ -163,7 +164,7 @@ pub async fn expectations(store: Arc<dyn RegisterStore>) {
         wrong_start,
         Err(StoreError::HeadMoved { head: 3, .. })
     ));
-    assert!(verify_store(store.as_ref()).await.unwrap().ok);
+    assert!(verify_store(store.as_ref(), None).await.unwrap().ok);
 }
 
 /// Current-state listing filters by activity and pages by id; the log pages by version.
@@ -275,7 +276,7 @@ pub async fn concurrent_appends(store: Arc<dyn RegisterStore>) {
         (2..=201).collect::<Vec<_>>(),
         "versions contiguous and unique"
     );
-    let report = verify_store(store.as_ref()).await.unwrap();
+    let report = verify_store(store.as_ref(), None).await.unwrap();
     assert!(report.ok && report.checked == 201, "{report:?}");
 }
 
@@ -381,7 +382,7 @@ pub async fn claims(store: Arc<dyn RegisterStore>) {
         "kept"
     );
     assert_eq!(store.forget_keys(published_at + 5).await.unwrap(), 0);
-    let report = verify_store(store.as_ref()).await.unwrap();
+    let report = verify_store(store.as_ref(), None).await.unwrap();
     assert!(report.ok && report.checked == 4, "{report:?}");
 }
 

@@ -32,6 +32,7 @@ pub async fn fill(store: &dyn RegisterStore, n: i64, doc_bytes: usize) -> Result
                 publication_transaction_id: None,
                 metadata: Default::default(),
                 entry_type: EntryType::Published,
+                signature: None,
             }
             .into_entry(version, Some(&prev));
             prev = entry.chain_hash.clone();

@@ -7,6 +7,7 @@ use crate::protocol::{
     PeerDescription, RecommendedAction, SessionStatus, SessionView,
 };
 use crate::register::entry::{Entry, EntryType};
+use crate::register::signature::PublisherSignature;
 use std::time::Duration;
 
 /// Wire enum of an entry type.
@@ -43,7 +44,32 @@ pub fn entry_to_wire(e: &Entry) -> proto::SystemRegisterEntry {
         metadata: e.metadata.clone(),
         chain_hash: e.chain_hash.clone(),
         entry_type: notification_type(e.entry_type) as i32,
+        signature: e.signature.as_deref().map(signature_to_wire),
     }
+}
+
+/// Wire form of a publisher signature: the key name, and the key id followed by the signature.
+pub fn signature_to_wire(s: &PublisherSignature) -> proto::PublisherSignature {
+    let mut value = Vec::with_capacity(68);
+    value.extend_from_slice(&s.key_id.to_be_bytes());
+    value.extend_from_slice(&s.signature);
+    proto::PublisherSignature {
+        previous_version: s.previous_version,
+        key_name: s.key_name.clone(),
+        value: value.into(),
+    }
+}
+
+/// Domain form of a wire signature; `None` when it is not 68 bytes. Such an entry then hashes
+/// as unsigned, and chain verification refuses it.
+pub fn signature_from_wire(w: proto::PublisherSignature) -> Option<PublisherSignature> {
+    let (id, sig) = w.value.split_at_checked(4)?;
+    Some(PublisherSignature {
+        previous_version: w.previous_version,
+        key_name: w.key_name,
+        key_id: u32::from_be_bytes(id.try_into().ok()?),
+        signature: sig.try_into().ok()?,
+    })
 }
 
 /// Domain form of a wire entry. A sender without our `entry_type` field gets its type inferred
@@ -67,6 +93,7 @@ pub fn entry_from_wire(w: proto::SystemRegisterEntry) -> Entry {
         metadata: w.metadata,
         chain_hash: w.chain_hash,
         entry_type,
+        signature: w.signature.and_then(signature_from_wire).map(Box::new),
     }
 }
 

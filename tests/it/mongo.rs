@@ -266,6 +266,7 @@ async fn an_entry_too_large_for_mongodb_is_a_permanent_named_error() {
         publication_transaction_id: None,
         metadata: Default::default(),
         entry_type: EntryType::Published,
+        signature: None,
     };
 
     let mongo = MongoStore::connect(

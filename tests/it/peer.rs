@@ -493,7 +493,9 @@ async fn peer_killed_during_a_full_sync_keeps_checkpoint_and_data_together() {
         );
         assert_eq!(checkpoint.head_hash, head.chain_hash);
         assert!(head.version < N + 1, "the sync was interrupted");
-        let report = sorcha_peer::register::verify_store(&store).await.unwrap();
+        let report = sorcha_peer::register::verify_store(&store, None)
+            .await
+            .unwrap();
         assert!(report.ok, "{report:?}");
         store.close().await.unwrap();
     }

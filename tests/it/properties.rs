@@ -203,6 +203,7 @@ fn chain_of(documents: &[Vec<u8>]) -> Vec<Entry> {
             publication_transaction_id: None,
             metadata: BTreeMap::new(),
             entry_type: EntryType::Published,
+            signature: None,
         };
         let prev = entries.last().map(|e| e.chain_hash.clone());
         entries.push(new.into_entry(i as i64 + 1, prev.as_deref()));

@@ -4,13 +4,15 @@ use super::{page_limit, since};
 use crate::api::AppState;
 use crate::api::conditional;
 use crate::api::dto::{
-    DeprecateRequest, EntryPage, EntryView, ListParams, PublishRequest, SinceParams, UpdateRequest,
+    DeprecateRequest, EntryPage, EntryView, ListParams, PublishRequest, SignatureView, SinceParams,
+    UpdateRequest,
 };
 use crate::api::encode::{entry_response, page_response};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{ApiJson, ApiQuery, Caller};
 use crate::api::idempotency;
 use crate::error_code::ErrorCode;
+use crate::register::signature::PublisherSignature;
 use crate::register::validation;
 use crate::register::{Publication, WriteOptions, Written};
 use crate::store::ListQuery;
@@ -147,6 +149,13 @@ fn write_options(headers: &HeaderMap, conditional: bool) -> Result<WriteOptions,
 
 /// The answer to a write: 201 with `Location` for a new blueprint, else 200; the same for a
 /// replay of an earlier request, marked `Idempotent-Replayed: true`.
+/// The signature a request carries, checked for form (its verification is the register's).
+fn signature_of(view: Option<&SignatureView>) -> Result<Option<Box<PublisherSignature>>, ApiError> {
+    view.map(|v| v.parse().map(Box::new))
+        .transpose()
+        .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("invalid signature: {e}")))
+}
+
 fn written(written: &Written) -> Response {
     let entry = &written.entry;
     let mut headers = HeaderMap::new();
@@ -200,6 +209,7 @@ pub async fn publish(
                 document: body.document,
                 metadata: body.metadata,
                 publication_transaction_id: body.publication_transaction_id,
+                signature: signature_of(body.signature.as_ref())?,
             },
             &identity.name,
             &options,
@@ -250,6 +260,7 @@ pub async fn update(
                 document: body.document,
                 metadata: body.metadata,
                 publication_transaction_id: body.publication_transaction_id,
+                signature: signature_of(body.signature.as_ref())?,
             },
             &identity.name,
             &options,
@@ -309,7 +320,13 @@ pub async fn deprecate(
     };
     let done = state
         .register
-        .deprecate(&id, &identity.name, request.metadata, &options)
+        .deprecate(
+            &id,
+            &identity.name,
+            request.metadata,
+            signature_of(request.signature.as_ref())?,
+            &options,
+        )
         .await?;
     Ok(written(&done))
 }

@@ -157,6 +157,9 @@ pub struct HubState {
     pub hub_behind: bool,
     /// The hub's chain forks from the replica (not followed).
     pub divergent: bool,
+    /// The hub sent entries whose publisher signatures do not verify; not followed
+    /// (`peer.requireSignatures`).
+    pub signature_refused: bool,
 }
 
 /// One connect attempt (the last 64 are kept).
@@ -227,6 +230,7 @@ impl From<&PeerState> for ConnectionView {
                     hub_version: h.hub_version,
                     hub_behind: h.hub_behind,
                     divergent: h.divergent,
+                    signature_refused: h.signature_refused,
                 })
                 .collect(),
             missed_heartbeats: s.missed_heartbeats,

@@ -387,7 +387,7 @@ async fn verify(entries: i64, doc_bytes: usize) -> anyhow::Result<()> {
     build_register(dir.path(), entries, doc_bytes).await?;
     let store = sorcha_peer::store::embedded::EmbeddedStore::open(dir.path())?;
     let started = Instant::now();
-    let result = sorcha_peer::register::verify_store(&store).await?;
+    let result = sorcha_peer::register::verify_store(&store, None).await?;
     let elapsed = started.elapsed().as_secs_f64();
     report(
         "verify",

@@ -120,6 +120,7 @@ impl EmbeddedStore {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
         )
         .and_then(|()| conn.execute_batch(SCHEMA))
+        .and_then(|()| sql::migrate(&conn))
         .map_err(|e| unavailable("cannot initialise the database", e))?;
         if execution == Execution::Inline {
             return Ok(Self {

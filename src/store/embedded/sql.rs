@@ -2,6 +2,7 @@
 //! writer.
 
 use crate::register::entry::{Entry, EntryType, Head};
+use crate::register::signature::PublisherSignature;
 use crate::store::{KeyClaim, Prior, StoreError};
 use bytes::Bytes;
 use r2d2_sqlite::rusqlite::{self, Connection, OptionalExtension, Row, params};
@@ -20,7 +21,10 @@ CREATE TABLE IF NOT EXISTS entries (
     checksum TEXT NOT NULL,
     metadata TEXT NOT NULL,
     chain_hash TEXT NOT NULL,
-    entry_type INTEGER NOT NULL
+    entry_type INTEGER NOT NULL,
+    -- The publisher's signature, `<keyName> <base64>`; NULL when unsigned. Added by
+    -- `migrate` to a table of an earlier release.
+    signature TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_by_blueprint ON entries(blueprint_id, version);
 -- The head (and its time) without touching the row: a row's later columns sit behind its
@@ -68,7 +72,23 @@ pub(super) const FORGET_KEYS: &str = "DELETE FROM idempotency_keys WHERE version
     9223372036854775807)";
 
 pub(super) const ENTRY_COLUMNS: &str = "version, blueprint_id, register_id, document, published_at, \
-    published_by, is_active, publication_transaction_id, checksum, metadata, chain_hash, entry_type";
+    published_by, is_active, publication_transaction_id, checksum, metadata, chain_hash, entry_type, \
+    signature";
+
+/// Brings a database of an earlier release to this schema (after [`SCHEMA`], which creates
+/// what is missing but cannot add a column): the `signature` column of releases before
+/// publisher signatures. Idempotent: a database already migrated is left as it is.
+pub(super) fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    let has_signature: bool = c.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('entries') WHERE name = 'signature'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_signature {
+        c.execute_batch("ALTER TABLE entries ADD COLUMN signature TEXT")?;
+    }
+    Ok(())
+}
 
 /// A store error for a failure outside SQLite itself, with what was being done.
 pub(super) fn unavailable(context: &str, e: impl std::fmt::Display) -> StoreError {
@@ -168,6 +188,12 @@ pub(super) fn row_to_entry(r: &Row<'_>) -> Result<Entry, StoreError> {
     let type_code: i64 = r.get(11).map_err(col)?;
     let entry_type = EntryType::from_code(type_code)
         .ok_or_else(|| corrupt(format!("unknown entry type {type_code}")))?;
+    let signature = r
+        .get::<_, Option<String>>(12)
+        .map_err(col)?
+        .map(|text| PublisherSignature::parse_text(&text).map(Box::new))
+        .transpose()
+        .map_err(|e| corrupt(format!("signature: {e}")))?;
     Ok(Entry {
         version,
         blueprint_id: r.get(1).map_err(col)?,
@@ -181,13 +207,14 @@ pub(super) fn row_to_entry(r: &Row<'_>) -> Result<Entry, StoreError> {
         metadata,
         chain_hash: r.get(10).map_err(col)?,
         entry_type,
+        signature,
     })
 }
 
 pub(super) fn insert_entry(c: &Connection, e: &Entry) -> rusqlite::Result<()> {
     let metadata = serde_json::to_string(&e.metadata).unwrap_or_else(|_| "{}".to_owned());
     c.prepare_cached(&format!(
-        "INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        "INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))?
     .execute(params![
         e.version,
@@ -202,6 +229,7 @@ pub(super) fn insert_entry(c: &Connection, e: &Entry) -> rusqlite::Result<()> {
         metadata,
         e.chain_hash,
         e.entry_type.code(),
+        e.signature.as_deref().map(PublisherSignature::to_text),
     ])?;
     c.prepare_cached(
         "INSERT INTO blueprints (blueprint_id, version, is_active) VALUES (?1, ?2, ?3) \

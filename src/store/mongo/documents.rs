@@ -1,6 +1,7 @@
 //! How entries are stored as MongoDB documents, and which driver errors mean what.
 
 use crate::register::entry::{Entry, EntryType};
+use crate::register::signature::PublisherSignature;
 use crate::store::StoreError;
 use bytes::Bytes;
 use mongodb::bson::spec::BinarySubtype;
@@ -69,7 +70,7 @@ pub(super) fn to_doc(e: &Entry) -> Document {
         .iter()
         .map(|(k, v)| (k.clone(), Bson::String(v.clone())))
         .collect();
-    doc! {
+    let mut d = doc! {
         "_id": e.version,
         "version": e.version,
         "blueprintId": &e.blueprint_id,
@@ -83,7 +84,12 @@ pub(super) fn to_doc(e: &Entry) -> Document {
         "metadata": metadata,
         "chainHash": &e.chain_hash,
         "type": e.entry_type.as_str(),
+    };
+    // Absent when unsigned, as in every document of the releases before signatures.
+    if let Some(signature) = &e.signature {
+        d.insert("signature", signature.to_text());
     }
+    d
 }
 
 /// Reads a stored entry, taking its document bytes without a copy. A listing projects the
@@ -111,6 +117,15 @@ pub(super) fn from_doc(mut d: Document, listing: bool) -> Result<Entry, StoreErr
         }
     }
     let type_name = text("type")?;
+    let signature = match d.get("signature") {
+        None | Some(Bson::Null) => None,
+        Some(Bson::String(text)) => Some(
+            PublisherSignature::parse_text(text)
+                .map(Box::new)
+                .map_err(|e| corrupt(format!("signature: {e}")))?,
+        ),
+        Some(other) => return Err(corrupt(format!("signature is not a string: {other}"))),
+    };
     Ok(Entry {
         version,
         blueprint_id: text("blueprintId")?,
@@ -132,6 +147,7 @@ pub(super) fn from_doc(mut d: Document, listing: bool) -> Result<Entry, StoreErr
         chain_hash: text("chainHash")?,
         entry_type: EntryType::parse(&type_name)
             .ok_or_else(|| corrupt(format!("unknown entry type {type_name:?}")))?,
+        signature,
     })
 }
 
@@ -182,6 +198,12 @@ mod tests {
             metadata,
             chain_hash: format!("sha256:{}", "0".repeat(64)),
             entry_type: EntryType::Deprecated,
+            signature: Some(Box::new(PublisherSignature {
+                previous_version: i64::MAX,
+                key_name: "k".repeat(crate::keys::MAX_KEY_NAME_BYTES),
+                key_id: u32::MAX,
+                signature: [0xff; 64],
+            })),
         };
         let size = mongodb::bson::to_vec(&to_doc(&entry)).unwrap().len();
         assert!(size <= BSON_DOCUMENT_LIMIT, "{size}");

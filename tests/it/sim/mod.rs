@@ -236,6 +236,7 @@ async fn simulate(seed: u64) -> Outcome {
                     document: serde_json::json!({"second": second, "seed": seed}),
                     metadata: BTreeMap::new(),
                     publication_transaction_id: None,
+                    signature: None,
                 };
                 let register = hub.register();
                 let options = WriteOptions::default();

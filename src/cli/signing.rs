@@ -1,0 +1,118 @@
+//! Keys and signatures on the command line: `keygen`, `publish`/`deprecate --sign-key`, and
+//! the publisher-keys file of an offline `verify`.
+
+use super::KeygenArgs;
+use super::client::ApiClient;
+use crate::keys::{SigningKey, VerifierKey, public_path};
+use crate::register::chain;
+use crate::register::entry::{EntryType, SYSTEM_REGISTER_ID};
+use crate::register::signature::{PublisherKeys, PublisherSignature, SignedFields};
+use crate::register::validation;
+use anyhow::Context;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// `keygen --name NAME --out FILE`: writes the private key (0600) and `FILE.pub`, prints the
+/// verifier key. The private key is never printed.
+pub fn keygen(args: &KeygenArgs) -> anyhow::Result<i32> {
+    let key = SigningKey::generate(&args.name)?;
+    key.write(&args.out)?;
+    eprintln!(
+        "wrote the private key to {} (keep it secret) and the verifier key to {}",
+        args.out.display(),
+        public_path(&args.out).display()
+    );
+    println!("{}", key.verifier());
+    Ok(0)
+}
+
+/// A write about to be signed: what the register will store, but for what the node decides.
+#[derive(Debug, Clone, Copy)]
+pub struct Unsigned<'a> {
+    /// The blueprint.
+    pub blueprint_id: &'a str,
+    /// Published, updated or deprecated.
+    pub entry_type: EntryType,
+    /// The document (none for a deprecation, which carries the blueprint's current one).
+    pub document: Option<&'a Value>,
+    /// Metadata.
+    pub metadata: &'a BTreeMap<String, String>,
+    /// Publication transaction id.
+    pub transaction_id: Option<&'a str>,
+}
+
+/// Signs `publication` with the key in `key_file` for its place in the register of the node
+/// `client` talks to (the blueprint's current version, read from it for an update or a
+/// deprecation), and returns the request's `signature` field.
+pub async fn sign(
+    client: &ApiClient,
+    key_file: &Path,
+    publication: &Unsigned<'_>,
+) -> anyhow::Result<Value> {
+    let key = SigningKey::load(key_file)?;
+    let current = if publication.entry_type == EntryType::Published {
+        None
+    } else {
+        let path = format!(
+            "/api/v1/system-register/blueprints/{}",
+            publication.blueprint_id
+        );
+        Some(client.get(&path).await.with_context(|| {
+            format!(
+                "cannot sign: reading blueprint {:?} for its current version",
+                publication.blueprint_id
+            )
+        })?)
+    };
+    let previous_version = current.as_ref().map_or(Some(0), |c| c["version"].as_i64());
+    let previous_version = previous_version.context("the node's answer has no version")?;
+    let checksum = match (publication.document, &current) {
+        (Some(document), _) => {
+            // The node stores (and signs) the canonical bytes: the same rule as its own.
+            let canonical =
+                validation::canonical_document(document, validation::MAX_DOCUMENT_BYTES)?;
+            chain::checksum(&canonical)
+        }
+        (None, Some(current)) => current["checksum"]
+            .as_str()
+            .context("the node's answer has no checksum")?
+            .to_owned(),
+        (None, None) => anyhow::bail!("a publication to sign needs its document"),
+    };
+    let fields = SignedFields {
+        register_id: SYSTEM_REGISTER_ID,
+        blueprint_id: publication.blueprint_id,
+        entry_type: publication.entry_type,
+        is_active: publication.entry_type != EntryType::Deprecated,
+        previous_version,
+        checksum: &checksum,
+        metadata: publication.metadata,
+        transaction_id: publication.transaction_id.filter(|t| !t.is_empty()),
+    };
+    let signature = PublisherSignature::sign(&key, &fields);
+    Ok(json!({
+        "previousVersion": signature.previous_version,
+        "keyName": signature.key_name,
+        "value": signature.value(),
+    }))
+}
+
+/// Reads a file of verifier keys, one per line; blank lines and `#` comments are skipped.
+pub fn read_publisher_keys(file: &Path) -> anyhow::Result<PublisherKeys> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read publisher keys from {}", file.display()))?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        keys.push(
+            VerifierKey::parse(line)
+                .with_context(|| format!("{} line {}", file.display(), n + 1))?,
+        );
+    }
+    anyhow::ensure!(!keys.is_empty(), "{} holds no verifier key", file.display());
+    Ok(PublisherKeys::new(keys))
+}

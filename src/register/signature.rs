@@ -1,0 +1,682 @@
+//! Publisher signatures: an Ed25519 signature by a publisher's key over the bytes that bind a
+//! publication to its place in the register, stored with the entry and covered by its chain
+//! hash (see `docs/hash-chain.md`, "Publisher signatures").
+//!
+//! The signed bytes are `"sorcha-publication-v1\n"` followed by, in this order, with the
+//! chain's encodings (`str` = u32 big-endian length + UTF-8):
+//!
+//! | field | encoding |
+//! |---|---|
+//! | registerId | str |
+//! | blueprintId | str |
+//! | type | u8: 1 published, 2 updated, 3 deprecated |
+//! | isActive | u8: 0 or 1 |
+//! | previousVersion | i64 big-endian: the version of the blueprint's entry before this one, 0 for a new blueprint |
+//! | checksum | str |
+//! | metadata | u32 pair count, then str key, str value in ascending byte order of the key |
+//! | publicationTransactionId | u8 0 (absent) or u8 1 followed by str |
+//!
+//! The previous version makes a signed update good for one place only: replayed later (the
+//! blueprint has moved on) or for another blueprint, it no longer verifies. The hub's time
+//! and `publishedBy` are not signed: the hub assigns them, and `[[publishers]]` ties a token's
+//! identity to the keys it may sign with.
+
+use super::entry::{Entry, EntryType};
+use crate::keys::{SigningKey, VerifierKey};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use std::collections::{BTreeMap, HashMap};
+
+/// What every signed byte string starts with, so a publication signature can never be taken
+/// for a signature of anything else (a checkpoint note, another version of this layout).
+pub const SIGNED_PREFIX: &[u8] = b"sorcha-publication-v1\n";
+
+/// A publisher's signature of one entry: the place it was signed for (the blueprint's
+/// previous version), the key's name and the signed-note signature (key id ‖ Ed25519
+/// signature). Stored as `<previousVersion> <keyName> <base64>`.
+///
+/// The previous version is carried, not only derived, so that a client holding one entry
+/// (a browser reading an event) can check the signature alone; nodes also check that it
+/// is the blueprint's actual previous version.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PublisherSignature {
+    /// The version of the blueprint's entry before this one that the publisher signed
+    /// for; 0 for a new blueprint.
+    pub previous_version: i64,
+    /// Name of the key that signed.
+    pub key_name: String,
+    /// Its key id.
+    pub key_id: u32,
+    /// The Ed25519 signature.
+    pub signature: [u8; 64],
+}
+
+impl PublisherSignature {
+    /// `base64(key id ‖ signature)`, the value a client sends.
+    pub fn value(&self) -> String {
+        let mut raw = Vec::with_capacity(68);
+        raw.extend_from_slice(&self.key_id.to_be_bytes());
+        raw.extend_from_slice(&self.signature);
+        BASE64.encode(raw)
+    }
+
+    /// From the previous version, a key name and `base64(key id ‖ signature)`; says what is
+    /// wrong otherwise.
+    pub fn from_parts(previous_version: i64, key_name: &str, value: &str) -> Result<Self, String> {
+        if previous_version < 0 {
+            return Err(format!(
+                "signature previousVersion {previous_version} is negative (0 for a new blueprint)"
+            ));
+        }
+        crate::keys::check_name(key_name).map_err(|e| e.to_string())?;
+        let raw = BASE64
+            .decode(value.trim())
+            .map_err(|e| format!("signature value is not base64: {e}"))?;
+        if raw.len() != 68 {
+            return Err(format!(
+                "signature value is {} bytes; expected 68 (a 4-byte key id and a 64-byte Ed25519 signature)",
+                raw.len()
+            ));
+        }
+        let (id, sig) = raw.split_at(4);
+        Ok(PublisherSignature {
+            previous_version,
+            key_name: key_name.to_owned(),
+            key_id: u32::from_be_bytes(id.try_into().unwrap_or_default()),
+            signature: sig.try_into().unwrap_or([0; 64]),
+        })
+    }
+
+    /// The stored form, `<previousVersion> <keyName> <base64>`.
+    pub fn to_text(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.previous_version,
+            self.key_name,
+            self.value()
+        )
+    }
+
+    /// Parses [`PublisherSignature::to_text`].
+    pub fn parse_text(text: &str) -> Result<Self, String> {
+        let mut parts = text.splitn(3, ' ');
+        let (Some(previous), Some(name), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err("a stored signature is `<previousVersion> <keyName> <base64>`".to_owned());
+        };
+        let previous = previous
+            .parse()
+            .map_err(|e| format!("signature previous version {previous:?}: {e}"))?;
+        PublisherSignature::from_parts(previous, name, value)
+    }
+
+    /// Signs `fields` with `key`.
+    pub fn sign(key: &SigningKey, fields: &SignedFields<'_>) -> Self {
+        PublisherSignature {
+            previous_version: fields.previous_version,
+            key_name: key.name().to_owned(),
+            key_id: key.verifier().id(),
+            signature: key.sign(&fields.bytes()),
+        }
+    }
+}
+
+/// The fields a publisher signs (see the module documentation).
+#[derive(Clone, Copy, Debug)]
+pub struct SignedFields<'a> {
+    /// The register.
+    pub register_id: &'a str,
+    /// The blueprint.
+    pub blueprint_id: &'a str,
+    /// What the entry does.
+    pub entry_type: EntryType,
+    /// Its active flag.
+    pub is_active: bool,
+    /// The version of the blueprint's entry before this one; 0 for a new blueprint.
+    pub previous_version: i64,
+    /// Checksum of the canonical document.
+    pub checksum: &'a str,
+    /// Metadata.
+    pub metadata: &'a BTreeMap<String, String>,
+    /// Publication transaction id.
+    pub transaction_id: Option<&'a str>,
+}
+
+impl<'a> SignedFields<'a> {
+    /// The fields of a stored `entry` signed for after the blueprint's entry
+    /// `previous_version`.
+    pub fn of_entry(entry: &'a Entry, previous_version: i64) -> Self {
+        SignedFields {
+            register_id: &entry.register_id,
+            blueprint_id: &entry.blueprint_id,
+            entry_type: entry.entry_type,
+            is_active: entry.is_active,
+            previous_version,
+            checksum: &entry.checksum,
+            metadata: &entry.metadata,
+            transaction_id: entry.publication_transaction_id.as_deref(),
+        }
+    }
+
+    /// The signed byte string.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(SIGNED_PREFIX);
+        put_str(&mut out, self.register_id);
+        put_str(&mut out, self.blueprint_id);
+        out.push(self.entry_type.code());
+        out.push(u8::from(self.is_active));
+        out.extend_from_slice(&self.previous_version.to_be_bytes());
+        put_str(&mut out, self.checksum);
+        out.extend_from_slice(&len_u32(self.metadata.len()).to_be_bytes());
+        for (key, value) in self.metadata {
+            put_str(&mut out, key);
+            put_str(&mut out, value);
+        }
+        match self.transaction_id {
+            None => out.push(0),
+            Some(tx) => {
+                out.push(1);
+                put_str(&mut out, tx);
+            }
+        }
+        out
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&len_u32(s.len()).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn len_u32(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+/// Why a signature was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The entry carries no signature and one is required.
+    #[error("the entry is not signed")]
+    Unsigned,
+    /// No known key has this name and key id.
+    #[error("signed by key {name}+{id:08x}, which is not a known publisher key")]
+    UnknownKey {
+        /// Key name.
+        name: String,
+        /// Key id.
+        id: u32,
+    },
+    /// The caller's identity has no publisher keys (`[[publishers]]`), so it cannot sign.
+    #[error("identity {identity:?} has no publisher keys ([[publishers]]) to sign with")]
+    NotAPublisher {
+        /// The token identity.
+        identity: String,
+    },
+    /// The signature was made for another place: after another version of the blueprint
+    /// than its actual previous one (a signed write replayed later or elsewhere).
+    #[error(
+        "the signature is for the blueprint after version {signed_for}, but its previous version is {actual}"
+    )]
+    WrongPlace {
+        /// The previous version the signature states (and covers).
+        signed_for: i64,
+        /// The blueprint's actual previous version.
+        actual: i64,
+    },
+    /// The key is known but the signature does not verify over the entry at its place.
+    #[error(
+        "the signature by {name}+{id:08x} does not verify over this entry (previous version {previous_version})"
+    )]
+    Invalid {
+        /// Key name.
+        name: String,
+        /// Key id.
+        id: u32,
+        /// The previous version the check assumed.
+        previous_version: i64,
+    },
+}
+
+/// A set of publisher verifier keys, looked up by name and key id.
+#[derive(Clone, Debug, Default)]
+pub struct PublisherKeys {
+    // Shared: every check and verify run holds the node's one set.
+    keys: std::sync::Arc<HashMap<(String, u32), VerifierKey>>,
+}
+
+impl PublisherKeys {
+    /// The set of `keys`.
+    pub fn new(keys: impl IntoIterator<Item = VerifierKey>) -> Self {
+        PublisherKeys {
+            keys: std::sync::Arc::new(
+                keys.into_iter()
+                    .map(|k| ((k.name().to_owned(), k.id()), k))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// True when no key is known.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key a signature names, if known.
+    pub fn get(&self, signature: &PublisherSignature) -> Option<&VerifierKey> {
+        self.keys
+            .get(&(signature.key_name.clone(), signature.key_id))
+    }
+
+    /// Checks `signature` over `fields` against the known keys.
+    pub fn check(
+        &self,
+        signature: &PublisherSignature,
+        fields: &SignedFields<'_>,
+    ) -> Result<(), SignatureError> {
+        if signature.previous_version != fields.previous_version {
+            return Err(SignatureError::WrongPlace {
+                signed_for: signature.previous_version,
+                actual: fields.previous_version,
+            });
+        }
+        let key = self
+            .get(signature)
+            .ok_or_else(|| SignatureError::UnknownKey {
+                name: signature.key_name.clone(),
+                id: signature.key_id,
+            })?;
+        if key.verifies(&fields.bytes(), &signature.signature) {
+            Ok(())
+        } else {
+            Err(SignatureError::Invalid {
+                name: signature.key_name.clone(),
+                id: signature.key_id,
+                previous_version: fields.previous_version,
+            })
+        }
+    }
+}
+
+/// What a node demands of publisher signatures.
+#[derive(Clone, Debug, Default)]
+pub struct SignaturePolicy {
+    /// Keys each publisher identity may sign new publications with (a hub's
+    /// `[[publishers]] keys`).
+    pub signers: HashMap<String, PublisherKeys>,
+    /// Every key stored entries are checked against: a hub's publishers' `keys` and
+    /// `retiredKeys`; a peer's `peer.publisherKeys`.
+    pub known: PublisherKeys,
+    /// Refuse what is not signed by a known key: on a hub, client writes without a valid
+    /// signature (`signatures.require`); on a peer, synced entries (`peer.requireSignatures`).
+    pub require: bool,
+}
+
+impl SignaturePolicy {
+    /// True when stored or synced entries are checked at all (some key is known, or
+    /// signatures are required).
+    pub fn checks_entries(&self) -> bool {
+        self.require || !self.known.is_empty()
+    }
+
+    /// The check of a client write by `identity` with `signature` over `fields`.
+    pub fn check_write(
+        &self,
+        identity: &str,
+        signature: Option<&PublisherSignature>,
+        fields: &SignedFields<'_>,
+    ) -> Result<(), SignatureError> {
+        let Some(signature) = signature else {
+            return if self.require {
+                Err(SignatureError::Unsigned)
+            } else {
+                Ok(())
+            };
+        };
+        match self.signers.get(identity) {
+            Some(keys) => keys.check(signature, fields),
+            None => Err(SignatureError::NotAPublisher {
+                identity: identity.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Checks the signatures of entries in version order: tracks each blueprint's newest version
+/// (the previous version a signature binds), and verifies a batch's signatures at once
+/// (Ed25519 batch verification), finding the first bad one only when the batch fails.
+#[derive(Debug, Default)]
+pub struct SignatureCheck {
+    keys: PublisherKeys,
+    /// Unsigned entries after genesis are defects.
+    require: bool,
+    newest: HashMap<String, i64>,
+    /// `newest` knows every blueprint so far (the check began at version 1).
+    complete: bool,
+    signed: u64,
+}
+
+/// The first entry whose signature failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureDefect {
+    /// Its version.
+    pub version: i64,
+    /// What is wrong.
+    pub error: SignatureError,
+}
+
+impl SignatureCheck {
+    /// A check from version 1 against `keys`; with `require`, unsigned entries (but
+    /// genesis) fail too.
+    pub fn new(keys: PublisherKeys, require: bool) -> Self {
+        SignatureCheck {
+            keys,
+            require,
+            newest: HashMap::new(),
+            complete: true,
+            signed: 0,
+        }
+    }
+
+    /// A check that begins after a register's first entries: the blueprints it has not seen
+    /// are looked up by the caller ([`SignatureCheck::unknown_blueprints`]).
+    pub fn after_start(keys: PublisherKeys, require: bool) -> Self {
+        SignatureCheck {
+            complete: false,
+            ..SignatureCheck::new(keys, require)
+        }
+    }
+
+    /// True when unsigned entries and signatures that do not verify are refused.
+    pub fn required(&self) -> bool {
+        self.require
+    }
+
+    /// Signed entries that verified so far.
+    pub fn signed(&self) -> u64 {
+        self.signed
+    }
+
+    /// The blueprints of `entries` whose newest earlier version this check does not know yet
+    /// (the caller looks them up in the store when the check starts after version 1).
+    pub fn unknown_blueprints<'a>(&self, entries: &'a [Entry]) -> Vec<&'a str> {
+        if self.complete {
+            return Vec::new();
+        }
+        let mut seen = std::collections::HashSet::new();
+        entries
+            .iter()
+            .filter(|e| e.signature.is_some() || self.require)
+            .map(|e| e.blueprint_id.as_str())
+            .filter(|id| !self.newest.contains_key(*id) && seen.insert(*id))
+            .collect()
+    }
+
+    /// Tells the check that `blueprint_id`'s newest entry before the next ones is `version`
+    /// (0: none).
+    pub fn know(&mut self, blueprint_id: &str, version: i64) {
+        self.newest.insert(blueprint_id.to_owned(), version);
+    }
+
+    /// Checks `entries`, the next ones in version order; on failure names the first bad one.
+    pub fn check(&mut self, entries: &[Entry]) -> Result<(), SignatureDefect> {
+        match self.check_all(entries).into_iter().next() {
+            Some(defect) => Err(defect),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks `entries`, the next ones in version order, and returns every defect among
+    /// them in version order (for a node that logs bad signatures and applies anyway).
+    pub fn check_all(&mut self, entries: &[Entry]) -> Vec<SignatureDefect> {
+        let mut defects = Vec::new();
+        let mut messages: Vec<Vec<u8>> = Vec::new();
+        let mut signatures = Vec::new();
+        let mut keys = Vec::new();
+        let mut places = Vec::new();
+        for entry in entries {
+            let previous = self
+                .newest
+                .insert(entry.blueprint_id.clone(), entry.version)
+                .unwrap_or(0);
+            let Some(signature) = &entry.signature else {
+                if self.require && entry.version > 1 {
+                    defects.push(SignatureDefect {
+                        version: entry.version,
+                        error: SignatureError::Unsigned,
+                    });
+                }
+                continue;
+            };
+            if signature.previous_version != previous {
+                defects.push(SignatureDefect {
+                    version: entry.version,
+                    error: SignatureError::WrongPlace {
+                        signed_for: signature.previous_version,
+                        actual: previous,
+                    },
+                });
+                continue;
+            }
+            let Some(key) = self.keys.get(signature) else {
+                defects.push(SignatureDefect {
+                    version: entry.version,
+                    error: SignatureError::UnknownKey {
+                        name: signature.key_name.clone(),
+                        id: signature.key_id,
+                    },
+                });
+                continue;
+            };
+            messages.push(SignedFields::of_entry(entry, previous).bytes());
+            signatures.push(ed25519_dalek::Signature::from_bytes(&signature.signature));
+            keys.push(*key.key());
+            places.push((entry.version, previous, signature));
+        }
+        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        // One batch equation for many signatures; a single one, or a batch that fails, is
+        // verified one by one (strictly) to name the bad entries.
+        if refs.len() > 1 && ed25519_dalek::verify_batch(&refs, &signatures, &keys).is_ok() {
+            self.signed += refs.len() as u64;
+        } else {
+            for (i, message) in refs.iter().enumerate() {
+                if keys[i].verify_strict(message, &signatures[i]).is_ok() {
+                    self.signed += 1;
+                    continue;
+                }
+                let (version, previous_version, signature) = places[i];
+                defects.push(SignatureDefect {
+                    version,
+                    error: SignatureError::Invalid {
+                        name: signature.key_name.clone(),
+                        id: signature.key_id,
+                        previous_version,
+                    },
+                });
+            }
+        }
+        defects.sort_by_key(|d| d.version);
+        defects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::register::entry::NewEntry;
+
+    fn signed_entry(
+        key: &SigningKey,
+        head: Option<&crate::register::entry::Head>,
+        id: &str,
+        entry_type: EntryType,
+        previous_version: i64,
+    ) -> Entry {
+        let document = bytes::Bytes::from(format!("{{\"id\":\"{id}\"}}"));
+        let checksum = crate::register::chain::checksum(&document);
+        let metadata = BTreeMap::from([("team".to_owned(), "ops".to_owned())]);
+        let fields = SignedFields {
+            register_id: super::super::entry::SYSTEM_REGISTER_ID,
+            blueprint_id: id,
+            entry_type,
+            is_active: true,
+            previous_version,
+            checksum: &checksum,
+            metadata: &metadata,
+            transaction_id: None,
+        };
+        let signature = PublisherSignature::sign(key, &fields);
+        NewEntry {
+            blueprint_id: id.to_owned(),
+            document,
+            checksum,
+            published_at: 1,
+            published_by: "alice".into(),
+            is_active: true,
+            publication_transaction_id: None,
+            metadata,
+            entry_type,
+            signature: Some(Box::new(signature)),
+        }
+        .into_entry_after(head)
+    }
+
+    fn head_of(e: &Entry) -> crate::register::entry::Head {
+        crate::register::entry::Head {
+            version: e.version,
+            chain_hash: e.chain_hash.clone(),
+        }
+    }
+
+    #[test]
+    fn signed_entries_verify_in_place_and_nowhere_else() {
+        let key = SigningKey::generate("alice").unwrap();
+        let keys = PublisherKeys::new([key.verifier().clone()]);
+        let genesis = crate::register::genesis::genesis_entry();
+        let a1 = signed_entry(&key, Some(&head_of(&genesis)), "a", EntryType::Published, 0);
+        let b1 = signed_entry(&key, Some(&head_of(&a1)), "b", EntryType::Published, 0);
+        let a2 = signed_entry(&key, Some(&head_of(&b1)), "a", EntryType::Updated, 2);
+        let log = vec![genesis.clone(), a1.clone(), b1.clone(), a2.clone()];
+        let mut check = SignatureCheck::new(keys.clone(), true);
+        assert_eq!(check.check_all(&log), vec![]);
+        assert_eq!(check.signed(), 3);
+
+        // The update of "a" signed after version 2, replayed after a later version of "a".
+        let a3 = signed_entry(&key, Some(&head_of(&a2)), "a", EntryType::Updated, 4);
+        let mut replayed = a2.clone();
+        replayed.version = 6;
+        let mut check = SignatureCheck::new(keys.clone(), true);
+        let defects = check.check_all(&[log.clone(), vec![a3, replayed]].concat());
+        assert_eq!(
+            defects,
+            vec![SignatureDefect {
+                version: 6,
+                error: SignatureError::WrongPlace {
+                    signed_for: 2,
+                    actual: 5
+                }
+            }]
+        );
+
+        // The same signature moved to another blueprint no longer verifies.
+        let mut moved = a2.clone();
+        moved.blueprint_id = "b".into();
+        moved.signature.as_mut().unwrap().previous_version = 3;
+        let mut check = SignatureCheck::new(keys.clone(), false);
+        let defects = check.check_all(&[genesis.clone(), a1.clone(), b1.clone(), moved]);
+        assert!(
+            matches!(
+                defects.as_slice(),
+                [SignatureDefect {
+                    version: 4,
+                    error: SignatureError::Invalid {
+                        previous_version: 3,
+                        ..
+                    }
+                }]
+            ),
+            "{defects:?}"
+        );
+
+        // Unsigned entries fail only where signatures are required; genesis never does.
+        let mut unsigned = b1.clone();
+        unsigned.signature = None;
+        for (require, expected) in [(false, 0), (true, 1)] {
+            let mut check = SignatureCheck::new(keys.clone(), require);
+            let found = check.check_all(&[genesis.clone(), a1.clone(), unsigned.clone()]);
+            assert_eq!(found.len(), expected, "{found:?}");
+        }
+
+        // A key nobody trusts.
+        let other = SigningKey::generate("alice").unwrap();
+        let forged = signed_entry(
+            &other,
+            Some(&head_of(&genesis)),
+            "a",
+            EntryType::Published,
+            0,
+        );
+        let mut check = SignatureCheck::new(keys, false);
+        assert!(matches!(
+            check.check_all(&[genesis, forged]).as_slice(),
+            [SignatureDefect {
+                version: 2,
+                error: SignatureError::UnknownKey { .. }
+            }]
+        ));
+    }
+
+    #[test]
+    fn a_batch_with_one_bad_signature_names_it() {
+        let key = SigningKey::generate("alice").unwrap();
+        let keys = PublisherKeys::new([key.verifier().clone()]);
+        let mut log = vec![crate::register::genesis::genesis_entry()];
+        for i in 0..40 {
+            let head = head_of(log.last().unwrap());
+            log.push(signed_entry(
+                &key,
+                Some(&head),
+                &format!("b{i}"),
+                EntryType::Published,
+                0,
+            ));
+        }
+        log[17].signature.as_mut().unwrap().signature[5] ^= 1;
+        let mut check = SignatureCheck::new(keys, false);
+        let defects = check.check_all(&log);
+        assert_eq!(
+            defects.iter().map(|d| d.version).collect::<Vec<_>>(),
+            vec![18]
+        );
+        assert_eq!(check.signed(), 39);
+    }
+
+    #[test]
+    fn signatures_round_trip_as_text_and_refuse_malformed_values() {
+        let key = SigningKey::generate("alice").unwrap();
+        let metadata = BTreeMap::new();
+        let fields = SignedFields {
+            register_id: "r",
+            blueprint_id: "b",
+            entry_type: EntryType::Published,
+            is_active: true,
+            previous_version: 7,
+            checksum: "sha256:00",
+            metadata: &metadata,
+            transaction_id: Some("tx"),
+        };
+        let s = PublisherSignature::sign(&key, &fields);
+        assert_eq!(PublisherSignature::parse_text(&s.to_text()), Ok(s.clone()));
+        assert!(PublisherSignature::from_parts(0, "alice", "AAAA").is_err());
+        assert!(PublisherSignature::from_parts(-1, "alice", &s.value()).is_err());
+        assert!(PublisherSignature::from_parts(0, "al ice", &s.value()).is_err());
+        // The signed bytes start with the domain prefix and change with every field.
+        let bytes = fields.bytes();
+        assert!(bytes.starts_with(SIGNED_PREFIX));
+        let other = SignedFields {
+            transaction_id: None,
+            ..fields
+        };
+        assert_ne!(other.bytes(), bytes);
+    }
+}

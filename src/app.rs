@@ -6,6 +6,7 @@ use crate::auth::Tokens;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::keys::SigningKey;
 use crate::peer::{Peer, PeerParts};
 use crate::register::signature::{PublisherKeys, SignaturePolicy};
 use crate::register::{Register, RegisterOptions};
@@ -131,16 +132,21 @@ pub async fn start_with_clock(
     }
     let node_id = config.node_id_or_hostname(hostname);
     let shutdown = CancellationToken::new();
-    let hub = (role == ResolvedRole::Hub).then(|| {
-        Hub::new(
-            Arc::clone(&register),
-            Arc::clone(&metrics),
-            config.hub.clone(),
-            node_id.clone(),
-            Arc::clone(&clock),
-            shutdown.clone(),
-        )
-    });
+    let hub = match role {
+        ResolvedRole::Hub => {
+            let signer = Arc::new(hub_signing_key(&config, &node_id)?);
+            Some(Hub::new(
+                Arc::clone(&register),
+                Arc::clone(&metrics),
+                config.hub.clone(),
+                node_id.clone(),
+                Arc::clone(&clock),
+                shutdown.clone(),
+                signer,
+            ))
+        }
+        ResolvedRole::Peer => None,
+    };
     let sse_slots = Arc::new(tokio::sync::Semaphore::new(config.sse.max_subscribers));
     let config = Arc::new(config);
     let peer = if role == ResolvedRole::Peer {
@@ -296,4 +302,26 @@ fn signature_policy(config: &Config, role: ResolvedRole) -> SignaturePolicy {
             require: config.peer.require_signatures,
         },
     }
+}
+
+/// File name of a hub's generated checkpoint key inside the data directory.
+pub const HUB_SIGNING_KEY_FILE: &str = "hub-signing.key";
+
+/// The hub's checkpoint signing key: `hub.signingKeyFile`, else `<dataDir>/hub-signing.key`,
+/// generated under the node id on first start. Only its verifier key is logged.
+fn hub_signing_key(config: &Config, node_id: &str) -> anyhow::Result<SigningKey> {
+    let path = config
+        .hub
+        .signing_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(HUB_SIGNING_KEY_FILE));
+    let (key, generated) = SigningKey::load_or_generate(&path, node_id)
+        .with_context(|| format!("hub signing key {}", path.display()))?;
+    tracing::info!(
+        path = %path.display(),
+        verifier_key = %key.verifier(),
+        generated,
+        "hub checkpoint key"
+    );
+    Ok(key)
 }

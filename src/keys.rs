@@ -292,16 +292,16 @@ pub fn public_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Longest key name accepted: a name travels with every signed entry and note.
-pub const MAX_KEY_NAME_BYTES: usize = 255;
+/// Longest key name accepted, in characters: a name travels with every signed entry and note.
+pub const MAX_KEY_NAME_CHARS: usize = 255;
 
 /// Checks a key name against the signed-note rule (non-empty, no whitespace, no `+`) and
-/// [`MAX_KEY_NAME_BYTES`].
+/// [`MAX_KEY_NAME_CHARS`].
 pub fn check_name(name: &str) -> Result<(), KeyError> {
-    if name.len() > MAX_KEY_NAME_BYTES {
+    let chars = name.chars().count();
+    if chars > MAX_KEY_NAME_CHARS {
         return Err(KeyError::Malformed(format!(
-            "key name is {} bytes; at most {MAX_KEY_NAME_BYTES}",
-            name.len()
+            "key name is {chars} characters long; at most {MAX_KEY_NAME_CHARS}"
         )));
     }
     if signed_note::is_key_name_valid(name) {

@@ -81,6 +81,7 @@ async fn main() {
         Command::Watch(args) => commands::watch(args).await,
         Command::Verify(args) => commands::verify(args).await,
         Command::Keygen(args) => sorcha_peer::cli::signing::keygen(&args),
+        Command::Checkpoint(args) => sorcha_peer::cli::signing::checkpoint(args).await,
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -82,13 +82,31 @@ pub struct SignatureView {
     /// The blueprint's version this entry follows (0 for a new blueprint); a signature for
     /// another place is refused.
     #[schema(minimum = 0)]
+    #[serde(deserialize_with = "integral")]
     pub previous_version: i64,
-    /// Name of the signing key, as in its verifier key `name+keyid+base64`.
-    #[schema(min_length = 1, example = "alice")]
+    /// Name of the signing key, as in its verifier key `name+keyid+base64`: 1–255
+    /// characters, no spaces, no `+`.
+    #[schema(pattern = "^[^\\s+\\u0085]{1,255}$", example = "alice")]
     pub key_name: String,
-    /// Base64 of the 4-byte key id (big-endian) followed by the 64-byte Ed25519 signature.
-    #[schema(min_length = 92, max_length = 92)]
+    /// Base64 (standard alphabet, padded) of the 4-byte key id (big-endian) followed by the
+    /// 64-byte Ed25519 signature: 92 characters.
+    #[schema(pattern = "^[A-Za-z0-9+/]{90}[AEIMQUYcgkosw048]=$")]
     pub value: String,
+}
+
+/// An integer as JSON Schema counts them: `7` or `7.0` (a number with no fraction).
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(n) = number.as_i64() {
+        return Ok(n);
+    }
+    match number.as_f64() {
+        // Exactly representable, no fraction, within i64 (2^63 is the first float outside).
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_776e18 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "{number} is not a 64-bit integer"
+        ))),
+    }
 }
 
 impl SignatureView {
@@ -253,6 +271,9 @@ pub struct NodeView {
     /// Peers: the hub in use.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_hub: Option<String>,
+    /// Hubs: the verifier key (`name+keyid+base64`) of the hub's signed checkpoints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_key: Option<String>,
 }
 
 /// Outcome of an integrity check.
@@ -269,8 +290,14 @@ pub struct VerifyView {
     pub head_hash: Option<String>,
     /// First bad version, if any.
     pub first_bad_version: Option<i64>,
+    /// Which defect it has (`versionGap`, `registerId`, `checksum`, `unreadable`, `chain`,
+    /// `signature`; see `docs/hash-chain.md`).
+    pub defect: Option<String>,
     /// What was wrong with it.
     pub error: Option<String>,
+    /// Entries whose publisher signature verified against the node's publisher keys (0
+    /// when it has none).
+    pub signed: u64,
     /// Duration in milliseconds.
     pub duration_ms: u64,
 }

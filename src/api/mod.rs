@@ -180,6 +180,7 @@ fn rest_routes(layers: &PathLayers) -> (Router<AppState>, utoipa::openapi::OpenA
         .routes(l(routes!(rest::node::node)))
         .routes(l(routes!(rest::node::system_register)))
         .routes(l(routes!(rest::node::verify)))
+        .routes(l(routes!(rest::node::checkpoint)))
         .routes(l(routes!(
             rest::blueprints::list,
             rest::blueprints::publish

@@ -168,6 +168,19 @@ impl ApiClient {
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.json(self.request(Method::GET, path)).await
     }
+
+    /// GET a text resource.
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self
+            .request(Method::GET, path)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        if !response.status().is_success() {
+            return Err(refusal(response).await);
+        }
+        Ok(response.text().await?)
+    }
 }
 
 /// A non-2xx answer as an error: status and the problem's detail.

@@ -55,6 +55,20 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Make an Ed25519 key pair for signing publications (or a hub's checkpoints).
     Keygen(KeygenArgs),
+    /// Fetch a hub's signed checkpoint and verify it against trusted hub keys.
+    Checkpoint(CheckpointArgs),
+}
+
+/// Flags of `checkpoint`.
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// A trusted hub verifier key (`name+keyid+base64`), repeatable. Without one the note is
+    /// shown, marked unverified.
+    #[arg(long = "trust", value_name = "VKEY")]
+    pub trust: Vec<crate::keys::VerifierKey>,
+    /// Connection.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// Flags of `keygen`.

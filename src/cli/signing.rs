@@ -1,10 +1,11 @@
 //! Keys and signatures on the command line: `keygen`, `publish`/`deprecate --sign-key`, and
 //! the publisher-keys file of an offline `verify`.
 
-use super::KeygenArgs;
 use super::client::ApiClient;
+use super::{CheckpointArgs, KeygenArgs, Output};
 use crate::keys::{SigningKey, VerifierKey, public_path};
 use crate::register::chain;
+use crate::register::checkpoint_note::{self, HeadCheckpoint};
 use crate::register::entry::{EntryType, SYSTEM_REGISTER_ID};
 use crate::register::signature::{PublisherKeys, PublisherSignature, SignedFields};
 use crate::register::validation;
@@ -25,6 +26,54 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<i32> {
     );
     println!("{}", key.verifier());
     Ok(0)
+}
+
+/// `checkpoint --server URL [--trust VKEY]...`: fetches the node's signed checkpoint and
+/// verifies it; exit 1 when it does not verify under a trusted key.
+pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<i32> {
+    let client = ApiClient::from_args(&args.client)?;
+    let note = client
+        .get_text("/api/v1/system-register/checkpoint")
+        .await?;
+    if args.trust.is_empty() {
+        let text = note.split("\n\n").next().unwrap_or_default();
+        let checkpoint = HeadCheckpoint::parse_text(&format!("{text}\n"))?;
+        println!(
+            "UNVERIFIED (no --trust key): version {} {} at {}, signed by {}",
+            checkpoint.version,
+            checkpoint.chain_hash,
+            checkpoint.timestamp_ms,
+            checkpoint_note::signature_lines(&note).join(", ")
+        );
+        return Ok(0);
+    }
+    match checkpoint_note::open(&note, &args.trust) {
+        Ok(verified) => {
+            if args.client.output == Output::Json {
+                println!(
+                    "{}",
+                    json!({"version": verified.checkpoint.version,
+                           "chainHash": verified.checkpoint.chain_hash,
+                           "timestamp": verified.checkpoint.timestamp_ms,
+                           "signer": verified.signer.to_string(),
+                           "note": verified.note})
+                );
+            } else {
+                println!(
+                    "ok: version {} {} at {}, signed by {}",
+                    verified.checkpoint.version,
+                    verified.checkpoint.chain_hash,
+                    verified.checkpoint.timestamp_ms,
+                    verified.signer
+                );
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            println!("FAILED: {e}");
+            Ok(1)
+        }
+    }
 }
 
 /// A write about to be signed: what the register will store, but for what the node decides.

@@ -46,6 +46,10 @@ pub struct HubConfig {
     pub peer_tokens: Vec<PeerTokenConfig>,
     /// Per-peer rate limits.
     pub rate_limits: RateLimitsConfig,
+    /// The private key the hub signs its checkpoints with (C2SP signer key format); default
+    /// `<dataDir>/hub-signing.key`, generated (mode 0600, named after the node id) on first
+    /// start when there is no file.
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// A peer's credential on a hub.
@@ -115,6 +119,7 @@ impl Default for HubConfig {
             max_push_streams_per_session: 4,
             peer_tokens: Vec::new(),
             rate_limits: RateLimitsConfig::default(),
+            signing_key_file: None,
         }
     }
 }

@@ -7,11 +7,13 @@ pub mod sessions;
 
 use crate::clock::SharedClock;
 use crate::config::HubConfig;
+use crate::keys::{SigningKey, VerifierKey};
 use crate::metrics::{Metrics, SyncKind, SyncLabels, Transport};
 use crate::protocol::{
     CheckpointState, CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters,
     Heartbeat, HeartbeatAck, HeartbeatReport, HubStatus, Notification, SessionView,
 };
+use crate::register::checkpoint_note::HeadCheckpoint;
 use crate::register::entry::Entry;
 use crate::register::recent::{Derived, Form};
 use crate::register::subscription::Followed;
@@ -73,6 +75,8 @@ pub struct Hub {
     clock: SharedClock,
     started: Instant,
     shutdown: CancellationToken,
+    /// The key the hub signs its checkpoints with.
+    signer: Arc<SigningKey>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -93,6 +97,7 @@ impl Hub {
         node_id: String,
         clock: SharedClock,
         shutdown: CancellationToken,
+        signer: Arc<SigningKey>,
     ) -> Arc<Self> {
         Arc::new(Self {
             sessions: SessionRegistry::new(config.clone(), Arc::clone(&clock)),
@@ -104,7 +109,22 @@ impl Hub {
             clock,
             started: Instant::now(),
             shutdown,
+            signer,
         })
+    }
+
+    /// The verifier key of the hub's checkpoint signatures.
+    pub fn checkpoint_key(&self) -> &VerifierKey {
+        self.signer.verifier()
+    }
+
+    /// The hub's signed checkpoint of its current head (a C2SP signed note; see
+    /// [`crate::register::checkpoint_note`]); `None` on an empty register.
+    pub async fn checkpoint_note(&self) -> Result<Option<String>, RegisterError> {
+        let Some(head) = self.register.store().head().await? else {
+            return Ok(None);
+        };
+        Ok(HeadCheckpoint::of_head(&head, self.clock.now_ms()).map(|cp| cp.sign(&self.signer)))
     }
 
     /// The hub's node id.

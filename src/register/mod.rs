@@ -10,6 +10,7 @@
 
 pub mod budget;
 pub mod chain;
+pub mod checkpoint_note;
 pub mod entry;
 pub mod genesis;
 pub mod head_signal;

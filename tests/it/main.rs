@@ -6,6 +6,7 @@
 mod api_guide;
 mod bench;
 mod browser;
+mod checkpoints;
 mod cli;
 mod conditional;
 mod corruption;
@@ -31,6 +32,7 @@ mod rest;
 mod robustness;
 mod schema;
 mod security;
+mod signatures;
 mod sim;
 mod sse;
 mod store;

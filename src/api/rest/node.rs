@@ -4,6 +4,7 @@ use crate::api::AppState;
 use crate::api::conditional;
 use crate::api::dto::{HealthView, NodeView, ReadyView, RegisterView, VerifyView};
 use crate::api::error::{ApiError, Problem};
+use crate::error_code::ErrorCode;
 use crate::register::entry::SYSTEM_REGISTER_ID;
 use axum::Json;
 use axum::extract::State;
@@ -75,7 +76,32 @@ pub async fn node(State(state): State<AppState>) -> Result<Json<NodeView>, ApiEr
         started_at: state.node.started_at_ms,
         integrity_ok: failure.is_none(),
         integrity_failure: failure.and_then(|f| serde_json::to_value(f).ok()),
+        checkpoint_key: state.hub.as_ref().map(|h| h.checkpoint_key().to_string()),
     }))
+}
+
+/// The hub's signed checkpoint of its head: a C2SP signed note (`text/plain`) naming the
+/// register, the head version and chain hash and the hub's time, signed by the hub's key
+/// (`checkpointKey` in `GET /api/v1/node`). Check it with `sorcha-peer checkpoint`.
+#[utoipa::path(get, path = "/api/v1/system-register/checkpoint", tag = "register",
+    operation_id = "getCheckpoint",
+    responses(
+        (status = 200, description = "The signed note", body = String, content_type = "text/plain",
+            example = "sorcha.dev/system-register/00000000-0000-0000-0000-000000000000\n6\nq9A…=\ntimestamp 1796281398191\n\n\u{2014} hub-0 Uw2Q…=\n"),
+        (status = 404, description = "This node signs no checkpoints (a peer)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json")))]
+pub async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let hub = state.hub.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            "this node is a peer: hubs sign checkpoints",
+        )
+    })?;
+    let note = hub
+        .checkpoint_note()
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the register is empty"))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
 }
 
 /// Summary of the system register: head, counts, last publish. Its `ETag` is the head
@@ -118,7 +144,9 @@ pub async fn verify(State(state): State<AppState>) -> Result<Json<VerifyView>, A
         head_version: report.head_version,
         head_hash: report.head_hash,
         first_bad_version: report.failure.as_ref().map(|f| f.version),
+        defect: report.failure.as_ref().map(|f| f.defect.kind().to_owned()),
         error: report.failure.as_ref().map(|f| f.defect.to_string()),
+        signed: report.signed,
         duration_ms: report.duration_ms,
     }))
 }

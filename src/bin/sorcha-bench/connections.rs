@@ -80,6 +80,7 @@ pub(crate) async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
             &format!("storm-{i}"),
             &json!({"i": i}),
             None,
+            None,
         )
         .await?;
     }

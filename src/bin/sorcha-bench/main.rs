@@ -8,10 +8,12 @@ mod connections;
 mod figures;
 mod floor;
 mod node;
+mod signing;
 
 use connections::{idle, storm};
 pub(crate) use figures::{Receipts, histogram, latency_fields, report};
 pub(crate) use node::{Hub, proc_cpu, proc_rss_kib};
+use signing::Signer;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -50,6 +52,10 @@ enum Workload {
         /// (UUIDv4).
         #[arg(long, value_enum)]
         idempotency_keys: Option<KeyKind>,
+        /// Sign every publication (Ed25519, a fresh publisher key) on a hub that requires
+        /// signatures (`signatures.require`) and checks each against the publisher's key.
+        #[arg(long)]
+        signed: bool,
     },
     /// S subscribers (half gRPC push streams, half SSE), P publishes at R per second.
     Fanout(FanoutShape),
@@ -139,11 +145,16 @@ async fn publish_one(
     id: &str,
     doc: &Value,
     idempotency_key: Option<KeyKind>,
+    signer: Option<&Signer>,
 ) -> anyhow::Result<i64> {
+    let mut body = json!({ "blueprintId": id, "document": doc });
+    if let Some(signer) = signer {
+        body["signature"] = signer.sign(id);
+    }
     let mut request = http
         .post(format!("{url}/api/v1/system-register/blueprints"))
         .bearer_auth(TOKEN)
-        .json(&json!({ "blueprintId": id, "document": doc }));
+        .json(&body);
     if let Some(kind) = idempotency_key {
         let key = match kind {
             KeyKind::TimeOrdered => uuid::Uuid::now_v7(),
@@ -168,14 +179,29 @@ async fn publish(
     count: usize,
     doc_bytes: usize,
     idempotency_keys: Option<KeyKind>,
+    signed: bool,
 ) -> anyhow::Result<()> {
-    let hub = Hub::start(None).await?;
-    let http = reqwest::Client::new();
     let doc = json!({ "pad": "x".repeat(doc_bytes) });
+    let signer = if signed {
+        Some(std::sync::Arc::new(Signer::new(&doc)?))
+    } else {
+        None
+    };
+    let hub = match &signer {
+        Some(signer) => {
+            let dir = tempfile::tempdir()?;
+            let config = signer.hub_config(dir.path())?;
+            let config = config.to_string_lossy().into_owned();
+            Hub::spawn(Some(dir), &["--role", "hub", "--config", &config]).await?
+        }
+        None => Hub::start(None).await?,
+    };
+    let http = reqwest::Client::new();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..concurrency {
         let (http, url, doc) = (http.clone(), hub.url.clone(), doc.clone());
+        let signer = signer.clone();
         let n = count / concurrency + usize::from(c < count % concurrency);
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
@@ -183,7 +209,10 @@ async fn publish(
             for i in 0..n {
                 let t = Instant::now();
                 let id = format!("p{c}-{i}");
-                versions.push(publish_one(&http, &url, &id, &doc, idempotency_keys).await?);
+                versions.push(
+                    publish_one(&http, &url, &id, &doc, idempotency_keys, signer.as_deref())
+                        .await?,
+                );
                 h.record(t.elapsed().as_micros().max(1) as u64)?;
             }
             anyhow::Ok((h, versions))
@@ -208,7 +237,7 @@ async fn publish(
     report(
         "publish",
         json!({"concurrency": concurrency, "count": count, "doc_bytes": doc_bytes,
-               "idempotency_keys": idempotency_keys.map(|k| format!("{k:?}"))}),
+               "idempotency_keys": idempotency_keys.map(|k| format!("{k:?}")), "signed": signed}),
         figures,
         Some(&hub),
     );
@@ -289,7 +318,7 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
     for i in 0..publishes {
         let due = started + interval * i as u32;
         tokio::time::sleep_until(due.into()).await;
-        let v = publish_one(&publisher, &hub.url, &format!("fan-{i}"), &doc, None).await?;
+        let v = publish_one(&publisher, &hub.url, &format!("fan-{i}"), &doc, None, None).await?;
         acks.push((v, Instant::now()));
     }
     let ack_of: std::collections::HashMap<i64, Instant> = acks.into_iter().collect();
@@ -412,7 +441,8 @@ async fn main() -> anyhow::Result<()> {
             count,
             doc_bytes,
             idempotency_keys,
-        } => publish(concurrency, count, doc_bytes, idempotency_keys).await,
+            signed,
+        } => publish(concurrency, count, doc_bytes, idempotency_keys, signed).await,
         Workload::Fanout(FanoutShape {
             subscribers,
             publishes,

@@ -200,7 +200,7 @@ mod tests {
             entry_type: EntryType::Deprecated,
             signature: Some(Box::new(PublisherSignature {
                 previous_version: i64::MAX,
-                key_name: "k".repeat(crate::keys::MAX_KEY_NAME_BYTES),
+                key_name: "𝄞".repeat(crate::keys::MAX_KEY_NAME_CHARS),
                 key_id: u32::MAX,
                 signature: [0xff; 64],
             })),

@@ -86,6 +86,7 @@ pub async fn start_hub(
         format!("hub-{index}"),
         clock,
         stop.clone(),
+        Arc::new(sorcha_peer::keys::SigningKey::generate(&format!("hub-{index}")).unwrap()),
     );
     tokio::spawn(Arc::clone(&hub).run_housekeeping());
     // The shared store's tailer: appends through the other hubs move this hub's head.

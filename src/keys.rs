@@ -61,14 +61,7 @@ impl VerifierKey {
         check_name(verifier.name())?;
         // The crate checked the name, the id and the type byte; the raw key is the rest
         // (`name+id+base64`: base64 may hold `+` itself, names and ids do not).
-        let encoded = text.splitn(3, '+').nth(2).unwrap_or_default();
-        let raw = BASE64
-            .decode(encoded)
-            .map_err(|e| KeyError::Malformed(format!("verifier key: {e}")))?;
-        let bytes: [u8; 32] = raw
-            .get(1..)
-            .and_then(|k| k.try_into().ok())
-            .ok_or_else(|| KeyError::Malformed("verifier key: not 32 bytes".into()))?;
+        let bytes = key_bytes(text.splitn(3, '+').nth(2), "verifier key")?;
         let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
             .map_err(|e| KeyError::Malformed(format!("verifier key: {e}")))?;
         Ok(VerifierKey {
@@ -187,14 +180,7 @@ impl SigningKey {
         })?;
         check_name(signed_note::Signer::name(&signer))?;
         // `PRIVATE+KEY+name+id+base64`.
-        let encoded = text.splitn(5, '+').nth(4).unwrap_or_default();
-        let raw = BASE64
-            .decode(encoded)
-            .map_err(|_| KeyError::Malformed("signing key: bad base64".into()))?;
-        let seed: [u8; 32] = raw
-            .get(1..)
-            .and_then(|k| k.try_into().ok())
-            .ok_or_else(|| KeyError::Malformed("signing key: not 32 bytes".into()))?;
+        let seed = key_bytes(text.splitn(5, '+').nth(4), "signing key")?;
         let key = ed25519_dalek::SigningKey::from_bytes(&seed);
         let verifier = VerifierKey::of(signed_note::Signer::name(&signer), key.verifying_key());
         Ok(SigningKey {
@@ -283,6 +269,17 @@ impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SigningKey({}, private half redacted)", self.verifier)
     }
+}
+
+/// The 32 key bytes of an encoded key's last part (`base64` of the type byte and the key),
+/// which the `signed_note` parser has already checked; `what` names the key in errors (never
+/// its bytes).
+fn key_bytes(encoded: Option<&str>, what: &str) -> Result<[u8; 32], KeyError> {
+    BASE64
+        .decode(encoded.unwrap_or_default())
+        .ok()
+        .and_then(|raw| raw.get(1..).and_then(|k| <[u8; 32]>::try_from(k).ok()))
+        .ok_or_else(|| KeyError::Malformed(format!("{what}: not base64 of a 32-byte key")))
 }
 
 /// Where the verifier key of the signing key file `path` is written: `path` + `.pub`.

@@ -81,6 +81,9 @@ pub struct ConnectionGrant {
     pub current_version: i64,
     /// The hub's head chain hash.
     pub head_hash: String,
+    /// The hub's signed checkpoint of that head (a C2SP signed note); empty when the hub
+    /// sends none.
+    pub checkpoint: String,
     /// When the session started, Unix ms.
     pub connected_at: i64,
     /// Heartbeat period the peer should use.
@@ -239,6 +242,9 @@ pub struct HeartbeatAck {
     pub current_version: i64,
     /// The hub's head chain hash.
     pub head_hash: String,
+    /// The hub's signed checkpoint of that head (a C2SP signed note); empty when the hub
+    /// sends none.
+    pub checkpoint: String,
     /// Notes (e.g. an out-of-order sequence number).
     pub message: String,
     /// What to do.

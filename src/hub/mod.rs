@@ -77,7 +77,12 @@ pub struct Hub {
     shutdown: CancellationToken,
     /// The key the hub signs its checkpoints with.
     signer: Arc<SigningKey>,
+    /// The last checkpoint signed: head version, when (hub ms), the note.
+    signed_head: std::sync::Mutex<Option<(i64, i64, String)>>,
 }
+
+/// How long a signed checkpoint of an unchanged head is handed out again.
+const CHECKPOINT_REUSE: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,6 +115,7 @@ impl Hub {
             started: Instant::now(),
             shutdown,
             signer,
+            signed_head: std::sync::Mutex::new(None),
         })
     }
 
@@ -124,7 +130,34 @@ impl Hub {
         let Some(head) = self.register.store().head().await? else {
             return Ok(None);
         };
-        Ok(HeadCheckpoint::of_head(&head, self.clock.now_ms()).map(|cp| cp.sign(&self.signer)))
+        Ok(Some(self.sign_head(head.version, &head.chain_hash)).filter(|n| !n.is_empty()))
+    }
+
+    /// The signed checkpoint of the head `version` / `chain_hash` (empty when there is no
+    /// head). A note of the same head signed within the last [`CHECKPOINT_REUSE`] is reused,
+    /// so every connect and heartbeat carries one without a signature each.
+    fn sign_head(&self, version: i64, chain_hash: &str) -> String {
+        let now = self.clock.now_ms();
+        let reuse_ms = i64::try_from(CHECKPOINT_REUSE.as_millis()).unwrap_or(i64::MAX);
+        if let Ok(cached) = self.signed_head.lock()
+            && let Some((v, at, note)) = cached.as_ref()
+            && *v == version
+            && (now - *at) < reuse_ms
+        {
+            return note.clone();
+        }
+        let head = crate::register::entry::Head {
+            version,
+            chain_hash: chain_hash.to_owned(),
+        };
+        let Some(checkpoint) = HeadCheckpoint::of_head(&head, now).filter(|_| version > 0) else {
+            return String::new();
+        };
+        let note = checkpoint.sign(&self.signer);
+        if let Ok(mut cached) = self.signed_head.lock() {
+            *cached = Some((version, now, note.clone()));
+        }
+        note
     }
 
     /// The hub's node id.
@@ -186,6 +219,7 @@ impl Hub {
         let peer = sessions::peer_id(&request.peer_id)?;
         self.limits.check(Limited::Connect, &request.peer_id)?;
         let (current_version, head_hash) = self.head().await?;
+        let checkpoint = self.sign_head(current_version, &head_hash);
         let opened = self.sessions.open(&peer, &request)?;
         tracing::info!(
             peer_id = %request.peer_id,
@@ -199,6 +233,7 @@ impl Hub {
             hub_id: self.node_id.clone(),
             current_version,
             head_hash,
+            checkpoint,
             connected_at: opened.connected_at,
             heartbeat_interval: self.config.heartbeat_interval,
             heartbeat_timeout: self.config.heartbeat_timeout,
@@ -386,6 +421,7 @@ impl Hub {
         let peer = sessions::peer_id(&heartbeat.peer_id)?;
         self.limits.check(Limited::Heartbeat, &heartbeat.peer_id)?;
         let (current_version, head_hash) = self.head().await?;
+        let checkpoint = self.sign_head(current_version, &head_hash);
         let now = self.clock.now_ms();
         let outcome = self
             .sessions
@@ -397,6 +433,7 @@ impl Hub {
             hub_id: self.node_id.clone(),
             current_version,
             head_hash,
+            checkpoint,
             message: outcome.message,
             action: outcome.action,
             server_latency_ms: outcome.latency_ms,

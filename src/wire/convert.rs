@@ -162,6 +162,7 @@ pub fn grant_to_wire(g: &ConnectionGrant) -> proto::ConnectionResponse {
             max_concurrent_syncs: i32::try_from(g.max_concurrent_syncs).unwrap_or(i32::MAX),
         }),
         head_hash: g.head_hash.clone(),
+        checkpoint: g.checkpoint.clone(),
     }
 }
 
@@ -174,6 +175,7 @@ pub fn grant_from_wire(r: proto::ConnectionResponse) -> ConnectionGrant {
         hub_id: r.central_node_id,
         current_version: r.current_system_register_version,
         head_hash: r.head_hash,
+        checkpoint: r.checkpoint,
         connected_at: r.connected_at,
         heartbeat_interval: secs(r.heartbeat_interval_seconds),
         heartbeat_timeout: secs(config.heartbeat_timeout_seconds),
@@ -326,6 +328,7 @@ pub fn ack_to_wire(a: HeartbeatAck) -> proto::HeartbeatAcknowledgement {
         recommended_action: action_to_wire(a.action) as i32,
         server_latency_ms: a.server_latency_ms,
         head_hash: a.head_hash,
+        checkpoint: a.checkpoint,
     }
 }
 
@@ -337,6 +340,7 @@ pub fn ack_from_wire(a: proto::HeartbeatAcknowledgement) -> HeartbeatAck {
         hub_id: a.central_node_id,
         current_version: a.current_system_register_version,
         head_hash: a.head_hash,
+        checkpoint: a.checkpoint,
         message: a.message,
         action: action_from_wire(a.recommended_action),
         server_latency_ms: a.server_latency_ms,

@@ -24,6 +24,22 @@ fn every_workload_runs_at_small_size() {
     let publish = run(&["publish", "--concurrency", "4", "--count", "100"]);
     assert_eq!(publish["figures"]["count"], 100);
     assert!(publish["figures"]["hub_rss_mib"].as_f64().unwrap() > 1.0);
+    // Signed: the hub requires signatures, so every one of the 100 was signed and checked.
+    let signed = run(&[
+        "publish",
+        "--concurrency",
+        "4",
+        "--count",
+        "100",
+        "--signed",
+    ]);
+    assert_eq!(
+        (
+            signed["params"]["signed"].as_bool(),
+            signed["figures"]["count"].as_i64()
+        ),
+        (Some(true), Some(100))
+    );
 
     let fullsync = run(&["fullsync", "--entries", "1000", "--doc-bytes", "256"]);
     assert!(fullsync["figures"]["peer_replicate_s"].as_f64().unwrap() > 0.0);

@@ -136,3 +136,66 @@ async fn a_hub_signs_checkpoints_that_another_implementation_verifies() {
     let (_, node) = hub.get("/api/v1/node").await;
     assert_eq!(node["checkpointKey"], vkey.as_str());
 }
+
+/// Every connect answer and heartbeat acknowledgement carries the hub's signed checkpoint of
+/// the head it reports, over the real gRPC port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_answers_and_heartbeat_acks_carry_a_signed_checkpoint() {
+    use sorcha_peer::hub_client::HubClient;
+    use sorcha_peer::link::HubLink;
+    use sorcha_peer::protocol::{ConnectRequest, Heartbeat, PeerDescription};
+    use sorcha_peer::register::checkpoint_note;
+    let hub = TestHub::start().await;
+    let (_, node) = hub.get("/api/v1/node").await;
+    let key =
+        sorcha_peer::keys::VerifierKey::parse(node["checkpointKey"].as_str().unwrap()).unwrap();
+    let client = HubClient::connect(&hub.url(""), crate::support::WAIT)
+        .await
+        .unwrap();
+    let now = || {
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap()
+    };
+    let grant = client
+        .open_session(&ConnectRequest {
+            peer_id: "cp-peer".into(),
+            peer: PeerDescription::default(),
+            last_known_version: 0,
+            connection_time: now(),
+        })
+        .await
+        .unwrap();
+    let opened = checkpoint_note::open(&grant.checkpoint, std::slice::from_ref(&key)).unwrap();
+    assert_eq!(
+        (
+            opened.checkpoint.version,
+            opened.checkpoint.chain_hash.as_str()
+        ),
+        (grant.current_version, grant.head_hash.as_str())
+    );
+    assert_eq!(hub.publish("cp-2", json!({})).await.0, 201);
+    let ack = client
+        .heartbeat(&Heartbeat {
+            peer_id: "cp-peer".into(),
+            session_id: grant.session_id.clone(),
+            timestamp: now(),
+            sequence_number: 1,
+            last_sync_version: 1,
+            head_hash: String::new(),
+        })
+        .await
+        .unwrap();
+    let opened = checkpoint_note::open(&ack.checkpoint, &[key]).unwrap();
+    assert_eq!(
+        (
+            opened.checkpoint.version,
+            opened.checkpoint.chain_hash.as_str()
+        ),
+        (2, ack.head_hash.as_str())
+    );
+}

@@ -43,6 +43,15 @@ fn every_workload_runs_at_small_size() {
 
     let fullsync = run(&["fullsync", "--entries", "1000", "--doc-bytes", "256"]);
     assert!(fullsync["figures"]["peer_replicate_s"].as_f64().unwrap() > 0.0);
+    let signed = run(&[
+        "fullsync",
+        "--entries",
+        "300",
+        "--doc-bytes",
+        "256",
+        "--signed",
+    ]);
+    assert_eq!(signed["params"]["signed"], true);
 
     let idle = run(&["idle", "--subscribers", "10"]);
     assert!(idle["figures"]["base_rss_kib"].as_u64().unwrap() > 0);
@@ -83,4 +92,12 @@ fn every_workload_runs_at_small_size() {
 
     let verify = run(&["verify", "--entries", "2000"]);
     assert_eq!(verify["figures"]["checked"], 2001);
+    let signed = run(&["verify", "--entries", "2000", "--signed"]);
+    assert_eq!(
+        (
+            signed["figures"]["checked"].as_i64(),
+            signed["figures"]["signatures"].as_i64()
+        ),
+        (Some(2001), Some(2000))
+    );
 }

@@ -42,7 +42,7 @@ async fn hub_killed_during_a_10000_entry_full_sync_leaves_the_peer_consistent_an
     {
         use sorcha_peer::store::RegisterStore;
         let store = sorcha_peer::store::embedded::EmbeddedStore::open(hub_dir.path()).unwrap();
-        sorcha_peer::store::synthetic::fill(&store, N, 2048)
+        sorcha_peer::store::synthetic::fill(&store, N, 2048, None)
             .await
             .unwrap();
         store.close().await.unwrap();

@@ -445,7 +445,7 @@ async fn silent_hub_means_a_warning_at_one_miss_and_failover_at_two() {
 async fn big_register(dir: &std::path::Path, n: i64, doc_bytes: usize) {
     use sorcha_peer::store::RegisterStore;
     let store = sorcha_peer::store::embedded::EmbeddedStore::open(dir).unwrap();
-    sorcha_peer::store::synthetic::fill(&store, n, doc_bytes)
+    sorcha_peer::store::synthetic::fill(&store, n, doc_bytes, None)
         .await
         .unwrap();
     store.close().await.unwrap();

@@ -65,6 +65,10 @@ enum Workload {
         entries: i64,
         #[arg(long, default_value_t = 2048)]
         doc_bytes: usize,
+        /// Every entry signed by a publisher key; the peer requires signatures and checks
+        /// each against it (`peer.publisherKeys`, `peer.requireSignatures`).
+        #[arg(long)]
+        signed: bool,
     },
     /// S idle subscribers of each kind held open: hub RSS per subscriber.
     Idle {
@@ -116,6 +120,10 @@ enum Workload {
         entries: i64,
         #[arg(long, default_value_t = 256)]
         doc_bytes: usize,
+        /// Every entry signed by a publisher key, and every signature checked (batch
+        /// verification) against it.
+        #[arg(long)]
+        signed: bool,
     },
 }
 
@@ -339,18 +347,29 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
     receipts.check(expected)
 }
 
-/// Writes genesis + `n` entries of `doc_bytes` into an embedded store in `dir`.
-async fn build_register(dir: &Path, n: i64, doc_bytes: usize) -> anyhow::Result<()> {
+/// Writes genesis + `n` entries of `doc_bytes` into an embedded store in `dir`, signed by
+/// `signer` when given.
+async fn build_register(
+    dir: &Path,
+    n: i64,
+    doc_bytes: usize,
+    signer: Option<&sorcha_peer::keys::SigningKey>,
+) -> anyhow::Result<()> {
     use sorcha_peer::store::RegisterStore;
     let store = sorcha_peer::store::embedded::EmbeddedStore::open(dir)?;
-    sorcha_peer::store::synthetic::fill(&store, n, doc_bytes).await?;
+    sorcha_peer::store::synthetic::fill(&store, n, doc_bytes, signer).await?;
     store.close().await?;
     Ok(())
 }
 
-async fn fullsync(entries: i64, doc_bytes: usize) -> anyhow::Result<()> {
+async fn fullsync(entries: i64, doc_bytes: usize, signed: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    build_register(dir.path(), entries, doc_bytes).await?;
+    let key = if signed {
+        Some(sorcha_peer::keys::SigningKey::generate("bench-publisher")?)
+    } else {
+        None
+    };
+    build_register(dir.path(), entries, doc_bytes, key.as_ref()).await?;
     let hub = Hub::start(Some(dir)).await?;
     // 1. Hub streaming throughput to one peer-like client.
     let client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
@@ -381,6 +400,10 @@ async fn fullsync(entries: i64, doc_bytes: usize) -> anyhow::Result<()> {
         ..Default::default()
     };
     config.peer.sync_interval = Duration::from_secs(3600);
+    if let Some(key) = &key {
+        config.peer.publisher_keys = vec![key.verifier().clone()];
+        config.peer.require_signatures = true;
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let started = Instant::now();
     let peer = sorcha_peer::app::start(config, listener).await?;
@@ -399,7 +422,7 @@ async fn fullsync(entries: i64, doc_bytes: usize) -> anyhow::Result<()> {
     }
     report(
         "fullsync",
-        json!({"entries": entries + 1, "doc_bytes": doc_bytes}),
+        json!({"entries": entries + 1, "doc_bytes": doc_bytes, "signed": signed}),
         json!({
             "stream_s": stream_s,
             "stream_entries_per_s": count as f64 / stream_s,
@@ -411,21 +434,33 @@ async fn fullsync(entries: i64, doc_bytes: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn verify(entries: i64, doc_bytes: usize) -> anyhow::Result<()> {
+async fn verify(entries: i64, doc_bytes: usize, signed: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    build_register(dir.path(), entries, doc_bytes).await?;
+    let key = if signed {
+        Some(sorcha_peer::keys::SigningKey::generate("bench-publisher")?)
+    } else {
+        None
+    };
+    build_register(dir.path(), entries, doc_bytes, key.as_ref()).await?;
     let store = sorcha_peer::store::embedded::EmbeddedStore::open(dir.path())?;
+    let keys = key
+        .as_ref()
+        .map(|k| sorcha_peer::register::signature::PublisherKeys::new([k.verifier().clone()]));
     let started = Instant::now();
-    let result = sorcha_peer::register::verify_store(&store, None).await?;
+    let result = sorcha_peer::register::verify_store(&store, keys).await?;
     let elapsed = started.elapsed().as_secs_f64();
     report(
         "verify",
-        json!({"entries": entries + 1, "doc_bytes": doc_bytes}),
-        json!({"ok": result.ok, "checked": result.checked, "elapsed_s": elapsed, "entries_per_s": result.checked as f64 / elapsed}),
+        json!({"entries": entries + 1, "doc_bytes": doc_bytes, "signed": signed}),
+        json!({"ok": result.ok, "checked": result.checked, "signatures": result.signed,
+               "elapsed_s": elapsed, "entries_per_s": result.checked as f64 / elapsed}),
         None,
     );
     if !result.ok {
         bail!("verification failed: {:?}", result.failure);
+    }
+    if signed && result.signed != u64::try_from(entries)? {
+        bail!("{} of {entries} signatures verified", result.signed);
     }
     Ok(())
 }
@@ -448,13 +483,21 @@ async fn main() -> anyhow::Result<()> {
             publishes,
             rate,
         }) => fanout(subscribers, publishes, rate).await,
-        Workload::Fullsync { entries, doc_bytes } => fullsync(entries, doc_bytes).await,
+        Workload::Fullsync {
+            entries,
+            doc_bytes,
+            signed,
+        } => fullsync(entries, doc_bytes, signed).await,
         Workload::Idle {
             subscribers,
             per_connection,
         } => idle(subscribers, per_connection).await,
         Workload::Storm { peers, behind } => storm(peers, behind).await,
-        Workload::Verify { entries, doc_bytes } => verify(entries, doc_bytes).await,
+        Workload::Verify {
+            entries,
+            doc_bytes,
+            signed,
+        } => verify(entries, doc_bytes, signed).await,
         Workload::Bigdocs {
             publishes,
             doc_bytes,

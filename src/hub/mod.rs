@@ -1,5 +1,7 @@
 //! The hub role: peer sessions, heartbeat tracking, sync and push streams over the Register.
-//! Transport-free: `api/grpc` adapts it to the wire contract.
+//! Transport-free: `api/grpc` adapts it to the wire contract. Just over 500 lines: the
+//! hub's operations, one per protocol call, plus its signed checkpoints; sessions and limits
+//! are in their own files already.
 
 pub mod limits;
 pub mod link;

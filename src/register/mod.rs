@@ -18,6 +18,7 @@ pub mod idempotency;
 pub mod recent;
 pub mod schema;
 pub mod signature;
+mod signature_check;
 pub mod subscription;
 pub mod validation;
 pub mod verify;

@@ -7,9 +7,8 @@ use crate::error_code::ErrorCode;
 use crate::link::{Dialer, HubLink, HubStatus, LinkError, LinkStream};
 use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification,
+    HeartbeatAck, HeartbeatReport, Notification, SyncedEntry,
 };
-use crate::register::entry::Entry;
 use crate::wire::convert;
 use crate::wire::proto::central_node_connection_client::CentralNodeConnectionClient;
 use crate::wire::proto::heartbeat_client::HeartbeatClient;
@@ -234,7 +233,7 @@ impl HubLink for HubClient {
         peer_id: &str,
         session_id: &str,
         max: i32,
-    ) -> Result<LinkStream<Entry>, LinkError> {
+    ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         let stream = self
             .sync
             .clone()
@@ -257,7 +256,7 @@ impl HubLink for HubClient {
         session_id: &str,
         after: i64,
         max: i32,
-    ) -> Result<LinkStream<Entry>, LinkError> {
+    ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         let stream = self
             .sync
             .clone()
@@ -349,8 +348,10 @@ impl HubLink for HubClient {
     }
 }
 
-fn entries(stream: tonic::Streaming<crate::wire::proto::SystemRegisterEntry>) -> LinkStream<Entry> {
-    Box::pin(stream.map(|item| item.map(convert::entry_from_wire).map_err(LinkError::from)))
+fn entries(
+    stream: tonic::Streaming<crate::wire::proto::SystemRegisterEntry>,
+) -> LinkStream<SyncedEntry> {
+    Box::pin(stream.map(|item| item.map(convert::synced_from_wire).map_err(LinkError::from)))
 }
 
 /// Dials hubs over gRPC with one set of [`ClientOptions`] (a peer's timeout, credentials and

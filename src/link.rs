@@ -7,9 +7,8 @@
 use crate::error_code::ErrorCode;
 use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification,
+    HeartbeatAck, HeartbeatReport, Notification, SyncedEntry,
 };
-use crate::register::entry::Entry;
 use async_trait::async_trait;
 use futures::Stream;
 use std::pin::Pin;
@@ -79,22 +78,24 @@ pub trait HubLink: Send + Sync {
     /// The hub's head and peer count.
     async fn status(&self, peer_id: &str) -> Result<HubStatus, LinkError>;
 
-    /// Streams the whole register (at most `max` entries; 0 = all).
+    /// Streams the whole register (at most `max` entries; 0 = all), with the hub's
+    /// checkpoints on some entries (see [`SyncedEntry`]).
     async fn full_sync(
         &self,
         peer_id: &str,
         session_id: &str,
         max: i32,
-    ) -> Result<LinkStream<Entry>, LinkError>;
+    ) -> Result<LinkStream<SyncedEntry>, LinkError>;
 
-    /// Streams entries with `version > after` (at most `max`; 0 = all).
+    /// Streams entries with `version > after` (at most `max`; 0 = all), with the hub's
+    /// checkpoints on some entries.
     async fn incremental_sync(
         &self,
         peer_id: &str,
         session_id: &str,
         after: i64,
         max: i32,
-    ) -> Result<LinkStream<Entry>, LinkError>;
+    ) -> Result<LinkStream<SyncedEntry>, LinkError>;
 
     /// Subscribes to push notifications after `resume_from` (0 = from now on).
     async fn subscribe(

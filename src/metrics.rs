@@ -93,6 +93,12 @@ pub struct Metrics {
     /// Synced entries whose publisher signature did not verify against `peer.publisherKeys`
     /// (refused with `peer.requireSignatures`, else applied and logged).
     pub signature_defects: Counter,
+    /// Hub checkpoints a peer refused: an untrusted key, a key other than the one pinned, none
+    /// where one was due, or one that does not cover its entry.
+    pub untrusted_checkpoints: Counter,
+    /// Equivocations a peer saw: two valid checkpoints for one version with different hashes,
+    /// or a key vouching for a smaller head after a larger one.
+    pub equivocations: Counter,
     /// Bytes ([`crate::register::entry::Entry::weight`]) of each batch a peer's sync applies.
     pub sync_batch_bytes: Histogram,
     /// Sync streams served by a hub, by kind.
@@ -163,6 +169,8 @@ impl Metrics {
             sync_entries: Counter::default(),
             syncs: Family::default(),
             signature_defects: Counter::default(),
+            untrusted_checkpoints: Counter::default(),
+            equivocations: Counter::default(),
             // 64 KiB … 32 MiB: powers of two, so `limits.maxPageBytes` values are bucket edges.
             sync_batch_bytes: Histogram::new(exponential_buckets(65536.0, 2.0, 10)),
             sync_streams_served: Family::default(),
@@ -219,6 +227,18 @@ impl Metrics {
             "Synced entries whose publisher signature did not verify against \
              peer.publisherKeys (refused with peer.requireSignatures, else applied and logged)",
             m.signature_defects.clone(),
+        );
+        r.register(
+            "untrusted_checkpoints",
+            "Hub checkpoints a peer refused: untrusted key, another key than the one pinned, \
+             none where one was due, or not covering its entry",
+            m.untrusted_checkpoints.clone(),
+        );
+        r.register(
+            "equivocations",
+            "Equivocations a peer saw: two valid checkpoints for one version with different \
+             hashes, or a key vouching for a smaller head after a larger one",
+            m.equivocations.clone(),
         );
         r.register_with_unit(
             "sync_batch",

@@ -7,6 +7,27 @@ use bytes::Bytes;
 use serde::Serialize;
 use std::time::Duration;
 
+/// One entry of a sync stream. The hub vouches for the register up to some of them with a
+/// checkpoint note signed over that entry's version and chain hash: the last entry of every
+/// page it reads and the last of the stream, so a peer that trusts hub keys can apply the
+/// stream in steps that each end at a head the hub signed.
+#[derive(Debug, Clone)]
+pub struct SyncedEntry {
+    /// The entry.
+    pub entry: Entry,
+    /// The hub's checkpoint note covering exactly this entry, if it sent one here.
+    pub checkpoint: Option<String>,
+}
+
+impl From<Entry> for SyncedEntry {
+    fn from(entry: Entry) -> Self {
+        SyncedEntry {
+            entry,
+            checkpoint: None,
+        }
+    }
+}
+
 /// What kind of node a caller says it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum NodeKind {
@@ -84,6 +105,9 @@ pub struct ConnectionGrant {
     /// The hub's signed checkpoint of that head (a C2SP signed note); empty when the hub
     /// sends none.
     pub checkpoint: String,
+    /// The verifier key the hub signs checkpoints with (`name+keyid+base64`); empty when the
+    /// hub signs none.
+    pub checkpoint_key: String,
     /// When the session started, Unix ms.
     pub connected_at: i64,
     /// Heartbeat period the peer should use.

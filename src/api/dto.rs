@@ -369,6 +369,17 @@ pub struct CaughtUpView {
     pub ahead: bool,
 }
 
+/// The `data:` of the `checkpoint` event: a hub's signed checkpoint covering every entry the
+/// stream has sent so far (those matching the filters).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointEventView {
+    /// The version it covers.
+    pub version: i64,
+    /// The C2SP signed note (as `GET /api/v1/system-register/checkpoint` serves it).
+    pub note: String,
+}
+
 /// The `data:` of an SSE event.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

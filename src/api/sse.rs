@@ -11,7 +11,7 @@
 //! shutdown.
 
 use super::AppState;
-use super::dto::{CaughtUpView, EventParams, NotificationView};
+use super::dto::{CaughtUpView, CheckpointEventView, EventParams, NotificationView};
 use super::encode;
 use super::error::{ApiError, Problem};
 use super::extract::ApiQuery;
@@ -30,6 +30,7 @@ use futures::future::{Either, FutureExt};
 use futures::{StreamExt, stream};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Where the register's event stream is served (the path of [`events`]).
 pub const EVENTS_PATH: &str = "/api/v1/system-register/events";
@@ -139,6 +140,9 @@ pub async fn events(
         Form::Event
     };
     let register = Arc::clone(&state.register);
+    // The last version the stream has passed (sent, or skipped by the filters).
+    let position = Arc::new(AtomicI64::new(after));
+    let passed = Arc::clone(&position);
     let live = state
         .register
         .subscribe(after, filter, Transport::Sse)
@@ -160,16 +164,26 @@ pub async fn events(
         .then(move |(followed, marker)| match followed {
             // Encoded once per entry and shared; a frame with the entry shares the document
             // bytes themselves.
-            Followed::Wanted(shared) => Either::Left(
-                register
-                    .derived_soon(&shared, form, move |entry| {
-                        encode::event_frame(entry, include_entry)
-                    })
-                    // The entry (and, read from the store, its bytes in the read budget)
-                    // lives until its frame is written.
-                    .map(move |parts| stream::iter([Some((parts, Some(shared))), marker])),
-            ),
-            Followed::Skipped(_) => Either::Right(std::future::ready(stream::iter([None, marker]))),
+            Followed::Wanted(shared) => {
+                let passed = Arc::clone(&passed);
+                Either::Left(
+                    register
+                        .derived_soon(&shared, form, move |entry| {
+                            encode::event_frame(entry, include_entry)
+                        })
+                        // The entry (and, read from the store, its bytes in the read budget)
+                        // lives until its frame is written. The position moves as the frame
+                        // goes out, so a checkpoint never comes before what it covers.
+                        .map(move |parts| {
+                            passed.store(shared.entry.version, Ordering::Relaxed);
+                            stream::iter([Some((parts, Some(shared))), marker])
+                        }),
+                )
+            }
+            Followed::Skipped(version) => {
+                passed.store(version, Ordering::Relaxed);
+                Either::Right(std::future::ready(stream::iter([None, marker])))
+            }
         })
         .flatten()
         .filter_map(std::future::ready);
@@ -185,10 +199,15 @@ pub async fn events(
     ticks.reset();
     let keep_alive = tokio_stream::wrappers::IntervalStream::new(ticks)
         .map(|_| -> Frame { (Arc::from([Bytes::from_static(KEEP_ALIVE)]), None) });
-    // Whole frames are interleaved with keep-alives and cut at shutdown; only then are they
-    // split into their parts (a frame with its entry shares the document's bytes).
+    let checkpoints = checkpoint_events(&state, position);
+    // Whole frames are interleaved with keep-alives and checkpoints and cut at shutdown; only
+    // then are they split into their parts (a frame with its entry shares the document's
+    // bytes).
     let body = stream::iter(std::iter::once(retry).chain(now))
-        .chain(stream::select(live, keep_alive))
+        .chain(stream::select(
+            live,
+            stream::select(keep_alive, checkpoints),
+        ))
         .take_until(state.shutdown.clone().cancelled_owned())
         .flat_map(|(parts, shared): Frame| {
             stream::iter((0..parts.len()).map(move |i| {
@@ -219,6 +238,54 @@ async fn head_of(register: &Register) -> Result<(i64, Option<String>), ApiError>
     }
     let head = register.head().await?;
     Ok(head.map_or((0, None), |h| (h.version, Some(h.chain_hash))))
+}
+
+/// `checkpoint` events: at most once per [`CHECKPOINT_EVERY`], the node's newest checkpoint
+/// (a hub's of its head; a peer's last trusted one) once the stream has passed the version it
+/// covers and when it is newer than the last one sent. Once a second rather than after every
+/// append batch: a fan-out of thousands of streams would otherwise send as many checkpoints
+/// as entries.
+fn checkpoint_events(
+    state: &AppState,
+    position: Arc<AtomicI64>,
+) -> impl futures::Stream<Item = Frame> + Send + use<> {
+    let hub = state.hub.clone();
+    let peer = state.peer.clone();
+    let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sent = 0i64;
+    tokio_stream::wrappers::IntervalStream::new(ticks).filter_map(move |_| {
+        let newest = match (&hub, &peer) {
+            (Some(hub), _) => hub.current_checkpoint(),
+            (None, Some(peer)) => peer.trust().last_checkpoint().map(|v| (v.version, v.note)),
+            (None, None) => None,
+        };
+        let frame = newest
+            .filter(|(version, _)| *version > sent && *version <= position.load(Ordering::Relaxed))
+            .map(|(version, note)| {
+                sent = version;
+                checkpoint_frame(&CheckpointEventView { version, note })
+            });
+        std::future::ready(frame)
+    })
+}
+
+/// How often an event stream may carry a `checkpoint` event (a hub re-signs its head at most
+/// this often too).
+pub const CHECKPOINT_EVERY: std::time::Duration = crate::hub::CHECKPOINT_REUSE;
+
+/// Name of the event that carries a checkpoint.
+pub const CHECKPOINT: &str = "checkpoint";
+
+/// The `checkpoint` event: no `id:` (it is not an entry).
+fn checkpoint_frame(view: &CheckpointEventView) -> Frame {
+    let data = serde_json::to_string(view).unwrap_or_default();
+    (
+        Arc::from([Bytes::from(format!(
+            "event: {CHECKPOINT}\ndata: {data}\n\n"
+        ))]),
+        None,
+    )
 }
 
 /// The `caught-up` event: no `id:`, so a client's resume position stays the last entry's.

@@ -119,7 +119,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TOKEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
-    /// Peer timings.
+    /// Peer timings and trust.
     #[command(flatten)]
     pub peer: PeerFlags,
     /// Alerts.
@@ -141,7 +141,7 @@ pub struct CorsFlags {
     pub allowed_origins: Vec<String>,
 }
 
-/// Peer timing flags (durations like 250ms, 30s, 5m).
+/// Peer flags: timings (durations like 250ms, 30s, 5m) and trusted hub keys.
 #[derive(Debug, Args, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PeerFlags {
@@ -173,6 +173,11 @@ pub struct PeerFlags {
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resubscribe_delay: Option<String>,
+    /// A hub verifier key (`name+keyid+base64`) whose checkpoints this peer trusts,
+    /// repeatable; replaces `peer.trustedHubKeys`.
+    #[arg(long = "trust-hub-key", value_name = "VKEY")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_hub_keys: Vec<String>,
 }
 
 /// Alert flags.

@@ -166,6 +166,12 @@ pub struct PeerConfig {
     /// `publisherKeys`: the sync stops, an alert is raised, and the peer moves to the next
     /// hub, as for a fork.
     pub require_signatures: bool,
+    /// Hub verifier keys (`name+keyid+base64`, a list or one comma-separated string) whose
+    /// checkpoints the peer trusts: a sync applies only entries covered by a checkpoint signed
+    /// by one of them, and a hub that sends none, or another key's, is not followed. Empty:
+    /// trust on first use, per hub URL.
+    #[serde(deserialize_with = "keys_list")]
+    pub trusted_hub_keys: Vec<VerifierKey>,
 }
 
 impl Default for PeerConfig {
@@ -183,6 +189,7 @@ impl Default for PeerConfig {
             ca_cert: None,
             publisher_keys: Vec::new(),
             require_signatures: false,
+            trusted_hub_keys: Vec::new(),
         }
     }
 }

@@ -6,9 +6,8 @@ use super::{Hub, HubError};
 use crate::link::{HubLink, HubStatus, LinkError, LinkStream};
 use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification,
+    HeartbeatAck, HeartbeatReport, Notification, SyncedEntry,
 };
-use crate::register::entry::Entry;
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -72,7 +71,7 @@ impl HubLink for LocalLink {
         peer_id: &str,
         session_id: &str,
         max: i32,
-    ) -> Result<LinkStream<Entry>, LinkError> {
+    ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         let stream = self
             .hub
             .sync(peer_id, session_id, 0, i64::from(max), true)?;
@@ -86,7 +85,7 @@ impl HubLink for LocalLink {
         session_id: &str,
         after: i64,
         max: i32,
-    ) -> Result<LinkStream<Entry>, LinkError> {
+    ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         let stream = self
             .hub
             .sync(peer_id, session_id, after, i64::from(max), false)?;

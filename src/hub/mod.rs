@@ -13,10 +13,9 @@ use crate::keys::{SigningKey, VerifierKey};
 use crate::metrics::{Metrics, SyncKind, SyncLabels, Transport};
 use crate::protocol::{
     CheckpointState, CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters,
-    Heartbeat, HeartbeatAck, HeartbeatReport, HubStatus, Notification, SessionView,
+    Heartbeat, HeartbeatAck, HeartbeatReport, HubStatus, Notification, SessionView, SyncedEntry,
 };
 use crate::register::checkpoint_note::HeadCheckpoint;
-use crate::register::entry::Entry;
 use crate::register::recent::{Derived, Form};
 use crate::register::subscription::Followed;
 use crate::register::{PAGE, Page, Register, RegisterError};
@@ -84,7 +83,7 @@ pub struct Hub {
 }
 
 /// How long a signed checkpoint of an unchanged head is handed out again.
-const CHECKPOINT_REUSE: Duration = Duration::from_secs(1);
+pub const CHECKPOINT_REUSE: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,9 +134,19 @@ impl Hub {
         Ok(Some(self.sign_head(head.version, &head.chain_hash)).filter(|n| !n.is_empty()))
     }
 
+    /// The signed checkpoint of the head as the recent window holds it, with its version,
+    /// without a store read (event streams ask for it often); `None` when the window does not
+    /// hold the head (no append since start).
+    pub fn current_checkpoint(&self) -> Option<(i64, String)> {
+        let version = self.register.head_version();
+        let shared = self.register.recent().get(version)?;
+        let note = self.sign_head(version, &shared.entry.chain_hash);
+        (!note.is_empty()).then_some((version, note))
+    }
+
     /// The signed checkpoint of the head `version` / `chain_hash` (empty when there is no
     /// head). A note of the same head signed within the last [`CHECKPOINT_REUSE`] is reused,
-    /// so every connect and heartbeat carries one without a signature each.
+    /// so every connect, heartbeat and sync stream carries one without a signature each.
     fn sign_head(&self, version: i64, chain_hash: &str) -> String {
         let now = self.clock.now_ms();
         let reuse_ms = i64::try_from(CHECKPOINT_REUSE.as_millis()).unwrap_or(i64::MAX);
@@ -156,7 +165,10 @@ impl Hub {
             return String::new();
         };
         let note = checkpoint.sign(&self.signer);
-        if let Ok(mut cached) = self.signed_head.lock() {
+        // Sync streams sign older versions (page ends) too; those must not evict the head's.
+        if let Ok(mut cached) = self.signed_head.lock()
+            && cached.as_ref().is_none_or(|(v, _, _)| *v <= version)
+        {
             *cached = Some((version, now, note.clone()));
         }
         note
@@ -236,6 +248,7 @@ impl Hub {
             current_version,
             head_hash,
             checkpoint,
+            checkpoint_key: self.signer.verifier().to_string(),
             connected_at: opened.connected_at,
             heartbeat_interval: self.config.heartbeat_interval,
             heartbeat_timeout: self.config.heartbeat_timeout,
@@ -271,7 +284,7 @@ impl Hub {
         after: i64,
         max: i64,
         full: bool,
-    ) -> Result<impl Stream<Item = Result<Entry, HubError>> + Send + use<>, HubError> {
+    ) -> Result<impl Stream<Item = Result<SyncedEntry, HubError>> + Send + use<>, HubError> {
         self.ensure_ready()?;
         let peer = sessions::peer_id(peer_id)?;
         if full {
@@ -344,7 +357,13 @@ impl Hub {
             s.served.inc();
             s.cursor = entry.version;
             s.sent += 1;
-            Some((Ok(entry), s))
+            // The hub vouches for the register up to the last entry of each page and of the
+            // stream, so a peer stages at most a page before it can apply.
+            let vouch = s.sent >= s.limit || s.page.as_ref().is_none_or(|p| p.entries.is_empty());
+            let checkpoint = vouch
+                .then(|| s.hub.sign_head(entry.version, &entry.chain_hash))
+                .filter(|note| !note.is_empty());
+            Some((Ok(SyncedEntry { entry, checkpoint }), s))
         })
         .take_until(cancel.cancelled_owned()))
     }

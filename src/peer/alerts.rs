@@ -15,6 +15,9 @@ pub struct Alert {
     pub at: i64,
     /// What happened.
     pub message: String,
+    /// Evidence, when the alert has some (`peer.equivocation`: both checkpoint notes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
 }
 
 /// Raises `alert`: logs it and posts it to `webhook` in the background, on `tasks` (so

@@ -8,6 +8,7 @@ pub mod hub_clock;
 pub mod session;
 pub mod state;
 pub mod sync;
+pub mod trust;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -102,6 +103,8 @@ pub struct Peer {
     alert_feed: tokio::sync::broadcast::Sender<alerts::Alert>,
     /// Draws the backoff jitter; seeded when the caller asks for reproducible runs.
     jitter: Mutex<StdRng>,
+    /// Which hub keys are trusted, and what they vouched for.
+    trust: trust::HubTrust,
 }
 
 /// Alerts an in-process watcher may fall behind by before it misses some.
@@ -146,6 +149,7 @@ impl Peer {
         let peer = Arc::new(Self {
             alert_feed: tokio::sync::broadcast::channel(ALERT_FEED).0,
             jitter: Mutex::new(jitter),
+            trust: trust::HubTrust::open(config.peer.trusted_hub_keys.clone(), &config.data_dir),
             state: Mutex::new(PeerState::new(&config.hubs)),
             refusals: Mutex::new(vec![None; config.hubs.len()]),
             refusal_alerted: std::sync::atomic::AtomicBool::new(false),
@@ -177,6 +181,11 @@ impl Peer {
     /// Configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Which hub keys are trusted, and what they vouched for.
+    pub fn trust(&self) -> &trust::HubTrust {
+        &self.trust
     }
 
     /// How the peer reaches hubs.
@@ -247,11 +256,16 @@ impl Peer {
     }
 
     fn alert(&self, event: &str, message: String) {
+        self.alert_with(event, message, Vec::new());
+    }
+
+    fn alert_with(&self, event: &str, message: String, evidence: Vec<String>) {
         let alert = alerts::Alert {
             event: event.to_owned(),
             node_id: self.node_id.clone(),
             at: self.clock.now_ms(),
             message,
+            evidence,
         };
         // No watcher is fine: the log line and the webhook carry it.
         let _ = self.alert_feed.send(alert.clone());
@@ -345,6 +359,31 @@ impl Peer {
             "peer.signature_refused",
             format!("hub {url} sent entries that are refused (peer.requireSignatures): {message}"),
         );
+    }
+
+    /// Hub `index`'s checkpoints are not trusted (or contradict others): not followed, as for
+    /// a fork; equivocation is alerted with both notes.
+    fn on_untrusted(&self, index: usize, error: &trust::TrustError) -> SessionEnd {
+        let url = &self.config.hubs[index];
+        let message = format!("hub {url} is not followed: {error}");
+        self.state_mut().untrusted(index, &message);
+        match error {
+            trust::TrustError::Equivocation { evidence, new } => {
+                // Counted and alerted once per evidence, however often the hub is retried.
+                if *new {
+                    self.metrics.equivocations.inc();
+                    let notes = vec![evidence.first.clone(), evidence.second.clone()];
+                    self.alert_with("peer.equivocation", message.clone(), notes);
+                } else {
+                    tracing::warn!(%message, "hub still equivocates; not followed");
+                }
+            }
+            _ => {
+                self.metrics.untrusted_checkpoints.inc();
+                self.alert("peer.untrusted_hub", message.clone());
+            }
+        }
+        SessionEnd::Diverged(message)
     }
 
     /// The replica cannot store what the hub sends (an entry too large for its store): logged

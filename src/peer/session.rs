@@ -99,6 +99,7 @@ pub async fn run(
         hub_clock: Arc::new(hub_clock),
         session_id: grant.session_id.clone(),
         hub_id: grant.hub_id.clone(),
+        url: url.clone(),
     };
     peer.on_connected(index, &grant);
     if let Some(offset) = session.hub_clock.offset_ms() {
@@ -111,6 +112,16 @@ pub async fn run(
         reason: DisconnectReason::Failover,
     };
 
+    // A hub whose checkpoint (or key) is not trusted is left before anything is applied.
+    let admitted = peer.trust().admit(
+        &url,
+        &grant.checkpoint_key,
+        &grant.checkpoint,
+        grant.current_version,
+    );
+    if let Err(e) = admitted {
+        return ending.end(peer.on_untrusted(index, &e)).await;
+    }
     // Catch up first, then subscribe from our head so nothing in between is lost.
     if let Some(end) = session.catch_up().await {
         return ending.end(end).await;
@@ -210,6 +221,11 @@ pub async fn run(
             }
             event = hb_rx.recv() => match event {
                 Some(HeartbeatEvent::Ack(ack, offset)) => {
+                    if !ack.checkpoint.is_empty() && peer.trust().checks(&url)
+                        && let Err(e) = peer.trust().vouch_head(&url, &ack.checkpoint)
+                    {
+                        return ending.end(peer.on_untrusted(index, &e)).await;
+                    }
                     peer.on_heartbeat_ack(index, &ack);
                     peer.on_clock_offset(index, offset);
                     match ack.action {
@@ -265,6 +281,7 @@ pub(super) struct Session {
     pub(super) hub_clock: Arc<HubClock>,
     session_id: String,
     hub_id: String,
+    url: String,
 }
 
 impl Session {
@@ -279,7 +296,10 @@ impl Session {
             &self.peer,
             &*self.link,
             &self.session_id,
-            &self.hub_id,
+            &sync::HubRef {
+                url: &self.url,
+                id: &self.hub_id,
+            },
             full,
             wait,
         )
@@ -313,6 +333,7 @@ impl Session {
                 peer.on_unverified(index, &m);
                 Some(SessionEnd::Diverged(m))
             }
+            Err(SyncError::Untrusted(e)) => Some(peer.on_untrusted(index, &e)),
             Err(SyncError::Transport(e)) if e.code == ErrorCode::UnknownSession => {
                 Some(SessionEnd::Reconnect)
             }

@@ -58,6 +58,8 @@ pub struct HubRecord {
     /// The hub sent entries whose publisher signatures do not verify (not followed, with
     /// `peer.requireSignatures`).
     pub signature_refused: bool,
+    /// The hub's checkpoints are not trusted, missing, or contradict others (not followed).
+    pub checkpoint_refused: bool,
 }
 
 /// How a connect attempt ended.
@@ -191,6 +193,7 @@ impl PeerState {
         hub.hub_version = Some(hub_version);
         hub.divergent = false;
         hub.signature_refused = false;
+        hub.checkpoint_refused = false;
         hub.hub_behind = false;
         if let Some(last) = self.attempts.back_mut() {
             last.outcome = AttemptOutcome::Connected;
@@ -276,6 +279,12 @@ impl PeerState {
     /// Hub `index` sent entries refused for their publisher signatures.
     pub fn unverified(&mut self, index: usize, message: &str) {
         self.hubs[index].signature_refused = true;
+        self.hubs[index].last_error = Some(message.to_owned());
+    }
+
+    /// Hub `index`'s checkpoints are refused.
+    pub fn untrusted(&mut self, index: usize, message: &str) {
+        self.hubs[index].checkpoint_refused = true;
         self.hubs[index].last_error = Some(message.to_owned());
     }
 

@@ -2,9 +2,11 @@
 //! never rolling back, applying entries and checkpoint together in batches.
 
 use super::Peer;
+use super::trust::TrustError;
 use crate::error_code::ErrorCode;
 use crate::link::{HubLink, LinkError, LinkStream};
 use crate::metrics::{Outcome, OutcomeLabels, SyncKind, SyncLabels};
+use crate::protocol::SyncedEntry;
 use crate::register::ApplyError;
 use crate::register::entry::Entry;
 use crate::register::signature::SignatureCheck;
@@ -17,6 +19,9 @@ use utoipa::ToSchema;
 /// Most entries applied per transaction; a batch also ends before its entries exceed
 /// `limits.maxPageBytes` (it always holds one).
 const BATCH_ENTRIES: usize = 1000;
+/// A peer that checks the hub's checkpoints applies up to each one; it holds at most this
+/// many batches' worth (entries and bytes) waiting for the next (hubs send one per page).
+const STAGED_BATCHES: usize = 4;
 /// A long sync logs its progress this often (a server draws no progress bars).
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -41,6 +46,10 @@ pub enum SyncError {
     /// signatures; nothing of the batch was applied.
     #[error("hub sent entries whose publisher signatures do not verify: {0}")]
     Unverified(String),
+    /// The hub's checkpoints are not trusted, missing where the peer needs them, or
+    /// contradict others (equivocation); nothing after the last trusted checkpoint was applied.
+    #[error("hub not trusted: {0}")]
+    Untrusted(#[from] TrustError),
     /// The hub call failed.
     #[error("hub call failed: {0}")]
     Transport(#[from] LinkError),
@@ -91,16 +100,16 @@ pub struct SyncOutcome {
 /// Brings the replica up to the hub's head. Full sync when the replica is empty (or `full`),
 /// else incremental from the entry before the replica's head, whose chain hash must match the
 /// replica's (the hub's chain contains our head) before anything is applied.
-#[tracing::instrument(name = "sync", skip(peer, client, session_id), fields(peer_id = %peer.node_id(), kind = if full { "full" } else { "incremental" }))]
+#[tracing::instrument(name = "sync", skip(peer, client, session_id, hub), fields(peer_id = %peer.node_id(), kind = if full { "full" } else { "incremental" }))]
 pub async fn catch_up(
     peer: &Peer,
     client: &dyn HubLink,
     session_id: &str,
-    hub_id: &str,
+    hub: &HubRef<'_>,
     full: bool,
     wait: RateLimitWait,
 ) -> Result<SyncOutcome, SyncError> {
-    let result = run_sync(peer, client, session_id, hub_id, full, wait).await;
+    let result = run_sync(peer, client, session_id, hub, full, wait).await;
     let metrics = peer.metrics();
     let outcome = match &result {
         Ok(done) => {
@@ -147,7 +156,7 @@ async fn open_stream(
     full: bool,
     ours: i64,
     wait: RateLimitWait,
-) -> Result<LinkStream<Entry>, SyncError> {
+) -> Result<LinkStream<SyncedEntry>, SyncError> {
     let mut tries = 0;
     loop {
         let opened = if full {
@@ -175,14 +184,43 @@ async fn open_stream(
     }
 }
 
+/// The hub a sync runs against: its configured URL (the trust pins keys by it) and its id.
+#[derive(Debug, Clone, Copy)]
+pub struct HubRef<'a> {
+    /// The URL the peer dials.
+    pub url: &'a str,
+    /// The hub's node id.
+    pub id: &'a str,
+}
+
+/// Entries received and not yet applied, with their bytes.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Entry>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, entry: Entry) {
+        self.bytes += entry.weight();
+        self.entries.push(entry);
+    }
+
+    fn take(&mut self) -> Vec<Entry> {
+        self.bytes = 0;
+        std::mem::take(&mut self.entries)
+    }
+}
+
 async fn run_sync(
     peer: &Peer,
     client: &dyn HubLink,
     session_id: &str,
-    hub_id: &str,
+    hub: &HubRef<'_>,
     full: bool,
     wait: RateLimitWait,
 ) -> Result<SyncOutcome, SyncError> {
+    let hub_id = hub.id;
     let started = Instant::now();
     let register = peer.register();
     let head = register.store().head().await?;
@@ -192,13 +230,21 @@ async fn run_sync(
     let previous = register.store().checkpoint().await?.unwrap_or_default();
     let mut next_report = Instant::now() + PROGRESS_EVERY;
     let batch_limit = register.max_page_bytes();
+    let trust = peer.trust();
+    // With trusted (or pinned) keys, entries are applied only up to a checkpoint.
+    let vouching = trust.checks(hub.url);
     let mut matched = ours == 0;
-    let mut batch: Vec<Entry> = Vec::new();
-    let mut batch_bytes = 0usize;
+    let mut batch = Batch::default();
     let mut applied = 0u64;
     let mut signatures = register.synced_signature_check(ours);
+    let step = |applied_before| Step {
+        peer,
+        hub_id,
+        previous: &previous,
+        applied_before,
+    };
     while let Some(item) = stream.next().await {
-        let entry = item?;
+        let SyncedEntry { entry, checkpoint } = item?;
         if Instant::now() >= next_report {
             next_report = Instant::now() + PROGRESS_EVERY;
             tracing::info!(
@@ -218,6 +264,11 @@ async fn run_sync(
                     )));
                 }
                 matched = true;
+                // The hub vouches for the head the replica already has: a fresher checkpoint.
+                if vouching && let Some(note) = checkpoint {
+                    let v = trust.vouch_entry(hub.url, &note, entry.version, &entry.chain_hash)?;
+                    trust.applied(v);
+                }
             }
             continue;
         }
@@ -226,24 +277,42 @@ async fn run_sync(
                 "the hub's stream skipped the replica's head version {ours}"
             )));
         }
+        if vouching {
+            let (version, hash) = (entry.version, entry.chain_hash.clone());
+            batch.push(entry);
+            match checkpoint {
+                Some(note) => {
+                    let v = trust.vouch_entry(hub.url, &note, version, &hash)?;
+                    applied += step(applied)
+                        .apply(batch.take(), signatures.as_mut(), false)
+                        .await?;
+                    trust.applied(v);
+                }
+                None if batch.entries.len() > STAGED_BATCHES * BATCH_ENTRIES
+                    || batch.bytes > STAGED_BATCHES * batch_limit =>
+                {
+                    return Err(TrustError::NoCheckpoint(format!(
+                        "within {} entries ({} bytes) after version {}",
+                        batch.entries.len(),
+                        batch.bytes,
+                        version - batch.entries.len() as i64
+                    ))
+                    .into());
+                }
+                None => {}
+            }
+            continue;
+        }
         // Apply what is batched first when it is full, or this entry would take it past its
         // byte bound.
         let weight = entry.weight();
-        if !batch.is_empty() && (batch.len() >= BATCH_ENTRIES || batch_bytes + weight > batch_limit)
+        if !batch.entries.is_empty()
+            && (batch.entries.len() >= BATCH_ENTRIES || batch.bytes + weight > batch_limit)
         {
-            applied += apply(
-                peer,
-                std::mem::take(&mut batch),
-                signatures.as_mut(),
-                hub_id,
-                &previous,
-                applied,
-                false,
-            )
-            .await?;
-            batch_bytes = 0;
+            applied += step(applied)
+                .apply(batch.take(), signatures.as_mut(), false)
+                .await?;
         }
-        batch_bytes += weight;
         batch.push(entry);
     }
     if !matched {
@@ -258,16 +327,17 @@ async fn run_sync(
             replica: ours,
         });
     }
-    applied += apply(
-        peer,
-        batch,
-        signatures.as_mut(),
-        hub_id,
-        &previous,
-        applied,
-        true,
-    )
-    .await?;
+    if vouching && let Some(last) = batch.entries.last() {
+        return Err(TrustError::NoCheckpoint(format!(
+            "at the end of its stream (version {}); {} entries not applied",
+            last.version,
+            batch.entries.len()
+        ))
+        .into());
+    }
+    applied += step(applied)
+        .apply(batch.take(), signatures.as_mut(), true)
+        .await?;
     let to_version = register.head_version();
     let outcome = SyncOutcome {
         full: use_full,
@@ -286,6 +356,36 @@ async fn run_sync(
         "sync finished"
     );
     Ok(outcome)
+}
+
+/// One write of a sync: what it needs to record the sync's checkpoint with its entries.
+struct Step<'a> {
+    peer: &'a Peer,
+    hub_id: &'a str,
+    previous: &'a Checkpoint,
+    applied_before: u64,
+}
+
+impl Step<'_> {
+    /// Applies one verified batch with its checkpoint; `last` marks the sync's final write (it
+    /// counts the sync and is written even when empty, to record the sync time).
+    async fn apply(
+        self,
+        batch: Vec<Entry>,
+        signatures: Option<&mut SignatureCheck>,
+        last: bool,
+    ) -> Result<u64, SyncError> {
+        apply(
+            self.peer,
+            batch,
+            signatures,
+            self.hub_id,
+            self.previous,
+            self.applied_before,
+            last,
+        )
+        .await
+    }
 }
 
 /// Applies one verified batch with its checkpoint; `last` marks the sync's final write (it

@@ -4,7 +4,7 @@ use super::proto;
 use crate::protocol::{
     CheckpointState, CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters,
     Heartbeat, HeartbeatAck, HeartbeatHealth, HeartbeatReport, HubStatus, Notification,
-    PeerDescription, RecommendedAction, SessionStatus, SessionView,
+    PeerDescription, RecommendedAction, SessionStatus, SessionView, SyncedEntry,
 };
 use crate::register::entry::{Entry, EntryType};
 use crate::register::signature::PublisherSignature;
@@ -45,6 +45,24 @@ pub fn entry_to_wire(e: &Entry) -> proto::SystemRegisterEntry {
         chain_hash: e.chain_hash.clone(),
         entry_type: notification_type(e.entry_type) as i32,
         signature: e.signature.as_deref().map(signature_to_wire),
+        checkpoint: String::new(),
+    }
+}
+
+/// Wire form of a sync stream's entry, with the hub's checkpoint note when it carries one.
+pub fn synced_to_wire(s: &SyncedEntry) -> proto::SystemRegisterEntry {
+    proto::SystemRegisterEntry {
+        checkpoint: s.checkpoint.clone().unwrap_or_default(),
+        ..entry_to_wire(&s.entry)
+    }
+}
+
+/// Domain form of a sync stream's entry.
+pub fn synced_from_wire(mut w: proto::SystemRegisterEntry) -> SyncedEntry {
+    let checkpoint = Some(std::mem::take(&mut w.checkpoint)).filter(|c| !c.is_empty());
+    SyncedEntry {
+        entry: entry_from_wire(w),
+        checkpoint,
     }
 }
 
@@ -163,6 +181,7 @@ pub fn grant_to_wire(g: &ConnectionGrant) -> proto::ConnectionResponse {
         }),
         head_hash: g.head_hash.clone(),
         checkpoint: g.checkpoint.clone(),
+        checkpoint_key: g.checkpoint_key.clone(),
     }
 }
 
@@ -176,6 +195,7 @@ pub fn grant_from_wire(r: proto::ConnectionResponse) -> ConnectionGrant {
         current_version: r.current_system_register_version,
         head_hash: r.head_hash,
         checkpoint: r.checkpoint,
+        checkpoint_key: r.checkpoint_key,
         connected_at: r.connected_at,
         heartbeat_interval: secs(r.heartbeat_interval_seconds),
         heartbeat_timeout: secs(config.heartbeat_timeout_seconds),

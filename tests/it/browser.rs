@@ -441,13 +441,20 @@ async fn raw_sse(
     )
 }
 
+/// The next event other than a `checkpoint` (those come once a second; `trust` tests them).
 async fn next_event(
     s: &mut (impl futures::Stream<Item = eventsource_stream::Event> + Unpin),
 ) -> eventsource_stream::Event {
-    tokio::time::timeout(WAIT, s.next())
-        .await
-        .expect("an event in time")
-        .expect("the stream goes on")
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let e = s.next().await.expect("the stream goes on");
+            if e.event != "checkpoint" {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("an event in time")
 }
 
 #[tokio::test]

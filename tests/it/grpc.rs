@@ -76,7 +76,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
         .full_sync("peer-a", &grant.session_id, 0)
         .await
         .unwrap()
-        .map(|e| e.unwrap())
+        .map(|e| e.unwrap().entry)
         .collect()
         .await;
     assert_eq!(entries.len(), 21);
@@ -114,7 +114,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
         .incremental_sync("peer-a", &grant.session_id, 13, 0)
         .await
         .unwrap()
-        .map(|e| e.unwrap().version)
+        .map(|e| e.unwrap().entry.version)
         .collect()
         .await;
     assert_eq!(inc, (14..=21).collect::<Vec<_>>());
@@ -123,7 +123,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
         .incremental_sync("peer-a", &grant.session_id, 13, 0)
         .await
         .unwrap()
-        .map(|e| e.unwrap())
+        .map(|e| e.unwrap().entry)
         .collect()
         .await;
     for e in &inc_entries {

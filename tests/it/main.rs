@@ -38,3 +38,4 @@ mod sse;
 mod store;
 mod support;
 mod tls;
+mod trust;

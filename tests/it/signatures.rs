@@ -385,6 +385,8 @@ async fn a_forged_history_is_refused_by_signatures() {
         .await;
         assert_eq!(status, 201, "{e}");
     }
+    let (_, node) = hub.get("/api/v1/node").await;
+    let hub_key = VerifierKey::parse(node["checkpointKey"].as_str().unwrap()).unwrap();
     let dir = hub.stop().await;
     forge(dir.path(), 3, br#"{"n":"forged"}"#).await;
 
@@ -425,7 +427,9 @@ async fn a_forged_history_is_refused_by_signatures() {
         "{stdout}"
     );
 
-    // A rogue hub serving the forged file, without publisher keys of its own.
+    // A rogue hub serving the forged file, without publisher keys of its own — nor the hub's
+    // signing key: it signs with its own.
+    std::fs::remove_file(dir.path().join(sorcha_peer::app::HUB_SIGNING_KEY_FILE)).unwrap();
     let mut rogue_cfg = config(dir.path());
     rogue_cfg.node_id = Some("rogue".into());
     let rogue = TestHub::start_with(dir, rogue_cfg).await;
@@ -456,6 +460,27 @@ async fn a_forged_history_is_refused_by_signatures() {
             .contains("sorcha_peer_signature_defects_total"),
         "metric"
     );
+    // Without publisher keys, a peer trusting only the real hub's key refuses it too: the
+    // forged head is not signed by that key.
+    let trusting = TestHub::peer_of(vec![rogue.url("")], |c| {
+        c.peer.trusted_hub_keys = vec![hub_key.clone()];
+    })
+    .await;
+    let connection = wait_for("the peer to refuse the rogue's checkpoint", || async {
+        let (_, c) = trusting.get("/api/v1/connection").await;
+        (c["hubs"][0]["checkpointRefused"] == true).then_some(c)
+    })
+    .await;
+    assert!(
+        connection["hubs"][0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("not signed by a trusted key"),
+        "{connection}"
+    );
+    let (_, register) = trusting.get("/api/v1/system-register").await;
+    assert_eq!(register["headVersion"], 0, "nothing applied: {register}");
+    trusting.stop().await;
     let dir = rogue.stop().await;
 
     // The hub that knows the key finds it at start-up and refuses writes.

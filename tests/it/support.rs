@@ -222,7 +222,8 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(WAIT).build().unwrap()
 }
 
-/// Opens an SSE stream of entry events (the `caught-up` marker left out); `last_event_id`
+/// Opens an SSE stream of entry events (the `caught-up` marker and `checkpoint` events left
+/// out); `last_event_id`
 /// becomes the `Last-Event-ID` header.
 pub async fn sse(
     addr: SocketAddr,
@@ -243,7 +244,7 @@ pub async fn sse(
     );
     Box::pin(r.bytes_stream().eventsource().filter_map(|e| async move {
         e.ok()
-            .filter(|e| !e.data.is_empty() && e.event != "caught-up")
+            .filter(|e| !e.data.is_empty() && e.event != "caught-up" && e.event != "checkpoint")
     }))
 }
 

@@ -37,7 +37,7 @@ impl SyncService {
             full,
         )?;
         Ok(Box::pin(entries.map(|item| {
-            item.map(|e| convert::entry_to_wire(&e))
+            item.map(|e| convert::synced_to_wire(&e))
                 .map_err(Status::from)
         })))
     }

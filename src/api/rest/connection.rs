@@ -6,6 +6,7 @@ use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{ApiQuery, Caller};
 use crate::peer::state::{AttemptOutcome, PeerState};
 use crate::peer::sync::SyncOutcome;
+use crate::peer::trust::TrustView;
 use crate::peer::{Peer, PeerError};
 use axum::Json;
 use axum::extract::State;
@@ -27,7 +28,11 @@ fn peer(state: &AppState) -> Result<&Arc<Peer>, ApiError> {
         (status = 200, description = "The connection", body = ConnectionView),
         (status = 404, description = "Not a peer", body = Problem, content_type = "application/problem+json")))]
 pub async fn connection(State(state): State<AppState>) -> Result<Json<ConnectionView>, ApiError> {
-    Ok(Json(ConnectionView::from(&peer(&state)?.state())))
+    let peer = peer(&state)?;
+    Ok(Json(ConnectionView {
+        trust: Some(peer.trust().view()),
+        ..ConnectionView::from(&peer.state())
+    }))
 }
 
 /// Drops the current session and reconnects (admin token).
@@ -160,6 +165,9 @@ pub struct HubState {
     /// The hub sent entries whose publisher signatures do not verify; not followed
     /// (`peer.requireSignatures`).
     pub signature_refused: bool,
+    /// The hub's checkpoints are not trusted, missing where needed, or contradict others;
+    /// not followed (see `trust`).
+    pub checkpoint_refused: bool,
 }
 
 /// One connect attempt (the last 64 are kept).
@@ -203,6 +211,9 @@ pub struct ConnectionView {
     pub hub_clock_offset_ms: Option<i64>,
     /// Recent connect attempts, oldest first.
     pub attempts: Vec<Attempt>,
+    /// Which hub keys are trusted (configured, or pinned on first use), the last checkpoint
+    /// that covered the replica, and equivocation evidence.
+    pub trust: Option<TrustView>,
 }
 
 fn millis(d: std::time::Duration) -> u64 {
@@ -231,6 +242,7 @@ impl From<&PeerState> for ConnectionView {
                     hub_behind: h.hub_behind,
                     divergent: h.divergent,
                     signature_refused: h.signature_refused,
+                    checkpoint_refused: h.checkpoint_refused,
                 })
                 .collect(),
             missed_heartbeats: s.missed_heartbeats,
@@ -253,6 +265,7 @@ impl From<&PeerState> for ConnectionView {
                     },
                 })
                 .collect(),
+            trust: None,
         }
     }
 }

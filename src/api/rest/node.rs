@@ -80,27 +80,41 @@ pub async fn node(State(state): State<AppState>) -> Result<Json<NodeView>, ApiEr
     }))
 }
 
-/// The hub's signed checkpoint of its head: a C2SP signed note (`text/plain`) naming the
+/// A hub's signed checkpoint of its head: a C2SP signed note (`text/plain`) naming the
 /// register, the head version and chain hash and the hub's time, signed by the hub's key
-/// (`checkpointKey` in `GET /api/v1/node`). Check it with `sorcha-peer checkpoint`.
+/// (`checkpointKey` in `GET /api/v1/node`). A peer serves the last hub checkpoint that
+/// covered its replica — isolated, it still shows how fresh the replica is and which hub
+/// vouched for it. Check it with `sorcha-peer checkpoint`.
 #[utoipa::path(get, path = "/api/v1/system-register/checkpoint", tag = "register",
     operation_id = "getCheckpoint",
     responses(
         (status = 200, description = "The signed note", body = String, content_type = "text/plain",
             example = "sorcha.dev/system-register/00000000-0000-0000-0000-000000000000\n6\nq9A…=\ntimestamp 1796281398191\n\n\u{2014} hub-0 Uw2Q…=\n"),
-        (status = 404, description = "This node signs no checkpoints (a peer)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No checkpoint yet: an empty register, or a peer no trusted checkpoint has covered", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let hub = state.hub.as_ref().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::NotFound,
-            "this node is a peer: hubs sign checkpoints",
-        )
-    })?;
-    let note = hub
-        .checkpoint_note()
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the register is empty"))?;
+    let note = match (&state.hub, &state.peer) {
+        (Some(hub), _) => hub
+            .checkpoint_note()
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the register is empty"))?,
+        (None, Some(peer)) => peer
+            .trust()
+            .last_checkpoint()
+            .map(|v| v.note)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::NotFound,
+                    "no hub checkpoint has covered this replica yet",
+                )
+            })?,
+        (None, None) => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "this node signs no checkpoints",
+            ));
+        }
+    };
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
 }
 

@@ -104,7 +104,7 @@ pub(crate) async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
                             .await?;
                         let mut last = known;
                         while let Some(e) = stream.next().await {
-                            last = e?.version;
+                            last = e?.entry.version;
                         }
                         anyhow::Ok(last)
                     };

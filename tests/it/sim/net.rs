@@ -13,9 +13,8 @@ use sorcha_peer::hub::link::LocalLink;
 use sorcha_peer::link::{Dialer, HubLink, HubStatus, LinkError, LinkStream};
 use sorcha_peer::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification,
+    HeartbeatAck, HeartbeatReport, Notification, SyncedEntry,
 };
-use sorcha_peer::register::entry::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -193,11 +192,12 @@ impl SimLink {
     /// A sync stream on a flaky link now and then delivers an entry whose document was
     /// damaged on the way (as a buggy proxy or a bad disk on the hub would): a peer must refuse
     /// it by its chain, never store it.
-    pub fn damaging(&self, stream: LinkStream<Entry>) -> LinkStream<Entry> {
+    pub fn damaging(&self, stream: LinkStream<SyncedEntry>) -> LinkStream<SyncedEntry> {
         let net = Arc::clone(&self.net);
         let peer = self.peer;
         Box::pin(stream.map(move |item| {
-            let mut entry = item?;
+            let mut synced = item?;
+            let entry = &mut synced.entry;
             if net.flaky.load(Ordering::Relaxed)
                 && net.link_rngs[peer].lock().unwrap().random_bool(0.002)
             {
@@ -208,7 +208,7 @@ impl SimLink {
                 entry.document = document.into();
                 entry.checksum = format!("{}0", &entry.checksum[1..]);
             }
-            Ok(entry)
+            Ok(synced)
         }))
     }
 
@@ -263,7 +263,7 @@ impl HubLink for SimLink {
         peer_id: &str,
         session_id: &str,
         max: i32,
-    ) -> Result<LinkStream<Entry>, LinkError> {
+    ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         self.gate("full_sync").await?;
         let stream = self.inner.full_sync(peer_id, session_id, max).await?;
         Ok(self.cuttable(self.damaging(stream)))
@@ -275,7 +275,7 @@ impl HubLink for SimLink {
         session_id: &str,
         after: i64,
         max: i32,
-    ) -> Result<LinkStream<Entry>, LinkError> {
+    ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         self.gate("incremental_sync").await?;
         let stream = self
             .inner

@@ -86,7 +86,11 @@ pub async fn start_hub(
         format!("hub-{index}"),
         clock,
         stop.clone(),
-        Arc::new(sorcha_peer::keys::SigningKey::generate(&format!("hub-{index}")).unwrap()),
+        // The same key on every start, as a hub's key file gives it (peers pin it).
+        Arc::new(
+            sorcha_peer::keys::SigningKey::from_seed(&format!("hub-{index}"), &[index as u8; 32])
+                .unwrap(),
+        ),
     );
     tokio::spawn(Arc::clone(&hub).run_housekeeping());
     // The shared store's tailer: appends through the other hubs move this hub's head.
@@ -209,7 +213,11 @@ async fn start_peer(
     let (peer, task) = Peer::start(
         PeerParts {
             register,
-            config: Arc::clone(config),
+            // Its data directory is its replica's (pinned hub keys, last checkpoint).
+            config: Arc::new(Config {
+                data_dir: dir.to_owned(),
+                ..Config::clone(config)
+            }),
             node_id: format!("peer-{index}"),
             clock,
             dialer: Arc::new(SimDialer {

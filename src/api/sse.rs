@@ -7,8 +7,9 @@
 //! [`crate::register::Register::follow`]). Once the replay has reached the node's head as it
 //! was when the stream opened, one `event: caught-up` (no `id:`) says so — at once when there
 //! is nothing to replay, with `"ahead": true` when the resume position is beyond this node's
-//! head (a lagging peer, or a position from another register). The stream ends cleanly on
-//! shutdown.
+//! head (a lagging peer, or a position from another register). At most once a second an
+//! `event: checkpoint` (no `id:`) carries the node's newest signed checkpoint once the stream
+//! has passed what it covers. The stream ends cleanly on shutdown.
 
 use super::AppState;
 use super::dto::{CaughtUpView, CheckpointEventView, EventParams, NotificationView};
@@ -90,7 +91,7 @@ fn filter_from(params: &EventParams) -> Result<Filters, ApiError> {
         ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this version (wins over `since`)"),
         ("access_token" = Option<String>, Query, description = "A token, for `EventSource` (which cannot send headers), when this node's reads need one (`auth.publicReads = false`); redacted in logs and traces")),
     responses(
-        (status = 200, description = "An event stream. Entries: `id:` version, `event:` blueprint.published|updated|deprecated, `data:` notification JSON (with `include=document`, the entry as well). After the replay of missed entries, one `event: caught-up` without `id:` whose `data:` is a `CaughtUpView` — at once when nothing is to be replayed, with `ahead: true` when the resume position is beyond this node's head. Comment lines keep the stream alive.",
+        (status = 200, description = "An event stream. Entries: `id:` version, `event:` blueprint.published|updated|deprecated, `data:` notification JSON (with `include=document`, the entry as well). After the replay of missed entries, one `event: caught-up` without `id:` whose `data:` is a `CaughtUpView` — at once when nothing is to be replayed, with `ahead: true` when the resume position is beyond this node's head. At most once a second, once the stream has passed the version it covers, an `event: checkpoint` without `id:` whose `data:` is a `CheckpointEventView` (the node's newest signed checkpoint). Comment lines keep the stream alive.",
             body = NotificationView, content_type = "text/event-stream",
             headers(
                 ("Cache-Control" = String, description = "`no-cache`"),

@@ -3,6 +3,7 @@
 use super::client::{ApiClient, WriteAnswer};
 use super::signing;
 use super::{BlueprintsCommand, DeprecateArgs, Output, PublishArgs, VerifyArgs, WatchArgs};
+use crate::register::checkpoint_note::Coverage;
 use crate::register::entry::EntryType;
 use crate::register::{VerifyReport, verify_store_with_progress};
 use crate::store::embedded::EmbeddedStore;
@@ -387,11 +388,30 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
         })
         .await?;
         bar.finish_and_clear();
+        let checkpoint = match &args.checkpoint {
+            Some(file) => Some(signing::check_checkpoint(&store, file, &args.trust).await?),
+            None => None,
+        };
+        let held = checkpoint
+            .as_ref()
+            .is_none_or(|c| c.coverage == Coverage::Holds);
         if args.client.output == Output::Json {
-            print_json(&serde_json::to_value(&report)?);
-            return Ok(if report.failure.is_none() { 0 } else { 1 });
+            let mut value = serde_json::to_value(&report)?;
+            if let Some(c) = &checkpoint {
+                value["checkpoint"] = serde_json::to_value(c)?;
+            }
+            print_json(&value);
+            return Ok(if report.failure.is_none() && held {
+                0
+            } else {
+                1
+            });
         }
-        return Ok(print_report(&report));
+        let code = print_report(&report);
+        if let Some(c) = &checkpoint {
+            println!("{}", c.describe());
+        }
+        return Ok(if held { code } else { 1 });
     }
     let client = ApiClient::from_args(&args.client)?;
     let v = client.get("/api/v1/system-register/verify").await?;

@@ -346,6 +346,13 @@ pub struct VerifyArgs {
     /// this file (one `name+keyid+base64` per line; `#` starts a comment).
     #[arg(long, value_name = "FILE", requires = "data_dir")]
     pub publisher_keys: Option<PathBuf>,
+    /// With --data-dir: also check that the replica holds what this hub checkpoint (a signed
+    /// note, as `GET /api/v1/system-register/checkpoint` serves it) vouches for.
+    #[arg(long, value_name = "FILE", requires_all = ["data_dir", "trust"])]
+    pub checkpoint: Option<PathBuf>,
+    /// A hub verifier key the checkpoint must be signed by (repeatable; with --checkpoint).
+    #[arg(long = "trust", value_name = "VKEY", requires = "checkpoint")]
+    pub trust: Vec<String>,
     /// Connection (when no --data-dir).
     #[command(flatten)]
     pub client: ClientArgs,

@@ -5,10 +5,11 @@ use super::client::ApiClient;
 use super::{CheckpointArgs, KeygenArgs, Output};
 use crate::keys::{SigningKey, VerifierKey, public_path};
 use crate::register::chain;
-use crate::register::checkpoint_note::{self, HeadCheckpoint};
+use crate::register::checkpoint_note::{self, Coverage, HeadCheckpoint};
 use crate::register::entry::{EntryType, SYSTEM_REGISTER_ID};
 use crate::register::signature::{PublisherKeys, PublisherSignature, SignedFields};
 use crate::register::validation;
+use crate::store::RegisterStore;
 use anyhow::Context;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -164,4 +165,66 @@ pub fn read_publisher_keys(file: &Path) -> anyhow::Result<PublisherKeys> {
     }
     anyhow::ensure!(!keys.is_empty(), "{} holds no verifier key", file.display());
     Ok(PublisherKeys::new(keys))
+}
+
+/// What `verify --checkpoint` found: who signed the checkpoint, what it covers, and whether the
+/// replica holds it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointFinding {
+    /// The key that signed it.
+    pub key: String,
+    /// The version it covers.
+    pub version: i64,
+    /// The chain hash it covers.
+    pub chain_hash: String,
+    /// The signer's time, Unix ms.
+    pub timestamp_ms: i64,
+    /// How the replica stands to it.
+    pub coverage: Coverage,
+}
+
+impl CheckpointFinding {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        let what = format!(
+            "checkpoint of version {} by {} (timestamp {})",
+            self.version, self.key, self.timestamp_ms
+        );
+        match &self.coverage {
+            Coverage::Holds => format!("ok: the replica holds the {what}"),
+            Coverage::Differs { ours } => format!(
+                "FAILED (checkpoint): the {what} says {}, the replica has {ours}",
+                self.chain_hash
+            ),
+            Coverage::Behind { head } => format!(
+                "FAILED (checkpoint): the replica ends at version {head}, before the {what}"
+            ),
+        }
+    }
+}
+
+/// Opens the checkpoint note in `file` with the `trust`ed keys and checks the replica in
+/// `store` against it. A note that does not verify is an error.
+pub async fn check_checkpoint(
+    store: &dyn RegisterStore,
+    file: &Path,
+    trust: &[String],
+) -> anyhow::Result<CheckpointFinding> {
+    let keys = trust
+        .iter()
+        .map(|k| VerifierKey::parse(k).with_context(|| format!("--trust {k}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let note = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the checkpoint {}", file.display()))?;
+    let opened = checkpoint_note::open(&note, &keys)
+        .with_context(|| format!("the checkpoint {} does not verify", file.display()))?;
+    let coverage = checkpoint_note::coverage(store, &opened.checkpoint).await?;
+    Ok(CheckpointFinding {
+        key: opened.signer.to_string(),
+        version: opened.checkpoint.version,
+        chain_hash: opened.checkpoint.chain_hash,
+        timestamp_ms: opened.checkpoint.timestamp_ms,
+        coverage,
+    })
 }

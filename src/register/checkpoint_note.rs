@@ -198,6 +198,40 @@ pub fn open(note: &str, trusted: &[VerifierKey]) -> Result<VerifiedCheckpoint, C
     })
 }
 
+/// How a register stands to a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Coverage {
+    /// The register holds the checkpoint's version with its chain hash: everything up to it
+    /// is what the signer vouched for.
+    Holds,
+    /// The register's entry at that version has another chain hash: its history is not the
+    /// one the signer vouched for.
+    Differs {
+        /// The register's chain hash at that version.
+        ours: String,
+    },
+    /// The register ends before the checkpoint's version.
+    Behind {
+        /// The register's head version.
+        head: i64,
+    },
+}
+
+/// Whether `store` holds what `checkpoint` vouches for.
+pub async fn coverage(
+    store: &dyn crate::store::RegisterStore,
+    checkpoint: &HeadCheckpoint,
+) -> Result<Coverage, crate::store::StoreError> {
+    match store.entry(checkpoint.version).await? {
+        Some(e) if e.chain_hash == checkpoint.chain_hash => Ok(Coverage::Holds),
+        Some(e) => Ok(Coverage::Differs { ours: e.chain_hash }),
+        None => Ok(Coverage::Behind {
+            head: store.head().await?.map_or(0, |h| h.version),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -387,8 +387,36 @@ async fn a_forged_history_is_refused_by_signatures() {
     }
     let (_, node) = hub.get("/api/v1/node").await;
     let hub_key = VerifierKey::parse(node["checkpointKey"].as_str().unwrap()).unwrap();
+    let note = hub
+        .http
+        .get(hub.url("/api/v1/system-register/checkpoint"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let dir = hub.stop().await;
     forge(dir.path(), 3, br#"{"n":"forged"}"#).await;
+
+    // Offline, against the checkpoint the hub signed before the edit: the head differs.
+    let note_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(note_file.path(), &note).unwrap();
+    let out = cli(&[
+        "verify",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--checkpoint",
+        note_file.path().to_str().unwrap(),
+        "--trust",
+        &hub_key.to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAILED (checkpoint): the checkpoint of version 4"),
+        "{stdout}"
+    );
 
     // Offline, with the publisher's key: the signature defect at version 3.
     let keys_file = dir.path().join("publishers.txt");

@@ -185,6 +185,37 @@ async fn a_peer_applies_only_what_a_trusted_hub_key_vouched_for() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     child.child.kill().await.unwrap();
+    child.child.wait().await.unwrap();
+
+    // Offline, the stopped replica holds what the note vouches for; another key's note is an
+    // error.
+    let note_file = dir.path().join("served.note");
+    std::fs::write(&note_file, &note).unwrap();
+    let verify = |trust: &str| {
+        std::process::Command::new(binary())
+            .args(["verify", "--data-dir"])
+            .arg(dir.path())
+            .arg("--checkpoint")
+            .arg(&note_file)
+            .args(["--trust", trust])
+            .output()
+            .unwrap()
+    };
+    let out = verify(&key.to_string());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains(&format!(
+            "ok: the replica holds the checkpoint of version {head}"
+        )),
+        "{stdout}"
+    );
+    let out = verify(&stranger.verifier().to_string());
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not verify"),
+        "{out:?}"
+    );
 }
 
 /// Without keys configured, a peer pins the first key a hub URL offers (and says so), keeps

@@ -38,10 +38,107 @@ const cell = (text, cls) => { const td = document.createElement('td'); td.textCo
 
 const blueprints = new Map(); // id -> entry summary
 
+// Publisher signatures and hub checkpoints are checked here, with WebCrypto Ed25519: the page
+// says "signed by NAME" only for a signature it verified itself (docs/hash-chain.md,
+// "Publisher signatures", gives the signed bytes; c2sp.org/signed-note the checkpoint notes).
+const enc = new TextEncoder();
+const fromBase64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+const hex = (bytes) => [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+const concat = (parts) => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.length; }
+  return out;
+};
+const compareBytes = (a, b) => {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
+};
+const verifierKeys = new Map(); // "name+keyid" -> Promise<CryptoKey | null>
+let registerId = '';
+let checkpointKey = ''; // the hub's (or, on a peer, the key of its last trusted checkpoint)
+
+// Imports a C2SP verifier key `name+keyid+base64(0x01 ‖ key)`, checking its key id
+// (SHA-256(name ‖ "\n" ‖ 0x01 ‖ key)[:4]); null when it is not one or this browser has no Ed25519.
+async function importVerifier(vkey) {
+  const i = vkey.indexOf('+');
+  const j = vkey.indexOf('+', i + 1);
+  const [name, id, raw] = [vkey.slice(0, i), vkey.slice(i + 1, j), fromBase64(vkey.slice(j + 1))];
+  if (raw.length !== 33 || raw[0] !== 1) return null;
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', concat([enc.encode(name), Uint8Array.of(10), raw])));
+  if (hex(digest.slice(0, 4)) !== id) return null;
+  try {
+    return { name, id, key: await crypto.subtle.importKey('raw', raw.slice(1), { name: 'Ed25519' }, false, ['verify']) };
+  } catch (e) { return null; }
+}
+function knowKey(vkey) {
+  const i = vkey.indexOf('+');
+  const j = vkey.indexOf('+', i + 1);
+  const ref = vkey.slice(0, j);
+  if (!verifierKeys.has(ref)) verifierKeys.set(ref, importVerifier(vkey));
+}
+
+// The bytes a publisher signs for entry `e` (an entry or a notification).
+function signedBytes(e) {
+  const parts = [enc.encode('sorcha-publication-v1\n')];
+  const u32 = (v) => { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, v); return b; };
+  const str = (s) => { const b = enc.encode(s); parts.push(u32(b.length), b); };
+  str(e.registerId || registerId);
+  str(e.blueprintId);
+  parts.push(Uint8Array.of({ published: 1, updated: 2, deprecated: 3 }[e.type], e.isActive ? 1 : 0));
+  const prev = new Uint8Array(8);
+  new DataView(prev.buffer).setBigInt64(0, BigInt(e.signature.previousVersion));
+  parts.push(prev);
+  str(e.checksum);
+  const metadata = e.metadata || {};
+  const keys = Object.keys(metadata).map((k) => [enc.encode(k), k]).sort((a, b) => compareBytes(a[0], b[0]));
+  parts.push(u32(keys.length));
+  for (const [, k] of keys) { str(k); str(metadata[k]); }
+  if (e.publicationTransactionId) { parts.push(Uint8Array.of(1)); str(e.publicationTransactionId); } else parts.push(Uint8Array.of(0));
+  return concat(parts);
+}
+
+// "signed by NAME", "unsigned" or "signature invalid …", with a badge kind.
+async function signatureStatus(e) {
+  if (!e.signature) return ['unsigned', ''];
+  const raw = fromBase64(e.signature.value);
+  const ref = `${e.signature.keyName}+${hex(raw.slice(0, 4))}`;
+  const verifier = await verifierKeys.get(ref);
+  if (!verifier) return [`signature invalid (unknown key ${ref})`, 'bad'];
+  const ok = await crypto.subtle.verify({ name: 'Ed25519' }, verifier.key, raw.slice(4), signedBytes(e));
+  return ok ? [`signed by ${verifier.name}`, 'ok'] : ['signature invalid', 'bad'];
+}
+const showSignature = (el, e) => signatureStatus(e).then(([text, kind]) => badge(el, text, kind));
+
+// Checks a checkpoint note with the node's checkpoint key: its text is everything up to the
+// blank line (with its newline), each signature line `— name base64(keyid ‖ signature)`.
+async function checkpointStatus(note) {
+  if (!checkpointKey) return ['checkpoint not checked (no key)', 'warn'];
+  knowKey(checkpointKey);
+  const verifier = await verifierKeys.get(checkpointKey.slice(0, checkpointKey.indexOf('+', checkpointKey.indexOf('+') + 1)));
+  const split = note.lastIndexOf('\n\n');
+  if (!verifier || split < 0) return ['checkpoint invalid', 'bad'];
+  const text = enc.encode(note.slice(0, split + 1));
+  const lines = note.slice(split + 2).split('\n').filter((l) => l.startsWith('\u2014 '));
+  for (const line of lines) {
+    const [name, b64] = line.slice(2).split(' ');
+    const raw = fromBase64(b64);
+    if (name === verifier.name && hex(raw.slice(0, 4)) === verifier.id
+        && await crypto.subtle.verify({ name: 'Ed25519' }, verifier.key, raw.slice(4), text)) {
+      return [`v${note.split('\n')[1]} signed by ${verifier.name}`, 'ok'];
+    }
+  }
+  return ['checkpoint invalid', 'bad'];
+}
+
 async function refreshNode() {
   try {
     const node = await api('/api/v1/node');
     $('node-id').textContent = node.nodeId;
+    registerId = node.register.registerId;
+    (node.publisherKeys || []).forEach(knowKey);
+    if (node.checkpointKey) checkpointKey = node.checkpointKey;
+    $('checkpoint-key').textContent = checkpointKey || '—';
     badge($('role'), node.role);
     badge($('integrity'), node.integrityOk ? 'integrity ok' : 'integrity FAILED', node.integrityOk ? 'ok' : 'bad');
     $('head-version').textContent = node.register.headVersion;
@@ -56,6 +153,8 @@ async function refreshNode() {
 async function refreshConnection() {
   $('connection-card').hidden = false;
   const c = await api('/api/v1/connection');
+  const last = c.trust && c.trust.lastCheckpoint;
+  if (last) checkpointKey = last.key;
   const kind = { Connected: 'ok', HeartbeatTimeout: 'warn', Connecting: 'warn', Isolated: 'bad' }[c.state];
   badge($('connection-state'), c.state, kind);
   $('current-hub').textContent = c.currentHub || '';
@@ -92,7 +191,11 @@ function renderBlueprints(freshId) {
       const tr = document.createElement('tr');
       tr.className = 'clickable' + (b.blueprintId === freshId ? ' fresh' : '');
       tr.dataset.id = b.blueprintId;
-      tr.append(cell(b.blueprintId, 'mono'), cell(String(b.version)), cell(b.type), cell(b.isActive ? 'yes' : 'no'), cell(b.publishedBy));
+      const signature = document.createElement('span');
+      showSignature(signature, b);
+      const sigCell = cell('');
+      sigCell.append(signature);
+      tr.append(cell(b.blueprintId, 'mono'), cell(String(b.version)), cell(b.type), cell(b.isActive ? 'yes' : 'no'), cell(b.publishedBy), sigCell);
       tr.addEventListener('click', () => showDocument(b.blueprintId));
       return tr;
     });
@@ -125,14 +228,20 @@ function startFeed(since) {
   const source = new EventSource(`/api/v1/system-register/events?since=${since}${auth}`);
   source.onopen = () => badge($('feed-status'), 'live', 'ok');
   source.onerror = () => badge($('feed-status'), 'reconnecting…', 'warn');
+  source.addEventListener('checkpoint', async (ev) => {
+    const [text, kind] = await checkpointStatus(JSON.parse(ev.data).note);
+    badge($('checkpoint'), text, kind);
+  });
   for (const type of ['blueprint.published', 'blueprint.updated', 'blueprint.deprecated']) {
     source.addEventListener(type, (ev) => {
       const n = JSON.parse(ev.data);
       const li = document.createElement('li');
-      li.innerHTML = '<span class="mono"></span> <strong></strong> <span class="dim"></span>';
+      li.innerHTML = '<span class="mono"></span> <strong></strong> <span class="dim"></span> <span class="badge signature"></span>';
+      li.dataset.version = n.version;
       li.children[0].textContent = `v${n.version}`;
       li.children[1].textContent = n.blueprintId;
       li.children[2].textContent = `${n.type} by ${n.publishedBy} at ${time(n.publishedAt)}`;
+      showSignature(li.children[3], n);
       $('feed').prepend(li);
       while ($('feed').children.length > 200) $('feed').lastChild.remove();
       blueprints.set(n.blueprintId, { ...n });

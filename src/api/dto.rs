@@ -274,6 +274,10 @@ pub struct NodeView {
     /// Hubs: the verifier key (`name+keyid+base64`) of the hub's signed checkpoints.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_key: Option<String>,
+    /// The publisher verifier keys this node checks signatures against (a hub's
+    /// `[[publishers]]` keys and retired keys, a peer's `peer.publisherKeys`), sorted: what a
+    /// page needs to check an entry's `signature` itself.
+    pub publisher_keys: Vec<String>,
 }
 
 /// Outcome of an integrity check.
@@ -404,6 +408,9 @@ pub struct NotificationView {
     pub chain_hash: String,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+    /// The publication's transaction id, when it has one (signed with the entry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publication_transaction_id: Option<String>,
     /// The publisher's signature, when the publication was signed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureView>,
@@ -425,6 +432,7 @@ impl NotificationView {
             checksum: entry.checksum.clone(),
             chain_hash: entry.chain_hash.clone(),
             metadata: entry.metadata.clone(),
+            publication_transaction_id: entry.publication_transaction_id.clone(),
             signature: entry.signature.as_deref().map(SignatureView::new),
             entry: include_entry.then(|| EntryView::new(entry, true)),
         }

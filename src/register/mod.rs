@@ -294,6 +294,11 @@ impl Register {
         &self.budget
     }
 
+    /// The publisher keys entries' signatures are checked against.
+    pub fn publisher_keys(&self) -> &signature::PublisherKeys {
+        &self.options.signatures.known
+    }
+
     /// The largest page of entries a read brings into memory (at least one entry).
     pub fn max_page_bytes(&self) -> usize {
         self.options.max_page_bytes

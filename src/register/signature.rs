@@ -262,6 +262,13 @@ impl PublisherKeys {
         }
     }
 
+    /// Every key as text (`name+keyid+base64`), sorted.
+    pub fn texts(&self) -> Vec<String> {
+        let mut texts: Vec<String> = self.keys.values().map(ToString::to_string).collect();
+        texts.sort();
+        texts
+    }
+
     /// True when no key is known.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()

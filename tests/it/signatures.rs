@@ -705,3 +705,91 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// The dashboard in Chromium checks signatures itself with WebCrypto Ed25519: "signed by
+/// alice" for a good one (with metadata and a transaction id), "unsigned" without one,
+/// "signature invalid" for a document swapped in the store file; and the hub's checkpoint
+/// events, verified with its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_verifies_signatures_and_checkpoints_in_the_browser() {
+    use crate::dashboard::{browser, screenshot, wait_element};
+    let alice = SigningKey::generate("alice").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = signing_hub_config(dir.path(), alice.verifier(), false);
+    let hub = TestHub::start_with(dir, cfg.clone()).await;
+    let metadata: BTreeMap<String, String> = [("zeta", "last"), ("alpha", "ünï"), ("Beta", "b")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let none = BTreeMap::new();
+    // v2 signed with metadata and a transaction id, v3 signed, v4 unsigned.
+    let good = json!({"n": 1});
+    let sum = chain::checksum(br#"{"n":1}"#);
+    let mut signed = fields("good", EntryType::Published, 0, &sum, &metadata);
+    signed.transaction_id = Some("tx-42");
+    let body = json!({"blueprintId": "good", "document": good, "metadata": metadata,
+        "publicationTransactionId": "tx-42", "signature": signature_field(&alice, &signed)});
+    assert_eq!(
+        post(&hub, "/api/v1/system-register/blueprints", &body)
+            .await
+            .0,
+        201
+    );
+    let sum = chain::checksum(br#"{"n":2}"#);
+    let body = json!({"blueprintId": "swapped", "document": {"n": 2},
+        "signature": signature_field(&alice, &fields("swapped", EntryType::Published, 0, &sum, &none))});
+    assert_eq!(
+        post(&hub, "/api/v1/system-register/blueprints", &body)
+            .await
+            .0,
+        201
+    );
+    assert_eq!(hub.publish("plain", json!({"n": 3})).await.0, 201);
+
+    let (client, _driver) = browser().await;
+    client.goto(&hub.url("/")).await.unwrap();
+    let status = |id: &'static str| {
+        let client = client.clone();
+        async move {
+            let css = format!("#blueprints tr[data-id='{id}'] td:last-child .badge");
+            wait_for("the signature check", || async {
+                let text = client
+                    .find(fantoccini::Locator::Css(&css))
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                (!text.is_empty()).then_some(text)
+            })
+            .await
+        }
+    };
+    assert_eq!(status("good").await, "signed by alice");
+    assert_eq!(status("swapped").await, "signed by alice");
+    assert_eq!(status("plain").await, "unsigned");
+    // The feed checks the events' signatures too, and the hub's checkpoint events.
+    let feed = wait_element(&client, "#feed li[data-version='2'] .badge").await;
+    wait_for("the feed's signature check", || async {
+        (feed.text().await.ok()? == "signed by alice").then_some(())
+    })
+    .await;
+    let checkpoint = wait_element(&client, "#checkpoint").await;
+    wait_for("a verified checkpoint", || async {
+        (checkpoint.text().await.ok()? == "v4 signed by test-host").then_some(())
+    })
+    .await;
+    screenshot(&client, "dashboard-signatures.png").await;
+
+    // The document of v3 swapped in the store file (and the chain re-linked): the page finds
+    // the signature no longer matches.
+    let dir = hub.stop().await;
+    forge(dir.path(), 3, br#"{"n":"forged"}"#).await;
+    let mut cfg = cfg;
+    cfg.data_dir = dir.path().to_owned();
+    let hub = TestHub::start_with(dir, cfg).await;
+    client.goto(&hub.url("/")).await.unwrap();
+    assert_eq!(status("swapped").await, "signature invalid");
+    assert_eq!(status("good").await, "signed by alice");
+    client.close().await.unwrap();
+}

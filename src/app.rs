@@ -197,6 +197,7 @@ pub async fn start_with_clock(
         }),
         shutdown: shutdown.clone(),
         hub: hub.clone(),
+        checkpoints: crate::api::sse::checkpoint_feed(hub.clone(), peer.clone(), shutdown.clone()),
         peer,
         sse_slots,
     };

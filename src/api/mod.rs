@@ -69,6 +69,8 @@ pub struct AppState {
     pub peer: Option<Arc<Peer>>,
     /// One permit per open SSE stream (`sse.maxSubscribers`).
     pub sse_slots: Arc<tokio::sync::Semaphore>,
+    /// The node's newest checkpoint, encoded once for every event stream.
+    pub checkpoints: sse::CheckpointFeed,
 }
 
 #[derive(OpenApi)]

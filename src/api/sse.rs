@@ -141,9 +141,8 @@ pub async fn events(
         Form::Event
     };
     let register = Arc::clone(&state.register);
-    // The last version the stream has passed (sent, or skipped by the filters).
-    let position = Arc::new(AtomicI64::new(after));
-    let passed = Arc::clone(&position);
+    let cursor = Arc::new(CheckpointCursor::new(state.checkpoints.clone(), after));
+    let passed = Arc::clone(&cursor);
     let live = state
         .register
         .subscribe(after, filter, Transport::Sse)
@@ -176,14 +175,14 @@ pub async fn events(
                         // lives until its frame is written. The position moves as the frame
                         // goes out, so a checkpoint never comes before what it covers.
                         .map(move |parts| {
-                            passed.store(shared.entry.version, Ordering::Relaxed);
-                            stream::iter([Some((parts, Some(shared))), marker])
+                            let checkpoint = passed.passed(shared.entry.version);
+                            stream::iter([Some((parts, Some(shared))), marker, checkpoint])
                         }),
                 )
             }
             Followed::Skipped(version) => {
-                passed.store(version, Ordering::Relaxed);
-                Either::Right(std::future::ready(stream::iter([None, marker])))
+                let checkpoint = passed.passed(version);
+                Either::Right(std::future::ready(stream::iter([None, marker, checkpoint])))
             }
         })
         .flatten()
@@ -200,7 +199,7 @@ pub async fn events(
     ticks.reset();
     let keep_alive = tokio_stream::wrappers::IntervalStream::new(ticks)
         .map(|_| -> Frame { (Arc::from([Bytes::from_static(KEEP_ALIVE)]), None) });
-    let checkpoints = checkpoint_events(&state, position);
+    let checkpoints = checkpoint_events(cursor);
     // Whole frames are interleaved with keep-alives and checkpoints and cut at shutdown; only
     // then are they split into their parts (a frame with its entry shares the document's
     // bytes).
@@ -241,34 +240,90 @@ async fn head_of(register: &Register) -> Result<(i64, Option<String>), ApiError>
     Ok(head.map_or((0, None), |h| (h.version, Some(h.chain_hash))))
 }
 
-/// `checkpoint` events: at most once per [`CHECKPOINT_EVERY`], the node's newest checkpoint
-/// (a hub's of its head; a peer's last trusted one) once the stream has passed the version it
-/// covers and when it is newer than the last one sent. Once a second rather than after every
-/// append batch: a fan-out of thousands of streams would otherwise send as many checkpoints
-/// as entries.
-fn checkpoint_events(
-    state: &AppState,
-    position: Arc<AtomicI64>,
-) -> impl futures::Stream<Item = Frame> + Send + use<> {
-    let hub = state.hub.clone();
-    let peer = state.peer.clone();
-    let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sent = 0i64;
-    tokio_stream::wrappers::IntervalStream::new(ticks).filter_map(move |_| {
-        let newest = match (&hub, &peer) {
-            (Some(hub), _) => hub.current_checkpoint(),
-            (None, Some(peer)) => peer.trust().last_checkpoint().map(|v| (v.version, v.note)),
-            (None, None) => None,
-        };
-        let frame = newest
-            .filter(|(version, _)| *version > sent && *version <= position.load(Ordering::Relaxed))
-            .map(|(version, note)| {
+/// The node's newest checkpoint as an encoded `checkpoint` event, shared by every stream.
+pub type CheckpointFeed = tokio::sync::watch::Receiver<Option<(i64, Frame)>>;
+
+/// Starts the node's checkpoint feed: every [`CHECKPOINT_EVERY`], when the node's newest
+/// checkpoint (a hub's of its head; a peer's last trusted one) is newer than the last, it is
+/// encoded once and handed to every event stream. A quiet node wakes no stream.
+pub fn checkpoint_feed(
+    hub: Option<Arc<crate::hub::Hub>>,
+    peer: Option<Arc<crate::peer::Peer>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> CheckpointFeed {
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sent = 0i64;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let newest = match (&hub, &peer) {
+                (Some(hub), _) => hub.current_checkpoint(),
+                (None, Some(peer)) => peer.trust().last_checkpoint().map(|v| (v.version, v.note)),
+                (None, None) => None,
+            };
+            if let Some((version, note)) = newest.filter(|(v, _)| *v > sent) {
                 sent = version;
-                checkpoint_frame(&CheckpointEventView { version, note })
-            });
-        std::future::ready(frame)
-    })
+                let frame = checkpoint_frame(&CheckpointEventView { version, note });
+                if tx.send(Some((version, frame))).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Where one stream stands with the checkpoint feed: the version it has passed (sent, or
+/// skipped by its filters) and the newest checkpoint it has sent. A checkpoint goes out once
+/// the stream has passed the version it covers — when the feed brings it (a caught-up stream)
+/// or when the stream gets there (a lagging one), after the entry, never before.
+struct CheckpointCursor {
+    feed: CheckpointFeed,
+    position: AtomicI64,
+    sent: AtomicI64,
+}
+
+impl CheckpointCursor {
+    fn new(feed: CheckpointFeed, after: i64) -> Self {
+        CheckpointCursor {
+            feed,
+            position: AtomicI64::new(after),
+            sent: AtomicI64::new(0),
+        }
+    }
+
+    /// The stream has passed `version`: the feed's checkpoint, if now due.
+    fn passed(&self, version: i64) -> Option<Frame> {
+        self.position.store(version, Ordering::Relaxed);
+        self.due()
+    }
+
+    /// The feed's checkpoint when it covers no more than the stream has passed and is newer
+    /// than the last one sent (each is sent once, whichever path finds it first).
+    fn due(&self) -> Option<Frame> {
+        let newest = self.feed.borrow();
+        let (version, frame) = newest.as_ref()?;
+        let fresh = *version <= self.position.load(Ordering::Relaxed)
+            && self.sent.fetch_max(*version, Ordering::Relaxed) < *version;
+        fresh.then(|| frame.clone())
+    }
+}
+
+/// One stream's `checkpoint` events as the feed brings them; at most once per
+/// [`CHECKPOINT_EVERY`] rather than after every append batch, as a fan-out of thousands of
+/// streams would otherwise send as many checkpoints as entries.
+fn checkpoint_events(
+    cursor: Arc<CheckpointCursor>,
+) -> impl futures::Stream<Item = Frame> + Send + use<> {
+    let mut feed = cursor.feed.clone();
+    feed.mark_changed();
+    tokio_stream::wrappers::WatchStream::from_changes(feed)
+        .filter_map(move |_| std::future::ready(cursor.due()))
 }
 
 /// How often an event stream may carry a `checkpoint` event (a hub re-signs its head at most
@@ -302,7 +357,7 @@ fn caught_up_frame(view: &CaughtUpView) -> Frame {
 pub const CAUGHT_UP: &str = "caught-up";
 
 /// An event's encoded parts, with the entry they came from (if any) kept alive with them.
-type Frame = (Arc<[Bytes]>, Option<Arc<SharedEntry>>);
+pub type Frame = (Arc<[Bytes]>, Option<Arc<SharedEntry>>);
 
 /// A comment line: keeps proxies and the idle timeout from closing a quiet stream.
 const KEEP_ALIVE: &[u8] = b":\n\n";

@@ -325,6 +325,12 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
                 );
                 continue;
             }
+            if event.event == crate::api::sse::CHECKPOINT {
+                // Not an entry (its id is the last entry's, as SSE keeps it): stderr too.
+                let data: Value = serde_json::from_str(&event.data).unwrap_or_default();
+                eprintln!("signed checkpoint of version {}", data["version"]);
+                continue;
+            }
             last_id = Some(event.id.clone());
             if args.json || args.client.output == Output::Json {
                 println!("{}", event.data);

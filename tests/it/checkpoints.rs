@@ -199,3 +199,73 @@ async fn connect_answers_and_heartbeat_acks_carry_a_signed_checkpoint() {
         (2, ack.head_hash.as_str())
     );
 }
+
+/// Over the real gRPC port, a sync stream carries the hub's checkpoint on the last entry of
+/// every page it reads and on the last entry of the stream, each covering exactly its entry;
+/// the connect answer names the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_streams_carry_checkpoints_at_every_page_end() {
+    use futures::StreamExt;
+    use sorcha_peer::hub_client::HubClient;
+    use sorcha_peer::link::HubLink;
+    use sorcha_peer::protocol::{ConnectRequest, PeerDescription};
+    use sorcha_peer::register::checkpoint_note;
+    let hub = TestHub::configured(|c| c.limits.max_page_bytes = 64 * 1024).await;
+    for i in 0..20 {
+        let doc = json!({"i": i, "pad": "x".repeat(8 * 1024)});
+        assert_eq!(hub.publish(&format!("page-{i}"), doc).await.0, 201);
+    }
+    let (_, node) = hub.get("/api/v1/node").await;
+    let key =
+        sorcha_peer::keys::VerifierKey::parse(node["checkpointKey"].as_str().unwrap()).unwrap();
+    let client = HubClient::connect(&hub.url(""), crate::support::WAIT)
+        .await
+        .unwrap();
+    let grant = client
+        .open_session(&ConnectRequest {
+            peer_id: "page-peer".into(),
+            peer: PeerDescription::default(),
+            last_known_version: 0,
+            connection_time: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(grant.checkpoint_key, key.to_string());
+    for (after, label) in [(None, "full"), (Some(5), "incremental")] {
+        let stream = match after {
+            None => client.full_sync("page-peer", &grant.session_id, 0).await,
+            Some(a) => {
+                client
+                    .incremental_sync("page-peer", &grant.session_id, a, 0)
+                    .await
+            }
+        };
+        let synced: Vec<_> = stream.unwrap().map(|e| e.unwrap()).collect().await;
+        assert_eq!(synced.last().unwrap().entry.version, 21, "{label}");
+        let vouched: Vec<i64> = synced
+            .iter()
+            .filter_map(|s| {
+                let note = s.checkpoint.as_ref()?;
+                let opened = checkpoint_note::open(note, std::slice::from_ref(&key)).unwrap();
+                assert_eq!(
+                    (
+                        opened.checkpoint.version,
+                        opened.checkpoint.chain_hash.as_str()
+                    ),
+                    (s.entry.version, s.entry.chain_hash.as_str()),
+                    "{label}: a checkpoint covers its own entry"
+                );
+                Some(s.entry.version)
+            })
+            .collect();
+        assert_eq!(
+            vouched.last(),
+            Some(&21),
+            "{label}: the stream ends vouched"
+        );
+        assert!(
+            vouched.len() >= 3 && vouched.len() < synced.len(),
+            "{label}: one per 64 KiB page, not per entry: {vouched:?}"
+        );
+    }
+}

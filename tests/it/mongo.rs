@@ -110,6 +110,28 @@ async fn a_publish_through_one_hub_reaches_subscribers_of_the_others() {
         (n.blueprint_id.as_str(), n.version),
         ("cross-hub", entry["version"].as_i64().unwrap())
     );
+    // Each hub on the one database signs checkpoints of the shared head with its own key.
+    let mut keys = Vec::new();
+    for hub in [&n0, &n1, &n2] {
+        let (_, node) = hub.get("/api/v1/node").await;
+        let key =
+            sorcha_peer::keys::VerifierKey::parse(node["checkpointKey"].as_str().unwrap()).unwrap();
+        let note = reqwest::get(hub.url("/api/v1/system-register/checkpoint"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let opened =
+            sorcha_peer::register::checkpoint_note::open(&note, std::slice::from_ref(&key))
+                .unwrap();
+        assert_eq!(
+            opened.checkpoint.version,
+            entry["version"].as_i64().unwrap()
+        );
+        assert!(!keys.contains(&key), "every hub has its own key");
+        keys.push(key);
+    }
     for hub in [n0, n1, n2] {
         hub.stop().await;
     }

@@ -401,6 +401,34 @@ async fn event_streams_carry_checkpoints_of_what_they_sent() {
         (data["version"].as_i64(), opened.checkpoint.version),
         (Some(2), 2)
     );
+
+    // A stream that replays from the start gets that checkpoint once its replay passes
+    // version 2, though nothing new is appended: right after the entries and the marker.
+    let response = reqwest::get(hub.url("/api/v1/system-register/events?since=0"))
+        .await
+        .unwrap();
+    let mut replay = Box::pin(response.bytes_stream().eventsource().map(|e| e.unwrap()));
+    let kinds = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut kinds = Vec::new();
+        while kinds.last().map(String::as_str) != Some("checkpoint") {
+            let e = replay.next().await.unwrap();
+            if !e.data.is_empty() {
+                kinds.push(e.event);
+            }
+        }
+        kinds
+    })
+    .await
+    .expect("the replayed stream's checkpoint");
+    assert_eq!(
+        kinds,
+        [
+            "blueprint.published",
+            "blueprint.published",
+            "caught-up",
+            "checkpoint"
+        ]
+    );
 }
 
 /// How a man in the middle changes a real hub's sync streams.
@@ -581,4 +609,45 @@ async fn a_stream_without_covering_checkpoints_is_not_applied() {
         stop.cancel();
         task.await.unwrap();
     }
+}
+
+/// `sorcha-peer watch` tells checkpoint events from entries: they go to stderr, and
+/// `--count` counts entries only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_counts_entries_not_checkpoints() {
+    use tokio::io::AsyncBufReadExt;
+    let hub = TestHub::start().await;
+    assert_eq!(hub.publish("w-1", json!({"a": 1})).await.0, 201);
+    let mut child = tokio::process::Command::new(binary())
+        .args(["watch", "--since", "1", "--count", "2"])
+        .env("SORCHA_SERVER", hub.url(""))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line.contains("signed checkpoint of version 2") {
+                return;
+            }
+        }
+        panic!("watch ended before a checkpoint");
+    })
+    .await
+    .expect("a checkpoint within 10 s");
+    assert_eq!(hub.publish("w-2", json!({"a": 2})).await.0, 201);
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("watch ends after two entries")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].contains("w-1") && lines[1].contains("w-2"),
+        "{stdout}"
+    );
 }

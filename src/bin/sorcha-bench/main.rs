@@ -304,8 +304,9 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
             let mut got = Vec::with_capacity(publishes);
             while got.len() < publishes {
                 match events.next().await {
-                    // Entries only: the `caught-up` marker has no id.
-                    Some(Ok(e)) if !e.data.is_empty() && !e.id.is_empty() => {
+                    // Entries only, by their event type: the `caught-up` marker and the
+                    // `checkpoint` events are not (SSE keeps the last id for them).
+                    Some(Ok(e)) if e.event.starts_with("blueprint.") => {
                         got.push((e.id.parse().unwrap_or(0), Instant::now()))
                     }
                     Some(Ok(_)) => {}

@@ -2,7 +2,9 @@
 //! publications signed by the CLI, checked by the hub, replicated to and checked by peers over
 //! gRPC, reported by online and offline verification.
 
-use crate::support::{PUBLISHER, TestHub, binary, config, peer_config, wait_for};
+use crate::support::{
+    PUBLISHER, TestHub, binary, checkpoint_refused, config, peer_config, wait_for,
+};
 use r2d2_sqlite::rusqlite::{Connection, params};
 use serde_json::{Value, json};
 use sorcha_peer::config::PublisherConfig;
@@ -494,18 +496,7 @@ async fn a_forged_history_is_refused_by_signatures() {
         c.peer.trusted_hub_keys = vec![hub_key.clone()];
     })
     .await;
-    let connection = wait_for("the peer to refuse the rogue's checkpoint", || async {
-        let (_, c) = trusting.get("/api/v1/connection").await;
-        (c["hubs"][0]["checkpointRefused"] == true).then_some(c)
-    })
-    .await;
-    assert!(
-        connection["hubs"][0]["lastError"]
-            .as_str()
-            .unwrap()
-            .contains("not signed by a trusted key"),
-        "{connection}"
-    );
+    checkpoint_refused(&trusting, 0, "not signed by a trusted key").await;
     let (_, register) = trusting.get("/api/v1/system-register").await;
     assert_eq!(register["headVersion"], 0, "nothing applied: {register}");
     trusting.stop().await;

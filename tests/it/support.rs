@@ -482,3 +482,16 @@ pub async fn alert_webhook() -> wiremock::MockServer {
         .await;
     webhook
 }
+
+/// Waits (bounded) until `peer` refuses hub `hub`'s checkpoints, and checks its `lastError`
+/// says `why`; the connection view then.
+pub async fn checkpoint_refused(peer: &TestHub, hub: usize, why: &str) -> Value {
+    let c = wait_for("the peer to refuse the hub's checkpoint", || async {
+        let (_, c) = peer.get("/api/v1/connection").await;
+        (c["hubs"][hub]["checkpointRefused"] == true).then_some(c)
+    })
+    .await;
+    let error = c["hubs"][hub]["lastError"].as_str().unwrap_or_default();
+    assert!(error.contains(why), "{c}");
+    c
+}

@@ -2,7 +2,9 @@
 //! `--trust-hub-key` flag), trust on first use, equivocation between hubs, the checkpoint an
 //! isolated peer serves, and the `checkpoint` events of an event stream.
 
-use crate::support::{TestHub, alert_webhook, binary, config, peer_config, spawn_node, wait_for};
+use crate::support::{
+    TestHub, alert_webhook, binary, checkpoint_refused, config, peer_config, spawn_node, wait_for,
+};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sorcha_peer::hub_client::{ClientOptions, GrpcDialer};
@@ -70,18 +72,7 @@ async fn a_peer_applies_only_what_a_trusted_hub_key_vouched_for() {
         c.alerts.webhook_url = Some(format!("{}/alerts", webhook.uri()));
     })
     .await;
-    let c = wait_for("the peer to refuse the hub's checkpoint", || async {
-        let (_, c) = wrong.get("/api/v1/connection").await;
-        (c["hubs"][0]["checkpointRefused"] == true).then_some(c)
-    })
-    .await;
-    assert!(
-        c["hubs"][0]["lastError"]
-            .as_str()
-            .unwrap()
-            .contains("not signed by a trusted key"),
-        "{c}"
-    );
+    let c = checkpoint_refused(&wrong, 0, "not signed by a trusted key").await;
     assert_eq!(c["trust"]["mode"], "configured", "{c}");
     let (_, register) = wrong.get("/api/v1/system-register").await;
     assert_eq!(register["headVersion"], 0, "nothing applied: {register}");
@@ -250,18 +241,7 @@ async fn trust_on_first_use_pins_a_key_and_refuses_another() {
     let impostor = TestHub::start_at(copy, impostor_cfg, addr).await;
     assert_eq!(impostor.publish("p-2", json!({"a": 2})).await.0, 201);
     assert_ne!(hub_key(&impostor).await, key);
-    let c = wait_for("the peer to refuse the changed key", || async {
-        let (_, c) = peer.get("/api/v1/connection").await;
-        (c["hubs"][0]["checkpointRefused"] == true).then_some(c)
-    })
-    .await;
-    assert!(
-        c["hubs"][0]["lastError"]
-            .as_str()
-            .unwrap()
-            .contains("pinned for it on first use"),
-        "{c}"
-    );
+    checkpoint_refused(&peer, 0, "pinned for it on first use").await;
     let (_, register) = peer.get("/api/v1/system-register").await;
     assert_eq!(
         register["headVersion"], 2,

@@ -64,6 +64,13 @@ impl VerifierKey {
         let bytes = key_bytes(text.splitn(3, '+').nth(2), "verifier key")?;
         let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
             .map_err(|e| KeyError::Malformed(format!("verifier key: {e}")))?;
+        if key.is_weak() {
+            // A small-order key: signatures by it prove nothing (and the strict and batch
+            // checks could disagree on them).
+            return Err(KeyError::Malformed(
+                "verifier key is a weak (small-order) Ed25519 point".into(),
+            ));
+        }
         Ok(VerifierKey {
             name: verifier.name().to_owned(),
             id: verifier.key_id(),
@@ -381,5 +388,16 @@ mod tests {
             SigningKey::parse("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_weak_verifier_key_is_refused() {
+        // The identity point: small order, so any "signature" by it is meaningless.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap();
+        let text = VerifierKey::of("mallory", weak).to_string();
+        let error = VerifierKey::parse(&text).unwrap_err().to_string();
+        assert!(error.contains("weak"), "{error}");
     }
 }

@@ -96,22 +96,17 @@ impl Register {
             let newest = self.store.latest_size(id).await?.map_or(0, |s| s.version);
             check.know(id, newest);
         }
-        let defects = if entries.len() > BLOCKING_CHECK_ENTRIES {
+        let pending = check.prepare(entries);
+        let checked = if entries.len() > BLOCKING_CHECK_ENTRIES {
             // Verifying hundreds of signatures takes milliseconds: off the runtime threads.
-            let owned = std::mem::take(check);
-            let batch = entries.to_vec();
-            let (back, defects) = tokio::task::spawn_blocking(move || {
-                let mut owned = owned;
-                let defects = owned.check_all(&batch);
-                (owned, defects)
-            })
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("signature check failed: {e}")))?;
-            *check = back;
-            defects
+            tokio::task::spawn_blocking(move || pending.verify())
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("signature check failed: {e}")))?
         } else {
-            check.check_all(entries)
+            pending.verify()
         };
+        check.count_verified(checked.verified);
+        let defects = checked.defects;
         let Some(first) = defects.first() else {
             return Ok(());
         };

@@ -2,7 +2,7 @@
 //! page through the read budget.
 
 use super::budget::ReadBudget;
-use super::signature::{PublisherKeys, SignatureCheck};
+use super::signature::{PendingSignatures, PublisherKeys, SignatureCheck, VerifiedSignatures};
 use super::verify::{ChainVerifier, Defect, IntegrityFailure};
 use super::{
     DEFAULT_PAGE_BYTES, INLINE_WORK_BYTES, PAGE, PageBound, Register, RegisterError, read_page,
@@ -70,7 +70,9 @@ impl Register {
 
 /// Checks a whole store: every checksum, the chain, contiguous versions and the register id,
 /// and with `keys` every publisher signature. Reads the next page while hashing the current
-/// one, hashing off the async threads; pages are bounded by [`DEFAULT_PAGE_BYTES`].
+/// one, hashing off the async threads, and verifies each page's signatures in one batch on a
+/// blocking thread of its own, a page per core at once; pages are bounded by
+/// [`DEFAULT_PAGE_BYTES`].
 pub async fn verify_store(
     store: &dyn RegisterStore,
     keys: Option<PublisherKeys>,
@@ -114,6 +116,7 @@ async fn verify_pages(
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
         }
     };
+    let mut in_flight = InFlight::default();
     let mut fetched = read(0).await;
     loop {
         let page = match fetched {
@@ -133,17 +136,15 @@ async fn verify_pages(
         let inline =
             page.entries.iter().map(|e| e.document.len()).sum::<usize>() <= INLINE_WORK_BYTES;
         let hash = move || {
-            // The whole page, budget included, moves here and is freed once hashed.
+            // The whole page, budget included, moves here and is freed once hashed; what
+            // its signatures need is kept apart (hashed, a few hundred bytes each).
             let mut page = page;
-            let mut result = page.entries.iter().try_for_each(|e| verifier.check(e));
-            if result.is_ok()
-                && let Some(check) = signatures.as_mut()
-            {
-                result = check
-                    .check(page.entries.make_contiguous())
-                    .map_err(IntegrityFailure::from);
-            }
-            (verifier, signatures, result)
+            let result = page.entries.iter().try_for_each(|e| verifier.check(e));
+            let pending = match (&result, signatures.as_mut()) {
+                (Ok(()), Some(check)) => Some(check.prepare(page.entries.make_contiguous())),
+                _ => None,
+            };
+            (verifier, signatures, result, pending)
         };
         let (checked, next) = if inline {
             let checked = hash();
@@ -163,12 +164,20 @@ async fn verify_pages(
                 (checked.await, None)
             }
         };
-        let (v, s, result) =
+        let (v, s, result, pending) =
             checked.map_err(|e| StoreError::Unavailable(format!("verify task failed: {e}")))?;
         verifier = v;
         signatures = s;
         progress(verifier.checked(), head_version);
+        if let Some(pending) = pending {
+            in_flight.push(verifier.checked(), pending);
+        }
         if let Err(f) = result {
+            // A bad signature in an earlier page comes first.
+            failure = Some(in_flight.settle_all().await?.unwrap_or(f));
+            break;
+        }
+        if let Some(f) = in_flight.settle_over(SIGNATURE_TASKS.get()).await? {
             failure = Some(f);
             break;
         }
@@ -176,6 +185,9 @@ async fn verify_pages(
             Some(next) => fetched = next,
             None => break,
         }
+    }
+    if failure.is_none() {
+        failure = in_flight.settle_all().await?;
     }
     if failure.is_none() && verifier.next_version() <= head_version {
         // Entries are missing at the end (or a page read came back short).
@@ -189,11 +201,63 @@ async fn verify_pages(
     }
     Ok(VerifyReport {
         ok: failure.is_none(),
-        checked: verifier.checked(),
+        checked: in_flight.failed_after.unwrap_or(verifier.checked()),
         head_version,
         head_hash: head.map(|h| h.chain_hash),
         failure,
-        signed: signatures.as_ref().map_or(0, SignatureCheck::signed),
+        signed: in_flight.verified,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
+}
+
+/// Pages whose signatures are verified at once, each on its own blocking thread, while the
+/// next pages are read and hashed: one per core.
+static SIGNATURE_TASKS: std::sync::LazyLock<std::num::NonZeroUsize> =
+    std::sync::LazyLock::new(|| {
+        std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
+    });
+
+/// The pages' signature checks under way, oldest first, each with the count of entries
+/// checked up to its page's end.
+#[derive(Default)]
+struct InFlight {
+    tasks: std::collections::VecDeque<(u64, tokio::task::JoinHandle<VerifiedSignatures>)>,
+    /// Signatures that verified.
+    verified: u64,
+    /// Entries checked up to the end of the page with the first bad signature.
+    failed_after: Option<u64>,
+}
+
+impl InFlight {
+    fn push(&mut self, checked: u64, pending: PendingSignatures) {
+        if pending.is_empty() {
+            return;
+        }
+        let task = tokio::task::spawn_blocking(move || pending.verify());
+        self.tasks.push_back((checked, task));
+    }
+
+    /// Waits for the oldest checks until at most `limit` are under way; the first bad
+    /// signature, if any.
+    async fn settle_over(&mut self, limit: usize) -> Result<Option<IntegrityFailure>, StoreError> {
+        while self.tasks.len() > limit {
+            let (checked, task) = self.tasks.pop_front().expect("more than limit tasks");
+            let done = task
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("signature check failed: {e}")))?;
+            self.verified += done.verified;
+            if let Some(first) = done.defects.into_iter().next() {
+                self.failed_after = Some(checked);
+                // The later pages' checks are dropped with `self`: their results no longer
+                // matter.
+                return Ok(Some(first.into()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits for every check; the first bad signature, if any.
+    async fn settle_all(&mut self) -> Result<Option<IntegrityFailure>, StoreError> {
+        self.settle_over(0).await
+    }
 }

@@ -106,10 +106,14 @@ impl VerifierKey {
         &self.key
     }
 
-    /// True when `signature` is a valid Ed25519 signature of `message` by this key.
+    /// True when `signature` is a valid Ed25519 signature of `message` by this key, under
+    /// the ZIP 215 rules that every signature check of the register follows (batch and single
+    /// checks agree on them; they accept every signature valid under RFC 8032).
     pub fn verifies(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        let signature = ed25519_dalek::Signature::from_bytes(signature);
-        self.key.verify_strict(message, &signature).is_ok()
+        ed25519_zebra::VerificationKey::try_from(self.key.to_bytes()).is_ok_and(|key| {
+            key.verify(&ed25519_zebra::Signature::from_bytes(signature), message)
+                .is_ok()
+        })
     }
 
     /// The key as a `signed_note` verifier, for notes.

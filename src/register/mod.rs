@@ -18,6 +18,7 @@ pub mod idempotency;
 pub mod recent;
 pub mod schema;
 pub mod signature;
+mod signature_batch;
 mod signature_check;
 pub mod subscription;
 pub mod validation;
@@ -215,6 +216,8 @@ pub struct Register {
     integrity: RwLock<Option<IntegrityFailure>>,
     clock: SharedClock,
     options: RegisterOptions,
+    /// Signed client writes' signatures, verified in batches.
+    signature_batch: signature_batch::SignatureBatcher,
 }
 
 impl std::fmt::Debug for Register {
@@ -259,6 +262,7 @@ impl Register {
                 options.metrics.read_bytes_in_flight.clone(),
             ),
             integrity: RwLock::new(None),
+            signature_batch: Default::default(),
             clock,
             options,
         });

@@ -282,12 +282,13 @@ impl PublisherKeys {
             .get(&(signature.key_name.clone(), signature.key_id))
     }
 
-    /// Checks `signature` over `fields` against the known keys.
-    pub fn check(
+    /// Finds `signature` over `fields` in its place and by a known key; what is left is the
+    /// Ed25519 check of the [`SignedWrite`].
+    pub fn locate(
         &self,
         signature: &PublisherSignature,
         fields: &SignedFields<'_>,
-    ) -> Result<(), SignatureError> {
+    ) -> Result<SignedWrite, SignatureError> {
         if signature.previous_version != fields.previous_version {
             return Err(SignatureError::WrongPlace {
                 signed_for: signature.previous_version,
@@ -300,16 +301,29 @@ impl PublisherKeys {
                 name: signature.key_name.clone(),
                 id: signature.key_id,
             })?;
-        if key.verifies(&fields.bytes(), &signature.signature) {
-            Ok(())
-        } else {
-            Err(SignatureError::Invalid {
+        Ok(SignedWrite {
+            item: ed25519_zebra::batch::Item::from((
+                ed25519_zebra::VerificationKeyBytes::from(key.key().to_bytes()),
+                ed25519_zebra::Signature::from_bytes(&signature.signature),
+                &fields.bytes(),
+            )),
+            invalid: SignatureError::Invalid {
                 name: signature.key_name.clone(),
                 id: signature.key_id,
                 previous_version: fields.previous_version,
-            })
-        }
+            },
+        })
     }
+}
+
+/// A write's signature in its place and by a known key, waiting for its Ed25519 check
+/// (alone, or on a hub in a batch with concurrent writes' signatures).
+#[derive(Debug)]
+pub struct SignedWrite {
+    /// The key, the signature and the hash of the signed bytes.
+    pub item: ed25519_zebra::batch::Item,
+    /// The error when it does not verify.
+    pub invalid: SignatureError,
 }
 
 /// What a node demands of publisher signatures.
@@ -333,22 +347,23 @@ impl SignaturePolicy {
         self.require || !self.known.is_empty()
     }
 
-    /// The check of a client write by `identity` with `signature` over `fields`.
+    /// The check of a client write by `identity` with `signature` over `fields`, but for
+    /// the Ed25519 check of the signature (if there is one) that it hands on.
     pub fn check_write(
         &self,
         identity: &str,
         signature: Option<&PublisherSignature>,
         fields: &SignedFields<'_>,
-    ) -> Result<(), SignatureError> {
+    ) -> Result<Option<SignedWrite>, SignatureError> {
         let Some(signature) = signature else {
             return if self.require {
                 Err(SignatureError::Unsigned)
             } else {
-                Ok(())
+                Ok(None)
             };
         };
         match self.signers.get(identity) {
-            Some(keys) => keys.check(signature, fields),
+            Some(keys) => keys.locate(signature, fields).map(Some),
             None => Err(SignatureError::NotAPublisher {
                 identity: identity.to_owned(),
             }),

@@ -95,7 +95,11 @@ impl Register {
 
     /// Checks the signature policy for `new` written after the blueprint's entry
     /// `previous_version` (0 for a new blueprint): the signature binds that place.
-    fn check_signature(&self, new: &NewEntry, previous_version: i64) -> Result<(), RegisterError> {
+    async fn check_signature(
+        &self,
+        new: &NewEntry,
+        previous_version: i64,
+    ) -> Result<(), RegisterError> {
         let fields = SignedFields {
             register_id: SYSTEM_REGISTER_ID,
             blueprint_id: &new.blueprint_id,
@@ -106,12 +110,18 @@ impl Register {
             metadata: &new.metadata,
             transaction_id: new.publication_transaction_id.as_deref(),
         };
-        self.options.signatures.check_write(
+        let signed = self.options.signatures.check_write(
             &new.published_by,
             new.signature.as_deref(),
             &fields,
         )?;
-        Ok(())
+        match signed {
+            Some(write) => match self.signature_batch.verifies(write.item).await {
+                true => Ok(()),
+                false => Err(write.invalid.into()),
+            },
+            None => Ok(()),
+        }
     }
 
     /// A signed write's earlier identical request, if the write claims a key or transaction
@@ -300,7 +310,7 @@ impl Register {
         if let Some(done) = self.signed_retry(&new, key.as_ref(), &fingerprint).await? {
             return Ok(done);
         }
-        self.check_signature(&new, 0)?;
+        self.check_signature(&new, 0).await?;
         // The store checks the key and transaction id before the expectation, in the
         // append's transaction: a retry is answered from there, with no read before.
         match self
@@ -339,7 +349,7 @@ impl Register {
         }
         // As for publish, the store answers a retry before it checks `If-Match`.
         if let Some(expected) = options.expected {
-            self.check_signature(&new, expected)?;
+            self.check_signature(&new, expected).await?;
             let mut attempt = new;
             attempt.published_at = self.clock.now_ms();
             return match self
@@ -367,7 +377,7 @@ impl Register {
                 .ok_or_else(|| RegisterError::NotFound(id.clone()))?;
             // A concurrent write in between moves the place, and the next round refuses a
             // signature bound to the old one.
-            self.check_signature(new, current.version)?;
+            self.check_signature(new, current.version).await?;
             let mut attempt = new.clone();
             attempt.published_at = self.clock.now_ms();
             self.append_claiming(
@@ -445,7 +455,7 @@ impl Register {
                 published_at: self.clock.now_ms(),
                 ..template.clone()
             };
-            self.check_signature(&new, current.version)?;
+            self.check_signature(&new, current.version).await?;
             match self
                 .append_claiming(
                     new,

@@ -1,17 +1,14 @@
 //! The hub's check of signed writes, batched: the signatures of concurrent publications are
-//! verified together, in one Ed25519 batch equation on a blocking thread, while the runtime
+//! verified together, in one Ed25519 batch equation on a thread of their own, while the runtime
 //! threads go on parsing and storing. Under load a batch is every write that arrived while
 //! the previous one was verified; alone, a write is verified at once by itself.
 
 use ed25519_zebra::batch::Item;
-use std::sync::OnceLock;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{OnceLock, mpsc};
+use tokio::sync::oneshot;
 
 /// Signatures verified in one batch at most (a batch takes about 7 µs a signature).
 const MAX_BATCH: usize = 256;
-
-/// Writes waiting for their signature check at most; more wait to be queued.
-const QUEUE: usize = 1024;
 
 /// A signature to verify and where its answer goes.
 struct Request {
@@ -19,11 +16,12 @@ struct Request {
     reply: oneshot::Sender<bool>,
 }
 
-/// Verifies the signatures of concurrent writes in batches (one worker task per register,
-/// started with the first signed write and stopped with the register).
+/// Verifies the signatures of concurrent writes in batches, on a thread of its own (started
+/// with the first signed write, ended with the register): one hop there and one back per
+/// write, and no runtime thread blocked by the curve arithmetic.
 #[derive(Default)]
 pub(super) struct SignatureBatcher {
-    queue: OnceLock<mpsc::Sender<Request>>,
+    queue: OnceLock<Option<mpsc::Sender<Request>>>,
 }
 
 impl std::fmt::Debug for SignatureBatcher {
@@ -38,38 +36,44 @@ impl SignatureBatcher {
     /// True when `item`'s signature verifies (ZIP 215 rules, as every batch check here).
     pub(super) async fn verifies(&self, item: Item) -> bool {
         let queue = self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(work(rx));
-            tx
+            let (tx, rx) = mpsc::channel();
+            std::thread::Builder::new()
+                .name("signature-batch".into())
+                .spawn(move || work(&rx))
+                .ok()
+                .map(|_| tx)
         });
         let (reply, answer) = oneshot::channel();
         let request = Request {
             item: item.clone(),
             reply,
         };
-        if queue.send(request).await.is_err() {
-            return item.verify_single().is_ok();
-        }
-        match answer.await {
-            Ok(verified) => verified,
-            // The worker went away (its blocking thread failed): check here instead.
-            Err(_) => item.verify_single().is_ok(),
+        let sent = queue.as_ref().is_some_and(|q| q.send(request).is_ok());
+        match sent {
+            true => match answer.await {
+                Ok(verified) => verified,
+                // The thread went away (it panicked): check here instead.
+                Err(_) => item.verify_single().is_ok(),
+            },
+            // No thread could be started: check here.
+            false => item.verify_single().is_ok(),
         }
     }
 }
 
-/// Takes every request waiting (up to [`MAX_BATCH`]), verifies them together off the runtime
-/// threads, answers each; until every sender is gone.
-async fn work(mut rx: mpsc::Receiver<Request>) {
-    let mut requests = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut requests, MAX_BATCH).await > 0 {
-        let batch = std::mem::take(&mut requests);
-        let Ok(answered) = tokio::task::spawn_blocking(move || answer(batch)).await else {
-            // The requests' senders dropped with the task: each caller checks by itself.
-            continue;
-        };
-        requests = answered;
-        requests.clear();
+/// Takes every request waiting (up to [`MAX_BATCH`]), verifies them together, answers each;
+/// until every sender is gone.
+fn work(rx: &mpsc::Receiver<Request>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        batch = answer(batch);
     }
 }
 

@@ -438,14 +438,30 @@ fn write_pins(file: &Path, pins: &BTreeMap<String, VerifierKey>) -> std::io::Res
     for (url, key) in pins {
         text.push_str(&format!("{url} {key}\n"));
     }
-    write_atomically(file, text.as_bytes())
+    write_durably(file, text.as_bytes())
 }
 
-/// Writes `file` whole or not at all (a crash leaves the old one).
+/// Writes `file` whole or not at all (a crash leaves the old one). Not synced: the last
+/// checkpoint is rewritten with every applied page, and losing the newest after a crash only
+/// means an older (still verified) one is served until the next.
 fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = file.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, file)
+}
+
+/// [`write_atomically`], and on disk before it returns: a pin lost in a crash would be
+/// pinned again, on first use, from whatever answers next.
+fn write_durably(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = file.with_extension("tmp");
+    let mut out = std::fs::File::create(&tmp)?;
+    std::io::Write::write_all(&mut out, bytes)?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, file)?;
+    // The rename is durable once the directory is synced.
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+    std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]

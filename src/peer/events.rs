@@ -1,0 +1,204 @@
+//! What the peer records when its sessions report: connection state, alerts (log line,
+//! webhook, watchers), metrics — one method per event, so the session code says what
+//! happened and this says what follows from it.
+
+use super::session::SessionEnd;
+use super::{CLOCK_OFFSET_ALERT_MS, Peer, alerts, trust};
+use crate::protocol::{ConnectionGrant, HeartbeatAck};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+impl Peer {
+    pub(super) fn alert(&self, event: &str, message: String) {
+        self.alert_with(event, message, Vec::new());
+    }
+
+    pub(super) fn alert_with(&self, event: &str, message: String, evidence: Vec<String>) {
+        let alert = alerts::Alert {
+            event: event.to_owned(),
+            node_id: self.node_id.clone(),
+            at: self.clock.now_ms(),
+            message,
+            evidence,
+        };
+        // No watcher is fine: the log line and the webhook carry it.
+        let _ = self.alert_feed.send(alert.clone());
+        alerts::raise(
+            self.config.alerts.webhook_url.as_deref(),
+            alert,
+            &self.alert_posts,
+        );
+    }
+
+    pub(super) fn on_connected(&self, index: usize, grant: &ConnectionGrant) {
+        self.note_refusal(index, None);
+        self.refusal_alerted.store(false, Ordering::Relaxed);
+        let now = self.clock.now_ms();
+        let left_isolation = self.state_mut().connected(
+            index,
+            &grant.session_id,
+            &grant.hub_id,
+            grant.current_version,
+            now,
+        );
+        if left_isolation {
+            self.alert(
+                "peer.reconnected",
+                format!(
+                    "left isolated mode: connected to {}",
+                    self.config.hubs[index]
+                ),
+            );
+        }
+    }
+
+    pub(super) fn on_heartbeat_ack(&self, index: usize, ack: &HeartbeatAck) {
+        let now = self.clock.now_ms();
+        self.state_mut()
+            .heartbeat_acked(index, ack.current_version, now);
+    }
+
+    /// A new estimate of hub `index`'s clock offset (hub − local, ms): shown, measured, and
+    /// alerted once when it first exceeds [`CLOCK_OFFSET_ALERT_MS`] (again only after it
+    /// has come back within).
+    pub(super) fn on_clock_offset(&self, index: usize, offset_ms: i64) {
+        self.state_mut().clock_offset(offset_ms);
+        let url = &self.config.hubs[index];
+        self.metrics.hub_clock_offset.set(offset_ms as f64 / 1000.0);
+        let off = offset_ms.saturating_abs() >= CLOCK_OFFSET_ALERT_MS;
+        if off && !self.clock_alerted.swap(true, Ordering::Relaxed) {
+            let direction = if offset_ms < 0 { "ahead of" } else { "behind" };
+            self.alert(
+                "peer.clock_offset",
+                format!(
+                    "this node's clock is {:.1} s {direction} the clock of hub {url}: heartbeats                      are sent on the hub's clock, so the session holds; fix this node's clock                      (NTP)",
+                    offset_ms.saturating_abs() as f64 / 1000.0
+                ),
+            );
+        } else if !off && self.clock_alerted.swap(false, Ordering::Relaxed) {
+            tracing::info!(offset_ms, hub = %url, "clock offset from the hub is back within bounds");
+        }
+    }
+
+    pub(super) fn on_heartbeat_missed(&self, consecutive: u32) {
+        self.state_mut().heartbeat_missed(consecutive);
+    }
+
+    pub(super) fn on_synced(&self, index: usize, version: i64) {
+        self.state_mut().synced(index, version);
+    }
+
+    pub(super) fn on_hub_behind(&self, index: usize, hub_version: i64, replica: i64) {
+        if self.state_mut().hub_behind(index, hub_version) {
+            let url = &self.config.hubs[index];
+            tracing::warn!(hub = %url, hub_version, replica, "hub is behind the replica; not following it (no rollback)");
+        }
+    }
+
+    pub(super) fn on_divergence(&self, index: usize, message: &str) {
+        self.state_mut().diverged(index, message);
+        let url = &self.config.hubs[index];
+        self.alert(
+            "peer.divergence",
+            format!("hub {url} diverges from the replica and is not followed: {message}"),
+        );
+    }
+
+    /// Hub `index` sent entries whose publisher signatures do not verify, and the peer
+    /// requires signatures: not followed, as for a fork.
+    pub(super) fn on_unverified(&self, index: usize, message: &str) {
+        self.state_mut().unverified(index, message);
+        let url = &self.config.hubs[index];
+        self.alert(
+            "peer.signature_refused",
+            format!("hub {url} sent entries that are refused (peer.requireSignatures): {message}"),
+        );
+    }
+
+    /// Hub `index`'s checkpoints are not trusted (or contradict others): not followed, as for
+    /// a fork; equivocation is alerted with both notes.
+    pub(super) fn on_untrusted(&self, index: usize, error: &trust::TrustError) -> SessionEnd {
+        let url = &self.config.hubs[index];
+        let message = format!("hub {url} is not followed: {error}");
+        self.state_mut().untrusted(index, &message);
+        match error {
+            trust::TrustError::Equivocation { evidence, new } => {
+                // Counted and alerted once per evidence, however often the hub is retried.
+                if *new {
+                    self.metrics.equivocations.inc();
+                    let notes = vec![evidence.first.clone(), evidence.second.clone()];
+                    self.alert_with("peer.equivocation", message.clone(), notes);
+                } else {
+                    tracing::warn!(%message, "hub still equivocates; not followed");
+                }
+            }
+            _ => {
+                self.metrics.untrusted_checkpoints.inc();
+                self.alert("peer.untrusted_hub", message.clone());
+            }
+        }
+        SessionEnd::Diverged(message)
+    }
+
+    /// The replica cannot store what the hub sends (an entry too large for its store): logged
+    /// and shown as the hub's `lastError` every time, alerted when it first appears.
+    pub(super) fn on_unstorable(&self, index: usize, message: &str) {
+        let error = format!("replica cannot store the hub's entries (permanent): {message}");
+        tracing::error!(%error, "sync stopped");
+        let url = &self.config.hubs[index];
+        if self.state_mut().unstorable(index, &error) {
+            self.alert("peer.unstorable", format!("syncing from {url}: {error}"));
+        }
+    }
+
+    pub(super) fn begin_attempt(&self, index: usize, delay: Duration) {
+        let now = self.clock.now_ms();
+        self.state_mut().begin_attempt(index, delay, now);
+    }
+
+    /// Records a permanent refusal (or its absence) of hub `index`; when every hub refuses
+    /// permanently, raises `peer.refused` once, naming each hub's answer.
+    pub(super) fn note_refusal(&self, index: usize, refusal: Option<&str>) {
+        let all = {
+            let mut refusals = self
+                .refusals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            refusals[index] = refusal.map(str::to_owned);
+            refusals.iter().all(Option::is_some).then(|| {
+                refusals
+                    .iter()
+                    .zip(&self.config.hubs)
+                    .map(|(r, hub)| format!("{hub}: {}", r.as_deref().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+        };
+        if let Some(answers) = all
+            && !self.refusal_alerted.swap(true, Ordering::Relaxed)
+        {
+            self.alert(
+                "peer.refused",
+                format!(
+                    "every hub refuses this peer, and retrying will not change that: fix the \
+                     configuration (nodeId, peer.token) — {answers}"
+                ),
+            );
+        }
+    }
+
+    pub(super) fn attempt_failed(&self, index: usize, error: &str) {
+        self.state_mut().attempt_failed(index, error);
+    }
+
+    pub(super) fn enter_isolation(&self) {
+        let now = self.clock.now_ms();
+        let entered = self.state_mut().enter_isolation(now);
+        if entered {
+            self.alert(
+                "peer.isolated",
+                "every hub failed: serving the local replica, retrying in the background".into(),
+            );
+        }
+    }
+}

@@ -248,8 +248,7 @@ impl InFlight {
             self.verified += done.verified;
             if let Some(first) = done.defects.into_iter().next() {
                 self.failed_after = Some(checked);
-                // The later pages' checks are dropped with `self`: their results no longer
-                // matter.
+                // The later pages' checks finish unheard: their results no longer matter.
                 return Ok(Some(first.into()));
             }
         }

@@ -79,15 +79,8 @@ fn work(rx: &mpsc::Receiver<Request>) {
 
 /// Verifies `batch` and answers every request in it; the emptied vector back for reuse.
 fn answer(mut batch: Vec<Request>) -> Vec<Request> {
-    let all_hold = batch.len() > 1 && {
-        let mut verifier = ed25519_zebra::batch::Verifier::new();
-        for request in &batch {
-            verifier.queue(request.item.clone());
-        }
-        verifier.verify(rand_core::OsRng).is_ok()
-    };
-    for request in batch.drain(..) {
-        let verified = all_hold || request.item.clone().verify_single().is_ok();
+    let verdicts = super::signature_check::verdicts(&batch, |r| &r.item);
+    for (request, verified) in batch.drain(..).zip(verdicts) {
         // A caller that gave up (its request was cancelled) needs no answer.
         let _ = request.reply.send(verified);
     }

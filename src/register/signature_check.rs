@@ -49,16 +49,10 @@ impl PendingSignatures {
     /// strict RFC 8032 check on the write path accepts.
     pub fn verify(self) -> VerifiedSignatures {
         let PendingSignatures { items, mut defects } = self;
-        let batch_holds = items.len() > 1 && {
-            let mut batch = ed25519_zebra::batch::Verifier::new();
-            for p in &items {
-                batch.queue(p.item.clone());
-            }
-            batch.verify(rand_core::OsRng).is_ok()
-        };
+        let verdicts = verdicts(&items, |p| &p.item);
         let mut verified = 0;
-        for p in items {
-            if batch_holds || p.item.verify_single().is_ok() {
+        for (p, holds) in items.into_iter().zip(verdicts) {
+            if holds {
                 verified += 1;
                 continue;
             }
@@ -74,6 +68,25 @@ impl PendingSignatures {
         defects.sort_by_key(|d| d.version);
         VerifiedSignatures { defects, verified }
     }
+}
+
+/// Whether each of `all`'s signatures (`item` of each) verifies: one batch equation for all;
+/// only when it fails (or for a single one), one by one. The one rule every check of many
+/// signatures follows.
+pub(super) fn verdicts<T>(
+    all: &[T],
+    item: impl Fn(&T) -> &ed25519_zebra::batch::Item,
+) -> Vec<bool> {
+    let batch_holds = all.len() > 1 && {
+        let mut batch = ed25519_zebra::batch::Verifier::new();
+        for one in all {
+            batch.queue(item(one).clone());
+        }
+        batch.verify(rand_core::OsRng).is_ok()
+    };
+    all.iter()
+        .map(|one| batch_holds || item(one).clone().verify_single().is_ok())
+        .collect()
 }
 
 /// Checks the signatures of entries in version order: tracks each blueprint's newest version

@@ -45,6 +45,8 @@ pub fn entry_parts(entry: &Entry, with_document: bool) -> Vec<Bytes> {
 
 /// The SSE frame of `entry` (`id:`, `event:`, `data:` the notification JSON, with the whole
 /// entry when `include_entry`). Compact JSON has no raw newlines, so one `data:` line holds it.
+/// A frame below [`COALESCE_BYTES`] is one contiguous part; a larger one shares the entry's
+/// document bytes between its other parts.
 pub fn event_frame(entry: &Entry, include_entry: bool) -> Derived {
     let notification =
         serde_json::to_vec(&NotificationView::new(entry, false)).unwrap_or_else(|_| b"{}".into());
@@ -70,6 +72,14 @@ pub fn event_frame(entry: &Entry, include_entry: bool) -> Derived {
     parts.extend(entry_parts);
     parts.push(Bytes::from_static(b"}\n\n"));
     let total: usize = parts.iter().map(Bytes::len).sum();
+    if total < COALESCE_BYTES {
+        // A small frame is one piece, made once for every subscriber: one write, one HTTP/2
+        // DATA frame per event, at the cost of one copy of a small document.
+        return Derived {
+            own_bytes: total,
+            parts: vec![Bytes::from(parts.concat())].into(),
+        };
+    }
     Derived {
         own_bytes: total
             - if shares_document {
@@ -215,7 +225,21 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(data).unwrap(),
             serde_json::to_value(NotificationView::new(&entry, true)).unwrap()
         );
-        assert!(frame.own_bytes < text.len(), "the document is shared");
+        assert_eq!(frame.parts.len(), 1, "a small frame is one part");
+        // A large document is shared, not copied into the frame.
+        let mut large = entry.clone();
+        large.document = Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(COALESCE_BYTES)));
+        let frame = event_frame(&large, true);
+        let text = String::from_utf8(joined(&frame.parts)).unwrap();
+        assert!(text.contains(&"x".repeat(COALESCE_BYTES)));
+        assert!(
+            frame
+                .parts
+                .iter()
+                .any(|p| p.as_ptr() == large.document.as_ptr()),
+            "the document's own bytes are a part"
+        );
+        assert_eq!(frame.own_bytes, text.len() - large.document.len());
 
         let budget = ReadBudget::new(1 << 20, Default::default());
         let mut entries = VecDeque::new();

@@ -6,9 +6,10 @@
 //! again. So a connection whose first request is `GET` on the events path over HTTP/1.1 is
 //! served here instead: the head is read into a temporary buffer and parsed with `httparse`,
 //! the request goes through the same router (every layer, extractor and error applies), the
-//! response head is written once, and each event is written from the shared frame bytes as one
-//! chunk (`size`, frame, CRLF in one vectored write) — per connection only the socket and the
-//! subscriber's own stream state remain.
+//! response head is written once, and whatever the stream has ready — one event's parts (its
+//! fields and the shared document bytes), or many events of a stream catching up — is written
+//! as one chunk (`size`, the parts in place, CRLF) in one vectored write: per connection only
+//! the socket and the subscriber's own stream state remain.
 //!
 //! Anything unusual — another method or path, HTTP/1.0, a request body, `Upgrade`, `Expect`,
 //! a pipelined second request, a head that does not parse or is too large — is not served
@@ -24,6 +25,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use std::future::Future;
 use std::io::IoSlice;
+use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -154,27 +156,35 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut frames = body.into_data_stream();
     let mut scratch = [0u8; 64];
+    // Grows to what one write gathers (a few parts, usually one) and is reused.
+    let mut ready = Vec::new();
     loop {
         tokio::select! {
-            frame = frames.next() => match frame {
-                Some(Ok(data)) if data.is_empty() => {}
-                Some(Ok(data)) => {
-                    if within(idle_timeout, write_chunk(&mut io, &data)).await.is_err() {
+            // An event may be several parts (its fields, the shared bytes of a large document,
+            // the closing braces), and a stream catching up has many events ready: all that is
+            // ready goes out as one chunk in one write.
+            end = gather(&mut frames, &mut ready) => {
+                if !ready.is_empty()
+                    && within(idle_timeout, write_chunk(&mut io, &ready)).await.is_err()
+                {
+                    return;
+                }
+                ready.clear();
+                match end {
+                    None => {}
+                    Some(Ok(())) => {
+                        if within(idle_timeout, write_all_flush(&mut io, b"0\r\n\r\n")).await.is_ok() {
+                            let _ = within(idle_timeout, io.shutdown()).await;
+                        }
+                        return;
+                    }
+                    Some(Err(e)) => {
+                        // No final chunk: the client sees the stream broken and reconnects.
+                        tracing::warn!(error = %e, "event stream failed");
                         return;
                     }
                 }
-                Some(Err(e)) => {
-                    // No final chunk: the client sees the stream broken and reconnects.
-                    tracing::warn!(error = %e, "event stream failed");
-                    return;
-                }
-                None => {
-                    if within(idle_timeout, write_all_flush(&mut io, b"0\r\n\r\n")).await.is_ok() {
-                        let _ = within(idle_timeout, io.shutdown()).await;
-                    }
-                    return;
-                }
-            },
+            }
             // The client sends nothing more on this connection; reading notices it leaving
             // (EOF or reset) while the stream is quiet. Stray bytes are discarded.
             read = io.read(&mut scratch) => if !matches!(read, Ok(n) if n > 0) {
@@ -246,49 +256,128 @@ async fn write_all_flush<T: AsyncWrite + Unpin>(io: &mut T, bytes: &[u8]) -> std
     io.flush().await
 }
 
+/// The most parts gathered into one chunk (well under `IOV_MAX`, 1 024 on Linux).
+const MAX_GATHERED_PARTS: usize = 64;
+
+/// Gathering stops once this many bytes are ready: a large document goes out without waiting
+/// for what follows it, and what is gathered but not yet written stays small.
+const MAX_GATHERED_BYTES: usize = 64 * 1024;
+
+/// Waits for the body's next part, then takes every part that is ready without waiting into
+/// `ready` (bounded by [`MAX_GATHERED_PARTS`] and [`MAX_GATHERED_BYTES`]). Resolves to how the
+/// body ended if it did — `Ok` at its end, the error if it failed — and `None` while it goes
+/// on. The body is polled with the task's own waker throughout: a stream that has nothing more
+/// ready keeps the wake-up it registered, and is not polled again until it fires.
+fn gather<'a, S, E>(
+    frames: &'a mut S,
+    ready: &'a mut Vec<Bytes>,
+) -> impl Future<Output = Option<Result<(), E>>> + 'a
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    std::future::poll_fn(move |cx| {
+        let mut bytes: usize = ready.iter().map(Bytes::len).sum();
+        loop {
+            if ready.len() >= MAX_GATHERED_PARTS || bytes >= MAX_GATHERED_BYTES {
+                return Poll::Ready(None);
+            }
+            match frames.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    if !data.is_empty() {
+                        bytes += data.len();
+                        ready.push(data);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => return Poll::Ready(Some(Ok(()))),
+                Poll::Pending if ready.is_empty() => return Poll::Pending,
+                Poll::Pending => return Poll::Ready(None),
+            }
+        }
+    })
+}
+
 /// Chunks up to this size are copied into one write on streams that cannot write vectored.
 const COPY_BELOW: usize = 64 * 1024;
 
-/// Writes `data` as one chunk of the chunked transfer coding. The frame bytes are shared by
-/// every subscriber, so on a plain socket they are written in place (vectored) rather than
-/// copied; a stream that cannot write vectored (TLS) gets one contiguous record instead of
-/// three when the chunk is small, and the three writes, without a copy, when it is large.
-async fn write_chunk<T: AsyncWrite + Unpin>(io: &mut T, data: &Bytes) -> std::io::Result<()> {
-    // The chunk-size line, formatted on the stack: this runs per subscriber per event.
+/// Writes `parts` as one chunk of the chunked transfer coding. The parts are shared by every
+/// subscriber (an encoded event, a large document's bytes), so on a plain socket they are
+/// written in place with vectored writes rather than copied; a stream that cannot write
+/// vectored (TLS) gets one contiguous record when the chunk is small, and the parts one by one,
+/// without a copy, when it is large.
+async fn write_chunk<T: AsyncWrite + Unpin>(io: &mut T, parts: &[Bytes]) -> std::io::Result<()> {
+    let len: usize = parts.iter().map(Bytes::len).sum();
+    // The chunk-size line, formatted on the stack: this runs per subscriber per write.
     let mut line = [0u8; 20];
     let size = {
         let mut cursor = std::io::Cursor::new(&mut line[..]);
-        std::io::Write::write_fmt(&mut cursor, format_args!("{:x}\r\n", data.len()))?;
-        let len = usize::try_from(cursor.position()).unwrap_or(0);
-        &line[..len]
+        std::io::Write::write_fmt(&mut cursor, format_args!("{len:x}\r\n"))?;
+        let n = usize::try_from(cursor.position()).unwrap_or(0);
+        &line[..n]
     };
     if !io.is_write_vectored() {
-        // Small frames go out as one record; a large part (a document) is not copied.
-        if data.len() > COPY_BELOW {
+        if len > COPY_BELOW {
             io.write_all(size).await?;
-            io.write_all(data).await?;
+            for part in parts {
+                io.write_all(part).await?;
+            }
             return write_all_flush(io, b"\r\n").await;
         }
-        let mut chunk = Vec::with_capacity(size.len() + data.len() + 2);
+        let mut chunk = Vec::with_capacity(size.len() + len + 2);
         chunk.extend_from_slice(size);
-        chunk.extend_from_slice(data);
+        for part in parts {
+            chunk.extend_from_slice(part);
+        }
         chunk.extend_from_slice(b"\r\n");
         return write_all_flush(io, &chunk).await;
     }
-    let mut slices = [
-        IoSlice::new(size),
-        IoSlice::new(data),
-        IoSlice::new(b"\r\n"),
-    ];
-    let mut remaining = &mut slices[..];
-    while !remaining.is_empty() {
-        let n = io.write_vectored(remaining).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+    let piece = |i: usize| -> &[u8] {
+        match i {
+            0 => size,
+            i if i <= parts.len() => &parts[i - 1],
+            _ => b"\r\n",
         }
-        IoSlice::advance_slices(&mut remaining, n);
-    }
+    };
+    write_pieces(io, parts.len() + 2, piece).await?;
     io.flush().await
+}
+
+/// Writes pieces `0..count` (as `piece` gives them) in order with vectored writes. Only the
+/// position is kept across waits; the slices of each write are built on the stack inside the
+/// poll, so a connection's future stays small however many pieces one write takes.
+async fn write_pieces<'a, T: AsyncWrite + Unpin>(
+    io: &mut T,
+    count: usize,
+    piece: impl Fn(usize) -> &'a [u8],
+) -> std::io::Result<()> {
+    const SLICES: usize = MAX_GATHERED_PARTS + 2;
+    let (mut index, mut offset) = (0, 0);
+    std::future::poll_fn(|cx| {
+        while index < count {
+            let mut slices = [IoSlice::new(&[]); SLICES];
+            let mut n = 0;
+            for (i, slot) in (index..count).zip(slices.iter_mut()) {
+                let bytes = piece(i);
+                *slot = IoSlice::new(if i == index { &bytes[offset..] } else { bytes });
+                n += 1;
+            }
+            let mut written = match Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(written)) => written,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            while index < count && written >= piece(index).len() - offset {
+                written -= piece(index).len() - offset;
+                (index, offset) = (index + 1, 0);
+            }
+            offset += written;
+        }
+        Poll::Ready(Ok(()))
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -360,5 +449,131 @@ mod tests {
             assert!(sent.starts_with(&buf), "only bytes of the stream are replayed");
             assert!(!buf.is_empty());
         }
+    }
+
+    /// A socket that records each write it is given, taking at most `max_write` bytes of each.
+    struct Recorder {
+        writes: Vec<Vec<u8>>,
+        vectored: bool,
+        max_write: usize,
+    }
+
+    impl Recorder {
+        fn new(vectored: bool, max_write: usize) -> Self {
+            Recorder {
+                writes: Vec::new(),
+                vectored,
+                max_write,
+            }
+        }
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.max_write);
+            self.writes.push(buf[..n].to_vec());
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut joined = bufs
+                .iter()
+                .flat_map(|b| b.iter().copied())
+                .collect::<Vec<_>>();
+            joined.truncate(self.max_write);
+            let n = joined.len();
+            self.writes.push(joined);
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn parts_of(texts: &[&'static str]) -> Vec<Bytes> {
+        texts
+            .iter()
+            .map(|t| Bytes::from_static(t.as_bytes()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn what_is_ready_goes_out_as_one_chunk_in_one_write() {
+        let event = [
+            "id: 2\ndata: {\"entry\":",
+            "{\"document\":",
+            "{\"a\":1}",
+            "}",
+            "}\n\n",
+        ];
+        let whole = event.concat();
+        let chunk = format!("{:x}\r\n{whole}\r\n", whole.len()).into_bytes();
+        for vectored in [true, false] {
+            // One event's parts, all ready, then the end: one chunk in one write.
+            let mut body = futures::stream::iter(parts_of(&event).into_iter().map(Ok::<_, ()>));
+            let mut ready = Vec::new();
+            assert_eq!(gather(&mut body, &mut ready).await, Some(Ok(())), "the end");
+            let mut socket = Recorder::new(vectored, usize::MAX);
+            write_chunk(&mut socket, &ready).await.unwrap();
+            assert_eq!(
+                socket.writes,
+                std::slice::from_ref(&chunk),
+                "vectored: {vectored}"
+            );
+        }
+        // A socket that takes a few bytes at a time still gets every byte once, in order.
+        let mut socket = Recorder::new(true, 3);
+        write_chunk(&mut socket, &parts_of(&event)).await.unwrap();
+        assert_eq!(socket.writes.concat(), chunk);
+        assert!(socket.writes.iter().all(|w| w.len() <= 3));
+
+        // What is not ready yet is not waited for: it will be a chunk of its own.
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Bytes, ()>>();
+        for part in parts_of(&event) {
+            tx.unbounded_send(Ok(part)).unwrap();
+        }
+        let mut body = rx;
+        let mut ready = Vec::new();
+        assert_eq!(
+            gather(&mut body, &mut ready).await,
+            None,
+            "the body goes on"
+        );
+        assert_eq!(ready, parts_of(&event));
+        // A failing body: what came before the error is still there to be written.
+        tx.unbounded_send(Ok(Bytes::from_static(b"x"))).unwrap();
+        tx.unbounded_send(Err(())).unwrap();
+        ready.clear();
+        assert_eq!(gather(&mut body, &mut ready).await, Some(Err(())));
+        assert_eq!(ready, [Bytes::from_static(b"x")]);
+        // A gathered chunk never outgrows its bounds.
+        let many = (0..MAX_GATHERED_PARTS * 2).map(|_| Ok::<_, ()>(Bytes::from_static(b"x")));
+        let mut body = futures::stream::iter(many);
+        let mut ready = Vec::new();
+        assert_eq!(gather(&mut body, &mut ready).await, None);
+        assert_eq!(ready.len(), MAX_GATHERED_PARTS);
     }
 }

@@ -2,6 +2,7 @@
 //! hold (delivery, contiguity, verification). Speed is not asserted here; BENCHMARKS.md has the
 //! full-size figures.
 
+use serde_json::json;
 use std::process::Command;
 
 fn run(args: &[&str]) -> serde_json::Value {
@@ -74,6 +75,42 @@ fn every_workload_runs_at_small_size() {
         ]);
         assert_eq!(report["figures"]["delivered"], 200, "{workload}");
         assert_eq!(report["figures"]["in_order"], true, "{workload}");
+    }
+    // Event streams that carry each entry with its document, SSE alone and mixed with gRPC
+    // push streams; and gRPC push streams alone.
+    for (transport, document) in [("sse", true), ("mixed", true), ("grpc", false)] {
+        let mut args = vec![
+            "fanout",
+            "--subscribers",
+            "20",
+            "--publishes",
+            "10",
+            "--rate",
+            "100",
+            "--doc-bytes",
+            "1024",
+            "--transport",
+            transport,
+        ];
+        if document {
+            args.push("--include-document");
+        }
+        let report = run(&args);
+        let sse = if transport == "grpc" {
+            0
+        } else {
+            20 / (1 + usize::from(transport == "mixed"))
+        };
+        assert_eq!(
+            (
+                &report["params"]["include_document"],
+                &report["params"]["sse"],
+                &report["figures"]["delivered"],
+                &report["figures"]["in_order"],
+            ),
+            (&json!(document), &json!(sse), &json!(200), &json!(true)),
+            "{transport}"
+        );
     }
 
     let bigdocs = run(&[

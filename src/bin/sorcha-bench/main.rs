@@ -57,8 +57,23 @@ enum Workload {
         #[arg(long)]
         signed: bool,
     },
-    /// S subscribers (half gRPC push streams, half SSE), P publishes at R per second.
-    Fanout(FanoutShape),
+    /// S subscribers (half gRPC push streams, half SSE, or one kind: `--transport`), P
+    /// publishes at R per second; `--include-document`: SSE streams carry each entry with its
+    /// document (`include=document`).
+    Fanout {
+        #[command(flatten)]
+        shape: FanoutShape,
+        /// Which streams subscribe.
+        #[arg(long, value_enum, default_value_t = Transport::Mixed)]
+        transport: Transport,
+        /// SSE subscribers ask for every entry with its document (`include=document`); gRPC
+        /// push notifications carry a summary either way.
+        #[arg(long)]
+        include_document: bool,
+        /// Size of each published document's padding (the whole document is ≈ 40 bytes more).
+        #[arg(long, default_value_t = 256)]
+        doc_bytes: usize,
+    },
     /// A register of N entries × D bytes: one client streams it, one real peer replicates it.
     Fullsync {
         #[arg(long, default_value_t = 100_000)]
@@ -136,6 +151,17 @@ struct FanoutShape {
     publishes: usize,
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
+}
+
+/// Which streams a fan-out subscribes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Transport {
+    /// Half gRPC push streams, half SSE.
+    Mixed,
+    /// SSE streams only.
+    Sse,
+    /// gRPC push streams only.
+    Grpc,
 }
 
 /// Which idempotency keys the publish workload sends.
@@ -265,11 +291,46 @@ fn peer_request(id: &str, version: i64) -> ConnectRequest {
     }
 }
 
-async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Result<()> {
+/// What a fan-out runs: its shape, who subscribes, and what each event carries.
+struct Fanout {
+    subscribers: usize,
+    publishes: usize,
+    rate: f64,
+    transport: Transport,
+    include_document: bool,
+    doc_bytes: usize,
+}
+
+async fn fanout(run: Fanout) -> anyhow::Result<()> {
+    let Fanout {
+        subscribers,
+        publishes,
+        rate,
+        transport,
+        include_document,
+        doc_bytes,
+    } = run;
+    if include_document && transport == Transport::Grpc {
+        bail!("--include-document needs SSE subscribers: gRPC push notifications carry a summary");
+    }
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let hub = Hub::start(None).await?;
-    let grpc_subs = subscribers / 2;
+    let grpc_subs = match transport {
+        Transport::Mixed => subscribers / 2,
+        Transport::Sse => 0,
+        Transport::Grpc => subscribers,
+    };
     let sse_subs = subscribers - grpc_subs;
+    let events_url = format!(
+        "{}{}{}",
+        hub.url,
+        sorcha_peer::api::sse::EVENTS_PATH,
+        if include_document {
+            "?include=document"
+        } else {
+            ""
+        }
+    );
     // Each subscriber records (version, arrival) for every notification.
     let mut receivers = Vec::new();
     for i in 0..grpc_subs {
@@ -295,10 +356,10 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
         .pool_max_idle_per_host(0)
         .build()?;
     for _ in 0..sse_subs {
-        let response = http
-            .get(format!("{}{}", hub.url, sorcha_peer::api::sse::EVENTS_PATH))
-            .send()
-            .await?;
+        let response = http.get(&events_url).send().await?;
+        if !response.status().is_success() {
+            bail!("event stream answered {}", response.status());
+        }
         let mut events = response.bytes_stream().eventsource();
         receivers.push(tokio::spawn(async move {
             let mut got = Vec::with_capacity(publishes);
@@ -307,7 +368,12 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
                     // Entries only, by their event type: the `caught-up` marker and the
                     // `checkpoint` events are not (SSE keeps the last id for them).
                     Some(Ok(e)) if e.event.starts_with("blueprint.") => {
-                        got.push((e.id.parse().unwrap_or(0), Instant::now()))
+                        // A document event must carry the document: a frame cut short or
+                        // without it counts as not delivered (version 0 breaks the order).
+                        let whole = !include_document
+                            || (e.data.len() > doc_bytes && e.data.contains("\"document\":{"));
+                        let version = if whole { e.id.parse().unwrap_or(0) } else { 0 };
+                        got.push((version, Instant::now()))
                     }
                     Some(Ok(_)) => {}
                     _ => break,
@@ -320,7 +386,7 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
     let cpu_before = proc_cpu(hub.pid());
     let clients_before = proc_cpu(std::process::id());
     let publisher = reqwest::Client::new();
-    let doc = json!({ "title": "fanout", "pad": "x".repeat(256) });
+    let doc = json!({ "title": "fanout", "pad": "x".repeat(doc_bytes) });
     let mut acks = Vec::with_capacity(publishes);
     let interval = Duration::from_secs_f64(1.0 / rate);
     let started = Instant::now();
@@ -341,7 +407,8 @@ async fn fanout(subscribers: usize, publishes: usize, rate: f64) -> anyhow::Resu
     clients.record(&mut figures, "clients_publish");
     report(
         "fanout",
-        json!({"subscribers": subscribers, "grpc": grpc_subs, "sse": sse_subs, "publishes": publishes, "rate": rate}),
+        json!({"subscribers": subscribers, "grpc": grpc_subs, "sse": sse_subs, "publishes": publishes,
+               "rate": rate, "include_document": include_document, "doc_bytes": doc_bytes}),
         figures,
         Some(&hub),
     );
@@ -479,11 +546,27 @@ async fn main() -> anyhow::Result<()> {
             idempotency_keys,
             signed,
         } => publish(concurrency, count, doc_bytes, idempotency_keys, signed).await,
-        Workload::Fanout(FanoutShape {
-            subscribers,
-            publishes,
-            rate,
-        }) => fanout(subscribers, publishes, rate).await,
+        Workload::Fanout {
+            shape:
+                FanoutShape {
+                    subscribers,
+                    publishes,
+                    rate,
+                },
+            transport,
+            include_document,
+            doc_bytes,
+        } => {
+            fanout(Fanout {
+                subscribers,
+                publishes,
+                rate,
+                transport,
+                include_document,
+                doc_bytes,
+            })
+            .await
+        }
         Workload::Fullsync {
             entries,
             doc_bytes,

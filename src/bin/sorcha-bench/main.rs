@@ -60,20 +60,7 @@ enum Workload {
     /// S subscribers (half gRPC push streams, half SSE, or one kind: `--transport`), P
     /// publishes at R per second; `--include-document`: SSE streams carry each entry with its
     /// document (`include=document`).
-    Fanout {
-        #[command(flatten)]
-        shape: FanoutShape,
-        /// Which streams subscribe.
-        #[arg(long, value_enum, default_value_t = Transport::Mixed)]
-        transport: Transport,
-        /// SSE subscribers ask for every entry with its document (`include=document`); gRPC
-        /// push notifications carry a summary either way.
-        #[arg(long)]
-        include_document: bool,
-        /// Size of each published document's padding (the whole document is ≈ 40 bytes more).
-        #[arg(long, default_value_t = 256)]
-        doc_bytes: usize,
-    },
+    Fanout(Fanout),
     /// A register of N entries × D bytes: one client streams it, one real peer replicates it.
     Fullsync {
         #[arg(long, default_value_t = 100_000)]
@@ -292,20 +279,30 @@ fn peer_request(id: &str, version: i64) -> ConnectRequest {
 }
 
 /// What a fan-out runs: its shape, who subscribes, and what each event carries.
+#[derive(Debug, clap::Args)]
 struct Fanout {
-    subscribers: usize,
-    publishes: usize,
-    rate: f64,
+    #[command(flatten)]
+    shape: FanoutShape,
+    /// Which streams subscribe.
+    #[arg(long, value_enum, default_value_t = Transport::Mixed)]
     transport: Transport,
+    /// SSE subscribers ask for every entry with its document (`include=document`); gRPC
+    /// push notifications carry a summary either way.
+    #[arg(long)]
     include_document: bool,
+    /// Size of each published document's padding (the whole document is ≈ 40 bytes more).
+    #[arg(long, default_value_t = 256)]
     doc_bytes: usize,
 }
 
 async fn fanout(run: Fanout) -> anyhow::Result<()> {
     let Fanout {
-        subscribers,
-        publishes,
-        rate,
+        shape:
+            FanoutShape {
+                subscribers,
+                publishes,
+                rate,
+            },
         transport,
         include_document,
         doc_bytes,
@@ -546,27 +543,7 @@ async fn main() -> anyhow::Result<()> {
             idempotency_keys,
             signed,
         } => publish(concurrency, count, doc_bytes, idempotency_keys, signed).await,
-        Workload::Fanout {
-            shape:
-                FanoutShape {
-                    subscribers,
-                    publishes,
-                    rate,
-                },
-            transport,
-            include_document,
-            doc_bytes,
-        } => {
-            fanout(Fanout {
-                subscribers,
-                publishes,
-                rate,
-                transport,
-                include_document,
-                doc_bytes,
-            })
-            .await
-        }
+        Workload::Fanout(run) => fanout(run).await,
         Workload::Fullsync {
             entries,
             doc_bytes,

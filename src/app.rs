@@ -164,6 +164,13 @@ pub async fn start_with_clock(
             peer_id: Some(node_id.clone()),
             token: config.peer.token.clone(),
             ca_cert_pem,
+            // Heartbeats judge the hub; keep-alive is the backstop that closes a connection
+            // gone silent (a ping each heartbeat period, answered within twice the time the
+            // heartbeats take to give a hub up), never before the heartbeats would.
+            keep_alive: Some((
+                config.peer.heartbeat_interval,
+                2 * (config.peer.heartbeat_interval + config.peer.heartbeat_timeout),
+            )),
         });
         Some(Peer::start(
             PeerParts {

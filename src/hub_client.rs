@@ -72,6 +72,10 @@ pub struct ClientOptions {
     pub token: Option<Secret>,
     /// PEM CA certificate trusted for `https://` hubs (else the system's roots).
     pub ca_cert_pem: Option<Vec<u8>>,
+    /// HTTP/2 keep-alive: a ping this often, and the connection closed when one is not
+    /// answered within the second duration (a peer sets both from its heartbeat settings).
+    /// `None`: 20 s / 20 s.
+    pub keep_alive: Option<(Duration, Duration)>,
 }
 
 /// Metadata every call carries: the caller's trace context (W3C `traceparent`, so a peer's
@@ -139,8 +143,13 @@ impl HubClient {
             .map_err(|e| invalid(format!("hub URL {url:?} is invalid: {e}")))?
             .connect_timeout(options.connect_timeout)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_while_idle(true);
+        let (ping_every, ping_timeout) = options
+            .keep_alive
+            .unwrap_or((Duration::from_secs(20), Duration::from_secs(20)));
+        endpoint = endpoint
+            .http2_keep_alive_interval(ping_every)
+            .keep_alive_timeout(ping_timeout);
         if url.starts_with("https://") {
             let mut tls = ClientTlsConfig::new();
             match &options.ca_cert_pem {

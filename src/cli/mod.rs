@@ -173,6 +173,14 @@ pub struct PeerFlags {
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resubscribe_delay: Option<String>,
+    /// Timeout of one connect attempt.
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    /// Deadline of other hub calls and of each next entry of a sync stream.
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<String>,
     /// A hub verifier key (`name+keyid+base64`) whose checkpoints this peer trusts,
     /// repeatable; replaces `peer.trustedHubKeys`.
     #[arg(long = "trust-hub-key", value_name = "VKEY")]

@@ -143,14 +143,19 @@ pub struct PeerConfig {
     /// Largest reconnect delay.
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
-    /// Connect attempts per hub before moving to the next.
+    /// Connect attempts per hub before moving to the next (a refusal counts as failed at once).
     pub attempts_per_hub: u32,
     /// Delay before re-subscribing after a push stream failure.
     #[serde(with = "humantime_serde")]
     pub resubscribe_delay: Duration,
-    /// Timeout of one connect attempt.
+    /// Timeout of one connect attempt (dialing the hub and its answer to connect).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Deadline of every other call to a hub but heartbeats (status, opening a sync or a push
+    /// subscription), and of each next entry of a sync stream: a hub that sends nothing for
+    /// this long is given up.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Bearer token sent to hubs (with this node's id as `peer-id`) when they require peer
     /// tokens.
     pub token: Option<Secret>,
@@ -182,9 +187,10 @@ impl Default for PeerConfig {
             sync_interval: Duration::from_secs(300),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
-            attempts_per_hub: 10,
+            attempts_per_hub: 3,
             resubscribe_delay: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
             token: None,
             ca_cert: None,
             publisher_keys: Vec::new(),

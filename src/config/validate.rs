@@ -1,6 +1,7 @@
 //! The rules a configuration must meet before a node starts on it.
 
 use super::{Config, ConfigError};
+use std::time::Duration;
 
 impl Config {
     /// The signature settings: every publisher a token identity, once, with a key; a
@@ -154,6 +155,22 @@ impl Config {
         }
         if self.hub.heartbeat_interval.is_zero() || self.hub.session_timeout.is_zero() {
             return err("hub.heartbeatInterval and hub.sessionTimeout must be above zero".into());
+        }
+        let peer = &self.peer;
+        if [
+            peer.heartbeat_interval,
+            peer.heartbeat_timeout,
+            peer.connect_timeout,
+            peer.request_timeout,
+        ]
+        .iter()
+        .any(Duration::is_zero)
+        {
+            return err(
+                "peer.heartbeatInterval, peer.heartbeatTimeout, peer.connectTimeout and \
+                 peer.requestTimeout must be above zero"
+                    .into(),
+            );
         }
         if self.hub.max_sessions == 0 {
             return err("hub.maxSessions must be at least 1".into());

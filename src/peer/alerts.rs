@@ -23,7 +23,9 @@ pub struct Alert {
 /// Raises `alert`: logs it and posts it to `webhook` in the background, on `tasks` (so
 /// shutdown can wait for posts in flight); a failed POST is logged, never retried forever.
 pub fn raise(webhook: Option<&str>, alert: Alert, tasks: &tokio_util::task::TaskTracker) {
-    tracing::error!(event = %alert.event, message = %alert.message, "alert");
+    // The alert's text is the log line's one message (a `message` field beside it would give
+    // JSON logs two `message` keys).
+    tracing::error!(event = %alert.event, "alert: {}", alert.message);
     let Some(url) = webhook.map(str::to_owned) else {
         return;
     };

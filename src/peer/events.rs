@@ -2,8 +2,9 @@
 //! webhook, watchers), metrics — one method per event, so the session code says what
 //! happened and this says what follows from it.
 
+use super::hub_clock::HubClock;
 use super::session::SessionEnd;
-use super::{CLOCK_OFFSET_ALERT_MS, Peer, alerts, trust};
+use super::{CLOCK_OFFSET_ALERT_MS, CLOCK_SAMPLES_TO_ALERT, Peer, alerts, trust};
 use crate::protocol::{ConnectionGrant, HeartbeatAck};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -58,24 +59,36 @@ impl Peer {
             .heartbeat_acked(index, ack.current_version, now);
     }
 
-    /// A new estimate of hub `index`'s clock offset (hub − local, ms): shown, measured, and
-    /// alerted once when it first exceeds [`CLOCK_OFFSET_ALERT_MS`] (again only after it
-    /// has come back within).
-    pub(super) fn on_clock_offset(&self, index: usize, offset_ms: i64) {
+    /// A new estimate of hub `index`'s clock offset: shown and measured; alerted once when,
+    /// over at least [`CLOCK_SAMPLES_TO_ALERT`] exchanges, the clocks are certainly more than
+    /// [`CLOCK_OFFSET_ALERT_MS`] apart — the offset less its error bound, half the round trip
+    /// of the best sample — and again only after it has come back within. One slow exchange
+    /// never raises it.
+    pub(super) fn on_clock_offset(&self, index: usize, clock: &HubClock) {
+        let Some(estimate) = clock.estimate() else {
+            return;
+        };
+        let offset_ms = estimate.offset_ms;
         self.state_mut().clock_offset(offset_ms);
         let url = &self.config.hubs[index];
         self.metrics.hub_clock_offset.set(offset_ms as f64 / 1000.0);
-        let off = offset_ms.saturating_abs() >= CLOCK_OFFSET_ALERT_MS;
+        let off = estimate.samples >= CLOCK_SAMPLES_TO_ALERT
+            && estimate.certain_ms() >= CLOCK_OFFSET_ALERT_MS;
         if off && !self.clock_alerted.swap(true, Ordering::Relaxed) {
             let direction = if offset_ms < 0 { "ahead of" } else { "behind" };
             self.alert(
                 "peer.clock_offset",
                 format!(
-                    "this node's clock is {:.1} s {direction} the clock of hub {url}: heartbeats                      are sent on the hub's clock, so the session holds; fix this node's clock                      (NTP)",
-                    offset_ms.saturating_abs() as f64 / 1000.0
+                    "this node's clock is {:.1} s (± {:.1} s) {direction} the clock of hub {url}: \
+                     heartbeats are sent on the hub's clock, so the session holds; fix this \
+                     node's clock (NTP)",
+                    offset_ms.saturating_abs() as f64 / 1000.0,
+                    estimate.error_ms as f64 / 1000.0,
                 ),
             );
-        } else if !off && self.clock_alerted.swap(false, Ordering::Relaxed) {
+        } else if estimate.certain_ms() < CLOCK_OFFSET_ALERT_MS
+            && self.clock_alerted.swap(false, Ordering::Relaxed)
+        {
             tracing::info!(offset_ms, hub = %url, "clock offset from the hub is back within bounds");
         }
     }
@@ -185,6 +198,14 @@ impl Peer {
                 ),
             );
         }
+    }
+
+    /// The peer leaves hub `index` for the next one (its session broke, or it is refused).
+    pub(super) fn failed_over(&self, index: usize, why: &str) {
+        self.state_mut().failed_over();
+        self.metrics.failovers.inc();
+        let next = &self.config.hubs[(index + 1) % self.config.hubs.len()];
+        tracing::warn!(from = %self.config.hubs[index], to = %next, reason = %why, "failing over");
     }
 
     pub(super) fn attempt_failed(&self, index: usize, error: &str) {

@@ -1,28 +1,45 @@
 //! The heartbeat loop of one session: a heartbeat every `peer.heartbeatInterval`, stamped on
-//! the hub's clock, each outcome reported to the session.
+//! the hub's clock, judged on its own.
+//!
+//! The loop never waits for the session: it records each outcome itself (state, clock offset,
+//! metrics) and, at the second consecutive miss, gives the hub up through the session's
+//! [`GiveUp`] — which ends every call the session has in flight, a sync included, at once.
+//! What only the session can act on (the hub's advice, an untrusted checkpoint) is handed over
+//! without waiting; a session busy syncing finds the newest advice when it is done.
 
 use super::session::Session;
+use super::trust::TrustError;
 use crate::error_code::ErrorCode;
+use crate::link::guard::GiveUp;
 use crate::metrics::{Outcome, OutcomeLabels};
-use crate::protocol::HeartbeatAck;
+use crate::protocol::RecommendedAction;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// What the loop reports to the session.
-pub(super) enum HeartbeatEvent {
-    /// An acknowledgement, and the hub's clock offset estimated with it.
-    Ack(HeartbeatAck, i64),
-    /// `consecutive` heartbeats in a row failed, the last with `error`.
-    Missed { consecutive: u32, error: String },
+/// Consecutive missed heartbeats that make the session give its hub up (one is a warning).
+pub(super) const MISSES_TO_FAIL_OVER: u32 = 2;
+
+/// What the loop hands to the session to act on.
+#[derive(Debug)]
+pub(super) enum HeartbeatAdvice {
+    /// The hub's recommended action with an acknowledgement.
+    Act(RecommendedAction),
+    /// The acknowledgement's checkpoint is not trusted.
+    Untrusted(TrustError),
 }
 
-/// Sends heartbeats every `peer.heartbeatInterval`, stamped on the hub's clock as estimated
-/// (and refined with each acknowledgement), and reports each outcome to the session.
+/// Room for advice not yet acted on; more is dropped (the next acknowledgement repeats it).
+pub(super) const ADVICE_QUEUE: usize = 4;
+
+/// Sends heartbeats every `peer.heartbeatInterval` until `stop`, stamped on the hub's clock as
+/// estimated (and refined with each acknowledgement); gives the hub up at
+/// [`MISSES_TO_FAIL_OVER`] consecutive misses.
 pub(super) async fn heartbeat_loop(
     session: Session,
-    events: mpsc::Sender<HeartbeatEvent>,
+    advice: mpsc::Sender<HeartbeatAdvice>,
+    give_up: GiveUp,
     stop: CancellationToken,
 ) {
     let peer = Arc::clone(&session.peer);
@@ -37,14 +54,12 @@ pub(super) async fn heartbeat_loop(
         tokio::select! {
             biased;
             () = stop.cancelled() => return,
+            () = give_up.given_up() => return,
             _ = ticker.tick() => {}
         }
-        let head = peer.register().head().await.ok().flatten();
+        let (version, hash) = replica_head(&session).await;
         let sent_ms = peer.clock().now_ms();
-        let hb = session.heartbeat(
-            head.as_ref().map_or(0, |h| h.version),
-            head.map(|h| h.chain_hash).unwrap_or_default(),
-        );
+        let hb = session.heartbeat(version, hash);
         let sent = std::time::Instant::now();
         let metrics = peer.metrics();
         let outcome = |outcome| {
@@ -53,29 +68,38 @@ pub(super) async fn heartbeat_loop(
                 .get_or_create(&OutcomeLabels { outcome })
                 .inc();
         };
-        let event = match tokio::time::timeout(cfg.heartbeat_timeout, session.link.heartbeat(&hb))
-            .await
-        {
-            Ok(Ok(ack)) => {
+        // The link bounds the call by `peer.heartbeatTimeout`.
+        let error = match session.link.heartbeat(&hb).await {
+            Ok(ack) => {
                 consecutive = 0;
                 metrics
                     .heartbeat_latency
                     .observe(sent.elapsed().as_secs_f64());
                 outcome(Outcome::Ok);
-                let offset =
-                    session
-                        .hub_clock
-                        .observe(sent_ms, peer.clock().now_ms(), ack.timestamp);
-                HeartbeatEvent::Ack(ack, offset)
+                session
+                    .hub_clock
+                    .observe(sent_ms, peer.clock().now_ms(), ack.timestamp);
+                peer.on_heartbeat_ack(session.index, &ack);
+                peer.on_clock_offset(session.index, &session.hub_clock);
+                let url = session.url();
+                if !ack.checkpoint.is_empty()
+                    && peer.trust().checks(url)
+                    && let Err(e) = peer.trust().vouch_head(url, &ack.checkpoint)
+                {
+                    let _ = advice.try_send(HeartbeatAdvice::Untrusted(e));
+                } else if ack.action != RecommendedAction::None {
+                    let _ = advice.try_send(HeartbeatAdvice::Act(ack.action));
+                }
+                continue;
             }
-            Ok(Err(e)) if e.code == ErrorCode::Invalid => {
+            Err(e) if e.code == ErrorCode::Invalid => {
                 // The hub is alive and refuses the heartbeat itself (its clock check): every
                 // hub would say the same, so this is no miss and no reason to fail over.
                 tracing::warn!(error = %e.message, "the hub refused a heartbeat; not counted as missed");
                 outcome(Outcome::Failed);
                 continue;
             }
-            Ok(Err(e)) if e.code.is_back_off() => {
+            Err(e) if e.code.is_back_off() => {
                 // The hub is alive and asks us to slow down: not a missed heartbeat.
                 let wait = e.retry_after.unwrap_or(cfg.heartbeat_interval);
                 tracing::warn!(error = %e.message, wait_ms = wait.as_millis() as u64, "heartbeat rate limited by the hub; waiting");
@@ -87,25 +111,29 @@ pub(super) async fn heartbeat_loop(
                 }
                 continue;
             }
-            Ok(Err(e)) => {
-                consecutive += 1;
-                outcome(Outcome::Failed);
-                HeartbeatEvent::Missed {
-                    consecutive,
-                    error: e.to_string(),
-                }
-            }
-            Err(_) => {
-                consecutive += 1;
-                outcome(Outcome::Failed);
-                HeartbeatEvent::Missed {
-                    consecutive,
-                    error: format!("no answer within {:?}", cfg.heartbeat_timeout),
-                }
-            }
+            Err(e) => e,
         };
-        if events.send(event).await.is_err() {
+        consecutive += 1;
+        outcome(Outcome::Failed);
+        peer.on_heartbeat_missed(consecutive);
+        if consecutive >= MISSES_TO_FAIL_OVER {
+            give_up.give_up(format!(
+                "{consecutive} consecutive heartbeats missed: {error}"
+            ));
             return;
         }
+        tracing::warn!(hub = %session.url(), %error, "heartbeat missed; failing over at the next miss");
     }
+}
+
+/// The replica's head for a heartbeat: from memory when the recent window holds it, so a
+/// heartbeat never waits on the replica's store while a sync writes to it.
+async fn replica_head(session: &Session) -> (i64, String) {
+    let register = session.peer.register();
+    let version = register.head_version();
+    if let Some(shared) = register.recent().get(version) {
+        return (version, shared.entry.chain_hash.clone());
+    }
+    let head = register.head().await.ok().flatten();
+    head.map_or((0, String::new()), |h| (h.version, h.chain_hash))
 }

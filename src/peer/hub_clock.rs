@@ -23,6 +23,26 @@ struct Sample {
     round_trip_ms: i64,
 }
 
+/// An estimate of a hub's clock offset and how far off it may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    /// Hub clock − local clock, ms.
+    pub offset_ms: i64,
+    /// The offset is right to within this (half the round trip of the sample it comes from).
+    pub error_ms: i64,
+    /// Samples the estimate was chosen from.
+    pub samples: usize,
+}
+
+impl Estimate {
+    /// The smallest offset the samples allow: how far the clocks are apart for certain.
+    pub fn certain_ms(&self) -> i64 {
+        self.offset_ms
+            .saturating_abs()
+            .saturating_sub(self.error_ms)
+    }
+}
+
 /// The estimated offset of one hub's clock from this node's.
 #[derive(Debug, Default)]
 pub struct HubClock {
@@ -45,6 +65,16 @@ impl HubClock {
         }
         samples.push_back(sample);
         best(&samples).map_or(sample.offset_ms, |s| s.offset_ms)
+    }
+
+    /// The estimate with its error bound, once an exchange has been observed.
+    pub fn estimate(&self) -> Option<Estimate> {
+        let samples = self.lock();
+        best(&samples).map(|s| Estimate {
+            offset_ms: s.offset_ms,
+            error_ms: (s.round_trip_ms + 1) / 2,
+            samples: samples.len(),
+        })
     }
 
     /// Hub clock − local clock, ms, once an exchange has been observed.
@@ -92,5 +122,18 @@ mod tests {
             clock.observe(300_000 + i, 300_020 + i, 120_010 + i - 50);
         }
         assert_eq!(clock.offset_ms(), Some(-180_050));
+    }
+
+    #[test]
+    fn a_slow_exchange_bounds_its_own_error() {
+        let clock = HubClock::default();
+        // Same clocks; the answer took 3.2 s, stamped early in it: it looks 1.6 s off, ± 1.6 s.
+        clock.observe(0, 3_200, 0);
+        let e = clock.estimate().unwrap();
+        assert_eq!((e.offset_ms, e.error_ms, e.samples), (-1_600, 1_600, 1));
+        assert_eq!(e.certain_ms(), 0, "nothing certain about the offset");
+        // A fast exchange says much more.
+        clock.observe(10_000, 10_010, 12_005);
+        assert_eq!(clock.estimate().unwrap().certain_ms(), 2_000 - 5);
     }
 }

@@ -117,6 +117,10 @@ const ALERT_DRAIN: Duration = Duration::from_secs(2);
 /// hub's clock whatever the offset, so the session holds; the alert is for the operator).
 pub const CLOCK_OFFSET_ALERT_MS: i64 = 1_000;
 
+/// Exchanges with a hub (its connect answer, heartbeat acknowledgements) needed before its
+/// clock offset may raise an alert.
+pub const CLOCK_SAMPLES_TO_ALERT: usize = 3;
+
 impl std::fmt::Debug for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Peer")
@@ -258,98 +262,139 @@ impl Peer {
 
 /// Delays between connect attempts to one hub: exponential from `backoffInitial` to
 /// `backoffMax` (backon computes the sequence), each shortened by up to 20 % at random so
-/// peers that lost the same hub do not retry in lockstep.
+/// peers that lost the same hub do not retry in lockstep; `None` after `attemptsPerHub`.
 fn backoff(peer: &Arc<Peer>) -> impl Iterator<Item = Duration> + use<> {
-    let config = &peer.config;
-    let attempts = config.peer.attempts_per_hub.max(1) as usize;
-    let peer = Arc::clone(peer);
-    ExponentialBuilder::new()
-        .with_min_delay(config.peer.backoff_initial)
-        .with_max_delay(config.peer.backoff_max)
-        .with_factor(2.0)
-        .with_max_times(attempts - 1)
-        .build()
-        .map(move |d| {
-            let draw: f64 = peer
-                .jitter
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .random();
-            d.mul_f64(1.0 - draw * 0.2)
-        })
+    let attempts = peer.config.peer.attempts_per_hub.max(1) as usize;
+    delays(peer, Some(attempts - 1))
 }
 
-/// The connection manager: tries hubs in priority order with backoff, wraps around, declares
-/// isolation when every hub has failed, and keeps trying.
+/// The backoff sequence (`times` delays, or endless), jittered.
+fn delays(peer: &Arc<Peer>, times: Option<usize>) -> impl Iterator<Item = Duration> + use<> {
+    let config = &peer.config;
+    let mut builder = ExponentialBuilder::new()
+        .with_min_delay(config.peer.backoff_initial)
+        .with_max_delay(config.peer.backoff_max)
+        .with_factor(2.0);
+    builder = match times {
+        Some(times) => builder.with_max_times(times),
+        None => builder.without_max_times(),
+    };
+    let peer = Arc::clone(peer);
+    builder
+        .build()
+        .map(move |d| d.mul_f64(1.0 - peer.draw() * 0.2))
+}
+
+impl Peer {
+    /// A uniform draw in [0, 1) from the peer's jitter source.
+    fn draw(&self) -> f64 {
+        self.jitter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .random()
+    }
+}
+
+/// The connection manager: tries hubs in priority order, each a few times with backoff,
+/// declares isolation when every hub has failed or refused in a round, and keeps trying,
+/// rounds apart by a growing backoff.
+///
+/// - A connect that fails is retried on the same hub with backoff (`attemptsPerHub` in all),
+///   then the next hub is tried.
+/// - A working session that breaks moves to the next hub after a random share of
+///   `backoffInitial`, so peers that lost the same hub do not all arrive at the next together;
+///   a working session starts a fresh round.
+/// - A hub lost before its session was established, and a hub that is refused (a fork,
+///   untrusted checkpoints, refused signatures), count as failed attempts: the next hub is
+///   tried after the round's backoff, never in a tight loop.
 async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
     let hubs = peer.config.hubs.len();
     if hubs == 0 {
         tracing::error!("peer has no hubs configured");
         return;
     }
+    let first = peer.config.peer.backoff_initial;
     let mut index = 0usize;
     let mut exhausted = vec![false; hubs];
-    'hubs: loop {
-        let mut delays = backoff(&peer);
-        let mut delay = Duration::ZERO;
-        loop {
-            peer.begin_attempt(index, delay);
-            let hint = match session::run(&peer, index, &mut commands, &shutdown).await {
-                SessionEnd::Shutdown => break 'hubs,
-                SessionEnd::Reconnect => {
-                    exhausted.fill(false);
-                    delays = backoff(&peer);
-                    delay = Duration::ZERO;
-                    continue;
-                }
-                SessionEnd::Failover(why) | SessionEnd::Diverged(why) => {
-                    exhausted.fill(false);
-                    peer.attempt_failed(index, &why);
-                    peer.state_mut().failed_over();
-                    peer.metrics.failovers.inc();
-                    let next = (index + 1) % hubs;
-                    tracing::warn!(from = %peer.config.hubs[index], to = %peer.config.hubs[next], reason = %why, "failing over");
-                    index = next;
-                    continue 'hubs;
-                }
-                SessionEnd::ConnectFailed {
-                    error,
-                    retry_after,
-                    permanent,
-                } => {
-                    tracing::warn!(hub = %peer.config.hubs[index], %error, "connect attempt failed");
-                    peer.attempt_failed(index, &error);
-                    peer.note_refusal(index, permanent.then_some(error.as_str()));
-                    retry_after
-                }
-            };
-            let Some(next_delay) = delays.next() else {
-                break;
-            };
-            // A rate-limited peer waits at least as long as the hub asked.
-            delay = next_delay.max(hint.unwrap_or_default());
-            peer.state_mut().backing_off(delay);
+    // Delays between rounds, and before moving on after a refusal: grows while no session
+    // works, starts again when one does.
+    let mut rounds = delays(&peer, None);
+    let mut round_delay = rounds.next().unwrap_or(first);
+    let mut tries = backoff(&peer);
+    let mut wait = Duration::ZERO;
+    loop {
+        if !wait.is_zero() {
+            peer.state_mut().backing_off(wait);
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break 'hubs,
-                () = tokio::time::sleep(delay) => {}
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(wait) => {}
                 command = commands.recv() => match command {
-                    Some(Command::Reconnect) => {
-                        delays = backoff(&peer);
-                        delay = Duration::ZERO;
-                    }
+                    Some(Command::Reconnect) => {}
                     Some(Command::Sync { reply, .. }) => {
                         let _ = reply.send(Err(PeerError::NotConnected(ConnectionState::Connecting)));
+                        continue;
                     }
-                    None => break 'hubs,
+                    None => break,
                 },
             }
         }
-        exhausted[index] = true;
+        peer.begin_attempt(index, wait);
+        let end = session::run(&peer, index, &mut commands, &shutdown).await;
+        let url = &peer.config.hubs[index];
+        match end {
+            SessionEnd::Shutdown => break,
+            SessionEnd::Reconnect => {
+                exhausted.fill(false);
+                tries = backoff(&peer);
+                wait = Duration::ZERO;
+                continue;
+            }
+            SessionEnd::ConnectFailed {
+                error,
+                retry_after,
+                permanent,
+            } => {
+                tracing::warn!(hub = %url, %error, "connect attempt failed");
+                peer.attempt_failed(index, &error);
+                peer.note_refusal(index, permanent.then_some(error.as_str()));
+                if let Some(next) = tries.next() {
+                    // A rate-limited peer waits at least as long as the hub asked.
+                    wait = next.max(retry_after.unwrap_or_default());
+                    continue;
+                }
+                exhausted[index] = true;
+                wait = Duration::ZERO;
+            }
+            SessionEnd::Failover(why) => {
+                peer.attempt_failed(index, &why);
+                peer.failed_over(index, &why);
+                exhausted.fill(false);
+                rounds = delays(&peer, None);
+                round_delay = rounds.next().unwrap_or(first);
+                wait = first.mul_f64(peer.draw());
+            }
+            SessionEnd::BrokeEarly(why) => {
+                peer.attempt_failed(index, &why);
+                peer.failed_over(index, &why);
+                exhausted[index] = true;
+                wait = first.mul_f64(peer.draw());
+            }
+            SessionEnd::Diverged(why) => {
+                peer.attempt_failed(index, &why);
+                peer.failed_over(index, &why);
+                exhausted[index] = true;
+                wait = round_delay;
+            }
+        }
         if exhausted.iter().all(|e| *e) {
             peer.enter_isolation();
+            exhausted.fill(false);
+            wait = wait.max(round_delay);
+            round_delay = rounds.next().unwrap_or(round_delay);
         }
         index = (index + 1) % hubs;
+        tries = backoff(&peer);
     }
     peer.state_mut().stopped();
     // An alert raised just before shutdown (e.g. isolation) still reaches its webhook.

@@ -1,11 +1,12 @@
 //! One session with one hub: connect, catch up, subscribe, heartbeat, periodic sync, until the
 //! session ends and the manager decides what comes next.
 
-use super::heartbeats::{HeartbeatEvent, heartbeat_loop};
+use super::heartbeats::{ADVICE_QUEUE, HeartbeatAdvice, heartbeat_loop};
 use super::hub_clock::HubClock;
 use super::sync::{self, RateLimitWait, SyncError};
 use super::{Command, Peer, PeerError};
 use crate::error_code::ErrorCode;
+use crate::link::guard::{Deadlines, GiveUp, GuardedLink};
 use crate::link::{HubLink, LinkError, LinkStream};
 use crate::protocol::{
     ConnectRequest, DisconnectReason, Filters, Heartbeat, Notification, PeerDescription,
@@ -31,9 +32,15 @@ pub enum SessionEnd {
         /// The hub refused this peer for good (its id or credentials), not for now.
         permanent: bool,
     },
-    /// A working session broke or the hub told us to go: move to the next hub now.
+    /// A working session broke or the hub told us to go: move to the next hub, after a
+    /// random share of the first backoff (peers that lost the same hub spread out).
     Failover(String),
-    /// The hub's chain forks from the replica: move to the next hub now.
+    /// The hub took the session but lost it before the first catch-up and subscription were
+    /// done: a failed attempt on this hub; move to the next.
+    BrokeEarly(String),
+    /// The hub is refused (its chain forks from the replica, its checkpoints are not trusted,
+    /// its entries' signatures are refused): a failed attempt on this hub; move to the next
+    /// after a backoff.
     Diverged(String),
     /// Reconnect to the same hub now (RECONNECT advice, operator request).
     Reconnect,
@@ -51,8 +58,16 @@ pub async fn run(
 ) -> SessionEnd {
     let url = peer.config().hubs[index].clone();
     let cfg = peer.config().peer.clone();
+    let give_up = GiveUp::default();
     let connect = async {
-        let client = peer.dialer().dial(&url).await?;
+        let dialed = peer.dialer().dial(&url).await?;
+        // Every call of the session from here on has its deadline and ends when the hub is
+        // given up.
+        let link: Arc<dyn HubLink> = Arc::new(GuardedLink::new(
+            dialed,
+            Deadlines::from_config(&cfg),
+            give_up.clone(),
+        ));
         let request = ConnectRequest {
             peer_id: peer.node_id().to_owned(),
             peer: PeerDescription {
@@ -70,14 +85,15 @@ pub async fn run(
             connection_time: peer.clock().now_ms(),
         };
         let sent = peer.clock().now_ms();
-        let grant = client.open_session(&request).await?;
+        let grant = link.open_session(&request).await?;
         let hub_clock = HubClock::default();
         hub_clock.observe(sent, peer.clock().now_ms(), grant.connected_at);
-        Ok::<_, LinkError>((client, grant, hub_clock))
+        Ok::<_, LinkError>((link, grant, hub_clock))
     };
-    let (client, grant, hub_clock) = tokio::select! {
+    let (link, grant, hub_clock) = tokio::select! {
         biased;
         () = shutdown.cancelled() => return SessionEnd::Shutdown,
+        // Dialing and connecting together: one attempt's `peer.connectTimeout`.
         result = tokio::time::timeout(cfg.connect_timeout, connect) => match result {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return SessionEnd::ConnectFailed {
@@ -95,16 +111,15 @@ pub async fn run(
     let session = Session {
         peer: Arc::clone(peer),
         index,
-        link: client,
+        link,
         hub_clock: Arc::new(hub_clock),
         session_id: grant.session_id.clone(),
         hub_id: grant.hub_id.clone(),
         url: url.clone(),
+        give_up: give_up.clone(),
     };
     peer.on_connected(index, &grant);
-    if let Some(offset) = session.hub_clock.offset_ms() {
-        peer.on_clock_offset(index, offset);
-    }
+    peer.on_clock_offset(index, &session.hub_clock);
     tracing::info!(hub = %url, hub_id = %session.hub_id, session_id = %session.session_id, hub_version = grant.current_version, "connected to hub");
 
     let mut ending = SessionGuard {
@@ -122,26 +137,35 @@ pub async fn run(
     if let Err(e) = admitted {
         return ending.end(peer.on_untrusted(index, &e)).await;
     }
-    // Catch up first, then subscribe from our head so nothing in between is lost.
-    if let Some(end) = session.catch_up().await {
-        return ending.end(end).await;
-    }
-    let mut push = match session.subscribe().await {
-        Ok(stream) => Some(stream),
-        Err(e) => return ending.end(SessionEnd::Failover(e)).await,
-    };
-    let mut last_sequence = 0i64;
-    let mut resubscribe_at: Option<Instant> = None;
 
+    // Heartbeats start at once and judge the hub on their own, the first catch-up (which may
+    // take long on a large register) included.
     let heartbeat_stop = shutdown.child_token();
-    let (hb_tx, mut hb_rx) = mpsc::channel(8);
+    let (advice_tx, mut advice) = mpsc::channel(ADVICE_QUEUE);
     let heartbeats = tokio::spawn(heartbeat_loop(
         session.clone(),
-        hb_tx,
+        advice_tx,
+        give_up.clone(),
         heartbeat_stop.clone(),
     ));
     // The heartbeat task ends with the session: stopped, and aborted should it linger.
     let _stop_heartbeats = (heartbeat_stop.drop_guard(), AbortOnDrop(heartbeats));
+
+    // Catch up first, then subscribe from our head so nothing in between is lost. Until both
+    // are done the session is not established: losing the hub now is a failed attempt.
+    let early = |end| match end {
+        SessionEnd::Failover(why) => SessionEnd::BrokeEarly(why),
+        other => other,
+    };
+    if let Some(end) = session.catch_up().await {
+        return ending.end(early(end)).await;
+    }
+    let mut push = match session.subscribe().await {
+        Ok(stream) => Some(stream),
+        Err(e) => return ending.end(SessionEnd::BrokeEarly(e)).await,
+    };
+    let mut last_sequence = 0i64;
+    let mut resubscribe_at: Option<Instant> = None;
 
     let mut periodic =
         tokio::time::interval_at(Instant::now() + cfg.sync_interval, cfg.sync_interval);
@@ -160,104 +184,47 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let end = tokio::select! {
             biased;
             () = shutdown.cancelled() => {
                 ending.reason = DisconnectReason::Shutdown;
-                return ending.end(SessionEnd::Shutdown).await;
+                Some(SessionEnd::Shutdown)
             }
+            () = give_up.given_up() => Some(SessionEnd::Failover(
+                give_up.reason().unwrap_or("the hub was given up").to_owned(),
+            )),
             command = commands.recv() => match command {
-                Some(Command::Sync { full, reply }) => {
-                    let result = session.sync(full, RateLimitWait::Report).await;
-                    let answer = result.clone().map_err(|e| match e {
-                        SyncError::Transport(LinkError { code, message, retry_after }) if code.is_back_off() => {
-                            PeerError::Refused { message, retry_after }
-                        }
-                        other => PeerError::SyncFailed(other.to_string()),
-                    });
-                    let _ = reply.send(answer);
-                    if let Some(end) = session.settle(result) {
-                        return ending.end(end).await;
-                    }
-                }
-                Some(Command::Reconnect) => {
-                    ending.reason = DisconnectReason::ClientRequest;
-                    return ending.end(SessionEnd::Reconnect).await;
-                }
-                None => return ending.end(SessionEnd::Shutdown).await,
+                Some(command) => session.on_command(command, &mut ending).await,
+                None => Some(SessionEnd::Shutdown),
             },
-            item = next_push => {
-                let broken = match item {
-                    Some(Ok(notification)) => {
-                        if let Some(end) = session.on_notification(&notification, &mut last_sequence).await {
-                            return ending.end(end).await;
-                        }
-                        None
-                    }
-                    Some(Err(e)) => Some(e.to_string()),
-                    None => Some("push stream ended".to_owned()),
-                };
-                if let Some(why) = broken {
+            item = next_push => match item {
+                Some(Ok(notification)) => session.on_notification(&notification, &mut last_sequence).await,
+                broken => {
+                    let why = match broken {
+                        Some(Err(e)) => e.to_string(),
+                        _ => "push stream ended".to_owned(),
+                    };
                     push = None;
-                    if let Some(end) = session.on_push_broken(why).await {
-                        return ending.end(end).await;
-                    }
                     resubscribe_at = Some(Instant::now() + cfg.resubscribe_delay);
+                    session.on_push_broken(why).await
                 }
-            }
+            },
             () = resubscribe => {
                 resubscribe_at = None;
-                // Catch up, then follow again from our head.
-                if let Some(end) = session.catch_up().await {
-                    return ending.end(end).await;
-                }
-                match session.subscribe().await {
+                match session.resubscribe().await {
                     Ok(stream) => {
                         push = Some(stream);
                         last_sequence = 0;
+                        None
                     }
-                    Err(e) => return ending.end(SessionEnd::Failover(e)).await,
+                    Err(end) => Some(end),
                 }
             }
-            event = hb_rx.recv() => match event {
-                Some(HeartbeatEvent::Ack(ack, offset)) => {
-                    if !ack.checkpoint.is_empty() && peer.trust().checks(&url)
-                        && let Err(e) = peer.trust().vouch_head(&url, &ack.checkpoint)
-                    {
-                        return ending.end(peer.on_untrusted(index, &e)).await;
-                    }
-                    peer.on_heartbeat_ack(index, &ack);
-                    peer.on_clock_offset(index, offset);
-                    match ack.action {
-                        RecommendedAction::Sync => {
-                            if let Some(end) = session.catch_up().await {
-                                return ending.end(end).await;
-                            }
-                        }
-                        RecommendedAction::Reconnect => {
-                            tracing::warn!(hub = %url, "hub does not know this session; reconnecting");
-                            return SessionEnd::Reconnect;
-                        }
-                        RecommendedAction::Failover => {
-                            return ending.end(SessionEnd::Failover("hub recommended failover".into())).await;
-                        }
-                        RecommendedAction::None | RecommendedAction::ReduceFrequency => {}
-                    }
-                }
-                Some(HeartbeatEvent::Missed { consecutive, error }) => {
-                    peer.on_heartbeat_missed(consecutive);
-                    if consecutive >= 2 {
-                        return ending.end(SessionEnd::Failover(format!("{consecutive} consecutive heartbeats missed: {error}"))).await;
-                    }
-                    tracing::warn!(hub = %url, %error, "heartbeat missed; failing over at the next miss");
-                }
-                None => {}
-            },
-            _ = periodic.tick() => {
-                if let Some(end) = session.catch_up().await {
-                    return ending.end(end).await;
-                }
-            }
+            Some(advice) = advice.recv() => session.on_advice(advice).await,
+            _ = periodic.tick() => session.catch_up().await,
+        };
+        if let Some(end) = end {
+            return ending.end(end).await;
         }
     }
 }
@@ -276,15 +243,75 @@ impl Drop for AbortOnDrop {
 #[derive(Clone)]
 pub(super) struct Session {
     pub(super) peer: Arc<Peer>,
-    index: usize,
+    pub(super) index: usize,
     pub(super) link: Arc<dyn HubLink>,
     pub(super) hub_clock: Arc<HubClock>,
     session_id: String,
     hub_id: String,
     url: String,
+    /// Set when the hub is given up (heartbeats missed, a call failed for the transport):
+    /// ends every call of the session at once.
+    give_up: GiveUp,
 }
 
 impl Session {
+    /// The hub's URL as configured.
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A command from the node (REST): sync now and report, or reconnect.
+    async fn on_command(&self, command: Command, ending: &mut SessionGuard) -> Option<SessionEnd> {
+        match command {
+            Command::Sync { full, reply } => {
+                let result = self.sync(full, RateLimitWait::Report).await;
+                let answer = result.clone().map_err(|e| match e {
+                    SyncError::Transport(LinkError {
+                        code,
+                        message,
+                        retry_after,
+                    }) if code.is_back_off() => PeerError::Refused {
+                        message,
+                        retry_after,
+                    },
+                    other => PeerError::SyncFailed(other.to_string()),
+                });
+                let _ = reply.send(answer);
+                self.settle(result)
+            }
+            Command::Reconnect => {
+                ending.reason = DisconnectReason::ClientRequest;
+                Some(SessionEnd::Reconnect)
+            }
+        }
+    }
+
+    /// What the heartbeats found for the session to act on.
+    async fn on_advice(&self, advice: HeartbeatAdvice) -> Option<SessionEnd> {
+        match advice {
+            HeartbeatAdvice::Untrusted(e) => Some(self.peer.on_untrusted(self.index, &e)),
+            HeartbeatAdvice::Act(RecommendedAction::Sync) => self.catch_up().await,
+            HeartbeatAdvice::Act(RecommendedAction::Reconnect) => {
+                tracing::warn!(hub = %self.url, "hub does not know this session; reconnecting");
+                Some(SessionEnd::Reconnect)
+            }
+            HeartbeatAdvice::Act(RecommendedAction::Failover) => {
+                Some(SessionEnd::Failover("hub recommended failover".into()))
+            }
+            HeartbeatAdvice::Act(RecommendedAction::None | RecommendedAction::ReduceFrequency) => {
+                None
+            }
+        }
+    }
+
+    /// After a broken push stream: catch up, then follow again from the replica's head.
+    async fn resubscribe(&self) -> Result<LinkStream<Notification>, SessionEnd> {
+        if let Some(end) = self.catch_up().await {
+            return Err(end);
+        }
+        self.subscribe().await.map_err(SessionEnd::Failover)
+    }
+
     /// Now on the hub's clock, as estimated.
     fn hub_now(&self) -> i64 {
         self.hub_clock.hub_time(self.peer.clock().now_ms())
@@ -342,7 +369,14 @@ impl Session {
                 tracing::warn!(error = %e.message, "sync refused by the hub for now; staying connected");
                 None
             }
-            Err(SyncError::Transport(e)) => Some(SessionEnd::Failover(format!("sync failed: {e}"))),
+            Err(SyncError::Transport(e)) => {
+                let why = format!("sync failed: {e}");
+                if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Timeout) {
+                    // The hub is gone or silent: no goodbye, and nothing else waits on it.
+                    self.give_up.give_up(why.clone());
+                }
+                Some(SessionEnd::Failover(why))
+            }
             // Permanent: failing over cannot help; stay, report, and let operators act.
             Err(SyncError::Unstorable(m)) => {
                 peer.on_unstorable(index, &m);
@@ -392,16 +426,18 @@ impl Session {
     /// otherwise re-subscribe after the configured delay.
     async fn on_push_broken(&self, why: String) -> Option<SessionEnd> {
         let probe = self.heartbeat(self.peer.register().head_version(), String::new());
-        let timeout = self.peer.config().peer.heartbeat_timeout;
-        match tokio::time::timeout(timeout, self.link.heartbeat(&probe)).await {
-            Ok(Ok(ack)) if ack.success => {
+        // The link bounds the probe by `peer.heartbeatTimeout`.
+        match self.link.heartbeat(&probe).await {
+            Ok(ack) if ack.success => {
                 tracing::warn!(%why, "push stream broke; hub alive, re-subscribing after the delay");
                 None
             }
-            Ok(Ok(_)) => Some(SessionEnd::Reconnect),
-            _ => Some(SessionEnd::Failover(format!(
-                "{why}, and the hub does not answer"
-            ))),
+            Ok(_) => Some(SessionEnd::Reconnect),
+            Err(e) => {
+                let why = format!("{why}, and the hub does not answer: {e}");
+                self.give_up.give_up(why.clone());
+                Some(SessionEnd::Failover(why))
+            }
         }
     }
 
@@ -427,11 +463,18 @@ struct SessionGuard {
 impl SessionGuard {
     async fn end(&mut self, end: SessionEnd) -> SessionEnd {
         let s = &self.session;
-        let farewell =
-            s.link
-                .close_session(s.peer.node_id(), &s.session_id, self.reason, s.hub_now());
-        // A dead hub does not answer; do not hold up failover or shutdown for it.
-        let _ = tokio::time::timeout(Duration::from_secs(2), farewell).await;
+        // A hub given up gets no goodbye: failover does not wait on a dead hub. Any other is
+        // told, within the link's short goodbye deadline.
+        if s.give_up.reason().is_none() {
+            let farewell =
+                s.link
+                    .close_session(s.peer.node_id(), &s.session_id, self.reason, s.hub_now());
+            if let Err(e) = farewell.await {
+                tracing::debug!(error = %e, "the hub did not take the goodbye");
+            }
+        }
+        // Whatever the session had in flight ends now.
+        s.give_up.give_up("the session ended");
         end
     }
 }

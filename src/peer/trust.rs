@@ -69,6 +69,17 @@ pub struct Equivocation {
     pub second: String,
 }
 
+/// What makes two pieces of evidence the same: what they prove (kind, hub, key, the two
+/// versions and hashes), not the notes' bytes, whose timestamps differ at every signing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EvidenceId {
+    kind: EquivocationKind,
+    hub: String,
+    key: String,
+    first: (i64, String),
+    second: (i64, String),
+}
+
 /// Why a hub's checkpoint (or its lack) is not followed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TrustError {
@@ -146,7 +157,8 @@ struct State {
     /// Per key, the largest head it vouched for (rollback check).
     heads: BTreeMap<String, Vouched>,
     last_applied: Option<Vouched>,
-    evidence: VecDeque<Equivocation>,
+    /// Evidence with what identifies it (see [`EvidenceId`]).
+    evidence: VecDeque<(EvidenceId, Equivocation)>,
 }
 
 /// A peer's hub-key trust.
@@ -274,8 +286,8 @@ impl HubTrust {
             && v.version < before.version
             && v.timestamp_ms > before.timestamp_ms
         {
-            let first = before.note.clone();
-            return Err(self.evidence(&mut state, EquivocationKind::Rollback, url, first, &v));
+            let first = before.clone();
+            return Err(self.evidence(&mut state, EquivocationKind::Rollback, url, &first, &v));
         }
         self.remember(&mut state, url, &v)?;
         if state
@@ -326,8 +338,8 @@ impl HubTrust {
         if let Some(before) = held
             && before.chain_hash != v.chain_hash
         {
-            let first = before.note.clone();
-            return Err(self.evidence(state, EquivocationKind::Fork, url, first, v));
+            let first = before.clone();
+            return Err(self.evidence(state, EquivocationKind::Fork, url, &first, v));
         }
         state.seen.insert(v.version, v.clone());
         while state.seen.len() > REMEMBERED {
@@ -341,18 +353,27 @@ impl HubTrust {
         state: &mut State,
         kind: EquivocationKind,
         url: &str,
-        first: String,
+        first: &Vouched,
         second: &Vouched,
     ) -> TrustError {
         let found = Equivocation {
             kind,
             hub: url.to_owned(),
-            first,
+            first: first.note.clone(),
             second: second.note.clone(),
         };
-        let new = !state.evidence.contains(&found);
+        // The same contradiction seen again — a hub retried re-signs its head with a new
+        // timestamp — is the same evidence, not new evidence.
+        let id = EvidenceId {
+            kind,
+            hub: url.to_owned(),
+            key: second.key.clone(),
+            first: (first.version, first.chain_hash.clone()),
+            second: (second.version, second.chain_hash.clone()),
+        };
+        let new = !state.evidence.iter().any(|(seen, _)| *seen == id);
         if new {
-            state.evidence.push_back(found.clone());
+            state.evidence.push_back((id, found.clone()));
             if state.evidence.len() > EVIDENCE_KEPT {
                 state.evidence.pop_front();
             }
@@ -396,7 +417,7 @@ impl HubTrust {
                 .map(|(url, key)| (url.clone(), key.to_string()))
                 .collect(),
             last_checkpoint: state.last_applied.clone(),
-            equivocations: state.evidence.iter().cloned().collect(),
+            equivocations: state.evidence.iter().map(|(_, e)| e.clone()).collect(),
         }
     }
 }
@@ -528,11 +549,14 @@ mod tests {
             panic!("not equivocation");
         };
         assert!(new);
-        // Seen again (the hub retried): the same evidence, not new.
-        assert!(matches!(
-            trust.vouch_head("u2", &second),
-            Err(TrustError::Equivocation { new: false, .. })
-        ));
+        // Seen again (the hub retried), even re-signed at another time: the same evidence,
+        // not new.
+        for again in [second.clone(), note(&b, 5, 2, 12), note(&b, 5, 2, 13)] {
+            assert!(matches!(
+                trust.vouch_head("u2", &again),
+                Err(TrustError::Equivocation { new: false, .. })
+            ));
+        }
         assert_eq!(
             (e.kind, e.first.as_str(), e.second.as_str()),
             (EquivocationKind::Fork, first.as_str(), second.as_str())
@@ -544,6 +568,11 @@ mod tests {
             panic!("not equivocation");
         };
         assert_eq!(e.kind, EquivocationKind::Rollback);
+        assert!(matches!(
+            trust.vouch_head("u1", &note(&a, 4, 1, 21)),
+            Err(TrustError::Equivocation { new: false, .. })
+        ));
+        assert_eq!(trust.view().equivocations.len(), 2, "one of each");
         // A page note at a smaller version (inside a stream) is not a rollback.
         trust
             .vouch_entry(

@@ -36,6 +36,7 @@ async fn client_as(hub: &TestHub, peer_id: Option<&str>, token: Option<&str>) ->
             peer_id: peer_id.map(Into::into),
             token: token.map(|t| Secret(t.into())),
             ca_cert_pem: None,
+            keep_alive: None,
         },
     )
     .await

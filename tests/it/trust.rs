@@ -529,6 +529,7 @@ impl Dialer for TamperingDialer {
             peer_id: None,
             token: None,
             ca_cert_pem: None,
+            keep_alive: None,
         })
         .dial(url)
         .await?;

@@ -9,6 +9,8 @@ use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
     HeartbeatAck, HeartbeatReport, Notification, SyncedEntry,
 };
+pub mod guard;
+
 use async_trait::async_trait;
 use futures::Stream;
 use std::pin::Pin;

@@ -21,6 +21,7 @@ mod grpc_web;
 mod idempotency;
 mod memory;
 mod mongo;
+mod network_faults;
 mod node_ids;
 mod observability;
 mod one_port;

@@ -148,7 +148,7 @@ async fn restarted_peer_resumes_incrementally() {
 }
 
 /// Copies a stopped node's data dir (the register file; the WAL was folded in at close).
-fn copy_dir(from: &std::path::Path) -> tempfile::TempDir {
+pub(crate) fn copy_dir(from: &std::path::Path) -> tempfile::TempDir {
     let to = tempfile::tempdir().unwrap();
     std::fs::copy(
         from.join("register.sqlite"),
@@ -158,7 +158,7 @@ fn copy_dir(from: &std::path::Path) -> tempfile::TempDir {
     to
 }
 
-async fn hub_on(dir: tempfile::TempDir, addr: Option<SocketAddr>) -> TestHub {
+pub(crate) async fn hub_on(dir: tempfile::TempDir, addr: Option<SocketAddr>) -> TestHub {
     let cfg = crate::support::config(dir.path());
     match addr {
         None => TestHub::start_with(dir, cfg).await,
@@ -442,7 +442,7 @@ async fn silent_hub_means_a_warning_at_one_miss_and_failover_at_two() {
 }
 
 /// Writes a register of genesis + `n` published entries straight into a store in `dir`.
-async fn big_register(dir: &std::path::Path, n: i64, doc_bytes: usize) {
+pub(crate) async fn big_register(dir: &std::path::Path, n: i64, doc_bytes: usize) {
     use sorcha_peer::store::RegisterStore;
     let store = sorcha_peer::store::embedded::EmbeddedStore::open(dir).unwrap();
     sorcha_peer::store::synthetic::fill(&store, n, doc_bytes, None)

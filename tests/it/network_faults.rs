@@ -126,3 +126,104 @@ async fn a_silent_hub_mid_sync_is_left_within_the_heartbeat_bound() {
     n0.stop().await;
     n1.stop().await;
 }
+
+/// Copies a stopped hub's data dir — register and signing key — so two hubs share one key.
+fn copy_hub_dir(from: &std::path::Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for file in [sorcha_peer::store::embedded::DB_FILE, "hub-signing.key"] {
+        std::fs::copy(from.join(file), to.path().join(file)).unwrap();
+    }
+    to
+}
+
+/// A peer that every hub refuses — the first is down, the second signs an older head with
+/// the key that signed the newer one (a rollback) — goes `Isolated` within a few backoff
+/// periods and keeps serving its head; its moves between hubs follow the backoff instead of
+/// looping; the one piece of evidence is alerted and counted once however often it is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_every_hub_refuses_backs_off_into_isolation_and_alerts_once() {
+    let seed = TestHub::start().await;
+    for i in 0..20 {
+        seed.publish(&format!("r-{i}"), serde_json::json!({"i": i}))
+            .await;
+    }
+    let seed_dir = seed.stop().await;
+    let second_dir = copy_hub_dir(seed_dir.path());
+    let first = TestHub::start_in(seed_dir).await;
+    assert_eq!(first.publish("r-last", serde_json::json!({})).await.0, 201);
+    let second = TestHub::start_in(second_dir).await;
+
+    let webhook = crate::support::alert_webhook().await;
+    let backoff_initial = Duration::from_millis(100);
+    let peer = TestHub::peer_of(vec![first.url(""), second.url("")], |c| {
+        c.peer.backoff_initial = backoff_initial;
+        c.peer.backoff_max = Duration::from_millis(400);
+        c.alerts.webhook_url = Some(format!("{}/alerts", webhook.uri()));
+    })
+    .await;
+    let head = 22;
+    let register = std::sync::Arc::clone(&peer.node.state.register);
+    wait_for("the peer at the first hub's head", || async {
+        (register.head_version() == head).then_some(())
+    })
+    .await;
+    first.stop().await;
+
+    let (c, took) = until(&peer, "isolation", |c| c["state"] == "Isolated").await;
+    eprintln!("isolated {took:?} after every hub refused");
+    assert!(
+        took <= 10 * backoff_initial + Duration::from_secs(2),
+        "isolated after {took:?}: {c}"
+    );
+    let second_error = c["hubs"][1]["lastError"].as_str().unwrap_or_default();
+    assert!(second_error.contains("equivocation"), "{c}");
+    assert!(
+        c["hubs"][0]["lastError"].is_string(),
+        "each hub's reason: {c}"
+    );
+    assert_eq!(register.head_version(), head, "the replica keeps its head");
+    let (status, _) = peer.get("/api/v1/system-register/blueprints/r-last").await;
+    assert_eq!(status, 200, "and serves it");
+
+    // Moves between hubs follow the backoff over a window: no loop.
+    let window = Duration::from_secs(3);
+    let before = c["failovers"].as_u64().unwrap();
+    tokio::time::sleep(window).await;
+    let (_, c) = peer.get("/api/v1/connection").await;
+    let moves = c["failovers"].as_u64().unwrap() - before;
+    eprintln!("{moves} moves between hubs in {window:?}");
+    let most = (window.as_millis() / (backoff_initial.as_millis() * 8 / 10)) as u64 + 2;
+    assert!(
+        moves <= most,
+        "{moves} moves in {window:?} (at most {most}): {c}"
+    );
+    assert!(moves >= 1, "it keeps retrying: {c}");
+
+    let equivocations: Vec<Value> = webhook
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter(|a| a["event"] == "peer.equivocation")
+        .collect();
+    assert_eq!(
+        equivocations.len(),
+        1,
+        "one alert for one piece of evidence"
+    );
+    assert_eq!(
+        c["trust"]["equivocations"].as_array().unwrap().len(),
+        1,
+        "{c}"
+    );
+    assert!(
+        peer.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("sorcha_peer_equivocations_total") && l.ends_with(" 1")),
+        "the metric counts it once"
+    );
+    peer.stop().await;
+    second.stop().await;
+}

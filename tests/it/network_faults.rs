@@ -227,3 +227,101 @@ async fn a_peer_every_hub_refuses_backs_off_into_isolation_and_alerts_once() {
     peer.stop().await;
     second.stop().await;
 }
+
+/// Peers that lose the same hub do not arrive at the next one together: each waits a random
+/// share of `peer.backoffInitial` first, and none spends attempts on the dead hub while the
+/// other answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_lose_the_same_hub_arrive_at_the_next_spread_out() {
+    const PEERS: usize = 8;
+    let n0 = TestHub::start().await;
+    let n1 = TestHub::start().await;
+    let backoff_initial = Duration::from_millis(600);
+    let mut peers = Vec::new();
+    for i in 0..PEERS {
+        peers.push(
+            TestHub::peer_of(vec![n0.url(""), n1.url("")], |c| {
+                c.node_id = Some(format!("spread-{i}"));
+                c.peer.backoff_initial = backoff_initial;
+                c.peer.backoff_max = Duration::from_secs(2);
+            })
+            .await,
+        );
+    }
+    for peer in &peers {
+        until(peer, "connected to n0", |c| {
+            c["state"] == "Connected" && c["currentHub"] == n0.url("").as_str()
+        })
+        .await;
+    }
+    let attempts_before: Vec<usize> = {
+        let mut v = Vec::new();
+        for peer in &peers {
+            let (_, c) = peer.get("/api/v1/connection").await;
+            v.push(c["attempts"].as_array().unwrap().len());
+        }
+        v
+    };
+    n0.stop().await;
+    let mut arrivals = Vec::new();
+    for (peer, before) in peers.iter().zip(attempts_before) {
+        let (c, _) = until(peer, "connected to n1", |c| {
+            c["state"] == "Connected" && c["currentHub"] == n1.url("").as_str()
+        })
+        .await;
+        arrivals.push(c["hubs"][1]["lastConnectedAt"].as_i64().unwrap());
+        let on_dead: Vec<&Value> = c["attempts"].as_array().unwrap()[before..]
+            .iter()
+            .filter(|a| a["hub"] == 0)
+            .collect();
+        assert!(on_dead.is_empty(), "attempts on the dead hub: {c}");
+    }
+    arrivals.sort_unstable();
+    let spread = arrivals[PEERS - 1] - arrivals[0];
+    eprintln!("{PEERS} peers arrived at the next hub over {spread} ms: {arrivals:?}");
+    // Eight draws from [0, 600 ms): a spread under 100 ms has a chance of about 1 in 5 000.
+    assert!(spread >= 100, "arrivals within {spread} ms: {arrivals:?}");
+    for peer in peers {
+        peer.stop().await;
+    }
+    n1.stop().await;
+}
+
+/// Nodes that share one clock raise no clock alert when one exchange is slow: the connect
+/// answer held up for 2.5 s on its way to the hub looks like a 1.25 s offset, give or take
+/// 1.25 s — nothing certain — and the fast heartbeats after it show the clocks agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slow_exchange_raises_no_clock_alert() {
+    let hub = TestHub::start().await;
+    let proxy = PausableProxy::start(hub.addr()).await;
+    let webhook = crate::support::alert_webhook().await;
+    proxy.pause();
+    let peer = TestHub::peer_of(vec![format!("http://{}", proxy.addr)], |c| {
+        c.peer.connect_timeout = Duration::from_secs(10);
+        c.peer.heartbeat_timeout = Duration::from_secs(5);
+        c.alerts.webhook_url = Some(format!("{}/alerts", webhook.uri()));
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.resume();
+    let (c, _) = until(&peer, "heartbeats after the slow connect", |c| {
+        c["state"] == "Connected" && c["lastHeartbeatAt"].is_i64()
+    })
+    .await;
+    // A few more heartbeats: the estimate now rests on fast exchanges.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, c2) = peer.get("/api/v1/connection").await;
+    let offset = c2["hubClockOffsetMs"].as_i64().unwrap();
+    assert!(offset.abs() < 100, "one clock: {c2}");
+    let clock_alerts = webhook
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter(|a| a["event"] == "peer.clock_offset")
+        .count();
+    assert_eq!(clock_alerts, 0, "no clock alert: {c}");
+    peer.stop().await;
+    hub.stop().await;
+}

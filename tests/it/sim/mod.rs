@@ -21,7 +21,7 @@ mod net;
 mod nodes;
 
 use net::Net;
-use nodes::{HubRun, PeerRun, Peers, crash_hub, drain, peer_config, start_hub};
+use nodes::{HubRun, PeerRun, Peers, crash_hub, drain, peer_config, silent_hub_bound, start_hub};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sorcha_peer::peer::Peer;
@@ -29,7 +29,7 @@ use sorcha_peer::peer::state::ConnectionState;
 use sorcha_peer::register::{Publication, WriteOptions};
 use sorcha_peer::store::RegisterStore;
 use sorcha_peer::store::embedded::{EmbeddedStore, Execution};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,12 +65,20 @@ struct Outcome {
 /// The peers: the running one of each slot (none while crashed), shared with the head watcher.
 type Running = Arc<Mutex<Vec<Option<Arc<Peer>>>>>;
 
-/// Watches every running peer's head every 250 ms: it must never go backwards, across
-/// restarts included.
-fn watch_heads(running: Running, stop: CancellationToken) -> Arc<Mutex<Vec<String>>> {
+/// Watches every running peer every 250 ms: its head must never go backwards, across
+/// restarts included, and it must not stay in a session with a hub whose link went silent
+/// for longer than the heartbeats take to give the hub up ([`silent_hub_bound`]), whatever it
+/// was doing (a sync in flight included).
+fn watch_heads(
+    running: Running,
+    net: Arc<Net>,
+    stop: CancellationToken,
+) -> Arc<Mutex<Vec<String>>> {
     let regressions = Arc::new(Mutex::new(Vec::new()));
     let found = Arc::clone(&regressions);
+    let bound = silent_hub_bound(&peer_config());
     tokio::spawn(async move {
+        let mut reported = BTreeSet::new();
         let mut highest = vec![0i64; PEERS];
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
@@ -90,6 +98,20 @@ fn watch_heads(running: Running, stop: CancellationToken) -> Arc<Mutex<Vec<Strin
                         .push(format!("peer {p}: head {head} after {}", highest[p]));
                 }
                 highest[p] = highest[p].max(head);
+                let state = peer.state();
+                let Some(h) = state.current.filter(|_| state.state.in_session()) else {
+                    continue;
+                };
+                let since = net.silenced.lock().unwrap().get(&(p, h)).copied();
+                if let Some(since) = since
+                    && since.elapsed() > bound
+                    && reported.insert((p, h, since))
+                {
+                    found.lock().unwrap().push(format!(
+                        "peer {p}: still in a session with hub {h} {:?} after its link went silent (bound {bound:?})",
+                        since.elapsed()
+                    ));
+                }
             }
         }
     });
@@ -144,7 +166,7 @@ async fn simulate(seed: u64) -> Outcome {
     let mut peer_restarts = vec![0u64; PEERS];
     let mut isolation: Vec<checks::Isolation> = (0..PEERS).map(|_| Default::default()).collect();
     let stop_watch = CancellationToken::new();
-    let regressions = watch_heads(Arc::clone(&running), stop_watch.clone());
+    let regressions = watch_heads(Arc::clone(&running), Arc::clone(&net), stop_watch.clone());
     let peer_crashes = AtomicU64::new(0);
     let crashes_at_write = AtomicU64::new(0);
     // Per peer: the crash point is armed until this second, then down for that many seconds.
@@ -153,6 +175,7 @@ async fn simulate(seed: u64) -> Outcome {
     // Faults and publishes, one decision round per virtual second.
     let mut acknowledged: BTreeMap<i64, (String, String)> = BTreeMap::new();
     let mut heal_partition: Vec<(u64, usize, usize)> = Vec::new();
+    let mut heal_silence: Vec<(u64, usize, usize)> = Vec::new();
     let mut blueprints = 0u64;
     for second in 0..FAULT_SECONDS {
         for (i, at) in hub_back_at.iter_mut().enumerate() {
@@ -172,6 +195,14 @@ async fn simulate(seed: u64) -> Outcome {
                 peer_runs[p] = Some(run);
             }
         }
+        heal_silence.retain(|(until, p, h)| {
+            if *until <= second {
+                net.hear(Some((*p, *h)));
+                false
+            } else {
+                true
+            }
+        });
         heal_partition.retain(|(until, p, h)| {
             if *until <= second {
                 net.partitioned.lock().unwrap().remove(&(*p, *h));
@@ -203,10 +234,18 @@ async fn simulate(seed: u64) -> Outcome {
         } else if roll < 0.068 {
             let p = rng.random_range(0..PEERS);
             let h = rng.random_range(0..HUBS);
-            net.partitioned.lock().unwrap().insert((p, h));
-            net.cut(p, h);
-            heal_partition.push((second + rng.random_range(5..120), p, h));
-            figures.partitions.fetch_add(1, Ordering::Relaxed);
+            let until = second + rng.random_range(5..120);
+            if rng.random_bool(0.5) {
+                // Silent: the link stays open and passes nothing, mid-stream too.
+                net.silence(p, h);
+                heal_silence.push((until, p, h));
+                figures.silences.fetch_add(1, Ordering::Relaxed);
+            } else {
+                net.partitioned.lock().unwrap().insert((p, h));
+                net.cut(p, h);
+                heal_partition.push((until, p, h));
+                figures.partitions.fetch_add(1, Ordering::Relaxed);
+            }
         } else if roll < 0.078 {
             let p = rng.random_range(0..PEERS);
             let until = second + rng.random_range(30..200);
@@ -348,6 +387,7 @@ async fn simulate(seed: u64) -> Outcome {
     }
     net.flaky.store(false, Ordering::Relaxed);
     net.partitioned.lock().unwrap().clear();
+    net.hear(None);
     for (i, run) in hub_runs.iter_mut().enumerate() {
         if run.is_none() {
             *run = Some(start_hub(&net, i, &hub_store, origin).await);
@@ -427,7 +467,7 @@ async fn simulate(seed: u64) -> Outcome {
     let summary = format!(
         "seed {seed}: {FAULT_SECONDS} virtual s of faults + {} s to converge; {} acknowledged \
          writes (head {}); {} hub crashes ({} total outages), {} peer crashes ({} right after a write), \
-         {} partitions, \
+         {} partitions, {} silent links, \
          {} peer isolations ({} isolation alerts), {} dropped / {} delayed / {} stalled calls, \
          {} damaged entries, {} refused dials, {} notifications; trace of {} events, digest \
          {:016x}; {} ms real time",
@@ -439,6 +479,7 @@ async fn simulate(seed: u64) -> Outcome {
         load(&peer_crashes),
         load(&crashes_at_write),
         load(&figures.partitions),
+        load(&figures.silences),
         load(&figures.isolations),
         isolation.iter().map(|i| i.entered).sum::<u64>(),
         load(&figures.drops),

@@ -39,6 +39,7 @@ impl Clock for SimClock {
 pub struct Figures {
     pub hub_crashes: AtomicU64,
     pub partitions: AtomicU64,
+    pub silences: AtomicU64,
     pub isolations: AtomicU64,
     pub outages: AtomicU64,
     pub drops: AtomicU64,
@@ -66,6 +67,11 @@ pub struct Net {
     pub partitioned: Mutex<BTreeSet<(usize, usize)>>,
     /// Cancelled when the link (peer, hub) is cut: its open streams end with an error.
     pub cuts: Mutex<BTreeMap<(usize, usize), CancellationToken>>,
+    /// Links gone silent (open, no byte passes) and since when: calls and dials on them, and
+    /// the items of their open streams, wait until they are heard again or cut.
+    pub silenced: Mutex<BTreeMap<(usize, usize), Instant>>,
+    /// Woken when a silence ends.
+    pub heard: tokio::sync::Notify,
     pub flaky: AtomicBool,
     pub link_rngs: Vec<Mutex<StdRng>>,
     pub dials: Vec<Mutex<Vec<Dial>>>,
@@ -110,6 +116,49 @@ impl Net {
         for ((_, h), token) in self.cuts.lock().unwrap().iter() {
             if *h == hub {
                 token.cancel();
+            }
+        }
+    }
+
+    /// The link (peer, hub) goes silent: nothing is refused or reset, nothing arrives.
+    pub fn silence(&self, peer: usize, hub: usize) {
+        self.silenced
+            .lock()
+            .unwrap()
+            .entry((peer, hub))
+            .or_insert_with(Instant::now);
+    }
+
+    /// The link (peer, hub) passes bytes again (all of them, with `None`).
+    pub fn hear(&self, link: Option<(usize, usize)>) {
+        let mut silenced = self.silenced.lock().unwrap();
+        match link {
+            Some(link) => {
+                silenced.remove(&link);
+            }
+            None => silenced.clear(),
+        }
+        self.heard.notify_waiters();
+    }
+
+    /// Waits while the link (peer, hub) is silent; fails when it is cut meanwhile.
+    pub async fn until_heard(
+        &self,
+        peer: usize,
+        hub: usize,
+        cut: &CancellationToken,
+    ) -> Result<(), LinkError> {
+        loop {
+            let heard = self.heard.notified();
+            tokio::pin!(heard);
+            heard.as_mut().enable();
+            if !self.silenced.lock().unwrap().contains_key(&(peer, hub)) {
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                () = cut.cancelled() => return Err(unavailable("connection reset (link cut)")),
+                () = heard => {}
             }
         }
     }
@@ -183,6 +232,8 @@ impl SimLink {
                 return Err(LinkError::new(ErrorCode::Timeout, "stalled"));
             }
         }
+        // A silent link holds the call until it is heard again (the peer's deadline ends it).
+        self.net.until_heard(self.peer, self.hub, &self.cut).await?;
         if self.cut.is_cancelled() {
             return Err(unavailable("connection reset (link cut)"));
         }
@@ -212,21 +263,29 @@ impl SimLink {
         }))
     }
 
-    /// Ends `stream` with an error when the link is cut.
+    /// Ends `stream` with an error when the link is cut; holds its items while the link is
+    /// silent (mid-stream too).
     pub fn cuttable<T: Send + 'static>(&self, stream: LinkStream<T>) -> LinkStream<T> {
         let cut = self.cut.clone();
+        let (net, peer, hub) = (Arc::clone(&self.net), self.peer, self.hub);
         Box::pin(futures::stream::unfold(
             (stream, cut, false),
-            |(mut stream, cut, done)| async move {
-                if done {
-                    return None;
-                }
-                tokio::select! {
-                    biased;
-                    () = cut.cancelled() => {
-                        Some((Err(unavailable("stream reset (link cut)")), (stream, cut, true)))
+            move |(mut stream, cut, done)| {
+                let net = Arc::clone(&net);
+                async move {
+                    if done {
+                        return None;
                     }
-                    item = stream.next() => item.map(|i| (i, (stream, cut, false))),
+                    let reset = || Err(unavailable("stream reset (link cut)"));
+                    let item = tokio::select! {
+                        biased;
+                        () = cut.cancelled() => return Some((reset(), (stream, cut, true))),
+                        item = stream.next() => item?,
+                    };
+                    if net.until_heard(peer, hub, &cut).await.is_err() {
+                        return Some((reset(), (stream, cut, true)));
+                    }
+                    Some((item, (stream, cut, false)))
                 }
             },
         ))
@@ -361,18 +420,33 @@ impl Dialer for SimDialer {
             .find(|i| hub_url(*i) == url)
             .expect("a configured hub");
         let reachable = self.net.reachable(self.peer, hub);
+        // A dial over a silent link is not refused: nothing answers until the link is heard
+        // (the peer's connect timeout ends it).
+        let silent = self
+            .net
+            .silenced
+            .lock()
+            .unwrap()
+            .contains_key(&(self.peer, hub));
         self.net.record(format_args!(
             "p{} run {} dials h{hub}: {}",
             self.peer,
             self.run,
-            if reachable { "open" } else { "refused" }
+            match (silent, reachable) {
+                (true, _) => "silent",
+                (false, true) => "open",
+                (false, false) => "refused",
+            }
         ));
         self.net.dials[self.peer].lock().unwrap().push(Dial {
             run: self.run,
             hub,
             at_ms: self.net.now_ms(),
-            refused: !reachable,
+            refused: !reachable && !silent,
         });
+        let cut = self.net.cut_token(self.peer, hub);
+        self.net.until_heard(self.peer, hub, &cut).await?;
+        let reachable = self.net.reachable(self.peer, hub);
         let Some(target) = self.net.hub(hub).filter(|_| reachable) else {
             self.net
                 .figures
@@ -385,7 +459,7 @@ impl Dialer for SimDialer {
             peer: self.peer,
             hub,
             inner: LocalLink::new(target),
-            cut: self.net.cut_token(self.peer, hub),
+            cut,
         }))
     }
 }
@@ -400,6 +474,8 @@ impl Net {
             hubs: (0..HUBS).map(|_| Mutex::new(None)).collect(),
             partitioned: Mutex::default(),
             cuts: Mutex::default(),
+            silenced: Mutex::default(),
+            heard: tokio::sync::Notify::new(),
             flaky: AtomicBool::new(true),
             link_rngs: (0..PEERS)
                 .map(|p| Mutex::new(StdRng::seed_from_u64(seed ^ ((p as u64 + 1) << 20))))

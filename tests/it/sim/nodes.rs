@@ -49,6 +49,11 @@ pub fn peer_config() -> Config {
     config.peer.backoff_max = BACKOFF_MAX;
     config.peer.attempts_per_hub = 3;
     config.peer.connect_timeout = Duration::from_secs(5);
+    // Heartbeats are what notices a silent link mid-sync: a stalled sync entry would wait a
+    // minute.
+    config.peer.heartbeat_interval = Duration::from_secs(5);
+    config.peer.heartbeat_timeout = Duration::from_secs(5);
+    config.peer.request_timeout = Duration::from_secs(60);
     config.peer.resubscribe_delay = Duration::from_secs(2);
     config
 }
@@ -278,4 +283,10 @@ pub fn drain(feed: &mut broadcast::Receiver<Alert>) -> (Vec<Alert>, u64) {
             Err(_) => return (alerts, lost),
         }
     }
+}
+
+/// How long a peer may stay in a session with a hub whose link went silent: the heartbeat
+/// that finds it (one interval), two missed answers, and the watcher's own sampling.
+pub fn silent_hub_bound(config: &Config) -> Duration {
+    config.peer.heartbeat_interval + 2 * config.peer.heartbeat_timeout + Duration::from_secs(1)
 }

@@ -97,7 +97,7 @@ impl Default for RateLimitsConfig {
         Self {
             connect: Rate::new(Duration::from_secs(1), 5),
             full_sync: Rate::new(Duration::from_secs(60), 2),
-            heartbeat: Rate::new(Duration::from_secs(5), 10),
+            heartbeat: Rate::new(Duration::from_secs(1), 10),
         }
     }
 }

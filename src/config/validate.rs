@@ -187,6 +187,14 @@ impl Config {
                 );
             }
         }
+        // One heartbeat rule: a hub admits at least the pace it advertises to its peers.
+        if self.hub.rate_limits.heartbeat.every > self.hub.heartbeat_interval {
+            return err(format!(
+                "hub.rateLimits.heartbeat.every ({:?}) is longer than hub.heartbeatInterval \
+                 ({:?}): the hub would refuse heartbeats at the pace it advertises",
+                self.hub.rate_limits.heartbeat.every, self.hub.heartbeat_interval
+            ));
+        }
         if self.hub.max_concurrent_syncs == 0 || self.hub.max_push_streams_per_session == 0 {
             return err(
                 "hub.maxConcurrentSyncs and hub.maxPushStreamsPerSession must be at least 1".into(),
@@ -256,5 +264,18 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn a_hub_admits_the_heartbeat_pace_it_advertises() {
+        let mut c = Config::default();
+        assert!(c.validate().is_ok(), "the defaults hold the rule");
+        c.hub.heartbeat_interval = Duration::from_millis(500);
+        let e = c.validate().unwrap_err();
+        assert!(e.0.contains("hub.rateLimits.heartbeat.every"), "{e}");
+        c.hub.rate_limits.heartbeat.every = Duration::from_millis(500);
+        assert!(c.validate().is_ok());
+        c.peer.request_timeout = Duration::ZERO;
+        assert!(c.validate().unwrap_err().0.contains("peer.requestTimeout"));
     }
 }

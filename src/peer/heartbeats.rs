@@ -50,6 +50,8 @@ pub(super) async fn heartbeat_loop(
     );
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut consecutive = 0u32;
+    // The interval in use: the configured one, or the slower pace the hub asked for.
+    let mut pace = cfg.heartbeat_interval;
     loop {
         tokio::select! {
             biased;
@@ -100,14 +102,23 @@ pub(super) async fn heartbeat_loop(
                 continue;
             }
             Err(e) if e.code.is_back_off() => {
-                // The hub is alive and asks us to slow down: not a missed heartbeat.
-                let wait = e.retry_after.unwrap_or(cfg.heartbeat_interval);
-                tracing::warn!(error = %e.message, wait_ms = wait.as_millis() as u64, "heartbeat rate limited by the hub; waiting");
+                // The hub is alive and asks us to slow down: not a missed heartbeat. We take
+                // the hub's pace (never faster than configured) and say so once per change.
                 outcome(Outcome::Failed);
-                tokio::select! {
-                    biased;
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(wait) => {}
+                let wait = e.retry_after.unwrap_or(cfg.heartbeat_interval);
+                // A quarter more than the spacing the hub asked for keeps clear of its edge
+                // (arrival times wobble; a beat right at the limit is refused now and then).
+                let slower = (cfg.heartbeat_interval + wait).mul_f64(1.25).max(pace);
+                if slower > pace {
+                    tracing::warn!(
+                        hub = %session.url(),
+                        configured_ms = cfg.heartbeat_interval.as_millis() as u64,
+                        pace_ms = slower.as_millis() as u64,
+                        "the hub refuses heartbeats at this peer's interval (hub.rateLimits.heartbeat); heartbeating at the hub's pace instead"
+                    );
+                    pace = slower;
+                    ticker = tokio::time::interval_at(Instant::now() + wait, pace);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 }
                 continue;
             }

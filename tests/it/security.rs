@@ -1,7 +1,7 @@
 //! SPEC §7 over real sockets: peer credentials on the hub's gRPC services, per-peer rate
 //! limits (and a real peer honouring the retry hint), the concurrent-sync limit.
 
-use crate::support::{ADMIN, PUBLISHER, TestHub, WAIT, config, peer_config, wait_for};
+use crate::support::{ADMIN, PUBLISHER, TestHub, WAIT, config, get_json, peer_config, wait_for};
 use serde_json::json;
 use sorcha_peer::config::{PeerTokenConfig, Rate, Secret};
 use sorcha_peer::error_code::ErrorCode;
@@ -261,6 +261,62 @@ async fn a_rate_limited_peer_waits_as_long_as_the_hub_asks() {
         next["delayMs"]
     );
     assert_eq!(next["outcome"], "connected");
+}
+
+/// One heartbeat rule: a peer configured to heartbeat faster than its hub admits slows to the
+/// hub's pace instead of being refused beat after beat, and stays connected (a refusal is no
+/// miss).
+#[tokio::test]
+async fn a_peer_heartbeating_faster_than_its_hub_admits_takes_the_hubs_pace() {
+    let hub = TestHub::configured(|cfg| {
+        cfg.hub.rate_limits.heartbeat = Rate {
+            every: Duration::from_millis(400),
+            burst: 2,
+        };
+    })
+    .await;
+    let peer_dir = tempfile::tempdir().unwrap();
+    // 100 ms heartbeats: four times what the hub admits.
+    let cfg = peer_config(peer_dir.path(), vec![hub.url("")]);
+    let peer = TestHub::start_with(peer_dir, cfg).await;
+    let refused = || async {
+        peer.metrics()
+            .await
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("sorcha_peer_heartbeats_sent_total{outcome=\"failed\"} ")
+                    .map(|v| v.parse::<f64>().unwrap())
+            })
+            .unwrap_or(0.0)
+    };
+    wait_for("a refused heartbeat", || async {
+        (refused().await > 0.0).then_some(())
+    })
+    .await;
+    // Settled at the hub's pace: no more refusals over many heartbeat periods, still connected.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let settled = refused().await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        refused().await,
+        settled,
+        "refusals stopped at the hub's pace"
+    );
+    assert!(
+        settled <= 3.0,
+        "{settled} refusals before taking the hub's pace"
+    );
+    let (_, c) = peer.get("/api/v1/connection").await;
+    assert_eq!(c["state"], "Connected", "{c}");
+    assert_eq!(c["failovers"], 0, "{c}");
+    let peers = get_json(hub.addr(), "/api/v1/peers").await;
+    let received = peers["peers"][0]["heartbeat"]["totalHeartbeatsReceived"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        received >= 6,
+        "heartbeats keep coming at the hub's pace: {peers}"
+    );
 }
 
 #[tokio::test]

@@ -585,14 +585,7 @@ async fn a_peer_whose_clock_runs_ahead_stays_connected_and_says_so_once() {
         (gauge.parse::<f64>().unwrap() + 180.0).abs() < 1.0,
         "{gauge}"
     );
-    let alerts: Vec<Value> = webhook
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
-        .filter(|a| a["event"] == "peer.clock_offset")
-        .collect();
+    let alerts: Vec<Value> = crate::support::alerts_of(&webhook, "peer.clock_offset").await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     let message = alerts[0]["message"].as_str().unwrap();
     assert!(

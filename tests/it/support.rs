@@ -483,6 +483,18 @@ pub async fn alert_webhook() -> wiremock::MockServer {
     webhook
 }
 
+/// The alerts of kind `event` (`peer.equivocation`, …) that `webhook` received, in order.
+pub async fn alerts_of(webhook: &wiremock::MockServer, event: &str) -> Vec<Value> {
+    webhook
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter(|a| a["event"] == event)
+        .collect()
+}
+
 /// Waits (bounded) until `peer` refuses hub `hub`'s checkpoints, and checks its `lastError`
 /// says `why`; the connection view then.
 pub async fn checkpoint_refused(peer: &TestHub, hub: usize, why: &str) -> Value {

@@ -289,13 +289,10 @@ async fn equivocation_between_two_hubs_is_kept_with_both_notes() {
     first.stop().await;
 
     let alert = wait_for("the equivocation alert", || async {
-        webhook
-            .received_requests()
+        crate::support::alerts_of(&webhook, "peer.equivocation")
             .await
-            .unwrap()
-            .iter()
-            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
-            .find(|a| a["event"] == "peer.equivocation")
+            .into_iter()
+            .next()
     })
     .await;
     let evidence: Vec<&str> = alert["evidence"]

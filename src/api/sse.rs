@@ -226,17 +226,9 @@ pub async fn events(
         .into_response())
 }
 
-/// The node's head version and hash: from the recent window when it holds the head, else
-/// from the store.
+/// The node's head version and hash as announced ([`Register::announced_head`]).
 async fn head_of(register: &Register) -> Result<(i64, Option<String>), ApiError> {
-    let version = register.head_version();
-    if version == 0 {
-        return Ok((0, None));
-    }
-    if let Some(shared) = register.recent().get(version) {
-        return Ok((version, Some(shared.entry.chain_hash.clone())));
-    }
-    let head = register.head().await?;
+    let head = register.announced_head().await?;
     Ok(head.map_or((0, None), |h| (h.version, Some(h.chain_hash))))
 }
 

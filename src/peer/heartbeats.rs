@@ -138,13 +138,14 @@ pub(super) async fn heartbeat_loop(
 }
 
 /// The replica's head for a heartbeat: from memory when the recent window holds it, so a
-/// heartbeat never waits on the replica's store while a sync writes to it.
+/// heartbeat does not wait on the replica's store while a sync writes to it.
 async fn replica_head(session: &Session) -> (i64, String) {
-    let register = session.peer.register();
-    let version = register.head_version();
-    if let Some(shared) = register.recent().get(version) {
-        return (version, shared.entry.chain_hash.clone());
-    }
-    let head = register.head().await.ok().flatten();
+    let head = session
+        .peer
+        .register()
+        .announced_head()
+        .await
+        .ok()
+        .flatten();
     head.map_or((0, String::new()), |h| (h.version, h.chain_hash))
 }

@@ -370,9 +370,24 @@ impl Register {
         }
     }
 
-    /// The head (version, chain hash), `None` when empty.
+    /// The head (version, chain hash), `None` when empty, as the store holds it.
     pub async fn head(&self) -> Result<Option<Head>, RegisterError> {
         Ok(self.store.head().await?)
+    }
+
+    /// The head this node has announced (version, chain hash), `None` when empty: from memory
+    /// when the recent window holds it — the common case, with no store round trip — else
+    /// from the store (after a restart, an entry larger than the window, an append another
+    /// hub made on a shared store).
+    pub async fn announced_head(&self) -> Result<Option<Head>, RegisterError> {
+        let version = self.head_version();
+        if let Some(shared) = self.recent.get(version) {
+            return Ok(Some(Head {
+                version,
+                chain_hash: shared.entry.chain_hash.clone(),
+            }));
+        }
+        self.head().await
     }
 
     /// Counts over the register.

@@ -169,6 +169,18 @@ impl GuardedLink {
     }
 }
 
+impl GuardedLink {
+    /// Opens a sync stream within `peer.requestTimeout`, each next entry bounded by it too.
+    async fn sync_stream(
+        &self,
+        open: impl Future<Output = Result<LinkStream<SyncedEntry>, LinkError>>,
+    ) -> Result<LinkStream<SyncedEntry>, LinkError> {
+        let limit = self.deadlines.request;
+        let stream = self.give_up.bound("sync stream", limit, open).await?;
+        Ok(self.give_up.stream("next sync entry", stream, Some(limit)))
+    }
+}
+
 #[async_trait]
 impl HubLink for GuardedLink {
     async fn open_session(&self, request: &ConnectRequest) -> Result<ConnectionGrant, LinkError> {
@@ -206,10 +218,8 @@ impl HubLink for GuardedLink {
         session_id: &str,
         max: i32,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
-        let limit = self.deadlines.request;
-        let call = self.inner.full_sync(peer_id, session_id, max);
-        let stream = self.give_up.bound("sync stream", limit, call).await?;
-        Ok(self.give_up.stream("next sync entry", stream, Some(limit)))
+        self.sync_stream(self.inner.full_sync(peer_id, session_id, max))
+            .await
     }
 
     async fn incremental_sync(
@@ -219,10 +229,8 @@ impl HubLink for GuardedLink {
         after: i64,
         max: i32,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
-        let limit = self.deadlines.request;
-        let call = self.inner.incremental_sync(peer_id, session_id, after, max);
-        let stream = self.give_up.bound("sync stream", limit, call).await?;
-        Ok(self.give_up.stream("next sync entry", stream, Some(limit)))
+        self.sync_stream(self.inner.incremental_sync(peer_id, session_id, after, max))
+            .await
     }
 
     async fn subscribe(

@@ -13,6 +13,7 @@ use crate::register::{Register, RegisterOptions};
 use crate::role::{self, ResolvedRole};
 use crate::store::RegisterStore;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::guarded::{CallLimits, GuardedStore};
 use crate::store::mongo::MongoStore;
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
@@ -98,14 +99,23 @@ pub async fn start_with_clock(
     if role == ResolvedRole::Peer && config.hubs.is_empty() {
         config.hubs = crate::config::default_hubs();
     }
-    let store: Arc<dyn RegisterStore> = match config.store.as_str() {
+    let backend: Arc<dyn RegisterStore> = match config.store.as_str() {
         "embedded" => Arc::new(EmbeddedStore::open(&config.data_dir)?),
         uri if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => {
-            Arc::new(MongoStore::connect(uri, &config.mongo).await?)
+            Arc::new(MongoStore::connect(uri, &config.mongo, config.limits.store_calls).await?)
         }
         other => bail!("store {other:?} is not supported; use \"embedded\" or a mongodb:// URI"),
     };
     let metrics = Arc::new(crate::metrics::Metrics::default());
+    let store: Arc<dyn RegisterStore> = Arc::new(GuardedStore::new(
+        backend,
+        CallLimits {
+            deadline: config.limits.store_call_timeout,
+            slot_wait: config.limits.store_call_wait,
+            slots: config.limits.store_calls,
+        },
+        Arc::clone(&metrics),
+    ));
     let register = Register::open(
         Arc::clone(&store),
         Arc::clone(&clock),
@@ -217,9 +227,31 @@ pub async fn start_with_clock(
             Arc::clone(&state.register),
             shutdown.clone(),
         );
+        // The tail only says how far the store has moved; one task reads what moved into the
+        // recent window (coalescing announcements that come faster than it reads) and only
+        // then announces it, so followers, syncs and heartbeats find it in memory.
+        let (moved, mut absorb) = tokio::sync::watch::channel(register.head_version());
+        tokio::spawn(async move {
+            while absorb.changed().await.is_ok() {
+                // Each version once: this hub's own appends are in the window already (no
+                // read); an append of another hub that finished before one of ours is read
+                // here, filling the gap.
+                let version = *absorb.borrow_and_update();
+                register.absorb_appends(version).await;
+            }
+        });
         tokio::spawn(async move {
             store
-                .follow_external_appends(&|version| register.announce(version), cancel)
+                .follow_external_appends(
+                    &|version| {
+                        moved.send_if_modified(|known| {
+                            let later = version > *known;
+                            *known = (*known).max(version);
+                            later
+                        });
+                    },
+                    cancel,
+                )
                 .await;
         })
     };

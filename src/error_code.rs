@@ -95,7 +95,7 @@ impl StoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
             StoreError::Corrupt { .. } => ErrorCode::Corrupt,
-            StoreError::Unavailable(_) => ErrorCode::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Slow(_) => ErrorCode::Unavailable,
             StoreError::Full(_) => ErrorCode::StoreFull,
             StoreError::TooLarge(_) => ErrorCode::TooLarge,
             StoreError::ExpectationFailed { .. }

@@ -70,6 +70,92 @@ macro_rules! lower_case_label {
         }
     };
 }
+/// A call of the register store ([`crate::store::RegisterStore`]), named as in the trait.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum StoreOp {
+    /// `head`.
+    Head,
+    /// `append`.
+    Append,
+    /// `prior`.
+    Prior,
+    /// `forget_keys`.
+    ForgetKeys,
+    /// `append_entries`.
+    AppendEntries,
+    /// `checkpoint`.
+    Checkpoint,
+    /// `entries_after`.
+    EntriesAfter,
+    /// `entry`.
+    Entry,
+    /// `latest`.
+    Latest,
+    /// `history`.
+    History,
+    /// `sizes_after`.
+    SizesAfter,
+    /// `latest_size`.
+    LatestSize,
+    /// `list_current`.
+    ListCurrent,
+    /// `stats`.
+    Stats,
+}
+
+/// Label set `{operation}` for store calls.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreOpLabels {
+    /// The store call.
+    pub operation: StoreOp,
+}
+
+/// Where a store call ran out of time.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum StoreStage {
+    /// Waiting for a free slot (`limits.storeCallWait`).
+    Wait,
+    /// Waiting for the store's answer (`limits.storeCallTimeout`).
+    Call,
+}
+
+/// Label set `{operation, stage}` for store calls that ran out of time.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreTimeoutLabels {
+    /// The store call.
+    pub operation: StoreOp,
+    /// Where it ran out of time.
+    pub stage: StoreStage,
+}
+
+impl StoreOp {
+    /// The call's name, as in the trait, in metrics and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Head => "head",
+            Self::Append => "append",
+            Self::Prior => "prior",
+            Self::ForgetKeys => "forget_keys",
+            Self::AppendEntries => "append_entries",
+            Self::Checkpoint => "checkpoint",
+            Self::EntriesAfter => "entries_after",
+            Self::Entry => "entry",
+            Self::Latest => "latest",
+            Self::History => "history",
+            Self::SizesAfter => "sizes_after",
+            Self::LatestSize => "latest_size",
+            Self::ListCurrent => "list_current",
+            Self::Stats => "stats",
+        }
+    }
+}
+
+impl EncodeLabelValue for StoreOp {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.name())
+    }
+}
+lower_case_label!(StoreStage { Wait => "wait", Call => "call" });
 lower_case_label!(SyncKind { Full => "full", Incremental => "incremental" });
 lower_case_label!(Transport { Sse => "sse", Grpc => "grpc" });
 lower_case_label!(Outcome { Ok => "ok", Failed => "failed" });
@@ -137,6 +223,11 @@ pub struct Metrics {
     pub verify_ok: Gauge,
     /// Integrity check duration.
     pub verify_duration: Histogram,
+    /// Duration of each register store call that got an answer, by operation (the count is
+    /// the number of store round trips).
+    pub store_call_duration: Family<StoreOpLabels, Histogram>,
+    /// Store calls that ran out of time, by operation and stage.
+    pub store_call_timeouts: Family<StoreTimeoutLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -191,6 +282,8 @@ impl Metrics {
             read_bytes_in_flight: Gauge::default(),
             verify_ok: Gauge::default(),
             verify_duration: latency_histogram(),
+            store_call_duration: Family::new_with_constructor(latency_histogram),
+            store_call_timeouts: Family::default(),
         };
         let s = Unit::Seconds;
         r.register_with_unit(
@@ -335,8 +428,21 @@ impl Metrics {
         r.register_with_unit(
             "verify_duration",
             "Duration of integrity checks",
-            s,
+            s.clone(),
             m.verify_duration.clone(),
+        );
+        r.register_with_unit(
+            "store_call_duration",
+            "Duration of register store calls that got an answer, by operation; the count is \
+             the number of store round trips",
+            s,
+            m.store_call_duration.clone(),
+        );
+        r.register(
+            "store_call_timeouts",
+            "Register store calls that ran out of time, by operation and stage (wait: no free \
+             slot within limits.storeCallWait; call: no answer within limits.storeCallTimeout)",
+            m.store_call_timeouts.clone(),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
         m

@@ -168,6 +168,10 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %e, "store unavailable");
                 "the register store is unavailable; try again later".to_owned()
             }
+            StoreError::Slow(_) => {
+                tracing::warn!(error = %e, "store too slow");
+                format!("{e}; try again shortly")
+            }
             StoreError::Full(_) => {
                 tracing::error!(error = %e, "store full");
                 format!("{e}; free space on the node's data volume and retry")
@@ -180,9 +184,20 @@ impl From<StoreError> for ApiError {
             | StoreError::HeadMoved { .. }
             | StoreError::Claimed(_) => e.to_string(),
         };
-        ApiError::new(e.code(), detail)
+        let error = ApiError::new(e.code(), detail);
+        match e {
+            // Both pass: a client retrying after a second finds the store back or fails fast
+            // again.
+            StoreError::Unavailable(_) | StoreError::Slow(_) => {
+                error.with_retry_after(STORE_RETRY_AFTER)
+            }
+            _ => error,
+        }
     }
 }
+
+/// The `Retry-After` of a 503 for an unavailable or slow store.
+const STORE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl From<RegisterError> for ApiError {
     fn from(e: RegisterError) -> Self {

@@ -278,6 +278,17 @@ pub struct LimitsConfig {
     /// `Retry-After` (streams and syncs wait as long as it takes).
     #[serde(with = "humantime_serde")]
     pub read_budget_wait: Duration,
+    /// Every call to the register store (MongoDB or the embedded file) must answer within
+    /// this, its wait for a slot included, or it fails with 503 + `Retry-After` /
+    /// `UNAVAILABLE`.
+    #[serde(with = "humantime_serde")]
+    pub store_call_timeout: Duration,
+    /// How long a store call waits for one of `storeCalls` slots before failing the same way.
+    #[serde(with = "humantime_serde")]
+    pub store_call_wait: Duration,
+    /// Store calls in flight at once; with MongoDB also the driver's connection pool (plus
+    /// two connections for following other hubs' appends).
+    pub store_calls: usize,
 }
 
 impl Default for LimitsConfig {
@@ -298,6 +309,9 @@ impl Default for LimitsConfig {
             max_page_bytes: crate::register::DEFAULT_PAGE_BYTES,
             read_budget_bytes: crate::register::DEFAULT_READ_BUDGET_BYTES,
             read_budget_wait: Duration::from_secs(2),
+            store_call_timeout: Duration::from_secs(10),
+            store_call_wait: Duration::from_secs(2),
+            store_calls: 10,
         }
     }
 }

@@ -150,6 +150,22 @@ impl Config {
         if self.limits.read_budget_bytes < self.limits.max_page_bytes {
             return err("limits.readBudgetBytes must be at least limits.maxPageBytes".into());
         }
+        if self.limits.store_call_timeout.is_zero()
+            || self.limits.store_call_wait.is_zero()
+            || self.limits.store_call_wait > self.limits.store_call_timeout
+        {
+            return err(
+                "limits.storeCallTimeout and limits.storeCallWait must be above zero, the wait \
+                 at most the timeout"
+                    .into(),
+            );
+        }
+        if !(1..=1000).contains(&self.limits.store_calls) {
+            return err(format!(
+                "limits.storeCalls {} is out of range: use 1-1000",
+                self.limits.store_calls
+            ));
+        }
         if self.limits.max_body_bytes < self.limits.max_document_bytes {
             return err("limits.maxBodyBytes must be at least limits.maxDocumentBytes".into());
         }

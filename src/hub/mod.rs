@@ -128,7 +128,7 @@ impl Hub {
     /// The hub's signed checkpoint of its current head (a C2SP signed note; see
     /// [`crate::register::checkpoint_note`]); `None` on an empty register.
     pub async fn checkpoint_note(&self) -> Result<Option<String>, RegisterError> {
-        let Some(head) = self.register.store().head().await? else {
+        let Some(head) = self.register.announced_head().await? else {
             return Ok(None);
         };
         Ok(Some(self.sign_head(head.version, &head.chain_hash)).filter(|n| !n.is_empty()))

@@ -53,6 +53,12 @@ pub const DEFAULT_PAGE_BYTES: usize = 8 * 1024 * 1024;
 pub const DEFAULT_WINDOW_BYTES: usize = 64 * 1024 * 1024;
 /// Default node-wide read budget ([`RegisterOptions::read_budget_bytes`]).
 pub const DEFAULT_READ_BUDGET_BYTES: usize = 256 * 1024 * 1024;
+/// How long reading other hubs' appends into the recent window waits for room in the read
+/// budget; past it, followers read those entries from the store themselves.
+const ABSORB_BUDGET_WAIT: Duration = Duration::from_secs(2);
+/// How long reading appends made elsewhere waits for an append of this node's own, in
+/// flight, that may be the one reported.
+const OWN_APPEND_GRACE: Duration = Duration::from_millis(50);
 /// Default time an idempotency key is remembered ([`RegisterOptions::idempotency_retention`]).
 pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -218,6 +224,31 @@ pub struct Register {
     options: RegisterOptions,
     /// Signed client writes' signatures, verified in batches.
     signature_batch: signature_batch::SignatureBatcher,
+    /// This node's appends between the store call and their announcement.
+    local_appends: InFlight,
+}
+
+/// A count of operations in progress, each counted while its guard lives.
+#[derive(Debug, Default)]
+struct InFlight(std::sync::atomic::AtomicUsize);
+
+impl InFlight {
+    fn begin(&self) -> InFlightGuard<'_> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InFlightGuard(self)
+    }
+
+    fn any(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+}
+
+struct InFlightGuard<'a>(&'a InFlight);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Register {
@@ -263,9 +294,13 @@ impl Register {
             ),
             integrity: RwLock::new(None),
             signature_batch: Default::default(),
+            local_appends: InFlight::default(),
             clock,
             options,
         });
+        // The newest entries come back into memory, so a restarted node answers heartbeats
+        // and near-head syncs without the store.
+        register.absorb_appends(head_version).await;
         let report = register.verify().await?;
         if let Some(failure) = &report.failure {
             tracing::error!(
@@ -318,7 +353,85 @@ impl Register {
         bound: PageBound,
         wait: Option<Duration>,
     ) -> Result<Page, RegisterError> {
+        if let Scope::Log = scope
+            && let Some(page) = self.window_page(after, bound, wait).await?
+        {
+            return Ok(page);
+        }
         read_page(self.store.as_ref(), &self.budget, scope, after, bound, wait).await
+    }
+
+    /// The log page after `after` from memory: empty at or past the announced head, else
+    /// from the recent window when it holds the entry right after `after`. A peer or reader
+    /// near the head costs the store nothing. The page's
+    /// bytes are held from the read budget like a page read from the store, so what a reader
+    /// keeps after the window lets go is still counted.
+    async fn window_page(
+        &self,
+        after: i64,
+        bound: PageBound,
+        wait: Option<Duration>,
+    ) -> Result<Option<Page>, RegisterError> {
+        if after >= self.head_version() {
+            // Nothing past what this node has announced: a reader at the head (the end of
+            // every catch-up) is told so without asking the store.
+            return Ok(Some(Page {
+                entries: VecDeque::new(),
+                more: false,
+                held: self.budget.acquire(0, wait).await?,
+            }));
+        }
+        let shared = self.recent.after(after, bound.entries, bound.bytes);
+        let Some(last) = shared.last().map(|s| s.entry.version) else {
+            return Ok(None);
+        };
+        let bytes = shared.iter().map(|s| s.entry.weight()).sum();
+        let held = self.budget.acquire(bytes, wait).await?;
+        Ok(Some(Page {
+            entries: shared.iter().map(|s| s.entry.clone()).collect(),
+            more: last < self.head_version(),
+            held,
+        }))
+    }
+
+    /// Brings the recent window up to `version` from the store, then announces it: the
+    /// entries another hub appended to a shared store are read once, here, and every
+    /// follower, sync and heartbeat of this node is served them from memory. Reads what the
+    /// window lacks of the newest [`recent::RECENT_CAPACITY`] entries (older ones would not
+    /// stay), so an empty window (a node just opened) is filled too; a read that fails
+    /// leaves followers to read the store themselves.
+    pub async fn absorb_appends(&self, version: i64) {
+        if self.local_appends.any() {
+            // The tail may report this node's own append before the append has returned
+            // here; give it a moment to land in the window rather than read it back.
+            let _ = tokio::time::timeout(OWN_APPEND_GRACE, self.head.past(version - 1)).await;
+        }
+        let floor = version.saturating_sub(recent::RECENT_CAPACITY as i64);
+        let mut after = self.recent.newest().unwrap_or(floor).max(floor);
+        while after < version {
+            let bound = self.page_bound(usize::try_from(version - after).unwrap_or(PAGE).min(PAGE));
+            let page = read_page(
+                self.store.as_ref(),
+                &self.budget,
+                Scope::Log,
+                after,
+                bound,
+                Some(ABSORB_BUDGET_WAIT),
+            )
+            .await;
+            match page {
+                Ok(page) if !page.entries.is_empty() => {
+                    after = page.entries.back().map_or(version, |e| e.version);
+                    self.recent.push(page.entries);
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, version, "cannot read appends made elsewhere; followers read them from the store");
+                    break;
+                }
+            }
+        }
+        self.announce(version);
     }
 
     /// Version of the newest durable entry this node has announced.

@@ -12,13 +12,15 @@ use super::budget::Held;
 use super::entry::Entry;
 use bytes::Bytes;
 use prometheus_client::metrics::gauge::Gauge;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::OnceCell;
 
 /// Most entries kept, whatever their size.
 pub const RECENT_CAPACITY: usize = 1024;
+/// Most entries that wait for a missing version before the window restarts without it.
+pub const PENDING_CAPACITY: usize = 64;
 
 /// A value derived from an entry for streaming it; each is computed once per entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +109,10 @@ pub struct RecentWindow {
 struct State {
     entries: VecDeque<Arc<SharedEntry>>,
     bytes: usize,
+    /// Entries that arrived ahead of a missing version, by version.
+    pending: BTreeMap<i64, Entry>,
+    /// Weight of the pending entries.
+    pending_bytes: usize,
 }
 
 impl RecentWindow {
@@ -124,30 +130,104 @@ impl RecentWindow {
         self.state.read().map_or(0, |s| s.bytes)
     }
 
-    /// Remembers entries just made durable (contiguous, ascending); a gap resets the window.
+    /// Remembers entries just made durable. Entries the window holds already are skipped;
+    /// one that arrives ahead of a missing version (two appends finishing out of order,
+    /// another hub's append not read yet) waits until the gap is filled, and a gap that stays
+    /// open past [`PENDING_CAPACITY`] entries or a quarter of the byte bound restarts the
+    /// window at the waiting entries.
     pub fn push(&self, new: impl IntoIterator<Item = Entry>) {
         let Ok(mut state) = self.state.write() else {
             return;
         };
         for entry in new {
-            if state
+            let Some(last) = state.entries.back().map(|e| e.entry.version) else {
+                self.append(&mut state, entry);
+                continue;
+            };
+            if entry.version <= last {
+                continue;
+            }
+            if entry.version > last + 1 {
+                state.pending_bytes += entry.weight();
+                state.pending.insert(entry.version, entry);
+                if state.pending.len() > PENDING_CAPACITY
+                    || state.pending_bytes > self.max_bytes / 4
+                {
+                    while state.entries.pop_front().is_some_and(|e| evicted(&e)) {}
+                    state.bytes = 0;
+                    let first = state.pending.pop_first().map(|(_, e)| e);
+                    state.pending_bytes -= first.as_ref().map_or(0, Entry::weight);
+                    if let Some(first) = first {
+                        self.append(&mut state, first);
+                    }
+                }
+            } else {
+                self.append(&mut state, entry);
+            }
+            // Whatever waited for this entry follows it.
+            while let Some(next) = state
                 .entries
                 .back()
-                .is_some_and(|last| last.entry.version + 1 != entry.version)
+                .map(|e| e.entry.version + 1)
+                .and_then(|v| state.pending.remove(&v))
             {
-                while state.entries.pop_front().is_some_and(|e| evicted(&e)) {}
-                state.bytes = 0;
+                state.pending_bytes -= next.weight();
+                self.append(&mut state, next);
             }
-            let shared = Arc::new(SharedEntry::new(entry));
-            let weight = shared.entry.weight();
-            shared.charged.store(weight, Ordering::Relaxed);
-            shared.in_window.store(true, Ordering::Relaxed);
-            state.bytes += weight;
-            state.entries.push_back(shared);
-            self.trim(&mut state);
+            let newest = state.entries.back().map_or(0, |e| e.entry.version);
+            state.pending.retain(|v, _| *v > newest);
+            state.pending_bytes = state.pending.values().map(Entry::weight).sum();
         }
         self.gauge
             .set(i64::try_from(state.bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Adds `entry` as the newest, then trims.
+    fn append(&self, state: &mut State, entry: Entry) {
+        let shared = Arc::new(SharedEntry::new(entry));
+        let weight = shared.entry.weight();
+        shared.charged.store(weight, Ordering::Relaxed);
+        shared.in_window.store(true, Ordering::Relaxed);
+        state.bytes += weight;
+        state.entries.push_back(shared);
+        self.trim(state);
+    }
+
+    /// Version of the newest entry the window holds.
+    pub fn newest(&self) -> Option<i64> {
+        let state = self.state.read().ok()?;
+        state.entries.back().map(|e| e.entry.version)
+    }
+
+    /// The entries right after `after`, oldest first, as long as the window holds them
+    /// contiguously: at most `max_entries`, and ending before their weights exceed
+    /// `max_bytes` (the first is taken whatever its size). Empty when the window does not
+    /// hold `after + 1`.
+    pub fn after(&self, after: i64, max_entries: usize, max_bytes: usize) -> Vec<Arc<SharedEntry>> {
+        let Ok(state) = self.state.read() else {
+            return Vec::new();
+        };
+        let Some(first) = state.entries.front().map(|e| e.entry.version) else {
+            return Vec::new();
+        };
+        let Some(start) = after
+            .checked_add(1)
+            .and_then(|v| v.checked_sub(first))
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return Vec::new();
+        };
+        let mut bytes = 0usize;
+        let mut taken = Vec::new();
+        for shared in state.entries.iter().skip(start).take(max_entries) {
+            let weight = shared.entry.weight();
+            if !taken.is_empty() && bytes.saturating_add(weight) > max_bytes {
+                break;
+            }
+            bytes = bytes.saturating_add(weight);
+            taken.push(Arc::clone(shared));
+        }
+        taken
     }
 
     /// The entry at `version`, if the window holds it.

@@ -152,7 +152,10 @@ impl Register {
         key: Option<&KeyClaim>,
     ) -> Result<Entry, RegisterError> {
         let started = Instant::now();
-        let result = self.store.append(new, expect, key).await;
+        let result = {
+            let _in_flight = self.local_appends.begin();
+            self.store.append(new, expect, key).await
+        };
         let outcome = match &result {
             Ok(_) => Outcome::Ok,
             Err(_) => Outcome::Failed,

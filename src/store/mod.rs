@@ -4,6 +4,7 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod guarded;
 pub mod mongo;
 pub mod synthetic;
 
@@ -42,6 +43,11 @@ pub enum StoreError {
     /// The backend cannot be reached or refused the operation.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store did not answer in time: no free slot within `limits.storeCallWait`, or no
+    /// answer within `limits.storeCallTimeout`. Retryable. A write that timed out may still
+    /// complete; a retry with the same `Idempotency-Key` is answered from it.
+    #[error("{0}")]
+    Slow(String),
     /// The disk holding the store is full; the write was rolled back and nothing changed.
     #[error("the register's disk is full; nothing was written: {0}")]
     Full(String),

@@ -37,6 +37,7 @@ mod signatures;
 mod sim;
 mod sse;
 mod store;
+mod store_calls;
 mod support;
 mod tls;
 mod trust;

@@ -28,6 +28,7 @@ async fn mongo_store_passes_conformance() {
                         poll_interval: Duration::from_millis(100),
                         ..Default::default()
                     },
+                    10,
                 )
                 .await
                 .unwrap(),
@@ -297,6 +298,7 @@ async fn an_entry_too_large_for_mongodb_is_a_permanent_named_error() {
             database: fresh_database("toolarge"),
             ..Default::default()
         },
+        10,
     )
     .await
     .unwrap();

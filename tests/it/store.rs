@@ -3,7 +3,9 @@
 use sorcha_peer::store::RegisterStore;
 use sorcha_peer::store::conformance;
 use sorcha_peer::store::embedded::{EmbeddedStore, Execution};
+use sorcha_peer::store::guarded::{CallLimits, GuardedStore};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tempfile::TempDir;
 
 async fn conformance_of(execution: Execution) {
@@ -24,6 +26,29 @@ async fn conformance_of(execution: Execution) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_passes_conformance() {
     conformance_of(Execution::Threaded).await;
+}
+
+/// The guarded store (deadlines, slots, calls run to completion) keeps every rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarded_embedded_store_passes_conformance() {
+    let dirs: Arc<Mutex<Vec<TempDir>>> = Arc::default();
+    conformance::run(|| {
+        let dirs = Arc::clone(&dirs);
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let inner: Arc<dyn RegisterStore> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+            dirs.lock().unwrap().push(dir);
+            let limits = CallLimits {
+                deadline: Duration::from_secs(10),
+                slot_wait: Duration::from_secs(2),
+                slots: 4,
+            };
+            let store: Arc<dyn RegisterStore> =
+                Arc::new(GuardedStore::new(inner, limits, Arc::default()));
+            store
+        }
+    })
+    .await;
 }
 
 /// Inline (the simulation's mode): the same rules, and every call is done by its first poll.

@@ -70,14 +70,19 @@ pub struct MongoStore {
 }
 
 impl MongoStore {
-    /// Connects to `uri`, using the configured database; creates the indexes (idempotent).
-    pub async fn connect(uri: &str, config: &MongoConfig) -> Result<Self, StoreError> {
+    /// Connects to `uri`, using the configured database and a pool of `pool` connections
+    /// for calls (plus two for following other hubs' appends); creates the indexes
+    /// (idempotent).
+    pub async fn connect(uri: &str, config: &MongoConfig, pool: usize) -> Result<Self, StoreError> {
         let (database, poll_interval) = (config.database.as_str(), config.poll_interval);
         let mut options = ClientOptions::parse(uri).await.map_err(unavailable)?;
         options.app_name = Some("sorcha-peer".into());
         // Fail calls within seconds when the server is gone, not the driver's default 30 s.
         options.server_selection_timeout = Some(config.server_timeout);
         options.connect_timeout = Some(config.server_timeout);
+        // The driver never queues a call: the guarded store lets at most `pool` in at once
+        // (the change stream and the head poll take the other two).
+        options.max_pool_size = Some(u32::try_from(pool).unwrap_or(u32::MAX).saturating_add(2));
         // Acknowledged means durable: majority-committed and journaled.
         options.write_concern = Some(
             WriteConcern::builder()

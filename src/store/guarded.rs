@@ -1,0 +1,267 @@
+//! Every register store call with a deadline, a bounded wait for a slot, and a run to
+//! completion: [`GuardedStore`] wraps the node's store at the composition root.
+//!
+//! - A call first takes one of `slots` (the MongoDB connection pool's size, so the driver
+//!   itself never queues), waiting at most `limits.storeCallWait`; then the whole call must
+//!   answer within `limits.storeCallTimeout`. Either way a slow store makes callers fail fast
+//!   with [`StoreError::Slow`] (503 with `Retry-After`, gRPC `UNAVAILABLE`) instead of hanging.
+//! - The backend's future runs on a task of its own, holding its slot until it finishes: a
+//!   caller that gives up (a deadline, a cancelled gRPC call, a client gone) never drops a
+//!   driver future mid-flight, which the MongoDB driver documents as leaving its connection
+//!   pool inconsistent. A store that stalls therefore holds every slot until it answers, and
+//!   further calls fail at the slot wait rather than piling up.
+//! - Each answered call is timed per operation (`sorcha_peer_store_call_duration_seconds`,
+//!   whose count is the number of store round trips); calls that ran out of time are counted
+//!   (`sorcha_peer_store_call_timeouts_total`).
+
+use super::{
+    Checkpoint, EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError,
+};
+use crate::metrics::{Metrics, StoreOp, StoreOpLabels, StoreStage, StoreTimeoutLabels};
+use crate::register::entry::{Entry, Expectation, Head, NewEntry};
+use async_trait::async_trait;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// How long store calls may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// The most a call may take, its wait for a slot included (`limits.storeCallTimeout`).
+    pub deadline: Duration,
+    /// The most a call waits for a free slot (`limits.storeCallWait`).
+    pub slot_wait: Duration,
+    /// Calls in flight at once.
+    pub slots: usize,
+}
+
+/// A store whose every call has a deadline and runs to completion.
+pub struct GuardedStore {
+    inner: Arc<dyn RegisterStore>,
+    limits: CallLimits,
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for GuardedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedStore")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl GuardedStore {
+    /// Wraps `inner`, counting in `metrics`.
+    pub fn new(inner: Arc<dyn RegisterStore>, limits: CallLimits, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner,
+            slots: Arc::new(Semaphore::new(limits.slots.max(1))),
+            limits,
+            metrics,
+        }
+    }
+
+    /// Runs `call` on the inner store as [`GuardedStore`] describes.
+    async fn call<T, F>(
+        &self,
+        op: StoreOp,
+        call: impl FnOnce(Arc<dyn RegisterStore>) -> F,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let started = Instant::now();
+        let deadline = self.limits.deadline;
+        let wait = self.limits.slot_wait.min(deadline);
+        let slot = match tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => return Err(StoreError::Unavailable("the store is closed".into())),
+            Err(_) => {
+                self.timed_out(op, StoreStage::Wait);
+                return Err(StoreError::Slow(format!(
+                    "the register store is busy: none of its {} calls in flight finished \
+                     within {} ({})",
+                    self.limits.slots,
+                    humantime::format_duration(wait),
+                    op.name(),
+                )));
+            }
+        };
+        let future = call(Arc::clone(&self.inner));
+        let task = tokio::spawn(async move {
+            let _slot = slot;
+            future.await
+        });
+        match tokio::time::timeout(deadline.saturating_sub(started.elapsed()), task).await {
+            Ok(Ok(result)) => {
+                self.metrics
+                    .store_call_duration
+                    .get_or_create(&StoreOpLabels { operation: op })
+                    .observe(started.elapsed().as_secs_f64());
+                result
+            }
+            Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Ok(Err(_)) => Err(StoreError::Unavailable(
+                "the store call was cancelled: the node is shutting down".into(),
+            )),
+            Err(_) => {
+                self.timed_out(op, StoreStage::Call);
+                Err(StoreError::Slow(format!(
+                    "the register store did not answer within {} ({})",
+                    humantime::format_duration(deadline),
+                    op.name(),
+                )))
+            }
+        }
+    }
+
+    fn timed_out(&self, operation: StoreOp, stage: StoreStage) {
+        self.metrics
+            .store_call_timeouts
+            .get_or_create(&StoreTimeoutLabels { operation, stage })
+            .inc();
+    }
+}
+
+#[async_trait]
+impl RegisterStore for GuardedStore {
+    async fn head(&self) -> Result<Option<Head>, StoreError> {
+        self.call(StoreOp::Head, |s| async move { s.head().await })
+            .await
+    }
+
+    async fn append(
+        &self,
+        new: NewEntry,
+        expect: Expectation,
+        key: Option<&KeyClaim>,
+    ) -> Result<Entry, StoreError> {
+        let key = key.cloned();
+        self.call(StoreOp::Append, |s| async move {
+            s.append(new, expect, key.as_ref()).await
+        })
+        .await
+    }
+
+    async fn prior(
+        &self,
+        key: Option<&KeyClaim>,
+        transaction_id: Option<&str>,
+    ) -> Result<Option<Prior>, StoreError> {
+        let (key, transaction_id) = (key.cloned(), transaction_id.map(str::to_owned));
+        self.call(StoreOp::Prior, |s| async move {
+            s.prior(key.as_ref(), transaction_id.as_deref()).await
+        })
+        .await
+    }
+
+    async fn forget_keys(&self, before: i64) -> Result<u64, StoreError> {
+        self.call(StoreOp::ForgetKeys, |s| async move {
+            s.forget_keys(before).await
+        })
+        .await
+    }
+
+    async fn append_entries(
+        &self,
+        after_version: i64,
+        entries: Vec<Entry>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(), StoreError> {
+        self.call(StoreOp::AppendEntries, |s| async move {
+            s.append_entries(after_version, entries, checkpoint).await
+        })
+        .await
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        self.call(StoreOp::Checkpoint, |s| async move { s.checkpoint().await })
+            .await
+    }
+
+    async fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.call(StoreOp::EntriesAfter, |s| async move {
+            s.entries_after(after, limit).await
+        })
+        .await
+    }
+
+    async fn entry(&self, version: i64) -> Result<Option<Entry>, StoreError> {
+        self.call(StoreOp::Entry, |s| async move { s.entry(version).await })
+            .await
+    }
+
+    async fn latest(&self, blueprint_id: &str) -> Result<Option<Entry>, StoreError> {
+        let id = blueprint_id.to_owned();
+        self.call(StoreOp::Latest, |s| async move { s.latest(&id).await })
+            .await
+    }
+
+    async fn history(
+        &self,
+        blueprint_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let id = blueprint_id.to_owned();
+        self.call(StoreOp::History, |s| async move {
+            s.history(&id, after, limit).await
+        })
+        .await
+    }
+
+    async fn sizes_after(
+        &self,
+        scope: Scope<'_>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EntrySize>, StoreError> {
+        let blueprint = match scope {
+            Scope::Log => None,
+            Scope::Blueprint(id) => Some(id.to_owned()),
+        };
+        self.call(StoreOp::SizesAfter, |s| async move {
+            let scope = blueprint.as_deref().map_or(Scope::Log, Scope::Blueprint);
+            s.sizes_after(scope, after, limit).await
+        })
+        .await
+    }
+
+    async fn latest_size(&self, blueprint_id: &str) -> Result<Option<EntrySize>, StoreError> {
+        let id = blueprint_id.to_owned();
+        self.call(
+            StoreOp::LatestSize,
+            |s| async move { s.latest_size(&id).await },
+        )
+        .await
+    }
+
+    async fn list_current(&self, query: ListQuery) -> Result<Vec<Entry>, StoreError> {
+        self.call(StoreOp::ListCurrent, |s| async move {
+            s.list_current(query).await
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        self.call(StoreOp::Stats, |s| async move { s.stats().await })
+            .await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        // Shutdown has its own grace period; closing waits for the writer to finish.
+        self.inner.close().await
+    }
+
+    async fn follow_external_appends(
+        &self,
+        announce: &(dyn Fn(i64) + Send + Sync),
+        cancel: CancellationToken,
+    ) {
+        self.inner.follow_external_appends(announce, cancel).await;
+    }
+}

@@ -363,6 +363,52 @@ mod tests {
         assert_eq!(big.bytes(), 0);
     }
 
+    #[test]
+    fn entries_arriving_out_of_order_wait_for_the_gap_and_duplicates_are_skipped() {
+        let all = entries(80, 10);
+        let at = |v: i64| all[usize::try_from(v - 1).unwrap()].clone();
+        let window = RecentWindow::new(1 << 30, Gauge::default());
+        window.push((1..=3).map(at));
+        let bytes = window.bytes();
+        window.push([at(2), at(3)]);
+        assert_eq!(
+            window.bytes(),
+            bytes,
+            "what the window holds is not added twice"
+        );
+        // Two appends finishing out of order: 5 waits for 4.
+        window.push([at(5)]);
+        assert!(window.get(5).is_none());
+        assert_eq!(window.newest(), Some(3));
+        window.push([at(4)]);
+        assert_eq!(window.newest(), Some(5));
+        assert!(window.get(1).is_some(), "nothing was dropped");
+        let after = window.after(2, 10, usize::MAX);
+        let versions: Vec<i64> = after.iter().map(|s| s.entry.version).collect();
+        assert_eq!(versions, [3, 4, 5]);
+        assert!(window.after(5, 10, usize::MAX).is_empty());
+        assert_eq!(window.after(0, 10, usize::MAX).len(), 5, "from the oldest");
+        assert_eq!(
+            window.after(0, 2, usize::MAX).len(),
+            2,
+            "bounded by entries"
+        );
+        assert_eq!(
+            window.after(0, 10, 1).len(),
+            1,
+            "bounded by bytes, one at least"
+        );
+        // A gap that never fills: past PENDING_CAPACITY waiting entries, the window restarts.
+        let first_waiting = 7;
+        window.push((first_waiting..=first_waiting + PENDING_CAPACITY as i64).map(at));
+        assert!(window.get(5).is_none(), "the old run left");
+        assert_eq!(
+            window.newest(),
+            Some(first_waiting + PENDING_CAPACITY as i64)
+        );
+        assert!(window.get(first_waiting).is_some());
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_big_document_is_derived_off_the_runtime_thread() {
         let window = RecentWindow::new(1 << 30, Gauge::default());

@@ -97,6 +97,40 @@ fn every_workload_runs_at_small_size() {
     assert_eq!(bigdocs["figures"]["sse_delivered"], 10);
     assert!(bigdocs["figures"]["peer_peak_rss_mib"].as_f64().unwrap() > 1.0);
 
+    // The fleet on the test run's MongoDB: two hubs, three peer processes, the first hub
+    // killed mid-run; every publish answered and delivered to every peer.
+    let fleet = run(&[
+        "fleet",
+        "--mongodb",
+        &crate::support::mongodb_uri(),
+        "--hubs",
+        "2",
+        "--peers",
+        "3",
+        "--publishes",
+        "4",
+        "--rate",
+        "10",
+        "--after-kill",
+        "2",
+        "--after-kill-rate",
+        "4",
+    ]);
+    let f = &fleet["figures"];
+    assert_eq!(
+        (f["acknowledged"].as_u64(), f["missing_deliveries"].as_u64()),
+        (Some(6), Some(0)),
+        "{fleet}"
+    );
+    assert_eq!(
+        f["sessions_per_hub"][1], 3.0,
+        "every peer on the survivor: {fleet}"
+    );
+    assert!(
+        f["current_after_kill_100_s"].as_f64().unwrap() > 0.0,
+        "{fleet}"
+    );
+
     let verify = run(&["verify", "--entries", "2000"]);
     assert_eq!(verify["figures"]["checked"], 2001);
     let signed = run(&["verify", "--entries", "2000", "--signed"]);

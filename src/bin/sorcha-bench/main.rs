@@ -6,6 +6,7 @@
 mod bigdocs;
 mod connections;
 mod figures;
+mod fleet;
 mod floor;
 mod node;
 mod signing;
@@ -116,6 +117,9 @@ enum Workload {
         #[arg(long, default_value_t = 5)]
         readers: usize,
     },
+    /// A fleet: N hubs on one MongoDB, P peer processes with SSE readers, a publish burst,
+    /// the first hub killed while publishing goes on (see BENCHMARKS.md).
+    Fleet(fleet::Fleet),
     /// Integrity check of N entries (in-process, embedded store).
     Verify {
         #[arg(long, default_value_t = 1_000_000)]
@@ -544,6 +548,7 @@ async fn main() -> anyhow::Result<()> {
             signed,
         } => publish(concurrency, count, doc_bytes, idempotency_keys, signed).await,
         Workload::Fanout(run) => fanout(run).await,
+        Workload::Fleet(run) => fleet::run(run).await,
         Workload::Fullsync {
             entries,
             doc_bytes,

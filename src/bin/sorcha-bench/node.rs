@@ -31,6 +31,15 @@ impl Hub {
         dir: Option<tempfile::TempDir>,
         role_args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::spawn_env(dir, role_args, &[]).await
+    }
+
+    /// [`Hub::spawn`] with more environment (`SORCHA_…` settings).
+    pub(crate) async fn spawn_env(
+        dir: Option<tempfile::TempDir>,
+        role_args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = match dir {
             Some(d) => d,
             None => tempfile::tempdir()?,
@@ -52,6 +61,7 @@ impl Hub {
             .env("SORCHA_HUB__MAX_SESSIONS", "100000")
             // Benchmark subscribers do not heartbeat; keep their sessions for the whole run.
             .env("SORCHA_HUB__SESSION_TIMEOUT", "1h")
+            .envs(envs.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -94,6 +104,16 @@ impl Hub {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Asks the process to stop (SIGTERM) without waiting, so many stop at once.
+    pub(crate) fn terminate(&self) {
+        let pid = self.pid();
+        if pid != 0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         }
     }
 

@@ -97,6 +97,8 @@ pub enum StoreOp {
     SizesAfter,
     /// `latest_size`.
     LatestSize,
+    /// `read_ahead`.
+    ReadAhead,
     /// `list_current`.
     ListCurrent,
     /// `stats`.
@@ -144,6 +146,7 @@ impl StoreOp {
             Self::History => "history",
             Self::SizesAfter => "sizes_after",
             Self::LatestSize => "latest_size",
+            Self::ReadAhead => "read_ahead",
             Self::ListCurrent => "list_current",
             Self::Stats => "stats",
         }

@@ -114,6 +114,13 @@ impl Held {
     }
 }
 
+impl Held {
+    /// Takes over what `other` holds.
+    pub fn merge(&mut self, mut other: Held) {
+        self.units += std::mem::take(&mut other.units);
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         self.budget.give_back(self.units);

@@ -35,7 +35,7 @@ pub use write::{Publication, WriteOptions, Written};
 
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
-use crate::store::{ListQuery, RegisterStore, Scope, Stats, StoreError};
+use crate::store::{ListQuery, RegisterStore, Scope, Stats, StoreError, page_weight};
 use budget::{BudgetExhausted, Held, ReadBudget};
 use entry::{ENTRY_OVERHEAD_BYTES, Entry, Head};
 use recent::RecentWindow;
@@ -578,9 +578,15 @@ impl Register {
     }
 }
 
-/// Reads the page after `after` in `scope` from `store`: sizes it first (without loading
-/// documents), takes its bytes from `budget` (waiting at most `wait`; `None` waits as long as
-/// it takes), then reads it. The page ends at `bound` but always holds one entry if any.
+/// Bytes a page read takes from the read budget before it knows its entries' sizes (at most
+/// the page bound): a page within it is read in one store request; a larger one is sized in
+/// that request and its remainder loaded, once its exact bytes are held, in a second.
+pub const FIRST_LOAD_BYTES: usize = 2 * 1024 * 1024;
+
+/// Reads the page after `after` in `scope` from `store`, holding its bytes from `budget`
+/// (waiting at most `wait`; `None` waits as long as it takes) before any document is loaded:
+/// [`FIRST_LOAD_BYTES`] first, then exactly what the sized remainder needs. The page ends at
+/// `bound` but always holds one entry if any.
 pub async fn read_page(
     store: &dyn RegisterStore,
     budget: &ReadBudget,
@@ -589,29 +595,40 @@ pub async fn read_page(
     bound: PageBound,
     wait: Option<Duration>,
 ) -> Result<Page, RegisterError> {
-    let sizes = store
-        .sizes_after(scope, after, bound.entries.saturating_add(1))
+    let reserve = bound.bytes.min(FIRST_LOAD_BYTES);
+    let mut held = budget.acquire(reserve, wait).await?;
+    let (mut entries, rest) = store
+        .read_ahead(scope, after, bound.entries.saturating_add(1), reserve)
         .await?;
-    let mut count = 0;
-    let mut bytes = 0usize;
-    for size in sizes.iter().take(bound.entries) {
-        let weight = usize::try_from(size.bytes)
-            .unwrap_or(usize::MAX)
-            .saturating_add(ENTRY_OVERHEAD_BYTES);
+    let weights = entries
+        .iter()
+        .map(|e| page_weight(e.document.len() as u64))
+        .chain(rest.iter().map(|s| page_weight(s.bytes)));
+    let (mut count, mut bytes) = (0usize, 0usize);
+    for weight in weights.take(bound.entries) {
         if count > 0 && bytes.saturating_add(weight) > bound.bytes {
             break;
         }
         bytes = bytes.saturating_add(weight);
         count += 1;
     }
-    let held = budget.acquire(bytes, wait).await?;
-    let entries = match (count, scope) {
-        (0, _) => Vec::new(),
-        (_, Scope::Log) => store.entries_after(after, count).await?,
-        (_, Scope::Blueprint(id)) => store.history(id, after, count).await?,
-    };
+    let more = entries.len() + rest.len() > count;
+    entries.truncate(count);
+    if bytes > reserve {
+        held.merge(budget.acquire(bytes - reserve, wait).await?);
+    } else {
+        drop(held.split_off(reserve - bytes));
+    }
+    if count > entries.len() {
+        let from = entries.last().map_or(after, |e| e.version);
+        let remainder = count - entries.len();
+        entries.extend(match scope {
+            Scope::Log => store.entries_after(from, remainder).await?,
+            Scope::Blueprint(id) => store.history(id, from, remainder).await?,
+        });
+    }
     Ok(Page {
-        more: sizes.len() > entries.len(),
+        more,
         entries: entries.into(),
         held,
     })

@@ -37,8 +37,84 @@ where
     expectations(make().await).await;
     checkpoints(make().await).await;
     listing_and_paging(make().await).await;
+    read_ahead(make().await).await;
     concurrent_appends(make().await).await;
     claims(make().await).await;
+}
+
+/// `read_ahead` loads exactly the leading entries whose running page weight fits, sizes the
+/// rest without loading them, and keeps to the limit and the scope.
+pub async fn read_ahead(store: Arc<dyn RegisterStore>) {
+    use super::{Scope, page_weight};
+    store
+        .append_entries(0, vec![genesis_entry()], None)
+        .await
+        .unwrap();
+    // Versions 2..=6: documents of 100, 2000, 300, 4000, 500 bytes; "x" has 2, 4 and 6.
+    let sizes = [100usize, 2000, 300, 4000, 500];
+    for (i, size) in sizes.iter().enumerate() {
+        let id = if i % 2 == 0 {
+            "x".to_owned()
+        } else {
+            format!("y{i}")
+        };
+        let doc = format!("{{\"p\":\"{}\"}}", "a".repeat(size - 8));
+        let expect = match store.latest(&id).await.unwrap() {
+            Some(e) => Expectation::AtVersion(e.version),
+            None => Expectation::Absent,
+        };
+        store
+            .append(new_entry(&id, EntryType::Published, &doc), expect, None)
+            .await
+            .unwrap();
+    }
+    let w = |bytes: usize| page_weight(bytes as u64);
+    let versions = |entries: &[crate::register::entry::Entry]| {
+        entries.iter().map(|e| e.version).collect::<Vec<_>>()
+    };
+    // Room for 2 and 3 together, not 4 as well.
+    let (loaded, rest) = store
+        .read_ahead(Scope::Log, 1, 10, w(100) + w(2000) + w(300) - 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        versions(&loaded),
+        [2, 3],
+        "leading entries within the bytes"
+    );
+    assert_eq!(loaded[1].document.len(), 2000, "loaded whole");
+    let rest: Vec<(i64, u64)> = rest.iter().map(|s| (s.version, s.bytes)).collect();
+    assert_eq!(
+        rest,
+        [(4, 300), (5, 4000), (6, 500)],
+        "the rest sized, in order"
+    );
+    // Nothing fits: nothing loaded, everything sized; the limit holds.
+    let (loaded, rest) = store.read_ahead(Scope::Log, 0, 3, 10).await.unwrap();
+    assert!(loaded.is_empty(), "nothing loaded beyond the bytes");
+    assert_eq!(
+        rest.iter().map(|s| s.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    // Everything fits.
+    let (loaded, rest) = store
+        .read_ahead(Scope::Log, 3, 10, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!((versions(&loaded), rest.len()), (vec![4, 5, 6], 0));
+    // One blueprint's entries only.
+    let (loaded, rest) = store
+        .read_ahead(Scope::Blueprint("x"), 2, 10, w(300))
+        .await
+        .unwrap();
+    assert_eq!(versions(&loaded), [4], "the blueprint's next entry");
+    assert_eq!(rest.iter().map(|s| s.version).collect::<Vec<_>>(), [6]);
+    // Past the head: nothing.
+    let (loaded, rest) = store
+        .read_ahead(Scope::Log, 6, 10, usize::MAX)
+        .await
+        .unwrap();
+    assert!(loaded.is_empty() && rest.is_empty());
 }
 
 /// An empty store has no head, no entries, zero counts.

@@ -231,6 +231,24 @@ impl RegisterStore for GuardedStore {
         .await
     }
 
+    async fn read_ahead(
+        &self,
+        scope: Scope<'_>,
+        after: i64,
+        limit: usize,
+        load_bytes: usize,
+    ) -> Result<(Vec<Entry>, Vec<EntrySize>), StoreError> {
+        let blueprint = match scope {
+            Scope::Log => None,
+            Scope::Blueprint(id) => Some(id.to_owned()),
+        };
+        self.call(StoreOp::ReadAhead, |s| async move {
+            let scope = blueprint.as_deref().map_or(Scope::Log, Scope::Blueprint);
+            s.read_ahead(scope, after, limit, load_bytes).await
+        })
+        .await
+    }
+
     async fn latest_size(&self, blueprint_id: &str) -> Result<Option<EntrySize>, StoreError> {
         let id = blueprint_id.to_owned();
         self.call(

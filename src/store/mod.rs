@@ -8,7 +8,7 @@ pub mod guarded;
 pub mod mongo;
 pub mod synthetic;
 
-use crate::register::entry::{Entry, Expectation, Head, NewEntry};
+use crate::register::entry::{ENTRY_OVERHEAD_BYTES, Entry, Expectation, Head, NewEntry};
 use async_trait::async_trait;
 
 /// Failure of a store operation.
@@ -146,6 +146,26 @@ pub struct EntrySize {
     pub bytes: u64,
 }
 
+/// What an entry of `document_bytes` weighs when a page is sized before it is read: its
+/// document plus [`ENTRY_OVERHEAD_BYTES`] (what the store can tell without reading it).
+pub fn page_weight(document_bytes: u64) -> usize {
+    usize::try_from(document_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(ENTRY_OVERHEAD_BYTES)
+}
+
+/// How many of the leading `sizes` fit together within `bytes` of [`page_weight`].
+pub fn leading_within(sizes: &[EntrySize], bytes: usize) -> usize {
+    let mut total = 0usize;
+    sizes
+        .iter()
+        .take_while(|s| {
+            total = total.saturating_add(page_weight(s.bytes));
+            total <= bytes
+        })
+        .count()
+}
+
 /// Paging query over blueprints' current state.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
@@ -259,6 +279,32 @@ pub trait RegisterStore: Send + Sync + 'static {
         after: i64,
         limit: usize,
     ) -> Result<Vec<EntrySize>, StoreError>;
+
+    /// Up to `limit` entries with `version > after` in `scope`, in version order, in one
+    /// store request where the backend can: documents for the leading entries whose
+    /// running [`page_weight`] stays within `load_bytes` (possibly none), then the versions
+    /// and sizes of the rest, not loaded. A reader reserves `load_bytes` of its read budget
+    /// first, so a page that fits is read in one round trip and a larger one is sized in
+    /// the same round trip before its remainder is loaded.
+    async fn read_ahead(
+        &self,
+        scope: Scope<'_>,
+        after: i64,
+        limit: usize,
+        load_bytes: usize,
+    ) -> Result<(Vec<Entry>, Vec<EntrySize>), StoreError> {
+        let sizes = self.sizes_after(scope, after, limit).await?;
+        let load = leading_within(&sizes, load_bytes);
+        if load == 0 {
+            return Ok((Vec::new(), sizes));
+        }
+        let loaded = match scope {
+            Scope::Log => self.entries_after(after, load).await?,
+            Scope::Blueprint(id) => self.history(id, after, load).await?,
+        };
+        let rest = sizes.into_iter().skip(loaded.len()).collect();
+        Ok((loaded, rest))
+    }
 
     /// Version and size of a blueprint's newest entry, without loading its document.
     async fn latest_size(&self, blueprint_id: &str) -> Result<Option<EntrySize>, StoreError>;

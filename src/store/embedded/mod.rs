@@ -357,30 +357,46 @@ impl RegisterStore for EmbeddedStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<EntrySize>, StoreError> {
-        // `length()` of a blob reads its size from the record header, not the blob itself;
-        // columns after the document are not read (that would walk its overflow pages).
-        let blueprint = match scope {
-            Scope::Log => None,
-            Scope::Blueprint(id) => Some(id.to_owned()),
-        };
+        let blueprint = owned_blueprint(scope);
+        self.read(move |c| sizes_of(c, blueprint.as_deref(), after, limit))
+            .await
+    }
+
+    async fn read_ahead(
+        &self,
+        scope: Scope<'_>,
+        after: i64,
+        limit: usize,
+        load_bytes: usize,
+    ) -> Result<(Vec<Entry>, Vec<EntrySize>), StoreError> {
+        // One call on one read connection (one snapshot): size, then load what fits.
+        let blueprint = owned_blueprint(scope);
         self.read(move |c| {
-            let sql = if blueprint.is_some() {
-                "SELECT version, length(document) FROM entries \
-                 WHERE blueprint_id = ?3 AND version > ?1 ORDER BY version LIMIT ?2"
-            } else {
-                "SELECT version, length(document) FROM entries \
-                 WHERE version > ?1 AND ?3 IS NULL ORDER BY version LIMIT ?2"
+            let mut sizes = sizes_of(c, blueprint.as_deref(), after, limit)?;
+            let load = super::leading_within(&sizes, load_bytes);
+            if load == 0 {
+                return Ok((Vec::new(), sizes));
+            }
+            let loaded = match &blueprint {
+                Some(id) => query_entries(
+                    c,
+                    &format!(
+                        "SELECT {ENTRY_COLUMNS} FROM entries WHERE blueprint_id = ?1 AND \
+                         version > ?2 ORDER BY version LIMIT ?3"
+                    ),
+                    params![id, after, limit_param(load)],
+                )?,
+                None => query_entries(
+                    c,
+                    &format!(
+                        "SELECT {ENTRY_COLUMNS} FROM entries WHERE version > ?1 ORDER BY \
+                         version LIMIT ?2"
+                    ),
+                    params![after, limit_param(load)],
+                )?,
             };
-            let mut stmt = c.prepare_cached(sql).map_err(sql_err)?;
-            let rows = stmt
-                .query_map(params![after, limit_param(limit), blueprint], |r| {
-                    Ok(EntrySize {
-                        version: r.get(0)?,
-                        bytes: r.get::<_, i64>(1)?.max(0).cast_unsigned(),
-                    })
-                })
-                .map_err(sql_err)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+            let rest = sizes.split_off(loaded.len().min(sizes.len()));
+            Ok((loaded, rest))
         })
         .await
     }
@@ -477,4 +493,40 @@ impl RegisterStore for EmbeddedStore {
         }
         result
     }
+}
+
+/// The blueprint a scope names, owned (for a closure on the blocking pool).
+fn owned_blueprint(scope: Scope<'_>) -> Option<String> {
+    match scope {
+        Scope::Log => None,
+        Scope::Blueprint(id) => Some(id.to_owned()),
+    }
+}
+
+/// Versions and document sizes of up to `limit` entries after `after` (of `blueprint`, when
+/// given). `length()` of a blob reads its size from the record header, not the blob itself;
+/// columns after the document are not read (that would walk its overflow pages).
+fn sizes_of(
+    c: &Connection,
+    blueprint: Option<&str>,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<EntrySize>, StoreError> {
+    let sql = if blueprint.is_some() {
+        "SELECT version, length(document) FROM entries \
+         WHERE blueprint_id = ?3 AND version > ?1 ORDER BY version LIMIT ?2"
+    } else {
+        "SELECT version, length(document) FROM entries \
+         WHERE version > ?1 AND ?3 IS NULL ORDER BY version LIMIT ?2"
+    };
+    let mut stmt = c.prepare_cached(sql).map_err(sql_err)?;
+    let rows = stmt
+        .query_map(params![after, limit_param(limit), blueprint], |r| {
+            Ok(EntrySize {
+                version: r.get(0)?,
+                bytes: r.get::<_, i64>(1)?.max(0).cast_unsigned(),
+            })
+        })
+        .map_err(sql_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
 }

@@ -41,6 +41,29 @@ fn every_workload_runs_at_small_size() {
         (Some(true), Some(100))
     );
 
+    // The same hub on the test run's MongoDB.
+    let uri = crate::support::mongodb_uri();
+    let on_mongo = run(&[
+        "publish",
+        "--concurrency",
+        "4",
+        "--count",
+        "50",
+        "--hub-store",
+        &uri,
+    ]);
+    assert_eq!(on_mongo["figures"]["count"], 50);
+    let on_mongo = run(&[
+        "fullsync",
+        "--entries",
+        "300",
+        "--doc-bytes",
+        "256",
+        "--hub-store",
+        &uri,
+    ]);
+    assert!(on_mongo["figures"]["peer_replicate_s"].as_f64().unwrap() > 0.0);
+
     let fullsync = run(&["fullsync", "--entries", "1000", "--doc-bytes", "256"]);
     assert!(fullsync["figures"]["peer_replicate_s"].as_f64().unwrap() > 0.0);
     let signed = run(&[
@@ -102,7 +125,7 @@ fn every_workload_runs_at_small_size() {
     let fleet = run(&[
         "fleet",
         "--mongodb",
-        &crate::support::mongodb_uri(),
+        &uri,
         "--hubs",
         "2",
         "--peers",

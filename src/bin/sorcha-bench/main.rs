@@ -34,6 +34,10 @@ const TOKEN: &str = "bench-admin-token-0123456789";
     about = "Benchmark workloads against a fresh local hub"
 )]
 struct Cli {
+    /// Keep the hub's register in this MongoDB server (a fresh database per run) instead of
+    /// the embedded store; `fleet` takes its own `--mongodb`.
+    #[arg(long, global = true, value_name = "URI")]
+    hub_store: Option<String>,
     #[command(subcommand)]
     workload: Workload,
 }
@@ -217,7 +221,7 @@ async fn publish(
             let dir = tempfile::tempdir()?;
             let config = signer.hub_config(dir.path())?;
             let config = config.to_string_lossy().into_owned();
-            Hub::spawn(Some(dir), &["--role", "hub", "--config", &config]).await?
+            Hub::start_with(Some(dir), &["--config", &config]).await?
         }
         None => Hub::start(None).await?,
     };
@@ -416,7 +420,8 @@ async fn fanout(run: Fanout) -> anyhow::Result<()> {
     receipts.check(expected)
 }
 
-/// Writes genesis + `n` entries of `doc_bytes` into an embedded store in `dir`, signed by
+/// Writes genesis + `n` entries of `doc_bytes` into the hub's store (embedded in `dir`, or
+/// the `--hub-store` database), signed by
 /// `signer` when given.
 async fn build_register(
     dir: &Path,
@@ -425,8 +430,17 @@ async fn build_register(
     signer: Option<&sorcha_peer::keys::SigningKey>,
 ) -> anyhow::Result<()> {
     use sorcha_peer::store::RegisterStore;
-    let store = sorcha_peer::store::embedded::EmbeddedStore::open(dir)?;
-    sorcha_peer::store::synthetic::fill(&store, n, doc_bytes, signer).await?;
+    let store: Box<dyn RegisterStore> = match node::hub_store() {
+        Some(hub) => {
+            let config = sorcha_peer::config::MongoConfig {
+                database: hub.database.clone(),
+                ..Default::default()
+            };
+            Box::new(sorcha_peer::store::mongo::MongoStore::connect(&hub.uri, &config, 10).await?)
+        }
+        None => Box::new(sorcha_peer::store::embedded::EmbeddedStore::open(dir)?),
+    };
+    sorcha_peer::store::synthetic::fill(store.as_ref(), n, doc_bytes, signer).await?;
     store.close().await?;
     Ok(())
 }
@@ -539,6 +553,7 @@ use eventsource_stream::Eventsource;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    node::set_hub_store(cli.hub_store);
     match cli.workload {
         Workload::Publish {
             concurrency,

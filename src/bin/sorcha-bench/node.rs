@@ -8,6 +8,31 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// The MongoDB the hub under test keeps its register in (`--hub-store`), with the fresh
+/// database of this run.
+pub(crate) struct HubStore {
+    /// The server.
+    pub(crate) uri: String,
+    /// The run's database.
+    pub(crate) database: String,
+}
+
+static HUB_STORE: std::sync::OnceLock<Option<HubStore>> = std::sync::OnceLock::new();
+
+/// Sets the hub's store for this run (once, at start-up).
+pub(crate) fn set_hub_store(uri: Option<String>) {
+    let store = uri.map(|uri| HubStore {
+        uri,
+        database: format!("bench_{}", uuid::Uuid::new_v4().simple()),
+    });
+    let _ = HUB_STORE.set(store);
+}
+
+/// The hub's store for this run, `None` for the embedded one.
+pub(crate) fn hub_store() -> Option<&'static HubStore> {
+    HUB_STORE.get().and_then(Option::as_ref)
+}
+
 /// A hub running as a child process.
 pub(crate) struct Hub {
     child: Child,
@@ -23,7 +48,24 @@ impl Drop for Hub {
 
 impl Hub {
     pub(crate) async fn start(dir: Option<tempfile::TempDir>) -> anyhow::Result<Self> {
-        Self::spawn(dir, &["--role", "hub"]).await
+        Self::start_with(dir, &[]).await
+    }
+
+    /// The hub under test with `extra` arguments, on the store `--hub-store` names (the
+    /// embedded one by default).
+    pub(crate) async fn start_with(
+        dir: Option<tempfile::TempDir>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut args = vec!["--role", "hub"];
+        args.extend_from_slice(extra);
+        match hub_store() {
+            Some(store) => {
+                args.extend(["--store", store.uri.as_str()]);
+                Self::spawn_env(dir, &args, &[("SORCHA_MONGO__DATABASE", &store.database)]).await
+            }
+            None => Self::spawn(dir, &args).await,
+        }
     }
 
     /// A node (hub or peer, by `role_args`) on `dir` (a fresh one if `None`).

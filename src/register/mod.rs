@@ -298,9 +298,6 @@ impl Register {
             clock,
             options,
         });
-        // The newest entries come back into memory, so a restarted node answers heartbeats
-        // and near-head syncs without the store.
-        register.absorb_appends(head_version).await;
         let report = register.verify().await?;
         if let Some(failure) = &report.failure {
             tracing::error!(
@@ -314,6 +311,9 @@ impl Register {
                 duration_ms = report.duration_ms,
                 "register verified"
             );
+            // The newest entries come back into memory, so a restarted node answers
+            // heartbeats and near-head syncs without the store.
+            register.absorb_appends(head_version).await;
         }
         Ok(register)
     }

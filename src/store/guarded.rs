@@ -5,11 +5,14 @@
 //!   itself never queues), waiting at most `limits.storeCallWait`; then the whole call must
 //!   answer within `limits.storeCallTimeout`. Either way a slow store makes callers fail fast
 //!   with [`StoreError::Slow`] (503 with `Retry-After`, gRPC `UNAVAILABLE`) instead of hanging.
-//! - The backend's future runs on a task of its own, holding its slot until it finishes: a
-//!   caller that gives up (a deadline, a cancelled gRPC call, a client gone) never drops a
-//!   driver future mid-flight, which the MongoDB driver documents as leaving its connection
-//!   pool inconsistent. A store that stalls therefore holds every slot until it answers, and
-//!   further calls fail at the slot wait rather than piling up.
+//! - A backend whose futures must not be dropped mid-flight
+//!   ([`RegisterStore::cancel_safe`] is false: MongoDB, whose driver documents it as leaving
+//!   its connection pool inconsistent) has each call run on a task of its own, holding its
+//!   slot until it finishes, so a caller that gives up (a deadline, a cancelled gRPC call, a
+//!   client gone) never cuts it short. A store that stalls therefore holds every slot until it
+//!   answers, and further calls fail at the slot wait rather than piling up. The embedded
+//!   store's calls finish on its writer thread or the blocking pool whoever waits for them,
+//!   so they run in place (a task each would cost two trips through a busy scheduler).
 //! - Each answered call is timed per operation (`sorcha_peer_store_call_duration_seconds`,
 //!   whose count is the number of store round trips); calls that ran out of time are counted
 //!   (`sorcha_peer_store_call_timeouts_total`).
@@ -92,22 +95,34 @@ impl GuardedStore {
             }
         };
         let future = call(Arc::clone(&self.inner));
-        let task = tokio::spawn(async move {
+        let left = deadline.saturating_sub(started.elapsed());
+        let answered = if self.inner.cancel_safe() {
+            // Its own task would cost two trips through a busy scheduler per call (a
+            // publish behind thousands of streaming tasks); giving up on it is harmless.
             let _slot = slot;
-            future.await
-        });
-        match tokio::time::timeout(deadline.saturating_sub(started.elapsed()), task).await {
-            Ok(Ok(result)) => {
+            tokio::time::timeout(left, future).await
+        } else {
+            let task = tokio::spawn(async move {
+                let _slot = slot;
+                future.await
+            });
+            match tokio::time::timeout(left, task).await {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Ok(Err(_)) => Ok(Err(StoreError::Unavailable(
+                    "the store call was cancelled: the node is shutting down".into(),
+                ))),
+                Err(elapsed) => Err(elapsed),
+            }
+        };
+        match answered {
+            Ok(result) => {
                 self.metrics
                     .store_call_duration
                     .get_or_create(&StoreOpLabels { operation: op })
                     .observe(started.elapsed().as_secs_f64());
                 result
             }
-            Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Ok(Err(_)) => Err(StoreError::Unavailable(
-                "the store call was cancelled: the node is shutting down".into(),
-            )),
             Err(_) => {
                 self.timed_out(op, StoreStage::Call);
                 Err(StoreError::Slow(format!(
@@ -273,6 +288,11 @@ impl RegisterStore for GuardedStore {
     async fn close(&self) -> Result<(), StoreError> {
         // Shutdown has its own grace period; closing waits for the writer to finish.
         self.inner.close().await
+    }
+
+    fn cancel_safe(&self) -> bool {
+        // Every call runs to completion or is harmless to drop, as the backend needs.
+        true
     }
 
     async fn follow_external_appends(

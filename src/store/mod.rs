@@ -319,6 +319,15 @@ pub trait RegisterStore: Send + Sync + 'static {
     /// Makes everything durable and releases resources; called once at shutdown.
     async fn close(&self) -> Result<(), StoreError>;
 
+    /// Whether a call's future may be dropped before it finishes without harm (the default:
+    /// the embedded store hands its work to its writer thread or the blocking pool, which
+    /// finish it either way). A backend that answers `false` (MongoDB, whose driver documents
+    /// dropping its futures mid-flight as unsafe for its connection pool) gets every call run
+    /// to completion on a task of its own by [`guarded::GuardedStore`].
+    fn cancel_safe(&self) -> bool {
+        true
+    }
+
     /// For stores shared by several nodes: calls `announce` with the head version whenever
     /// another writer may have appended, until `cancel` fires. A store with a single writer
     /// (this process) has nothing to follow and returns at once.

@@ -395,12 +395,18 @@ async fn fanout(run: Fanout) -> anyhow::Result<()> {
     let mut acks = Vec::with_capacity(publishes);
     let interval = Duration::from_secs_f64(1.0 / rate);
     let started = Instant::now();
+    // How long each publish took while the hub fans out: a hub that falls behind on writes
+    // under load shows here (and in a publishing phase longer than planned).
+    let mut publish_latency = histogram();
     for i in 0..publishes {
         let due = started + interval * i as u32;
         tokio::time::sleep_until(due.into()).await;
+        let sent = Instant::now();
         let v = publish_one(&publisher, &hub.url, &format!("fan-{i}"), &doc, None, None).await?;
+        publish_latency.record(sent.elapsed().as_micros().max(1) as u64)?;
         acks.push((v, Instant::now()));
     }
+    let publishing_s = started.elapsed().as_secs_f64();
     let ack_of: std::collections::HashMap<i64, Instant> = acks.into_iter().collect();
     let receipts = Receipts::gather(receivers, |v| ack_of.get(&v).copied()).await?;
     let cpu = proc_cpu(hub.pid()).delta(cpu_before);
@@ -408,6 +414,8 @@ async fn fanout(run: Fanout) -> anyhow::Result<()> {
     let expected = subscribers * publishes;
     let mut figures = receipts.figures(expected);
     figures["hub_rss_before_publishing_mib"] = json!(rss_before as f64 / 1024.0);
+    figures["publish"] = latency_fields(&publish_latency);
+    figures["publishing_s"] = json!(publishing_s);
     cpu.record(&mut figures, "hub_publish");
     clients.record(&mut figures, "clients_publish");
     report(

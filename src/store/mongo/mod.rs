@@ -441,6 +441,12 @@ impl RegisterStore for MongoStore {
         Ok(())
     }
 
+    fn cancel_safe(&self) -> bool {
+        // The driver's futures must be polled to completion (its README, "Warning about
+        // timeouts / cancellation").
+        false
+    }
+
     async fn follow_external_appends(
         &self,
         announce: &(dyn Fn(i64) + Send + Sync),

@@ -131,6 +131,11 @@ pub struct StoreTimeoutLabels {
 }
 
 impl StoreOp {
+    /// Whether the call writes (it takes a write slot of the guarded store).
+    pub fn writes(self) -> bool {
+        matches!(self, Self::Append | Self::AppendEntries | Self::ForgetKeys)
+    }
+
     /// The call's name, as in the trait, in metrics and in messages.
     pub fn name(self) -> &'static str {
         match self {

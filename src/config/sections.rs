@@ -286,8 +286,8 @@ pub struct LimitsConfig {
     /// How long a store call waits for one of `storeCalls` slots before failing the same way.
     #[serde(with = "humantime_serde")]
     pub store_call_wait: Duration,
-    /// Store calls in flight at once; with MongoDB also the driver's connection pool (plus
-    /// two connections for following other hubs' appends).
+    /// Store calls in flight at once, of each kind (reads, writes); with MongoDB the driver's
+    /// connection pool holds both (plus two connections for following other hubs' appends).
     pub store_calls: usize,
 }
 

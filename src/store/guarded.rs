@@ -1,9 +1,11 @@
 //! Every register store call with a deadline, a bounded wait for a slot, and a run to
 //! completion: [`GuardedStore`] wraps the node's store at the composition root.
 //!
-//! - A call first takes one of `slots` (the MongoDB connection pool's size, so the driver
-//!   itself never queues), waiting at most `limits.storeCallWait`; then the whole call must
-//!   answer within `limits.storeCallTimeout`. Either way a slow store makes callers fail fast
+//! - A call first takes one of `slots` of its kind, waiting at most `limits.storeCallWait`:
+//!   reads and writes have `slots` each, so appends queued behind one another (MongoDB
+//!   serialises a hub's own appends) never starve the reads that syncs and REST need, and
+//!   the driver's pool (both kinds plus the tail's connections) never queues. Then the whole
+//!   call must answer within `limits.storeCallTimeout`. Either way a slow store makes callers fail fast
 //!   with [`StoreError::Slow`] (503 with `Retry-After`, gRPC `UNAVAILABLE`) instead of hanging.
 //! - A backend whose futures must not be dropped mid-flight
 //!   ([`RegisterStore::cancel_safe`] is false: MongoDB, whose driver documents it as leaving
@@ -36,7 +38,7 @@ pub struct CallLimits {
     pub deadline: Duration,
     /// The most a call waits for a free slot (`limits.storeCallWait`).
     pub slot_wait: Duration,
-    /// Calls in flight at once.
+    /// Calls in flight at once, of each kind (reads, writes).
     pub slots: usize,
 }
 
@@ -44,7 +46,9 @@ pub struct CallLimits {
 pub struct GuardedStore {
     inner: Arc<dyn RegisterStore>,
     limits: CallLimits,
-    slots: Arc<Semaphore>,
+    /// Slots of reads and of writes.
+    read_slots: Arc<Semaphore>,
+    write_slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
@@ -61,7 +65,8 @@ impl GuardedStore {
     pub fn new(inner: Arc<dyn RegisterStore>, limits: CallLimits, metrics: Arc<Metrics>) -> Self {
         Self {
             inner,
-            slots: Arc::new(Semaphore::new(limits.slots.max(1))),
+            read_slots: Arc::new(Semaphore::new(limits.slots.max(1))),
+            write_slots: Arc::new(Semaphore::new(limits.slots.max(1))),
             limits,
             metrics,
         }
@@ -80,15 +85,21 @@ impl GuardedStore {
         let started = Instant::now();
         let deadline = self.limits.deadline;
         let wait = self.limits.slot_wait.min(deadline);
-        let slot = match tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_owned()).await {
+        let slots = if op.writes() {
+            &self.write_slots
+        } else {
+            &self.read_slots
+        };
+        let slot = match tokio::time::timeout(wait, Arc::clone(slots).acquire_owned()).await {
             Ok(Ok(slot)) => slot,
             Ok(Err(_)) => return Err(StoreError::Unavailable("the store is closed".into())),
             Err(_) => {
                 self.timed_out(op, StoreStage::Wait);
                 return Err(StoreError::Slow(format!(
-                    "the register store is busy: none of its {} calls in flight finished \
-                     within {} ({})",
+                    "the register store is busy: none of its {} {} in flight finished within \
+                     {} ({})",
                     self.limits.slots,
+                    if op.writes() { "writes" } else { "reads" },
                     humantime::format_duration(wait),
                     op.name(),
                 )));

@@ -70,9 +70,9 @@ pub struct MongoStore {
 }
 
 impl MongoStore {
-    /// Connects to `uri`, using the configured database and a pool of `pool` connections
-    /// for calls (plus two for following other hubs' appends); creates the indexes
-    /// (idempotent).
+    /// Connects to `uri`, using the configured database and a pool of `pool` connections for
+    /// reads and as many for writes (plus two for following other hubs' appends); creates the
+    /// indexes (idempotent).
     pub async fn connect(uri: &str, config: &MongoConfig, pool: usize) -> Result<Self, StoreError> {
         let (database, poll_interval) = (config.database.as_str(), config.poll_interval);
         let mut options = ClientOptions::parse(uri).await.map_err(unavailable)?;
@@ -80,9 +80,10 @@ impl MongoStore {
         // Fail calls within seconds when the server is gone, not the driver's default 30 s.
         options.server_selection_timeout = Some(config.server_timeout);
         options.connect_timeout = Some(config.server_timeout);
-        // The driver never queues a call: the guarded store lets at most `pool` in at once
-        // (the change stream and the head poll take the other two).
-        options.max_pool_size = Some(u32::try_from(pool).unwrap_or(u32::MAX).saturating_add(2));
+        // The driver never queues a call: the guarded store lets at most `pool` reads and
+        // `pool` writes in at once (the change stream and the head poll take the other two).
+        let pool = u32::try_from(pool).unwrap_or(u32::MAX);
+        options.max_pool_size = Some(pool.saturating_mul(2).saturating_add(2));
         // Acknowledged means durable: majority-committed and journaled.
         options.write_concern = Some(
             WriteConcern::builder()

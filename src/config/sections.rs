@@ -283,7 +283,8 @@ pub struct LimitsConfig {
     /// `UNAVAILABLE`.
     #[serde(with = "humantime_serde")]
     pub store_call_timeout: Duration,
-    /// How long a store call waits for one of `storeCalls` slots before failing the same way.
+    /// How long a store read waits for one of `storeCalls` slots before failing the same way
+    /// (a write waits for its slot within `storeCallTimeout`: writes queue behind one another).
     #[serde(with = "humantime_serde")]
     pub store_call_wait: Duration,
     /// Store calls in flight at once, of each kind (reads, writes); with MongoDB the driver's

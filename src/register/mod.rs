@@ -578,15 +578,12 @@ impl Register {
     }
 }
 
-/// Bytes a page read takes from the read budget before it knows its entries' sizes (at most
-/// the page bound): a page within it is read in one store request; a larger one is sized in
-/// that request and its remainder loaded, once its exact bytes are held, in a second.
-pub const FIRST_LOAD_BYTES: usize = 2 * 1024 * 1024;
-
 /// Reads the page after `after` in `scope` from `store`, holding its bytes from `budget`
 /// (waiting at most `wait`; `None` waits as long as it takes) before any document is loaded:
-/// [`FIRST_LOAD_BYTES`] first, then exactly what the sized remainder needs. The page ends at
-/// `bound` but always holds one entry if any.
+/// the page bound first, given back down to what the page holds once its sizes are known (a
+/// page within its bound is one [`RegisterStore::read_ahead`]); a first entry larger than the
+/// bound has its exact bytes taken before it is loaded. The page ends at `bound` but always
+/// holds one entry if any.
 pub async fn read_page(
     store: &dyn RegisterStore,
     budget: &ReadBudget,
@@ -595,7 +592,7 @@ pub async fn read_page(
     bound: PageBound,
     wait: Option<Duration>,
 ) -> Result<Page, RegisterError> {
-    let reserve = bound.bytes.min(FIRST_LOAD_BYTES);
+    let reserve = bound.bytes;
     let mut held = budget.acquire(reserve, wait).await?;
     let (mut entries, rest) = store
         .read_ahead(scope, after, bound.entries.saturating_add(1), reserve)

@@ -1,8 +1,9 @@
 //! Every register store call with a deadline, a bounded wait for a slot, and a run to
 //! completion: [`GuardedStore`] wraps the node's store at the composition root.
 //!
-//! - A call first takes one of `slots` of its kind, waiting at most `limits.storeCallWait`:
-//!   reads and writes have `slots` each, so appends queued behind one another (MongoDB
+//! - A call first takes one of `slots` of its kind — a read waiting at most
+//!   `limits.storeCallWait`, a write within its deadline, since writes queue behind one
+//!   another by design: reads and writes have `slots` each, so appends queued behind one another (MongoDB
 //!   serialises a hub's own appends) never starve the reads that syncs and REST need, and
 //!   the driver's pool (both kinds plus the tail's connections) never queues. Then the whole
 //!   call must answer within `limits.storeCallTimeout`. Either way a slow store makes callers fail fast
@@ -84,7 +85,14 @@ impl GuardedStore {
     {
         let started = Instant::now();
         let deadline = self.limits.deadline;
-        let wait = self.limits.slot_wait.min(deadline);
+        // Writes queue behind one another by design (a hub's appends to MongoDB are serial),
+        // so a burst of publishes waits its turn within the deadline; a read that cannot get
+        // a slot soon fails fast, as the peer or client it serves will retry.
+        let wait = if op.writes() {
+            deadline
+        } else {
+            self.limits.slot_wait.min(deadline)
+        };
         let slots = if op.writes() {
             &self.write_slots
         } else {

@@ -280,12 +280,13 @@ pub trait RegisterStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<EntrySize>, StoreError>;
 
-    /// Up to `limit` entries with `version > after` in `scope`, in version order, in one
-    /// store request where the backend can: documents for the leading entries whose
-    /// running [`page_weight`] stays within `load_bytes` (possibly none), then the versions
-    /// and sizes of the rest, not loaded. A reader reserves `load_bytes` of its read budget
-    /// first, so a page that fits is read in one round trip and a larger one is sized in
-    /// the same round trip before its remainder is loaded.
+    /// Up to `limit` entries with `version > after` in `scope`, in version order:
+    /// documents for the leading entries whose running [`page_weight`] stays within
+    /// `load_bytes` (possibly none), then the versions and sizes of the rest, not loaded. A
+    /// reader takes `load_bytes` of its read budget first. The embedded store answers in one
+    /// call; the default sizes the entries, then loads those that fit (two requests — on
+    /// MongoDB one aggregation with a running `$setWindowFields` sum could do it, but the
+    /// test command's wire server runs that 20× slower than the two requests).
     async fn read_ahead(
         &self,
         scope: Scope<'_>,

@@ -358,20 +358,6 @@ impl RegisterStore for MongoStore {
         .await
     }
 
-    async fn read_ahead(
-        &self,
-        scope: Scope<'_>,
-        after: i64,
-        limit: usize,
-        load_bytes: usize,
-    ) -> Result<(Vec<Entry>, Vec<EntrySize>), StoreError> {
-        let filter = match scope {
-            Scope::Log => doc! { "version": { "$gt": after } },
-            Scope::Blueprint(id) => doc! { "blueprintId": id, "version": { "$gt": after } },
-        };
-        self.read_ahead_pipeline(filter, limit, load_bytes).await
-    }
-
     async fn latest_size(&self, blueprint_id: &str) -> Result<Option<EntrySize>, StoreError> {
         Ok(self
             .sizes(vec![

@@ -1,6 +1,6 @@
 //! The MongoDB store's shared queries and its claiming transaction.
 
-use crate::register::entry::{ENTRY_OVERHEAD_BYTES, Entry};
+use crate::register::entry::Entry;
 use crate::store::{EntrySize, KeyClaim, StoreError};
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
@@ -108,61 +108,6 @@ impl MongoStore {
             .try_collect()
             .await
             .map_err(unavailable)
-    }
-
-    /// Up to `limit` entries matching `filter` in version order, in one aggregation: the
-    /// server sums their weights ([`crate::store::page_weight`]) in version order and sends
-    /// the document of each leading entry whose running weight stays within `load_bytes`;
-    /// of the rest only the version and size.
-    pub(super) async fn read_ahead_pipeline(
-        &self,
-        filter: Document,
-        limit: usize,
-        load_bytes: usize,
-    ) -> Result<(Vec<Entry>, Vec<EntrySize>), StoreError> {
-        let overhead = i64::try_from(ENTRY_OVERHEAD_BYTES).unwrap_or(i64::MAX);
-        let pipeline = vec![
-            doc! { "$match": filter },
-            doc! { "$sort": { "version": 1 } },
-            doc! { "$limit": i64::try_from(limit).unwrap_or(i64::MAX) },
-            doc! { "$set": { "sorchaSize": { "$binarySize": "$document" } } },
-            doc! { "$setWindowFields": {
-                "sortBy": { "version": 1 },
-                "output": { "sorchaRunning": {
-                    "$sum": { "$add": ["$sorchaSize", overhead] },
-                    "window": { "documents": ["unbounded", "current"] },
-                } },
-            } },
-            doc! { "$set": { "document": { "$cond": [
-                { "$lte": ["$sorchaRunning", i64::try_from(load_bytes).unwrap_or(i64::MAX)] },
-                "$document",
-                "$$REMOVE",
-            ] } } },
-        ];
-        let docs = self
-            .entries
-            .aggregate(pipeline)
-            .allow_disk_use(true)
-            .await
-            .map_err(unavailable)?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(unavailable)?;
-        let (mut loaded, mut rest) = (Vec::new(), Vec::new());
-        for mut d in docs {
-            let size = d.remove("sorchaSize");
-            d.remove("sorchaRunning");
-            if d.contains_key("document") && rest.is_empty() {
-                loaded.push(from_doc(d, false)?);
-                continue;
-            }
-            let version = d.get_i64("version").unwrap_or(0);
-            rest.push(EntrySize {
-                version,
-                bytes: size_of(size.as_ref(), version)?,
-            });
-        }
-        Ok((loaded, rest))
     }
 
     /// Runs `pipeline` (which selects and orders entries) and reports each entry's version and

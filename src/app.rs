@@ -57,6 +57,9 @@ impl Node {
     }
 }
 
+/// Writes in flight at once on the embedded store: enough never to split a group commit.
+const EMBEDDED_WRITE_SLOTS: usize = 1024;
+
 /// Opens the store and register (so the node is ready when this returns), then serves on
 /// `listener` in a background task. Uses the system hostname for role resolution.
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Node> {
@@ -99,11 +102,18 @@ pub async fn start_with_clock(
     if role == ResolvedRole::Peer && config.hubs.is_empty() {
         config.hubs = crate::config::default_hubs();
     }
-    let backend: Arc<dyn RegisterStore> = match config.store.as_str() {
-        "embedded" => Arc::new(EmbeddedStore::open(&config.data_dir)?),
-        uri if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => {
-            Arc::new(MongoStore::connect(uri, &config.mongo, config.limits.store_calls).await?)
-        }
+    // MongoDB's writes take the pool's other half; the embedded store's one writer takes
+    // every queued write in one group commit, where fewer in flight would only make smaller
+    // ones.
+    let (backend, write_slots): (Arc<dyn RegisterStore>, usize) = match config.store.as_str() {
+        "embedded" => (
+            Arc::new(EmbeddedStore::open(&config.data_dir)?),
+            EMBEDDED_WRITE_SLOTS,
+        ),
+        uri if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => (
+            Arc::new(MongoStore::connect(uri, &config.mongo, config.limits.store_calls).await?),
+            config.limits.store_calls,
+        ),
         other => bail!("store {other:?} is not supported; use \"embedded\" or a mongodb:// URI"),
     };
     let metrics = Arc::new(crate::metrics::Metrics::default());
@@ -113,6 +123,7 @@ pub async fn start_with_clock(
             deadline: config.limits.store_call_timeout,
             slot_wait: config.limits.store_call_wait,
             slots: config.limits.store_calls,
+            write_slots,
         },
         Arc::clone(&metrics),
     ));

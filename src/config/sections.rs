@@ -287,8 +287,9 @@ pub struct LimitsConfig {
     /// (a write waits for its slot within `storeCallTimeout`: writes queue behind one another).
     #[serde(with = "humantime_serde")]
     pub store_call_wait: Duration,
-    /// Store calls in flight at once, of each kind (reads, writes); with MongoDB the driver's
-    /// connection pool holds both (plus two connections for following other hubs' appends).
+    /// Store reads in flight at once, and with MongoDB as many writes (the driver's
+    /// connection pool holds both, plus two connections for following other hubs' appends);
+    /// the embedded store's writer takes every queued write in one group commit.
     pub store_calls: usize,
 }
 

@@ -3,7 +3,7 @@
 //!
 //! - A call first takes one of `slots` of its kind — a read waiting at most
 //!   `limits.storeCallWait`, a write within its deadline, since writes queue behind one
-//!   another by design: reads and writes have `slots` each, so appends queued behind one another (MongoDB
+//!   another by design: reads and writes have slots of their own, so appends queued behind one another (MongoDB
 //!   serialises a hub's own appends) never starve the reads that syncs and REST need, and
 //!   the driver's pool (both kinds plus the tail's connections) never queues. Then the whole
 //!   call must answer within `limits.storeCallTimeout`. Either way a slow store makes callers fail fast
@@ -39,8 +39,10 @@ pub struct CallLimits {
     pub deadline: Duration,
     /// The most a call waits for a free slot (`limits.storeCallWait`).
     pub slot_wait: Duration,
-    /// Calls in flight at once, of each kind (reads, writes).
+    /// Reads in flight at once.
     pub slots: usize,
+    /// Writes in flight at once.
+    pub write_slots: usize,
 }
 
 /// A store whose every call has a deadline and runs to completion.
@@ -67,7 +69,7 @@ impl GuardedStore {
         Self {
             inner,
             read_slots: Arc::new(Semaphore::new(limits.slots.max(1))),
-            write_slots: Arc::new(Semaphore::new(limits.slots.max(1))),
+            write_slots: Arc::new(Semaphore::new(limits.write_slots.max(1))),
             limits,
             metrics,
         }
@@ -106,7 +108,11 @@ impl GuardedStore {
                 return Err(StoreError::Slow(format!(
                     "the register store is busy: none of its {} {} in flight finished within \
                      {} ({})",
-                    self.limits.slots,
+                    if op.writes() {
+                        self.limits.write_slots
+                    } else {
+                        self.limits.slots
+                    },
                     if op.writes() { "writes" } else { "reads" },
                     humantime::format_duration(wait),
                     op.name(),

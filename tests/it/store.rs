@@ -42,6 +42,7 @@ async fn guarded_embedded_store_passes_conformance() {
                 deadline: Duration::from_secs(10),
                 slot_wait: Duration::from_secs(2),
                 slots: 4,
+                write_slots: 4,
             };
             let store: Arc<dyn RegisterStore> =
                 Arc::new(GuardedStore::new(inner, limits, Arc::default()));

@@ -100,7 +100,12 @@ impl GuardedStore {
         } else {
             &self.read_slots
         };
-        let slot = match tokio::time::timeout(wait, Arc::clone(slots).acquire_owned()).await {
+        // A free slot is taken at once, without arming a timer (the common case).
+        let waited = match Arc::clone(slots).try_acquire_owned() {
+            Ok(slot) => Ok(Ok(slot)),
+            Err(_) => tokio::time::timeout(wait, Arc::clone(slots).acquire_owned()).await,
+        };
+        let slot = match waited {
             Ok(Ok(slot)) => slot,
             Ok(Err(_)) => return Err(StoreError::Unavailable("the store is closed".into())),
             Err(_) => {

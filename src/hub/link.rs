@@ -75,7 +75,6 @@ impl HubLink for LocalLink {
         let stream = self
             .hub
             .sync(peer_id, session_id, 0, i64::from(max), true)?;
-        self.hub.count_sync(true);
         Ok(Box::pin(stream.map(|r| r.map_err(LinkError::from))))
     }
 
@@ -89,7 +88,6 @@ impl HubLink for LocalLink {
         let stream = self
             .hub
             .sync(peer_id, session_id, after, i64::from(max), false)?;
-        self.hub.count_sync(false);
         Ok(Box::pin(stream.map(|r| r.map_err(LinkError::from))))
     }
 

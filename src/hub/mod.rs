@@ -199,8 +199,8 @@ impl Hub {
         )
     }
 
-    /// Counts a sync stream of the given kind.
-    pub fn count_sync(&self, full: bool) {
+    /// Counts a sync stream of the given kind (once, when [`Hub::sync`] opens it).
+    fn count_sync(&self, full: bool) {
         self.sync_counter(full).inc();
     }
 
@@ -303,6 +303,7 @@ impl Hub {
             )));
         }
         let guard = self.sessions.start_sync(&peer, session_id)?;
+        self.count_sync(full);
 
         let limit = if max == 0 { usize::MAX } else { max as usize };
         struct State {

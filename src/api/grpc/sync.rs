@@ -57,7 +57,6 @@ impl SystemRegisterSync for SyncService {
         let r = request.into_inner();
         tracing::info!(peer_id = %r.peer_id, max = r.max_blueprints, "full sync");
         let stream = self.stream(r, 0, true)?;
-        self.hub.count_sync(true);
         Ok(Response::new(stream))
     }
 
@@ -70,7 +69,6 @@ impl SystemRegisterSync for SyncService {
         let after = r.last_known_version;
         tracing::debug!(peer_id = %r.peer_id, after, "incremental sync");
         let stream = self.stream(r, after, false)?;
-        self.hub.count_sync(false);
         Ok(Response::new(stream))
     }
 

@@ -265,10 +265,7 @@ impl RegisterStore for GuardedStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<EntrySize>, StoreError> {
-        let blueprint = match scope {
-            Scope::Log => None,
-            Scope::Blueprint(id) => Some(id.to_owned()),
-        };
+        let blueprint = scope.owned_blueprint();
         self.call(StoreOp::SizesAfter, |s| async move {
             let scope = blueprint.as_deref().map_or(Scope::Log, Scope::Blueprint);
             s.sizes_after(scope, after, limit).await
@@ -283,10 +280,7 @@ impl RegisterStore for GuardedStore {
         limit: usize,
         load_bytes: usize,
     ) -> Result<(Vec<Entry>, Vec<EntrySize>), StoreError> {
-        let blueprint = match scope {
-            Scope::Log => None,
-            Scope::Blueprint(id) => Some(id.to_owned()),
-        };
+        let blueprint = scope.owned_blueprint();
         self.call(StoreOp::ReadAhead, |s| async move {
             let scope = blueprint.as_deref().map_or(Scope::Log, Scope::Blueprint);
             s.read_ahead(scope, after, limit, load_bytes).await

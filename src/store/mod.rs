@@ -137,6 +137,17 @@ pub enum Scope<'a> {
     Blueprint(&'a str),
 }
 
+impl Scope<'_> {
+    /// The blueprint this scope names, owned (for a call that outlives the borrow: a task of
+    /// its own, the blocking pool); `None` for the whole log.
+    pub fn owned_blueprint(self) -> Option<String> {
+        match self {
+            Scope::Log => None,
+            Scope::Blueprint(id) => Some(id.to_owned()),
+        }
+    }
+}
+
 /// The stored size of one entry, known without reading its document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntrySize {

@@ -190,7 +190,7 @@ fn written(written: &Written) -> Response {
         (status = 413, description = "Body or document too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The document breaks the hub's blueprint schema (`schema-violation`: `violations` lists up to 20, each with its JSON pointer), or the `Idempotency-Key` was used by another request (`idempotency-key-reused`); nothing written", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Writes refused (corrupt register) or store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Writes refused (corrupt register), or the store unavailable or too slow (`Retry-After` says when to retry)", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "The data volume is full; nothing was written", body = Problem, content_type = "application/problem+json")))]
 pub async fn publish(
     State(state): State<AppState>,
@@ -240,7 +240,7 @@ pub async fn publish(
             headers(("ETag" = String, description = "The current version, quoted"))),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The document breaks the hub's blueprint schema (`schema-violation`: `violations` lists up to 20, each with its JSON pointer), or the `Idempotency-Key` was used by another request (`idempotency-key-reused`); nothing written", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Writes refused, or the store unavailable or too slow (`Retry-After` says when to retry)", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "The data volume is full; nothing was written", body = Problem, content_type = "application/problem+json")))]
 pub async fn update(
     State(state): State<AppState>,
@@ -290,7 +290,7 @@ pub async fn update(
             headers(("ETag" = String, description = "The current version, quoted"))),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The `Idempotency-Key` was used by another request (`idempotency-key-reused`); nothing written", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Writes refused or store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Writes refused, or the store unavailable or too slow (`Retry-After` says when to retry)", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "The data volume is full; nothing was written", body = Problem, content_type = "application/problem+json")))]
 pub async fn deprecate(
     State(state): State<AppState>,

@@ -289,16 +289,7 @@ impl RegisterStore for EmbeddedStore {
     }
 
     async fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        self.read(move |c| {
-            query_entries(
-                c,
-                &format!(
-                    "SELECT {ENTRY_COLUMNS} FROM entries WHERE version > ?1 ORDER BY version LIMIT ?2"
-                ),
-                params![after, limit_param(limit)],
-            )
-        })
-        .await
+        self.read(move |c| entries_of(c, None, after, limit)).await
     }
 
     async fn entry(&self, version: i64) -> Result<Option<Entry>, StoreError> {
@@ -338,17 +329,8 @@ impl RegisterStore for EmbeddedStore {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         let id = blueprint_id.to_owned();
-        self.read(move |c| {
-            query_entries(
-                c,
-                &format!(
-                    "SELECT {ENTRY_COLUMNS} FROM entries WHERE blueprint_id = ?1 AND version > ?2 \
-                     ORDER BY version LIMIT ?3"
-                ),
-                params![id, after, limit_param(limit)],
-            )
-        })
-        .await
+        self.read(move |c| entries_of(c, Some(&id), after, limit))
+            .await
     }
 
     async fn sizes_after(
@@ -357,7 +339,7 @@ impl RegisterStore for EmbeddedStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<EntrySize>, StoreError> {
-        let blueprint = owned_blueprint(scope);
+        let blueprint = scope.owned_blueprint();
         self.read(move |c| sizes_of(c, blueprint.as_deref(), after, limit))
             .await
     }
@@ -370,31 +352,14 @@ impl RegisterStore for EmbeddedStore {
         load_bytes: usize,
     ) -> Result<(Vec<Entry>, Vec<EntrySize>), StoreError> {
         // One call on one read connection (one snapshot): size, then load what fits.
-        let blueprint = owned_blueprint(scope);
+        let blueprint = scope.owned_blueprint();
         self.read(move |c| {
             let mut sizes = sizes_of(c, blueprint.as_deref(), after, limit)?;
             let load = super::leading_within(&sizes, load_bytes);
             if load == 0 {
                 return Ok((Vec::new(), sizes));
             }
-            let loaded = match &blueprint {
-                Some(id) => query_entries(
-                    c,
-                    &format!(
-                        "SELECT {ENTRY_COLUMNS} FROM entries WHERE blueprint_id = ?1 AND \
-                         version > ?2 ORDER BY version LIMIT ?3"
-                    ),
-                    params![id, after, limit_param(load)],
-                )?,
-                None => query_entries(
-                    c,
-                    &format!(
-                        "SELECT {ENTRY_COLUMNS} FROM entries WHERE version > ?1 ORDER BY \
-                         version LIMIT ?2"
-                    ),
-                    params![after, limit_param(load)],
-                )?,
-            };
+            let loaded = entries_of(c, blueprint.as_deref(), after, load)?;
             let rest = sizes.split_off(loaded.len().min(sizes.len()));
             Ok((loaded, rest))
         })
@@ -495,11 +460,29 @@ impl RegisterStore for EmbeddedStore {
     }
 }
 
-/// The blueprint a scope names, owned (for a closure on the blocking pool).
-fn owned_blueprint(scope: Scope<'_>) -> Option<String> {
-    match scope {
-        Scope::Log => None,
-        Scope::Blueprint(id) => Some(id.to_owned()),
+/// Up to `limit` entries after `after` (of `blueprint`, when given), in version order.
+fn entries_of(
+    c: &Connection,
+    blueprint: Option<&str>,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<Entry>, StoreError> {
+    match blueprint {
+        Some(id) => query_entries(
+            c,
+            &format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE blueprint_id = ?1 AND version > ?2 \
+                 ORDER BY version LIMIT ?3"
+            ),
+            params![id, after, limit_param(limit)],
+        ),
+        None => query_entries(
+            c,
+            &format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE version > ?1 ORDER BY version LIMIT ?2"
+            ),
+            params![after, limit_param(limit)],
+        ),
     }
 }
 

@@ -1,14 +1,10 @@
-//! What kind of failure a domain error is: the small code set every answer is built from.
+//! What kind of failure an error is, and what of it a caller may be told: the small code set
+//! every answer is built from, and the one policy for what is shown and what is logged.
 //!
-//! Each domain error (register, store, hub, peer) maps to one [`ErrorCode`] here, and only
-//! here; `crate::error_table` maps each code to its HTTP status and problem type and to its
-//! gRPC status, both ways. Transports never look inside a domain error to choose a status.
-
-use crate::hub::HubError;
-use crate::peer::PeerError;
-use crate::register::RegisterError;
-use crate::register::validation::ValidationError;
-use crate::store::StoreError;
+//! A leaf: each domain error (register, store, hub, peer) implements [`Classified`] beside
+//! its own definition; `crate::error_table` maps each code to its HTTP status and problem
+//! type and to its gRPC status, both ways. Transports never look inside a domain error to
+//! choose a status or a message: they ask [`caller_message`].
 
 /// The kinds of failure an answer can report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,75 +86,52 @@ impl ErrorCode {
     }
 }
 
-impl StoreError {
+/// How much of a failure reaches the caller, and what the node logs of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disclosure {
+    /// About the request or the caller (a rule broken, a refusal, a limit): shown as it is,
+    /// not logged.
+    Shown,
+    /// This node is degraded but works (a slow store, an entry its store cannot hold): shown,
+    /// logged as a warning.
+    ShownDegraded,
+    /// This node is at fault and the caller should know how (an integrity failure, a full
+    /// disk): shown, logged as an error.
+    ShownFault,
+    /// This node is at fault and the message may name its internals (a driver's text, hosts,
+    /// credentials in a connection string): logged as an error; the caller is told only this.
+    Withheld(&'static str),
+}
+
+/// A failure that knows its [`ErrorCode`] and how much of it a caller may see.
+pub trait Classified: std::fmt::Display {
     /// This failure's code.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            StoreError::Corrupt { .. } => ErrorCode::Corrupt,
-            StoreError::Unavailable(_) | StoreError::Slow(_) => ErrorCode::Unavailable,
-            StoreError::Full(_) => ErrorCode::StoreFull,
-            StoreError::TooLarge(_) => ErrorCode::TooLarge,
-            StoreError::ExpectationFailed { .. }
-            | StoreError::HeadMoved { .. }
-            | StoreError::Claimed(_) => ErrorCode::Conflict,
-        }
+    fn code(&self) -> ErrorCode;
+
+    /// How much of it the caller is told (by default all of it: most failures are the
+    /// caller's).
+    fn disclosure(&self) -> Disclosure {
+        Disclosure::Shown
     }
 }
 
-impl ValidationError {
-    /// This failure's code.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            ValidationError::DocumentTooLarge { .. } => ErrorCode::TooLarge,
-            ValidationError::Schema { .. } => ErrorCode::SchemaViolation,
-            ValidationError::IdempotencyKey(_) => ErrorCode::InvalidIdempotencyKey,
-            _ => ErrorCode::Invalid,
+/// What a caller is told about `error`, over any transport (REST, gRPC, the in-process link);
+/// logs the node's own failures with their details.
+pub fn caller_message(error: &(impl Classified + ?Sized)) -> String {
+    let code = error.code();
+    match error.disclosure() {
+        Disclosure::Shown => error.to_string(),
+        Disclosure::ShownDegraded => {
+            tracing::warn!(error = %error, ?code, "request failed: this node is degraded");
+            error.to_string()
         }
-    }
-}
-
-impl RegisterError {
-    /// This failure's code.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            RegisterError::Invalid(e) => e.code(),
-            RegisterError::AlreadyExists(_) => ErrorCode::AlreadyExists,
-            RegisterError::Signature(_) => ErrorCode::SignatureRefused,
-            RegisterError::NotFound(_) | RegisterError::NoSuchVersion(_) => ErrorCode::NotFound,
-            RegisterError::AlreadyDeprecated(_) => ErrorCode::AlreadyDeprecated,
-            RegisterError::Stale { .. } => ErrorCode::Stale,
-            RegisterError::KeyReused { .. } => ErrorCode::KeyReused,
-            RegisterError::TransactionExists { .. } => ErrorCode::TransactionExists,
-            RegisterError::Contended(_) => ErrorCode::Contended,
-            RegisterError::Corrupt(_) => ErrorCode::Corrupt,
-            RegisterError::Busy(_) => ErrorCode::Busy,
-            RegisterError::Store(e) => e.code(),
+        Disclosure::ShownFault => {
+            tracing::error!(error = %error, ?code, "request failed: this node is at fault");
+            error.to_string()
         }
-    }
-}
-
-impl HubError {
-    /// This failure's code.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            HubError::Invalid(_) => ErrorCode::Invalid,
-            HubError::UnknownSession(_) => ErrorCode::UnknownSession,
-            HubError::WrongState(_) => ErrorCode::WrongState,
-            HubError::Busy(_) => ErrorCode::Busy,
-            HubError::RateLimited { .. } => ErrorCode::RateLimited,
-            HubError::Unavailable(_) => ErrorCode::Unavailable,
-            HubError::Register(e) => e.code(),
-        }
-    }
-}
-
-impl PeerError {
-    /// This failure's code.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            PeerError::NotConnected(_) => ErrorCode::Unavailable,
-            PeerError::Refused { .. } => ErrorCode::RateLimited,
-            PeerError::SyncFailed(_) => ErrorCode::SyncFailed,
+        Disclosure::Withheld(public) => {
+            tracing::error!(error = %error, ?code, "request failed: this node is at fault");
+            public.to_owned()
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Domain errors → RFC 9457 `application/problem+json` responses, with the status and problem
-//! type of their code in the one error table (`crate::error_table`). Server-side failures are
-//! logged with their details and answered without them.
+//! type of their code in the one error table (`crate::error_table`) and the detail the caller
+//! may be told (`crate::error_code::caller_message`, which also logs the node's own failures).
 
-use crate::error_code::ErrorCode;
+use crate::error_code::{Classified, ErrorCode, caller_message};
 use crate::error_table;
 use crate::register::RegisterError;
 use crate::register::schema::Violation;
@@ -63,6 +63,12 @@ impl ApiError {
             etag: None,
             violations: Box::default(),
         }
+    }
+
+    /// The problem for a domain failure: its code, and what the caller may be told of it
+    /// ([`caller_message`], which logs the node's own failures).
+    pub fn classified(e: &(impl Classified + ?Sized)) -> Self {
+        Self::new(e.code(), caller_message(e))
     }
 
     /// Adds the schema violations a `schema-violation` problem lists.
@@ -159,32 +165,7 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        let detail = match &e {
-            StoreError::Corrupt { .. } => {
-                tracing::error!(error = %e, "register entry unreadable");
-                e.to_string()
-            }
-            StoreError::Unavailable(_) => {
-                tracing::error!(error = %e, "store unavailable");
-                "the register store is unavailable; try again later".to_owned()
-            }
-            StoreError::Slow(_) => {
-                tracing::warn!(error = %e, "store too slow");
-                format!("{e}; try again shortly")
-            }
-            StoreError::Full(_) => {
-                tracing::error!(error = %e, "store full");
-                format!("{e}; free space on the node's data volume and retry")
-            }
-            StoreError::TooLarge(_) => {
-                tracing::warn!(error = %e, "store refused an entry as too large");
-                e.to_string()
-            }
-            StoreError::ExpectationFailed { .. }
-            | StoreError::HeadMoved { .. }
-            | StoreError::Claimed(_) => e.to_string(),
-        };
-        let error = ApiError::new(e.code(), detail);
+        let error = ApiError::classified(&e);
         match e {
             // Both pass: a client retrying after a second finds the store back or fails fast
             // again.
@@ -202,7 +183,7 @@ const STORE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1)
 impl From<RegisterError> for ApiError {
     fn from(e: RegisterError) -> Self {
         let code = e.code();
-        let detail = e.to_string();
+        let detail = caller_message(&e);
         match e {
             RegisterError::Store(store) => store.into(),
             RegisterError::Invalid(ValidationError::Schema { violations, .. }) => {

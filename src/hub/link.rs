@@ -3,6 +3,7 @@
 //! carry the same codes the gRPC client reads back from the wire.
 
 use super::{Hub, HubError};
+use crate::error_code::{Classified, caller_message};
 use crate::link::{HubLink, HubStatus, LinkError, LinkStream};
 use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
@@ -20,7 +21,8 @@ impl From<HubError> for LinkError {
         };
         LinkError {
             code: e.code(),
-            message: e.to_string(),
+            // What a remote peer would read from the wire, no more.
+            message: caller_message(&e),
             retry_after,
         }
     }

@@ -9,6 +9,7 @@ pub mod sessions;
 
 use crate::clock::SharedClock;
 use crate::config::HubConfig;
+use crate::error_code::{Classified, Disclosure, ErrorCode};
 use crate::keys::{SigningKey, VerifierKey};
 use crate::metrics::{Metrics, SyncKind, SyncLabels, Transport};
 use crate::protocol::{
@@ -57,6 +58,27 @@ pub enum HubError {
     /// The register failed.
     #[error(transparent)]
     Register(#[from] RegisterError),
+}
+
+impl Classified for HubError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            HubError::Invalid(_) => ErrorCode::Invalid,
+            HubError::UnknownSession(_) => ErrorCode::UnknownSession,
+            HubError::WrongState(_) => ErrorCode::WrongState,
+            HubError::Busy(_) => ErrorCode::Busy,
+            HubError::RateLimited { .. } => ErrorCode::RateLimited,
+            HubError::Unavailable(_) => ErrorCode::Unavailable,
+            HubError::Register(e) => e.code(),
+        }
+    }
+
+    fn disclosure(&self) -> Disclosure {
+        match self {
+            HubError::Register(e) => e.disclosure(),
+            _ => Disclosure::Shown,
+        }
+    }
 }
 
 impl From<StoreError> for HubError {

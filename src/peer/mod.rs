@@ -13,6 +13,7 @@ pub mod trust;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::error_code::{Classified, ErrorCode};
 use crate::link::Dialer;
 use crate::metrics::Metrics;
 use crate::register::Register;
@@ -61,6 +62,16 @@ pub enum PeerError {
         /// When the hub will let it through, if it said.
         retry_after: Option<Duration>,
     },
+}
+
+impl Classified for PeerError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            PeerError::NotConnected(_) => ErrorCode::Unavailable,
+            PeerError::Refused { .. } => ErrorCode::RateLimited,
+            PeerError::SyncFailed(_) => ErrorCode::SyncFailed,
+        }
+    }
 }
 
 /// What a peer runs on, handed over by the composition root.

@@ -34,6 +34,7 @@ pub use verification::{VerifyReport, verify_store, verify_store_with_progress};
 pub use write::{Publication, WriteOptions, Written};
 
 use crate::clock::SharedClock;
+use crate::error_code::{Classified, Disclosure, ErrorCode};
 use crate::metrics::Metrics;
 use crate::store::{ListQuery, RegisterStore, Scope, Stats, StoreError, page_weight};
 use budget::{BudgetExhausted, Held, ReadBudget};
@@ -125,6 +126,33 @@ pub enum RegisterError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl Classified for RegisterError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            RegisterError::Invalid(e) => e.code(),
+            RegisterError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            RegisterError::Signature(_) => ErrorCode::SignatureRefused,
+            RegisterError::NotFound(_) | RegisterError::NoSuchVersion(_) => ErrorCode::NotFound,
+            RegisterError::AlreadyDeprecated(_) => ErrorCode::AlreadyDeprecated,
+            RegisterError::Stale { .. } => ErrorCode::Stale,
+            RegisterError::KeyReused { .. } => ErrorCode::KeyReused,
+            RegisterError::TransactionExists { .. } => ErrorCode::TransactionExists,
+            RegisterError::Contended(_) => ErrorCode::Contended,
+            RegisterError::Corrupt(_) => ErrorCode::Corrupt,
+            RegisterError::Busy(_) => ErrorCode::Busy,
+            RegisterError::Store(e) => e.code(),
+        }
+    }
+
+    fn disclosure(&self) -> Disclosure {
+        match self {
+            RegisterError::Corrupt(_) => Disclosure::ShownFault,
+            RegisterError::Store(e) => e.disclosure(),
+            _ => Disclosure::Shown,
+        }
+    }
 }
 
 /// Options for opening a Register.

@@ -1,5 +1,6 @@
 //! Input rules for entries: ids, identities, metadata and documents.
 
+use crate::error_code::{Classified, ErrorCode};
 use std::collections::BTreeMap;
 
 /// MongoDB's limit on one stored document (BSON), which every entry must fit on every node.
@@ -81,6 +82,17 @@ pub enum ValidationError {
         /// The limit in bytes.
         limit: usize,
     },
+}
+
+impl Classified for ValidationError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ValidationError::DocumentTooLarge { .. } => ErrorCode::TooLarge,
+            ValidationError::Schema { .. } => ErrorCode::SchemaViolation,
+            ValidationError::IdempotencyKey(_) => ErrorCode::InvalidIdempotencyKey,
+            _ => ErrorCode::Invalid,
+        }
+    }
 }
 
 fn is_node_id_byte(b: u8) -> bool {

@@ -8,6 +8,7 @@ pub mod guarded;
 pub mod mongo;
 pub mod synthetic;
 
+use crate::error_code::{Classified, Disclosure, ErrorCode};
 use crate::register::entry::{ENTRY_OVERHEAD_BYTES, Entry, Expectation, Head, NewEntry};
 use async_trait::async_trait;
 
@@ -33,7 +34,10 @@ pub enum StoreError {
         first: i64,
     },
     /// A stored row cannot be read back as an entry.
-    #[error("stored entry at version {version} is unreadable: {reason}")]
+    #[error(
+        "the register failed its integrity check: the stored entry at version {version} is \
+         unreadable: {reason}"
+    )]
     Corrupt {
         /// The unreadable version.
         version: i64,
@@ -46,10 +50,13 @@ pub enum StoreError {
     /// The store did not answer in time: no free slot within `limits.storeCallWait`, or no
     /// answer within `limits.storeCallTimeout`. Retryable. A write that timed out may still
     /// complete; a retry with the same `Idempotency-Key` is answered from it.
-    #[error("{0}")]
+    #[error("{0}; try again shortly")]
     Slow(String),
     /// The disk holding the store is full; the write was rolled back and nothing changed.
-    #[error("the register's disk is full; nothing was written: {0}")]
+    #[error(
+        "the register's disk is full; nothing was written: {0}; free space on the node's data \
+         volume and retry"
+    )]
     Full(String),
     /// The backend cannot hold an entry this large; permanent, nothing was written.
     #[error("the entry is too large for this node's store; nothing was written: {0}")]
@@ -58,6 +65,34 @@ pub enum StoreError {
     /// append claims; nothing was written.
     #[error("an earlier write holds this append's claim: {0:?}")]
     Claimed(Prior),
+}
+
+impl Classified for StoreError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::Corrupt { .. } => ErrorCode::Corrupt,
+            StoreError::Unavailable(_) | StoreError::Slow(_) => ErrorCode::Unavailable,
+            StoreError::Full(_) => ErrorCode::StoreFull,
+            StoreError::TooLarge(_) => ErrorCode::TooLarge,
+            StoreError::ExpectationFailed { .. }
+            | StoreError::HeadMoved { .. }
+            | StoreError::Claimed(_) => ErrorCode::Conflict,
+        }
+    }
+
+    fn disclosure(&self) -> Disclosure {
+        match self {
+            StoreError::Corrupt { .. } | StoreError::Full(_) => Disclosure::ShownFault,
+            // A driver's message may name hosts, or credentials in a connection string.
+            StoreError::Unavailable(_) => {
+                Disclosure::Withheld("the register store is unavailable; try again later")
+            }
+            StoreError::Slow(_) | StoreError::TooLarge(_) => Disclosure::ShownDegraded,
+            StoreError::ExpectationFailed { .. }
+            | StoreError::HeadMoved { .. }
+            | StoreError::Claimed(_) => Disclosure::Shown,
+        }
+    }
 }
 
 /// An idempotency key an append records for itself, in the append's own transaction.

@@ -103,6 +103,17 @@ async fn cli_round_trip_against_a_running_hub() {
     assert!(ok(&offline).starts_with("ok: 4 entries"));
 }
 
+/// `serve 2>log`: a log written to a file or a pipe carries no terminal escape codes, even
+/// with `NO_COLOR` set but empty (which asks for nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirected_log_has_no_escape_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = spawn_node_env(dir.path(), &[], &[("RUST_LOG", "info"), ("NO_COLOR", "")]).await;
+    let log = node.log();
+    assert!(log.contains("INFO"), "an info line was logged:\n{log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_json_for_scripts_and_aligned_columns_for_people() {
     let hub = TestHub::start().await;

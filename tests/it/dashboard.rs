@@ -90,6 +90,10 @@ async fn dashboard_shows_live_publications_and_peer_state() {
         .unwrap();
     assert_eq!(rows.len(), 4, "genesis and three blueprints");
     wait_element(&client, "#feed-status.ok").await;
+    // A quiet hub's checkpoint of its head, checked in the page with the hub's key.
+    let checkpoint = wait_element(&client, "#checkpoint.ok").await;
+    let text = checkpoint.text().await.unwrap();
+    assert!(text.starts_with("v4 signed by"), "{text}");
 
     // Publish through the REST API: the row and the feed entry appear without a reload.
     let (status, _) = hub

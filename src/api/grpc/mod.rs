@@ -128,6 +128,14 @@ async fn call_deadline(
 /// INTERNAL for our own bugs. This rewrites those answers (always trailers-only: the request
 /// is decoded before any reply) to INVALID_ARGUMENT and RESOURCE_EXHAUSTED, keeping the
 /// message that says what was wrong.
+///
+/// Why by message text: tonic makes these statuses inside its own stream decoder (frame
+/// length, truncated frame, prost's error) and hands them on as plain statuses; no hook sees
+/// a typed cause. Our codec (`wire::codec`) sees prost's errors only, and serves the client as
+/// well, where a hub's malformed reply must stay INTERNAL (INVALID_ARGUMENT would be a
+/// permanent refusal to a peer). The texts are pinned by the `G04`–`G06`, `G18` and `G20`
+/// cases of `robustness::every_bad_input_gets_a_clear_answer_and_nothing_stored_changes`, so a
+/// tonic that words them differently fails the test command rather than answering INTERNAL.
 async fn request_errors_are_invalid_arguments(
     request: axum::extract::Request,
     next: axum::middleware::Next,

@@ -98,7 +98,7 @@ pub async fn sync(
     match peer.sync_now(query.full.unwrap_or(false)).await {
         Ok(outcome) => Ok(Json(outcome)),
         Err(e) => {
-            let error = ApiError::new(e.code(), e.to_string());
+            let error = ApiError::classified(&e);
             Err(match e {
                 PeerError::Refused {
                     retry_after: Some(wait),

@@ -197,7 +197,7 @@ pub async fn start_with_clock(
             PeerParts {
                 register: Arc::clone(&register),
                 config: Arc::clone(&config),
-                node_id: node_id.clone(),
+                node_id: crate::protocol::PeerId::parse(&node_id)?,
                 clock: Arc::clone(&clock),
                 dialer: Arc::new(dialer),
                 metrics: Arc::clone(&metrics),

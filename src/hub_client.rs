@@ -7,7 +7,7 @@ use crate::error_code::ErrorCode;
 use crate::link::{Dialer, HubLink, HubStatus, LinkError, LinkStream};
 use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification, SyncedEntry,
+    HeartbeatAck, HeartbeatReport, Notification, PeerId, SessionId, SyncedEntry,
 };
 use crate::wire::convert;
 use crate::wire::proto::central_node_connection_client::CentralNodeConnectionClient;
@@ -200,16 +200,16 @@ impl HubLink for HubClient {
     /// Ends a session.
     async fn close_session(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         reason: DisconnectReason,
         now_ms: i64,
     ) -> Result<(), LinkError> {
         self.connection
             .clone()
             .disconnect_from_central_node(DisconnectRequest {
-                peer_id: peer_id.to_owned(),
-                session_id: session_id.to_owned(),
+                peer_id: peer_id.to_string(),
+                session_id: session_id.to_string(),
                 reason: convert::reason_to_wire(reason) as i32,
                 disconnect_time: now_ms,
             })
@@ -218,39 +218,34 @@ impl HubLink for HubClient {
     }
 
     /// The hub's head version and hash, node id and peer count.
-    async fn status(&self, peer_id: &str) -> Result<HubStatus, LinkError> {
+    async fn status(&self, peer_id: &PeerId) -> Result<HubStatus, LinkError> {
         let s = self
             .connection
             .clone()
             .get_central_node_status(StatusRequest {
-                peer_id: peer_id.to_owned(),
+                peer_id: peer_id.to_string(),
                 include_peer_list: false,
             })
             .await?
             .into_inner();
-        Ok(HubStatus {
-            hub_id: s.node_id,
-            head_version: s.current_system_register_version,
-            head_hash: s.head_hash,
-            active_peers: s.active_peer_count,
-        })
+        Ok(convert::hub_status_from_wire(s))
     }
 
-    /// Streams the whole register (at most `max` entries; 0 = all).
+    /// Streams the whole register (at most `max` entries; `None`: all).
     async fn full_sync(
         &self,
-        peer_id: &str,
-        session_id: &str,
-        max: i32,
+        peer_id: &PeerId,
+        session_id: &SessionId,
+        max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         let stream = self
             .sync
             .clone()
             .full_sync(SyncRequest {
-                peer_id: peer_id.to_owned(),
-                session_id: session_id.to_owned(),
+                peer_id: peer_id.to_string(),
+                session_id: session_id.to_string(),
                 full_sync: true,
-                max_blueprints: max,
+                max_blueprints: convert::sync_limit_to_wire(max),
                 ..Default::default()
             })
             .await?
@@ -258,22 +253,22 @@ impl HubLink for HubClient {
         Ok(entries(stream))
     }
 
-    /// Streams entries with `version > after` (at most `max`; 0 = all).
+    /// Streams entries with `version > after` (at most `max`; `None`: all).
     async fn incremental_sync(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         after: i64,
-        max: i32,
+        max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         let stream = self
             .sync
             .clone()
             .incremental_sync(SyncRequest {
-                peer_id: peer_id.to_owned(),
-                session_id: session_id.to_owned(),
+                peer_id: peer_id.to_string(),
+                session_id: session_id.to_string(),
                 last_known_version: after,
-                max_blueprints: max,
+                max_blueprints: convert::sync_limit_to_wire(max),
                 ..Default::default()
             })
             .await?
@@ -284,8 +279,8 @@ impl HubLink for HubClient {
     /// Subscribes to push notifications after `resume_from` (0 = from now on).
     async fn subscribe(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         filters: &Filters,
         resume_from: i64,
     ) -> Result<LinkStream<Notification>, LinkError> {
@@ -293,8 +288,8 @@ impl HubLink for HubClient {
             .sync
             .clone()
             .subscribe_to_push_notifications(SubscriptionRequest {
-                peer_id: peer_id.to_owned(),
-                session_id: session_id.to_owned(),
+                peer_id: peer_id.to_string(),
+                session_id: session_id.to_string(),
                 subscribe_time: 0,
                 filters: Some(convert::filters_to_wire(filters)),
                 resume_from_version: resume_from,
@@ -312,15 +307,15 @@ impl HubLink for HubClient {
     /// The hub's view of this peer's sync progress.
     async fn checkpoint(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
     ) -> Result<CheckpointView, LinkError> {
         let c = self
             .sync
             .clone()
             .get_sync_checkpoint(CheckpointRequest {
-                peer_id: peer_id.to_owned(),
-                session_id: session_id.to_owned(),
+                peer_id: peer_id.to_string(),
+                session_id: session_id.to_string(),
             })
             .await?
             .into_inner();
@@ -341,15 +336,15 @@ impl HubLink for HubClient {
     /// The hub's heartbeat view of this peer.
     async fn heartbeat_status(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
     ) -> Result<HeartbeatReport, LinkError> {
         let r = self
             .heartbeat
             .clone()
             .get_heartbeat_status(HeartbeatStatusRequest {
-                peer_id: peer_id.to_owned(),
-                session_id: session_id.to_owned(),
+                peer_id: peer_id.to_string(),
+                session_id: session_id.to_string(),
             })
             .await?
             .into_inner();

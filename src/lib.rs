@@ -8,12 +8,14 @@
 //!   the conformance suite both pass.
 //! - [`protocol`]: the hub–peer protocol's messages in domain types; [`wire`]: the gRPC
 //!   contract's generated types and their conversion.
-//! - [`link`]: the peer's port to a hub ([`link::HubLink`], [`link::Dialer`]) in domain types;
+//! - [`link`]: the peer's port to a hub ([`link::HubLink`], [`link::Dialer`]) in domain types
+//!   (typed ids, `Option` for what may be absent);
 //!   [`hub_client`] implements it over gRPC; `hub::link` implements it in process.
 //! - [`hub`]: peer sessions, heartbeats, sync and push streams; [`peer`]: the replica's
 //!   connection state machine, session loop and sync client.
-//! - [`error_code`]: which kind of failure each domain error is; [`error_table`]: each kind's
-//!   HTTP status, problem type and gRPC status.
+//! - [`error_code`]: the failure kinds, the `Classified` trait each domain error implements
+//!   beside its definition, and what a caller is told; [`error_table`]: each kind's HTTP
+//!   status, problem type and gRPC status.
 //! - [`api`]: thin inbound transport adapters (REST, SSE, gRPC) on one axum router;
 //!   [`serve`]: the listener loop under it (connection limits, timeouts, graceful stop);
 //!   [`tls`]: its certificates.

@@ -79,10 +79,10 @@ pub struct PeerDescription {
 }
 
 /// A connection request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ConnectRequest {
     /// The peer's id.
-    pub peer_id: String,
+    pub peer_id: PeerId,
     /// The peer's description.
     pub peer: PeerDescription,
     /// Newest version the peer holds.
@@ -91,23 +91,33 @@ pub struct ConnectRequest {
     pub connection_time: i64,
 }
 
+impl ConnectRequest {
+    /// A request from `peer_id` that describes nothing and holds nothing.
+    pub fn new(peer_id: PeerId) -> Self {
+        Self {
+            peer_id,
+            peer: PeerDescription::default(),
+            last_known_version: 0,
+            connection_time: 0,
+        }
+    }
+}
+
 /// What a hub grants a connecting peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionGrant {
     /// New session id.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// The hub's node id.
     pub hub_id: String,
     /// The hub's head version.
     pub current_version: i64,
     /// The hub's head chain hash.
     pub head_hash: String,
-    /// The hub's signed checkpoint of that head (a C2SP signed note); empty when the hub
-    /// sends none.
-    pub checkpoint: String,
-    /// The verifier key the hub signs checkpoints with (`name+keyid+base64`); empty when the
-    /// hub signs none.
-    pub checkpoint_key: String,
+    /// The hub's signed checkpoint of that head (a C2SP signed note), if it sent one.
+    pub checkpoint: Option<String>,
+    /// The verifier key the hub signs checkpoints with (`name+keyid+base64`), if it signs.
+    pub checkpoint_key: Option<String>,
     /// When the session started, Unix ms.
     pub connected_at: i64,
     /// Heartbeat period the peer should use.
@@ -222,12 +232,12 @@ pub fn summary(entry: &Entry) -> Bytes {
 }
 
 /// A heartbeat from a peer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Heartbeat {
     /// Peer id.
-    pub peer_id: String,
+    pub peer_id: PeerId,
     /// Session id.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// The peer's clock, Unix ms.
     pub timestamp: i64,
     /// Increases by one per heartbeat of a session.
@@ -266,9 +276,8 @@ pub struct HeartbeatAck {
     pub current_version: i64,
     /// The hub's head chain hash.
     pub head_hash: String,
-    /// The hub's signed checkpoint of that head (a C2SP signed note); empty when the hub
-    /// sends none.
-    pub checkpoint: String,
+    /// The hub's signed checkpoint of that head (a C2SP signed note), if it sent one.
+    pub checkpoint: Option<String>,
     /// Notes (e.g. an out-of-order sequence number).
     pub message: String,
     /// What to do.
@@ -435,6 +444,36 @@ impl PeerId {
 }
 
 impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A session id, as the hub issued it. Any text may arrive on the wire; the hub looks it up
+/// and answers an unknown one with "unknown session".
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SessionId {
+    fn from(id: String) -> Self {
+        Self(id)
+    }
+}
+
+impl From<&str> for SessionId {
+    fn from(id: &str) -> Self {
+        Self(id.to_owned())
+    }
+}
+
+impl std::fmt::Display for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }

@@ -254,7 +254,10 @@ pub fn checkpoint_feed(
                 _ = ticks.tick() => {}
             }
             let newest = match (&hub, &peer) {
-                (Some(hub), _) => hub.current_checkpoint(),
+                (Some(hub), _) => hub.current_checkpoint().await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "the hub's checkpoint for event streams");
+                    None
+                }),
                 (None, Some(peer)) => peer.trust().last_checkpoint().map(|v| (v.version, v.note)),
                 (None, None) => None,
             };

@@ -7,7 +7,7 @@ use crate::error_code::{Classified, caller_message};
 use crate::link::{HubLink, HubStatus, LinkError, LinkStream};
 use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification, SyncedEntry,
+    HeartbeatAck, HeartbeatReport, Notification, PeerId, SessionId, SyncedEntry,
 };
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -49,8 +49,8 @@ impl HubLink for LocalLink {
 
     async fn close_session(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         reason: DisconnectReason,
         _now_ms: i64,
     ) -> Result<(), LinkError> {
@@ -58,45 +58,41 @@ impl HubLink for LocalLink {
         Ok(())
     }
 
-    async fn status(&self, _peer_id: &str) -> Result<HubStatus, LinkError> {
+    async fn status(&self, _peer_id: &PeerId) -> Result<HubStatus, LinkError> {
         let status = self.hub.status(false).await?;
         Ok(HubStatus {
             hub_id: status.node_id,
             head_version: status.current_version,
             head_hash: status.head_hash,
-            active_peers: i32::try_from(status.active_peer_count).unwrap_or(i32::MAX),
+            active_peers: u32::try_from(status.active_peer_count).unwrap_or(u32::MAX),
         })
     }
 
     async fn full_sync(
         &self,
-        peer_id: &str,
-        session_id: &str,
-        max: i32,
+        peer_id: &PeerId,
+        session_id: &SessionId,
+        max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
-        let stream = self
-            .hub
-            .sync(peer_id, session_id, 0, i64::from(max), true)?;
+        let stream = self.hub.sync(peer_id, session_id, 0, max, true)?;
         Ok(Box::pin(stream.map(|r| r.map_err(LinkError::from))))
     }
 
     async fn incremental_sync(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         after: i64,
-        max: i32,
+        max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
-        let stream = self
-            .hub
-            .sync(peer_id, session_id, after, i64::from(max), false)?;
+        let stream = self.hub.sync(peer_id, session_id, after, max, false)?;
         Ok(Box::pin(stream.map(|r| r.map_err(LinkError::from))))
     }
 
     async fn subscribe(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         filters: &Filters,
         resume_from: i64,
     ) -> Result<LinkStream<Notification>, LinkError> {
@@ -108,8 +104,8 @@ impl HubLink for LocalLink {
 
     async fn checkpoint(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
     ) -> Result<CheckpointView, LinkError> {
         Ok(self.hub.checkpoint(peer_id, session_id).await?)
     }
@@ -120,8 +116,8 @@ impl HubLink for LocalLink {
 
     async fn heartbeat_status(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
     ) -> Result<HeartbeatReport, LinkError> {
         Ok(self.hub.heartbeat_status(peer_id, session_id)?)
     }

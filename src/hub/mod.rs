@@ -14,7 +14,8 @@ use crate::keys::{SigningKey, VerifierKey};
 use crate::metrics::{Metrics, SyncKind, SyncLabels, Transport};
 use crate::protocol::{
     CheckpointState, CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters,
-    Heartbeat, HeartbeatAck, HeartbeatReport, HubStatus, Notification, SessionView, SyncedEntry,
+    Heartbeat, HeartbeatAck, HeartbeatReport, HubStatus, Notification, PeerId, SessionId,
+    SessionView, SyncedEntry,
 };
 use crate::register::checkpoint_note::HeadCheckpoint;
 use crate::register::recent::{Derived, Form};
@@ -153,23 +154,25 @@ impl Hub {
         let Some(head) = self.register.announced_head().await? else {
             return Ok(None);
         };
-        Ok(Some(self.sign_head(head.version, &head.chain_hash)).filter(|n| !n.is_empty()))
+        Ok(self.sign_head(head.version, &head.chain_hash))
     }
 
-    /// The signed checkpoint of the head as the recent window holds it, with its version,
-    /// without a store read (event streams ask for it often); `None` when the window does not
-    /// hold the head (no append since start).
-    pub fn current_checkpoint(&self) -> Option<(i64, String)> {
-        let version = self.register.head_version();
-        let shared = self.register.recent().get(version)?;
-        let note = self.sign_head(version, &shared.entry.chain_hash);
-        (!note.is_empty()).then_some((version, note))
+    /// The signed checkpoint of the head the hub has announced, with its version; `None` on
+    /// an empty register. From memory when the recent window holds the head, else one store
+    /// read (event streams ask once a second).
+    pub async fn current_checkpoint(&self) -> Result<Option<(i64, String)>, RegisterError> {
+        let Some(head) = self.register.announced_head().await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .sign_head(head.version, &head.chain_hash)
+            .map(|note| (head.version, note)))
     }
 
-    /// The signed checkpoint of the head `version` / `chain_hash` (empty when there is no
+    /// The signed checkpoint of the head `version` / `chain_hash` (`None` when there is no
     /// head). A note of the same head signed within the last [`CHECKPOINT_REUSE`] is reused,
     /// so every connect, heartbeat and sync stream carries one without a signature each.
-    fn sign_head(&self, version: i64, chain_hash: &str) -> String {
+    fn sign_head(&self, version: i64, chain_hash: &str) -> Option<String> {
         let now = self.clock.now_ms();
         let reuse_ms = i64::try_from(CHECKPOINT_REUSE.as_millis()).unwrap_or(i64::MAX);
         if let Ok(cached) = self.signed_head.lock()
@@ -177,15 +180,13 @@ impl Hub {
             && *v == version
             && (now - *at) < reuse_ms
         {
-            return note.clone();
+            return Some(note.clone());
         }
         let head = crate::register::entry::Head {
             version,
             chain_hash: chain_hash.to_owned(),
         };
-        let Some(checkpoint) = HeadCheckpoint::of_head(&head, now).filter(|_| version > 0) else {
-            return String::new();
-        };
+        let checkpoint = HeadCheckpoint::of_head(&head, now).filter(|_| version > 0)?;
         let note = checkpoint.sign(&self.signer);
         // Sync streams sign older versions (page ends) too; those must not evict the head's.
         if let Ok(mut cached) = self.signed_head.lock()
@@ -193,7 +194,7 @@ impl Hub {
         {
             *cached = Some((version, now, note.clone()));
         }
-        note
+        Some(note)
     }
 
     /// The hub's node id.
@@ -254,11 +255,11 @@ impl Hub {
     #[tracing::instrument(name = "connect", skip_all, fields(peer_id = %request.peer_id, last_known_version = request.last_known_version))]
     pub async fn connect(&self, request: ConnectRequest) -> Result<ConnectionGrant, HubError> {
         self.ensure_ready()?;
-        let peer = sessions::peer_id(&request.peer_id)?;
-        self.limits.check(Limited::Connect, &request.peer_id)?;
+        self.limits
+            .check(Limited::Connect, request.peer_id.as_str())?;
         let (current_version, head_hash) = self.head().await?;
         let checkpoint = self.sign_head(current_version, &head_hash);
-        let opened = self.sessions.open(&peer, &request)?;
+        let opened = self.sessions.open(&request)?;
         tracing::info!(
             peer_id = %request.peer_id,
             session_id = %opened.session_id,
@@ -272,7 +273,7 @@ impl Hub {
             current_version,
             head_hash,
             checkpoint,
-            checkpoint_key: self.signer.verifier().to_string(),
+            checkpoint_key: Some(self.signer.verifier().to_string()),
             connected_at: opened.connected_at,
             heartbeat_interval: self.config.heartbeat_interval,
             heartbeat_timeout: self.config.heartbeat_timeout,
@@ -286,48 +287,41 @@ impl Hub {
     #[tracing::instrument(name = "disconnect", skip(self))]
     pub fn disconnect(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         reason: DisconnectReason,
     ) -> Result<i64, HubError> {
-        self.sessions
-            .close(&sessions::peer_id(peer_id)?, session_id)?;
+        self.sessions.close(peer_id, session_id)?;
         tracing::info!(%peer_id, %session_id, ?reason, "peer disconnected");
         Ok(self.clock.now_ms())
     }
 
     /// Streams entries with `version > after` (all of them for a full sync, `after = 0`) in
     /// version order, page by page from the store (pages bounded by entries and bytes, read
-    /// through the node's read budget), at most `max` entries (0 = no limit).
+    /// through the node's read budget), at most `max` entries (`None`: all).
     /// Full syncs are rate limited per peer; at most `maxConcurrentSyncs` run per session.
     #[tracing::instrument(name = "sync_stream", skip(self))]
     pub fn sync(
         self: &Arc<Self>,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         after: i64,
-        max: i64,
+        max: Option<u32>,
         full: bool,
     ) -> Result<impl Stream<Item = Result<SyncedEntry, HubError>> + Send + use<>, HubError> {
         self.ensure_ready()?;
-        let peer = sessions::peer_id(peer_id)?;
         if full {
-            self.limits.check(Limited::FullSync, peer_id)?;
+            self.limits.check(Limited::FullSync, peer_id.as_str())?;
         }
         if after < 0 {
             return Err(HubError::Invalid(format!(
                 "last_known_version {after} is negative"
             )));
         }
-        if max < 0 {
-            return Err(HubError::Invalid(format!(
-                "max_blueprints {max} is negative; use 0 for no limit"
-            )));
-        }
-        let guard = self.sessions.start_sync(&peer, session_id)?;
+        let guard = self.sessions.start_sync(peer_id, session_id)?;
         self.count_sync(full);
 
-        let limit = if max == 0 { usize::MAX } else { max as usize };
+        let limit = max.map_or(usize::MAX, |max| max as usize);
         struct State {
             hub: Arc<Hub>,
             cursor: i64,
@@ -387,7 +381,7 @@ impl Hub {
             let vouch = s.sent >= s.limit || s.page.as_ref().is_none_or(|p| p.entries.is_empty());
             let checkpoint = vouch
                 .then(|| s.hub.sign_head(entry.version, &entry.chain_hash))
-                .filter(|note| !note.is_empty());
+                .flatten();
             Some((Ok(SyncedEntry { entry, checkpoint }), s))
         })
         .take_until(cancel.cancelled_owned()))
@@ -400,8 +394,8 @@ impl Hub {
     #[tracing::instrument(name = "push_subscribe", skip(self, filters))]
     pub fn subscribe(
         self: &Arc<Self>,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         filters: Filters,
         resume_from: i64,
     ) -> Result<impl Stream<Item = Result<Notification, HubError>> + Send + use<>, HubError> {
@@ -411,9 +405,7 @@ impl Hub {
                 "resume_from_version {resume_from} is negative"
             )));
         }
-        let (session_ended, guard) = self
-            .sessions
-            .start_push(&sessions::peer_id(peer_id)?, session_id)?;
+        let (session_ended, guard) = self.sessions.start_push(peer_id, session_id)?;
         let start = if resume_from > 0 {
             resume_from
         } else {
@@ -464,14 +456,12 @@ impl Hub {
         // A hub on its way down has already dropped its sessions; "unknown session" would send
         // the peer back to it instead of on to the next hub.
         self.ensure_ready()?;
-        let peer = sessions::peer_id(&heartbeat.peer_id)?;
-        self.limits.check(Limited::Heartbeat, &heartbeat.peer_id)?;
+        self.limits
+            .check(Limited::Heartbeat, heartbeat.peer_id.as_str())?;
         let (current_version, head_hash) = self.head().await?;
         let checkpoint = self.sign_head(current_version, &head_hash);
         let now = self.clock.now_ms();
-        let outcome = self
-            .sessions
-            .heartbeat(&peer, &heartbeat, current_version)?;
+        let outcome = self.sessions.heartbeat(&heartbeat, current_version)?;
         self.metrics.heartbeats_received.inc();
         Ok(HeartbeatAck {
             success: outcome.known,
@@ -489,27 +479,23 @@ impl Hub {
     /// The hub's heartbeat view of a peer's session.
     pub fn heartbeat_status(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
     ) -> Result<HeartbeatReport, HubError> {
-        self.sessions.heartbeat_report(
-            &sessions::peer_id(peer_id)?,
-            session_id,
-            self.register.head_version(),
-        )
+        self.sessions
+            .heartbeat_report(peer_id, session_id, self.register.head_version())
     }
 
     /// The hub's view of a peer's sync progress.
     pub async fn checkpoint(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
     ) -> Result<CheckpointView, HubError> {
         let stats = self.register.stats().await?;
         let head = self.register.head_version();
-        let peer = sessions::peer_id(peer_id)?;
-        let view = self.sessions.view(&peer, session_id, head)?;
-        let last_sync = self.sessions.last_sync_time(&peer).unwrap_or(0);
+        let view = self.sessions.view(peer_id, session_id, head)?;
+        let last_sync = self.sessions.last_sync_time(peer_id).unwrap_or(0);
         let interval = i64::try_from(self.config.sync_interval.as_millis()).unwrap_or(i64::MAX);
         let status = if view.active_syncs > 0 {
             CheckpointState::Syncing
@@ -519,7 +505,7 @@ impl Hub {
             CheckpointState::Behind
         };
         Ok(CheckpointView {
-            peer_id: peer_id.to_owned(),
+            peer_id: peer_id.to_string(),
             current_version: view.last_sync_version,
             last_sync_time: last_sync,
             total_blueprints: stats.blueprints,

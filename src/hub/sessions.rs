@@ -5,7 +5,7 @@ use crate::clock::SharedClock;
 use crate::config::HubConfig;
 use crate::protocol::{
     ConnectRequest, Heartbeat, HeartbeatHealth, HeartbeatReport, NodeKind, PeerId,
-    RecommendedAction, SessionStatus, SessionView,
+    RecommendedAction, SessionId, SessionStatus, SessionView,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,13 +19,8 @@ const MAX_ADDRESS_CHARS: usize = 255;
 const MAX_PROTOCOLS: usize = 32;
 const MAX_PROTOCOL_CHARS: usize = 64;
 
-/// Checks a peer id against the node-id rule, once, where it reaches the hub.
-pub fn peer_id(id: &str) -> Result<PeerId, HubError> {
-    PeerId::parse(id).map_err(|e| HubError::Invalid(e.to_string()))
-}
-
 struct Session {
-    session_id: String,
+    session_id: SessionId,
     request: ConnectRequest,
     connected_at: i64,
     last_heartbeat_at: i64,
@@ -52,7 +47,7 @@ impl Session {
 #[derive(Debug, Clone)]
 pub struct Opened {
     /// The new session id.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// When it started.
     pub connected_at: i64,
 }
@@ -143,8 +138,7 @@ impl SessionRegistry {
     }
 
     /// Validates a connect request and opens a session, replacing the peer's earlier one.
-    pub fn open(&self, peer: &PeerId, request: &ConnectRequest) -> Result<Opened, HubError> {
-        debug_assert_eq!(peer.as_str(), request.peer_id);
+    pub fn open(&self, request: &ConnectRequest) -> Result<Opened, HubError> {
         match NodeKind::parse(&request.peer.node_type) {
             None => {
                 return Err(HubError::Invalid(format!(
@@ -193,9 +187,11 @@ impl SessionRegistry {
             )));
         }
         let now = self.clock.now_ms();
-        let session_id = uuid::Uuid::new_v4().to_string();
+        let session_id = SessionId::from(uuid::Uuid::new_v4().to_string());
         let mut sessions = self.lock();
-        if !sessions.contains_key(&request.peer_id) && sessions.len() >= self.config.max_sessions {
+        if !sessions.contains_key(request.peer_id.as_str())
+            && sessions.len() >= self.config.max_sessions
+        {
             return Err(HubError::Busy(format!(
                 "the hub holds its maximum of {} sessions; retry later or use another hub",
                 self.config.max_sessions
@@ -217,7 +213,7 @@ impl SessionRegistry {
             push_streams: Arc::default(),
             active_syncs: Arc::default(),
         };
-        if let Some(old) = sessions.insert(request.peer_id.clone(), session) {
+        if let Some(old) = sessions.insert(request.peer_id.as_str().to_owned(), session) {
             old.ended.cancel();
             tracing::info!(peer_id = %request.peer_id, old_session = %old.session_id, "session replaced by a reconnect");
         }
@@ -231,13 +227,13 @@ impl SessionRegistry {
     fn with_session<T>(
         &self,
         peer_id: &PeerId,
-        session_id: &str,
+        session_id: &SessionId,
         f: impl FnOnce(&mut Session) -> T,
     ) -> Result<T, HubError> {
         let mut sessions = self.lock();
         match sessions.get_mut(peer_id.as_str()) {
-            Some(s) if s.session_id == session_id && s.timed_out_at.is_none() => Ok(f(s)),
-            Some(s) if s.session_id == session_id => Err(HubError::UnknownSession(format!(
+            Some(s) if s.session_id == *session_id && s.timed_out_at.is_none() => Ok(f(s)),
+            Some(s) if s.session_id == *session_id => Err(HubError::UnknownSession(format!(
                 "session {session_id} of {peer_id} timed out; connect again"
             ))),
             _ => Err(HubError::UnknownSession(format!(
@@ -247,10 +243,10 @@ impl SessionRegistry {
     }
 
     /// Ends a session and its streams.
-    pub fn close(&self, peer_id: &PeerId, session_id: &str) -> Result<(), HubError> {
+    pub fn close(&self, peer_id: &PeerId, session_id: &SessionId) -> Result<(), HubError> {
         let mut sessions = self.lock();
         match sessions.get(peer_id.as_str()) {
-            Some(s) if s.session_id == session_id => {
+            Some(s) if s.session_id == *session_id => {
                 if let Some(s) = sessions.remove(peer_id.as_str()) {
                     s.ended.cancel();
                 }
@@ -270,7 +266,11 @@ impl SessionRegistry {
     }
 
     /// Counts a sync stream; on completion it records the peer's progress.
-    pub fn start_sync(&self, peer_id: &PeerId, session_id: &str) -> Result<StreamGuard, HubError> {
+    pub fn start_sync(
+        &self,
+        peer_id: &PeerId,
+        session_id: &SessionId,
+    ) -> Result<StreamGuard, HubError> {
         let counter = self.with_session(peer_id, session_id, |s| Arc::clone(&s.active_syncs))?;
         let max = self.config.max_concurrent_syncs as usize;
         let mut guard = StreamGuard::try_new(counter, max).ok_or_else(|| {
@@ -280,7 +280,7 @@ impl SessionRegistry {
         })?;
         let sessions = Arc::clone(&self.sessions);
         let clock = Arc::clone(&self.clock);
-        let (peer, sid) = (peer_id.as_str().to_owned(), session_id.to_owned());
+        let (peer, sid) = (peer_id.as_str().to_owned(), session_id.clone());
         guard.on_finish = Some(Box::new(move |version| {
             let mut map = sessions.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(s) = map.get_mut(&peer).filter(|s| s.session_id == sid) {
@@ -295,7 +295,7 @@ impl SessionRegistry {
     pub fn start_push(
         &self,
         peer_id: &PeerId,
-        session_id: &str,
+        session_id: &SessionId,
     ) -> Result<(CancellationToken, StreamGuard), HubError> {
         let (ended, counter) = self.with_session(peer_id, session_id, |s| {
             (s.ended.clone(), Arc::clone(&s.push_streams))
@@ -312,12 +312,11 @@ impl SessionRegistry {
     /// Records a heartbeat.
     pub fn heartbeat(
         &self,
-        peer: &PeerId,
         hb: &Heartbeat,
         hub_version: i64,
     ) -> Result<HeartbeatOutcome, HubError> {
-        debug_assert_eq!(peer.as_str(), hb.peer_id);
-        if hb.session_id.is_empty() {
+        // The wire's empty session id: a peer that has not connected.
+        if hb.session_id.as_str().is_empty() {
             return Err(HubError::WrongState(
                 "heartbeat without a session: connect first".into(),
             ));
@@ -342,7 +341,7 @@ impl SessionRegistry {
         let interval = self.interval_ms();
         let mut sessions = self.lock();
         let Some(session) = sessions
-            .get_mut(&hb.peer_id)
+            .get_mut(hb.peer_id.as_str())
             .filter(|s| s.session_id == hb.session_id && s.timed_out_at.is_none())
         else {
             return Ok(HeartbeatOutcome {
@@ -408,7 +407,7 @@ impl SessionRegistry {
         };
         HeartbeatReport {
             peer_id: peer_id.to_owned(),
-            session_id: s.session_id.clone(),
+            session_id: s.session_id.to_string(),
             last_heartbeat_time: s.last_heartbeat_at,
             missed_heartbeats: i32::try_from(missed).unwrap_or(i32::MAX),
             is_healthy: matches!(health, HeartbeatHealth::Healthy | HeartbeatHealth::Warning),
@@ -432,13 +431,13 @@ impl SessionRegistry {
     pub fn heartbeat_report(
         &self,
         peer_id: &PeerId,
-        session_id: &str,
+        session_id: &SessionId,
         hub_version: i64,
     ) -> Result<HeartbeatReport, HubError> {
         let now = self.clock.now_ms();
         let sessions = self.lock();
         match sessions.get(peer_id.as_str()) {
-            Some(s) if s.session_id == session_id => {
+            Some(s) if s.session_id == *session_id => {
                 Ok(self.report(s, peer_id.as_str(), hub_version, now))
             }
             _ => Err(HubError::UnknownSession(format!(
@@ -451,7 +450,7 @@ impl SessionRegistry {
         let syncs = s.active_syncs.load(Ordering::Relaxed);
         SessionView {
             peer_id: peer_id.to_owned(),
-            session_id: s.session_id.clone(),
+            session_id: s.session_id.to_string(),
             peer: s.request.peer.clone(),
             connected_at: s.connected_at,
             last_heartbeat_at: s.last_heartbeat_at,
@@ -473,7 +472,7 @@ impl SessionRegistry {
     pub fn view(
         &self,
         peer_id: &PeerId,
-        session_id: &str,
+        session_id: &SessionId,
         hub_version: i64,
     ) -> Result<SessionView, HubError> {
         let now = self.clock.now_ms();

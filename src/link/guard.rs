@@ -15,7 +15,7 @@ use super::{HubLink, HubStatus, LinkError, LinkStream};
 use crate::error_code::ErrorCode;
 use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification, SyncedEntry,
+    HeartbeatAck, HeartbeatReport, Notification, PeerId, SessionId, SyncedEntry,
 };
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -192,8 +192,8 @@ impl HubLink for GuardedLink {
 
     async fn close_session(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         reason: DisconnectReason,
         now_ms: i64,
     ) -> Result<(), LinkError> {
@@ -205,7 +205,7 @@ impl HubLink for GuardedLink {
             .await
     }
 
-    async fn status(&self, peer_id: &str) -> Result<HubStatus, LinkError> {
+    async fn status(&self, peer_id: &PeerId) -> Result<HubStatus, LinkError> {
         let limit = self.deadlines.request;
         self.give_up
             .bound("status", limit, self.inner.status(peer_id))
@@ -214,9 +214,9 @@ impl HubLink for GuardedLink {
 
     async fn full_sync(
         &self,
-        peer_id: &str,
-        session_id: &str,
-        max: i32,
+        peer_id: &PeerId,
+        session_id: &SessionId,
+        max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         self.sync_stream(self.inner.full_sync(peer_id, session_id, max))
             .await
@@ -224,10 +224,10 @@ impl HubLink for GuardedLink {
 
     async fn incremental_sync(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         after: i64,
-        max: i32,
+        max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         self.sync_stream(self.inner.incremental_sync(peer_id, session_id, after, max))
             .await
@@ -235,8 +235,8 @@ impl HubLink for GuardedLink {
 
     async fn subscribe(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         filters: &Filters,
         resume_from: i64,
     ) -> Result<LinkStream<Notification>, LinkError> {
@@ -252,8 +252,8 @@ impl HubLink for GuardedLink {
 
     async fn checkpoint(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
     ) -> Result<CheckpointView, LinkError> {
         let limit = self.deadlines.request;
         let call = self.inner.checkpoint(peer_id, session_id);
@@ -269,8 +269,8 @@ impl HubLink for GuardedLink {
 
     async fn heartbeat_status(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
     ) -> Result<HeartbeatReport, LinkError> {
         let limit = self.deadlines.request;
         let call = self.inner.heartbeat_status(peer_id, session_id);
@@ -292,50 +292,69 @@ mod tests {
         }
         async fn close_session(
             &self,
-            _: &str,
-            _: &str,
+            _: &PeerId,
+            _: &SessionId,
             _: DisconnectReason,
             _: i64,
         ) -> Result<(), LinkError> {
             std::future::pending().await
         }
-        async fn status(&self, _: &str) -> Result<HubStatus, LinkError> {
+        async fn status(&self, _: &PeerId) -> Result<HubStatus, LinkError> {
             std::future::pending().await
         }
         async fn full_sync(
             &self,
-            _: &str,
-            _: &str,
-            _: i32,
+            _: &PeerId,
+            _: &SessionId,
+            _: Option<u32>,
         ) -> Result<LinkStream<SyncedEntry>, LinkError> {
             Ok(Box::pin(futures::stream::pending()))
         }
         async fn incremental_sync(
             &self,
-            _: &str,
-            _: &str,
+            _: &PeerId,
+            _: &SessionId,
             _: i64,
-            _: i32,
+            _: Option<u32>,
         ) -> Result<LinkStream<SyncedEntry>, LinkError> {
             Ok(Box::pin(futures::stream::pending()))
         }
         async fn subscribe(
             &self,
-            _: &str,
-            _: &str,
+            _: &PeerId,
+            _: &SessionId,
             _: &Filters,
             _: i64,
         ) -> Result<LinkStream<Notification>, LinkError> {
             Ok(Box::pin(futures::stream::pending()))
         }
-        async fn checkpoint(&self, _: &str, _: &str) -> Result<CheckpointView, LinkError> {
+        async fn checkpoint(&self, _: &PeerId, _: &SessionId) -> Result<CheckpointView, LinkError> {
             std::future::pending().await
         }
         async fn heartbeat(&self, _: &Heartbeat) -> Result<HeartbeatAck, LinkError> {
             std::future::pending().await
         }
-        async fn heartbeat_status(&self, _: &str, _: &str) -> Result<HeartbeatReport, LinkError> {
+        async fn heartbeat_status(
+            &self,
+            _: &PeerId,
+            _: &SessionId,
+        ) -> Result<HeartbeatReport, LinkError> {
             std::future::pending().await
+        }
+    }
+
+    fn peer() -> PeerId {
+        PeerId::parse("p").unwrap()
+    }
+
+    fn heartbeat() -> Heartbeat {
+        Heartbeat {
+            peer_id: peer(),
+            session_id: "s".into(),
+            timestamp: 0,
+            sequence_number: 0,
+            last_sync_version: 0,
+            head_hash: String::new(),
         }
     }
 
@@ -352,19 +371,22 @@ mod tests {
     async fn a_silent_hub_costs_each_call_its_deadline_and_no_more() {
         let link = GuardedLink::new(Arc::new(Silent), deadlines(), GiveUp::default());
         let started = tokio::time::Instant::now();
-        let e = link.heartbeat(&Heartbeat::default()).await.unwrap_err();
+        let e = link.heartbeat(&heartbeat()).await.unwrap_err();
         assert_eq!(
             (e.code, started.elapsed()),
             (ErrorCode::Timeout, Duration::from_secs(1))
         );
         let started = tokio::time::Instant::now();
-        let e = link.status("p").await.unwrap_err();
+        let e = link.status(&peer()).await.unwrap_err();
         assert_eq!(
             (e.code, started.elapsed()),
             (ErrorCode::Timeout, Duration::from_secs(3))
         );
         // A sync stream that opened and then went quiet: its next entry times out.
-        let mut stream = link.incremental_sync("p", "s", 0, 0).await.unwrap();
+        let mut stream = link
+            .incremental_sync(&peer(), &"s".into(), 0, None)
+            .await
+            .unwrap();
         let started = tokio::time::Instant::now();
         let e = stream.next().await.unwrap().unwrap_err();
         assert_eq!(
@@ -375,7 +397,7 @@ mod tests {
         assert!(stream.next().await.is_none(), "an error ends the stream");
         // A quiet push stream is no fault.
         let mut push = link
-            .subscribe("p", "s", &Filters::default(), 0)
+            .subscribe(&peer(), &"s".into(), &Filters::default(), 0)
             .await
             .unwrap();
         assert!(
@@ -393,11 +415,11 @@ mod tests {
             deadlines(),
             give_up.clone(),
         ));
-        let mut stream = link.full_sync("p", "s", 0).await.unwrap();
+        let mut stream = link.full_sync(&peer(), &"s".into(), None).await.unwrap();
         let waiting = tokio::spawn(async move { stream.next().await });
         let in_flight = {
             let link = Arc::clone(&link);
-            tokio::spawn(async move { link.status("p").await })
+            tokio::spawn(async move { link.status(&peer()).await })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
         give_up.give_up("3 heartbeats missed");
@@ -412,7 +434,7 @@ mod tests {
             Duration::ZERO,
             "at once, not at a deadline"
         );
-        let e = link.heartbeat(&Heartbeat::default()).await.unwrap_err();
+        let e = link.heartbeat(&heartbeat()).await.unwrap_err();
         assert!(e.message.contains("3 heartbeats missed"));
         assert_eq!(give_up.reason(), Some("3 heartbeats missed"));
     }

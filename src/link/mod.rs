@@ -7,7 +7,7 @@
 use crate::error_code::ErrorCode;
 use crate::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification, SyncedEntry,
+    HeartbeatAck, HeartbeatReport, Notification, PeerId, SessionId, SyncedEntry,
 };
 pub mod guard;
 
@@ -59,7 +59,7 @@ pub struct HubStatus {
     /// Its head chain hash.
     pub head_hash: String,
     /// Peers with a session on it.
-    pub active_peers: i32,
+    pub active_peers: u32,
 }
 
 /// What a peer asks of one hub.
@@ -71,39 +71,39 @@ pub trait HubLink: Send + Sync {
     /// Ends a session; `now_ms` is the time of leaving on the hub's clock.
     async fn close_session(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         reason: DisconnectReason,
         now_ms: i64,
     ) -> Result<(), LinkError>;
 
     /// The hub's head and peer count.
-    async fn status(&self, peer_id: &str) -> Result<HubStatus, LinkError>;
+    async fn status(&self, peer_id: &PeerId) -> Result<HubStatus, LinkError>;
 
-    /// Streams the whole register (at most `max` entries; 0 = all), with the hub's
+    /// Streams the whole register (at most `max` entries; `None`: all), with the hub's
     /// checkpoints on some entries (see [`SyncedEntry`]).
     async fn full_sync(
         &self,
-        peer_id: &str,
-        session_id: &str,
-        max: i32,
+        peer_id: &PeerId,
+        session_id: &SessionId,
+        max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError>;
 
-    /// Streams entries with `version > after` (at most `max`; 0 = all), with the hub's
+    /// Streams entries with `version > after` (at most `max`; `None`: all), with the hub's
     /// checkpoints on some entries.
     async fn incremental_sync(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         after: i64,
-        max: i32,
+        max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError>;
 
     /// Subscribes to push notifications after `resume_from` (0 = from now on).
     async fn subscribe(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         filters: &Filters,
         resume_from: i64,
     ) -> Result<LinkStream<Notification>, LinkError>;
@@ -111,8 +111,8 @@ pub trait HubLink: Send + Sync {
     /// The hub's view of this peer's sync progress.
     async fn checkpoint(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
     ) -> Result<CheckpointView, LinkError>;
 
     /// Sends one heartbeat.
@@ -121,8 +121,8 @@ pub trait HubLink: Send + Sync {
     /// The hub's heartbeat view of this peer.
     async fn heartbeat_status(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
     ) -> Result<HeartbeatReport, LinkError>;
 }
 

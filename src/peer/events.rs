@@ -17,7 +17,7 @@ impl Peer {
     pub(super) fn alert_with(&self, event: &str, message: String, evidence: Vec<String>) {
         let alert = alerts::Alert {
             event: event.to_owned(),
-            node_id: self.node_id.clone(),
+            node_id: self.node_id.to_string(),
             at: self.clock.now_ms(),
             message,
             evidence,
@@ -37,7 +37,7 @@ impl Peer {
         let now = self.clock.now_ms();
         let left_isolation = self.state_mut().connected(
             index,
-            &grant.session_id,
+            grant.session_id.as_str(),
             &grant.hub_id,
             grant.current_version,
             now,

@@ -84,9 +84,9 @@ pub(super) async fn heartbeat_loop(
                 peer.on_heartbeat_ack(session.index, &ack);
                 peer.on_clock_offset(session.index, &session.hub_clock);
                 let url = session.url();
-                if !ack.checkpoint.is_empty()
+                if let Some(note) = &ack.checkpoint
                     && peer.trust().checks(url)
-                    && let Err(e) = peer.trust().vouch_head(url, &ack.checkpoint)
+                    && let Err(e) = peer.trust().vouch_head(url, note)
                 {
                     let _ = advice.try_send(HeartbeatAdvice::Untrusted(e));
                 } else if ack.action != RecommendedAction::None {

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::error_code::{Classified, ErrorCode};
 use crate::link::Dialer;
 use crate::metrics::Metrics;
+use crate::protocol::PeerId;
 use crate::register::Register;
 use crate::store::Checkpoint;
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -81,7 +82,7 @@ pub struct PeerParts {
     /// Configuration (`peer.*`, `hubs`).
     pub config: Arc<Config>,
     /// This peer's id (sent as `peer_id`).
-    pub node_id: String,
+    pub node_id: PeerId,
     /// The clock.
     pub clock: SharedClock,
     /// How the peer reaches hubs.
@@ -95,7 +96,7 @@ pub struct Peer {
     register: Arc<Register>,
     metrics: Arc<Metrics>,
     config: Arc<Config>,
-    node_id: String,
+    node_id: PeerId,
     clock: SharedClock,
     dialer: Arc<dyn Dialer>,
     state: Mutex<PeerState>,
@@ -209,7 +210,7 @@ impl Peer {
     }
 
     /// This peer's id (sent as `peer_id`).
-    pub fn node_id(&self) -> &str {
+    pub fn node_id(&self) -> &PeerId {
         &self.node_id
     }
 

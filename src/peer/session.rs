@@ -10,7 +10,7 @@ use crate::link::guard::{Deadlines, GiveUp, GuardedLink};
 use crate::link::{HubLink, LinkError, LinkStream};
 use crate::protocol::{
     ConnectRequest, DisconnectReason, Filters, Heartbeat, Notification, PeerDescription,
-    RecommendedAction,
+    RecommendedAction, SessionId,
 };
 use futures::StreamExt;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ pub async fn run(
             give_up.clone(),
         ));
         let request = ConnectRequest {
-            peer_id: peer.node_id().to_owned(),
+            peer_id: peer.node_id().clone(),
             peer: PeerDescription {
                 address: peer.config().listen.ip().to_string(),
                 port: i32::from(peer.config().listen.port()),
@@ -130,8 +130,8 @@ pub async fn run(
     // A hub whose checkpoint (or key) is not trusted is left before anything is applied.
     let admitted = peer.trust().admit(
         &url,
-        &grant.checkpoint_key,
-        &grant.checkpoint,
+        grant.checkpoint_key.as_deref(),
+        grant.checkpoint.as_deref(),
         grant.current_version,
     );
     if let Err(e) = admitted {
@@ -246,7 +246,7 @@ pub(super) struct Session {
     pub(super) index: usize,
     pub(super) link: Arc<dyn HubLink>,
     pub(super) hub_clock: Arc<HubClock>,
-    session_id: String,
+    session_id: SessionId,
     hub_id: String,
     url: String,
     /// Set when the hub is given up (heartbeats missed, a call failed for the transport):
@@ -444,7 +444,7 @@ impl Session {
     /// The next heartbeat of this session, stamped on the hub's clock.
     pub(super) fn heartbeat(&self, last_sync_version: i64, head_hash: String) -> Heartbeat {
         Heartbeat {
-            peer_id: self.peer.node_id().to_owned(),
+            peer_id: self.peer.node_id().clone(),
             session_id: self.session_id.clone(),
             timestamp: self.hub_now(),
             sequence_number: self.peer.next_heartbeat_sequence(),

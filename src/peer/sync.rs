@@ -6,7 +6,7 @@ use super::trust::TrustError;
 use crate::error_code::ErrorCode;
 use crate::link::{HubLink, LinkError, LinkStream};
 use crate::metrics::{Outcome, OutcomeLabels, SyncKind, SyncLabels};
-use crate::protocol::SyncedEntry;
+use crate::protocol::{SessionId, SyncedEntry};
 use crate::register::ApplyError;
 use crate::register::entry::Entry;
 use crate::register::signature::SignatureCheck;
@@ -104,7 +104,7 @@ pub struct SyncOutcome {
 pub async fn catch_up(
     peer: &Peer,
     client: &dyn HubLink,
-    session_id: &str,
+    session_id: &SessionId,
     hub: &HubRef<'_>,
     full: bool,
     wait: RateLimitWait,
@@ -152,7 +152,7 @@ const LONGEST_HONOURED_WAIT: std::time::Duration = std::time::Duration::from_sec
 async fn open_stream(
     peer: &Peer,
     client: &dyn HubLink,
-    session_id: &str,
+    session_id: &SessionId,
     full: bool,
     ours: i64,
     wait: RateLimitWait,
@@ -160,10 +160,10 @@ async fn open_stream(
     let mut tries = 0;
     loop {
         let opened = if full {
-            client.full_sync(peer.node_id(), session_id, 0).await
+            client.full_sync(peer.node_id(), session_id, None).await
         } else {
             client
-                .incremental_sync(peer.node_id(), session_id, ours - 1, 0)
+                .incremental_sync(peer.node_id(), session_id, ours - 1, None)
                 .await
         };
         match opened {
@@ -215,7 +215,7 @@ impl Batch {
 async fn run_sync(
     peer: &Peer,
     client: &dyn HubLink,
-    session_id: &str,
+    session_id: &SessionId,
     hub: &HubRef<'_>,
     full: bool,
     wait: RateLimitWait,

@@ -229,28 +229,28 @@ impl HubTrust {
         }
     }
 
-    /// A new session with the hub at `url`, which offers `key` (empty: none) and `note` (its
-    /// head's checkpoint; empty: none) at head `version`. Pins the key on first use.
+    /// A new session with the hub at `url`, which offers `key` and `note` (its head's
+    /// checkpoint), if any, at head `version`. Pins the key on first use.
     pub fn admit(
         &self,
         url: &str,
-        key: &str,
-        note: &str,
+        key: Option<&str>,
+        note: Option<&str>,
         version: i64,
     ) -> Result<Option<Vouched>, TrustError> {
-        if self.configured.is_empty() && !key.is_empty() {
+        if let Some(key) = key
+            && self.configured.is_empty()
+        {
             self.pin(url, key)?;
         }
         if !self.checks(url) {
             return Ok(None);
         }
-        if note.is_empty() {
-            if version == 0 {
-                return Ok(None);
-            }
-            return Err(TrustError::NoCheckpoint("with its connect answer".into()));
+        match note {
+            Some(note) => self.vouch_head(url, note).map(Some),
+            None if version == 0 => Ok(None),
+            None => Err(TrustError::NoCheckpoint("with its connect answer".into())),
         }
-        self.vouch_head(url, note).map(Some)
     }
 
     fn pin(&self, url: &str, offered: &str) -> Result<(), TrustError> {
@@ -511,7 +511,7 @@ mod tests {
         assert!(!trust.checks("http://h1"));
         let key_a = a.verifier().to_string();
         trust
-            .admit("http://h1", &key_a, &note(&a, 3, 1, 10), 3)
+            .admit("http://h1", Some(&key_a), Some(&note(&a, 3, 1, 10)), 3)
             .unwrap();
         assert!(trust.checks("http://h1"));
         // Pinned across a restart: the same URL with another key is refused.
@@ -519,8 +519,8 @@ mod tests {
         let err = trust
             .admit(
                 "http://h1",
-                &b.verifier().to_string(),
-                &note(&b, 3, 1, 11),
+                Some(&b.verifier().to_string()),
+                Some(&note(&b, 3, 1, 11)),
                 3,
             )
             .unwrap_err();
@@ -528,7 +528,7 @@ mod tests {
         // A note by another key under the pinned key's URL does not verify.
         assert!(trust.vouch_head("http://h1", &note(&b, 4, 1, 12)).is_err());
         // A hub that offers no key is not checked.
-        assert!(trust.admit("http://h2", "", "", 3).unwrap().is_none());
+        assert!(trust.admit("http://h2", None, None, 3).unwrap().is_none());
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub enum ValidationError {
     /// Metadata is too large or has an empty key.
     #[error("metadata is invalid: {0}")]
     Metadata(String),
+    /// A protocol request field breaks its rule (the message names it).
+    #[error("{0}")]
+    Field(String),
     /// The document is not valid JSON.
     #[error("document is not valid JSON: {0}")]
     DocumentJson(String),

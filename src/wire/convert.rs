@@ -4,10 +4,11 @@ use super::proto;
 use crate::protocol::{
     CheckpointState, CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters,
     Heartbeat, HeartbeatAck, HeartbeatHealth, HeartbeatReport, HubStatus, Notification,
-    PeerDescription, RecommendedAction, SessionStatus, SessionView, SyncedEntry,
+    PeerDescription, PeerId, RecommendedAction, SessionId, SessionStatus, SessionView, SyncedEntry,
 };
 use crate::register::entry::{Entry, EntryType};
 use crate::register::signature::PublisherSignature;
+use crate::register::validation::ValidationError;
 use std::time::Duration;
 
 /// Wire enum of an entry type.
@@ -49,6 +50,11 @@ pub fn entry_to_wire(e: &Entry) -> proto::SystemRegisterEntry {
     }
 }
 
+/// An optional text field: proto3 sends an absent one as empty.
+fn present(text: String) -> Option<String> {
+    Some(text).filter(|t| !t.is_empty())
+}
+
 /// Wire form of a sync stream's entry, with the hub's checkpoint note when it carries one.
 pub fn synced_to_wire(s: &SyncedEntry) -> proto::SystemRegisterEntry {
     proto::SystemRegisterEntry {
@@ -59,7 +65,7 @@ pub fn synced_to_wire(s: &SyncedEntry) -> proto::SystemRegisterEntry {
 
 /// Domain form of a sync stream's entry.
 pub fn synced_from_wire(mut w: proto::SystemRegisterEntry) -> SyncedEntry {
-    let checkpoint = Some(std::mem::take(&mut w.checkpoint)).filter(|c| !c.is_empty());
+    let checkpoint = present(std::mem::take(&mut w.checkpoint));
     SyncedEntry {
         entry: entry_from_wire(w),
         checkpoint,
@@ -106,7 +112,7 @@ pub fn entry_from_wire(w: proto::SystemRegisterEntry) -> Entry {
         published_at: w.published_at,
         published_by: w.published_by,
         is_active: w.is_active,
-        publication_transaction_id: Some(w.publication_transaction_id).filter(|t| !t.is_empty()),
+        publication_transaction_id: present(w.publication_transaction_id),
         checksum: w.checksum,
         metadata: w.metadata,
         chain_hash: w.chain_hash,
@@ -115,12 +121,33 @@ pub fn entry_from_wire(w: proto::SystemRegisterEntry) -> Entry {
     }
 }
 
-/// Domain form of a connect request.
-pub fn connect_from_wire(r: proto::ConnectRequest) -> ConnectRequest {
+/// A peer id as it reaches the hub, checked against the node-id rule here, once.
+pub fn peer_id_from_wire(id: &str) -> Result<PeerId, ValidationError> {
+    PeerId::parse(id)
+}
+
+/// A sync request's `max_blueprints`: 0 is no limit; a negative one is refused.
+pub fn sync_limit_from_wire(max_blueprints: i32) -> Result<Option<u32>, ValidationError> {
+    match u32::try_from(max_blueprints) {
+        Ok(0) => Ok(None),
+        Ok(max) => Ok(Some(max)),
+        Err(_) => Err(ValidationError::Field(format!(
+            "max_blueprints {max_blueprints} is negative; use 0 for no limit"
+        ))),
+    }
+}
+
+/// The wire's `max_blueprints` of a sync limit (0: none).
+pub fn sync_limit_to_wire(max: Option<u32>) -> i32 {
+    max.map_or(0, |max| i32::try_from(max).unwrap_or(i32::MAX))
+}
+
+/// Domain form of a connect request; the peer id is checked.
+pub fn connect_from_wire(r: proto::ConnectRequest) -> Result<ConnectRequest, ValidationError> {
     let info = r.peer_info.unwrap_or_default();
     let caps = info.capabilities.unwrap_or_default();
-    ConnectRequest {
-        peer_id: r.peer_id,
+    Ok(ConnectRequest {
+        peer_id: peer_id_from_wire(&r.peer_id)?,
         peer: PeerDescription {
             address: info.address,
             port: info.port,
@@ -133,13 +160,13 @@ pub fn connect_from_wire(r: proto::ConnectRequest) -> ConnectRequest {
         },
         last_known_version: r.last_known_version,
         connection_time: r.connection_time,
-    }
+    })
 }
 
 /// Wire form of a connect request.
 pub fn connect_to_wire(r: &ConnectRequest) -> proto::ConnectRequest {
     proto::ConnectRequest {
-        peer_id: r.peer_id.clone(),
+        peer_id: r.peer_id.to_string(),
         peer_info: Some(proto::PeerInfo {
             address: r.peer.address.clone(),
             port: r.peer.port,
@@ -167,7 +194,7 @@ pub fn grant_to_wire(g: &ConnectionGrant) -> proto::ConnectionResponse {
     proto::ConnectionResponse {
         success: true,
         message: "connected".into(),
-        session_id: g.session_id.clone(),
+        session_id: g.session_id.to_string(),
         central_node_id: g.hub_id.clone(),
         current_system_register_version: g.current_version,
         connected_at: g.connected_at,
@@ -180,8 +207,8 @@ pub fn grant_to_wire(g: &ConnectionGrant) -> proto::ConnectionResponse {
             max_concurrent_syncs: i32::try_from(g.max_concurrent_syncs).unwrap_or(i32::MAX),
         }),
         head_hash: g.head_hash.clone(),
-        checkpoint: g.checkpoint.clone(),
-        checkpoint_key: g.checkpoint_key.clone(),
+        checkpoint: g.checkpoint.clone().unwrap_or_default(),
+        checkpoint_key: g.checkpoint_key.clone().unwrap_or_default(),
     }
 }
 
@@ -190,12 +217,12 @@ pub fn grant_from_wire(r: proto::ConnectionResponse) -> ConnectionGrant {
     let config = r.config.unwrap_or_default();
     let secs = |s: i32| Duration::from_secs(u64::try_from(s).unwrap_or(0));
     ConnectionGrant {
-        session_id: r.session_id,
+        session_id: SessionId::from(r.session_id),
         hub_id: r.central_node_id,
         current_version: r.current_system_register_version,
         head_hash: r.head_hash,
-        checkpoint: r.checkpoint,
-        checkpoint_key: r.checkpoint_key,
+        checkpoint: present(r.checkpoint),
+        checkpoint_key: present(r.checkpoint_key),
         connected_at: r.connected_at,
         heartbeat_interval: secs(r.heartbeat_interval_seconds),
         heartbeat_timeout: secs(config.heartbeat_timeout_seconds),
@@ -291,26 +318,26 @@ pub fn notification_from_wire(n: proto::BlueprintNotification) -> Option<Notific
     })
 }
 
-/// Domain form of a heartbeat.
-pub fn heartbeat_from_wire(m: proto::HeartbeatMessage) -> Heartbeat {
-    Heartbeat {
-        peer_id: m.peer_id,
-        session_id: m.session_id,
+/// Domain form of a heartbeat; the peer id is checked.
+pub fn heartbeat_from_wire(m: proto::HeartbeatMessage) -> Result<Heartbeat, ValidationError> {
+    Ok(Heartbeat {
+        peer_id: peer_id_from_wire(&m.peer_id)?,
+        session_id: SessionId::from(m.session_id),
         timestamp: m.timestamp,
         sequence_number: m.sequence_number,
         last_sync_version: m.last_sync_version,
         head_hash: m.head_hash,
-    }
+    })
 }
 
 /// Wire form of a heartbeat.
 pub fn heartbeat_to_wire(h: &Heartbeat) -> proto::HeartbeatMessage {
     proto::HeartbeatMessage {
-        peer_id: h.peer_id.clone(),
+        peer_id: h.peer_id.to_string(),
         timestamp: h.timestamp,
         sequence_number: h.sequence_number,
         last_sync_version: h.last_sync_version,
-        session_id: h.session_id.clone(),
+        session_id: h.session_id.to_string(),
         node_type: "Peer".into(),
         metrics: None,
         head_hash: h.head_hash.clone(),
@@ -348,7 +375,7 @@ pub fn ack_to_wire(a: HeartbeatAck) -> proto::HeartbeatAcknowledgement {
         recommended_action: action_to_wire(a.action) as i32,
         server_latency_ms: a.server_latency_ms,
         head_hash: a.head_hash,
-        checkpoint: a.checkpoint,
+        checkpoint: a.checkpoint.unwrap_or_default(),
     }
 }
 
@@ -360,7 +387,7 @@ pub fn ack_from_wire(a: proto::HeartbeatAcknowledgement) -> HeartbeatAck {
         hub_id: a.central_node_id,
         current_version: a.current_system_register_version,
         head_hash: a.head_hash,
-        checkpoint: a.checkpoint,
+        checkpoint: present(a.checkpoint),
         message: a.message,
         action: action_from_wire(a.recommended_action),
         server_latency_ms: a.server_latency_ms,
@@ -464,6 +491,16 @@ pub fn status_to_wire(s: HubStatus) -> proto::CentralNodeStatus {
         uptime_seconds: i64::try_from(s.uptime_seconds).unwrap_or(i64::MAX),
         connected_peers: s.peers.iter().map(peer_to_wire).collect(),
         head_hash: s.head_hash,
+    }
+}
+
+/// A hub's status as a peer reads it.
+pub fn hub_status_from_wire(s: proto::CentralNodeStatus) -> crate::link::HubStatus {
+    crate::link::HubStatus {
+        hub_id: s.node_id,
+        head_version: s.current_system_register_version,
+        head_hash: s.head_hash,
+        active_peers: u32::try_from(s.active_peer_count).unwrap_or(0),
     }
 }
 

@@ -2,7 +2,7 @@
 //! note it serves, checked by the CLI and — against the C2SP signed-note rules — by another
 //! implementation (Python's `cryptography` package).
 
-use crate::support::{TestHub, binary, config};
+use crate::support::{TestHub, binary, config, pid};
 use serde_json::json;
 use sorcha_peer::keys::SigningKey;
 
@@ -163,14 +163,18 @@ async fn connect_answers_and_heartbeat_acks_carry_a_signed_checkpoint() {
     };
     let grant = client
         .open_session(&ConnectRequest {
-            peer_id: "cp-peer".into(),
+            peer_id: pid("cp-peer"),
             peer: PeerDescription::default(),
             last_known_version: 0,
             connection_time: now(),
         })
         .await
         .unwrap();
-    let opened = checkpoint_note::open(&grant.checkpoint, std::slice::from_ref(&key)).unwrap();
+    let opened = checkpoint_note::open(
+        grant.checkpoint.as_deref().unwrap(),
+        std::slice::from_ref(&key),
+    )
+    .unwrap();
     assert_eq!(
         (
             opened.checkpoint.version,
@@ -181,7 +185,7 @@ async fn connect_answers_and_heartbeat_acks_carry_a_signed_checkpoint() {
     assert_eq!(hub.publish("cp-2", json!({})).await.0, 201);
     let ack = client
         .heartbeat(&Heartbeat {
-            peer_id: "cp-peer".into(),
+            peer_id: pid("cp-peer"),
             session_id: grant.session_id.clone(),
             timestamp: now(),
             sequence_number: 1,
@@ -190,7 +194,7 @@ async fn connect_answers_and_heartbeat_acks_carry_a_signed_checkpoint() {
         })
         .await
         .unwrap();
-    let opened = checkpoint_note::open(&ack.checkpoint, &[key]).unwrap();
+    let opened = checkpoint_note::open(ack.checkpoint.as_deref().unwrap(), &[key]).unwrap();
     assert_eq!(
         (
             opened.checkpoint.version,
@@ -223,20 +227,24 @@ async fn sync_streams_carry_checkpoints_at_every_page_end() {
         .unwrap();
     let grant = client
         .open_session(&ConnectRequest {
-            peer_id: "page-peer".into(),
+            peer_id: pid("page-peer"),
             peer: PeerDescription::default(),
             last_known_version: 0,
             connection_time: 0,
         })
         .await
         .unwrap();
-    assert_eq!(grant.checkpoint_key, key.to_string());
+    assert_eq!(grant.checkpoint_key, Some(key.to_string()));
     for (after, label) in [(None, "full"), (Some(5), "incremental")] {
         let stream = match after {
-            None => client.full_sync("page-peer", &grant.session_id, 0).await,
+            None => {
+                client
+                    .full_sync(&pid("page-peer"), &grant.session_id, None)
+                    .await
+            }
             Some(a) => {
                 client
-                    .incremental_sync("page-peer", &grant.session_id, a, 0)
+                    .incremental_sync(&pid("page-peer"), &grant.session_id, a, None)
                     .await
             }
         };

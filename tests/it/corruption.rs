@@ -1,7 +1,7 @@
 //! Corruption of the store file is found by verification with the right first bad version, and
 //! a hub on a corrupt register refuses writes without re-seeding or repairing anything.
 
-use crate::support::{ADMIN, TestHub, binary};
+use crate::support::{ADMIN, TestHub, binary, pid};
 use r2d2_sqlite::rusqlite::{Connection, params};
 use serde_json::json;
 use sorcha_peer::store::embedded::DB_FILE;
@@ -166,13 +166,10 @@ async fn an_unreadable_row_is_corrupt_on_rest_and_grpc_alike() {
     let client = HubClient::connect(&hub.url(""), std::time::Duration::from_secs(10))
         .await
         .unwrap();
-    let request = ConnectRequest {
-        peer_id: "p-corrupt".into(),
-        ..Default::default()
-    };
+    let request = ConnectRequest::new(pid("p-corrupt"));
     let grant = client.open_session(&request).await.unwrap();
     let mut stream = client
-        .full_sync("p-corrupt", &grant.session_id, 0)
+        .full_sync(&pid("p-corrupt"), &grant.session_id, None)
         .await
         .unwrap();
     let mut failure = None;

@@ -1,6 +1,6 @@
 //! The hub side of the Sorcha gRPC contract, driven by the typed client over real sockets.
 
-use crate::support::{PUBLISHER, TestHub, WAIT, config};
+use crate::support::{PUBLISHER, TestHub, WAIT, config, pid};
 use futures::StreamExt;
 use serde_json::json;
 use sorcha_peer::error_code::ErrorCode;
@@ -23,7 +23,7 @@ fn now_ms() -> i64 {
 
 fn peer(id: &str) -> ConnectRequest {
     ConnectRequest {
-        peer_id: id.into(),
+        peer_id: pid(id),
         peer: PeerDescription {
             address: "127.0.0.1".into(),
             port: 5001,
@@ -44,7 +44,7 @@ async fn client(hub: &TestHub) -> HubClient {
 
 fn heartbeat(peer_id: &str, session: &str, seq: i64, version: i64) -> Heartbeat {
     Heartbeat {
-        peer_id: peer_id.into(),
+        peer_id: pid(peer_id),
         session_id: session.into(),
         timestamp: now_ms(),
         sequence_number: seq,
@@ -73,7 +73,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
 
     // Full sync: every entry, every field as the REST log shows it, chain verifying.
     let entries: Vec<_> = c
-        .full_sync("peer-a", &grant.session_id, 0)
+        .full_sync(&pid("peer-a"), &grant.session_id, None)
         .await
         .unwrap()
         .map(|e| e.unwrap().entry)
@@ -102,7 +102,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
     }
     // max_blueprints is honoured.
     let first5: Vec<_> = c
-        .full_sync("peer-a", &grant.session_id, 5)
+        .full_sync(&pid("peer-a"), &grant.session_id, Some(5))
         .await
         .unwrap()
         .collect()
@@ -111,7 +111,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
 
     // Incremental from k = 13 returns exactly 14..=21.
     let inc: Vec<_> = c
-        .incremental_sync("peer-a", &grant.session_id, 13, 0)
+        .incremental_sync(&pid("peer-a"), &grant.session_id, 13, None)
         .await
         .unwrap()
         .map(|e| e.unwrap().entry.version)
@@ -120,7 +120,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
     assert_eq!(inc, (14..=21).collect::<Vec<_>>());
     let mut after = ChainVerifier::after(13, &entries[12].chain_hash).unwrap();
     let inc_entries: Vec<_> = c
-        .incremental_sync("peer-a", &grant.session_id, 13, 0)
+        .incremental_sync(&pid("peer-a"), &grant.session_id, 13, None)
         .await
         .unwrap()
         .map(|e| e.unwrap().entry)
@@ -131,7 +131,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
     }
     // Beyond the head: nothing.
     let none: Vec<_> = c
-        .incremental_sync("peer-a", &grant.session_id, 500, 0)
+        .incremental_sync(&pid("peer-a"), &grant.session_id, 500, None)
         .await
         .unwrap()
         .collect()
@@ -140,7 +140,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
 
     // Subscribe, publish over REST, receive the notification.
     let mut push = c
-        .subscribe("peer-a", &grant.session_id, &Filters::default(), 0)
+        .subscribe(&pid("peer-a"), &grant.session_id, &Filters::default(), 0)
         .await
         .unwrap();
     let (status, published) = hub.publish("fresh", json!({"title": "Fresh one"})).await;
@@ -162,7 +162,10 @@ async fn connect_sync_subscribe_publish_disconnect() {
     );
 
     // The hub's views of the session.
-    let checkpoint = c.checkpoint("peer-a", &grant.session_id).await.unwrap();
+    let checkpoint = c
+        .checkpoint(&pid("peer-a"), &grant.session_id)
+        .await
+        .unwrap();
     assert_eq!(checkpoint.hub_id, "test-host");
     assert_eq!(
         checkpoint.current_version, 21,
@@ -175,12 +178,12 @@ async fn connect_sync_subscribe_publish_disconnect() {
     assert_eq!(status, 200);
     assert_eq!(one["sessionId"], grant.session_id.as_str());
     assert_eq!(hub.get("/api/v1/peers/nobody").await.0, 404);
-    let active = c.status("peer-a").await.unwrap().active_peers;
+    let active = c.status(&pid("peer-a")).await.unwrap().active_peers;
     assert_eq!(active, 1);
 
     // Disconnect ends the push stream.
     c.close_session(
-        "peer-a",
+        &pid("peer-a"),
         &grant.session_id,
         DisconnectReason::ClientRequest,
         now_ms(),
@@ -190,7 +193,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
     let end = tokio::time::timeout(WAIT, push.next()).await.unwrap();
     assert!(end.is_none(), "stream ended after disconnect");
     let gone = c
-        .incremental_sync("peer-a", &grant.session_id, 0, 0)
+        .incremental_sync(&pid("peer-a"), &grant.session_id, 0, None)
         .await
         .err()
         .unwrap();
@@ -209,7 +212,7 @@ async fn push_reaches_200_subscribers_in_order_despite_one_that_never_reads() {
         let id = format!("sub-{i}");
         let grant = c.open_session(&peer(&id)).await.unwrap();
         streams.push(
-            c.subscribe(&id, &grant.session_id, &Filters::default(), 0)
+            c.subscribe(&pid(&id), &grant.session_id, &Filters::default(), 0)
                 .await
                 .unwrap(),
         );
@@ -262,7 +265,7 @@ async fn resume_replays_exactly_what_was_missed_and_filters_select() {
     }
     // Versions 2..=7 exist; resume from 4 → 5, 6, 7 then live.
     let mut push = c
-        .subscribe("peer-r", &grant.session_id, &Filters::default(), 4)
+        .subscribe(&pid("peer-r"), &grant.session_id, &Filters::default(), 4)
         .await
         .unwrap();
     let mut got = Vec::new();
@@ -289,7 +292,7 @@ async fn resume_replays_exactly_what_was_missed_and_filters_select() {
         ..Default::default()
     };
     let mut s = c
-        .subscribe("peer-r", &grant.session_id, &by_id, 1)
+        .subscribe(&pid("peer-r"), &grant.session_id, &by_id, 1)
         .await
         .unwrap();
     let n = tokio::time::timeout(WAIT, s.next())
@@ -306,7 +309,7 @@ async fn resume_replays_exactly_what_was_missed_and_filters_select() {
         ..Default::default()
     };
     let mut s = c
-        .subscribe("peer-r", &grant.session_id, &by_publisher, 0)
+        .subscribe(&pid("peer-r"), &grant.session_id, &by_publisher, 0)
         .await
         .unwrap();
     hub.publish("not-system", json!({})).await;
@@ -321,7 +324,7 @@ async fn resume_replays_exactly_what_was_missed_and_filters_select() {
         ..Default::default()
     };
     let mut s = c
-        .subscribe("peer-r", &grant.session_id, &by_type, 1)
+        .subscribe(&pid("peer-r"), &grant.session_id, &by_type, 1)
         .await
         .unwrap();
     let r = hub
@@ -358,22 +361,31 @@ async fn heartbeats_skew_reconnect_sync_and_timeouts() {
     let sid = grant.session_id.clone();
 
     // In step: no action.
-    let ack = c.heartbeat(&heartbeat("peer-h", &sid, 1, 2)).await.unwrap();
+    let ack = c
+        .heartbeat(&heartbeat("peer-h", sid.as_str(), 1, 2))
+        .await
+        .unwrap();
     assert!(ack.success);
     assert_eq!(ack.action, RecommendedAction::None);
     assert_eq!(ack.current_version, 2);
     // Behind: SYNC.
-    let ack = c.heartbeat(&heartbeat("peer-h", &sid, 2, 1)).await.unwrap();
+    let ack = c
+        .heartbeat(&heartbeat("peer-h", sid.as_str(), 2, 1))
+        .await
+        .unwrap();
     assert_eq!(ack.action, RecommendedAction::Sync);
     // Duplicate sequence: reported, not fatal.
-    let ack = c.heartbeat(&heartbeat("peer-h", &sid, 2, 2)).await.unwrap();
+    let ack = c
+        .heartbeat(&heartbeat("peer-h", sid.as_str(), 2, 2))
+        .await
+        .unwrap();
     assert!(
         ack.success && ack.message.contains("out of order"),
         "{}",
         ack.message
     );
     // Skewed clock: INVALID_ARGUMENT.
-    let mut skewed = heartbeat("peer-h", &sid, 3, 2);
+    let mut skewed = heartbeat("peer-h", sid.as_str(), 3, 2);
     skewed.timestamp -= 120_000;
     let err = c.heartbeat(&skewed).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::Invalid);
@@ -392,27 +404,27 @@ async fn heartbeats_skew_reconnect_sync_and_timeouts() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::WrongState);
 
-    let report = c.heartbeat_status("peer-h", &sid).await.unwrap();
+    let report = c.heartbeat_status(&pid("peer-h"), &sid).await.unwrap();
     assert_eq!(report.total_heartbeats_received, 3);
     assert_eq!(report.last_known_sync_version, 2);
     assert_eq!(report.version_lag, 0);
 
     // Silence: the session times out (push stream ends), then is removed.
     let mut push = c
-        .subscribe("peer-h", &sid, &Filters::default(), 0)
+        .subscribe(&pid("peer-h"), &sid, &Filters::default(), 0)
         .await
         .unwrap();
     let end = tokio::time::timeout(WAIT, push.next())
         .await
         .expect("push stream closed on timeout");
     assert!(end.is_none());
-    let report = c.heartbeat_status("peer-h", &sid).await.unwrap();
+    let report = c.heartbeat_status(&pid("peer-h"), &sid).await.unwrap();
     assert_eq!(report.health, HeartbeatHealth::Timeout);
     assert!(report.missed_heartbeats >= 4, "{report:?}");
     let (_, peers) = hub.get("/api/v1/peers").await;
     assert_eq!(peers["peers"][0]["status"], "HeartbeatTimeout");
     let ack = c
-        .heartbeat(&heartbeat("peer-h", &sid, 10, 2))
+        .heartbeat(&heartbeat("peer-h", sid.as_str(), 10, 2))
         .await
         .unwrap();
     assert_eq!(
@@ -436,6 +448,9 @@ async fn heartbeats_skew_reconnect_sync_and_timeouts() {
 
 #[tokio::test]
 async fn bad_calls_get_the_contract_status_codes() {
+    use sorcha_peer::wire::proto::central_node_connection_client::CentralNodeConnectionClient;
+    use sorcha_peer::wire::proto::system_register_sync_client::SystemRegisterSyncClient;
+    use sorcha_peer::wire::proto::{ConnectRequest as WireConnect, SyncRequest as WireSync};
     let hub = TestHub::configured(|cfg| {
         cfg.hub.max_sessions = 2;
     })
@@ -457,10 +472,21 @@ async fn bad_calls_get_the_contract_status_codes() {
         ErrorCode::WrongState
     );
 
+    // Ids a peer of ours cannot even name (`PeerId` keeps to the rule), sent as raw wire
+    // messages: the hub refuses each, naming the field.
+    let mut raw = CentralNodeConnectionClient::connect(hub.url(""))
+        .await
+        .unwrap();
     for bad_id in ["", "has space", &"x".repeat(65), "semi;colon"] {
-        let err = c.open_session(&peer(bad_id)).await.unwrap_err();
-        assert_eq!(err.code, ErrorCode::Invalid, "{bad_id:?}");
-        assert!(err.message.contains("peer_id"), "{}", err.message);
+        let err = raw
+            .connect_to_central_node(WireConnect {
+                peer_id: bad_id.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad_id:?}");
+        assert!(err.message().contains("peer_id"), "{}", err.message());
     }
     let mut big = peer("big");
     big.peer.address = "a".repeat(300);
@@ -483,11 +509,7 @@ async fn bad_calls_get_the_contract_status_codes() {
 
     // Unknown sessions.
     assert_eq!(
-        c.full_sync("ghost", "nope", 0).await.err().unwrap().code,
-        ErrorCode::UnknownSession
-    );
-    assert_eq!(
-        c.subscribe("ghost", "nope", &Filters::default(), 0)
+        c.full_sync(&pid("ghost"), &"nope".into(), None)
             .await
             .err()
             .unwrap()
@@ -495,15 +517,29 @@ async fn bad_calls_get_the_contract_status_codes() {
         ErrorCode::UnknownSession
     );
     assert_eq!(
-        c.checkpoint("ghost", "nope").await.unwrap_err().code,
+        c.subscribe(&pid("ghost"), &"nope".into(), &Filters::default(), 0)
+            .await
+            .err()
+            .unwrap()
+            .code,
         ErrorCode::UnknownSession
     );
     assert_eq!(
-        c.heartbeat_status("ghost", "nope").await.unwrap_err().code,
+        c.checkpoint(&pid("ghost"), &"nope".into())
+            .await
+            .unwrap_err()
+            .code,
         ErrorCode::UnknownSession
     );
     assert_eq!(
-        c.close_session("ghost", "nope", DisconnectReason::Shutdown, 0)
+        c.heartbeat_status(&pid("ghost"), &"nope".into())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::UnknownSession
+    );
+    assert_eq!(
+        c.close_session(&pid("ghost"), &"nope".into(), DisconnectReason::Shutdown, 0)
             .await
             .unwrap_err()
             .code,
@@ -512,8 +548,28 @@ async fn bad_calls_get_the_contract_status_codes() {
 
     // Negative versions and limits.
     let grant = c.open_session(&peer("ok-1")).await.unwrap();
+    // A negative limit, which only the wire can carry.
+    let err = SystemRegisterSyncClient::connect(hub.url(""))
+        .await
+        .unwrap()
+        .full_sync(WireSync {
+            peer_id: "ok-1".into(),
+            session_id: grant.session_id.to_string(),
+            full_sync: true,
+            max_blueprints: -1,
+            ..Default::default()
+        })
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("max_blueprints"),
+        "{}",
+        err.message()
+    );
     assert_eq!(
-        c.full_sync("ok-1", &grant.session_id, -1)
+        c.incremental_sync(&pid("ok-1"), &grant.session_id, -5, None)
             .await
             .err()
             .unwrap()
@@ -521,15 +577,7 @@ async fn bad_calls_get_the_contract_status_codes() {
         ErrorCode::Invalid
     );
     assert_eq!(
-        c.incremental_sync("ok-1", &grant.session_id, -5, 0)
-            .await
-            .err()
-            .unwrap()
-            .code,
-        ErrorCode::Invalid
-    );
-    assert_eq!(
-        c.subscribe("ok-1", &grant.session_id, &Filters::default(), -2)
+        c.subscribe(&pid("ok-1"), &grant.session_id, &Filters::default(), -2)
             .await
             .err()
             .unwrap()
@@ -541,7 +589,7 @@ async fn bad_calls_get_the_contract_status_codes() {
     let again = c.open_session(&peer("ok-1")).await.unwrap();
     assert_ne!(again.session_id, grant.session_id);
     assert_eq!(
-        c.full_sync("ok-1", &grant.session_id, 0)
+        c.full_sync(&pid("ok-1"), &grant.session_id, None)
             .await
             .err()
             .unwrap()
@@ -606,7 +654,7 @@ async fn monitor_heartbeat_streams_acks_and_status_lists_peers() {
         .into_inner();
     let message = |seq: i64, version: i64| HeartbeatMessage {
         peer_id: "mon-1".into(),
-        session_id: grant.session_id.clone(),
+        session_id: grant.session_id.to_string(),
         timestamp: now_ms(),
         sequence_number: seq,
         last_sync_version: version,

@@ -2,7 +2,7 @@
 //! database that goes away and comes back.
 
 use crate::support::{
-    TestHub, WAIT, fresh_database, get_json, mongo_hub_config, mongodb_uri, sse, take_events,
+    TestHub, WAIT, fresh_database, get_json, mongo_hub_config, mongodb_uri, pid, sse, take_events,
     wait_for,
 };
 use futures::StreamExt;
@@ -140,17 +140,16 @@ async fn a_publish_through_one_hub_reaches_subscribers_of_the_others() {
     let client = HubClient::connect(&n2.url(""), WAIT).await.unwrap();
     let grant = client
         .open_session(&ConnectRequest {
-            peer_id: "watcher".into(),
             peer: PeerDescription {
                 node_type: "Peer".into(),
                 ..Default::default()
             },
-            ..Default::default()
+            ..ConnectRequest::new(pid("watcher"))
         })
         .await
         .unwrap();
     let mut push = client
-        .subscribe("watcher", &grant.session_id, &Filters::default(), 0)
+        .subscribe(&pid("watcher"), &grant.session_id, &Filters::default(), 0)
         .await
         .unwrap();
     let (status, entry) = n1.publish("cross-hub", json!({"title": "via n1"})).await;

@@ -1,7 +1,9 @@
 //! SPEC §7 over real sockets: peer credentials on the hub's gRPC services, per-peer rate
 //! limits (and a real peer honouring the retry hint), the concurrent-sync limit.
 
-use crate::support::{ADMIN, PUBLISHER, TestHub, WAIT, config, get_json, peer_config, wait_for};
+use crate::support::{
+    ADMIN, PUBLISHER, TestHub, WAIT, config, get_json, peer_config, pid, wait_for,
+};
 use serde_json::json;
 use sorcha_peer::config::{PeerTokenConfig, Rate, Secret};
 use sorcha_peer::error_code::ErrorCode;
@@ -15,7 +17,7 @@ const TOKEN_B: &str = "peer-b-token-0123456789abcdef";
 
 fn connect_request(id: &str) -> ConnectRequest {
     ConnectRequest {
-        peer_id: id.into(),
+        peer_id: pid(id),
         peer: PeerDescription {
             node_type: "Peer".into(),
             ..Default::default()
@@ -99,12 +101,17 @@ async fn hub_with_peer_tokens_refuses_missing_wrong_and_borrowed_credentials() {
     let a = client_as(&hub, Some("peer-a"), Some(TOKEN_A)).await;
     let grant = a.open_session(&connect_request("peer-a")).await.unwrap();
     let entries: Vec<_> = futures::StreamExt::collect::<Vec<_>>(
-        a.full_sync("peer-a", &grant.session_id, 0).await.unwrap(),
+        a.full_sync(&pid("peer-a"), &grant.session_id, None)
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(entries.len(), 1, "the genesis entry");
     // ...but not for another peer's session or checkpoint.
-    let e = a.checkpoint("peer-b", &grant.session_id).await.unwrap_err();
+    let e = a
+        .checkpoint(&pid("peer-b"), &grant.session_id)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::Forbidden, "{e}");
 
     // Health and reflection stay open, REST is unaffected.
@@ -341,11 +348,11 @@ async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
         .await
         .unwrap();
     let first = client
-        .full_sync("p-sync", &grant.session_id, 0)
+        .full_sync(&pid("p-sync"), &grant.session_id, None)
         .await
         .unwrap();
     let e = client
-        .incremental_sync("p-sync", &grant.session_id, 0, 0)
+        .incremental_sync(&pid("p-sync"), &grant.session_id, 0, None)
         .await
         .err()
         .expect("a second concurrent sync is refused");
@@ -357,7 +364,7 @@ async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
         .await
         .unwrap();
     let other_sync = client
-        .full_sync("p-other", &other.session_id, 0)
+        .full_sync(&pid("p-other"), &other.session_id, None)
         .await
         .unwrap();
     drop(other_sync);
@@ -367,7 +374,7 @@ async fn concurrent_syncs_per_peer_are_limited_to_max_concurrent_syncs() {
     let again = tokio::time::timeout(WAIT, async {
         loop {
             match client
-                .incremental_sync("p-sync", &grant.session_id, 0, 0)
+                .incremental_sync(&pid("p-sync"), &grant.session_id, 0, None)
                 .await
             {
                 Ok(stream) => return stream,
@@ -483,11 +490,11 @@ async fn push_streams_per_session_are_capped() {
         .unwrap();
     let filters = sorcha_peer::protocol::Filters::default();
     let held = client
-        .subscribe("p-push", &grant.session_id, &filters, 0)
+        .subscribe(&pid("p-push"), &grant.session_id, &filters, 0)
         .await
         .unwrap();
     let e = client
-        .subscribe("p-push", &grant.session_id, &filters, 0)
+        .subscribe(&pid("p-push"), &grant.session_id, &filters, 0)
         .await
         .err()
         .expect("a second push stream is refused");
@@ -515,15 +522,15 @@ async fn a_grpc_call_stuck_on_the_store_ends_with_deadline_exceeded() {
     cfg.limits.grpc_call_timeout = Duration::from_millis(300);
     let hub = TestHub::start_with(dir, cfg).await;
     let client = HubClient::connect(&hub.url(""), WAIT).await.unwrap();
-    client.status("p-deadline").await.unwrap();
+    client.status(&pid("p-deadline")).await.unwrap();
     proxy.pause();
     let started = std::time::Instant::now();
-    let e = client.status("p-deadline").await.unwrap_err();
+    let e = client.status(&pid("p-deadline")).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::Timeout, "{e}");
     assert!(e.message.contains("limits.grpcCallTimeout"), "{e}");
     assert!(started.elapsed() < WAIT, "bounded by the call timeout");
     proxy.resume();
-    client.status("p-deadline").await.unwrap();
+    client.status(&pid("p-deadline")).await.unwrap();
 }
 
 #[tokio::test]
@@ -576,7 +583,7 @@ async fn slow_idle_and_oversized_request_heads_are_cut_off() {
         .await
         .unwrap();
     let mut push = client
-        .subscribe("p-idle", &grant.session_id, &Default::default(), 0)
+        .subscribe(&pid("p-idle"), &grant.session_id, &Default::default(), 0)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;

@@ -507,3 +507,8 @@ pub async fn checkpoint_refused(peer: &TestHub, hub: usize, why: &str) -> Value 
     assert!(error.contains(why), "{c}");
     c
 }
+
+/// A peer id that follows the node-id rule (tests name their peers).
+pub fn pid(id: &str) -> sorcha_peer::protocol::PeerId {
+    sorcha_peer::protocol::PeerId::parse(id).expect("a valid peer id")
+}

@@ -3,7 +3,8 @@
 //! isolated peer serves, and the `checkpoint` events of an event stream.
 
 use crate::support::{
-    TestHub, alert_webhook, binary, checkpoint_refused, config, peer_config, spawn_node, wait_for,
+    TestHub, alert_webhook, binary, checkpoint_refused, config, peer_config, pid, spawn_node,
+    wait_for,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -14,7 +15,7 @@ use sorcha_peer::metrics::Metrics;
 use sorcha_peer::peer::{Peer, PeerParts};
 use sorcha_peer::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification, SyncedEntry,
+    HeartbeatAck, HeartbeatReport, Notification, PeerId, SessionId, SyncedEntry,
 };
 use sorcha_peer::register::checkpoint_note;
 use sorcha_peer::register::{Register, RegisterOptions};
@@ -466,30 +467,30 @@ impl HubLink for TamperedLink {
     }
     async fn close_session(
         &self,
-        peer: &str,
-        session: &str,
+        peer: &PeerId,
+        session: &SessionId,
         reason: DisconnectReason,
         now: i64,
     ) -> Result<(), LinkError> {
         self.inner.close_session(peer, session, reason, now).await
     }
-    async fn status(&self, peer: &str) -> Result<HubStatus, LinkError> {
+    async fn status(&self, peer: &PeerId) -> Result<HubStatus, LinkError> {
         self.inner.status(peer).await
     }
     async fn full_sync(
         &self,
-        peer: &str,
-        session: &str,
-        max: i32,
+        peer: &PeerId,
+        session: &SessionId,
+        max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         Ok(self.tamper(self.inner.full_sync(peer, session, max).await?))
     }
     async fn incremental_sync(
         &self,
-        peer: &str,
-        session: &str,
+        peer: &PeerId,
+        session: &SessionId,
         after: i64,
-        max: i32,
+        max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         Ok(self.tamper(
             self.inner
@@ -499,8 +500,8 @@ impl HubLink for TamperedLink {
     }
     async fn subscribe(
         &self,
-        peer: &str,
-        session: &str,
+        peer: &PeerId,
+        session: &SessionId,
         filters: &Filters,
         resume_from: i64,
     ) -> Result<LinkStream<Notification>, LinkError> {
@@ -508,7 +509,11 @@ impl HubLink for TamperedLink {
             .subscribe(peer, session, filters, resume_from)
             .await
     }
-    async fn checkpoint(&self, peer: &str, session: &str) -> Result<CheckpointView, LinkError> {
+    async fn checkpoint(
+        &self,
+        peer: &PeerId,
+        session: &SessionId,
+    ) -> Result<CheckpointView, LinkError> {
         self.inner.checkpoint(peer, session).await
     }
     async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAck, LinkError> {
@@ -516,8 +521,8 @@ impl HubLink for TamperedLink {
     }
     async fn heartbeat_status(
         &self,
-        peer: &str,
-        session: &str,
+        peer: &PeerId,
+        session: &SessionId,
     ) -> Result<HeartbeatReport, LinkError> {
         self.inner.heartbeat_status(peer, session).await
     }
@@ -566,7 +571,7 @@ async fn a_stream_without_covering_checkpoints_is_not_applied() {
             PeerParts {
                 register,
                 config: Arc::new(cfg),
-                node_id: "tampered".into(),
+                node_id: pid("tampered"),
                 clock,
                 dialer: Arc::new(TamperingDialer(how)),
                 metrics: Arc::new(Metrics::default()),

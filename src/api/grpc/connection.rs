@@ -2,6 +2,7 @@
 
 use super::peer_auth::authorize;
 use crate::hub::Hub;
+use crate::protocol::SessionId;
 use crate::wire::convert;
 use crate::wire::proto::central_node_connection_server::CentralNodeConnection;
 use crate::wire::proto::{
@@ -25,7 +26,7 @@ impl CentralNodeConnection for ConnectionService {
         request: Request<ConnectRequest>,
     ) -> Result<Response<ConnectionResponse>, Status> {
         authorize(request.extensions(), &request.get_ref().peer_id)?;
-        let request = convert::connect_from_wire(request.into_inner());
+        let request = convert::connect_from_wire(request.into_inner())?;
         let grant = self.hub.connect(request).await?;
         Ok(Response::new(convert::grant_to_wire(&grant)))
     }
@@ -36,9 +37,10 @@ impl CentralNodeConnection for ConnectionService {
     ) -> Result<Response<DisconnectionResponse>, Status> {
         authorize(request.extensions(), &request.get_ref().peer_id)?;
         let r = request.into_inner();
+        let peer = convert::peer_id_from_wire(&r.peer_id)?;
         let at = self.hub.disconnect(
-            &r.peer_id,
-            &r.session_id,
+            &peer,
+            &SessionId::from(r.session_id),
             convert::reason_from_wire(r.reason),
         )?;
         Ok(Response::new(DisconnectionResponse {

@@ -2,6 +2,7 @@
 
 use super::peer_auth::{AuthenticatedPeer, authorize, authorize_as};
 use crate::hub::Hub;
+use crate::protocol::SessionId;
 use crate::wire::convert;
 use crate::wire::proto::heartbeat_server::Heartbeat;
 use crate::wire::proto::{
@@ -29,7 +30,7 @@ impl Heartbeat for HeartbeatService {
         request: Request<HeartbeatMessage>,
     ) -> Result<Response<HeartbeatAcknowledgement>, Status> {
         authorize(request.extensions(), &request.get_ref().peer_id)?;
-        let hb = convert::heartbeat_from_wire(request.into_inner());
+        let hb = convert::heartbeat_from_wire(request.into_inner())?;
         let ack = self.hub.heartbeat(hb).await?;
         Ok(Response::new(convert::ack_to_wire(ack)))
     }
@@ -46,7 +47,7 @@ impl Heartbeat for HeartbeatService {
             async move {
                 let message = message?;
                 authorize_as(caller.as_ref(), &message.peer_id)?;
-                let hb = convert::heartbeat_from_wire(message);
+                let hb = convert::heartbeat_from_wire(message)?;
                 let ack = hub.heartbeat(hb).await?;
                 Ok(convert::ack_to_wire(ack))
             }
@@ -61,7 +62,10 @@ impl Heartbeat for HeartbeatService {
     ) -> Result<Response<HeartbeatStatus>, Status> {
         authorize(request.extensions(), &request.get_ref().peer_id)?;
         let r = request.into_inner();
-        let report = self.hub.heartbeat_status(&r.peer_id, &r.session_id)?;
+        let peer = convert::peer_id_from_wire(&r.peer_id)?;
+        let report = self
+            .hub
+            .heartbeat_status(&peer, &SessionId::from(r.session_id))?;
         Ok(Response::new(convert::report_to_wire(report)))
     }
 }

@@ -4,6 +4,7 @@
 use crate::error_code::{Classified, ErrorCode, caller_message};
 use crate::error_table;
 use crate::hub::HubError;
+use crate::register::validation::ValidationError;
 use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -20,6 +21,14 @@ impl From<HubError> for Status {
             ),
             _ => Status::new(grpc, message),
         }
+    }
+}
+
+/// A request the wire conversion refused (a peer id, a limit): INVALID_ARGUMENT with what was
+/// wrong.
+impl From<ValidationError> for Status {
+    fn from(e: ValidationError) -> Self {
+        Status::new(error_table::answer(e.code()).grpc, caller_message(&e))
     }
 }
 

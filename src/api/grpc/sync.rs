@@ -2,6 +2,7 @@
 
 use super::peer_auth::authorize;
 use crate::hub::Hub;
+use crate::protocol::SessionId;
 use crate::wire::convert;
 use crate::wire::proto::system_register_sync_server::SystemRegisterSync;
 use crate::wire::proto::{
@@ -29,13 +30,11 @@ impl SyncService {
         after: i64,
         full: bool,
     ) -> Result<BoxStream<SystemRegisterEntry>, Status> {
-        let entries = self.hub.sync(
-            &r.peer_id,
-            &r.session_id,
-            after,
-            i64::from(r.max_blueprints),
-            full,
-        )?;
+        let peer = convert::peer_id_from_wire(&r.peer_id)?;
+        let max = convert::sync_limit_from_wire(r.max_blueprints)?;
+        let entries = self
+            .hub
+            .sync(&peer, &SessionId::from(r.session_id), after, max, full)?;
         Ok(Box::pin(entries.map(|item| {
             item.map(|e| convert::synced_to_wire(&e))
                 .map_err(Status::from)
@@ -80,10 +79,12 @@ impl SystemRegisterSync for SyncService {
         let r = request.into_inner();
         let filters = convert::filters_from_wire(r.filters)
             .map_err(|m| super::status::status(crate::error_code::ErrorCode::Invalid, m))?;
+        let peer = convert::peer_id_from_wire(&r.peer_id)?;
+        let resume_from = r.resume_from_version;
         let notifications =
             self.hub
-                .subscribe(&r.peer_id, &r.session_id, filters, r.resume_from_version)?;
-        tracing::info!(peer_id = %r.peer_id, resume_from = r.resume_from_version, "push subscription");
+                .subscribe(&peer, &SessionId::from(r.session_id), filters, resume_from)?;
+        tracing::info!(peer_id = %peer, resume_from, "push subscription");
         Ok(Response::new(Box::pin(notifications.map(|item| {
             item.map(convert::notification_to_wire)
                 .map_err(Status::from)
@@ -96,7 +97,11 @@ impl SystemRegisterSync for SyncService {
     ) -> Result<Response<SyncCheckpoint>, Status> {
         authorize(request.extensions(), &request.get_ref().peer_id)?;
         let r = request.into_inner();
-        let checkpoint = self.hub.checkpoint(&r.peer_id, &r.session_id).await?;
+        let peer = convert::peer_id_from_wire(&r.peer_id)?;
+        let checkpoint = self
+            .hub
+            .checkpoint(&peer, &SessionId::from(r.session_id))
+            .await?;
         Ok(Response::new(convert::checkpoint_to_wire(checkpoint)))
     }
 }

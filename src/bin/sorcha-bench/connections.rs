@@ -46,7 +46,7 @@ pub(crate) async fn idle(subscribers: usize, per_connection: usize) -> anyhow::R
             shared = Some(HubClient::connect(&hub.url, Duration::from_secs(30)).await?);
         }
         let client = shared.clone().expect("a client");
-        let id = format!("idle-{i}");
+        let id = crate::bench_peer(&format!("idle-{i}"));
         let grant = client.open_session(&peer_request(&id, 1)).await?;
         let stream = client
             .subscribe(&id, &grant.session_id, &Filters::default(), 0)
@@ -93,14 +93,14 @@ pub(crate) async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
         .map(|i| {
             let (url, retries) = (hub.url.clone(), Arc::clone(&retries));
             tokio::spawn(async move {
-                let id = format!("storm-peer-{i}");
+                let id = crate::bench_peer(&format!("storm-peer-{i}"));
                 let known = 1i64; // every peer holds genesis only: `behind` versions behind
                 for _ in 0..100 {
                     let attempt = async {
                         let client = HubClient::connect(&url, Duration::from_secs(30)).await?;
                         let grant = client.open_session(&peer_request(&id, known)).await?;
                         let mut stream = client
-                            .incremental_sync(&id, &grant.session_id, known, 0)
+                            .incremental_sync(&id, &grant.session_id, known, None)
                             .await?;
                         let mut last = known;
                         while let Some(e) = stream.next().await {

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use sorcha_peer::hub_client::HubClient;
 use sorcha_peer::link::HubLink;
-use sorcha_peer::protocol::{ConnectRequest, Filters, PeerDescription};
+use sorcha_peer::protocol::{ConnectRequest, Filters, PeerDescription, PeerId};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -273,9 +273,14 @@ async fn publish(
     Ok(())
 }
 
-fn peer_request(id: &str, version: i64) -> ConnectRequest {
+/// A bench peer's id (the bench names them by the node-id rule).
+fn bench_peer(id: &str) -> PeerId {
+    PeerId::parse(id).expect("bench peer ids follow the node-id rule")
+}
+
+fn peer_request(id: &PeerId, version: i64) -> ConnectRequest {
     ConnectRequest {
-        peer_id: id.to_owned(),
+        peer_id: id.clone(),
         peer: PeerDescription {
             node_type: "Peer".into(),
             supports_push_notifications: true,
@@ -340,7 +345,7 @@ async fn fanout(run: Fanout) -> anyhow::Result<()> {
     let mut receivers = Vec::new();
     for i in 0..grpc_subs {
         let client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
-        let id = format!("fan-{i}");
+        let id = bench_peer(&format!("fan-{i}"));
         let grant = client.open_session(&peer_request(&id, 1)).await?;
         let mut stream = client
             .subscribe(&id, &grant.session_id, &Filters::default(), 0)
@@ -464,13 +469,10 @@ async fn fullsync(entries: i64, doc_bytes: usize, signed: bool) -> anyhow::Resul
     let hub = Hub::start(Some(dir)).await?;
     // 1. Hub streaming throughput to one peer-like client.
     let client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
-    let grant = client
-        .open_session(&peer_request("bench-stream", 0))
-        .await?;
+    let id = bench_peer("bench-stream");
+    let grant = client.open_session(&peer_request(&id, 0)).await?;
     let started = Instant::now();
-    let mut stream = client
-        .full_sync("bench-stream", &grant.session_id, 0)
-        .await?;
+    let mut stream = client.full_sync(&id, &grant.session_id, None).await?;
     let mut count = 0i64;
     while let Some(e) = stream.next().await {
         e?;

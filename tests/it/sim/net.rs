@@ -13,7 +13,7 @@ use sorcha_peer::hub::link::LocalLink;
 use sorcha_peer::link::{Dialer, HubLink, HubStatus, LinkError, LinkStream};
 use sorcha_peer::protocol::{
     CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification, SyncedEntry,
+    HeartbeatAck, HeartbeatReport, Notification, PeerId, SessionId, SyncedEntry,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -301,8 +301,8 @@ impl HubLink for SimLink {
 
     async fn close_session(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         reason: DisconnectReason,
         now_ms: i64,
     ) -> Result<(), LinkError> {
@@ -312,16 +312,16 @@ impl HubLink for SimLink {
             .await
     }
 
-    async fn status(&self, peer_id: &str) -> Result<HubStatus, LinkError> {
+    async fn status(&self, peer_id: &PeerId) -> Result<HubStatus, LinkError> {
         self.gate("status").await?;
         self.inner.status(peer_id).await
     }
 
     async fn full_sync(
         &self,
-        peer_id: &str,
-        session_id: &str,
-        max: i32,
+        peer_id: &PeerId,
+        session_id: &SessionId,
+        max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         self.gate("full_sync").await?;
         let stream = self.inner.full_sync(peer_id, session_id, max).await?;
@@ -330,10 +330,10 @@ impl HubLink for SimLink {
 
     async fn incremental_sync(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         after: i64,
-        max: i32,
+        max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         self.gate("incremental_sync").await?;
         let stream = self
@@ -345,8 +345,8 @@ impl HubLink for SimLink {
 
     async fn subscribe(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
         filters: &Filters,
         resume_from: i64,
     ) -> Result<LinkStream<Notification>, LinkError> {
@@ -380,8 +380,8 @@ impl HubLink for SimLink {
 
     async fn checkpoint(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
     ) -> Result<CheckpointView, LinkError> {
         self.gate("checkpoint").await?;
         self.inner.checkpoint(peer_id, session_id).await
@@ -394,8 +394,8 @@ impl HubLink for SimLink {
 
     async fn heartbeat_status(
         &self,
-        peer_id: &str,
-        session_id: &str,
+        peer_id: &PeerId,
+        session_id: &SessionId,
     ) -> Result<HeartbeatReport, LinkError> {
         self.gate("heartbeat_status").await?;
         self.inner.heartbeat_status(peer_id, session_id).await

@@ -223,7 +223,7 @@ async fn start_peer(
                 data_dir: dir.to_owned(),
                 ..Config::clone(config)
             }),
-            node_id: format!("peer-{index}"),
+            node_id: crate::support::pid(&format!("peer-{index}")),
             clock,
             dialer: Arc::new(SimDialer {
                 net: Arc::clone(net),

@@ -4,7 +4,7 @@
 use crate::api::{self, AppState, NodeInfo};
 use crate::auth::Tokens;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::hub::Hub;
 use crate::keys::SigningKey;
 use crate::peer::{Peer, PeerParts};
@@ -15,7 +15,7 @@ use crate::store::RegisterStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::guarded::{CallLimits, GuardedStore};
 use crate::store::mongo::MongoStore;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,16 +84,15 @@ pub async fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Node> {
     let mut config = config;
-    // The rules of `Config::validate` hold however the configuration was built.
-    config.validate()?;
-    let role = role::resolve(&config, hostname)?;
-    // Fail before opening anything when the CORS policy, blueprint schema, certificate or
-    // key is unusable.
+    // The rules of `Config::validate` hold however the configuration was built; what they
+    // parse is used as parsed.
+    let settings = config.validate()?;
+    let role = role::resolve(&config, &settings.hostname_rule, hostname)?;
+    // Fail before opening anything when the blueprint schema, certificate or key is unusable
+    // (validation has checked the rest).
     let blueprint_schema =
         crate::register::schema::BlueprintSchema::load(&config.validation.blueprint_schema)
             .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
-    let cors = api::cors::CorsPolicy::new(&config.cors)
-        .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
     let tls = if config.tls.enabled() {
         Some(crate::tls::server_config(&config.tls)?)
     } else {
@@ -105,16 +104,15 @@ pub async fn start_with_clock(
     // MongoDB's writes take the pool's other half; the embedded store's one writer takes
     // every queued write in one group commit, where fewer in flight would only make smaller
     // ones.
-    let (backend, write_slots): (Arc<dyn RegisterStore>, usize) = match config.store.as_str() {
-        "embedded" => (
+    let (backend, write_slots): (Arc<dyn RegisterStore>, usize) = match &settings.store {
+        StoreKind::Embedded => (
             Arc::new(EmbeddedStore::open(&config.data_dir)?),
             EMBEDDED_WRITE_SLOTS,
         ),
-        uri if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => (
+        StoreKind::MongoDb(uri) => (
             Arc::new(MongoStore::connect(uri, &config.mongo, config.limits.store_calls).await?),
             config.limits.store_calls,
         ),
-        other => bail!("store {other:?} is not supported; use \"embedded\" or a mongodb:// URI"),
     };
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let store: Arc<dyn RegisterStore> = Arc::new(GuardedStore::new(
@@ -151,7 +149,8 @@ pub async fn start_with_clock(
     if let Some(path) = &tokens.generated_at {
         tracing::info!(path = %path.display(), "admin token file");
     }
-    let node_id = config.node_id_or_hostname(hostname);
+    let peer_id = settings.node_id(hostname);
+    let node_id = peer_id.to_string();
     let shutdown = CancellationToken::new();
     let hub = match role {
         ResolvedRole::Hub => {
@@ -171,20 +170,11 @@ pub async fn start_with_clock(
     let sse_slots = Arc::new(tokio::sync::Semaphore::new(config.sse.max_subscribers));
     let config = Arc::new(config);
     let peer = if role == ResolvedRole::Peer {
-        let ca_cert_pem = match &config.peer.ca_cert {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                anyhow::anyhow!(
-                    "configuration error: cannot read peer.caCert {}: {e}",
-                    path.display()
-                )
-            })?),
-            None => None,
-        };
         let dialer = crate::hub_client::GrpcDialer::new(crate::hub_client::ClientOptions {
             connect_timeout: config.peer.connect_timeout,
             peer_id: Some(node_id.clone()),
             token: config.peer.token.clone(),
-            ca_cert_pem,
+            ca_cert_pem: settings.peer_ca_cert.clone(),
             // Heartbeats judge the hub; keep-alive is the backstop that closes a connection
             // gone silent (a ping each heartbeat period, answered within twice the time the
             // heartbeats take to give a hub up), never before the heartbeats would.
@@ -197,7 +187,7 @@ pub async fn start_with_clock(
             PeerParts {
                 register: Arc::clone(&register),
                 config: Arc::clone(&config),
-                node_id: crate::protocol::PeerId::parse(&node_id)?,
+                node_id: peer_id,
                 clock: Arc::clone(&clock),
                 dialer: Arc::new(dialer),
                 metrics: Arc::clone(&metrics),
@@ -268,7 +258,7 @@ pub async fn start_with_clock(
     };
     let credentials = api::grpc::peer_auth::PeerCredentials::new(&state.config.hub.peer_tokens);
     let (grpc, health) = api::grpc::router(hub, credentials, &state.config.limits).await?;
-    let router = api::router(state.clone(), grpc, cors);
+    let router = api::router(state.clone(), grpc, settings.cors);
     let addr = listener.local_addr()?;
     let grace = state.config.shutdown_grace;
     let handshake_timeout = state.config.tls.handshake_timeout;

@@ -433,8 +433,22 @@ pub struct PeerId(String);
 impl PeerId {
     /// Checks `id` against the rule.
     pub fn parse(id: &str) -> Result<Self, crate::register::validation::ValidationError> {
-        crate::register::validation::node_id("peer_id", id)?;
+        Self::parse_as("peer_id", id)
+    }
+
+    /// Checks `id`, given as `field` (named in the refusal), against the rule.
+    pub fn parse_as(
+        field: &'static str,
+        id: &str,
+    ) -> Result<Self, crate::register::validation::ValidationError> {
+        crate::register::validation::node_id(field, id)?;
         Ok(Self(id.to_owned()))
+    }
+
+    /// The id a node takes from its hostname when `nodeId` is not set: the hostname with
+    /// each character the rule does not allow made `-`, cut to the rule's length.
+    pub fn from_hostname(hostname: &str) -> Self {
+        Self(crate::register::validation::node_id_from_hostname(hostname))
     }
 
     /// The id.

@@ -25,10 +25,13 @@ impl ResolvedRole {
 /// Decides the role. `auto`: hub when the hostname matches `hub.hostnamePattern` or
 /// `hub.enabled`; peer when hubs are configured; otherwise a standalone hub. With
 /// `hub.enabled` and `hub.validateHostname`, a hostname that does not match stops start-up.
-pub fn resolve(config: &Config, hostname: &str) -> Result<ResolvedRole, ConfigError> {
-    let pattern = Regex::new(&config.hub.hostname_pattern)
-        .map_err(|e| ConfigError(format!("hub.hostnamePattern is not a valid regex: {e}")))?;
-    let matches = pattern.is_match(hostname);
+/// `hostname_rule` is `hub.hostnamePattern` as validation compiled it.
+pub fn resolve(
+    config: &Config,
+    hostname_rule: &Regex,
+    hostname: &str,
+) -> Result<ResolvedRole, ConfigError> {
+    let matches = hostname_rule.is_match(hostname);
     if config.hub.enabled && config.hub.validate_hostname && !matches {
         return Err(ConfigError(format!(
             "hub.enabled and hub.validateHostname are set, but hostname '{hostname}' does not match \
@@ -56,6 +59,9 @@ mod tests {
 
     #[test]
     fn auto_role() {
+        let resolve = |c: &Config, hostname: &str| {
+            resolve(c, &Regex::new(&c.hub.hostname_pattern).unwrap(), hostname)
+        };
         let mut c = Config::default();
         assert_eq!(resolve(&c, "laptop").ok(), Some(ResolvedRole::Hub));
         c.hubs = vec!["http://n0.sorcha.dev:5000".into()];

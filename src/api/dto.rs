@@ -143,7 +143,7 @@ pub struct EntryPage {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishRequest {
     /// Blueprint id: 1–255 characters of `[A-Za-z0-9_-]`.
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,255}$", min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub blueprint_id: String,
     /// The blueprint document; must be a JSON object (≤ 16 MiB canonical) whose objects have
     /// unique keys.
@@ -317,7 +317,6 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `next` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]{1,255}$")]
     pub cursor: Option<String>,
 }
 
@@ -345,10 +344,8 @@ pub struct EventParams {
     #[param(minimum = 0)]
     pub since: Option<i64>,
     /// Only this blueprint.
-    #[param(pattern = "^[A-Za-z0-9_-]{1,255}$")]
     pub blueprint_id: Option<String>,
     /// Only this publisher (1–255 characters, no control characters).
-    #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,255}$")]
     pub published_by: Option<String>,
     /// Only this type: `published`, `updated` or `deprecated`.
     #[serde(rename = "type")]

@@ -105,6 +105,55 @@ impl Modify for BearerAuth {
     }
 }
 
+/// States the id, publisher and `Idempotency-Key` rules of `register::validation` as the
+/// patterns of the parameters and body fields that carry them, so the description cannot
+/// drift from the checks.
+fn state_rule_patterns(openapi: &mut utoipa::openapi::OpenApi) {
+    use crate::register::validation::{
+        BLUEPRINT_ID_PATTERN, IDEMPOTENCY_KEY_HEADER_PATTERN, PUBLISHED_BY_PATTERN,
+    };
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{RefOr, Schema};
+    fn set(schema: Option<&mut RefOr<Schema>>, pattern: &str) {
+        if let Some(RefOr::T(Schema::Object(object))) = schema {
+            object.pattern = Some(pattern.to_owned());
+        }
+    }
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.head,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                let pattern = match (&parameter.parameter_in, parameter.name.as_str()) {
+                    (ParameterIn::Path, "id") | (ParameterIn::Query, "blueprintId" | "cursor") => {
+                        BLUEPRINT_ID_PATTERN
+                    }
+                    (ParameterIn::Query, "publishedBy") => PUBLISHED_BY_PATTERN,
+                    (ParameterIn::Header, "Idempotency-Key") => IDEMPOTENCY_KEY_HEADER_PATTERN,
+                    _ => continue,
+                };
+                set(parameter.schema.as_mut(), pattern);
+            }
+        }
+    }
+    if let Some(RefOr::T(Schema::Object(publish))) = openapi
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("PublishRequest"))
+    {
+        set(
+            publish.properties.get_mut("blueprintId"),
+            BLUEPRINT_ID_PATTERN,
+        );
+    }
+}
+
 /// What wraps each REST path's routes: nothing (to describe the API), or the node's read
 /// access rule and its CORS policy for the methods the path has.
 struct PathLayers {
@@ -201,6 +250,7 @@ fn rest_routes(layers: &PathLayers) -> (Router<AppState>, utoipa::openapi::OpenA
         .routes(l(routes!(sse::events)))
         .split_for_parts();
     describe_node_rules(&mut doc);
+    state_rule_patterns(&mut doc);
     (router, doc)
 }
 

@@ -14,6 +14,7 @@ mod sections;
 mod validate;
 
 pub use sections::*;
+pub use validate::{Settings, StoreKind};
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -167,7 +168,7 @@ impl Config {
     pub fn node_id_or_hostname(&self, hostname: &str) -> String {
         self.node_id
             .clone()
-            .unwrap_or_else(|| crate::register::validation::node_id_from_hostname(hostname))
+            .unwrap_or_else(|| crate::protocol::PeerId::from_hostname(hostname).to_string())
     }
 }
 

@@ -1,7 +1,58 @@
 //! The rules a configuration must meet before a node starts on it.
 
 use super::{Config, ConfigError};
+use crate::api::cors::CorsPolicy;
+use crate::protocol::PeerId;
 use std::time::Duration;
+
+/// Where the register lives (`store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded SQLite file in the data directory.
+    Embedded,
+    /// A MongoDB database at this `mongodb://` or `mongodb+srv://` URI.
+    MongoDb(String),
+}
+
+impl StoreKind {
+    /// Reads `store`.
+    pub fn parse(store: &str) -> Result<Self, ConfigError> {
+        if store == "embedded" {
+            Ok(StoreKind::Embedded)
+        } else if store.starts_with("mongodb://") || store.starts_with("mongodb+srv://") {
+            Ok(StoreKind::MongoDb(store.to_owned()))
+        } else {
+            Err(ConfigError(format!(
+                "store {store:?} is not supported: use \"embedded\" or a mongodb:// URI"
+            )))
+        }
+    }
+}
+
+/// What a valid configuration resolves to: every setting that needs parsing or loading,
+/// parsed or loaded once, for the composition root to use as it is.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `store`.
+    pub store: StoreKind,
+    /// `nodeId`, when set.
+    pub node_id: Option<PeerId>,
+    /// `peer.caCert`, read: the PEM certificates a peer trusts for `https://` hubs.
+    pub peer_ca_cert: Option<Vec<u8>>,
+    /// `hub.hostnamePattern`, compiled.
+    pub hostname_rule: regex::Regex,
+    /// `cors.*`, checked.
+    pub cors: CorsPolicy,
+}
+
+impl Settings {
+    /// The node's id: `nodeId`, else `hostname` made into a valid id.
+    pub fn node_id(&self, hostname: &str) -> PeerId {
+        self.node_id
+            .clone()
+            .unwrap_or_else(|| PeerId::from_hostname(hostname))
+    }
+}
 
 impl Config {
     /// The signature settings: every publisher a token identity, once, with a key; a
@@ -46,22 +97,16 @@ impl Config {
         Ok(())
     }
 
-    /// Checks values that parse but make no sense.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks values that parse but make no sense, and returns what needed parsing, parsed.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
         let err = |m: String| Err(ConfigError(m));
-        if self.store != "embedded"
-            && !self.store.starts_with("mongodb://")
-            && !self.store.starts_with("mongodb+srv://")
-        {
-            return err(format!(
-                "store {:?} is not supported: use \"embedded\" or a mongodb:// URI",
-                self.store
-            ));
-        }
-        if let Some(id) = &self.node_id {
-            crate::register::validation::node_id("nodeId", id)
-                .map_err(|e| ConfigError(e.to_string()))?;
-        }
+        let store = StoreKind::parse(&self.store)?;
+        let node_id = self
+            .node_id
+            .as_deref()
+            .map(|id| PeerId::parse_as("nodeId", id))
+            .transpose()
+            .map_err(|e| ConfigError(e.to_string()))?;
         for (i, hub) in self.hubs.iter().enumerate() {
             check_hub_url(hub).map_err(|why| {
                 ConfigError(format!(
@@ -70,23 +115,24 @@ impl Config {
                 ))
             })?;
         }
+        let mut peer_ca_cert = None;
         if let Some(path) = &self.peer.ca_cert {
-            let pem = std::fs::read_to_string(path).map_err(|e| {
+            let pem = std::fs::read(path).map_err(|e| {
                 ConfigError(format!(
                     "peer.caCert {} cannot be read: {e}",
                     path.display()
                 ))
             })?;
-            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
                 return err(format!(
                     "peer.caCert {} holds no PEM certificate",
                     path.display()
                 ));
             }
+            peer_ca_cert = Some(pem);
         }
-        if let Err(e) = regex::Regex::new(&self.hub.hostname_pattern) {
-            return err(format!("hub.hostnamePattern is not a valid regex: {e}"));
-        }
+        let hostname_rule = regex::Regex::new(&self.hub.hostname_pattern)
+            .map_err(|e| ConfigError(format!("hub.hostnamePattern is not a valid regex: {e}")))?;
         for token in &self.tokens {
             if let Err(e) = crate::register::validation::published_by(&token.identity) {
                 return err(format!("token identity {:?}: {e}", token.identity));
@@ -230,8 +276,14 @@ impl Config {
         if self.sse.keep_alive.is_zero() {
             return err("sse.keepAlive must be above zero".into());
         }
-        crate::api::cors::CorsPolicy::new(&self.cors).map_err(ConfigError)?;
-        Ok(())
+        let cors = CorsPolicy::new(&self.cors).map_err(ConfigError)?;
+        Ok(Settings {
+            store,
+            node_id,
+            peer_ca_cert,
+            hostname_rule,
+            cors,
+        })
     }
 }
 

@@ -28,6 +28,17 @@ pub const MAX_METADATA_BYTES: usize = 4096;
 /// Most characters of an idempotency key (the `Idempotency-Key` header's value).
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
+/// [`blueprint_id`] as the regular expression the OpenAPI description states.
+pub const BLUEPRINT_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,255}$";
+
+/// [`published_by`] as the regular expression the OpenAPI description states.
+pub const PUBLISHED_BY_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,255}$";
+
+/// The `Idempotency-Key` header as the OpenAPI description states it: an RFC 8941 string of a
+/// key [`idempotency_key`] accepts, or the bare key without quotes, backslashes or spaces.
+pub const IDEMPOTENCY_KEY_HEADER_PATTERN: &str =
+    "^(?:\"(?:[ !#-\\[\\]-~]|\\\\[\"\\\\]){1,255}\"|[!#-+\\--~]{1,255})$";
+
 /// Why an input was refused; the message names the field and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -264,6 +275,42 @@ fn truncate(s: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stated_patterns_agree_with_the_checks() {
+        let ids = regex::Regex::new(BLUEPRINT_ID_PATTERN).unwrap();
+        // `\uXXXX` means the same to Rust's regex crate as to ECMA-262.
+        let publishers = regex::Regex::new(PUBLISHED_BY_PATTERN).unwrap();
+        let long = "a".repeat(255);
+        let too_long = "a".repeat(256);
+        for id in [
+            "abc-DEF_123",
+            "",
+            "../etc",
+            "a b",
+            "é",
+            long.as_str(),
+            too_long.as_str(),
+        ] {
+            assert_eq!(ids.is_match(id), blueprint_id(id).is_ok(), "{id:?}");
+            assert_eq!(publishers.is_match(id), published_by(id).is_ok(), "{id:?}");
+        }
+        for who in ["alice", "a\tb", "a\u{85}b", "ünï"] {
+            assert_eq!(
+                publishers.is_match(who),
+                published_by(who).is_ok(),
+                "{who:?}"
+            );
+        }
+        let header = regex::Regex::new(IDEMPOTENCY_KEY_HEADER_PATTERN).unwrap();
+        for key in ["8e03978e-40d5", "a b", "", too_long.as_str(), long.as_str()] {
+            assert_eq!(
+                header.is_match(key),
+                idempotency_key(key).is_ok() && !key.contains(' '),
+                "{key:?}"
+            );
+        }
+    }
 
     #[test]
     fn blueprint_ids() {

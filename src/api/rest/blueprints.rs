@@ -59,7 +59,7 @@ pub async fn list(
 /// budget (503 with `Retry-After` when other large reads hold it too long).
 #[utoipa::path(get, path = "/api/v1/system-register/blueprints/{id}", tag = "blueprints",
     operation_id = "getBlueprint",
-    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$"),
+    params(("id" = String, Path, description = "Blueprint id"),
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` of this blueprint: 304 while its newest version is that one")),
     responses(
         (status = 200, description = "The blueprint's newest entry", body = EntryView,
@@ -95,7 +95,7 @@ pub async fn get(
 /// after `limit` entries or before its entries exceed `limits.maxPageBytes` (at least one).
 #[utoipa::path(get, path = "/api/v1/system-register/blueprints/{id}/history", tag = "blueprints",
     operation_id = "getBlueprintHistory",
-    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$"), SinceParams),
+    params(("id" = String, Path, description = "Blueprint id"), SinceParams),
     responses(
         (status = 200, description = "A page of the blueprint's entries: at most `limit`, ending before `limits.maxPageBytes` (at least one entry); `next` is the `since` of the next page", body = EntryPage),
         (status = 400, description = "Bad id or query", body = Problem, content_type = "application/problem+json"),
@@ -177,7 +177,7 @@ fn written(written: &Written) -> Response {
 /// Publishes a new blueprint (entry type `published`). Needs a publisher token.
 #[utoipa::path(post, path = "/api/v1/system-register/blueprints", tag = "blueprints",
     operation_id = "publishBlueprint",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (IETF httpapi Idempotency-Key): an RFC 8941 string such as `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"` or the bare value, 1-255 printable ASCII characters. A retry of the same request (method, path, identity, canonical body) with the same key within `idempotency.retention` gets the first answer, marked `Idempotent-Replayed: true`, and writes nothing; the key with another request → 422", pattern = "^(?:\"(?:[ !#-\\[\\]-~]|\\\\[\"\\\\]){1,255}\"|[!#-+\\--~]{1,255})$")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (IETF httpapi Idempotency-Key): an RFC 8941 string such as `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"` or the bare value, 1-255 printable ASCII characters. A retry of the same request (method, path, identity, canonical body) with the same key within `idempotency.retention` gets the first answer, marked `Idempotent-Replayed: true`, and writes nothing; the key with another request → 422")),
     request_body = PublishRequest,
     security(("bearer" = [])),
     responses(
@@ -222,9 +222,9 @@ pub async fn publish(
 /// deprecated blueprint makes it active again. Needs a publisher token.
 #[utoipa::path(put, path = "/api/v1/system-register/blueprints/{id}", tag = "blueprints",
     operation_id = "updateBlueprint",
-    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$"),
+    params(("id" = String, Path, description = "Blueprint id"),
         ("If-Match" = Option<String>, Header, description = "Write only if the blueprint's newest version is this `ETag` (`*`: any); else 412"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (IETF httpapi Idempotency-Key): an RFC 8941 string such as `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"` or the bare value, 1-255 printable ASCII characters. A retry of the same request (method, path, identity, canonical body) with the same key within `idempotency.retention` gets the first answer, marked `Idempotent-Replayed: true`, and writes nothing; the key with another request → 422", pattern = "^(?:\"(?:[ !#-\\[\\]-~]|\\\\[\"\\\\]){1,255}\"|[!#-+\\--~]{1,255})$")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (IETF httpapi Idempotency-Key): an RFC 8941 string such as `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"` or the bare value, 1-255 printable ASCII characters. A retry of the same request (method, path, identity, canonical body) with the same key within `idempotency.retention` gets the first answer, marked `Idempotent-Replayed: true`, and writes nothing; the key with another request → 422")),
     request_body = UpdateRequest,
     security(("bearer" = [])),
     responses(
@@ -273,9 +273,9 @@ pub async fn update(
 /// The body is optional: none, or a JSON object. Needs a publisher token.
 #[utoipa::path(post, path = "/api/v1/system-register/blueprints/{id}/deprecate", tag = "blueprints",
     operation_id = "deprecateBlueprint",
-    params(("id" = String, Path, description = "Blueprint id", pattern = "^[A-Za-z0-9_-]{1,255}$"),
+    params(("id" = String, Path, description = "Blueprint id"),
         ("If-Match" = Option<String>, Header, description = "Write only if the blueprint's newest version is this `ETag` (`*`: any); else 412"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (IETF httpapi Idempotency-Key): an RFC 8941 string such as `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"` or the bare value, 1-255 printable ASCII characters. A retry of the same request (method, path, identity, canonical body) with the same key within `idempotency.retention` gets the first answer, marked `Idempotent-Replayed: true`, and writes nothing; the key with another request → 422", pattern = "^(?:\"(?:[ !#-\\[\\]-~]|\\\\[\"\\\\]){1,255}\"|[!#-+\\--~]{1,255})$")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (IETF httpapi Idempotency-Key): an RFC 8941 string such as `\"8e03978e-40d5-43e8-bc93-6894a57f9324\"` or the bare value, 1-255 printable ASCII characters. A retry of the same request (method, path, identity, canonical body) with the same key within `idempotency.retention` gets the first answer, marked `Idempotent-Replayed: true`, and writes nothing; the key with another request → 422")),
     request_body(content = Option<DeprecateRequest>, description = "Optional metadata of the deprecation"),
     security(("bearer" = [])),
     responses(

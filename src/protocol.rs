@@ -4,7 +4,6 @@
 
 use crate::register::entry::{Entry, EntryType};
 use bytes::Bytes;
-use serde::Serialize;
 use std::time::Duration;
 
 /// One entry of a sync stream. The hub vouches for the register up to some of them with a
@@ -29,7 +28,7 @@ impl From<Entry> for SyncedEntry {
 }
 
 /// What kind of node a caller says it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeKind {
     /// A replicating peer.
     Peer,
@@ -57,8 +56,7 @@ impl NodeKind {
 }
 
 /// What a peer tells a hub about itself when connecting.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerDescription {
     /// Address the peer can be reached at (informational).
     pub address: String,
@@ -133,7 +131,7 @@ pub struct ConnectionGrant {
 }
 
 /// Why a peer disconnects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisconnectReason {
     /// Not said.
     Unknown,
@@ -249,7 +247,7 @@ pub struct Heartbeat {
 }
 
 /// What a hub advises a peer to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecommendedAction {
     /// Carry on.
     None,
@@ -287,7 +285,7 @@ pub struct HeartbeatAck {
 }
 
 /// State of a peer session on the hub.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionStatus {
     /// Heartbeats arrive.
     Connected,
@@ -298,7 +296,7 @@ pub enum SessionStatus {
 }
 
 /// Heartbeat health of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeartbeatHealth {
     /// Unknown.
     Unknown,
@@ -315,8 +313,7 @@ pub enum HeartbeatHealth {
 }
 
 /// The hub's heartbeat view of one peer.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HeartbeatReport {
     /// Peer id.
     pub peer_id: String,
@@ -345,8 +342,7 @@ pub struct HeartbeatReport {
 }
 
 /// A session as shown to operators and in the hub status.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionView {
     /// Peer id.
     pub peer_id: String,
@@ -371,8 +367,7 @@ pub struct SessionView {
 }
 
 /// The hub's view of a peer's sync progress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointView {
     /// Peer id.
     pub peer_id: String,
@@ -391,7 +386,7 @@ pub struct CheckpointView {
 }
 
 /// Sync state of a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointState {
     /// At the hub's head.
     UpToDate,
@@ -402,8 +397,7 @@ pub enum CheckpointState {
 }
 
 /// The hub's status.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HubStatus {
     /// Node id.
     pub node_id: String,

@@ -12,9 +12,7 @@ use crate::register::entry::Entry;
 use crate::register::signature::SignatureCheck;
 use crate::store::{Checkpoint, StoreError};
 use futures::StreamExt;
-use serde::Serialize;
 use std::time::Instant;
-use utoipa::ToSchema;
 
 /// Most entries applied per transaction; a batch also ends before its entries exceed
 /// `limits.maxPageBytes` (it always holds one).
@@ -82,8 +80,7 @@ impl From<ApplyError> for SyncError {
 }
 
 /// What a sync did.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct SyncOutcome {
     /// Full (FullSync) or incremental.
     pub full: bool,

@@ -14,11 +14,9 @@
 
 use crate::keys::VerifierKey;
 use crate::register::checkpoint_note::{self, CheckpointError};
-use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use utoipa::ToSchema;
 
 /// File in the data directory holding the keys pinned on first use (`<hub url> <key>` lines).
 pub const KNOWN_HUB_KEYS_FILE: &str = "known-hub-keys";
@@ -30,8 +28,7 @@ const REMEMBERED: usize = 64;
 const EVIDENCE_KEPT: usize = 16;
 
 /// A checkpoint that verified under a trusted key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vouched {
     /// The head version it covers.
     pub version: i64,
@@ -46,8 +43,7 @@ pub struct Vouched {
 }
 
 /// What kind of equivocation was seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EquivocationKind {
     /// Two checkpoints for one version with different hashes.
     Fork,
@@ -56,8 +52,7 @@ pub enum EquivocationKind {
 }
 
 /// Evidence of equivocation: both notes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Equivocation {
     /// Fork or rollback.
     pub kind: EquivocationKind,
@@ -124,8 +119,7 @@ pub enum TrustError {
 }
 
 /// How the peer decides which hub keys to trust.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrustMode {
     /// `peer.trustedHubKeys`.
     Configured,
@@ -134,8 +128,7 @@ pub enum TrustMode {
 }
 
 /// The peer's trust, as `GET /api/v1/connection` shows it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct TrustView {
     /// Configured keys or trust on first use.
     pub mode: TrustMode,

@@ -5,9 +5,7 @@ use crate::api::dto::{ApiQueryFull, CheckpointDto};
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::{ApiQuery, Caller};
 use crate::peer::state::{AttemptOutcome, PeerState};
-use crate::peer::sync::SyncOutcome;
-use crate::peer::trust::TrustView;
-use crate::peer::{Peer, PeerError};
+use crate::peer::{Peer, PeerError, sync, trust};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -30,7 +28,7 @@ fn peer(state: &AppState) -> Result<&Arc<Peer>, ApiError> {
 pub async fn connection(State(state): State<AppState>) -> Result<Json<ConnectionView>, ApiError> {
     let peer = peer(&state)?;
     Ok(Json(ConnectionView {
-        trust: Some(peer.trust().view()),
+        trust: Some(peer.trust().view().into()),
         ..ConnectionView::from(&peer.state())
     }))
 }
@@ -96,7 +94,7 @@ pub async fn sync(
     caller.require_admin()?;
     let peer = peer(&state)?;
     match peer.sync_now(query.full.unwrap_or(false)).await {
-        Ok(outcome) => Ok(Json(outcome)),
+        Ok(outcome) => Ok(Json(outcome.into())),
         Err(e) => {
             let error = ApiError::classified(&e);
             Err(match e {
@@ -214,6 +212,139 @@ pub struct ConnectionView {
     /// Which hub keys are trusted (configured, or pinned on first use), the last checkpoint
     /// that covered the replica, and equivocation evidence.
     pub trust: Option<TrustView>,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncOutcome {
+    /// Full (FullSync) or incremental.
+    pub full: bool,
+    /// Replica head before.
+    pub from_version: i64,
+    /// Replica head after.
+    pub to_version: i64,
+    /// Entries applied.
+    pub applied: u64,
+    /// Duration, ms.
+    pub duration_ms: u64,
+}
+
+impl From<sync::SyncOutcome> for SyncOutcome {
+    fn from(o: sync::SyncOutcome) -> Self {
+        SyncOutcome {
+            full: o.full,
+            from_version: o.from_version,
+            to_version: o.to_version,
+            applied: o.applied,
+            duration_ms: o.duration_ms,
+        }
+    }
+}
+
+/// The peer's trust, as `GET /api/v1/connection` shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustView {
+    /// Configured keys or trust on first use.
+    pub mode: TrustMode,
+    /// The configured keys (`Configured`).
+    pub trusted_keys: Vec<String>,
+    /// Keys pinned on first use, by hub URL (`FirstUse`).
+    pub pinned_keys: std::collections::BTreeMap<String, String>,
+    /// The last checkpoint that covered what the replica applied.
+    pub last_checkpoint: Option<Vouched>,
+    /// Equivocation evidence, oldest first (at most 16).
+    pub equivocations: Vec<Equivocation>,
+}
+
+/// How the peer decides which hub keys to trust.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrustMode {
+    /// `peer.trustedHubKeys`.
+    Configured,
+    /// Trust on first use: a key is pinned per hub URL.
+    FirstUse,
+}
+
+/// A checkpoint that verified under a trusted key.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Vouched {
+    /// The head version it covers.
+    pub version: i64,
+    /// The head's chain hash, `sha256:<hex>`.
+    pub chain_hash: String,
+    /// The signer's verifier key (`name+keyid+base64`).
+    pub key: String,
+    /// The hub's time when it signed, Unix ms.
+    pub timestamp_ms: i64,
+    /// The signed note itself.
+    pub note: String,
+}
+
+/// Evidence of equivocation: both notes.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Equivocation {
+    /// Fork or rollback.
+    pub kind: EquivocationKind,
+    /// The hub URL that sent the second note.
+    pub hub: String,
+    /// The note held before.
+    pub first: String,
+    /// The note that contradicts it.
+    pub second: String,
+}
+
+/// What kind of equivocation was seen.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EquivocationKind {
+    /// Two checkpoints for one version with different hashes.
+    Fork,
+    /// A key vouched for a smaller head after a larger one.
+    Rollback,
+}
+
+impl From<trust::TrustView> for TrustView {
+    fn from(t: trust::TrustView) -> Self {
+        TrustView {
+            mode: match t.mode {
+                trust::TrustMode::Configured => TrustMode::Configured,
+                trust::TrustMode::FirstUse => TrustMode::FirstUse,
+            },
+            trusted_keys: t.trusted_keys,
+            pinned_keys: t.pinned_keys,
+            last_checkpoint: t.last_checkpoint.map(Vouched::from),
+            equivocations: t
+                .equivocations
+                .into_iter()
+                .map(|e| Equivocation {
+                    kind: match e.kind {
+                        trust::EquivocationKind::Fork => EquivocationKind::Fork,
+                        trust::EquivocationKind::Rollback => EquivocationKind::Rollback,
+                    },
+                    hub: e.hub,
+                    first: e.first,
+                    second: e.second,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<trust::Vouched> for Vouched {
+    fn from(v: trust::Vouched) -> Self {
+        Vouched {
+            version: v.version,
+            chain_hash: v.chain_hash,
+            key: v.key,
+            timestamp_ms: v.timestamp_ms,
+            note: v.note,
+        }
+    }
 }
 
 fn millis(d: std::time::Duration) -> u64 {

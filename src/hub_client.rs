@@ -6,8 +6,8 @@ use crate::config::Secret;
 use crate::error_code::ErrorCode;
 use crate::link::{Dialer, HubLink, HubStatus, LinkError, LinkStream};
 use crate::protocol::{
-    CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification, PeerId, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
+    HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
 };
 use crate::wire::convert;
 use crate::wire::proto::central_node_connection_client::CentralNodeConnectionClient;
@@ -305,11 +305,11 @@ impl HubLink for HubClient {
     }
 
     /// The hub's view of this peer's sync progress.
-    async fn checkpoint(
+    async fn peer_sync_view(
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-    ) -> Result<CheckpointView, LinkError> {
+    ) -> Result<PeerSyncView, LinkError> {
         let c = self
             .sync
             .clone()
@@ -319,7 +319,7 @@ impl HubLink for HubClient {
             })
             .await?
             .into_inner();
-        Ok(convert::checkpoint_from_wire(c))
+        Ok(convert::peer_sync_from_wire(c))
     }
 
     /// Sends one heartbeat.

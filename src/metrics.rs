@@ -83,8 +83,8 @@ pub enum StoreOp {
     ForgetKeys,
     /// `append_entries`.
     AppendEntries,
-    /// `checkpoint`.
-    Checkpoint,
+    /// `sync_progress` (labelled `checkpoint`, its name when the label was published).
+    SyncProgress,
     /// `entries_after`.
     EntriesAfter,
     /// `entry`.
@@ -144,7 +144,7 @@ impl StoreOp {
             Self::Prior => "prior",
             Self::ForgetKeys => "forget_keys",
             Self::AppendEntries => "append_entries",
-            Self::Checkpoint => "checkpoint",
+            Self::SyncProgress => "checkpoint",
             Self::EntriesAfter => "entries_after",
             Self::Entry => "entry",
             Self::Latest => "latest",

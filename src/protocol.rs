@@ -368,7 +368,7 @@ pub struct SessionView {
 
 /// The hub's view of a peer's sync progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckpointView {
+pub struct PeerSyncView {
     /// Peer id.
     pub peer_id: String,
     /// Newest version the peer holds, as far as the hub knows.
@@ -382,12 +382,12 @@ pub struct CheckpointView {
     /// When the next periodic sync is due, Unix ms.
     pub next_sync_due: i64,
     /// Up to date, behind or syncing.
-    pub status: CheckpointState,
+    pub status: PeerSyncState,
 }
 
 /// Sync state of a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckpointState {
+pub enum PeerSyncState {
     /// At the hub's head.
     UpToDate,
     /// Behind the hub's head.
@@ -396,9 +396,10 @@ pub enum CheckpointState {
     Syncing,
 }
 
-/// The hub's status.
+/// A hub's summary of itself: head, health, sessions (the wire's `CentralNodeStatus`; a peer
+/// reads the part it needs as [`crate::link::HubStatus`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct HubStatus {
+pub struct HubSummary {
     /// Node id.
     pub node_id: String,
     /// False when the register failed its integrity check.

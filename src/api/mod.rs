@@ -245,7 +245,7 @@ fn rest_routes(layers: &PathLayers) -> (Router<AppState>, utoipa::openapi::OpenA
         .routes(l(routes!(rest::peers::get)))
         .routes(l(routes!(rest::connection::connection)))
         .routes(l(routes!(rest::connection::reconnect)))
-        .routes(l(routes!(rest::connection::checkpoint)))
+        .routes(l(routes!(rest::connection::sync_progress)))
         .routes(l(routes!(rest::connection::sync)))
         .routes(l(routes!(sse::events)))
         .split_for_parts();

@@ -6,8 +6,8 @@ use super::{Hub, HubError};
 use crate::error_code::{Classified, caller_message};
 use crate::link::{HubLink, HubStatus, LinkError, LinkStream};
 use crate::protocol::{
-    CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification, PeerId, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
+    HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
 };
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -59,7 +59,7 @@ impl HubLink for LocalLink {
     }
 
     async fn status(&self, _peer_id: &PeerId) -> Result<HubStatus, LinkError> {
-        let status = self.hub.status(false).await?;
+        let status = self.hub.summary(false).await?;
         Ok(HubStatus {
             hub_id: status.node_id,
             head_version: status.current_version,
@@ -102,12 +102,12 @@ impl HubLink for LocalLink {
         Ok(Box::pin(stream.map(|r| r.map_err(LinkError::from))))
     }
 
-    async fn checkpoint(
+    async fn peer_sync_view(
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-    ) -> Result<CheckpointView, LinkError> {
-        Ok(self.hub.checkpoint(peer_id, session_id).await?)
+    ) -> Result<PeerSyncView, LinkError> {
+        Ok(self.hub.peer_sync_view(peer_id, session_id).await?)
     }
 
     async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAck, LinkError> {

@@ -13,8 +13,8 @@ use crate::error_code::{Classified, Disclosure, ErrorCode};
 use crate::keys::{SigningKey, VerifierKey};
 use crate::metrics::{Metrics, SyncKind, SyncLabels, Transport};
 use crate::protocol::{
-    CheckpointState, CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters,
-    Heartbeat, HeartbeatAck, HeartbeatReport, HubStatus, Notification, PeerId, SessionId,
+    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
+    HeartbeatReport, HubSummary, Notification, PeerId, PeerSyncState, PeerSyncView, SessionId,
     SessionView, SyncedEntry,
 };
 use crate::register::checkpoint_note::HeadCheckpoint;
@@ -487,24 +487,24 @@ impl Hub {
     }
 
     /// The hub's view of a peer's sync progress.
-    pub async fn checkpoint(
+    pub async fn peer_sync_view(
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-    ) -> Result<CheckpointView, HubError> {
+    ) -> Result<PeerSyncView, HubError> {
         let stats = self.register.stats().await?;
         let head = self.register.head_version();
         let view = self.sessions.view(peer_id, session_id, head)?;
         let last_sync = self.sessions.last_sync_time(peer_id).unwrap_or(0);
         let interval = i64::try_from(self.config.sync_interval.as_millis()).unwrap_or(i64::MAX);
         let status = if view.active_syncs > 0 {
-            CheckpointState::Syncing
+            PeerSyncState::Syncing
         } else if view.last_sync_version >= head {
-            CheckpointState::UpToDate
+            PeerSyncState::UpToDate
         } else {
-            CheckpointState::Behind
+            PeerSyncState::Behind
         };
-        Ok(CheckpointView {
+        Ok(PeerSyncView {
             peer_id: peer_id.to_string(),
             current_version: view.last_sync_version,
             last_sync_time: last_sync,
@@ -515,12 +515,13 @@ impl Hub {
         })
     }
 
-    /// The hub's status, with the session list when asked.
-    pub async fn status(&self, include_peers: bool) -> Result<HubStatus, HubError> {
+    /// The hub's summary (what `GetCentralNodeStatus` answers), with the session list when
+    /// asked.
+    pub async fn summary(&self, include_peers: bool) -> Result<HubSummary, HubError> {
         let (current_version, head_hash) = self.head().await?;
         let stats = self.register.stats().await?;
         let peers = self.sessions.views(current_version);
-        Ok(HubStatus {
+        Ok(HubSummary {
             node_id: self.node_id.clone(),
             healthy: self.register.integrity().is_none(),
             current_version,

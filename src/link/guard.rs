@@ -14,8 +14,8 @@
 use super::{HubLink, HubStatus, LinkError, LinkStream};
 use crate::error_code::ErrorCode;
 use crate::protocol::{
-    CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification, PeerId, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
+    HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
 };
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -250,13 +250,13 @@ impl HubLink for GuardedLink {
         Ok(self.give_up.stream("notification", stream, None))
     }
 
-    async fn checkpoint(
+    async fn peer_sync_view(
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-    ) -> Result<CheckpointView, LinkError> {
+    ) -> Result<PeerSyncView, LinkError> {
         let limit = self.deadlines.request;
-        let call = self.inner.checkpoint(peer_id, session_id);
+        let call = self.inner.peer_sync_view(peer_id, session_id);
         self.give_up.bound("checkpoint", limit, call).await
     }
 
@@ -328,7 +328,11 @@ mod tests {
         ) -> Result<LinkStream<Notification>, LinkError> {
             Ok(Box::pin(futures::stream::pending()))
         }
-        async fn checkpoint(&self, _: &PeerId, _: &SessionId) -> Result<CheckpointView, LinkError> {
+        async fn peer_sync_view(
+            &self,
+            _: &PeerId,
+            _: &SessionId,
+        ) -> Result<PeerSyncView, LinkError> {
             std::future::pending().await
         }
         async fn heartbeat(&self, _: &Heartbeat) -> Result<HeartbeatAck, LinkError> {

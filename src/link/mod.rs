@@ -6,8 +6,8 @@
 
 use crate::error_code::ErrorCode;
 use crate::protocol::{
-    CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification, PeerId, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
+    HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
 };
 pub mod guard;
 
@@ -109,11 +109,11 @@ pub trait HubLink: Send + Sync {
     ) -> Result<LinkStream<Notification>, LinkError>;
 
     /// The hub's view of this peer's sync progress.
-    async fn checkpoint(
+    async fn peer_sync_view(
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-    ) -> Result<CheckpointView, LinkError>;
+    ) -> Result<PeerSyncView, LinkError>;
 
     /// Sends one heartbeat.
     async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAck, LinkError>;

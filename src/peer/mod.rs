@@ -18,7 +18,7 @@ use crate::link::Dialer;
 use crate::metrics::Metrics;
 use crate::protocol::PeerId;
 use crate::register::Register;
-use crate::store::Checkpoint;
+use crate::store::SyncProgress;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -238,9 +238,9 @@ impl Peer {
         self.state_mut().session_hub().map(str::to_owned)
     }
 
-    /// The replica's sync checkpoint.
-    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, crate::store::StoreError> {
-        self.register.store().checkpoint().await
+    /// The replica's stored sync progress.
+    pub async fn sync_progress(&self) -> Result<Option<SyncProgress>, crate::store::StoreError> {
+        self.register.store().sync_progress().await
     }
 
     /// Syncs now through the current session.

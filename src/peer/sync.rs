@@ -10,7 +10,7 @@ use crate::protocol::{SessionId, SyncedEntry};
 use crate::register::ApplyError;
 use crate::register::entry::Entry;
 use crate::register::signature::SignatureCheck;
-use crate::store::{Checkpoint, StoreError};
+use crate::store::{StoreError, SyncProgress};
 use futures::StreamExt;
 use std::time::Instant;
 
@@ -224,7 +224,7 @@ async fn run_sync(
     let (ours, our_hash) = head.map_or((0, String::new()), |h| (h.version, h.chain_hash));
     let use_full = full || ours == 0;
     let mut stream = open_stream(peer, client, session_id, use_full, ours, wait).await?;
-    let previous = register.store().checkpoint().await?.unwrap_or_default();
+    let previous = register.store().sync_progress().await?.unwrap_or_default();
     let mut next_report = Instant::now() + PROGRESS_EVERY;
     let batch_limit = register.max_page_bytes();
     let trust = peer.trust();
@@ -359,7 +359,7 @@ async fn run_sync(
 struct Step<'a> {
     peer: &'a Peer,
     hub_id: &'a str,
-    previous: &'a Checkpoint,
+    previous: &'a SyncProgress,
     applied_before: u64,
 }
 
@@ -392,7 +392,7 @@ async fn apply(
     batch: Vec<Entry>,
     signatures: Option<&mut SignatureCheck>,
     hub_id: &str,
-    previous: &Checkpoint,
+    previous: &SyncProgress,
     applied_before: u64,
     last: bool,
 ) -> Result<u64, SyncError> {
@@ -409,7 +409,7 @@ async fn apply(
         peer.metrics().sync_batch_bytes.observe(bytes as f64);
     }
     peer.register()
-        .apply_synced(batch, signatures, |head| Checkpoint {
+        .apply_synced(batch, signatures, |head| SyncProgress {
             current_version: head.version,
             head_hash: head.chain_hash.clone(),
             hub_id: hub_id.to_owned(),

@@ -10,6 +10,7 @@
 
 pub mod budget;
 pub mod chain;
+pub mod chain_check;
 pub mod checkpoint_note;
 pub mod entry;
 pub mod genesis;
@@ -18,19 +19,16 @@ pub mod idempotency;
 pub mod recent;
 pub mod schema;
 pub mod signature;
-mod signature_batch;
-mod signature_check;
 pub mod subscription;
 pub mod validation;
-pub mod verify;
 
 mod follow;
+mod integrity_check;
 mod replicate;
-mod verification;
 mod write;
 
+pub use integrity_check::{VerifyReport, verify_store, verify_store_with_progress};
 pub use replicate::ApplyError;
-pub use verification::{VerifyReport, verify_store, verify_store_with_progress};
 pub use write::{Publication, WriteOptions, Written};
 
 use crate::clock::SharedClock;
@@ -38,13 +36,13 @@ use crate::error_code::{Classified, Disclosure, ErrorCode};
 use crate::metrics::Metrics;
 use crate::store::{ListQuery, RegisterStore, Scope, Stats, StoreError, page_weight};
 use budget::{BudgetExhausted, Held, ReadBudget};
+use chain_check::IntegrityFailure;
 use entry::{ENTRY_OVERHEAD_BYTES, Entry, Head};
 use recent::RecentWindow;
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use validation::ValidationError;
-use verify::IntegrityFailure;
 
 /// Most entries read from the store per page when streaming or verifying.
 pub const PAGE: usize = 1024;
@@ -251,7 +249,7 @@ pub struct Register {
     clock: SharedClock,
     options: RegisterOptions,
     /// Signed client writes' signatures, verified in batches.
-    signature_batch: signature_batch::SignatureBatcher,
+    signature_batch: signature::write_batcher::SignatureBatcher,
     /// This node's appends between the store call and their announcement.
     local_appends: InFlight,
 }

@@ -1,11 +1,11 @@
 //! Replication: entries synced from a hub, verified as a continuation of this replica's head
-//! and stored with the sync checkpoint in one transaction.
+//! and stored with the sync progress in one transaction.
 
 use super::Register;
+use super::chain_check::{ChainVerifier, Defect, IntegrityFailure};
 use super::entry::{Entry, Head};
 use super::recent;
 use super::signature::SignatureCheck;
-use super::verify::{ChainVerifier, Defect, IntegrityFailure};
 use crate::store::StoreError;
 
 /// Why entries received from a hub were not applied. Nothing is written in either case.
@@ -32,7 +32,7 @@ impl Register {
         &self,
         entries: Vec<Entry>,
         signatures: Option<&mut SignatureCheck>,
-        checkpoint: impl FnOnce(&Head) -> crate::store::Checkpoint,
+        progress: impl FnOnce(&Head) -> crate::store::SyncProgress,
     ) -> Result<Head, ApplyError> {
         let head = self.store.head().await?;
         let mut verifier = match &head {
@@ -63,7 +63,7 @@ impl Register {
                 chain_hash: e.chain_hash.clone(),
             },
         );
-        let cp = checkpoint(&new_head);
+        let cp = progress(&new_head);
         // Only the tail can stay in the window anyway.
         let applied = entries[entries.len().saturating_sub(recent::RECENT_CAPACITY)..].to_vec();
         self.store.append_entries(after, entries, Some(cp)).await?;

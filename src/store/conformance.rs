@@ -35,7 +35,7 @@ where
     empty_store(make().await).await;
     genesis_and_appends(make().await).await;
     expectations(make().await).await;
-    checkpoints(make().await).await;
+    sync_progress(make().await).await;
     listing_and_paging(make().await).await;
     read_ahead(make().await).await;
     concurrent_appends(make().await).await;
@@ -463,11 +463,11 @@ pub async fn claims(store: Arc<dyn RegisterStore>) {
 }
 
 /// A checkpoint is stored with its entries and untouched by a refused write.
-pub async fn checkpoints(store: Arc<dyn RegisterStore>) {
-    use super::Checkpoint;
-    assert_eq!(store.checkpoint().await.unwrap(), None);
+pub async fn sync_progress(store: Arc<dyn RegisterStore>) {
+    use super::SyncProgress;
+    assert_eq!(store.sync_progress().await.unwrap(), None);
     let genesis = genesis_entry();
-    let cp = Checkpoint {
+    let cp = SyncProgress {
         current_version: 1,
         head_hash: genesis.chain_hash.clone(),
         hub_id: "n0".into(),
@@ -480,8 +480,8 @@ pub async fn checkpoints(store: Arc<dyn RegisterStore>) {
         .append_entries(0, vec![genesis.clone()], Some(cp.clone()))
         .await
         .unwrap();
-    assert_eq!(store.checkpoint().await.unwrap(), Some(cp.clone()));
-    let refused = Checkpoint {
+    assert_eq!(store.sync_progress().await.unwrap(), Some(cp.clone()));
+    let refused = SyncProgress {
         current_version: 99,
         ..cp.clone()
     };
@@ -492,11 +492,11 @@ pub async fn checkpoints(store: Arc<dyn RegisterStore>) {
             .is_err()
     );
     assert_eq!(
-        store.checkpoint().await.unwrap(),
+        store.sync_progress().await.unwrap(),
         Some(cp.clone()),
         "refused write left it alone"
     );
-    let later = Checkpoint {
+    let later = SyncProgress {
         last_sync_time: 6,
         ..cp
     };
@@ -504,5 +504,5 @@ pub async fn checkpoints(store: Arc<dyn RegisterStore>) {
         .append_entries(1, vec![], Some(later.clone()))
         .await
         .unwrap();
-    assert_eq!(store.checkpoint().await.unwrap(), Some(later));
+    assert_eq!(store.sync_progress().await.unwrap(), Some(later));
 }

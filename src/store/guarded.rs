@@ -21,7 +21,7 @@
 //!   (`sorcha_peer_store_call_timeouts_total`).
 
 use super::{
-    Checkpoint, EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError,
+    EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError, SyncProgress,
 };
 use crate::metrics::{Metrics, StoreOp, StoreOpLabels, StoreStage, StoreTimeoutLabels};
 use crate::register::entry::{Entry, Expectation, Head, NewEntry};
@@ -215,17 +215,20 @@ impl RegisterStore for GuardedStore {
         &self,
         after_version: i64,
         entries: Vec<Entry>,
-        checkpoint: Option<Checkpoint>,
+        progress: Option<SyncProgress>,
     ) -> Result<(), StoreError> {
         self.call(StoreOp::AppendEntries, |s| async move {
-            s.append_entries(after_version, entries, checkpoint).await
+            s.append_entries(after_version, entries, progress).await
         })
         .await
     }
 
-    async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        self.call(StoreOp::Checkpoint, |s| async move { s.checkpoint().await })
-            .await
+    async fn sync_progress(&self) -> Result<Option<SyncProgress>, StoreError> {
+        self.call(
+            StoreOp::SyncProgress,
+            |s| async move { s.sync_progress().await },
+        )
+        .await
     }
 
     async fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>, StoreError> {

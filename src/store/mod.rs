@@ -236,11 +236,11 @@ pub struct Stats {
     pub last_published_at: Option<i64>,
 }
 
-/// A peer's sync checkpoint, stored in the same transaction as the entries it describes so it
+/// A peer's sync progress, stored in the same transaction as the entries it describes so it
 /// never runs ahead of the data.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Checkpoint {
+pub struct SyncProgress {
     /// Version of the newest applied entry.
     pub current_version: i64,
     /// Chain hash of that entry.
@@ -287,17 +287,17 @@ pub trait RegisterStore: Send + Sync + 'static {
     async fn forget_keys(&self, before: i64) -> Result<u64, StoreError>;
 
     /// Appends complete, already verified entries (genesis, replication) as one atomic write,
-    /// provided the head is currently at `after_version` (0 = empty store). A checkpoint, when
+    /// provided the head is currently at `after_version` (0 = empty store). Sync progress, when
     /// given, is stored in the same transaction.
     async fn append_entries(
         &self,
         after_version: i64,
         entries: Vec<Entry>,
-        checkpoint: Option<Checkpoint>,
+        progress: Option<SyncProgress>,
     ) -> Result<(), StoreError>;
 
-    /// The stored sync checkpoint (peers), if any.
-    async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
+    /// The stored sync progress (peers), if any.
+    async fn sync_progress(&self) -> Result<Option<SyncProgress>, StoreError>;
 
     /// Up to `limit` entries with `version > after`, in version order.
     async fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>, StoreError>;

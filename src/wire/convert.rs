@@ -2,9 +2,10 @@
 
 use super::proto;
 use crate::protocol::{
-    CheckpointState, CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters,
-    Heartbeat, HeartbeatAck, HeartbeatHealth, HeartbeatReport, HubStatus, Notification,
-    PeerDescription, PeerId, RecommendedAction, SessionId, SessionStatus, SessionView, SyncedEntry,
+    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
+    HeartbeatHealth, HeartbeatReport, HubSummary, Notification, PeerDescription, PeerId,
+    PeerSyncState, PeerSyncView, RecommendedAction, SessionId, SessionStatus, SessionView,
+    SyncedEntry,
 };
 use crate::register::entry::{Entry, EntryType};
 use crate::register::signature::PublisherSignature;
@@ -476,7 +477,7 @@ fn count_i32(n: impl TryInto<i32>) -> i32 {
 }
 
 /// Wire form of the hub status.
-pub fn status_to_wire(s: HubStatus) -> proto::CentralNodeStatus {
+pub fn status_to_wire(s: HubSummary) -> proto::CentralNodeStatus {
     proto::CentralNodeStatus {
         node_id: s.node_id,
         health: if s.healthy {
@@ -505,7 +506,7 @@ pub fn hub_status_from_wire(s: proto::CentralNodeStatus) -> crate::link::HubStat
 }
 
 /// Wire form of a checkpoint.
-pub fn checkpoint_to_wire(c: CheckpointView) -> proto::SyncCheckpoint {
+pub fn peer_sync_to_wire(c: PeerSyncView) -> proto::SyncCheckpoint {
     proto::SyncCheckpoint {
         peer_id: c.peer_id,
         current_version: c.current_version,
@@ -514,16 +515,16 @@ pub fn checkpoint_to_wire(c: CheckpointView) -> proto::SyncCheckpoint {
         central_node_id: c.hub_id,
         next_sync_due: c.next_sync_due,
         status: match c.status {
-            CheckpointState::UpToDate => proto::CheckpointStatus::UpToDate,
-            CheckpointState::Behind => proto::CheckpointStatus::Behind,
-            CheckpointState::Syncing => proto::CheckpointStatus::Syncing,
+            PeerSyncState::UpToDate => proto::CheckpointStatus::UpToDate,
+            PeerSyncState::Behind => proto::CheckpointStatus::Behind,
+            PeerSyncState::Syncing => proto::CheckpointStatus::Syncing,
         } as i32,
     }
 }
 
 /// Domain form of a checkpoint (unknown statuses read as behind).
-pub fn checkpoint_from_wire(c: proto::SyncCheckpoint) -> CheckpointView {
-    CheckpointView {
+pub fn peer_sync_from_wire(c: proto::SyncCheckpoint) -> PeerSyncView {
+    PeerSyncView {
         peer_id: c.peer_id,
         current_version: c.current_version,
         last_sync_time: c.last_sync_time,
@@ -531,9 +532,9 @@ pub fn checkpoint_from_wire(c: proto::SyncCheckpoint) -> CheckpointView {
         hub_id: c.central_node_id,
         next_sync_due: c.next_sync_due,
         status: match proto::CheckpointStatus::try_from(c.status) {
-            Ok(proto::CheckpointStatus::UpToDate) => CheckpointState::UpToDate,
-            Ok(proto::CheckpointStatus::Syncing) => CheckpointState::Syncing,
-            _ => CheckpointState::Behind,
+            Ok(proto::CheckpointStatus::UpToDate) => PeerSyncState::UpToDate,
+            Ok(proto::CheckpointStatus::Syncing) => PeerSyncState::Syncing,
+            _ => PeerSyncState::Behind,
         },
     }
 }

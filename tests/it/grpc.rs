@@ -10,8 +10,8 @@ use sorcha_peer::protocol::{
     ConnectRequest, DisconnectReason, Filters, Heartbeat, HeartbeatHealth, PeerDescription,
     RecommendedAction,
 };
+use sorcha_peer::register::chain_check::ChainVerifier;
 use sorcha_peer::register::entry::EntryType;
-use sorcha_peer::register::verify::ChainVerifier;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> i64 {
@@ -163,7 +163,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
 
     // The hub's views of the session.
     let checkpoint = c
-        .checkpoint(&pid("peer-a"), &grant.session_id)
+        .peer_sync_view(&pid("peer-a"), &grant.session_id)
         .await
         .unwrap();
     assert_eq!(checkpoint.hub_id, "test-host");
@@ -525,7 +525,7 @@ async fn bad_calls_get_the_contract_status_codes() {
         ErrorCode::UnknownSession
     );
     assert_eq!(
-        c.checkpoint(&pid("ghost"), &"nope".into())
+        c.peer_sync_view(&pid("ghost"), &"nope".into())
             .await
             .unwrap_err()
             .code,

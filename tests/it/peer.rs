@@ -486,7 +486,7 @@ async fn peer_killed_during_a_full_sync_keeps_checkpoint_and_data_together() {
     {
         let store = EmbeddedStore::open(peer_dir.path()).unwrap();
         let head = store.head().await.unwrap().unwrap();
-        let checkpoint = store.checkpoint().await.unwrap().unwrap();
+        let checkpoint = store.sync_progress().await.unwrap().unwrap();
         assert_eq!(
             checkpoint.current_version, head.version,
             "checkpoint == applied data"

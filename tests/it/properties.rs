@@ -10,9 +10,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use sorcha_peer::register::chain;
+use sorcha_peer::register::chain_check::ChainVerifier;
 use sorcha_peer::register::entry::{Entry, EntryType, NewEntry};
 use sorcha_peer::register::validation::{self, ValidationError};
-use sorcha_peer::register::verify::ChainVerifier;
 use std::collections::BTreeMap;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");

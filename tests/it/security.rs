@@ -109,7 +109,7 @@ async fn hub_with_peer_tokens_refuses_missing_wrong_and_borrowed_credentials() {
     assert_eq!(entries.len(), 1, "the genesis entry");
     // ...but not for another peer's session or checkpoint.
     let e = a
-        .checkpoint(&pid("peer-b"), &grant.session_id)
+        .peer_sync_view(&pid("peer-b"), &grant.session_id)
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::Forbidden, "{e}");

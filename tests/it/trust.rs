@@ -14,8 +14,8 @@ use sorcha_peer::link::{Dialer, HubLink, HubStatus, LinkError, LinkStream};
 use sorcha_peer::metrics::Metrics;
 use sorcha_peer::peer::{Peer, PeerParts};
 use sorcha_peer::protocol::{
-    CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification, PeerId, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
+    HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
 };
 use sorcha_peer::register::checkpoint_note;
 use sorcha_peer::register::{Register, RegisterOptions};
@@ -509,12 +509,12 @@ impl HubLink for TamperedLink {
             .subscribe(peer, session, filters, resume_from)
             .await
     }
-    async fn checkpoint(
+    async fn peer_sync_view(
         &self,
         peer: &PeerId,
         session: &SessionId,
-    ) -> Result<CheckpointView, LinkError> {
-        self.inner.checkpoint(peer, session).await
+    ) -> Result<PeerSyncView, LinkError> {
+        self.inner.peer_sync_view(peer, session).await
     }
     async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAck, LinkError> {
         self.inner.heartbeat(heartbeat).await

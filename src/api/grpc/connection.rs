@@ -59,7 +59,7 @@ impl CentralNodeConnection for ConnectionService {
             authorize(request.extensions(), &request.get_ref().peer_id)?;
         }
         let r = request.into_inner();
-        let status = self.hub.status(r.include_peer_list).await?;
+        let status = self.hub.summary(r.include_peer_list).await?;
         Ok(Response::new(convert::status_to_wire(status)))
     }
 }

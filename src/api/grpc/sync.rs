@@ -100,8 +100,8 @@ impl SystemRegisterSync for SyncService {
         let peer = convert::peer_id_from_wire(&r.peer_id)?;
         let checkpoint = self
             .hub
-            .checkpoint(&peer, &SessionId::from(r.session_id))
+            .peer_sync_view(&peer, &SessionId::from(r.session_id))
             .await?;
-        Ok(Response::new(convert::checkpoint_to_wire(checkpoint)))
+        Ok(Response::new(convert::peer_sync_to_wire(checkpoint)))
     }
 }

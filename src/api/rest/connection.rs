@@ -57,17 +57,18 @@ pub async fn reconnect(
     responses(
         (status = 200, description = "The checkpoint (absent fields before the first sync)", body = CheckpointDto),
         (status = 404, description = "Not a peer", body = Problem, content_type = "application/problem+json")))]
-pub async fn checkpoint(State(state): State<AppState>) -> Result<Json<CheckpointDto>, ApiError> {
+// The published path and schema say "checkpoint"; in the code it is the sync progress.
+pub async fn sync_progress(State(state): State<AppState>) -> Result<Json<CheckpointDto>, ApiError> {
     let peer = peer(&state)?;
-    let checkpoint = peer.checkpoint().await?.unwrap_or_default();
+    let progress = peer.sync_progress().await?.unwrap_or_default();
     Ok(Json(CheckpointDto {
-        current_version: checkpoint.current_version,
-        head_hash: checkpoint.head_hash,
-        hub_id: checkpoint.hub_id,
-        last_sync_time: checkpoint.last_sync_time,
-        next_sync_due: checkpoint.next_sync_due,
-        total_entries_synced: checkpoint.total_entries_synced,
-        total_syncs: checkpoint.total_syncs,
+        current_version: progress.current_version,
+        head_hash: progress.head_hash,
+        hub_id: progress.hub_id,
+        last_sync_time: progress.last_sync_time,
+        next_sync_due: progress.next_sync_due,
+        total_entries_synced: progress.total_entries_synced,
+        total_syncs: progress.total_syncs,
         replica_version: state.register.head_version(),
     }))
 }

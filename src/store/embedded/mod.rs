@@ -22,7 +22,7 @@ mod sql;
 mod writer;
 
 use super::{
-    Checkpoint, EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError,
+    EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError, SyncProgress,
 };
 use crate::register::entry::{Entry, Expectation, Head, NewEntry};
 use async_trait::async_trait;
@@ -258,18 +258,18 @@ impl RegisterStore for EmbeddedStore {
         &self,
         after_version: i64,
         entries: Vec<Entry>,
-        checkpoint: Option<Checkpoint>,
+        progress: Option<SyncProgress>,
     ) -> Result<(), StoreError> {
         self.write(|reply| WriteOp::AppendEntries {
             after_version,
             entries,
-            checkpoint,
+            progress,
             reply,
         })
         .await
     }
 
-    async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+    async fn sync_progress(&self) -> Result<Option<SyncProgress>, StoreError> {
         self.read(|c| {
             let body: Option<String> = c
                 .query_row("SELECT body FROM sync_checkpoint WHERE id = 1", [], |r| {
@@ -280,7 +280,7 @@ impl RegisterStore for EmbeddedStore {
             body.map(|b| {
                 serde_json::from_str(&b).map_err(|e| StoreError::Corrupt {
                     version: 0,
-                    reason: format!("sync checkpoint is unreadable: {e}"),
+                    reason: format!("the stored sync progress is unreadable: {e}"),
                 })
             })
             .transpose()
@@ -435,7 +435,7 @@ impl RegisterStore for EmbeddedStore {
     async fn close(&self) -> Result<(), StoreError> {
         // Fold the WAL into the main file so the data dir is one file at rest, then stop the
         // writer; later writes fail with "store is closed".
-        let result = self.write(|reply| WriteOp::Checkpoint { reply }).await;
+        let result = self.write(|reply| WriteOp::FoldWal { reply }).await;
         match &self.engine {
             Engine::Threaded {
                 writer,

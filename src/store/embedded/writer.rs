@@ -2,7 +2,7 @@
 //! transaction and one fsync per batch, each operation in its own savepoint.
 
 use crate::register::entry::{Entry, Expectation, Head, NewEntry};
-use crate::store::{Checkpoint, KeyClaim, StoreError, check_continuation, check_expectation};
+use crate::store::{KeyClaim, StoreError, SyncProgress, check_continuation, check_expectation};
 use r2d2_sqlite::rusqlite::{self, Connection, OptionalExtension, params};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
@@ -30,10 +30,11 @@ pub(super) enum WriteOp {
     AppendEntries {
         after_version: i64,
         entries: Vec<Entry>,
-        checkpoint: Option<Checkpoint>,
+        progress: Option<SyncProgress>,
         reply: Reply<()>,
     },
-    Checkpoint {
+    /// Fold the WAL into the main file (SQLite's checkpoint), at close.
+    FoldWal {
         reply: Reply<()>,
     },
 }
@@ -87,7 +88,7 @@ pub(super) fn run_batch(conn: &mut Connection, batch: Vec<WriteOp>) {
                 WriteOp::AppendEntries {
                     after_version,
                     entries,
-                    checkpoint,
+                    progress,
                     reply,
                 } => {
                     let result = append_many(
@@ -95,11 +96,11 @@ pub(super) fn run_batch(conn: &mut Connection, batch: Vec<WriteOp>) {
                         &mut head,
                         after_version,
                         &entries,
-                        checkpoint.as_ref(),
+                        progress.as_ref(),
                     );
                     outcomes.push(Outcome::Unit(reply, result));
                 }
-                WriteOp::Checkpoint { reply } => outcomes.push(Outcome::Unit(reply, Ok(()))),
+                WriteOp::FoldWal { reply } => outcomes.push(Outcome::Unit(reply, Ok(()))),
             }
         }
         tx.commit()
@@ -199,7 +200,7 @@ fn append_many(
     head: &mut Option<Head>,
     after_version: i64,
     entries: &[Entry],
-    checkpoint: Option<&Checkpoint>,
+    progress: Option<&SyncProgress>,
 ) -> Result<(), StoreError> {
     check_continuation(
         head.as_ref().map_or(0, |h| h.version),
@@ -210,8 +211,9 @@ fn append_many(
     for e in entries {
         insert_entry(&sp, e).map_err(sql_err)?;
     }
-    if let Some(cp) = checkpoint {
-        let body = serde_json::to_string(cp).map_err(|e| unavailable("checkpoint encoding", e))?;
+    if let Some(cp) = progress {
+        let body =
+            serde_json::to_string(cp).map_err(|e| unavailable("sync progress encoding", e))?;
         sp.execute(
             "INSERT INTO sync_checkpoint (id, body) VALUES (1, ?1) \
              ON CONFLICT(id) DO UPDATE SET body = excluded.body",

@@ -22,7 +22,7 @@ mod documents;
 mod queries;
 
 use super::{
-    Checkpoint, EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError,
+    EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError, SyncProgress,
     check_continuation, check_expectation,
 };
 use crate::config::MongoConfig;
@@ -44,7 +44,7 @@ use documents::{
 /// Collection of register entries.
 pub const ENTRIES: &str = "sorcha_system_register_blueprints";
 /// Collection holding a peer's sync checkpoint (one document).
-pub const CHECKPOINTS: &str = "sorcha_sync_checkpoint";
+pub const SYNC_PROGRESS: &str = "sorcha_sync_checkpoint";
 /// Collection of idempotency keys: `_id` = key, `fingerprint`, `version`, `createdAt` (ms);
 /// each inserted in the transaction of its entry, deleted after `idempotency.retention`.
 pub const IDEMPOTENCY_KEYS: &str = "sorcha_idempotency_keys";
@@ -63,7 +63,7 @@ pub struct MongoStore {
     append_lock: Arc<tokio::sync::Mutex<()>>,
     client: Client,
     entries: Collection<Document>,
-    checkpoints: Collection<Document>,
+    sync_progress: Collection<Document>,
     idempotency_keys: Collection<Document>,
     transaction_ids: Collection<Document>,
     poll_interval: Duration,
@@ -120,7 +120,7 @@ impl MongoStore {
             .map_err(|e| unavailable(format!("cannot create indexes: {e}")))?;
         Ok(Self {
             append_lock: Arc::default(),
-            checkpoints: db.collection(CHECKPOINTS),
+            sync_progress: db.collection(SYNC_PROGRESS),
             idempotency_keys,
             transaction_ids: db.collection(TRANSACTION_IDS),
             client,
@@ -246,19 +246,20 @@ impl RegisterStore for MongoStore {
         &self,
         after_version: i64,
         entries: Vec<Entry>,
-        checkpoint: Option<Checkpoint>,
+        progress: Option<SyncProgress>,
     ) -> Result<(), StoreError> {
         let head_version = self.head().await?.map_or(0, |h| h.version);
         check_continuation(head_version, after_version, &entries)?;
         let first = after_version + 1;
         let docs: Vec<Document> = entries.iter().map(to_doc).collect();
-        let checkpoint_doc = checkpoint
+        let progress_doc = progress
             .map(|cp| {
-                mongodb::bson::to_document(&cp).map_err(|e| unavailable(format!("checkpoint: {e}")))
+                mongodb::bson::to_document(&cp)
+                    .map_err(|e| unavailable(format!("sync progress: {e}")))
             })
             .transpose()?;
         for _ in 0..MAX_APPEND_ATTEMPTS {
-            match self.write_together(&docs, checkpoint_doc.as_ref()).await {
+            match self.write_together(&docs, progress_doc.as_ref()).await {
                 Ok(()) => return Ok(()),
                 Err(e) if is_too_large(&e) => return Err(too_large(&e)),
                 Err(e) if is_duplicate_key(&e) => {
@@ -282,9 +283,9 @@ impl RegisterStore for MongoStore {
         ))
     }
 
-    async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+    async fn sync_progress(&self) -> Result<Option<SyncProgress>, StoreError> {
         let found = self
-            .checkpoints
+            .sync_progress
             .find_one(doc! { "_id": 1 })
             .await
             .map_err(unavailable)?;
@@ -293,7 +294,7 @@ impl RegisterStore for MongoStore {
                 d.remove("_id");
                 mongodb::bson::from_document(d).map_err(|e| StoreError::Corrupt {
                     version: 0,
-                    reason: format!("sync checkpoint is unreadable: {e}"),
+                    reason: format!("the stored sync progress is unreadable: {e}"),
                 })
             })
             .transpose()

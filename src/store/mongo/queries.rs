@@ -33,7 +33,7 @@ impl MongoStore {
     pub(super) async fn write_together(
         &self,
         docs: &[Document],
-        checkpoint: Option<&Document>,
+        progress: Option<&Document>,
     ) -> Result<(), mongodb::error::Error> {
         let mut session = self.client.start_session().await?;
         session.start_transaction().await?;
@@ -41,8 +41,8 @@ impl MongoStore {
             if !docs.is_empty() {
                 self.entries.insert_many(docs).session(&mut session).await?;
             }
-            if let Some(cp) = checkpoint {
-                self.checkpoints
+            if let Some(cp) = progress {
+                self.sync_progress
                     .replace_one(doc! { "_id": 1 }, cp)
                     .upsert(true)
                     .session(&mut session)

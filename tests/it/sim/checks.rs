@@ -4,7 +4,7 @@ use super::net::Dial;
 use super::{BACKOFF_INITIAL, BACKOFF_MAX, HUBS};
 use sorcha_peer::peer::Peer;
 use sorcha_peer::peer::alerts::Alert;
-use sorcha_peer::store::Checkpoint;
+use sorcha_peer::store::SyncProgress;
 use std::collections::BTreeMap;
 
 /// The k-th retry of a hub after a refused dial comes after the k-th delay of the exponential
@@ -99,24 +99,24 @@ impl Isolation {
     }
 }
 
-/// A replica's sync checkpoint never claims more than the replica holds: it names the head
+/// A replica's sync progress never claims more than the replica holds: it names the head
 /// or an earlier entry, with that entry's hash.
-pub fn checkpoint_behind_head(
+pub fn progress_behind_head(
     peer: usize,
-    checkpoint: Option<&Checkpoint>,
+    progress: Option<&SyncProgress>,
     head: i64,
     head_hash: Option<&str>,
     failures: &mut Vec<String>,
 ) {
-    let Some(cp) = checkpoint else { return };
+    let Some(cp) = progress else { return };
     if cp.current_version > head {
         failures.push(format!(
-            "peer {peer}: checkpoint at version {} but the replica ends at {head}",
+            "peer {peer}: sync progress at version {} but the replica ends at {head}",
             cp.current_version
         ));
     } else if cp.current_version == head && Some(cp.head_hash.as_str()) != head_hash {
         failures.push(format!(
-            "peer {peer}: checkpoint hash at version {head} is not the replica's"
+            "peer {peer}: sync progress hash at version {head} is not the replica's"
         ));
     }
 }

@@ -1,14 +1,14 @@
 //! A replica store that can crash its peer at a write: when armed, the next sync write goes
 //! through to the real store, then the call never returns and the driver is told to kill the
 //! peer — a crash right after a write landed and before the peer could go on, the moment that
-//! finds a checkpoint written ahead of its entries or a write acknowledged before it is
+//! finds sync progress written ahead of its entries or a write acknowledged before it is
 //! durable.
 
 use async_trait::async_trait;
 use sorcha_peer::register::entry::{Entry, Expectation, Head, NewEntry};
 use sorcha_peer::store::embedded::EmbeddedStore;
 use sorcha_peer::store::{
-    Checkpoint, EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError,
+    EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError, SyncProgress,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,11 +74,11 @@ impl RegisterStore for CrashPoint {
         &self,
         after_version: i64,
         entries: Vec<Entry>,
-        checkpoint: Option<Checkpoint>,
+        progress: Option<SyncProgress>,
     ) -> Result<(), StoreError> {
         let result = self
             .inner
-            .append_entries(after_version, entries, checkpoint)
+            .append_entries(after_version, entries, progress)
             .await;
         if self.armed.swap(false, Ordering::Relaxed) {
             self.hit.cancel();
@@ -87,8 +87,8 @@ impl RegisterStore for CrashPoint {
         result
     }
 
-    async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        self.inner.checkpoint().await
+    async fn sync_progress(&self) -> Result<Option<SyncProgress>, StoreError> {
+        self.inner.sync_progress().await
     }
 
     async fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>, StoreError> {

@@ -439,10 +439,10 @@ async fn simulate(seed: u64) -> Outcome {
     for (p, run) in peer_runs.iter_mut().enumerate() {
         let run = run.as_mut().unwrap();
         checks::replica(p, &run.peer, &acknowledged, &head.chain_hash, &mut failures).await;
-        let (checkpoint, version, hash) = run.checkpoint_and_head().await;
-        checks::checkpoint_behind_head(
+        let (progress, version, hash) = run.progress_and_head().await;
+        checks::progress_behind_head(
             p,
-            checkpoint.as_ref(),
+            progress.as_ref(),
             version,
             hash.as_deref(),
             &mut failures,

@@ -12,8 +12,8 @@ use sorcha_peer::hub::Hub;
 use sorcha_peer::hub::link::LocalLink;
 use sorcha_peer::link::{Dialer, HubLink, HubStatus, LinkError, LinkStream};
 use sorcha_peer::protocol::{
-    CheckpointView, ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat,
-    HeartbeatAck, HeartbeatReport, Notification, PeerId, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
+    HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -378,13 +378,13 @@ impl HubLink for SimLink {
         Ok(self.cuttable(Box::pin(checked)))
     }
 
-    async fn checkpoint(
+    async fn peer_sync_view(
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-    ) -> Result<CheckpointView, LinkError> {
+    ) -> Result<PeerSyncView, LinkError> {
         self.gate("checkpoint").await?;
-        self.inner.checkpoint(peer_id, session_id).await
+        self.inner.peer_sync_view(peer_id, session_id).await
     }
 
     async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAck, LinkError> {

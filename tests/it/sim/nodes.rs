@@ -12,7 +12,7 @@ use sorcha_peer::peer::alerts::Alert;
 use sorcha_peer::peer::{Peer, PeerParts};
 use sorcha_peer::register::{Register, RegisterOptions};
 use sorcha_peer::store::embedded::{EmbeddedStore, Execution};
-use sorcha_peer::store::{Checkpoint, RegisterStore};
+use sorcha_peer::store::{RegisterStore, SyncProgress};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,11 +205,14 @@ async fn start_peer(
     .expect("the replica opens and verifies");
     // What a crash left behind, before the peer gets to touch it.
     let store = register.store();
-    let checkpoint = store.checkpoint().await.expect("the checkpoint reads");
+    let progress = store
+        .sync_progress()
+        .await
+        .expect("the sync progress reads");
     let head = store.head().await.expect("the head reads");
-    super::checks::checkpoint_behind_head(
+    super::checks::progress_behind_head(
         index,
-        checkpoint.as_ref(),
+        progress.as_ref(),
         head.as_ref().map_or(0, |h| h.version),
         head.as_ref().map(|h| h.chain_hash.as_str()),
         failures,
@@ -260,13 +263,16 @@ impl PeerRun {
         self.stop.cancel();
     }
 
-    /// Its replica's newest stored sync checkpoint, next to the replica's head.
-    pub async fn checkpoint_and_head(&self) -> (Option<Checkpoint>, i64, Option<String>) {
+    /// Its replica's newest stored sync progress, next to the replica's head.
+    pub async fn progress_and_head(&self) -> (Option<SyncProgress>, i64, Option<String>) {
         let store = self.peer.register().store();
-        let checkpoint = store.checkpoint().await.expect("the checkpoint reads");
+        let progress = store
+            .sync_progress()
+            .await
+            .expect("the sync progress reads");
         let head = store.head().await.expect("the head reads");
         (
-            checkpoint,
+            progress,
             head.as_ref().map_or(0, |h| h.version),
             head.map(|h| h.chain_hash),
         )

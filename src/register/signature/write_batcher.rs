@@ -20,7 +20,7 @@ struct Request {
 /// with the first signed write, ended with the register): one hop there and one back per
 /// write, and no runtime thread blocked by the curve arithmetic.
 #[derive(Default)]
-pub(super) struct SignatureBatcher {
+pub(crate) struct SignatureBatcher {
     queue: OnceLock<Option<mpsc::Sender<Request>>>,
 }
 
@@ -34,7 +34,7 @@ impl std::fmt::Debug for SignatureBatcher {
 
 impl SignatureBatcher {
     /// True when `item`'s signature verifies (ZIP 215 rules, as every batch check here).
-    pub(super) async fn verifies(&self, item: Item) -> bool {
+    pub(crate) async fn verifies(&self, item: Item) -> bool {
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::channel();
             std::thread::Builder::new()
@@ -79,7 +79,7 @@ fn work(rx: &mpsc::Receiver<Request>) {
 
 /// Verifies `batch` and answers every request in it; the emptied vector back for reuse.
 fn answer(mut batch: Vec<Request>) -> Vec<Request> {
-    let verdicts = super::signature_check::verdicts(&batch, |r| &r.item);
+    let verdicts = super::in_order::verdicts(&batch, |r| &r.item);
     for (request, verified) in batch.drain(..).zip(verdicts) {
         // A caller that gave up (its request was cancelled) needs no answer.
         let _ = request.reply.send(verified);

@@ -1,5 +1,5 @@
-//! Integrity verification of a register: every checksum, the chain, contiguous versions and the
-//! register id. Used at start-up, by `GET /api/v1/system-register/verify` and by
+//! The rules of an intact chain: every checksum, the links, contiguous versions and the
+//! register id ([`ChainVerifier`], one entry at a time). Used at start-up, by `GET /api/v1/system-register/verify` and by
 //! `sorcha-peer verify`, and by a peer on every synced entry.
 
 use super::chain;

@@ -1,10 +1,10 @@
 //! Checking the publisher signatures of many entries in version order (verification of a
 //! whole register, a peer's synced batches): the previous version each one binds, in order,
 //! then one Ed25519 batch equation per batch, on any thread. The signed bytes and the single checks are in
-//! [`super::signature`].
+//! [`super`].
 
-use super::entry::Entry;
-use super::signature::{PublisherKeys, SignatureError, SignedFields};
+use super::{PublisherKeys, SignatureError, SignedFields};
+use crate::register::entry::Entry;
 use std::collections::HashMap;
 
 /// One signature waiting for verification: where it is, and the batch item (key, signature

@@ -1,9 +1,9 @@
-//! Verification of a whole register: every checksum, the chain, contiguous versions, page by
-//! page through the read budget.
+//! The integrity check of a whole register: the chain rules (`chain_check`) and publisher
+//! signatures over every entry, page by page through the read budget.
 
 use super::budget::ReadBudget;
+use super::chain_check::{ChainVerifier, Defect, IntegrityFailure};
 use super::signature::{PendingSignatures, PublisherKeys, SignatureCheck, VerifiedSignatures};
-use super::verify::{ChainVerifier, Defect, IntegrityFailure};
 use super::{
     DEFAULT_PAGE_BYTES, INLINE_WORK_BYTES, PAGE, PageBound, Register, RegisterError, read_page,
 };

@@ -30,9 +30,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use std::collections::{BTreeMap, HashMap};
 
-pub use super::signature_check::{
-    PendingSignatures, SignatureCheck, SignatureDefect, VerifiedSignatures,
-};
+mod in_order;
+pub(super) mod write_batcher;
+
+pub use in_order::{PendingSignatures, SignatureCheck, SignatureDefect, VerifiedSignatures};
 
 /// What every signed byte string starts with, so a publication signature can never be taken
 /// for a signature of anything else (a checkpoint note, another version of this layout).

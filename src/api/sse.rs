@@ -106,15 +106,7 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let resume = resume_point(&headers, params.since)?;
     let filter = filter_from(&params)?;
-    let include_entry = match params.include.as_deref() {
-        None => false,
-        Some("document") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "include={other:?} is not supported: use include=document"
-            )));
-        }
-    };
+    let include_entry = include_entry(params.include.as_deref())?;
     let Ok(slot) = Arc::clone(&state.sse_slots).try_acquire_owned() else {
         return Err(ApiError::unavailable(format!(
             "this node already serves {} event streams (sse.maxSubscribers); retry later",
@@ -130,63 +122,139 @@ pub async fn events(
         ahead: after > head_version,
     });
     // Sent at once when nothing is to be replayed, else after the entry at that head.
-    let (mut pending, now) = if after >= head_version {
+    let (after_replay, at_once) = if after >= head_version {
         (None, Some(caught_up))
     } else {
         (Some(caught_up), None)
     };
-    let form = if include_entry {
-        Form::EventWithEntry
-    } else {
-        Form::Event
-    };
-    let register = Arc::clone(&state.register);
     let cursor = Arc::new(CheckpointCursor::new(state.checkpoints.clone(), after));
-    let passed = Arc::clone(&cursor);
-    let live = state
-        .register
-        .subscribe(after, filter, Transport::Sse)
-        .take_while(|item| {
-            if let Err(e) = item {
-                tracing::warn!(error = %e, "sse stream ended by a store error");
-            }
-            std::future::ready(item.is_ok())
-        })
-        .filter_map(|item| std::future::ready(item.ok()))
-        .map(move |followed| {
-            let _counted = &slot;
-            let version = match &followed {
-                Followed::Wanted(shared) => shared.entry.version,
-                Followed::Skipped(version) => *version,
-            };
-            (followed, pending.take_if(|_| version >= head_version))
-        })
-        .then(move |(followed, marker)| match followed {
-            // Encoded once per entry and shared; a frame with the entry shares the document
-            // bytes themselves.
-            Followed::Wanted(shared) => {
-                let passed = Arc::clone(&passed);
-                Either::Left(
-                    register
-                        .derived_soon(&shared, form, move |entry| {
-                            encode::event_frame(entry, include_entry)
-                        })
-                        // The entry (and, read from the store, its bytes in the read budget)
-                        // lives until its frame is written. The position moves as the frame
-                        // goes out, so a checkpoint never comes before what it covers.
-                        .map(move |parts| {
-                            let checkpoint = passed.passed(shared.entry.version);
-                            stream::iter([Some((parts, Some(shared))), marker, checkpoint])
-                        }),
+    let entries = EntryFrames {
+        register: Arc::clone(&state.register),
+        include_entry,
+        replay_ends_at: head_version,
+        after_replay,
+        cursor: Arc::clone(&cursor),
+        slot,
+    }
+    .after(after, filter);
+    let body = event_body(&state, at_once, entries, checkpoint_events(cursor));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `?include=`: `document` adds each entry to its event.
+fn include_entry(include: Option<&str>) -> Result<bool, ApiError> {
+    match include {
+        None => Ok(false),
+        Some("document") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "include={other:?} is not supported: use include=document"
+        ))),
+    }
+}
+
+/// What one stream's entry events are made of.
+struct EntryFrames {
+    register: Arc<Register>,
+    include_entry: bool,
+    /// The head when the stream opened: the replay ends with the entry at it.
+    replay_ends_at: i64,
+    /// The `caught-up` event, when it is due after the replay.
+    after_replay: Option<Frame>,
+    cursor: Arc<CheckpointCursor>,
+    /// The stream's `sse.maxSubscribers` permit, held while it runs.
+    slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl EntryFrames {
+    /// The frames of every entry after `after` that passes `filter`, in version order, each
+    /// followed by the `caught-up` event where the replay ends and by a `checkpoint` event
+    /// when one has become due; the stream ends at a store error.
+    fn after(
+        self,
+        after: i64,
+        filter: Filters,
+    ) -> impl futures::Stream<Item = Frame> + Send + use<> {
+        let EntryFrames {
+            register,
+            include_entry,
+            replay_ends_at,
+            mut after_replay,
+            cursor,
+            slot,
+        } = self;
+        let form = if include_entry {
+            Form::EventWithEntry
+        } else {
+            Form::Event
+        };
+        register
+            .subscribe(after, filter, Transport::Sse)
+            .take_while(|item| {
+                if let Err(e) = item {
+                    tracing::warn!(error = %e, "sse stream ended by a store error");
+                }
+                std::future::ready(item.is_ok())
+            })
+            .filter_map(|item| std::future::ready(item.ok()))
+            .map(move |followed| {
+                let _counted = &slot;
+                let version = match &followed {
+                    Followed::Wanted(shared) => shared.entry.version,
+                    Followed::Skipped(version) => *version,
+                };
+                (
+                    followed,
+                    after_replay.take_if(|_| version >= replay_ends_at),
                 )
-            }
-            Followed::Skipped(version) => {
-                let checkpoint = passed.passed(version);
-                Either::Right(std::future::ready(stream::iter([None, marker, checkpoint])))
-            }
-        })
-        .flatten()
-        .filter_map(std::future::ready);
+            })
+            .then(move |(followed, marker)| match followed {
+                // Encoded once per entry and shared; a frame with the entry shares the document
+                // bytes themselves.
+                Followed::Wanted(shared) => {
+                    let cursor = Arc::clone(&cursor);
+                    Either::Left(
+                        register
+                            .derived_soon(&shared, form, move |entry| {
+                                encode::event_frame(entry, include_entry)
+                            })
+                            // The entry (and, read from the store, its bytes in the read
+                            // budget) lives until its frame is written. The position moves as
+                            // the frame goes out, so a checkpoint never comes before what it
+                            // covers.
+                            .map(move |parts| {
+                                let checkpoint = cursor.passed(shared.entry.version);
+                                stream::iter([Some((parts, Some(shared))), marker, checkpoint])
+                            }),
+                    )
+                }
+                Followed::Skipped(version) => {
+                    let checkpoint = cursor.passed(version);
+                    Either::Right(std::future::ready(stream::iter([None, marker, checkpoint])))
+                }
+            })
+            .flatten()
+            .filter_map(std::future::ready)
+    }
+}
+
+/// The response body: the `retry:` advice and anything due at once, then entry frames
+/// interleaved with keep-alives and checkpoints, cut at shutdown. Whole frames are
+/// interleaved; only then are they split into their parts (a frame with its entry shares the
+/// document's bytes).
+fn event_body(
+    state: &AppState,
+    at_once: Option<Frame>,
+    entries: impl futures::Stream<Item = Frame> + Send + 'static,
+    checkpoints: impl futures::Stream<Item = Frame> + Send + 'static,
+) -> Body {
     let retry: Frame = (
         Arc::from([Bytes::from(format!(
             "retry: {}\n\n",
@@ -199,13 +267,9 @@ pub async fn events(
     ticks.reset();
     let keep_alive = tokio_stream::wrappers::IntervalStream::new(ticks)
         .map(|_| -> Frame { (Arc::from([Bytes::from_static(KEEP_ALIVE)]), None) });
-    let checkpoints = checkpoint_events(cursor);
-    // Whole frames are interleaved with keep-alives and checkpoints and cut at shutdown; only
-    // then are they split into their parts (a frame with its entry shares the document's
-    // bytes).
-    let body = stream::iter(std::iter::once(retry).chain(now))
+    let frames = stream::iter(std::iter::once(retry).chain(at_once))
         .chain(stream::select(
-            live,
+            entries,
             stream::select(keep_alive, checkpoints),
         ))
         .take_until(state.shutdown.clone().cancelled_owned())
@@ -215,15 +279,7 @@ pub async fn events(
                 Ok::<_, Infallible>(parts[i].clone())
             }))
         });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-            (HeaderName::from_static("x-accel-buffering"), "no"),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response())
+    Body::from_stream(frames)
 }
 
 /// The node's head version and hash as announced ([`Register::announced_head`]).

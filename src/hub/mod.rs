@@ -6,6 +6,7 @@
 pub mod limits;
 pub mod link;
 pub mod sessions;
+mod sync_stream;
 
 use crate::clock::SharedClock;
 use crate::config::HubConfig;
@@ -20,14 +21,15 @@ use crate::protocol::{
 use crate::register::checkpoint_note::HeadCheckpoint;
 use crate::register::recent::{Derived, Form};
 use crate::register::subscription::Followed;
-use crate::register::{PAGE, Page, Register, RegisterError};
-use crate::store::{Scope, StoreError};
+use crate::register::{Register, RegisterError};
+use crate::store::StoreError;
 use futures::future::{Either, FutureExt};
 use futures::{Stream, StreamExt};
 use limits::{Limited, PeerLimits};
-use sessions::{SessionRegistry, StreamGuard};
+use sessions::SessionRegistry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use sync_stream::SyncStream;
 use tokio_util::sync::CancellationToken;
 
 /// Why a hub operation failed; each maps to one gRPC status code.
@@ -322,69 +324,9 @@ impl Hub {
         self.count_sync(full);
 
         let limit = max.map_or(usize::MAX, |max| max as usize);
-        struct State {
-            hub: Arc<Hub>,
-            cursor: i64,
-            sent: usize,
-            limit: usize,
-            /// The page being sent. Its budget is held until the entry after its last is
-            /// asked for: by then the transport has taken (encoded and sent) them all.
-            page: Option<Page>,
-            done: bool,
-            guard: StreamGuard,
-            served: prometheus_client::metrics::counter::Counter,
-        }
-        let state = State {
-            hub: Arc::clone(self),
-            cursor: after,
-            sent: 0,
-            limit,
-            page: None,
-            done: false,
-            guard,
-            served: self.metrics.sync_entries_served.clone(),
-        };
-        let cancel = self.shutdown.clone();
-        Ok(futures::stream::unfold(state, |mut s| async move {
-            if s.done {
-                return None;
-            }
-            if s.sent >= s.limit {
-                s.guard.finish_sync(s.cursor);
-                return None;
-            }
-            let head = s.hub.register.head_version();
-            if s.page.as_ref().is_none_or(|p| p.entries.is_empty()) {
-                // The drained page gives its bytes back before the next one is read.
-                s.page = None;
-                let register = &s.hub.register;
-                let bound = register.page_bound(PAGE.min(s.limit - s.sent));
-                match register.read_page(Scope::Log, s.cursor, bound, None).await {
-                    Ok(page) if page.entries.is_empty() => {
-                        // A peer asking beyond the head has only what the hub has.
-                        s.guard.finish_sync(s.cursor.min(head));
-                        return None;
-                    }
-                    Ok(page) => s.page = Some(page),
-                    Err(e) => {
-                        s.done = true;
-                        return Some((Err(e.into()), s));
-                    }
-                }
-            }
-            let entry = s.page.as_mut().and_then(Page::next_entry)?;
-            s.served.inc();
-            s.cursor = entry.version;
-            s.sent += 1;
-            // The hub vouches for the register up to the last entry of each page and of the
-            // stream, so a peer stages at most a page before it can apply.
-            let vouch = s.sent >= s.limit || s.page.as_ref().is_none_or(|p| p.entries.is_empty());
-            let checkpoint = vouch
-                .then(|| s.hub.sign_head(entry.version, &entry.chain_hash))
-                .flatten();
-            Some((Ok(SyncedEntry { entry, checkpoint }), s))
-        })
-        .take_until(cancel.cancelled_owned()))
+        Ok(SyncStream::new(Arc::clone(self), after, limit, guard)
+            .into_stream()
+            .take_until(self.shutdown.clone().cancelled_owned()))
     }
 
     /// A push stream: every entry after `resume_from` (0 = from now on) that passes `filters`,

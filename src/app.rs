@@ -4,10 +4,10 @@
 use crate::api::{self, AppState, NodeInfo};
 use crate::auth::Tokens;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, Settings, StoreKind};
 use crate::hub::Hub;
 use crate::keys::SigningKey;
-use crate::peer::{Peer, PeerParts};
+use crate::peer::{Peer, PeerParts, PeerSettings};
 use crate::register::signature::{PublisherKeys, SignaturePolicy};
 use crate::register::{Register, RegisterOptions};
 use crate::role::{self, ResolvedRole};
@@ -101,48 +101,15 @@ pub async fn start_with_clock(
     if role == ResolvedRole::Peer && config.hubs.is_empty() {
         config.hubs = crate::config::default_hubs();
     }
-    // MongoDB's writes take the pool's other half; the embedded store's one writer takes
-    // every queued write in one group commit, where fewer in flight would only make smaller
-    // ones.
-    let (backend, write_slots): (Arc<dyn RegisterStore>, usize) = match &settings.store {
-        StoreKind::Embedded => (
-            Arc::new(EmbeddedStore::open(&config.data_dir)?),
-            EMBEDDED_WRITE_SLOTS,
-        ),
-        StoreKind::MongoDb(uri) => (
-            Arc::new(MongoStore::connect(uri, &config.mongo, config.limits.store_calls).await?),
-            config.limits.store_calls,
-        ),
-    };
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    let store: Arc<dyn RegisterStore> = Arc::new(GuardedStore::new(
-        backend,
-        CallLimits {
-            deadline: config.limits.store_call_timeout,
-            slot_wait: config.limits.store_call_wait,
-            slots: config.limits.store_calls,
-            write_slots,
-        },
-        Arc::clone(&metrics),
-    ));
-    let register = Register::open(
-        Arc::clone(&store),
-        Arc::clone(&clock),
-        RegisterOptions {
-            seed_genesis: role == ResolvedRole::Hub,
-            max_document_bytes: config.limits.max_document_bytes,
-            recent_window_bytes: config.limits.recent_window_bytes,
-            max_page_bytes: config.limits.max_page_bytes,
-            read_budget_bytes: config.limits.read_budget_bytes,
-            metrics: Arc::clone(&metrics),
-            // Hubs check documents; peers take the hub's entries as they are.
-            blueprint_schema: match role {
-                ResolvedRole::Hub => blueprint_schema.map(Arc::new),
-                ResolvedRole::Peer => None,
-            },
-            idempotency_retention: config.idempotency.retention,
-            signatures: signature_policy(&config, role),
-        },
+    let store = open_store(&config, &settings.store, &metrics).await?;
+    let register = open_register(
+        &store,
+        &clock,
+        &config,
+        role,
+        blueprint_schema.map(Arc::new),
+        &metrics,
     )
     .await?;
     let tokens = Tokens::from_config(&config).context("cannot set up REST tokens")?;
@@ -167,45 +134,26 @@ pub async fn start_with_clock(
         }
         ResolvedRole::Peer => None,
     };
-    let sse_slots = Arc::new(tokio::sync::Semaphore::new(config.sse.max_subscribers));
-    let config = Arc::new(config);
-    let peer = if role == ResolvedRole::Peer {
-        let dialer = crate::hub_client::GrpcDialer::new(crate::hub_client::ClientOptions {
-            connect_timeout: config.peer.connect_timeout,
-            peer_id: Some(node_id.clone()),
-            token: config.peer.token.clone(),
-            ca_cert_pem: settings.peer_ca_cert.clone(),
-            // Heartbeats judge the hub; keep-alive is the backstop that closes a connection
-            // gone silent (a ping each heartbeat period, answered within twice the time the
-            // heartbeats take to give a hub up), never before the heartbeats would.
-            keep_alive: Some((
-                config.peer.heartbeat_interval,
-                2 * (config.peer.heartbeat_interval + config.peer.heartbeat_timeout),
-            )),
-        });
-        Some(Peer::start(
-            PeerParts {
+    let (peer, peer_task) = match role {
+        ResolvedRole::Peer => {
+            let parts = PeerParts {
                 register: Arc::clone(&register),
-                config: Arc::clone(&config),
+                settings: PeerSettings::from(&config),
                 node_id: peer_id,
                 clock: Arc::clone(&clock),
-                dialer: Arc::new(dialer),
+                dialer: Arc::new(grpc_dialer(&config, &settings, &node_id)),
                 metrics: Arc::clone(&metrics),
-            },
-            shutdown.clone(),
-            None,
-        ))
-    } else {
-        None
+            };
+            let (peer, task) = Peer::start(parts, shutdown.clone(), None);
+            (Some(peer), Some(task))
+        }
+        ResolvedRole::Hub => (None, None),
     };
-    let (peer, peer_task) = match peer {
-        Some((peer, task)) => (Some(peer), Some(task)),
-        None => (None, None),
-    };
+    let sse_slots = Arc::new(tokio::sync::Semaphore::new(config.sse.max_subscribers));
     let state = AppState {
         register,
         metrics,
-        config,
+        config: Arc::new(config),
         tokens: Arc::new(tokens),
         node: Arc::new(NodeInfo {
             role: role.as_str(),
@@ -219,51 +167,168 @@ pub async fn start_with_clock(
         peer,
         sse_slots,
     };
-    let housekeeping = hub.clone().map(|hub| tokio::spawn(hub.run_housekeeping()));
-    // With a shared store, appends by other hubs move this node's head too, so its SSE and
-    // push subscribers see them.
-    let tailer = {
-        let (store, register, cancel) = (
-            Arc::clone(&store),
-            Arc::clone(&state.register),
-            shutdown.clone(),
-        );
-        // The tail only says how far the store has moved; one task reads what moved into the
-        // recent window (coalescing announcements that come faster than it reads) and only
-        // then announces it, so followers, syncs and heartbeats find it in memory.
-        let (moved, mut absorb) = tokio::sync::watch::channel(register.head_version());
-        tokio::spawn(async move {
-            while absorb.changed().await.is_ok() {
-                // Each version once: this hub's own appends are in the window already (no
-                // read); an append of another hub that finished before one of ours is read
-                // here, filling the gap.
-                let version = *absorb.borrow_and_update();
-                register.absorb_appends(version).await;
-            }
-        });
-        tokio::spawn(async move {
-            store
-                .follow_external_appends(
-                    &|version| {
-                        moved.send_if_modified(|known| {
-                            let later = version > *known;
-                            *known = (*known).max(version);
-                            later
-                        });
-                    },
-                    cancel,
-                )
-                .await;
-        })
+    let background = Background {
+        housekeeping: hub.clone().map(|hub| tokio::spawn(hub.run_housekeeping())),
+        tailer: follow_other_hubs(&store, &state.register, &shutdown),
+        peer: peer_task,
+        store,
     };
     let credentials = api::grpc::peer_auth::PeerCredentials::new(&state.config.hub.peer_tokens);
     let (grpc, health) = api::grpc::router(hub, credentials, &state.config.limits).await?;
     let router = api::router(state.clone(), grpc, settings.cors);
     let addr = listener.local_addr()?;
+    let task = serve_until_stopped(listener, tls, router, &state, health, background)?;
+    tracing::info!(%addr, role = role.as_str(), "node listening");
+    Ok(Node {
+        addr,
+        state,
+        shutdown,
+        task,
+    })
+}
+
+/// The register store `store` names, behind the node's deadlines and slots.
+async fn open_store(
+    config: &Config,
+    store: &StoreKind,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<Arc<dyn RegisterStore>> {
+    // MongoDB's writes take the pool's other half; the embedded store's one writer takes
+    // every queued write in one group commit, where fewer in flight would only make smaller
+    // ones.
+    let (backend, write_slots): (Arc<dyn RegisterStore>, usize) = match store {
+        StoreKind::Embedded => (
+            Arc::new(EmbeddedStore::open(&config.data_dir)?),
+            EMBEDDED_WRITE_SLOTS,
+        ),
+        StoreKind::MongoDb(uri) => (
+            Arc::new(MongoStore::connect(uri, &config.mongo, config.limits.store_calls).await?),
+            config.limits.store_calls,
+        ),
+    };
+    Ok(Arc::new(GuardedStore::new(
+        backend,
+        CallLimits {
+            deadline: config.limits.store_call_timeout,
+            slot_wait: config.limits.store_call_wait,
+            slots: config.limits.store_calls,
+            write_slots,
+        },
+        Arc::clone(metrics),
+    )))
+}
+
+/// Opens (a hub: seeds and verifies) the register over `store`.
+async fn open_register(
+    store: &Arc<dyn RegisterStore>,
+    clock: &Arc<dyn Clock>,
+    config: &Config,
+    role: ResolvedRole,
+    blueprint_schema: Option<Arc<crate::register::schema::BlueprintSchema>>,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<Arc<Register>> {
+    Ok(Register::open(
+        Arc::clone(store),
+        Arc::clone(clock),
+        RegisterOptions {
+            seed_genesis: role == ResolvedRole::Hub,
+            max_document_bytes: config.limits.max_document_bytes,
+            recent_window_bytes: config.limits.recent_window_bytes,
+            max_page_bytes: config.limits.max_page_bytes,
+            read_budget_bytes: config.limits.read_budget_bytes,
+            metrics: Arc::clone(metrics),
+            // Hubs check documents; peers take the hub's entries as they are.
+            blueprint_schema: match role {
+                ResolvedRole::Hub => blueprint_schema,
+                ResolvedRole::Peer => None,
+            },
+            idempotency_retention: config.idempotency.retention,
+            signatures: signature_policy(config, role),
+        },
+    )
+    .await?)
+}
+
+/// How a peer reaches its hubs: gRPC with its credentials, CA and keep-alive.
+fn grpc_dialer(
+    config: &Config,
+    settings: &Settings,
+    node_id: &str,
+) -> crate::hub_client::GrpcDialer {
+    crate::hub_client::GrpcDialer::new(crate::hub_client::ClientOptions {
+        connect_timeout: config.peer.connect_timeout,
+        peer_id: Some(node_id.to_owned()),
+        token: config.peer.token.clone(),
+        ca_cert_pem: settings.peer_ca_cert.clone(),
+        // Heartbeats judge the hub; keep-alive is the backstop that closes a connection
+        // gone silent (a ping each heartbeat period, answered within twice the time the
+        // heartbeats take to give a hub up), never before the heartbeats would.
+        keep_alive: Some((
+            config.peer.heartbeat_interval,
+            2 * (config.peer.heartbeat_interval + config.peer.heartbeat_timeout),
+        )),
+    })
+}
+
+/// Follows appends other hubs make to a shared store, so this node's SSE and push
+/// subscribers see them too.
+fn follow_other_hubs(
+    store: &Arc<dyn RegisterStore>,
+    register: &Arc<Register>,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
+    let (store, register, cancel) = (Arc::clone(store), Arc::clone(register), shutdown.clone());
+    // The tail only says how far the store has moved; one task reads what moved into the
+    // recent window (coalescing announcements that come faster than it reads) and only then
+    // announces it, so followers, syncs and heartbeats find it in memory.
+    let (moved, mut absorb) = tokio::sync::watch::channel(register.head_version());
+    tokio::spawn(async move {
+        while absorb.changed().await.is_ok() {
+            // Each version once: this hub's own appends are in the window already (no read);
+            // an append of another hub that finished before one of ours is read here,
+            // filling the gap.
+            let version = *absorb.borrow_and_update();
+            register.absorb_appends(version).await;
+        }
+    });
+    tokio::spawn(async move {
+        store
+            .follow_external_appends(
+                &|version| {
+                    moved.send_if_modified(|known| {
+                        let later = version > *known;
+                        *known = (*known).max(version);
+                        later
+                    });
+                },
+                cancel,
+            )
+            .await;
+    })
+}
+
+/// What runs beside the server and is stopped after it, in this order.
+struct Background {
+    housekeeping: Option<JoinHandle<()>>,
+    tailer: JoinHandle<()>,
+    peer: Option<JoinHandle<()>>,
+    store: Arc<dyn RegisterStore>,
+}
+
+/// Serves `router` on `listener` until the node's shutdown, then stops: NOT_SERVING, at most
+/// `shutdownGrace` for connections to finish, the background tasks, the store.
+fn serve_until_stopped(
+    listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    router: axum::Router,
+    state: &AppState,
+    health: tonic_health::server::HealthReporter,
+    background: Background,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
     let grace = state.config.shutdown_grace;
     let handshake_timeout = state.config.tls.handshake_timeout;
     let limits = state.config.limits.clone();
-    let stop = shutdown.clone();
+    let stop = state.shutdown.clone();
     let server: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match tls {
         None => {
             use axum::serve::ListenerExt;
@@ -278,8 +343,8 @@ pub async fn start_with_clock(
             Box::pin(async move { crate::serve::serve(listener, router, &limits, stop).await })
         }
     };
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
+    let token = state.shutdown.clone();
+    Ok(tokio::spawn(async move {
         let deadline = async {
             token.cancelled().await;
             api::grpc::report_not_serving(&health).await;
@@ -289,27 +354,24 @@ pub async fn start_with_clock(
             () = server => {},
             () = deadline => tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace expired; closing remaining connections"),
         }
-        if let Some(task) = housekeeping {
+        if let Some(task) = background.housekeeping {
             let _ = task.await;
         }
-        let _ = tailer.await;
+        let _ = background.tailer.await;
         // The peer finishes its current apply and says goodbye to its hub.
-        if let Some(task) = peer_task
+        if let Some(task) = background.peer
             && tokio::time::timeout(grace, task).await.is_err()
         {
             tracing::warn!("peer did not stop within the grace period");
         }
-        store.close().await.context("closing the store")?;
+        background
+            .store
+            .close()
+            .await
+            .context("closing the store")?;
         tracing::info!("node stopped");
         Ok(())
-    });
-    tracing::info!(%addr, role = role.as_str(), "node listening");
-    Ok(Node {
-        addr,
-        state,
-        shutdown,
-        task,
-    })
+    }))
 }
 
 /// The register's signature policy: a hub checks writes against each identity's

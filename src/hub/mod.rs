@@ -1,7 +1,7 @@
 //! The hub role: peer sessions, heartbeat tracking, sync and push streams over the Register.
-//! Transport-free: `api/grpc` adapts it to the wire contract. Just over 500 lines: the
-//! hub's operations, one per protocol call, plus its signed checkpoints; sessions and limits
-//! are in their own files already.
+//! Transport-free: `api/grpc` adapts it to the wire contract. One operation per protocol
+//! call, plus the hub's signed checkpoints; sessions, limits and the sync stream have files of
+//! their own.
 
 pub mod limits;
 pub mod link;

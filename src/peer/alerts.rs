@@ -1,7 +1,61 @@
 //! Operator alerts: an error-level log line and, when `alerts.webhookUrl` is set, a JSON POST.
 
 use serde::Serialize;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+
+/// Alerts an in-process watcher may fall behind by before it misses some.
+const FEED: usize = 256;
+
+/// How long shutdown waits for alert posts in flight.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Where a peer's alerts go (the log, the webhook, in-process watchers), and which standing
+/// conditions have been alerted already.
+#[derive(Debug)]
+pub struct Alerter {
+    webhook: Option<String>,
+    /// Posts in flight; shutdown waits for them (bounded).
+    posts: tokio_util::task::TaskTracker,
+    /// Every alert raised, for in-process watchers (a simulation, an embedding program).
+    feed: tokio::sync::broadcast::Sender<Alert>,
+    /// `peer.refused` was raised and no connect has succeeded since.
+    pub(super) refused: AtomicBool,
+    /// `peer.clock_offset` was raised and the offset has not come back since.
+    pub(super) clock_off: AtomicBool,
+}
+
+impl Alerter {
+    /// Alerts posted to `webhook` (`alerts.webhookUrl`), if any.
+    pub fn new(webhook: Option<String>) -> Self {
+        Self {
+            webhook,
+            posts: tokio_util::task::TaskTracker::new(),
+            feed: tokio::sync::broadcast::channel(FEED).0,
+            refused: AtomicBool::new(false),
+            clock_off: AtomicBool::new(false),
+        }
+    }
+
+    /// Raises `alert`: the log line, the webhook, the watchers.
+    pub fn raise(&self, alert: Alert) {
+        // No watcher is fine: the log line and the webhook carry it.
+        let _ = self.feed.send(alert.clone());
+        raise(self.webhook.as_deref(), alert, &self.posts);
+    }
+
+    /// Every alert raised from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Alert> {
+        self.feed.subscribe()
+    }
+
+    /// Waits (at most [`DRAIN`]) for posts in flight: an alert raised just before shutdown
+    /// (e.g. isolation) still reaches its webhook.
+    pub async fn drain(&self) {
+        self.posts.close();
+        let _ = tokio::time::timeout(DRAIN, self.posts.wait()).await;
+    }
+}
 
 /// One alert.
 #[derive(Debug, Clone, Serialize)]

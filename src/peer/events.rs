@@ -22,18 +22,12 @@ impl Peer {
             message,
             evidence,
         };
-        // No watcher is fine: the log line and the webhook carry it.
-        let _ = self.alert_feed.send(alert.clone());
-        alerts::raise(
-            self.config.alerts.webhook_url.as_deref(),
-            alert,
-            &self.alert_posts,
-        );
+        self.alerts.raise(alert);
     }
 
     pub(super) fn on_connected(&self, index: usize, grant: &ConnectionGrant) {
         self.note_refusal(index, None);
-        self.refusal_alerted.store(false, Ordering::Relaxed);
+        self.alerts.refused.store(false, Ordering::Relaxed);
         let now = self.clock.now_ms();
         let left_isolation = self.state_mut().connected(
             index,
@@ -47,7 +41,7 @@ impl Peer {
                 "peer.reconnected",
                 format!(
                     "left isolated mode: connected to {}",
-                    self.config.hubs[index]
+                    self.settings.hubs[index]
                 ),
             );
         }
@@ -70,11 +64,11 @@ impl Peer {
         };
         let offset_ms = estimate.offset_ms;
         self.state_mut().clock_offset(offset_ms);
-        let url = &self.config.hubs[index];
+        let url = &self.settings.hubs[index];
         self.metrics.hub_clock_offset.set(offset_ms as f64 / 1000.0);
         let off = estimate.samples >= CLOCK_SAMPLES_TO_ALERT
             && estimate.certain_ms() >= CLOCK_OFFSET_ALERT_MS;
-        if off && !self.clock_alerted.swap(true, Ordering::Relaxed) {
+        if off && !self.alerts.clock_off.swap(true, Ordering::Relaxed) {
             let direction = if offset_ms < 0 { "ahead of" } else { "behind" };
             self.alert(
                 "peer.clock_offset",
@@ -87,7 +81,7 @@ impl Peer {
                 ),
             );
         } else if estimate.certain_ms() < CLOCK_OFFSET_ALERT_MS
-            && self.clock_alerted.swap(false, Ordering::Relaxed)
+            && self.alerts.clock_off.swap(false, Ordering::Relaxed)
         {
             tracing::info!(offset_ms, hub = %url, "clock offset from the hub is back within bounds");
         }
@@ -103,14 +97,14 @@ impl Peer {
 
     pub(super) fn on_hub_behind(&self, index: usize, hub_version: i64, replica: i64) {
         if self.state_mut().hub_behind(index, hub_version) {
-            let url = &self.config.hubs[index];
+            let url = &self.settings.hubs[index];
             tracing::warn!(hub = %url, hub_version, replica, "hub is behind the replica; not following it (no rollback)");
         }
     }
 
     pub(super) fn on_divergence(&self, index: usize, message: &str) {
         self.state_mut().diverged(index, message);
-        let url = &self.config.hubs[index];
+        let url = &self.settings.hubs[index];
         self.alert(
             "peer.divergence",
             format!("hub {url} diverges from the replica and is not followed: {message}"),
@@ -121,7 +115,7 @@ impl Peer {
     /// requires signatures: not followed, as for a fork.
     pub(super) fn on_unverified(&self, index: usize, message: &str) {
         self.state_mut().unverified(index, message);
-        let url = &self.config.hubs[index];
+        let url = &self.settings.hubs[index];
         self.alert(
             "peer.signature_refused",
             format!("hub {url} sent entries that are refused (peer.requireSignatures): {message}"),
@@ -131,7 +125,7 @@ impl Peer {
     /// Hub `index`'s checkpoints are not trusted (or contradict others): not followed, as for
     /// a fork; equivocation is alerted with both notes.
     pub(super) fn on_untrusted(&self, index: usize, error: &trust::TrustError) -> SessionEnd {
-        let url = &self.config.hubs[index];
+        let url = &self.settings.hubs[index];
         let message = format!("hub {url} is not followed: {error}");
         self.state_mut().untrusted(index, &message);
         match error {
@@ -158,7 +152,7 @@ impl Peer {
     pub(super) fn on_unstorable(&self, index: usize, message: &str) {
         let error = format!("replica cannot store the hub's entries (permanent): {message}");
         tracing::error!(%error, "sync stopped");
-        let url = &self.config.hubs[index];
+        let url = &self.settings.hubs[index];
         if self.state_mut().unstorable(index, &error) {
             self.alert("peer.unstorable", format!("syncing from {url}: {error}"));
         }
@@ -181,14 +175,14 @@ impl Peer {
             refusals.iter().all(Option::is_some).then(|| {
                 refusals
                     .iter()
-                    .zip(&self.config.hubs)
+                    .zip(&self.settings.hubs)
                     .map(|(r, hub)| format!("{hub}: {}", r.as_deref().unwrap_or_default()))
                     .collect::<Vec<_>>()
                     .join("; ")
             })
         };
         if let Some(answers) = all
-            && !self.refusal_alerted.swap(true, Ordering::Relaxed)
+            && !self.alerts.refused.swap(true, Ordering::Relaxed)
         {
             self.alert(
                 "peer.refused",
@@ -204,8 +198,8 @@ impl Peer {
     pub(super) fn failed_over(&self, index: usize, why: &str) {
         self.state_mut().failed_over();
         self.metrics.failovers.inc();
-        let next = &self.config.hubs[(index + 1) % self.config.hubs.len()];
-        tracing::warn!(from = %self.config.hubs[index], to = %next, reason = %why, "failing over");
+        let next = &self.settings.hubs[(index + 1) % self.settings.hubs.len()];
+        tracing::warn!(from = %self.settings.hubs[index], to = %next, reason = %why, "failing over");
     }
 
     pub(super) fn attempt_failed(&self, index: usize, error: &str) {

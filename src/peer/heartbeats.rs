@@ -43,7 +43,7 @@ pub(super) async fn heartbeat_loop(
     stop: CancellationToken,
 ) {
     let peer = Arc::clone(&session.peer);
-    let cfg = peer.config().peer.clone();
+    let cfg = peer.settings().peer.clone();
     let mut ticker = tokio::time::interval_at(
         Instant::now() + cfg.heartbeat_interval,
         cfg.heartbeat_interval,

@@ -12,7 +12,7 @@ pub mod sync;
 pub mod trust;
 
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{Config, PeerConfig};
 use crate::error_code::{Classified, ErrorCode};
 use crate::link::Dialer;
 use crate::metrics::Metrics;
@@ -75,12 +75,42 @@ impl Classified for PeerError {
     }
 }
 
+/// What a peer runs by, taken from the node's configuration.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// The hubs, in priority order (`hubs`).
+    pub hubs: Vec<String>,
+    /// `peer.*`.
+    pub peer: PeerConfig,
+    /// Where the peer keeps its pinned hub keys and last trusted checkpoint (`dataDir`).
+    pub data_dir: std::path::PathBuf,
+    /// `alerts.webhookUrl`.
+    pub alert_webhook: Option<String>,
+    /// The address this node serves on, told to hubs when connecting (`listen`).
+    pub listen: std::net::SocketAddr,
+    /// The largest document this node takes, told to hubs (`limits.maxDocumentBytes`).
+    pub max_document_bytes: usize,
+}
+
+impl From<&Config> for PeerSettings {
+    fn from(config: &Config) -> Self {
+        Self {
+            hubs: config.hubs.clone(),
+            peer: config.peer.clone(),
+            data_dir: config.data_dir.clone(),
+            alert_webhook: config.alerts.webhook_url.clone(),
+            listen: config.listen,
+            max_document_bytes: config.limits.max_document_bytes,
+        }
+    }
+}
+
 /// What a peer runs on, handed over by the composition root.
 pub struct PeerParts {
     /// The replica.
     pub register: Arc<Register>,
-    /// Configuration (`peer.*`, `hubs`).
-    pub config: Arc<Config>,
+    /// Its settings.
+    pub settings: PeerSettings,
     /// This peer's id (sent as `peer_id`).
     pub node_id: PeerId,
     /// The clock.
@@ -95,7 +125,7 @@ pub struct PeerParts {
 pub struct Peer {
     register: Arc<Register>,
     metrics: Arc<Metrics>,
-    config: Arc<Config>,
+    settings: PeerSettings,
     node_id: PeerId,
     clock: SharedClock,
     dialer: Arc<dyn Dialer>,
@@ -105,25 +135,13 @@ pub struct Peer {
     /// Per hub: the last connect attempt's permanent refusal (bad id, unknown or forbidden
     /// credentials), if it was one; when every hub refuses so, retrying cannot help.
     refusals: Mutex<Vec<Option<String>>>,
-    /// The `peer.refused` alert was raised and no connect has succeeded since.
-    refusal_alerted: std::sync::atomic::AtomicBool,
-    /// The `peer.clock_offset` alert was raised and the offset has not come back since.
-    clock_alerted: std::sync::atomic::AtomicBool,
-    /// Alert posts in flight; shutdown waits for them (bounded).
-    alert_posts: tokio_util::task::TaskTracker,
-    /// Every alert raised, for in-process watchers (a simulation, an embedding program).
-    alert_feed: tokio::sync::broadcast::Sender<alerts::Alert>,
+    /// Where alerts go, and which standing conditions were alerted.
+    alerts: alerts::Alerter,
     /// Draws the backoff jitter; seeded when the caller asks for reproducible runs.
     jitter: Mutex<StdRng>,
     /// Which hub keys are trusted, and what they vouched for.
     trust: trust::HubTrust,
 }
-
-/// Alerts an in-process watcher may fall behind by before it misses some.
-const ALERT_FEED: usize = 256;
-
-/// How long shutdown waits for alert posts in flight.
-const ALERT_DRAIN: Duration = Duration::from_secs(2);
 
 /// A hub clock this far from the peer's raises `peer.clock_offset` (heartbeats are sent on the
 /// hub's clock whatever the offset, so the session holds; the alert is for the operator).
@@ -151,7 +169,7 @@ impl Peer {
     ) -> (Arc<Self>, JoinHandle<()>) {
         let PeerParts {
             register,
-            config,
+            settings,
             node_id,
             clock,
             dialer,
@@ -163,17 +181,17 @@ impl Peer {
             None => StdRng::from_os_rng(),
         };
         let peer = Arc::new(Self {
-            alert_feed: tokio::sync::broadcast::channel(ALERT_FEED).0,
+            alerts: alerts::Alerter::new(settings.alert_webhook.clone()),
             jitter: Mutex::new(jitter),
-            trust: trust::HubTrust::open(config.peer.trusted_hub_keys.clone(), &config.data_dir),
-            state: Mutex::new(PeerState::new(&config.hubs)),
-            refusals: Mutex::new(vec![None; config.hubs.len()]),
-            refusal_alerted: std::sync::atomic::AtomicBool::new(false),
-            clock_alerted: std::sync::atomic::AtomicBool::new(false),
-            alert_posts: tokio_util::task::TaskTracker::new(),
+            trust: trust::HubTrust::open(
+                settings.peer.trusted_hub_keys.clone(),
+                &settings.data_dir,
+            ),
+            state: Mutex::new(PeerState::new(&settings.hubs)),
+            refusals: Mutex::new(vec![None; settings.hubs.len()]),
             register,
             metrics,
-            config,
+            settings,
             node_id,
             clock,
             dialer,
@@ -194,9 +212,9 @@ impl Peer {
         &self.metrics
     }
 
-    /// Configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// What the peer runs by.
+    pub fn settings(&self) -> &PeerSettings {
+        &self.settings
     }
 
     /// Which hub keys are trusted, and what they vouched for.
@@ -259,7 +277,7 @@ impl Peer {
 
     /// Every alert this peer raises from now on.
     pub fn alerts(&self) -> tokio::sync::broadcast::Receiver<alerts::Alert> {
-        self.alert_feed.subscribe()
+        self.alerts.subscribe()
     }
 
     /// Drops the session (if any) and reconnects, restarting the backoff.
@@ -276,13 +294,13 @@ impl Peer {
 /// `backoffMax` (backon computes the sequence), each shortened by up to 20 % at random so
 /// peers that lost the same hub do not retry in lockstep; `None` after `attemptsPerHub`.
 fn backoff(peer: &Arc<Peer>) -> impl Iterator<Item = Duration> + use<> {
-    let attempts = peer.config.peer.attempts_per_hub.max(1) as usize;
+    let attempts = peer.settings.peer.attempts_per_hub.max(1) as usize;
     delays(peer, Some(attempts - 1))
 }
 
 /// The backoff sequence (`times` delays, or endless), jittered.
 fn delays(peer: &Arc<Peer>, times: Option<usize>) -> impl Iterator<Item = Duration> + use<> {
-    let config = &peer.config;
+    let config = &peer.settings;
     let mut builder = ExponentialBuilder::new()
         .with_min_delay(config.peer.backoff_initial)
         .with_max_delay(config.peer.backoff_max)
@@ -320,12 +338,12 @@ impl Peer {
 ///   untrusted checkpoints, refused signatures), count as failed attempts: the next hub is
 ///   tried after the round's backoff, never in a tight loop.
 async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
-    let hubs = peer.config.hubs.len();
+    let hubs = peer.settings.hubs.len();
     if hubs == 0 {
         tracing::error!("peer has no hubs configured");
         return;
     }
-    let first = peer.config.peer.backoff_initial;
+    let first = peer.settings.peer.backoff_initial;
     let mut index = 0usize;
     let mut exhausted = vec![false; hubs];
     // Delays between rounds, and before moving on after a refusal: grows while no session
@@ -353,7 +371,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
         }
         peer.begin_attempt(index, wait);
         let end = session::run(&peer, index, &mut commands, &shutdown).await;
-        let url = &peer.config.hubs[index];
+        let url = &peer.settings.hubs[index];
         match end {
             SessionEnd::Shutdown => break,
             SessionEnd::Reconnect => {
@@ -409,7 +427,5 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
         tries = backoff(&peer);
     }
     peer.state_mut().stopped();
-    // An alert raised just before shutdown (e.g. isolation) still reaches its webhook.
-    peer.alert_posts.close();
-    let _ = tokio::time::timeout(ALERT_DRAIN, peer.alert_posts.wait()).await;
+    peer.alerts.drain().await;
 }

@@ -49,15 +49,15 @@ pub enum SessionEnd {
 }
 
 /// Runs one session with hub `index`.
-#[tracing::instrument(name = "session", skip_all, fields(hub = %peer.config().hubs[index], peer_id = %peer.node_id()))]
+#[tracing::instrument(name = "session", skip_all, fields(hub = %peer.settings().hubs[index], peer_id = %peer.node_id()))]
 pub async fn run(
     peer: &Arc<Peer>,
     index: usize,
     commands: &mut mpsc::Receiver<Command>,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
-    let url = peer.config().hubs[index].clone();
-    let cfg = peer.config().peer.clone();
+    let url = peer.settings().hubs[index].clone();
+    let cfg = peer.settings().peer.clone();
     let give_up = GiveUp::default();
     let connect = async {
         let dialed = peer.dialer().dial(&url).await?;
@@ -71,13 +71,13 @@ pub async fn run(
         let request = ConnectRequest {
             peer_id: peer.node_id().clone(),
             peer: PeerDescription {
-                address: peer.config().listen.ip().to_string(),
-                port: i32::from(peer.config().listen.port()),
+                address: peer.settings().listen.ip().to_string(),
+                port: i32::from(peer.settings().listen.port()),
                 node_type: "Peer".into(),
                 supported_protocols: vec!["grpc".into(), "grpc-web".into()],
                 supports_push_notifications: true,
                 supports_incremental_sync: true,
-                max_blueprint_size: i32::try_from(peer.config().limits.max_document_bytes)
+                max_blueprint_size: i32::try_from(peer.settings().max_document_bytes)
                     .unwrap_or(i32::MAX),
                 is_nat_restricted: false,
             },

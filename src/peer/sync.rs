@@ -401,7 +401,8 @@ async fn apply(
         return Ok(0);
     }
     let now = peer.clock().now_ms();
-    let interval = i64::try_from(peer.config().peer.sync_interval.as_millis()).unwrap_or(i64::MAX);
+    let interval =
+        i64::try_from(peer.settings().peer.sync_interval.as_millis()).unwrap_or(i64::MAX);
     let total = previous.total_entries_synced + i64::try_from(applied_before + count).unwrap_or(0);
     let syncs = previous.total_syncs + i64::from(last);
     if !batch.is_empty() {

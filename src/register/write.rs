@@ -1,7 +1,6 @@
 //! Writes by clients (a hub's publish, update and deprecate): the rules, the one
 //! optimistic-concurrency loop, idempotency keys and transaction ids, publisher signatures,
-//! the append itself. Over 500 lines because the three writes share these steps in one
-//! place: split, each would repeat its retry and replay handling.
+//! the append itself. The three writes share these steps here, each once.
 
 use super::chain;
 use super::entry::{Entry, EntryType, Expectation, NewEntry, SYSTEM_REGISTER_ID};

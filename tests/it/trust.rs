@@ -12,7 +12,7 @@ use sorcha_peer::hub_client::{ClientOptions, GrpcDialer};
 use sorcha_peer::keys::{SigningKey, VerifierKey};
 use sorcha_peer::link::{Dialer, HubLink, HubStatus, LinkError, LinkStream};
 use sorcha_peer::metrics::Metrics;
-use sorcha_peer::peer::{Peer, PeerParts};
+use sorcha_peer::peer::{Peer, PeerParts, PeerSettings};
 use sorcha_peer::protocol::{
     ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
     HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
@@ -570,7 +570,7 @@ async fn a_stream_without_covering_checkpoints_is_not_applied() {
         let (peer, task) = Peer::start(
             PeerParts {
                 register,
-                config: Arc::new(cfg),
+                settings: PeerSettings::from(&cfg),
                 node_id: pid("tampered"),
                 clock,
                 dialer: Arc::new(TamperingDialer(how)),

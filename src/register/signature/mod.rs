@@ -21,8 +21,8 @@
 //! and `publishedBy` are not signed: the hub assigns them, and `[[publishers]]` ties a token's
 //! identity to the keys it may sign with.
 //!
-//! Over 500 lines only with its unit tests (a third of the file), kept beside the rules they
-//! check; checking many entries at once is in `signature_check.rs`.
+//! Checking many entries at once is in `in_order.rs`; concurrent signed writes are batched
+//! in `write_batcher.rs`.
 
 use super::entry::{Entry, EntryType};
 use crate::keys::{SigningKey, VerifierKey};

@@ -9,7 +9,7 @@ use sorcha_peer::config::{Config, HubConfig, Rate};
 use sorcha_peer::hub::Hub;
 use sorcha_peer::metrics::Metrics;
 use sorcha_peer::peer::alerts::Alert;
-use sorcha_peer::peer::{Peer, PeerParts};
+use sorcha_peer::peer::{Peer, PeerParts, PeerSettings};
 use sorcha_peer::register::{Register, RegisterOptions};
 use sorcha_peer::store::embedded::{EmbeddedStore, Execution};
 use sorcha_peer::store::{RegisterStore, SyncProgress};
@@ -222,10 +222,10 @@ async fn start_peer(
         PeerParts {
             register,
             // Its data directory is its replica's (pinned hub keys, last checkpoint).
-            config: Arc::new(Config {
+            settings: PeerSettings {
                 data_dir: dir.to_owned(),
-                ..Config::clone(config)
-            }),
+                ..PeerSettings::from(config.as_ref())
+            },
             node_id: crate::support::pid(&format!("peer-{index}")),
             clock,
             dialer: Arc::new(SimDialer {

@@ -49,7 +49,7 @@ impl Alerter {
         self.feed.subscribe()
     }
 
-    /// Waits (at most [`DRAIN`]) for posts in flight: an alert raised just before shutdown
+    /// Waits (bounded) for posts in flight: an alert raised just before shutdown
     /// (e.g. isolation) still reaches its webhook.
     pub async fn drain(&self) {
         self.posts.close();

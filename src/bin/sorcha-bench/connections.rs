@@ -55,10 +55,13 @@ pub(crate) async fn idle(subscribers: usize, per_connection: usize) -> anyhow::R
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let with_grpc = hub.rss_kib();
+    // What the hub itself counts as open, by transport.
+    let open = hub.samples("sorcha_peer_subscribers").await?;
     report(
         "idle",
         json!({"sse": subscribers, "grpc": subscribers, "per_connection": per_connection}),
         json!({
+            "open_streams": open,
             "base_rss_kib": base,
             "sse_kib_per_subscriber": (with_sse.saturating_sub(base)) as f64 / subscribers as f64,
             "grpc_kib_per_stream": (with_grpc.saturating_sub(with_sse)) as f64 / subscribers as f64,

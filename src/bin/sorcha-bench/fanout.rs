@@ -65,7 +65,7 @@ pub(crate) async fn fanout(run: Fanout) -> anyhow::Result<()> {
         }
     );
     // Each subscriber records (version, arrival) for every notification.
-    let mut receivers = Vec::new();
+    let mut grpc_receivers = Vec::new();
     for i in 0..grpc_subs {
         let client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
         let id = bench_peer(&format!("fan-{i}"));
@@ -73,7 +73,7 @@ pub(crate) async fn fanout(run: Fanout) -> anyhow::Result<()> {
         let mut stream = client
             .subscribe(&id, &grant.session_id, &Filters::default(), 0)
             .await?;
-        receivers.push(tokio::spawn(async move {
+        grpc_receivers.push(tokio::spawn(async move {
             let _keep = client;
             let mut got = Vec::with_capacity(publishes);
             while got.len() < publishes {
@@ -88,13 +88,14 @@ pub(crate) async fn fanout(run: Fanout) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()?;
+    let mut sse_receivers = Vec::new();
     for _ in 0..sse_subs {
         let response = http.get(&events_url).send().await?;
         if !response.status().is_success() {
             bail!("event stream answered {}", response.status());
         }
         let mut events = response.bytes_stream().eventsource();
-        receivers.push(tokio::spawn(async move {
+        sse_receivers.push(tokio::spawn(async move {
             let mut got = Vec::with_capacity(publishes);
             while got.len() < publishes {
                 match events.next().await {
@@ -136,7 +137,10 @@ pub(crate) async fn fanout(run: Fanout) -> anyhow::Result<()> {
     }
     let publishing_s = started.elapsed().as_secs_f64();
     let ack_of: std::collections::HashMap<i64, Instant> = acks.into_iter().collect();
-    let receipts = Receipts::gather(receivers, |v| ack_of.get(&v).copied()).await?;
+    let mut receipts = Receipts::new();
+    let ack = |v| ack_of.get(&v).copied();
+    receipts.add("grpc", grpc_receivers, ack).await?;
+    receipts.add("sse", sse_receivers, ack).await?;
     let cpu = proc_cpu(hub.pid()).delta(cpu_before);
     let clients = proc_cpu(std::process::id()).delta(clients_before);
     let expected = subscribers * publishes;

@@ -13,33 +13,46 @@ pub(crate) struct Receipts {
     delivered: usize,
     /// Every subscriber saw consecutive versions (sequence numbers), none skipped or repeated.
     in_order: bool,
+    /// Receipts by the transport that delivered them.
+    by_transport: std::collections::BTreeMap<&'static str, usize>,
 }
 
+/// One subscriber's task: the `(version, arrival)` of everything it received.
+pub(crate) type Receiver = tokio::task::JoinHandle<Vec<(i64, Instant)>>;
+
 impl Receipts {
-    /// Waits (bounded) for every subscriber task's `(version, arrival)` list.
-    pub(crate) async fn gather(
-        receivers: Vec<tokio::task::JoinHandle<Vec<(i64, Instant)>>>,
-        ack_of: impl Fn(i64) -> Option<Instant>,
-    ) -> anyhow::Result<Self> {
-        let mut receipts = Receipts {
+    /// No receipts yet.
+    pub(crate) fn new() -> Self {
+        Receipts {
             latency: histogram(),
             delivered: 0,
             in_order: true,
-        };
+            by_transport: Default::default(),
+        }
+    }
+
+    /// Waits (bounded) for every `transport` subscriber task's list and counts it.
+    pub(crate) async fn add(
+        &mut self,
+        transport: &'static str,
+        receivers: Vec<Receiver>,
+        ack_of: impl Fn(i64) -> Option<Instant>,
+    ) -> anyhow::Result<()> {
         for r in receivers {
             let got = tokio::time::timeout(Duration::from_secs(120), r)
                 .await
                 .context("subscribers did not finish")??;
-            receipts.in_order &= got.windows(2).all(|w| w[1].0 == w[0].0 + 1);
-            receipts.delivered += got.len();
+            self.in_order &= got.windows(2).all(|w| w[1].0 == w[0].0 + 1);
+            self.delivered += got.len();
+            *self.by_transport.entry(transport).or_default() += got.len();
             for (v, at) in got {
                 if let Some(ack) = ack_of(v) {
                     let us = at.saturating_duration_since(ack).as_micros().max(1);
-                    receipts.latency.record(us as u64)?;
+                    self.latency.record(us as u64)?;
                 }
             }
         }
-        Ok(receipts)
+        Ok(())
     }
 
     /// Fails unless every subscriber got every publish, in order.
@@ -60,6 +73,7 @@ impl Receipts {
         figures["delivered"] = json!(self.delivered);
         figures["expected"] = json!(expected);
         figures["in_order"] = json!(self.in_order);
+        figures["delivered_by"] = json!(self.by_transport);
         figures
     }
 }

@@ -119,10 +119,12 @@ pub(crate) async fn run(
         acks.push(Instant::now());
     }
     // Sequence numbers count publishes from 0, so they index `acks`.
-    let receipts = Receipts::gather(receivers, |seq| {
-        usize::try_from(seq).ok().and_then(|i| acks.get(i).copied())
-    })
-    .await?;
+    let mut receipts = Receipts::new();
+    receipts
+        .add("tcp", receivers, |seq| {
+            usize::try_from(seq).ok().and_then(|i| acks.get(i).copied())
+        })
+        .await?;
     let cpu = proc_cpu(pid).delta(cpu_before);
     let clients = proc_cpu(std::process::id()).delta(clients_before);
     let expected = subscribers * publishes;

@@ -264,12 +264,19 @@ async fn publish(
     let mut figures = latency_fields(&all);
     figures["throughput_per_s"] = json!(count as f64 / elapsed);
     figures["elapsed_s"] = json!(elapsed);
+    figures["versions"] = json!([versions.first(), versions.last()]);
+    // The hub's own figures before it is asked to verify (which takes CPU of its own).
+    figures["hub_rss_mib"] = json!(hub.rss_kib() as f64 / 1024.0);
+    figures["hub_cpu_s"] = json!(hub.cpu_seconds());
+    let (checked, signatures) = hub.verify().await?;
+    figures["register_checked"] = json!(checked);
+    figures["register_signatures"] = json!(signatures);
     report(
         "publish",
         json!({"concurrency": concurrency, "count": count, "doc_bytes": doc_bytes,
                "idempotency_keys": idempotency_keys.map(|k| format!("{k:?}")), "signed": signed}),
         figures,
-        Some(&hub),
+        None,
     );
     Ok(())
 }
@@ -376,10 +383,13 @@ async fn fullsync(entries: i64, doc_bytes: usize, signed: bool) -> anyhow::Resul
         "fullsync",
         json!({"entries": entries + 1, "doc_bytes": doc_bytes, "signed": signed}),
         json!({
+            "streamed": count,
             "stream_s": stream_s,
             "stream_entries_per_s": count as f64 / stream_s,
             "peer_replicate_s": replicate_s,
             "peer_entries_per_s": count as f64 / replicate_s,
+            "replica_checked": verify.checked,
+            "replica_signatures": verify.signed,
         }),
         Some(&hub),
     );

@@ -3,6 +3,7 @@
 use crate::TOKEN;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -177,6 +178,48 @@ impl Hub {
     pub(crate) fn cpu_seconds(&self) -> f64 {
         let cpu = proc_cpu(self.pid());
         cpu.user + cpu.sys
+    }
+
+    /// The hub's `metric` (a Prometheus sample name) by its one label's value, as its
+    /// `/metrics` says now.
+    pub(crate) async fn samples(&self, metric: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+        let text = reqwest::Client::new()
+            .get(format!("{}/metrics", self.url))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let prefix = format!("{metric}{{");
+        Ok(text
+            .lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .filter_map(|rest| {
+                let (labels, value) = rest.split_once("} ")?;
+                let label = labels.split_once("=\"")?.1.trim_end_matches('"');
+                Some((label.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// The hub's integrity check, over REST: entries checked and publisher signatures
+    /// verified.
+    pub(crate) async fn verify(&self) -> anyhow::Result<(u64, u64)> {
+        let view: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/system-register/verify", self.url))
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        if view["ok"] != true {
+            bail!("the hub's register does not verify: {view}");
+        }
+        let count = |field: &str| view[field].as_u64().unwrap_or(0);
+        Ok((count("checked"), count("signed")))
     }
 }
 

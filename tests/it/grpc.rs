@@ -1,6 +1,6 @@
 //! The hub side of the Sorcha gRPC contract, driven by the typed client over real sockets.
 
-use crate::support::{PUBLISHER, TestHub, WAIT, config, pid};
+use crate::support::{ADMIN, PUBLISHER, TestHub, WAIT, config, pid};
 use futures::StreamExt;
 use serde_json::json;
 use sorcha_peer::error_code::ErrorCode;
@@ -305,18 +305,31 @@ async fn resume_replays_exactly_what_was_missed_and_filters_select() {
         ("r-3", 5, 1)
     );
     let by_publisher = Filters {
-        publisher_ids: vec!["system".into()],
+        publisher_ids: vec!["admin".into()],
         ..Default::default()
     };
     let mut s = c
         .subscribe(&pid("peer-r"), &grant.session_id, &by_publisher, 0)
         .await
         .unwrap();
-    hub.publish("not-system", json!({})).await;
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), s.next())
-            .await
-            .is_err(),
+    // Alice's entry is filtered out: the admin's, published after it, is the first
+    // notification.
+    assert_eq!(hub.publish("not-admin", json!({})).await.0, 201);
+    let (status, _) =
+        crate::support::publish(&hub.http, hub.addr(), ADMIN, "by-admin", json!({})).await;
+    assert_eq!(status, 201);
+    let n = tokio::time::timeout(WAIT, s.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            n.blueprint_id.as_str(),
+            n.published_by.as_str(),
+            n.sequence_number
+        ),
+        ("by-admin", "admin", 1),
         "alice's entries filtered out"
     );
     let by_type = Filters {

@@ -279,7 +279,11 @@ async fn hub_survives_its_database_going_away_and_coming_back() {
 async fn a_document_of_the_maximum_size_is_stored_tailed_and_replicated_on_mongodb() {
     use sorcha_peer::register::validation::MAX_DOCUMENT_BYTES;
     let db = fresh_database("maxdoc");
-    let (a, b) = tokio::join!(mongo_hub(&db), mongo_hub(&db));
+    // Hub b polls the head once an hour: only the change stream can tell it in time.
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut b_cfg = mongo_hub_config(b_dir.path(), &db);
+    b_cfg.mongo.poll_interval = Duration::from_secs(3600);
+    let (a, b) = tokio::join!(mongo_hub(&db), TestHub::start_with(b_dir, b_cfg));
     let mut tail = sse(b.addr(), "?include=document", None).await;
     // Canonical `{"x":"…"}` is 8 bytes plus the string.
     let at_max = json!({ "x": "m".repeat(MAX_DOCUMENT_BYTES - 8) });

@@ -459,23 +459,22 @@ async fn peer_killed_during_a_full_sync_keeps_checkpoint_and_data_together() {
     let hub_dir = tempfile::tempdir().unwrap();
     big_register(hub_dir.path(), N, 1024).await;
     let hub = hub_on(hub_dir, None).await;
+    // The peer reaches the hub through a proxy that holds the stream still, so the kill lands
+    // mid-sync whatever the machine's speed.
+    let proxy = crate::support::PausableProxy::start(hub.addr()).await;
+    let hub_url = format!("http://{}", proxy.addr);
     let peer_dir = tempfile::tempdir().unwrap();
-    let args = [
-        "--role",
-        "peer",
-        "--hub",
-        &hub.url(""),
-        "--node-id",
-        "crashy",
-    ];
+    let args = ["--role", "peer", "--hub", &hub_url, "--node-id", "crashy"];
     let mut child = crate::support::spawn_node(peer_dir.path(), &args).await;
-    // Kill it once part of the register is applied.
+    // Kill it once part of the register is applied, with the rest held in the proxy.
     let partial = wait_for("a partial sync", || async {
         let cp = get_json(child.addr, "/api/v1/sync/checkpoint").await;
         cp["currentVersion"].as_i64().filter(|v| *v > 0)
     })
     .await;
+    proxy.pause();
     child.child.kill().await.unwrap();
+    proxy.resume();
     assert!(
         partial < N + 1,
         "killed mid-sync (at {partial} of {})",

@@ -17,12 +17,23 @@ use std::collections::BTreeMap;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
 
+/// A runner whose failures are written under the build's scratch directory, never into the
+/// source tree. Seeds committed as `tests/corpus/proptest-<name>.txt` (a failure worth
+/// keeping, copied there by hand) are replayed first.
 fn runner(name: &'static str) -> TestRunner {
     let cases = std::env::var("SORCHA_FUZZ_CASES")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(256);
-    let path: &'static str = Box::leak(format!("{CORPUS}/proptest-{name}.txt").into_boxed_str());
+    let file = format!("proptest-{name}.txt");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(&file);
+    if let Ok(committed) = std::fs::read_to_string(format!("{CORPUS}/{file}")) {
+        let found = std::fs::read_to_string(&path).unwrap_or_default();
+        if !found.contains(&committed) {
+            std::fs::write(&path, committed + &found).unwrap();
+        }
+    }
+    let path: &'static str = Box::leak(path.to_string_lossy().into_owned().into_boxed_str());
     TestRunner::new(Config {
         cases,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(path))),

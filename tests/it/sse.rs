@@ -1,6 +1,6 @@
 //! SSE: live order, resume without gaps or duplicates, filters, slow readers.
 
-use crate::support::{PUBLISHER, TestHub, WAIT, sse, take_events, wait_for};
+use crate::support::{ADMIN, PUBLISHER, TestHub, WAIT, sse, take_events, wait_for};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -86,13 +86,18 @@ async fn filters_select_blueprint_publisher_and_type() {
     assert_eq!(versions(&take_events(&mut by_type, 1).await), [6]);
     let mut by_publisher = sse(hub.addr(), "?since=0&publishedBy=system", None).await;
     assert_eq!(versions(&take_events(&mut by_publisher, 1).await), [1]);
-    // Filtered-out events never arrive: the next one for system would be a new publish by system.
-    hub.publish("f-9", json!({})).await;
-    assert!(
-        tokio::time::timeout(std::time::Duration::from_millis(300), by_publisher.next())
-            .await
-            .is_err(),
-        "alice's publish must not reach a publishedBy=system subscriber"
+    // Filtered-out events never arrive: after alice's publish comes the admin's, and the
+    // admin's is the next event a publishedBy=admin subscriber sees.
+    let mut by_admin = sse(hub.addr(), "?since=6&publishedBy=admin", None).await;
+    assert_eq!(hub.publish("f-9", json!({})).await.0, 201);
+    let (status, sentinel) =
+        crate::support::publish(&hub.http, hub.addr(), ADMIN, "f-admin", json!({})).await;
+    assert_eq!(status, 201);
+    let next = take_events(&mut by_admin, 1).await;
+    assert_eq!(
+        versions(&next),
+        [sentinel["version"].as_i64().unwrap()],
+        "alice's publish (version 7) must not reach a publishedBy=admin subscriber"
     );
 
     for bad in [

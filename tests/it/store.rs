@@ -70,12 +70,32 @@ async fn inline_embedded_store_passes_conformance_and_answers_within_one_poll() 
     EmbeddedStore::open_with(dir.path(), Execution::Inline).expect("a closed store's dir reopens");
 }
 
+/// A second `sorcha-peer` process started on a data dir in use stops at start-up, naming why,
+/// and leaves the first one's store alone.
 #[tokio::test]
 async fn a_second_process_cannot_open_the_same_data_dir() {
+    use sorcha_peer::store::RegisterStore;
     let dir = tempfile::tempdir().unwrap();
-    let _first = EmbeddedStore::open(dir.path()).unwrap();
-    let second = EmbeddedStore::open(dir.path()).unwrap_err().to_string();
-    assert!(second.contains("in use"), "{second}");
+    let first = EmbeddedStore::open(dir.path()).unwrap();
+    let second = tokio::process::Command::new(crate::support::binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output();
+    let second = tokio::time::timeout(crate::support::WAIT, second)
+        .await
+        .expect("the second process stops at once")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("in use by another sorcha-peer process"),
+        "{stderr}"
+    );
+    assert_eq!(
+        first.head().await.unwrap(),
+        None,
+        "the first store is untouched"
+    );
 }
 
 /// A data dir written by the previous release (commit 5afff23: a hub that published, updated,

@@ -61,7 +61,7 @@ pub struct PeerDescription {
     /// Address the peer can be reached at (informational).
     pub address: String,
     /// Port (informational).
-    pub port: i32,
+    pub port: u16,
     /// The raw `node_type` string.
     pub node_type: String,
     /// Protocols the peer speaks.
@@ -322,7 +322,7 @@ pub struct HeartbeatReport {
     /// Last heartbeat, Unix ms (0 = none yet).
     pub last_heartbeat_time: i64,
     /// Intervals missed since the last heartbeat.
-    pub missed_heartbeats: i32,
+    pub missed_heartbeats: u32,
     /// Healthy or Warning.
     pub is_healthy: bool,
     /// Human-readable state.

@@ -174,12 +174,6 @@ impl SessionRegistry {
                 "peer_info.supported_protocols allows at most {MAX_PROTOCOLS} entries of at most {MAX_PROTOCOL_CHARS} characters"
             )));
         }
-        if !(0..=65_535).contains(&peer.port) {
-            return Err(HubError::Invalid(format!(
-                "peer_info.port {} is out of range 0-65535",
-                peer.port
-            )));
-        }
         if request.last_known_version < 0 {
             return Err(HubError::Invalid(format!(
                 "last_known_version {} is negative",
@@ -409,7 +403,7 @@ impl SessionRegistry {
             peer_id: peer_id.to_owned(),
             session_id: s.session_id.to_string(),
             last_heartbeat_time: s.last_heartbeat_at,
-            missed_heartbeats: i32::try_from(missed).unwrap_or(i32::MAX),
+            missed_heartbeats: u32::try_from(missed).unwrap_or(u32::MAX),
             is_healthy: matches!(health, HeartbeatHealth::Healthy | HeartbeatHealth::Warning),
             status_message: match health {
                 HeartbeatHealth::Healthy => "heartbeats on time".into(),

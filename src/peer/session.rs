@@ -72,7 +72,7 @@ pub async fn run(
             peer_id: peer.node_id().clone(),
             peer: PeerDescription {
                 address: peer.settings().listen.ip().to_string(),
-                port: i32::from(peer.settings().listen.port()),
+                port: peer.settings().listen.port(),
                 node_type: "Peer".into(),
                 supported_protocols: vec!["grpc".into(), "grpc-web".into()],
                 supports_push_notifications: true,

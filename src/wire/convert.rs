@@ -147,11 +147,17 @@ pub fn sync_limit_to_wire(max: Option<u32>) -> i32 {
 pub fn connect_from_wire(r: proto::ConnectRequest) -> Result<ConnectRequest, ValidationError> {
     let info = r.peer_info.unwrap_or_default();
     let caps = info.capabilities.unwrap_or_default();
+    let port = u16::try_from(info.port).map_err(|_| {
+        ValidationError::Field(format!(
+            "peer_info.port {} is out of range 0-65535",
+            info.port
+        ))
+    })?;
     Ok(ConnectRequest {
         peer_id: peer_id_from_wire(&r.peer_id)?,
         peer: PeerDescription {
             address: info.address,
-            port: info.port,
+            port,
             node_type: info.node_type,
             supported_protocols: info.supported_protocols,
             supports_push_notifications: caps.supports_push_notifications,
@@ -170,7 +176,7 @@ pub fn connect_to_wire(r: &ConnectRequest) -> proto::ConnectRequest {
         peer_id: r.peer_id.to_string(),
         peer_info: Some(proto::PeerInfo {
             address: r.peer.address.clone(),
-            port: r.peer.port,
+            port: i32::from(r.peer.port),
             node_type: r.peer.node_type.clone(),
             supported_protocols: r.peer.supported_protocols.clone(),
             capabilities: Some(proto::PeerCapabilities {
@@ -423,7 +429,7 @@ pub fn report_to_wire(r: HeartbeatReport) -> proto::HeartbeatStatus {
         peer_id: r.peer_id,
         session_id: r.session_id,
         last_heartbeat_time: r.last_heartbeat_time,
-        missed_heartbeats: r.missed_heartbeats,
+        missed_heartbeats: i32::try_from(r.missed_heartbeats).unwrap_or(i32::MAX),
         is_healthy: r.is_healthy,
         status_message: r.status_message,
         total_heartbeats_received: r.total_heartbeats_received,
@@ -441,7 +447,7 @@ pub fn report_from_wire(r: proto::HeartbeatStatus) -> HeartbeatReport {
         peer_id: r.peer_id,
         session_id: r.session_id,
         last_heartbeat_time: r.last_heartbeat_time,
-        missed_heartbeats: r.missed_heartbeats,
+        missed_heartbeats: u32::try_from(r.missed_heartbeats).unwrap_or(0),
         is_healthy: r.is_healthy,
         status_message: r.status_message,
         total_heartbeats_received: r.total_heartbeats_received,

@@ -138,7 +138,7 @@ impl From<protocol::SessionView> for SessionView {
             session_id: s.session_id,
             peer: PeerDescription {
                 address: p.address,
-                port: p.port,
+                port: i32::from(p.port),
                 node_type: p.node_type,
                 supported_protocols: p.supported_protocols,
                 supports_push_notifications: p.supports_push_notifications,
@@ -167,7 +167,7 @@ impl From<protocol::HeartbeatReport> for HeartbeatReport {
             peer_id: r.peer_id,
             session_id: r.session_id,
             last_heartbeat_time: r.last_heartbeat_time,
-            missed_heartbeats: r.missed_heartbeats,
+            missed_heartbeats: i32::try_from(r.missed_heartbeats).unwrap_or(i32::MAX),
             is_healthy: r.is_healthy,
             status_message: r.status_message,
             total_heartbeats_received: r.total_heartbeats_received,

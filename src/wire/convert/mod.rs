@@ -1,11 +1,22 @@
-//! Conversions between the domain types and the generated `sorcha.peer.v1` messages.
+//! Conversions between the domain types and the generated `sorcha.peer.v1` messages: the only
+//! place where the wire's defaults (empty for absent, 0 for no limit) are read and written and
+//! where what arrives from the wire is checked (peer ids, limits, ports). Entries, sessions and
+//! notifications here; heartbeats in `heartbeats.rs`, a hub's status and its view of a peer's
+//! sync in `status.rs`.
+
+mod heartbeats;
+mod status;
+
+pub use heartbeats::{
+    ack_from_wire, ack_to_wire, heartbeat_from_wire, heartbeat_to_wire, report_from_wire,
+    report_to_wire,
+};
+pub use status::{hub_status_from_wire, peer_sync_from_wire, peer_sync_to_wire, status_to_wire};
 
 use super::proto;
 use crate::protocol::{
-    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
-    HeartbeatHealth, HeartbeatReport, HubSummary, Notification, PeerDescription, PeerId,
-    PeerSyncState, PeerSyncView, RecommendedAction, SessionId, SessionStatus, SessionView,
-    SyncedEntry,
+    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Notification, PeerDescription,
+    PeerId, SessionId, SyncedEntry,
 };
 use crate::register::entry::{Entry, EntryType};
 use crate::register::signature::PublisherSignature;
@@ -323,224 +334,4 @@ pub fn notification_from_wire(n: proto::BlueprintNotification) -> Option<Notific
         sequence_number: n.sequence_number,
         chain_hash: n.chain_hash,
     })
-}
-
-/// Domain form of a heartbeat; the peer id is checked.
-pub fn heartbeat_from_wire(m: proto::HeartbeatMessage) -> Result<Heartbeat, ValidationError> {
-    Ok(Heartbeat {
-        peer_id: peer_id_from_wire(&m.peer_id)?,
-        session_id: SessionId::from(m.session_id),
-        timestamp: m.timestamp,
-        sequence_number: m.sequence_number,
-        last_sync_version: m.last_sync_version,
-        head_hash: m.head_hash,
-    })
-}
-
-/// Wire form of a heartbeat.
-pub fn heartbeat_to_wire(h: &Heartbeat) -> proto::HeartbeatMessage {
-    proto::HeartbeatMessage {
-        peer_id: h.peer_id.to_string(),
-        timestamp: h.timestamp,
-        sequence_number: h.sequence_number,
-        last_sync_version: h.last_sync_version,
-        session_id: h.session_id.to_string(),
-        node_type: "Peer".into(),
-        metrics: None,
-        head_hash: h.head_hash.clone(),
-    }
-}
-
-fn action_to_wire(a: RecommendedAction) -> proto::RecommendedAction {
-    match a {
-        RecommendedAction::None => proto::RecommendedAction::None,
-        RecommendedAction::Sync => proto::RecommendedAction::Sync,
-        RecommendedAction::ReduceFrequency => proto::RecommendedAction::ReduceFrequency,
-        RecommendedAction::Failover => proto::RecommendedAction::Failover,
-        RecommendedAction::Reconnect => proto::RecommendedAction::Reconnect,
-    }
-}
-
-fn action_from_wire(value: i32) -> RecommendedAction {
-    match proto::RecommendedAction::try_from(value) {
-        Ok(proto::RecommendedAction::Sync) => RecommendedAction::Sync,
-        Ok(proto::RecommendedAction::ReduceFrequency) => RecommendedAction::ReduceFrequency,
-        Ok(proto::RecommendedAction::Failover) => RecommendedAction::Failover,
-        Ok(proto::RecommendedAction::Reconnect) => RecommendedAction::Reconnect,
-        _ => RecommendedAction::None,
-    }
-}
-
-/// Wire form of a heartbeat answer.
-pub fn ack_to_wire(a: HeartbeatAck) -> proto::HeartbeatAcknowledgement {
-    proto::HeartbeatAcknowledgement {
-        success: a.success,
-        timestamp: a.timestamp,
-        central_node_id: a.hub_id,
-        current_system_register_version: a.current_version,
-        message: a.message,
-        recommended_action: action_to_wire(a.action) as i32,
-        server_latency_ms: a.server_latency_ms,
-        head_hash: a.head_hash,
-        checkpoint: a.checkpoint.unwrap_or_default(),
-    }
-}
-
-/// Domain form of a heartbeat answer.
-pub fn ack_from_wire(a: proto::HeartbeatAcknowledgement) -> HeartbeatAck {
-    HeartbeatAck {
-        success: a.success,
-        timestamp: a.timestamp,
-        hub_id: a.central_node_id,
-        current_version: a.current_system_register_version,
-        head_hash: a.head_hash,
-        checkpoint: present(a.checkpoint),
-        message: a.message,
-        action: action_from_wire(a.recommended_action),
-        server_latency_ms: a.server_latency_ms,
-    }
-}
-
-fn health_to_wire(h: HeartbeatHealth) -> proto::HeartbeatHealthStatus {
-    match h {
-        HeartbeatHealth::Unknown => proto::HeartbeatHealthStatus::Unknown,
-        HeartbeatHealth::Healthy => proto::HeartbeatHealthStatus::Healthy,
-        HeartbeatHealth::Warning => proto::HeartbeatHealthStatus::Warning,
-        HeartbeatHealth::Critical => proto::HeartbeatHealthStatus::Critical,
-        HeartbeatHealth::Timeout => proto::HeartbeatHealthStatus::Timeout,
-        HeartbeatHealth::Disconnected => proto::HeartbeatHealthStatus::Disconnected,
-    }
-}
-
-fn health_from_wire(value: i32) -> HeartbeatHealth {
-    match proto::HeartbeatHealthStatus::try_from(value) {
-        Ok(proto::HeartbeatHealthStatus::Healthy) => HeartbeatHealth::Healthy,
-        Ok(proto::HeartbeatHealthStatus::Warning) => HeartbeatHealth::Warning,
-        Ok(proto::HeartbeatHealthStatus::Critical) => HeartbeatHealth::Critical,
-        Ok(proto::HeartbeatHealthStatus::Timeout) => HeartbeatHealth::Timeout,
-        Ok(proto::HeartbeatHealthStatus::Disconnected) => HeartbeatHealth::Disconnected,
-        _ => HeartbeatHealth::Unknown,
-    }
-}
-
-/// Wire form of a heartbeat report.
-pub fn report_to_wire(r: HeartbeatReport) -> proto::HeartbeatStatus {
-    proto::HeartbeatStatus {
-        peer_id: r.peer_id,
-        session_id: r.session_id,
-        last_heartbeat_time: r.last_heartbeat_time,
-        missed_heartbeats: i32::try_from(r.missed_heartbeats).unwrap_or(i32::MAX),
-        is_healthy: r.is_healthy,
-        status_message: r.status_message,
-        total_heartbeats_received: r.total_heartbeats_received,
-        total_heartbeats_missed: r.total_heartbeats_missed,
-        average_latency_ms: r.average_latency_ms,
-        last_known_sync_version: r.last_known_sync_version,
-        version_lag: r.version_lag,
-        health_status: health_to_wire(r.health) as i32,
-    }
-}
-
-/// Domain form of a heartbeat report.
-pub fn report_from_wire(r: proto::HeartbeatStatus) -> HeartbeatReport {
-    HeartbeatReport {
-        peer_id: r.peer_id,
-        session_id: r.session_id,
-        last_heartbeat_time: r.last_heartbeat_time,
-        missed_heartbeats: u32::try_from(r.missed_heartbeats).unwrap_or(0),
-        is_healthy: r.is_healthy,
-        status_message: r.status_message,
-        total_heartbeats_received: r.total_heartbeats_received,
-        total_heartbeats_missed: r.total_heartbeats_missed,
-        average_latency_ms: r.average_latency_ms,
-        last_known_sync_version: r.last_known_sync_version,
-        version_lag: r.version_lag,
-        health: health_from_wire(r.health_status),
-    }
-}
-
-fn session_status_to_wire(s: SessionStatus) -> proto::PeerConnectionStatus {
-    match s {
-        SessionStatus::Connected => proto::PeerConnectionStatus::Connected,
-        SessionStatus::HeartbeatTimeout => proto::PeerConnectionStatus::HeartbeatTimeout,
-        SessionStatus::Syncing => proto::PeerConnectionStatus::Syncing,
-    }
-}
-
-fn peer_to_wire(s: &SessionView) -> proto::ConnectedPeerInfo {
-    proto::ConnectedPeerInfo {
-        peer_id: s.peer_id.clone(),
-        session_id: s.session_id.clone(),
-        connected_at: s.connected_at,
-        last_heartbeat_at: s.last_heartbeat_at,
-        last_sync_version: s.last_sync_version,
-        status: session_status_to_wire(s.status) as i32,
-    }
-}
-
-fn count_i32(n: impl TryInto<i32>) -> i32 {
-    n.try_into().unwrap_or(i32::MAX)
-}
-
-/// Wire form of the hub status.
-pub fn status_to_wire(s: HubSummary) -> proto::CentralNodeStatus {
-    proto::CentralNodeStatus {
-        node_id: s.node_id,
-        health: if s.healthy {
-            proto::NodeHealth::Healthy
-        } else {
-            proto::NodeHealth::Unhealthy
-        } as i32,
-        current_system_register_version: s.current_version,
-        total_blueprints: count_i32(s.total_blueprints),
-        active_peer_count: count_i32(s.active_peer_count),
-        last_blueprint_published_at: s.last_published_at,
-        uptime_seconds: i64::try_from(s.uptime_seconds).unwrap_or(i64::MAX),
-        connected_peers: s.peers.iter().map(peer_to_wire).collect(),
-        head_hash: s.head_hash,
-    }
-}
-
-/// A hub's status as a peer reads it.
-pub fn hub_status_from_wire(s: proto::CentralNodeStatus) -> crate::link::HubStatus {
-    crate::link::HubStatus {
-        hub_id: s.node_id,
-        head_version: s.current_system_register_version,
-        head_hash: s.head_hash,
-        active_peers: u32::try_from(s.active_peer_count).unwrap_or(0),
-    }
-}
-
-/// Wire form of a checkpoint.
-pub fn peer_sync_to_wire(c: PeerSyncView) -> proto::SyncCheckpoint {
-    proto::SyncCheckpoint {
-        peer_id: c.peer_id,
-        current_version: c.current_version,
-        last_sync_time: c.last_sync_time,
-        total_blueprints: count_i32(c.total_blueprints),
-        central_node_id: c.hub_id,
-        next_sync_due: c.next_sync_due,
-        status: match c.status {
-            PeerSyncState::UpToDate => proto::CheckpointStatus::UpToDate,
-            PeerSyncState::Behind => proto::CheckpointStatus::Behind,
-            PeerSyncState::Syncing => proto::CheckpointStatus::Syncing,
-        } as i32,
-    }
-}
-
-/// Domain form of a checkpoint (unknown statuses read as behind).
-pub fn peer_sync_from_wire(c: proto::SyncCheckpoint) -> PeerSyncView {
-    PeerSyncView {
-        peer_id: c.peer_id,
-        current_version: c.current_version,
-        last_sync_time: c.last_sync_time,
-        total_blueprints: i64::from(c.total_blueprints),
-        hub_id: c.central_node_id,
-        next_sync_due: c.next_sync_due,
-        status: match proto::CheckpointStatus::try_from(c.status) {
-            Ok(proto::CheckpointStatus::UpToDate) => PeerSyncState::UpToDate,
-            Ok(proto::CheckpointStatus::Syncing) => PeerSyncState::Syncing,
-            _ => PeerSyncState::Behind,
-        },
-    }
 }

@@ -1,5 +1,7 @@
 //! The heartbeat loop of one session: a heartbeat every `peer.heartbeatInterval`, stamped on
-//! the hub's clock, judged on its own.
+//! the hub's clock, judged on its own — and one soon after the replica applies new entries, so
+//! the hub learns what this peer holds within about a second ([`REPORT_EVERY`]), not at the
+//! next beat.
 //!
 //! The loop never waits for the session: it records each outcome itself (state, clock offset,
 //! metrics) and, at the second consecutive miss, gives the hub up through the session's
@@ -33,6 +35,11 @@ pub(super) enum HeartbeatAdvice {
 /// Room for advice not yet acted on; more is dropped (the next acknowledgement repeats it).
 pub(super) const ADVICE_QUEUE: usize = 4;
 
+/// At most one heartbeat per this long reports newly applied entries: a sync applying many
+/// batches, or a burst of publishes, is told in one report (within the hub's default
+/// `hub.rateLimits.heartbeat` of one a second).
+pub(super) const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Sends heartbeats every `peer.heartbeatInterval` until `stop`, stamped on the hub's clock as
 /// estimated (and refined with each acknowledgement); gives the hub up at
 /// [`MISSES_TO_FAIL_OVER`] consecutive misses.
@@ -52,14 +59,32 @@ pub(super) async fn heartbeat_loop(
     let mut consecutive = 0u32;
     // The interval in use: the configured one, or the slower pace the hub asked for.
     let mut pace = cfg.heartbeat_interval;
+    let register = Arc::clone(peer.register());
+    // What the hub has been told the replica holds, and when it was last told anything.
+    let mut reported = register.head_version();
+    let mut last_sent: Option<Instant> = None;
     loop {
         tokio::select! {
             biased;
             () = stop.cancelled() => return,
             () = give_up.given_up() => return,
             _ = ticker.tick() => {}
+            _ = register.head_past(reported) => {
+                // Coalesced: one report per REPORT_EVERY at most, whatever applied meanwhile.
+                let due = last_sent.map_or_else(Instant::now, |at| at + REPORT_EVERY);
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
+                    () = give_up.given_up() => return,
+                    () = tokio::time::sleep_until(due) => {}
+                }
+                // A report is a heartbeat: the next regular one comes a full interval later.
+                ticker.reset();
+            }
         }
         let (version, hash) = replica_head(&session).await;
+        reported = reported.max(version);
+        last_sent = Some(Instant::now());
         let sent_ms = peer.clock().now_ms();
         let hb = session.heartbeat(version, hash);
         let sent = std::time::Instant::now();

@@ -376,6 +376,11 @@ impl Register {
         self.integrity.read().ok().and_then(|g| g.clone())
     }
 
+    /// The announced head once it is past `version` (at once if it already is).
+    pub async fn head_past(&self, version: i64) -> i64 {
+        self.head.past(version).await
+    }
+
     /// Moves the announced head forward (never back); wakes every follower.
     pub fn announce(&self, version: i64) {
         self.options

@@ -596,3 +596,46 @@ async fn a_peer_whose_clock_runs_ahead_stays_connected_and_says_so_once() {
         "the peer's times are its own"
     );
 }
+
+/// A peer tells its hub what it applied within about a second, not at its next heartbeat (a
+/// minute away here), and a burst of publications is told in few reports, not one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_reports_what_it_applied_promptly_and_coalesced() {
+    let hub = TestHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = peer_config(dir.path(), vec![hub.url("")]);
+    cfg.peer.heartbeat_interval = Duration::from_secs(60);
+    let peer = TestHub::start_with(dir, cfg).await;
+    let session = || async { get_json(hub.addr(), "/api/v1/peers/peer-1").await };
+    // Connected and current (genesis), before any heartbeat is due.
+    wait_for("the peer's session", || async {
+        (session().await["lastSyncVersion"] == 1).then_some(())
+    })
+    .await;
+    let received = |s: &Value| s["heartbeat"]["totalHeartbeatsReceived"].as_u64().unwrap();
+    let before = received(&session().await);
+
+    let started = std::time::Instant::now();
+    let mut last = 0;
+    for i in 0..20 {
+        let (status, entry) = hub.publish(&format!("report-{i}"), json!({"i": i})).await;
+        assert_eq!(status, 201);
+        last = entry["version"].as_i64().unwrap();
+    }
+    // Reported by heartbeat: the heartbeat view has the version and more heartbeats.
+    let reported = wait_for("a report of the last publication", || async {
+        let s = session().await;
+        (s["heartbeat"]["lastKnownSyncVersion"] == last && received(&s) > before).then_some(s)
+    })
+    .await;
+    let reports = received(&reported) - before;
+    let allowed = 1 + started.elapsed().as_secs() + 1;
+    assert!(
+        reports <= allowed,
+        "{reports} reports for 20 publications in {:?}: at most one a second",
+        started.elapsed()
+    );
+    assert_eq!(head(peer.addr()).await, last);
+    peer.stop().await;
+    hub.stop().await;
+}

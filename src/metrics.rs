@@ -211,6 +211,8 @@ pub struct Metrics {
     pub heartbeats_sent: Family<OutcomeLabels, Counter>,
     /// Heartbeats a hub received.
     pub heartbeats_received: Counter,
+    /// From an entry's commit on the hub to a connected peer's report that it applied it.
+    pub propagation: Histogram,
     /// Failovers of a peer.
     pub failovers: Counter,
     /// Peer connection state: 0 Disconnected, 1 Connecting, 2 Connected, 3 HeartbeatTimeout, 4 Isolated.
@@ -278,6 +280,10 @@ impl Metrics {
             notification_failures: Family::default(),
             subscribers: Family::default(),
             heartbeat_latency: latency_histogram(),
+            // With a bucket at SC-016's 30 s.
+            propagation: Histogram::new([
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
             heartbeats_sent: Family::default(),
             heartbeats_received: Counter::default(),
             failovers: Counter::default(),
@@ -387,6 +393,12 @@ impl Metrics {
             "heartbeats_received",
             "Heartbeats received by a hub",
             m.heartbeats_received.clone(),
+        );
+        r.register_with_unit(
+            "propagation",
+            "From an entry's commit on the hub to a connected peer's report that it applied it",
+            s.clone(),
+            m.propagation.clone(),
         );
         r.register(
             "failovers",

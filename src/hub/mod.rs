@@ -107,6 +107,9 @@ pub struct Hub {
     signed_head: std::sync::Mutex<Option<(i64, i64, String)>>,
 }
 
+/// The most entries one report of a peer adds to `sorcha_peer_propagation_seconds`.
+const PROPAGATION_SAMPLES: i64 = 1024;
+
 /// How long a signed checkpoint of an unchanged head is handed out again.
 pub const CHECKPOINT_REUSE: Duration = Duration::from_secs(1);
 
@@ -405,6 +408,9 @@ impl Hub {
         let now = self.clock.now_ms();
         let outcome = self.sessions.heartbeat(&heartbeat, current_version)?;
         self.metrics.heartbeats_received.inc();
+        if let Some(applied) = outcome.newly_applied {
+            self.observe_propagation(applied, now);
+        }
         Ok(HeartbeatAck {
             success: outcome.known,
             timestamp: now,
@@ -416,6 +422,24 @@ impl Hub {
             action: outcome.action,
             server_latency_ms: outcome.latency_ms,
         })
+    }
+
+    /// For each entry a peer reports holding for the first time that was committed while it
+    /// was connected to this hub, the time from the commit to the report (`now`, hub clock):
+    /// what SC-016 ("a push within 30 s") is read from. Entries are looked up in the recent
+    /// window (memory only); at most [`PROPAGATION_SAMPLES`] a report.
+    fn observe_propagation(&self, applied: sessions::NewlyApplied, now: i64) {
+        let first = applied.after.max(applied.up_to - PROPAGATION_SAMPLES) + 1;
+        for version in first..=applied.up_to {
+            let Some(shared) = self.register.recent().get(version) else {
+                continue;
+            };
+            let committed = shared.entry.published_at;
+            if committed >= applied.connected_since {
+                let ms = (now - committed).max(0);
+                self.metrics.propagation.observe(ms as f64 / 1000.0);
+            }
+        }
     }
 
     /// The hub's heartbeat view of a peer's session.

@@ -29,6 +29,8 @@ struct Session {
     missed_total: i64,
     latencies: VecDeque<i64>,
     last_sync_version: i64,
+    /// The newest version the peer itself reported holding (heartbeats only).
+    reported_version: i64,
     last_sync_time: i64,
     timed_out_at: Option<i64>,
     ended: CancellationToken,
@@ -63,6 +65,20 @@ pub struct HeartbeatOutcome {
     pub action: RecommendedAction,
     /// Observed delay, ms.
     pub latency_ms: i64,
+    /// Versions the peer reports for the first time, `(after, up_to]`, with when its session
+    /// began (Unix ms, hub clock).
+    pub newly_applied: Option<NewlyApplied>,
+}
+
+/// Versions a peer reported holding for the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewlyApplied {
+    /// The newest version it had reported before.
+    pub after: i64,
+    /// The version it reports now.
+    pub up_to: i64,
+    /// When its session began (Unix ms, hub clock).
+    pub connected_since: i64,
 }
 
 /// Counts a running stream of a session while alive.
@@ -201,6 +217,7 @@ impl SessionRegistry {
             missed_total: 0,
             latencies: VecDeque::with_capacity(LATENCY_WINDOW),
             last_sync_version: request.last_known_version,
+            reported_version: request.last_known_version,
             last_sync_time: 0,
             timed_out_at: None,
             ended: CancellationToken::new(),
@@ -343,6 +360,7 @@ impl SessionRegistry {
                 message: format!("session {} is unknown or expired; reconnect", hb.session_id),
                 action: RecommendedAction::Reconnect,
                 latency_ms: 0,
+                newly_applied: None,
             });
         };
         let mut notes = Vec::new();
@@ -364,6 +382,14 @@ impl SessionRegistry {
         }
         session.latencies.push_back(latency);
         session.last_sync_version = hb.last_sync_version;
+        let newly_applied = (hb.last_sync_version > session.reported_version).then(|| {
+            let after = std::mem::replace(&mut session.reported_version, hb.last_sync_version);
+            NewlyApplied {
+                after,
+                up_to: hb.last_sync_version,
+                connected_since: session.connected_at,
+            }
+        });
         let action = if hb.last_sync_version < hub_version {
             notes.push(format!(
                 "the hub is at version {hub_version}, the peer at {}",
@@ -382,6 +408,7 @@ impl SessionRegistry {
             },
             action,
             latency_ms: latency,
+            newly_applied,
         })
     }
 

@@ -64,23 +64,20 @@ pub(super) async fn heartbeat_loop(
     let mut reported = register.head_version();
     let mut last_sent: Option<Instant> = None;
     loop {
+        // Newly applied entries are reported at most once per REPORT_EVERY; a regular beat
+        // due sooner carries them instead.
+        let report_due = async {
+            register.head_past(reported).await;
+            let due = last_sent.map_or_else(Instant::now, |at| at + REPORT_EVERY);
+            tokio::time::sleep_until(due).await;
+        };
         tokio::select! {
             biased;
             () = stop.cancelled() => return,
             () = give_up.given_up() => return,
             _ = ticker.tick() => {}
-            _ = register.head_past(reported) => {
-                // Coalesced: one report per REPORT_EVERY at most, whatever applied meanwhile.
-                let due = last_sent.map_or_else(Instant::now, |at| at + REPORT_EVERY);
-                tokio::select! {
-                    biased;
-                    () = stop.cancelled() => return,
-                    () = give_up.given_up() => return,
-                    () = tokio::time::sleep_until(due) => {}
-                }
-                // A report is a heartbeat: the next regular one comes a full interval later.
-                ticker.reset();
-            }
+            // A report is a heartbeat: the next regular one comes a full interval later.
+            () = report_due => ticker.reset(),
         }
         let (version, hash) = replica_head(&session).await;
         reported = reported.max(version);

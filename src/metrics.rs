@@ -215,6 +215,9 @@ pub struct Metrics {
     pub propagation: Histogram,
     /// Failovers of a peer.
     pub failovers: Counter,
+    /// From a peer's first connect attempt (after start, or after losing its hub) to its next
+    /// session.
+    pub connect_time: Histogram,
     /// Peer connection state: 0 Disconnected, 1 Connecting, 2 Connected, 3 HeartbeatTimeout, 4 Isolated.
     pub connection_state: Gauge,
     /// 1 while the peer is isolated.
@@ -281,6 +284,8 @@ impl Metrics {
             subscribers: Family::default(),
             heartbeat_latency: latency_histogram(),
             // With a bucket at SC-016's 30 s.
+            // With a bucket at SC-014's 30 s.
+            connect_time: Histogram::new([0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
             propagation: Histogram::new([
                 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             ]),
@@ -393,6 +398,12 @@ impl Metrics {
             "heartbeats_received",
             "Heartbeats received by a hub",
             m.heartbeats_received.clone(),
+        );
+        r.register_with_unit(
+            "connect",
+            "From a peer's first connect attempt (after start, or after losing its hub) to its next session",
+            s.clone(),
+            m.connect_time.clone(),
         );
         r.register_with_unit(
             "propagation",

@@ -29,6 +29,10 @@ impl Peer {
         self.note_refusal(index, None);
         self.alerts.refused.store(false, Ordering::Relaxed);
         let now = self.clock.now_ms();
+        if let Some(since) = self.state_mut().unconnected_since.take() {
+            let ms = (now - since).max(0);
+            self.metrics.connect_time.observe(ms as f64 / 1000.0);
+        }
         let left_isolation = self.state_mut().connected(
             index,
             grant.session_id.as_str(),
@@ -196,7 +200,12 @@ impl Peer {
 
     /// The peer leaves hub `index` for the next one (its session broke, or it is refused).
     pub(super) fn failed_over(&self, index: usize, why: &str) {
-        self.state_mut().failed_over();
+        let now = self.clock.now_ms();
+        let mut state = self.state_mut();
+        state.failed_over();
+        // The time to the next session counts from here, backoff included.
+        state.unconnected_since.get_or_insert(now);
+        drop(state);
         self.metrics.failovers.inc();
         let next = &self.settings.hubs[(index + 1) % self.settings.hubs.len()];
         tracing::warn!(from = %self.settings.hubs[index], to = %next, reason = %why, "failing over");

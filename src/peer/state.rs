@@ -111,6 +111,9 @@ pub struct PeerState {
     pub hub_clock_offset_ms: Option<i64>,
     /// Recent connect attempts, oldest first (at most [`ATTEMPTS_KEPT`]).
     pub attempts: VecDeque<AttemptRecord>,
+    /// Since when (Unix ms) the peer has been trying to connect without a session: from its
+    /// first attempt after start, or after losing a hub, to the next session.
+    pub unconnected_since: Option<i64>,
 }
 
 impl PeerState {
@@ -133,6 +136,7 @@ impl PeerState {
             isolated_since: None,
             next_backoff: None,
             hub_clock_offset_ms: None,
+            unconnected_since: None,
             attempts: VecDeque::new(),
         }
     }
@@ -152,6 +156,7 @@ impl PeerState {
 
     /// A connect attempt to hub `index` starts after waiting `delay`.
     pub fn begin_attempt(&mut self, index: usize, delay: Duration, now: i64) {
+        self.unconnected_since.get_or_insert(now);
         if self.state != ConnectionState::Isolated {
             self.state = ConnectionState::Connecting;
         }

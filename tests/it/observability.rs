@@ -224,3 +224,41 @@ async fn propagation_on_the_hub_agrees_with_what_peers_show() {
     }
     hub.stop().await;
 }
+
+/// `sorcha_peer_connect_seconds` on a peer: one sample per session it opens, from its first
+/// attempt (at start, or after its session ended) to the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_times_each_connect() {
+    let hub = TestHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = peer_config(dir.path(), vec![hub.url("")]);
+    let peer = TestHub::start_with(dir, cfg).await;
+    let connects = || async {
+        let text = scrape(&peer).await;
+        let count = sample(&text, "sorcha_peer_connect_seconds_count");
+        (count, sample(&text, "sorcha_peer_connect_seconds_sum"))
+    };
+    let (_, first) = wait_for("the first session", || async {
+        let (count, sum) = connects().await;
+        (count == Some(1.0)).then_some((count, sum))
+    })
+    .await;
+    assert!(
+        first.unwrap() < crate::support::WAIT.as_secs_f64(),
+        "{first:?}"
+    );
+    let r = peer
+        .http
+        .post(peer.url("/api/v1/connection/reconnect"))
+        .bearer_auth(crate::support::ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for("the second session", || async {
+        (connects().await.0 == Some(2.0)).then_some(())
+    })
+    .await;
+    peer.stop().await;
+    hub.stop().await;
+}

@@ -17,6 +17,12 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# promtool (Debian's prometheus package) for the alert rules' unit tests (tests/it/alerts.rs).
+if ! command -v promtool >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
+
 # MongoDB for the tests: secantusdb (a MongoDB wire-protocol server on WiredTiger) from PyPI.
 # The tests fail loudly without a server; they are never skipped.
 if ! command -v secantusd-py >/dev/null 2>&1; then

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod alerts;
 mod api_guide;
 mod bench;
 mod browser;

@@ -193,6 +193,10 @@ fn every_workload_runs_at_small_size() {
         f["sessions_per_hub"][1], 3.0,
         "every peer on the survivor: {fleet}"
     );
+    assert_eq!(
+        f["syncing_after_settle"], 0,
+        "no session counted as syncing once its syncs ended: {fleet}"
+    );
     assert!(
         f["current_after_kill_100_s"].as_f64().unwrap() > 0.0,
         "{fleet}"

@@ -255,6 +255,7 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
     }
     figures["sessions_per_hub"] = json!(sessions);
     figures["hubs"] = json!(hub_figures);
+    figures["syncing_after_settle"] = json!(syncing_after_settle(&http, &hubs[1..]).await);
     let (mut failovers, mut max_failovers, mut missed, mut rss) = (0.0, 0.0f64, 0.0, 0u64);
     for peer in &peers {
         let text = metrics(&http, &peer.url).await;
@@ -426,6 +427,36 @@ async fn server_ops(uri: &str) -> anyhow::Result<u64> {
         })
         .sum())
 }
+
+/// Sessions the surviving hubs still list as syncing once every peer is current, after at most
+/// [`SETTLE`]: a sync counted as running after it ended would show here (0 expected).
+async fn syncing_after_settle(http: &reqwest::Client, hubs: &[Hub]) -> usize {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut syncing = 0;
+        for hub in hubs {
+            let peers: Value = match http
+                .get(format!("{}/api/v1/peers", hub.url))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+            {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            syncing += peers["peers"]
+                .as_array()
+                .map_or(0, |p| p.iter().filter(|s| s["activeSyncs"] != 0).count());
+        }
+        if syncing == 0 || Instant::now() > deadline {
+            return syncing;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How long the surviving hubs' sync counts may take to settle.
+const SETTLE: Duration = Duration::from_secs(10);
 
 async fn metrics(http: &reqwest::Client, url: &str) -> String {
     match http.get(format!("{url}/metrics")).send().await {

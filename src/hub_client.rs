@@ -6,8 +6,8 @@ use crate::config::Secret;
 use crate::error_code::ErrorCode;
 use crate::link::{Dialer, HubLink, HubStatus, LinkError, LinkStream};
 use crate::protocol::{
-    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
-    HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, Filters, Goodbye, Heartbeat, HeartbeatAck, HeartbeatReport,
+    Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
 };
 use crate::wire::convert;
 use crate::wire::proto::central_node_connection_client::CentralNodeConnectionClient;
@@ -202,7 +202,7 @@ impl HubLink for HubClient {
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-        reason: DisconnectReason,
+        goodbye: Goodbye,
         now_ms: i64,
     ) -> Result<(), LinkError> {
         self.connection
@@ -210,8 +210,9 @@ impl HubLink for HubClient {
             .disconnect_from_central_node(DisconnectRequest {
                 peer_id: peer_id.to_string(),
                 session_id: session_id.to_string(),
-                reason: convert::reason_to_wire(reason) as i32,
+                reason: convert::reason_to_wire(goodbye.reason) as i32,
                 disconnect_time: now_ms,
+                detail: goodbye.detail,
             })
             .await?;
         Ok(())

@@ -51,3 +51,6 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod wire;
+
+/// This node's software, as peers name it to their hubs and the node reports it.
+pub const SOFTWARE_VERSION: &str = concat!("sorcha-peer ", env!("CARGO_PKG_VERSION"));

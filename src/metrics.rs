@@ -60,6 +60,22 @@ pub struct OutcomeLabels {
     pub outcome: Outcome,
 }
 
+/// Label set `{hub, state}` of the fleet as one hub sees it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FleetStateLabels {
+    /// The hub whose view it is.
+    pub hub: String,
+    /// The fleet state (`synced`, `behind`, `stale`, `refused`, `disconnected`).
+    pub state: String,
+}
+
+/// Label set `{hub}`: the hub whose view of the fleet a figure is.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HubLabels {
+    /// The hub.
+    pub hub: String,
+}
+
 /// Label values in Prometheus style (lower case).
 macro_rules! lower_case_label {
     ($ty:ty { $($variant:ident => $text:literal),* }) => {
@@ -103,6 +119,10 @@ pub enum StoreOp {
     ListCurrent,
     /// `stats`.
     Stats,
+    /// `write_fleet`.
+    WriteFleet,
+    /// `read_fleet`.
+    ReadFleet,
 }
 
 /// Label set `{operation}` for store calls.
@@ -133,7 +153,10 @@ pub struct StoreTimeoutLabels {
 impl StoreOp {
     /// Whether the call writes (it takes a write slot of the guarded store).
     pub fn writes(self) -> bool {
-        matches!(self, Self::Append | Self::AppendEntries | Self::ForgetKeys)
+        matches!(
+            self,
+            Self::Append | Self::AppendEntries | Self::ForgetKeys | Self::WriteFleet
+        )
     }
 
     /// The call's name, as in the trait, in metrics and in messages.
@@ -154,6 +177,8 @@ impl StoreOp {
             Self::ReadAhead => "read_ahead",
             Self::ListCurrent => "list_current",
             Self::Stats => "stats",
+            Self::WriteFleet => "write_fleet",
+            Self::ReadFleet => "read_fleet",
         }
     }
 }
@@ -213,6 +238,11 @@ pub struct Metrics {
     pub heartbeats_received: Counter,
     /// From an entry's commit on the hub to a connected peer's report that it applied it.
     pub propagation: Histogram,
+    /// Peers of the fleet per state, as a hub sees it (every hub sharing its store).
+    pub fleet_peers: Family<FleetStateLabels, Gauge>,
+    /// SC-011 as a hub sees it: the share of the fleet's peers (all but those that left)
+    /// holding every version published at least 5 minutes ago.
+    pub fleet_current_ratio: Family<HubLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Failovers of a peer.
     pub failovers: Counter,
     /// From a peer's first connect attempt (after start, or after losing its hub) to its next
@@ -283,6 +313,8 @@ impl Metrics {
             notification_failures: Family::default(),
             subscribers: Family::default(),
             heartbeat_latency: latency_histogram(),
+            fleet_peers: Family::default(),
+            fleet_current_ratio: Family::default(),
             // With a bucket at SC-016's 30 s.
             // With a bucket at SC-014's 30 s.
             connect_time: Histogram::new([0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
@@ -410,6 +442,18 @@ impl Metrics {
             "From an entry's commit on the hub to a connected peer's report that it applied it",
             s.clone(),
             m.propagation.clone(),
+        );
+        r.register(
+            "fleet_peers",
+            "Peers of the fleet per state (synced, behind, stale, refused, disconnected), as the \
+             hub labelled sees every hub sharing its store",
+            m.fleet_peers.clone(),
+        );
+        r.register(
+            "fleet_current_ratio",
+            "SC-011: the share of the fleet's peers (all but those that left) holding every \
+             version published at least 5 minutes ago, as the hub labelled sees it",
+            m.fleet_current_ratio.clone(),
         );
         r.register(
             "failovers",

@@ -74,6 +74,8 @@ pub struct PeerDescription {
     pub max_blueprint_size: i32,
     /// Whether it sits behind NAT.
     pub is_nat_restricted: bool,
+    /// The node software it runs ("" = not said).
+    pub software_version: String,
 }
 
 /// A connection request.
@@ -145,6 +147,25 @@ pub enum DisconnectReason {
     Error,
     /// The user asked.
     ClientRequest,
+}
+
+/// A peer's goodbye: why it leaves, in a code and in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Goodbye {
+    /// Why, as a code.
+    pub reason: DisconnectReason,
+    /// Why, in words ("" = not said). With [`DisconnectReason::Error`], why the peer refuses
+    /// the hub's data: the hub lists it as refused.
+    pub detail: String,
+}
+
+impl From<DisconnectReason> for Goodbye {
+    fn from(reason: DisconnectReason) -> Self {
+        Self {
+            reason,
+            detail: String::new(),
+        }
+    }
 }
 
 pub use crate::register::subscription::Filters;

@@ -180,6 +180,15 @@ impl From<StoreError> for ApiError {
 /// The `Retry-After` of a 503 for an unavailable or slow store.
 const STORE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
+impl From<crate::hub::HubError> for ApiError {
+    fn from(e: crate::hub::HubError) -> Self {
+        match e {
+            crate::hub::HubError::Register(e) => e.into(),
+            other => ApiError::classified(&other),
+        }
+    }
+}
+
 impl From<RegisterError> for ApiError {
     fn from(e: RegisterError) -> Self {
         let code = e.code();

@@ -88,6 +88,7 @@ pub struct AppState {
         (name = "blueprints", description = "Blueprints: read, publish, update, deprecate"),
         (name = "events", description = "Server-Sent Events"),
         (name = "peers", description = "Peer sessions of a hub"),
+        (name = "fleet", description = "Every peer of every hub sharing a store, and how far each publication has reached them"),
         (name = "replication", description = "A peer's hub connection and sync")
     )
 )]
@@ -243,6 +244,8 @@ fn rest_routes(layers: &PathLayers) -> (Router<AppState>, utoipa::openapi::OpenA
         .routes(l(routes!(rest::entries::entry)))
         .routes(l(routes!(rest::peers::list)))
         .routes(l(routes!(rest::peers::get)))
+        .routes(l(routes!(rest::fleet::list)))
+        .routes(l(routes!(rest::fleet::propagation)))
         .routes(l(routes!(rest::connection::connection)))
         .routes(l(routes!(rest::connection::reconnect)))
         .routes(l(routes!(rest::connection::sync_progress)))

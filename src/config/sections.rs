@@ -28,6 +28,14 @@ pub struct HubConfig {
     /// A timed-out session is removed after this further period.
     #[serde(with = "humantime_serde")]
     pub session_grace: Duration,
+    /// How often the hub writes its part of the fleet record (to a shared store) and reads
+    /// the other hubs' parts; also how soon a hub that stopped writing stops vouching for
+    /// its peers (three of these).
+    #[serde(with = "humantime_serde")]
+    pub fleet_flush_interval: Duration,
+    /// How long the fleet keeps a peer that left, was refused, or went silent for good.
+    #[serde(with = "humantime_serde")]
+    pub fleet_retention: Duration,
     /// Periodic sync interval advertised to peers.
     #[serde(with = "humantime_serde")]
     pub sync_interval: Duration,
@@ -112,6 +120,8 @@ impl Default for HubConfig {
             heartbeat_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(90),
             session_grace: Duration::from_secs(300),
+            fleet_flush_interval: Duration::from_secs(1),
+            fleet_retention: Duration::from_secs(3600),
             sync_interval: Duration::from_secs(300),
             max_clock_skew: Duration::from_secs(60),
             max_sessions: 10_000,

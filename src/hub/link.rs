@@ -6,8 +6,8 @@ use super::{Hub, HubError};
 use crate::error_code::{Classified, caller_message};
 use crate::link::{HubLink, HubStatus, LinkError, LinkStream};
 use crate::protocol::{
-    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
-    HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, Filters, Goodbye, Heartbeat, HeartbeatAck, HeartbeatReport,
+    Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
 };
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -51,10 +51,10 @@ impl HubLink for LocalLink {
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-        reason: DisconnectReason,
+        goodbye: Goodbye,
         _now_ms: i64,
     ) -> Result<(), LinkError> {
-        self.hub.disconnect(peer_id, session_id, reason)?;
+        self.hub.disconnect(peer_id, session_id, &goodbye)?;
         Ok(())
     }
 

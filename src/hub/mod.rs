@@ -3,6 +3,8 @@
 //! call, plus the hub's signed checkpoints; sessions, limits and the sync stream have files of
 //! their own.
 
+pub mod fleet;
+mod fleet_watch;
 pub mod limits;
 pub mod link;
 pub mod sessions;
@@ -14,7 +16,7 @@ use crate::error_code::{Classified, Disclosure, ErrorCode};
 use crate::keys::{SigningKey, VerifierKey};
 use crate::metrics::{Metrics, SyncKind, SyncLabels, Transport};
 use crate::protocol::{
-    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
+    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Goodbye, Heartbeat, HeartbeatAck,
     HeartbeatReport, HubSummary, Notification, PeerId, PeerSyncState, PeerSyncView, SessionId,
     SessionView, SyncedEntry,
 };
@@ -23,6 +25,8 @@ use crate::register::recent::{Derived, Form};
 use crate::register::subscription::Followed;
 use crate::register::{Register, RegisterError};
 use crate::store::StoreError;
+use crate::store::fleet::{Condition, FleetRecord};
+use fleet::{FleetBook, FleetTimings};
 use futures::future::{Either, FutureExt};
 use futures::{Stream, StreamExt};
 use limits::{Limited, PeerLimits};
@@ -105,6 +109,27 @@ pub struct Hub {
     signer: Arc<SigningKey>,
     /// The last checkpoint signed: head version, when (hub ms), the note.
     signed_head: std::sync::Mutex<Option<(i64, i64, String)>>,
+    /// The fleet record: departed peers, what was written, other hubs' peers.
+    fleet: FleetBook,
+    /// Commit times of versions (version → Unix ms), for SC-011's settled version.
+    commits: std::sync::Mutex<std::collections::BTreeMap<i64, i64>>,
+    /// Woken when a peer reports a new version or the fleet record is read: propagation
+    /// waits.
+    fleet_changed: tokio::sync::Notify,
+}
+
+/// The most pending peers a propagation answer names.
+pub const MAX_PENDING_NAMED: usize = 20;
+
+/// How far one publication has reached the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Propagation {
+    /// The version.
+    pub version: i64,
+    /// When it was committed, Unix ms.
+    pub published_at: i64,
+    /// Who has it.
+    pub reach: fleet::Reach,
 }
 
 /// The most entries one report of a peer adds to `sorcha_peer_propagation_seconds`.
@@ -133,7 +158,18 @@ impl Hub {
         shutdown: CancellationToken,
         signer: Arc<SigningKey>,
     ) -> Arc<Self> {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let timings = FleetTimings {
+            flush_ms: ms(config.fleet_flush_interval).max(1),
+            retention_ms: ms(config.fleet_retention),
+            expiry_ms: ms(config.session_timeout).saturating_add(ms(config.session_grace)),
+            refresh_ms: ms(config.heartbeat_interval).saturating_mul(10),
+            max_departed: config.max_sessions,
+        };
         Arc::new(Self {
+            fleet: FleetBook::new(node_id.clone(), timings),
+            commits: std::sync::Mutex::default(),
+            fleet_changed: tokio::sync::Notify::new(),
             sessions: SessionRegistry::new(config.clone(), Arc::clone(&clock)),
             limits: PeerLimits::new(&config.rate_limits),
             register,
@@ -264,7 +300,20 @@ impl Hub {
             .check(Limited::Connect, request.peer_id.as_str())?;
         let (current_version, head_hash) = self.head().await?;
         let checkpoint = self.sign_head(current_version, &head_hash);
-        let opened = self.sessions.open(&request)?;
+        let first_seen = self.fleet.first_seen(request.peer_id.as_str());
+        let opened = match self.sessions.open(&request, current_version, first_seen) {
+            Ok(opened) => opened,
+            Err(e) => {
+                if matches!(e, HubError::Invalid(_) | HubError::WrongState(_)) {
+                    self.refused(
+                        &request.peer_id,
+                        &format!("refused by hub {}: {e}", self.node_id),
+                    );
+                }
+                return Err(e);
+            }
+        };
+        self.fleet.returning(request.peer_id.as_str());
         tracing::info!(
             peer_id = %request.peer_id,
             session_id = %opened.session_id,
@@ -288,17 +337,48 @@ impl Hub {
         })
     }
 
-    /// Ends a session and its push streams; returns the time it ended.
+    /// Ends a session and its push streams; returns the time it ended. The fleet keeps the
+    /// peer as `disconnected`, or as `refused` when it says it refuses this hub's data (an
+    /// error with a detail).
     #[tracing::instrument(name = "disconnect", skip(self))]
     pub fn disconnect(
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-        reason: DisconnectReason,
+        goodbye: &Goodbye,
     ) -> Result<i64, HubError> {
-        self.sessions.close(peer_id, session_id)?;
-        tracing::info!(%peer_id, %session_id, ?reason, "peer disconnected");
-        Ok(self.clock.now_ms())
+        let mut record = self.sessions.close(peer_id, session_id, &self.node_id)?;
+        let now = self.clock.now_ms();
+        tracing::info!(%peer_id, %session_id, reason = ?goodbye.reason, detail = %goodbye.detail, "peer disconnected");
+        record.changed_at = now;
+        if goodbye.reason == DisconnectReason::Error && !goodbye.detail.is_empty() {
+            record.condition = Condition::Refused;
+            record.refusal = Some(format!("refuses hub {}: {}", self.node_id, goodbye.detail));
+        } else {
+            record.condition = Condition::Disconnected;
+        }
+        self.fleet.depart(record);
+        Ok(now)
+    }
+
+    /// Lists `peer_id` as refused by this hub, for `why`.
+    pub fn refused(&self, peer_id: &PeerId, why: &str) {
+        let now = self.clock.now_ms();
+        let first_seen = self.fleet.first_seen(peer_id.as_str()).unwrap_or(now);
+        self.fleet.depart(FleetRecord {
+            peer_id: peer_id.to_string(),
+            hub_id: self.node_id.clone(),
+            condition: Condition::Refused,
+            applied_version: 0,
+            behind_since: None,
+            last_heartbeat_at: 0,
+            connected_since: 0,
+            first_seen,
+            clock_offset_ms: 0,
+            software_version: String::new(),
+            refusal: Some(why.chars().take(500).collect()),
+            changed_at: now,
+        });
     }
 
     /// Streams entries with `version > after` (all of them for a full sync, `after = 0`) in
@@ -410,6 +490,7 @@ impl Hub {
         self.metrics.heartbeats_received.inc();
         if let Some(applied) = outcome.newly_applied {
             self.observe_propagation(applied, now);
+            self.fleet_changed.notify_waiters();
         }
         Ok(HeartbeatAck {
             success: outcome.known,
@@ -517,10 +598,13 @@ impl Hub {
     }
 
     /// Runs housekeeping until shutdown: sessions without heartbeats time out (their push
-    /// streams end) and are removed after the grace period; idempotency keys older than
+    /// streams end) and are removed after the grace period; the fleet record is written and
+    /// read once per `hub.fleetFlushInterval` (on a task of its own); idempotency keys older than
     /// `idempotency.retention` are deleted (they already read as absent), so the records
     /// stay bounded by one retention period of writes plus one purge period.
     pub async fn run_housekeeping(self: Arc<Self>) {
+        // The fleet record's store calls run apart, so a slow store never delays a sweep.
+        let fleet = tokio::spawn(Arc::clone(&self).run_fleet());
         let period = (self.config.session_timeout.min(self.config.session_grace) / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(5));
         let mut ticker = tokio::time::interval(period);
@@ -532,7 +616,11 @@ impl Hub {
                 biased;
                 () = self.shutdown.cancelled() => break,
                 _ = ticker.tick() => {
-                    self.sessions.sweep();
+                    for mut gone in self.sessions.sweep(&self.node_id) {
+                        gone.changed_at = gone.last_heartbeat_at.max(gone.connected_since);
+                        gone.condition = Condition::Stale;
+                        self.fleet.depart(gone);
+                    }
                     self.limits.forget_idle();
                 }
                 _ = purge.tick() => match self.register.forget_expired_keys().await {
@@ -543,5 +631,6 @@ impl Hub {
             }
         }
         self.sessions.close_all();
+        let _ = fleet.await;
     }
 }

@@ -7,6 +7,7 @@ use crate::protocol::{
     ConnectRequest, Heartbeat, HeartbeatHealth, HeartbeatReport, NodeKind, PeerId,
     RecommendedAction, SessionId, SessionStatus, SessionView,
 };
+use crate::store::fleet::{Condition, FleetRecord};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,6 +33,12 @@ struct Session {
     /// The newest version the peer itself reported holding (heartbeats only).
     reported_version: i64,
     last_sync_time: i64,
+    /// The hub's clock minus the peer's at its last heartbeat (delay included), ms.
+    clock_offset_ms: i64,
+    /// When the hub first saw the peer lack its head (cleared when it holds it).
+    behind_since: Option<i64>,
+    /// When the hub first knew the peer (kept across its sessions while the fleet record is).
+    first_seen: i64,
     timed_out_at: Option<i64>,
     ended: CancellationToken,
     push_streams: Arc<AtomicUsize>,
@@ -153,8 +160,14 @@ impl SessionRegistry {
             .max(1)
     }
 
-    /// Validates a connect request and opens a session, replacing the peer's earlier one.
-    pub fn open(&self, request: &ConnectRequest) -> Result<Opened, HubError> {
+    /// Validates a connect request and opens a session, replacing the peer's earlier one;
+    /// `first_seen` is when the hub first knew the peer, if before now.
+    pub fn open(
+        &self,
+        request: &ConnectRequest,
+        hub_version: i64,
+        first_seen: Option<i64>,
+    ) -> Result<Opened, HubError> {
         match NodeKind::parse(&request.peer.node_type) {
             None => {
                 return Err(HubError::Invalid(format!(
@@ -219,6 +232,9 @@ impl SessionRegistry {
             last_sync_version: request.last_known_version,
             reported_version: request.last_known_version,
             last_sync_time: 0,
+            clock_offset_ms: 0,
+            behind_since: (request.last_known_version < hub_version).then_some(now),
+            first_seen: first_seen.unwrap_or(now).min(now),
             timed_out_at: None,
             ended: CancellationToken::new(),
             push_streams: Arc::default(),
@@ -253,15 +269,22 @@ impl SessionRegistry {
         }
     }
 
-    /// Ends a session and its streams.
-    pub fn close(&self, peer_id: &PeerId, session_id: &SessionId) -> Result<(), HubError> {
+    /// Ends a session and its streams; returns its fleet record as it ended.
+    pub fn close(
+        &self,
+        peer_id: &PeerId,
+        session_id: &SessionId,
+        hub_id: &str,
+    ) -> Result<FleetRecord, HubError> {
+        let now = self.clock.now_ms();
         let mut sessions = self.lock();
         match sessions.get(peer_id.as_str()) {
             Some(s) if s.session_id == *session_id => {
+                let record = self.record_of(peer_id.as_str(), s, hub_id, now);
                 if let Some(s) = sessions.remove(peer_id.as_str()) {
                     s.ended.cancel();
                 }
-                Ok(())
+                Ok(record)
             }
             _ => Err(HubError::UnknownSession(format!(
                 "no session {session_id:?} for peer {peer_id}"
@@ -377,6 +400,12 @@ impl SessionRegistry {
         session.last_heartbeat_at = now;
         session.received += 1;
         let latency = skew.max(0);
+        session.clock_offset_ms = skew;
+        if hb.last_sync_version < hub_version {
+            session.behind_since.get_or_insert(now);
+        } else {
+            session.behind_since = None;
+        }
         if session.latencies.len() == LATENCY_WINDOW {
             session.latencies.pop_front();
         }
@@ -525,11 +554,46 @@ impl SessionRegistry {
         views
     }
 
-    /// Times out silent sessions (ending their streams) and removes those past the grace.
-    pub fn sweep(&self) {
+    /// The fleet record of a session: live while heard within two heartbeat intervals, stale
+    /// after (or timed out).
+    fn record_of(&self, peer_id: &str, s: &Session, hub_id: &str, now: i64) -> FleetRecord {
+        let silent = now - s.last_seen() > 2 * self.interval_ms();
+        FleetRecord {
+            peer_id: peer_id.to_owned(),
+            hub_id: hub_id.to_owned(),
+            condition: if silent || s.timed_out_at.is_some() {
+                Condition::Stale
+            } else {
+                Condition::Live
+            },
+            applied_version: s.last_sync_version,
+            behind_since: s.behind_since,
+            last_heartbeat_at: s.last_heartbeat_at,
+            connected_since: s.connected_at,
+            first_seen: s.first_seen,
+            clock_offset_ms: s.clock_offset_ms,
+            software_version: s.request.peer.software_version.clone(),
+            refusal: None,
+            changed_at: s.connected_at,
+        }
+    }
+
+    /// The fleet records of every session, ordered by peer id.
+    pub fn fleet_records(&self, hub_id: &str) -> Vec<FleetRecord> {
+        let now = self.clock.now_ms();
+        self.lock()
+            .iter()
+            .map(|(id, s)| self.record_of(id, s, hub_id, now))
+            .collect()
+    }
+
+    /// Times out silent sessions (ending their streams) and removes those past the grace;
+    /// returns the fleet records of those removed.
+    pub fn sweep(&self, hub_id: &str) -> Vec<FleetRecord> {
         let now = self.clock.now_ms();
         let timeout = i64::try_from(self.config.session_timeout.as_millis()).unwrap_or(i64::MAX);
         let grace = i64::try_from(self.config.session_grace.as_millis()).unwrap_or(i64::MAX);
+        let mut removed = Vec::new();
         let mut sessions = self.lock();
         sessions.retain(|peer_id, s| match s.timed_out_at {
             None if now - s.last_seen() > timeout => {
@@ -540,9 +604,11 @@ impl SessionRegistry {
             }
             Some(at) if now - at > grace => {
                 tracing::info!(%peer_id, session_id = %s.session_id, "timed-out session removed");
+                removed.push(self.record_of(peer_id, s, hub_id, now));
                 false
             }
             _ => true,
         });
+        removed
     }
 }

@@ -14,8 +14,8 @@
 use super::{HubLink, HubStatus, LinkError, LinkStream};
 use crate::error_code::ErrorCode;
 use crate::protocol::{
-    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
-    HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, Filters, Goodbye, Heartbeat, HeartbeatAck, HeartbeatReport,
+    Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
 };
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -194,12 +194,12 @@ impl HubLink for GuardedLink {
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-        reason: DisconnectReason,
+        goodbye: Goodbye,
         now_ms: i64,
     ) -> Result<(), LinkError> {
         let call = self
             .inner
-            .close_session(peer_id, session_id, reason, now_ms);
+            .close_session(peer_id, session_id, goodbye, now_ms);
         self.give_up
             .bound("answer to goodbye", self.deadlines.goodbye, call)
             .await
@@ -294,7 +294,7 @@ mod tests {
             &self,
             _: &PeerId,
             _: &SessionId,
-            _: DisconnectReason,
+            _: Goodbye,
             _: i64,
         ) -> Result<(), LinkError> {
             std::future::pending().await

@@ -6,8 +6,8 @@
 
 use crate::error_code::ErrorCode;
 use crate::protocol::{
-    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
-    HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, Filters, Goodbye, Heartbeat, HeartbeatAck, HeartbeatReport,
+    Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
 };
 pub mod guard;
 
@@ -73,7 +73,7 @@ pub trait HubLink: Send + Sync {
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-        reason: DisconnectReason,
+        goodbye: Goodbye,
         now_ms: i64,
     ) -> Result<(), LinkError>;
 

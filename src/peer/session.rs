@@ -9,7 +9,7 @@ use crate::error_code::ErrorCode;
 use crate::link::guard::{Deadlines, GiveUp, GuardedLink};
 use crate::link::{HubLink, LinkError, LinkStream};
 use crate::protocol::{
-    ConnectRequest, DisconnectReason, Filters, Heartbeat, Notification, PeerDescription,
+    ConnectRequest, DisconnectReason, Filters, Goodbye, Heartbeat, Notification, PeerDescription,
     RecommendedAction, SessionId,
 };
 use futures::StreamExt;
@@ -80,6 +80,7 @@ pub async fn run(
                 max_blueprint_size: i32::try_from(peer.settings().max_document_bytes)
                     .unwrap_or(i32::MAX),
                 is_nat_restricted: false,
+                software_version: crate::SOFTWARE_VERSION.into(),
             },
             last_known_version: peer.register().head_version(),
             connection_time: peer.clock().now_ms(),
@@ -124,7 +125,7 @@ pub async fn run(
 
     let mut ending = SessionGuard {
         session: session.clone(),
-        reason: DisconnectReason::Failover,
+        goodbye: DisconnectReason::Failover.into(),
     };
 
     // A hub whose checkpoint (or key) is not trusted is left before anything is applied.
@@ -187,7 +188,7 @@ pub async fn run(
         let end = tokio::select! {
             biased;
             () = shutdown.cancelled() => {
-                ending.reason = DisconnectReason::Shutdown;
+                ending.goodbye = DisconnectReason::Shutdown.into();
                 Some(SessionEnd::Shutdown)
             }
             () = give_up.given_up() => Some(SessionEnd::Failover(
@@ -280,7 +281,7 @@ impl Session {
                 self.settle(result)
             }
             Command::Reconnect => {
-                ending.reason = DisconnectReason::ClientRequest;
+                ending.goodbye = DisconnectReason::ClientRequest.into();
                 Some(SessionEnd::Reconnect)
             }
         }
@@ -455,9 +456,12 @@ impl Session {
 }
 
 /// Ends a session politely (DisconnectFromCentralNode with a reason), bounded in time.
+/// The longest explanation a goodbye carries.
+const MAX_GOODBYE_CHARS: usize = 500;
+
 struct SessionGuard {
     session: Session,
-    reason: DisconnectReason,
+    goodbye: Goodbye,
 }
 
 impl SessionGuard {
@@ -466,9 +470,17 @@ impl SessionGuard {
         // A hub given up gets no goodbye: failover does not wait on a dead hub. Any other is
         // told, within the link's short goodbye deadline.
         if s.give_up.reason().is_none() {
+            // A refused hub is told why, so its fleet view lists this peer as refusing it.
+            if let SessionEnd::Diverged(why) = &end {
+                self.goodbye = Goodbye {
+                    reason: DisconnectReason::Error,
+                    detail: why.chars().take(MAX_GOODBYE_CHARS).collect(),
+                };
+            }
+            let goodbye = std::mem::replace(&mut self.goodbye, DisconnectReason::Unknown.into());
             let farewell =
                 s.link
-                    .close_session(s.peer.node_id(), &s.session_id, self.reason, s.hub_now());
+                    .close_session(s.peer.node_id(), &s.session_id, goodbye, s.hub_now());
             if let Err(e) = farewell.await {
                 tracing::debug!(error = %e, "the hub did not take the goodbye");
             }

@@ -20,6 +20,7 @@
 //!   whose count is the number of store round trips); calls that ran out of time are counted
 //!   (`sorcha_peer_store_call_timeouts_total`).
 
+use super::fleet::{FleetBatch, SharedFleet};
 use super::{
     EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError, SyncProgress,
 };
@@ -310,6 +311,25 @@ impl RegisterStore for GuardedStore {
     async fn stats(&self) -> Result<Stats, StoreError> {
         self.call(StoreOp::Stats, |s| async move { s.stats().await })
             .await
+    }
+
+    fn shares_fleet(&self) -> bool {
+        self.inner.shares_fleet()
+    }
+
+    async fn write_fleet(&self, batch: FleetBatch) -> Result<(), StoreError> {
+        self.call(StoreOp::WriteFleet, |s| async move {
+            s.write_fleet(batch).await
+        })
+        .await
+    }
+
+    async fn read_fleet(&self, since: i64) -> Result<SharedFleet, StoreError> {
+        self.call(
+            StoreOp::ReadFleet,
+            |s| async move { s.read_fleet(since).await },
+        )
+        .await
     }
 
     async fn close(&self) -> Result<(), StoreError> {

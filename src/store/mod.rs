@@ -1,9 +1,11 @@
 //! Storage of the system register behind one interface, [`RegisterStore`], with the embedded
 //! single-file backend ([`embedded::EmbeddedStore`]) and a conformance suite
-//! ([`conformance`]) that every backend must pass.
+//! ([`conformance`]) that every backend must pass. Hubs sharing a MongoDB store also share
+//! their fleet record through it ([`fleet`]).
 
 pub mod conformance;
 pub mod embedded;
+pub mod fleet;
 pub mod guarded;
 pub mod mongo;
 pub mod synthetic;
@@ -373,6 +375,27 @@ pub trait RegisterStore: Send + Sync + 'static {
     /// to completion on a task of its own by [`guarded::GuardedStore`].
     fn cancel_safe(&self) -> bool {
         true
+    }
+
+    /// Whether hubs sharing this store share their fleet record through it (MongoDB). The
+    /// embedded store has one hub, which keeps its own record in memory.
+    fn shares_fleet(&self) -> bool {
+        false
+    }
+
+    /// Writes one hub's batch of its fleet record and its presence, and deletes the records
+    /// of hubs silent since before `batch.expire_before` (see [`fleet`]). A store that does
+    /// not share the fleet has nothing to write.
+    async fn write_fleet(&self, batch: fleet::FleetBatch) -> Result<(), StoreError> {
+        let _ = batch;
+        Ok(())
+    }
+
+    /// Every hub's presence, and the fleet records written at or after `since` (Unix ms on
+    /// the writers' clocks; 0 = all). Empty for a store that does not share the fleet.
+    async fn read_fleet(&self, since: i64) -> Result<fleet::SharedFleet, StoreError> {
+        let _ = since;
+        Ok(fleet::SharedFleet::default())
     }
 
     /// For stores shared by several nodes: calls `announce` with the head version whenever

@@ -185,7 +185,7 @@ async fn connect_sync_subscribe_publish_disconnect() {
     c.close_session(
         &pid("peer-a"),
         &grant.session_id,
-        DisconnectReason::ClientRequest,
+        DisconnectReason::ClientRequest.into(),
         now_ms(),
     )
     .await
@@ -552,10 +552,15 @@ async fn bad_calls_get_the_contract_status_codes() {
         ErrorCode::UnknownSession
     );
     assert_eq!(
-        c.close_session(&pid("ghost"), &"nope".into(), DisconnectReason::Shutdown, 0)
-            .await
-            .unwrap_err()
-            .code,
+        c.close_session(
+            &pid("ghost"),
+            &"nope".into(),
+            DisconnectReason::Shutdown.into(),
+            0
+        )
+        .await
+        .unwrap_err()
+        .code,
         ErrorCode::UnknownSession
     );
 

@@ -16,6 +16,7 @@ mod cross_origin;
 mod dashboard;
 mod docs;
 mod faults;
+mod fleet;
 mod genesis;
 mod grpc;
 mod grpc_web;

@@ -14,8 +14,8 @@ use sorcha_peer::link::{Dialer, HubLink, HubStatus, LinkError, LinkStream};
 use sorcha_peer::metrics::Metrics;
 use sorcha_peer::peer::{Peer, PeerParts, PeerSettings};
 use sorcha_peer::protocol::{
-    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
-    HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, Filters, Goodbye, Heartbeat, HeartbeatAck, HeartbeatReport,
+    Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
 };
 use sorcha_peer::register::checkpoint_note;
 use sorcha_peer::register::{Register, RegisterOptions};
@@ -469,10 +469,10 @@ impl HubLink for TamperedLink {
         &self,
         peer: &PeerId,
         session: &SessionId,
-        reason: DisconnectReason,
+        goodbye: Goodbye,
         now: i64,
     ) -> Result<(), LinkError> {
-        self.inner.close_session(peer, session, reason, now).await
+        self.inner.close_session(peer, session, goodbye, now).await
     }
     async fn status(&self, peer: &PeerId) -> Result<HubStatus, LinkError> {
         self.inner.status(peer).await

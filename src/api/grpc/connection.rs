@@ -41,7 +41,7 @@ impl CentralNodeConnection for ConnectionService {
         let at = self.hub.disconnect(
             &peer,
             &SessionId::from(r.session_id),
-            convert::reason_from_wire(r.reason),
+            &convert::goodbye_from_wire(r.reason, r.detail),
         )?;
         Ok(Response::new(DisconnectionResponse {
             success: true,

@@ -3,6 +3,7 @@
 pub mod blueprints;
 pub mod connection;
 pub mod entries;
+pub mod fleet;
 pub mod node;
 pub mod peers;
 

@@ -19,8 +19,12 @@
 //! claiming transaction the calls share.
 
 mod documents;
+mod fleet;
 mod queries;
 
+pub use fleet::{FLEET_HUBS, FLEET_PEERS};
+
+use super::fleet::{FleetBatch, SharedFleet};
 use super::{
     EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError, SyncProgress,
     check_continuation, check_expectation,
@@ -66,6 +70,10 @@ pub struct MongoStore {
     sync_progress: Collection<Document>,
     idempotency_keys: Collection<Document>,
     transaction_ids: Collection<Document>,
+    /// The database, for the fleet record's batch commands.
+    fleet_db: mongodb::Database,
+    fleet_peers: Collection<Document>,
+    fleet_hubs: Collection<Document>,
     poll_interval: Duration,
 }
 
@@ -118,7 +126,18 @@ impl MongoStore {
             .create_index(index(doc! { "createdAt": 1 }, false))
             .await
             .map_err(|e| unavailable(format!("cannot create indexes: {e}")))?;
+        let fleet_peers = db.collection::<Document>(FLEET_PEERS);
+        fleet_peers
+            .create_indexes([
+                index(doc! { "writtenAt": 1 }, false),
+                index(doc! { "hubId": 1 }, false),
+            ])
+            .await
+            .map_err(|e| unavailable(format!("cannot create indexes: {e}")))?;
         Ok(Self {
+            fleet_hubs: db.collection(FLEET_HUBS),
+            fleet_peers,
+            fleet_db: db.clone(),
             append_lock: Arc::default(),
             sync_progress: db.collection(SYNC_PROGRESS),
             idempotency_keys,
@@ -427,6 +446,18 @@ impl RegisterStore for MongoStore {
     async fn close(&self) -> Result<(), StoreError> {
         // Every acknowledged write is already durable on the server.
         Ok(())
+    }
+
+    fn shares_fleet(&self) -> bool {
+        true
+    }
+
+    async fn write_fleet(&self, batch: FleetBatch) -> Result<(), StoreError> {
+        self.write_fleet_batch(batch).await
+    }
+
+    async fn read_fleet(&self, since: i64) -> Result<SharedFleet, StoreError> {
+        self.read_fleet_records(since).await
     }
 
     fn cancel_safe(&self) -> bool {

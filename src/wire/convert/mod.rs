@@ -15,8 +15,8 @@ pub use status::{hub_status_from_wire, peer_sync_from_wire, peer_sync_to_wire, s
 
 use super::proto;
 use crate::protocol::{
-    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Notification, PeerDescription,
-    PeerId, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Goodbye, Notification,
+    PeerDescription, PeerId, SessionId, SyncedEntry,
 };
 use crate::register::entry::{Entry, EntryType};
 use crate::register::signature::PublisherSignature;
@@ -175,6 +175,11 @@ pub fn connect_from_wire(r: proto::ConnectRequest) -> Result<ConnectRequest, Val
             supports_incremental_sync: caps.supports_incremental_sync,
             max_blueprint_size: caps.max_blueprint_size,
             is_nat_restricted: caps.is_nat_restricted,
+            software_version: info
+                .software_version
+                .chars()
+                .take(MAX_SOFTWARE_CHARS)
+                .collect(),
         },
         last_known_version: r.last_known_version,
         connection_time: r.connection_time,
@@ -196,6 +201,7 @@ pub fn connect_to_wire(r: &ConnectRequest) -> proto::ConnectRequest {
                 max_blueprint_size: r.peer.max_blueprint_size,
                 is_nat_restricted: r.peer.is_nat_restricted,
             }),
+            software_version: r.peer.software_version.clone(),
         }),
         last_known_version: r.last_known_version,
         connection_time: r.connection_time,
@@ -259,6 +265,20 @@ pub fn reason_from_wire(value: i32) -> DisconnectReason {
         Ok(proto::DisconnectReason::Error) => DisconnectReason::Error,
         Ok(proto::DisconnectReason::ClientRequest) => DisconnectReason::ClientRequest,
         _ => DisconnectReason::Unknown,
+    }
+}
+
+/// The longest goodbye detail a hub keeps, in characters.
+pub const MAX_GOODBYE_DETAIL_CHARS: usize = 500;
+/// The longest software version a hub keeps, in characters.
+const MAX_SOFTWARE_CHARS: usize = 80;
+
+/// Domain form of a goodbye: the reason and its detail (cut to
+/// [`MAX_GOODBYE_DETAIL_CHARS`]).
+pub fn goodbye_from_wire(reason: i32, detail: String) -> Goodbye {
+    Goodbye {
+        reason: reason_from_wire(reason),
+        detail: detail.chars().take(MAX_GOODBYE_DETAIL_CHARS).collect(),
     }
 }
 

@@ -12,8 +12,8 @@ use sorcha_peer::hub::Hub;
 use sorcha_peer::hub::link::LocalLink;
 use sorcha_peer::link::{Dialer, HubLink, HubStatus, LinkError, LinkStream};
 use sorcha_peer::protocol::{
-    ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Heartbeat, HeartbeatAck,
-    HeartbeatReport, Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
+    ConnectRequest, ConnectionGrant, Filters, Goodbye, Heartbeat, HeartbeatAck, HeartbeatReport,
+    Notification, PeerId, PeerSyncView, SessionId, SyncedEntry,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -303,12 +303,12 @@ impl HubLink for SimLink {
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-        reason: DisconnectReason,
+        goodbye: Goodbye,
         now_ms: i64,
     ) -> Result<(), LinkError> {
         self.gate("close_session").await?;
         self.inner
-            .close_session(peer_id, session_id, reason, now_ms)
+            .close_session(peer_id, session_id, goodbye, now_ms)
             .await
     }
 

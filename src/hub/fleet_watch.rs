@@ -1,0 +1,157 @@
+//! The hub's side of the fleet record: the loop that writes its batch and reads the other
+//! hubs' (sharing a store), the merged view, SC-011's figures, and how far a publication has
+//! reached (answered at once, or when a share of the fleet holds it).
+
+use super::fleet::{FleetState, FleetView, SC011_WINDOW};
+use super::{Hub, HubError, MAX_PENDING_NAMED, Propagation};
+use crate::metrics::{FleetStateLabels, HubLabels};
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Hub {
+    /// The fleet now: every peer of every hub sharing this hub's store, once each.
+    pub fn fleet_view(&self) -> FleetView {
+        let now = self.clock.now_ms();
+        let own = self
+            .fleet
+            .own(self.sessions.fleet_records(&self.node_id), now);
+        let recent = self.register.recent();
+        self.fleet
+            .view(own, self.register.head_version(), now, |version| {
+                recent.get(version).map(|s| s.entry.published_at)
+            })
+    }
+
+    /// SC-011's reference: the newest version committed at least [`SC011_WINDOW`] before
+    /// `now`, among those this hub saw committed in its recent window (0 = none yet, as
+    /// for five minutes after the hub starts: the ratio is then 1). Versions a burst pushed
+    /// out of the window before the hub looked are missed, which only makes it older.
+    pub fn settled_version(&self, now: i64) -> i64 {
+        let window = i64::try_from(SC011_WINDOW.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now - window;
+        let head = self.register.head_version();
+        let recent = self.register.recent();
+        let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        let from = commits
+            .keys()
+            .next_back()
+            .map_or(1, |v| v + 1)
+            .max(head - 4096);
+        for version in from..=head {
+            if let Some(shared) = recent.get(version) {
+                commits.insert(version, shared.entry.published_at);
+            }
+        }
+        let settled = commits
+            .iter()
+            .rev()
+            .find(|(_, at)| **at <= cutoff)
+            .map_or(0, |(v, _)| *v);
+        // Keep the settled version and those that may settle later.
+        commits.retain(|v, _| *v >= settled);
+        settled
+    }
+
+    /// Writes this hub's batch of the fleet record and reads the others' (when the store is
+    /// shared), then sets the fleet gauges and wakes propagation waits.
+    async fn refresh_fleet(&self) {
+        let store = self.register.store();
+        let now = self.clock.now_ms();
+        if store.shares_fleet() {
+            let own = self
+                .fleet
+                .own(self.sessions.fleet_records(&self.node_id), now);
+            let batch = self.fleet.batch(&own, now);
+            if let Err(e) = store.write_fleet(batch).await {
+                tracing::warn!(error = %e, "cannot write the fleet record; retrying at the next flush");
+                self.fleet.unwritten();
+            }
+            let since = self.fleet.read_since(now);
+            match store.read_fleet(since).await {
+                Ok(read) => self.fleet.absorb(read, since, now),
+                Err(e) => tracing::warn!(error = %e, "cannot read the fleet record"),
+            }
+        }
+        let view = self.fleet_view();
+        let summary = view.summary(self.settled_version(view.now));
+        for (state, count) in &summary.by_state {
+            self.metrics
+                .fleet_peers
+                .get_or_create(&FleetStateLabels {
+                    hub: self.node_id.clone(),
+                    state: state.name().to_owned(),
+                })
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+        self.metrics
+            .fleet_current_ratio
+            .get_or_create(&HubLabels {
+                hub: self.node_id.clone(),
+            })
+            .set(summary.current_ratio);
+        self.fleet_changed.notify_waiters();
+    }
+
+    /// Runs the fleet record until shutdown: one refresh per `hub.fleetFlushInterval`.
+    pub async fn run_fleet(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.config.fleet_flush_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break,
+                _ = ticker.tick() => self.refresh_fleet().await,
+            }
+        }
+    }
+
+    /// How far the entry at `version` has reached the fleet (see [`FleetView::propagation`]).
+    pub async fn propagation(&self, version: i64) -> Result<Propagation, HubError> {
+        let published_at = match self.register.recent().get(version) {
+            Some(shared) => shared.entry.published_at,
+            None => self.register.entry_at(version, None).await?.0.published_at,
+        };
+        let reach = self
+            .fleet_view()
+            .propagation(version, published_at, MAX_PENDING_NAMED);
+        Ok(Propagation {
+            version,
+            published_at,
+            reach,
+        })
+    }
+
+    /// Answers [`Hub::propagation`] once at least `ratio` of the fleet holds `version`, or
+    /// when `timeout` has passed (whichever comes first); a version not committed yet (as
+    /// another hub sharing the store may be about to) is awaited within it. Woken by peers' reports and the
+    /// fleet record's reads; looks again at least every quarter second.
+    pub async fn await_propagation(
+        &self,
+        version: i64,
+        ratio: f64,
+        timeout: Duration,
+    ) -> Result<Propagation, HubError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // A version another hub committed a moment ago is awaited too.
+        let _ = tokio::time::timeout_at(deadline, self.register.head_past(version - 1)).await;
+        loop {
+            let changed = self.fleet_changed.notified();
+            let answer = self.propagation(version).await?;
+            let now = tokio::time::Instant::now();
+            if answer.reach.ratio() >= ratio || now >= deadline {
+                return Ok(answer);
+            }
+            let next = (now + Duration::from_millis(250)).min(deadline);
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(next) => {}
+                () = self.shutdown.cancelled() => return Ok(answer),
+            }
+        }
+    }
+
+    /// Peers per state, for a quick look.
+    pub fn fleet_counts(&self) -> Vec<(FleetState, usize)> {
+        self.fleet_view().summary(0).by_state
+    }
+}

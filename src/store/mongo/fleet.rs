@@ -1,0 +1,211 @@
+//! The shared fleet record on MongoDB ([`crate::store::fleet`]).
+//!
+//! `sorcha_fleet_peers` holds one document per hub and peer (`_id` = `{h, p}`), with the
+//! batch's time as `writtenAt` (indexed, so a hub reads only what changed since its last
+//! read) and `hubId` (indexed, so a gone hub's records go in one delete). `sorcha_fleet_hubs`
+//! holds each hub's presence (`_id` = hub id, `seenAt`). A batch is one `update` command of
+//! up to [`STATEMENTS_PER_COMMAND`] upserts, a `delete` of the peers dropped, and the presence:
+//! never a write per heartbeat. The fleet record is observation, not data the register
+//! depends on: it is written with `w: 1`, not the register's majority and journal.
+
+use super::MongoStore;
+use super::documents::unavailable;
+use crate::store::StoreError;
+use crate::store::fleet::{Condition, FleetBatch, FleetRecord, HubPresence, SharedFleet};
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, Document, doc};
+
+/// Collection of fleet records, one per hub and peer.
+pub const FLEET_PEERS: &str = "sorcha_fleet_peers";
+/// Collection of the hubs' presence in the fleet record.
+pub const FLEET_HUBS: &str = "sorcha_fleet_hubs";
+/// Upserts sent in one `update` command (well within the server's 100 000 and 48 MB).
+const STATEMENTS_PER_COMMAND: usize = 1000;
+
+fn record_doc(r: &FleetRecord, written_at: i64) -> Document {
+    doc! {
+        "_id": { "h": &r.hub_id, "p": &r.peer_id },
+        "hubId": &r.hub_id,
+        "peerId": &r.peer_id,
+        "condition": r.condition.name(),
+        "appliedVersion": r.applied_version,
+        "behindSince": r.behind_since.map_or(Bson::Null, Bson::Int64),
+        "lastHeartbeatAt": r.last_heartbeat_at,
+        "connectedSince": r.connected_since,
+        "firstSeen": r.first_seen,
+        "clockOffsetMs": r.clock_offset_ms,
+        "softwareVersion": &r.software_version,
+        "refusal": r.refusal.as_deref().map_or(Bson::Null, |s| Bson::String(s.to_owned())),
+        "changedAt": r.changed_at,
+        "writtenAt": written_at,
+    }
+}
+
+fn record_from(d: &Document) -> Option<FleetRecord> {
+    let int = |k: &str| match d.get(k) {
+        Some(Bson::Int64(v)) => Some(*v),
+        Some(Bson::Int32(v)) => Some(i64::from(*v)),
+        _ => None,
+    };
+    Some(FleetRecord {
+        peer_id: d.get_str("peerId").ok()?.to_owned(),
+        hub_id: d.get_str("hubId").ok()?.to_owned(),
+        condition: Condition::parse(d.get_str("condition").ok()?)?,
+        applied_version: int("appliedVersion")?,
+        behind_since: int("behindSince"),
+        last_heartbeat_at: int("lastHeartbeatAt").unwrap_or(0),
+        connected_since: int("connectedSince").unwrap_or(0),
+        first_seen: int("firstSeen").unwrap_or(0),
+        clock_offset_ms: int("clockOffsetMs").unwrap_or(0),
+        software_version: d.get_str("softwareVersion").unwrap_or("").to_owned(),
+        refusal: d.get_str("refusal").ok().map(str::to_owned),
+        changed_at: int("changedAt").unwrap_or(0),
+    })
+}
+
+impl MongoStore {
+    /// Runs one write command, with `w: 1` (see the module's doc), checking its write errors.
+    async fn fleet_command(&self, mut command: Document) -> Result<(), StoreError> {
+        command.insert("writeConcern", doc! { "w": 1 });
+        let answer = self
+            .fleet_db
+            .run_command(command)
+            .await
+            .map_err(unavailable)?;
+        match answer.get_array("writeErrors") {
+            Ok(errors) if !errors.is_empty() => Err(unavailable(format!(
+                "fleet record write failed: {:?}",
+                errors.first()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// See [`crate::store::RegisterStore::write_fleet`].
+    pub(super) async fn write_fleet_batch(&self, batch: FleetBatch) -> Result<(), StoreError> {
+        for chunk in batch.upserts.chunks(STATEMENTS_PER_COMMAND) {
+            let updates: Vec<Document> = chunk
+                .iter()
+                .map(|r| {
+                    let d = record_doc(r, batch.now);
+                    doc! { "q": { "_id": d.get("_id").cloned().unwrap_or(Bson::Null) }, "u": d, "upsert": true }
+                })
+                .collect();
+            self.fleet_command(
+                doc! { "update": FLEET_PEERS, "updates": updates, "ordered": false },
+            )
+            .await?;
+        }
+        for chunk in batch.removed.chunks(STATEMENTS_PER_COMMAND) {
+            let ids: Vec<Document> = chunk
+                .iter()
+                .map(|p| doc! { "h": &batch.hub_id, "p": p })
+                .collect();
+            self.fleet_command(doc! {
+                "delete": FLEET_PEERS,
+                "deletes": [ { "q": { "_id": { "$in": ids } }, "limit": 0 } ],
+            })
+            .await?;
+        }
+        self.fleet_command(doc! {
+            "update": FLEET_HUBS,
+            "updates": [ {
+                "q": { "_id": &batch.hub_id },
+                "u": { "$set": { "seenAt": batch.now } },
+                "upsert": true,
+            } ],
+        })
+        .await?;
+        // Gone hubs: their peers have moved on (or are gone too).
+        let gone: Vec<String> = self
+            .fleet_hubs
+            .find(doc! { "seenAt": { "$lt": batch.expire_before } })
+            .await
+            .map_err(unavailable)?
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .collect();
+        if !gone.is_empty() {
+            tracing::info!(hubs = ?gone, "forgetting the fleet records of hubs gone silent");
+            self.fleet_command(doc! {
+                "delete": FLEET_PEERS,
+                "deletes": [ { "q": { "hubId": { "$in": &gone } }, "limit": 0 } ],
+            })
+            .await?;
+            self.fleet_command(doc! {
+                "delete": FLEET_HUBS,
+                "deletes": [ { "q": { "_id": { "$in": &gone } }, "limit": 0 } ],
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// See [`crate::store::RegisterStore::read_fleet`].
+    pub(super) async fn read_fleet_records(&self, since: i64) -> Result<SharedFleet, StoreError> {
+        let hubs: Vec<Document> = self
+            .fleet_hubs
+            .find(doc! {})
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        let records: Vec<Document> = self
+            .fleet_peers
+            .find(doc! { "writtenAt": { "$gte": since } })
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        Ok(SharedFleet {
+            hubs: hubs
+                .iter()
+                .filter_map(|d| {
+                    Some(HubPresence {
+                        hub_id: d.get_str("_id").ok()?.to_owned(),
+                        seen_at: d.get_i64("seenAt").ok()?,
+                    })
+                })
+                .collect(),
+            // A document this release cannot read (a later one's) is skipped, not fatal:
+            // the fleet record is observation.
+            records: records.iter().filter_map(record_from).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_survives_its_document() {
+        let record = FleetRecord {
+            peer_id: "p1".into(),
+            hub_id: "n0".into(),
+            condition: Condition::Refused,
+            applied_version: 42,
+            behind_since: Some(7),
+            last_heartbeat_at: 9,
+            connected_since: 3,
+            first_seen: 2,
+            clock_offset_ms: -12,
+            software_version: "0.9.0".into(),
+            refusal: Some("the peer refuses the hub's data: fork".into()),
+            changed_at: 11,
+        };
+        assert_eq!(record_from(&record_doc(&record, 5)), Some(record.clone()));
+        let live = FleetRecord {
+            condition: Condition::Live,
+            behind_since: None,
+            refusal: None,
+            ..record
+        };
+        assert_eq!(record_from(&record_doc(&live, 5)), Some(live));
+    }
+}

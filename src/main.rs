@@ -78,6 +78,7 @@ async fn main() {
         Command::Deprecate(args) => commands::deprecate(args).await,
         Command::Blueprints { command } => commands::blueprints(command).await,
         Command::Status(args) => commands::status(args).await,
+        Command::Fleet(args) => sorcha_peer::cli::fleet::list(args).await,
         Command::Watch(args) => commands::watch(args).await,
         Command::Verify(args) => commands::verify(args).await,
         Command::Keygen(args) => sorcha_peer::cli::signing::keygen(&args),

@@ -76,19 +76,42 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<i32> {
         .write(method, &path, &body, args.retry.retries)
         .await?;
     let entry = &answer.entry;
-    if args.client.output == Output::Json {
-        print_json(entry);
-        return Ok(0);
+    if args.client.output == Output::Text {
+        println!(
+            "{} {} at version {} ({}){}",
+            entry["type"].as_str().unwrap_or("published"),
+            entry["blueprintId"].as_str().unwrap_or_default(),
+            entry["version"],
+            entry["checksum"].as_str().unwrap_or_default(),
+            replayed_note(&answer)
+        );
     }
-    println!(
-        "{} {} at version {} ({}){}",
-        entry["type"].as_str().unwrap_or("published"),
-        entry["blueprintId"].as_str().unwrap_or_default(),
-        entry["version"],
-        entry["checksum"].as_str().unwrap_or_default(),
-        replayed_note(&answer)
-    );
-    Ok(0)
+    finish_write(&client, entry, &args.wait, args.client.output).await
+}
+
+/// After a write: waits for the fleet when `--wait` asks (see [`super::fleet::await_share`]),
+/// prints the entry for `--output json` (with `propagation`, when waited), and returns the
+/// exit code.
+async fn finish_write(
+    client: &ApiClient,
+    entry: &Value,
+    wait: &super::WaitArgs,
+    output: Output,
+) -> anyhow::Result<i32> {
+    let version = entry["version"].as_i64().unwrap_or(0);
+    let waited = super::fleet::await_share(client, version, wait).await?;
+    let code = match (&waited, wait.wait) {
+        (Some(w), Some(share)) => super::fleet::report(w, share, output),
+        _ => 0,
+    };
+    if output == Output::Json {
+        let mut shown = entry.clone();
+        if let Some(w) = waited {
+            shown["propagation"] = w.answer;
+        }
+        print_json(&shown);
+    }
+    Ok(code)
 }
 
 /// Says when the answer came from an earlier attempt whose answer was lost.
@@ -120,17 +143,15 @@ pub async fn deprecate(args: DeprecateArgs) -> anyhow::Result<i32> {
         .write(Method::POST, &path, &body, args.retry.retries)
         .await?;
     let entry = &answer.entry;
-    if args.client.output == Output::Json {
-        print_json(entry);
-        return Ok(0);
+    if args.client.output == Output::Text {
+        println!(
+            "deprecated {} at version {}{}",
+            entry["blueprintId"].as_str().unwrap_or_default(),
+            entry["version"],
+            replayed_note(&answer)
+        );
     }
-    println!(
-        "deprecated {} at version {}{}",
-        entry["blueprintId"].as_str().unwrap_or_default(),
-        entry["version"],
-        replayed_note(&answer)
-    );
-    Ok(0)
+    finish_write(&client, entry, &args.wait, args.client.output).await
 }
 
 /// `blueprints list|get`.

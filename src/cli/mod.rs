@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod fleet;
 pub mod signing;
 
 use crate::config::Role;
@@ -49,6 +50,8 @@ pub enum Command {
     },
     /// Show a node's state.
     Status(ClientArgs),
+    /// List the fleet: every peer of every hub sharing the hub's store, in its state.
+    Fleet(FleetArgs),
     /// Print register events as they happen (tails the SSE feed).
     Watch(WatchArgs),
     /// Check the register's integrity: offline with --data-dir, else through --server.
@@ -259,9 +262,56 @@ pub struct PublishArgs {
     /// Retries.
     #[command(flatten)]
     pub retry: RetryArgs,
+    /// Waiting for the fleet.
+    #[command(flatten)]
+    pub wait: WaitArgs,
     /// Connection.
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// How a write command waits for the fleet to hold what it wrote.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct WaitArgs {
+    /// After the write, show a progress bar until this share of the fleet's peers holds it
+    /// ("95%", "100%" or "0.95"; the hub counts the peers it knew at the commit). Exits 3,
+    /// naming the peers still pending, when `--wait-timeout` passes first. Needs a hub.
+    #[arg(long, value_name = "SHARE", value_parser = parse_share)]
+    pub wait: Option<f64>,
+    /// The longest `--wait` ("30s", "2m"; at most 5m per request, repeated up to this).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub wait_timeout: std::time::Duration,
+}
+
+/// Flags of `fleet`.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Only peers in this state (synced, behind, stale, refused, disconnected).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only peers of this hub.
+    #[arg(long)]
+    pub hub: Option<String>,
+    /// Connection (a hub).
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A share of the fleet: "95%" or "0.95", from 0 to 1.
+pub fn parse_share(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let value = match t.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => t.parse::<f64>(),
+    };
+    value
+        .ok()
+        .filter(|v| (0.0..=1.0).contains(v))
+        .ok_or_else(|| format!("{s:?} is not a share of the fleet: use 0%-100% or 0-1 (\"95%\")"))
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration (\"30s\"): {e}"))
 }
 
 /// How a write command retries.
@@ -288,6 +338,9 @@ pub struct DeprecateArgs {
     /// Retries.
     #[command(flatten)]
     pub retry: RetryArgs,
+    /// Waiting for the fleet.
+    #[command(flatten)]
+    pub wait: WaitArgs,
     /// Connection.
     #[command(flatten)]
     pub client: ClientArgs,

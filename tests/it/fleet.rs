@@ -278,3 +278,115 @@ async fn an_embedded_hub_keeps_its_own_fleet_and_a_peer_that_leaves_is_disconnec
         400
     );
 }
+
+async fn cli(hub: &TestHub, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(crate::support::binary())
+        .args(args)
+        .env("SORCHA_SERVER", hub.url(""))
+        .env("SORCHA_TOKEN", crate::support::ADMIN)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn signal(child: &ChildNode, signal: &str) {
+    let pid = child.child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_waits_for_the_fleet_and_names_a_frozen_peer() {
+    let hub = TestHub::configured(|c| {
+        c.role = sorcha_peer::config::Role::Hub;
+        c.node_id = Some("n0".into());
+        c.hub.heartbeat_interval = HUB_BEAT;
+        c.hub.fleet_flush_interval = Duration::from_millis(50);
+    })
+    .await;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut peers = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        peers.push(peer_process(dir.path(), &format!("peer-{i}"), &[hub.url("")]).await);
+    }
+    wait_for("both peers synced", || async {
+        let page = fleet(&hub, "").await;
+        (page["summary"]["synced"] == 2).then_some(())
+    })
+    .await;
+    let doc = hub.dir.path().join("doc.json");
+    std::fs::write(&doc, r#"{"title": "Fleet", "steps": [1]}"#).unwrap();
+    let doc = doc.to_str().unwrap().to_owned();
+
+    // Every peer applies it: the command returns and says so.
+    let out = cli(
+        &hub,
+        &["publish", &doc, "--id", "fleet-wait", "--wait", "100%"],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("published fleet-wait at version 2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("v2 held by 2/2 peers (100.0 %)"),
+        "{stdout}"
+    );
+
+    // The listing.
+    let out = cli(&hub, &["fleet"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.starts_with("2 peers on 1 hub(s), head v2: 2 synced"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("peer-1") && stdout.contains("n0"),
+        "{stdout}"
+    );
+    let out = cli(&hub, &["fleet", "--output", "json", "--state", "synced"]).await;
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["peers"].as_array().unwrap().len(), 2, "{listed}");
+
+    // One peer frozen: the wait times out, exits 3 and names it.
+    signal(&peers[1], "-STOP");
+    let started = Instant::now();
+    let out = cli(
+        &hub,
+        &[
+            "deprecate",
+            "fleet-wait",
+            "--wait",
+            "100%",
+            "--wait-timeout",
+            "2s",
+        ],
+    )
+    .await;
+    signal(&peers[1], "-CONT");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("held by 1/2 peers") && stderr.contains("pending: peer-1"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by --wait-timeout"
+    );
+    // Bad shares are refused before anything is written.
+    let out = cli(&hub, &["deprecate", "fleet-wait", "--wait", "120%"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a share of the fleet"));
+    let _ = WAIT;
+}

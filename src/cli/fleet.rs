@@ -177,8 +177,8 @@ pub async fn list(args: FleetArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:<24} {:<12} {:<12} {:>8} {:>6} {:>9}  {}",
-        "PEER", "HUB", "STATE", "APPLIED", "LAG", "LAG(S)", "NOTE"
+        "{:<24} {:<12} {:<12} {:>8} {:>6} {:>9}  NOTE",
+        "PEER", "HUB", "STATE", "APPLIED", "LAG", "LAG(S)"
     );
     for p in &peers {
         let note = p["refusal"]

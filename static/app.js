@@ -144,7 +144,7 @@ async function refreshNode() {
     $('head-version').textContent = node.register.headVersion;
     $('head-hash').textContent = (node.register.headHash || '').slice(0, 23) + '…';
     $('publish-card').hidden = node.role !== 'hub';
-    if (node.role === 'peer') await refreshConnection(); else await refreshPeers();
+    if (node.role === 'peer') await refreshConnection(); else await Promise.all([refreshPeers(), refreshFleet(), refreshPropagation()]);
   } catch (e) {
     badge($('integrity'), e instanceof Unauthorized ? 'token needed' : 'unreachable', 'bad');
   }
@@ -180,6 +180,84 @@ async function refreshPeers() {
   });
   $('peers').replaceChildren(...rows);
   $('no-peers').hidden = rows.length > 0;
+}
+
+// The fleet: counts per state, a chart of peers by version lag, the peers that need a look.
+const LAG_BUCKETS = [[0, 0, '0'], [1, 1, '1'], [2, 4, '2–4'], [5, 9, '5–9'], [10, 99, '10–99'], [100, Infinity, '≥100']];
+const SVG = 'http://www.w3.org/2000/svg';
+const svg = (name, attrs, text) => {
+  const el = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  if (text !== undefined) el.textContent = text;
+  return el;
+};
+function drawLagChart(peers) {
+  const live = peers.filter((p) => p.state === 'synced' || p.state === 'behind');
+  const counts = LAG_BUCKETS.map(([lo, hi]) => live.filter((p) => p.versionLag >= lo && p.versionLag <= hi).length);
+  const max = Math.max(1, ...counts);
+  const width = 600 / LAG_BUCKETS.length;
+  const bars = LAG_BUCKETS.flatMap(([, , label], i) => {
+    const h = Math.round((counts[i] / max) * 95);
+    const x = i * width + 10;
+    return [
+      svg('rect', { x, y: 120 - h, width: width - 20, height: h, class: i === 0 ? 'synced' : 'behind', 'data-bucket': label, 'data-count': counts[i] }),
+      svg('text', { x: x + (width - 20) / 2, y: 115 - h, 'text-anchor': 'middle' }, String(counts[i])),
+      svg('text', { x: x + (width - 20) / 2, y: 140, 'text-anchor': 'middle' }, label),
+    ];
+  });
+  $('lag-chart').replaceChildren(...bars);
+}
+
+async function loadFleet() {
+  let after = '';
+  let first = null;
+  const peers = [];
+  for (let page = 0; page < 10; page++) {
+    const p = await api(`/api/v1/fleet?limit=1000${after}`);
+    first = first || p;
+    peers.push(...p.peers);
+    if (!p.next) break;
+    after = `&after=${encodeURIComponent(p.next)}`;
+  }
+  return { ...first, peers };
+}
+
+async function refreshFleet() {
+  const f = await loadFleet();
+  $('fleet-card').hidden = false;
+  const s = f.summary;
+  for (const el of $('fleet-counts').querySelectorAll('[data-state]')) {
+    el.textContent = `${s[el.dataset.state]} ${el.dataset.state}`;
+  }
+  const ratio = s.currentRatio;
+  badge($('fleet-ratio'), `SC-011 ${(ratio * 100).toFixed(1)} %`, ratio >= 0.95 ? 'ok' : 'bad');
+  $('fleet-hubs').textContent = `on ${f.hubs.length} hub${f.hubs.length === 1 ? '' : 's'}: ${f.hubs.map((h) => `${h.hubId} (${h.peers})`).join(', ')}`;
+  drawLagChart(f.peers);
+  const attention = f.peers.filter((p) => p.state !== 'synced').slice(0, 20).map((p) => {
+    const tr = document.createElement('tr');
+    tr.dataset.peer = p.peerId;
+    const lag = p.state === 'behind' ? `${p.versionLag} (${p.lagSeconds.toFixed(0)} s)` : String(p.versionLag);
+    tr.append(cell(p.peerId, 'mono'), cell(p.hubId, 'mono'), cell(p.state, p.state === 'stale' || p.state === 'refused' ? 'bad' : ''),
+      cell(String(p.appliedVersion)), cell(lag), cell(p.refusal || p.softwareVersion || ''));
+    return tr;
+  });
+  $('fleet-attention').replaceChildren(...attention);
+  $('fleet-all-synced').hidden = attention.length > 0;
+}
+
+// On a hub, each publication in the live feed shows how far it has reached ("v42 · 118/122"):
+// the newest few not yet complete are asked again with every refresh.
+const propagation = new Map(); // version -> { el, complete }
+async function refreshPropagation() {
+  const open = [...propagation.entries()].filter(([, p]) => !p.complete).slice(-5);
+  await Promise.all(open.map(async ([version, p]) => {
+    try {
+      const r = await api(`/api/v1/system-register/entries/${version}/propagation`);
+      p.complete = r.complete;
+      const reach = r.peers === 0 ? 'no peer counted' : `${r.applied}/${r.peers}`;
+      badge(p.el, `v${version} · ${reach}`, r.complete ? 'ok propagation' : 'warn propagation');
+    } catch (e) { /* not a hub, or gone: leave the badge */ }
+  }));
 }
 
 function renderBlueprints(freshId) {
@@ -236,12 +314,18 @@ function startFeed(since) {
     source.addEventListener(type, (ev) => {
       const n = JSON.parse(ev.data);
       const li = document.createElement('li');
-      li.innerHTML = '<span class="mono"></span> <strong></strong> <span class="dim"></span> <span class="badge signature"></span>';
+      li.innerHTML = '<span class="mono"></span> <strong></strong> <span class="dim"></span> <span class="badge signature"></span><span class="badge propagation" hidden></span>';
       li.dataset.version = n.version;
       li.children[0].textContent = `v${n.version}`;
       li.children[1].textContent = n.blueprintId;
       li.children[2].textContent = `${n.type} by ${n.publishedBy} at ${time(n.publishedAt)}`;
       showSignature(li.children[3], n);
+      if (!$('fleet-card').hidden) {
+        li.children[4].hidden = false;
+        propagation.set(n.version, { el: li.children[4], complete: false });
+        while (propagation.size > 200) propagation.delete(propagation.keys().next().value);
+        refreshPropagation();
+      }
       $('feed').prepend(li);
       while ($('feed').children.length > 200) $('feed').lastChild.remove();
       blueprints.set(n.blueprintId, { ...n });

@@ -240,3 +240,68 @@ async fn dashboard_asks_for_a_token_when_reads_need_one() {
     client.close().await.unwrap();
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_panel_counts_charts_and_follows_each_publication() {
+    let hub = TestHub::configured(|c| {
+        c.hub.heartbeat_interval = Duration::from_millis(300);
+        c.hub.fleet_flush_interval = Duration::from_millis(50);
+    })
+    .await;
+    let mut peers = Vec::new();
+    for i in 1..=2 {
+        peers.push(
+            TestHub::peer_of(vec![hub.url("")], |c| {
+                c.node_id = Some(format!("peer-{i}"));
+                c.peer.heartbeat_interval = Duration::from_millis(300);
+            })
+            .await,
+        );
+    }
+    let (client, _driver) = browser().await;
+    client.goto(&hub.url("/")).await.unwrap();
+    let text = |css: &'static str| {
+        let client = client.clone();
+        async move { client.find(Locator::Css(css)).await.ok()?.text().await.ok() }
+    };
+    wait_for("two synced peers on the panel", || async {
+        (text("#fleet-counts [data-state='synced']").await? == "2 synced").then_some(())
+    })
+    .await;
+    // The chart: both peers in the "0 versions behind" bar.
+    let bar = wait_element(&client, "#lag-chart rect[data-bucket='0']").await;
+    assert_eq!(bar.attr("data-count").await.unwrap().as_deref(), Some("2"));
+    assert!(
+        text("#fleet-ratio")
+            .await
+            .unwrap()
+            .starts_with("SC-011 100.0")
+    );
+
+    // A publication: its feed entry shows how far it has reached, complete once both hold it.
+    let (status, _) = hub
+        .publish("fleet-live", json!({"title": "Watched reach"}))
+        .await;
+    assert_eq!(status, 201);
+    wait_for("the publication reached both peers", || async {
+        let badge = text("#feed li[data-version='2'] .badge.propagation.ok").await?;
+        (badge == "v2 · 2/2").then_some(())
+    })
+    .await;
+
+    // A peer leaves: listed as disconnected, among the peers that need a look.
+    peers.pop().unwrap().stop().await;
+    wait_for("peer-2 disconnected on the panel", || async {
+        let row = text("#fleet-attention tr[data-peer='peer-2']").await?;
+        row.contains("disconnected").then_some(())
+    })
+    .await;
+    assert_eq!(
+        text("#fleet-counts [data-state='disconnected']")
+            .await
+            .unwrap(),
+        "1 disconnected"
+    );
+    screenshot(&client, "dashboard-fleet.png").await;
+    client.close().await.unwrap();
+}

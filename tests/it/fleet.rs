@@ -107,6 +107,25 @@ async fn three_hubs_list_every_peer_once_in_its_state() {
                 .all(|(p, h, s)| *h == expected_hub(p) && s == "synced")
     })
     .await;
+    // The fleet record costs a write per flush, never one per heartbeat.
+    let count =
+        |text: &str, series: &str| crate::observability::sample(text, series).unwrap_or(0.0);
+    let writes = "sorcha_peer_store_call_duration_seconds_count{operation=\"write_fleet\"}";
+    let beats = "sorcha_peer_heartbeats_received_total";
+    let before = hubs[0].metrics().await;
+    let started = Instant::now();
+    wait_for("thirty heartbeats on n0", || async {
+        let now = hubs[0].metrics().await;
+        (count(&now, beats) >= count(&before, beats) + 30.0).then_some(())
+    })
+    .await;
+    let after = hubs[0].metrics().await;
+    let flushes = started.elapsed().as_millis() as f64 / 100.0;
+    let written = count(&after, writes) - count(&before, writes);
+    assert!(
+        written <= flushes + 2.0,
+        "{written} fleet writes in {flushes} flush intervals and 30 heartbeats"
+    );
     let page = fleet(&hubs[1], "").await;
     assert_eq!(page["summary"]["peers"], 9, "{page}");
     assert_eq!(page["summary"]["synced"], 9, "{page}");

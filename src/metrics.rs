@@ -243,6 +243,8 @@ pub struct Metrics {
     /// SC-011 as a hub sees it: the share of the fleet's peers (all but those that left)
     /// holding every version published at least 5 minutes ago.
     pub fleet_current_ratio: Family<HubLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Fleet records a hub wrote to a shared store (one document per peer that changed).
+    pub fleet_records_written: Counter,
     /// Failovers of a peer.
     pub failovers: Counter,
     /// From a peer's first connect attempt (after start, or after losing its hub) to its next
@@ -315,6 +317,7 @@ impl Metrics {
             heartbeat_latency: latency_histogram(),
             fleet_peers: Family::default(),
             fleet_current_ratio: Family::default(),
+            fleet_records_written: Counter::default(),
             // With a bucket at SC-016's 30 s.
             // With a bucket at SC-014's 30 s.
             connect_time: Histogram::new([0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
@@ -454,6 +457,12 @@ impl Metrics {
             "SC-011: the share of the fleet's peers (all but those that left) holding every \
              version published at least 5 minutes ago, as the hub labelled sees it",
             m.fleet_current_ratio.clone(),
+        );
+        r.register(
+            "fleet_records_written",
+            "Fleet records a hub wrote to a shared store (MongoDB): one per peer that changed, \
+             in one batch per hub.fleetFlushInterval",
+            m.fleet_records_written.clone(),
         );
         r.register(
             "failovers",

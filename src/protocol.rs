@@ -265,6 +265,8 @@ pub struct Heartbeat {
     pub last_sync_version: i64,
     /// Chain hash of the peer's head.
     pub head_hash: String,
+    /// Why the peer refuses what the hub sends while staying connected ("" = nothing).
+    pub refusal: String,
 }
 
 /// What a hub advises a peer to do.

@@ -62,9 +62,15 @@ impl Hub {
                 .fleet
                 .own(self.sessions.fleet_records(&self.node_id), now);
             let batch = self.fleet.batch(&own, now);
-            if let Err(e) = store.write_fleet(batch).await {
-                tracing::warn!(error = %e, "cannot write the fleet record; retrying at the next flush");
-                self.fleet.unwritten();
+            let records = batch.upserts.len() as u64;
+            match store.write_fleet(batch).await {
+                Ok(()) => {
+                    self.metrics.fleet_records_written.inc_by(records);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write the fleet record; retrying at the next flush");
+                    self.fleet.unwritten();
+                }
             }
             let since = self.fleet.read_since(now);
             match store.read_fleet(since).await {

@@ -39,6 +39,8 @@ struct Session {
     behind_since: Option<i64>,
     /// When the hub first knew the peer (kept across its sessions while the fleet record is).
     first_seen: i64,
+    /// Why the peer, by its last heartbeat, refuses what this hub sends ("" = nothing).
+    refusal: String,
     timed_out_at: Option<i64>,
     ended: CancellationToken,
     push_streams: Arc<AtomicUsize>,
@@ -235,6 +237,7 @@ impl SessionRegistry {
             clock_offset_ms: 0,
             behind_since: (request.last_known_version < hub_version).then_some(now),
             first_seen: first_seen.unwrap_or(now).min(now),
+            refusal: String::new(),
             timed_out_at: None,
             ended: CancellationToken::new(),
             push_streams: Arc::default(),
@@ -401,6 +404,7 @@ impl SessionRegistry {
         session.received += 1;
         let latency = skew.max(0);
         session.clock_offset_ms = skew;
+        session.refusal.clone_from(&hb.refusal);
         if hb.last_sync_version < hub_version {
             session.behind_since.get_or_insert(now);
         } else {
@@ -554,8 +558,8 @@ impl SessionRegistry {
         views
     }
 
-    /// The fleet record of a session: live while heard within two heartbeat intervals, stale
-    /// after (or timed out).
+    /// The fleet record of a session: live while heard within two heartbeat intervals (refused
+    /// while its heartbeats say it refuses what the hub sends), stale after (or timed out).
     fn record_of(&self, peer_id: &str, s: &Session, hub_id: &str, now: i64) -> FleetRecord {
         let silent = now - s.last_seen() > 2 * self.interval_ms();
         FleetRecord {
@@ -563,6 +567,8 @@ impl SessionRegistry {
             hub_id: hub_id.to_owned(),
             condition: if silent || s.timed_out_at.is_some() {
                 Condition::Stale
+            } else if !s.refusal.is_empty() {
+                Condition::Refused
             } else {
                 Condition::Live
             },
@@ -573,7 +579,8 @@ impl SessionRegistry {
             first_seen: s.first_seen,
             clock_offset_ms: s.clock_offset_ms,
             software_version: s.request.peer.software_version.clone(),
-            refusal: None,
+            refusal: (!s.refusal.is_empty())
+                .then(|| format!("refuses hub {hub_id}'s data: {}", s.refusal)),
             changed_at: s.connected_at,
         }
     }

@@ -359,6 +359,7 @@ mod tests {
             sequence_number: 0,
             last_sync_version: 0,
             head_hash: String::new(),
+            refusal: String::new(),
         }
     }
 

@@ -246,6 +246,14 @@ impl Peer {
         self.state_mut().clone()
     }
 
+    /// Why the replica refuses what hub `index` sends while connected to it, if it does.
+    pub fn refusal_of(&self, index: usize) -> Option<String> {
+        self.state_mut()
+            .hubs
+            .get(index)
+            .and_then(|h| h.unstorable.clone())
+    }
+
     /// The head version of the hub in use, as last seen.
     pub fn hub_version_hint(&self) -> Option<i64> {
         self.state_mut().current_hub_version()

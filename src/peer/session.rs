@@ -451,14 +451,15 @@ impl Session {
             sequence_number: self.peer.next_heartbeat_sequence(),
             last_sync_version,
             head_hash,
+            refusal: self.peer.refusal_of(self.index).unwrap_or_default(),
         }
     }
 }
 
-/// Ends a session politely (DisconnectFromCentralNode with a reason), bounded in time.
 /// The longest explanation a goodbye carries.
 const MAX_GOODBYE_CHARS: usize = 500;
 
+/// Ends a session politely (DisconnectFromCentralNode with a reason), bounded in time.
 struct SessionGuard {
     session: Session,
     goodbye: Goodbye,

@@ -60,6 +60,9 @@ pub struct HubRecord {
     pub signature_refused: bool,
     /// The hub's checkpoints are not trusted, missing, or contradict others (not followed).
     pub checkpoint_refused: bool,
+    /// The replica cannot store what the hub sends (permanent; the session stays): told to
+    /// the hub in heartbeats until a sync applies again.
+    pub unstorable: Option<String>,
 }
 
 /// How a connect attempt ended.
@@ -200,6 +203,7 @@ impl PeerState {
         hub.signature_refused = false;
         hub.checkpoint_refused = false;
         hub.hub_behind = false;
+        hub.unstorable = None;
         if let Some(last) = self.attempts.back_mut() {
             last.outcome = AttemptOutcome::Connected;
         }
@@ -263,6 +267,7 @@ impl PeerState {
     pub fn synced(&mut self, index: usize, version: i64) {
         let hub = &mut self.hubs[index];
         hub.hub_behind = false;
+        hub.unstorable = None;
         hub.hub_version = Some(hub.hub_version.unwrap_or(0).max(version));
     }
 
@@ -298,6 +303,7 @@ impl PeerState {
         let hub = &mut self.hubs[index];
         let first = hub.last_error.as_deref() != Some(error);
         hub.last_error = Some(error.to_owned());
+        hub.unstorable = Some(error.to_owned());
         first
     }
 

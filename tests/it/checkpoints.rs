@@ -191,6 +191,7 @@ async fn connect_answers_and_heartbeat_acks_carry_a_signed_checkpoint() {
             sequence_number: 1,
             last_sync_version: 1,
             head_hash: String::new(),
+            refusal: String::new(),
         })
         .await
         .unwrap();

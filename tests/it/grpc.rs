@@ -50,6 +50,7 @@ fn heartbeat(peer_id: &str, session: &str, seq: i64, version: i64) -> Heartbeat 
         sequence_number: seq,
         last_sync_version: version,
         head_hash: String::new(),
+        refusal: String::new(),
     }
 }
 

@@ -407,6 +407,16 @@ async fn an_entry_too_large_for_mongodb_is_a_permanent_named_error() {
         node["register"]["headVersion"], 1,
         "nothing of the batch applied"
     );
+    // Its heartbeats tell the hub, whose fleet lists it as refusing its data.
+    let refusal = wait_for("the hub to list the peer as refused", || async {
+        let fleet = get_json(hub.addr(), "/api/v1/fleet?state=refused").await;
+        fleet["peers"][0]["refusal"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(
+        refusal.starts_with("refuses hub test-host's data: replica cannot store"),
+        "{refusal}"
+    );
     peer.stop().await;
     hub.stop().await;
 }

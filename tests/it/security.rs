@@ -166,6 +166,22 @@ async fn a_peer_with_its_token_replicates_and_one_without_is_refused() {
     assert!(error.contains("wrong token"), "{error}");
     let (status, _) = bad.get("/api/v1/system-register/blueprints/bp-auth").await;
     assert_eq!(status, 404, "nothing replicated without credentials");
+    // The hub's fleet lists the refused peer as refused, and why; the good one as synced.
+    let (_, fleet) = hub.get("/api/v1/fleet?state=refused").await;
+    let refused = &fleet["peers"][0];
+    assert_eq!(refused["peerId"], "peer-b", "{fleet}");
+    assert!(
+        refused["refusal"]
+            .as_str()
+            .unwrap()
+            .contains("refused by hub test-host: unknown peer or wrong token"),
+        "{fleet}"
+    );
+    assert!(
+        !fleet.to_string().contains(TOKEN_A),
+        "no token in the fleet: {fleet}"
+    );
+    assert_eq!(fleet["summary"]["synced"], 1, "{fleet}");
 }
 
 #[tokio::test]

@@ -46,6 +46,8 @@ pub async fn router(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    // Connects refused for their credentials are listed in the hub's fleet as `refused`.
+    let refusals = hub.clone();
     let mut routes = tonic::service::Routes::new(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -82,7 +84,7 @@ pub async fn router(
         ))
         .layer(axum::middleware::from_fn(trace_context))
         .layer(axum::middleware::from_fn(move |request, next| {
-            peer_auth::require_peer(credentials.clone(), request, next)
+            peer_auth::require_peer(credentials.clone(), refusals.clone(), request, next)
         }))
         .layer(tonic_web::GrpcWebLayer::new());
     Ok((router, reporter))

@@ -7,6 +7,8 @@
 use super::status::status;
 use crate::config::PeerTokenConfig;
 use crate::error_code::ErrorCode;
+use crate::hub::Hub;
+use crate::protocol::PeerId;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -17,6 +19,8 @@ use tonic::Status;
 
 /// Path prefix of the services that need peer credentials.
 const PROTECTED_PREFIX: &str = "/sorcha.peer.v1.";
+/// The connect call's method, the end of its path.
+const CONNECT_METHOD: &str = "/ConnectToCentralNode";
 
 /// The peer a call was authenticated as, put in the request's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,9 +92,12 @@ impl PeerCredentials {
     }
 }
 
-/// Axum middleware: authenticates `sorcha.peer.v1` calls when credentials are configured.
+/// Axum middleware: authenticates `sorcha.peer.v1` calls when credentials are configured. A
+/// connect refused for its credentials lists the peer id it claimed as `refused` in `hub`'s
+/// fleet (other calls refused are not: a peer that cannot connect makes no other).
 pub async fn require_peer(
     credentials: PeerCredentials,
+    hub: Option<Arc<Hub>>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -101,6 +108,19 @@ pub async fn require_peer(
             }
             Err(status) => {
                 tracing::warn!(path = %request.uri().path(), reason = status.message(), "peer call refused");
+                let claimed = request
+                    .headers()
+                    .get("peer-id")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|id| PeerId::parse(id).ok());
+                if let (Some(hub), Some(peer)) = (hub, claimed)
+                    && request.uri().path().ends_with(CONNECT_METHOD)
+                {
+                    hub.refused(
+                        &peer,
+                        &format!("refused by hub {}: {}", hub.node_id(), status.message()),
+                    );
+                }
                 return status.into_http::<axum::body::Body>().into_response();
             }
         }

@@ -4,7 +4,7 @@
 use crate::{Hub, peer_request, publish_one, report};
 use anyhow::bail;
 use futures::StreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
 use sorcha_peer::hub_client::HubClient;
 use sorcha_peer::link::{HubLink, LinkError};
 use sorcha_peer::protocol::Filters;
@@ -141,12 +141,14 @@ pub(crate) async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let fleet = fleet_figures(&hub, &http, peers, started).await?;
     let retries = retries.lock().unwrap_or_else(|p| p.into_inner()).clone();
     report(
         "storm",
         json!({"peers": peers, "behind": behind}),
         json!({
             "all_current_s": elapsed,
+            "fleet": fleet,
             "current": current,
             "retries": retries.iter().map(|(k, (n, _))| (k.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
             "retry_examples": retries.iter().map(|(k, (_, e))| (k.clone(), json!(e))).collect::<serde_json::Map<_, _>>(),
@@ -157,4 +159,86 @@ pub(crate) async fn storm(peers: usize, behind: usize) -> anyhow::Result<()> {
         bail!("{current} of {peers} peers current");
     }
     Ok(())
+}
+
+/// What the storm's peers cost the hub's fleet record, once they are all current: the records
+/// and store writes it made for them (per second of the storm, on a shared store), and how
+/// long `GET /api/v1/fleet` takes with all of them listed (the first page of 1000, and every
+/// page). Rates are over the time from the storm's start to the measurement.
+async fn fleet_figures(
+    hub: &Hub,
+    http: &reqwest::Client,
+    peers: usize,
+    since: Instant,
+) -> anyhow::Result<Value> {
+    let walk = || async {
+        let started = Instant::now();
+        let (mut listed, mut pages, mut first_ms, mut after) = (0usize, 0usize, 0.0, String::new());
+        // Bounded: the storm's peers in pages of 1000, plus one.
+        for _ in 0..=peers / 1000 + 1 {
+            let page: Value = http
+                .get(format!("{}/api/v1/fleet?limit=1000{after}", hub.url))
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            pages += 1;
+            if pages == 1 {
+                first_ms = started.elapsed().as_secs_f64() * 1000.0;
+            }
+            listed += page["peers"].as_array().map_or(0, Vec::len);
+            match page["next"].as_str() {
+                Some(next) => after = format!("&after={next}"),
+                None => break,
+            }
+        }
+        anyhow::Ok((
+            listed,
+            pages,
+            first_ms,
+            started.elapsed().as_secs_f64() * 1000.0,
+        ))
+    };
+    // The record catches up within a flush or two (1 s each by default).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut listed, mut pages, mut first_ms, mut all_ms) = walk().await?;
+    while listed < peers && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        (listed, pages, first_ms, all_ms) = walk().await?;
+    }
+    let metrics = http
+        .get(format!("{}/metrics", hub.url))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let scalar = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    let writes = scalar("sorcha_peer_store_call_duration_seconds_count{operation=\"write_fleet\"}");
+    let seconds = since.elapsed().as_secs_f64();
+    let records = scalar("sorcha_peer_fleet_records_written_total");
+    Ok(json!({
+        "records_per_s": records / seconds,
+        "write_calls_per_s": writes / seconds,
+        "over_s": seconds,
+        "listed": listed,
+        "pages": pages,
+        "first_page_ms": first_ms,
+        "all_pages_ms": all_ms,
+        "records_written": records,
+        "write_calls": writes,
+    }))
 }

@@ -16,6 +16,11 @@ pub fn heartbeat_from_wire(m: proto::HeartbeatMessage) -> Result<Heartbeat, Vali
         sequence_number: m.sequence_number,
         last_sync_version: m.last_sync_version,
         head_hash: m.head_hash,
+        refusal: m
+            .refusal
+            .chars()
+            .take(super::MAX_GOODBYE_DETAIL_CHARS)
+            .collect(),
     })
 }
 
@@ -30,6 +35,7 @@ pub fn heartbeat_to_wire(h: &Heartbeat) -> proto::HeartbeatMessage {
         node_type: "Peer".into(),
         metrics: None,
         head_hash: h.head_hash.clone(),
+        refusal: h.refusal.clone(),
     }
 }
 

@@ -202,6 +202,11 @@ pub struct FleetTimings {
     pub max_departed: usize,
 }
 
+/// The most records one batch writes: a batch must finish within the store's call deadline
+/// however many peers changed at once (a reconnect storm), or it would be retried whole for
+/// ever; the rest follow in the next flushes.
+pub const MAX_RECORDS_PER_BATCH: usize = 1000;
+
 /// Reads of the whole shared record, to forget records deleted by others.
 const FULL_READ_EVERY_MS: i64 = 60_000;
 /// Incremental reads look this far back before the last read, for writers' clocks that lag.
@@ -283,27 +288,38 @@ impl FleetBook {
         }
     }
 
-    /// The hub's own records now: `live` (its sessions' records) and the departed ones
-    /// still within the retention (older ones are dropped).
-    pub fn own(&self, live: Vec<FleetRecord>, now: i64) -> Vec<FleetRecord> {
+    /// The hub's own records now, by peer id: `live` (its sessions' records, by peer id) and
+    /// the departed ones still within the retention (older ones are dropped) of peers not in
+    /// session.
+    pub fn own(&self, mut live: Vec<FleetRecord>, now: i64) -> Vec<FleetRecord> {
         let mut departed = lock(&self.departed);
         departed.retain(|_, r| now - r.changed_at <= self.timings.retention_ms);
-        let mut own: BTreeMap<String, FleetRecord> = departed
-            .iter()
-            .map(|(id, r)| (id.clone(), r.clone()))
-            .collect();
-        for r in live {
-            own.insert(r.peer_id.clone(), r);
+        let in_session = live.len();
+        for (id, r) in departed.iter() {
+            let listed = live[..in_session]
+                .binary_search_by(|l| l.peer_id.as_str().cmp(id))
+                .is_ok();
+            if !listed {
+                live.push(r.clone());
+            }
         }
-        own.into_values().collect()
+        drop(departed);
+        if live.len() > in_session {
+            live.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        }
+        live
     }
 
     /// The batch that brings the shared record up to `own`: records new or changed since
-    /// the last batch (or not rewritten for the refresh period), and peers no longer kept.
+    /// the last batch (or not rewritten for the refresh period), at most
+    /// [`MAX_RECORDS_PER_BATCH`] (the rest go in the next ones), and peers no longer kept.
     pub fn batch(&self, own: &[FleetRecord], now: i64) -> FleetBatch {
         let mut written = lock(&self.written);
         let mut upserts = Vec::new();
         for r in own {
+            if upserts.len() == MAX_RECORDS_PER_BATCH {
+                break;
+            }
             let due = match written.get(&r.peer_id) {
                 None => true,
                 Some((w, at)) => {
@@ -392,10 +408,9 @@ impl FleetBook {
             hub_id: self.hub_id.clone(),
             seen_at: now,
         }];
-        let mut by_peer: BTreeMap<String, Vec<FleetRecord>> = BTreeMap::new();
-        for r in own {
-            by_peer.entry(r.peer_id.clone()).or_default().push(r);
-        }
+        // One vector, sorted by peer and grouped: no allocation per peer (this runs once a
+        // flush over the whole fleet).
+        let mut records = own;
         for (hub, seen_at) in &remote.hubs {
             if now - seen_at > self.timings.expiry_ms {
                 continue;
@@ -405,7 +420,7 @@ impl FleetBook {
                 seen_at: *seen_at,
             });
         }
-        for ((hub, peer), r) in &remote.records {
+        for ((hub, _), r) in &remote.records {
             let Some(seen_at) = remote.hubs.get(hub) else {
                 continue;
             };
@@ -416,12 +431,13 @@ impl FleetBook {
             if r.condition == Condition::Live && now - seen_at > vouching {
                 r.condition = Condition::Stale;
             }
-            by_peer.entry(peer.clone()).or_default().push(r);
+            records.push(r);
         }
         drop(remote);
-        let peers = by_peer
-            .into_values()
-            .filter_map(|records| merge(records, head_version, now, &commit_of))
+        records.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        let peers = records
+            .chunk_by_mut(|a, b| a.peer_id == b.peer_id)
+            .filter_map(|group| merge(group, head_version, now, &commit_of))
             .collect();
         FleetView {
             hub_id: self.hub_id.clone(),
@@ -436,7 +452,7 @@ impl FleetBook {
 /// One peer from the records hubs keep of it: the newest (a live one wins a tie), with the
 /// earliest first-seen time of them all.
 fn merge(
-    records: Vec<FleetRecord>,
+    records: &mut [FleetRecord],
     head_version: i64,
     now: i64,
     commit_of: &impl Fn(i64) -> Option<i64>,
@@ -446,9 +462,11 @@ fn merge(
         .map(|r| r.first_seen)
         .filter(|t| *t > 0)
         .min();
-    let mut record = records
-        .into_iter()
-        .max_by_key(|r| (r.changed_at, r.condition == Condition::Live))?;
+    let mut record = std::mem::take(
+        records
+            .iter_mut()
+            .max_by_key(|r| (r.changed_at, r.condition == Condition::Live))?,
+    );
     if let Some(t) = first_seen {
         record.first_seen = t;
     }
@@ -587,8 +605,15 @@ mod tests {
         );
         r.applied_version = 6;
         assert_eq!(book.batch(std::slice::from_ref(&r), 1_300).upserts.len(), 1);
+        let many: Vec<FleetRecord> = (0..MAX_RECORDS_PER_BATCH + 5)
+            .map(|i| record(&format!("q{i:05}"), "n0", Condition::Live, 5, 100))
+            .collect();
+        let first = book.batch(&many, 1_350);
+        assert_eq!(first.upserts.len(), MAX_RECORDS_PER_BATCH);
+        assert_eq!(first.removed, vec!["p1".to_owned()], "p1 is no longer kept");
+        assert_eq!(book.batch(&many, 1_360).upserts.len(), 5, "the rest, next");
         let gone = book.batch(&[], 1_400);
-        assert_eq!(gone.removed, vec!["p1".to_owned()]);
+        assert_eq!(gone.removed.len(), MAX_RECORDS_PER_BATCH + 5);
         assert_eq!(gone.expire_before, 1_400 - 5_000);
     }
 

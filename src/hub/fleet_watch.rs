@@ -15,6 +15,11 @@ impl Hub {
         let own = self
             .fleet
             .own(self.sessions.fleet_records(&self.node_id), now);
+        self.view_of(own, now)
+    }
+
+    /// The fleet from this hub's `own` records (as [`super::fleet::FleetBook::own`] gives them) at `now`.
+    fn view_of(&self, own: Vec<crate::store::fleet::FleetRecord>, now: i64) -> FleetView {
         let recent = self.register.recent();
         self.fleet
             .view(own, self.register.head_version(), now, |version| {
@@ -57,10 +62,10 @@ impl Hub {
     async fn refresh_fleet(&self) {
         let store = self.register.store();
         let now = self.clock.now_ms();
+        let own = self
+            .fleet
+            .own(self.sessions.fleet_records(&self.node_id), now);
         if store.shares_fleet() {
-            let own = self
-                .fleet
-                .own(self.sessions.fleet_records(&self.node_id), now);
             let batch = self.fleet.batch(&own, now);
             let records = batch.upserts.len() as u64;
             match store.write_fleet(batch).await {
@@ -78,7 +83,7 @@ impl Hub {
                 Err(e) => tracing::warn!(error = %e, "cannot read the fleet record"),
             }
         }
-        let view = self.fleet_view();
+        let view = self.view_of(own, now);
         let summary = view.summary(self.settled_version(view.now));
         for (state, count) in &summary.by_state {
             self.metrics

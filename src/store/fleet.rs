@@ -5,9 +5,10 @@
 //! expiry are deleted by whichever hub writes next.
 
 /// How a hub last saw a peer; what the fleet state is derived from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Condition {
     /// In session and heard within two heartbeat intervals: `synced` or `behind`, by version.
+    #[default]
     Live,
     /// In session (or timed out) but silent for two heartbeat intervals or more.
     Stale,
@@ -42,7 +43,7 @@ impl Condition {
 }
 
 /// What one hub knows of one peer. Times are Unix ms on the writing hub's clock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FleetRecord {
     /// The peer.
     pub peer_id: String,

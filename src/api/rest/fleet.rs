@@ -6,6 +6,7 @@ use super::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::api::AppState;
 use crate::api::error::{ApiError, Problem};
 use crate::api::extract::ApiQuery;
+use crate::error_code::ErrorCode;
 use crate::hub::fleet::{FleetPeer, FleetState, FleetView};
 use crate::hub::{Hub, Propagation};
 use axum::Json;
@@ -166,7 +167,9 @@ pub struct FleetPage {
     /// Every hub whose peers are listed.
     pub hubs: Vec<FleetHubView>,
     /// The peers matching the filters after `after`, by peer id.
-    pub peers: Vec<FleetPeerView>,
+    // Each serialized once, when it is measured against the page's byte bound.
+    #[schema(value_type = Vec<FleetPeerView>)]
+    pub peers: Vec<Box<serde_json::value::RawValue>>,
     /// The `after` of the next page; absent on the last.
     pub next: Option<String>,
 }
@@ -262,20 +265,28 @@ pub async fn list(
                 .is_none_or(|a| p.record.peer_id.as_str() > a)
     });
     let max_bytes = state.config.limits.max_page_bytes;
-    let (mut peers, mut bytes, mut more) = (Vec::new(), 0usize, false);
+    let (mut peers, mut last, mut bytes, mut more) = (Vec::new(), None, 0usize, false);
     for p in wanted {
-        let item = FleetPeerView::from(p);
-        let size = serde_json::to_vec(&item).map_or(0, |v| v.len() + 1);
-        if peers.len() == limit || (!peers.is_empty() && bytes + size > max_bytes) {
+        if peers.len() == limit {
+            more = true;
+            break;
+        }
+        let item = serde_json::value::to_raw_value(&FleetPeerView::from(p)).map_err(|e| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("cannot encode a fleet entry: {e}"),
+            )
+        })?;
+        let size = item.get().len() + 1;
+        if !peers.is_empty() && bytes + size > max_bytes {
             more = true;
             break;
         }
         bytes += size;
         peers.push(item);
+        last = Some(&p.record.peer_id);
     }
-    let next = more
-        .then(|| peers.last().map(|p: &FleetPeerView| p.peer_id.clone()))
-        .flatten();
+    let next = more.then(|| last.cloned()).flatten();
     Ok(Json(FleetPage {
         hub_id: view.hub_id.clone(),
         head_version: view.head_version,

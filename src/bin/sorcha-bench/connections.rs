@@ -201,6 +201,9 @@ async fn fleet_figures(
             started.elapsed().as_secs_f64() * 1000.0,
         ))
     };
+    // What the hub spent before anyone listed the fleet, for comparison with the release
+    // before it.
+    let (cpu_before, rss_before) = (hub.cpu_seconds(), hub.rss_kib() as f64 / 1024.0);
     // The record catches up within a flush or two (1 s each by default).
     let deadline = Instant::now() + Duration::from_secs(10);
     let (mut listed, mut pages, mut first_ms, mut all_ms) = walk().await?;
@@ -208,32 +211,53 @@ async fn fleet_figures(
         tokio::time::sleep(Duration::from_millis(200)).await;
         (listed, pages, first_ms, all_ms) = walk().await?;
     }
-    let metrics = http
-        .get(format!("{}/metrics", hub.url))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let scalar = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0)
+    // (records written, write calls) so far.
+    let written = || async {
+        let metrics = http
+            .get(format!("{}/metrics", hub.url))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let scalar = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(name)?
+                        .strip_prefix(' ')?
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+                .unwrap_or(0.0)
+        };
+        anyhow::Ok((
+            scalar("sorcha_peer_fleet_records_written_total"),
+            scalar("sorcha_peer_store_call_duration_seconds_count{operation=\"write_fleet\"}"),
+        ))
     };
-    let writes = scalar("sorcha_peer_store_call_duration_seconds_count{operation=\"write_fleet\"}");
+    // On a shared store, until every peer's record is written (bounded).
+    let shared = crate::node::hub_store().is_some();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut records, mut writes) = written().await?;
+    while shared && records < peers as f64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (records, writes) = written().await?;
+    }
     let seconds = since.elapsed().as_secs_f64();
-    let records = scalar("sorcha_peer_fleet_records_written_total");
+    // Then a quiet stretch: the storm's peers hold the head and nothing changes.
+    const QUIET: Duration = Duration::from_secs(5);
+    tokio::time::sleep(QUIET).await;
+    let (quiet_records, quiet_writes) = written().await?;
     Ok(json!({
+        "hub_cpu_before_listing_s": cpu_before,
+        "hub_rss_before_listing_mib": rss_before,
         "records_per_s": records / seconds,
         "write_calls_per_s": writes / seconds,
         "over_s": seconds,
+        "quiet_records_per_s": (quiet_records - records) / QUIET.as_secs_f64(),
+        "quiet_write_calls_per_s": (quiet_writes - writes) / QUIET.as_secs_f64(),
         "listed": listed,
         "pages": pages,
         "first_page_ms": first_ms,

@@ -1,6 +1,7 @@
 //! The shared fleet record on MongoDB ([`crate::store::fleet`]).
 //!
-//! `sorcha_fleet_peers` holds one document per hub and peer (`_id` = `{h, p}`), with the
+//! `sorcha_fleet_peers` holds one document per hub and peer (`_id` = `"<hub> <peer>"`: node
+//! ids hold no space, and a string key is what every server looks up fastest), with the
 //! batch's time as `writtenAt` (indexed, so a hub reads only what changed since its last
 //! read) and `hubId` (indexed, so a gone hub's records go in one delete). `sorcha_fleet_hubs`
 //! holds each hub's presence (`_id` = hub id, `seenAt`). A batch is one `update` command of
@@ -22,9 +23,14 @@ pub const FLEET_HUBS: &str = "sorcha_fleet_hubs";
 /// Upserts sent in one `update` command (well within the server's 100 000 and 48 MB).
 const STATEMENTS_PER_COMMAND: usize = 1000;
 
+/// The `_id` of hub `hub`'s record of `peer`.
+fn record_id(hub: &str, peer: &str) -> String {
+    format!("{hub} {peer}")
+}
+
 fn record_doc(r: &FleetRecord, written_at: i64) -> Document {
     doc! {
-        "_id": { "h": &r.hub_id, "p": &r.peer_id },
+        "_id": record_id(&r.hub_id, &r.peer_id),
         "hubId": &r.hub_id,
         "peerId": &r.peer_id,
         "condition": r.condition.name(),
@@ -97,10 +103,7 @@ impl MongoStore {
             .await?;
         }
         for chunk in batch.removed.chunks(STATEMENTS_PER_COMMAND) {
-            let ids: Vec<Document> = chunk
-                .iter()
-                .map(|p| doc! { "h": &batch.hub_id, "p": p })
-                .collect();
+            let ids: Vec<String> = chunk.iter().map(|p| record_id(&batch.hub_id, p)).collect();
             self.fleet_command(doc! {
                 "delete": FLEET_PEERS,
                 "deletes": [ { "q": { "_id": { "$in": ids } }, "limit": 0 } ],

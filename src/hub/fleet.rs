@@ -7,7 +7,7 @@
 //! hubs' peers come from the shared record in the store ([`crate::store::fleet`]), which each
 //! hub writes in batches and reads back incrementally once per `hub.fleetFlushInterval`.
 
-use crate::store::fleet::{Condition, FleetBatch, FleetRecord, HubPresence, SharedFleet};
+use crate::store::fleet::{Condition, FleetBatch, FleetRecord, HubPresence, Progress, SharedFleet};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
@@ -195,8 +195,8 @@ pub struct FleetTimings {
     pub retention_ms: i64,
     /// A hub silent this long is gone: its records are deleted (ms).
     pub expiry_ms: i64,
-    /// A record is rewritten at least this often while its peer heartbeats (ms), so other
-    /// hubs see a recent last heartbeat.
+    /// The progress list is rewritten at least this often while heartbeats arrive (ms), so
+    /// other hubs see a recent last heartbeat.
     pub refresh_ms: i64,
     /// The most departed records kept (the oldest go first).
     pub max_departed: usize,
@@ -216,6 +216,8 @@ const READ_OVERLAP_MS: i64 = 5_000;
 struct Remote {
     hubs: BTreeMap<String, i64>,
     records: HashMap<(String, String), FleetRecord>,
+    /// Each hub's progress list, by peer.
+    progress: HashMap<String, HashMap<String, Progress>>,
     /// When the last read started (this hub's clock), and the last full one.
     read_at: Option<i64>,
     full_read_at: i64,
@@ -226,7 +228,9 @@ pub struct FleetBook {
     hub_id: String,
     timings: FleetTimings,
     departed: Mutex<BTreeMap<String, FleetRecord>>,
-    written: Mutex<HashMap<String, (FleetRecord, i64)>>,
+    written: Mutex<HashMap<String, FleetRecord>>,
+    /// The progress list last written, and when.
+    progress_written: Mutex<(Vec<Progress>, i64)>,
     remote: Mutex<Remote>,
 }
 
@@ -235,10 +239,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// What decides whether a record must be written again: everything but the heartbeat's
-/// time and clock reading, which ride along with other changes (or the refresh).
+/// What decides whether a record must be written again: everything but its progress (which
+/// travels in the progress list) and its clock reading (which rides along).
 fn substance(r: &FleetRecord) -> FleetRecord {
     FleetRecord {
+        applied_version: 0,
+        behind_since: None,
         last_heartbeat_at: 0,
         clock_offset_ms: 0,
         ..r.clone()
@@ -253,13 +259,9 @@ impl FleetBook {
             timings,
             departed: Mutex::default(),
             written: Mutex::default(),
+            progress_written: Mutex::default(),
             remote: Mutex::default(),
         }
-    }
-
-    /// The timings.
-    pub fn timings(&self) -> FleetTimings {
-        self.timings
     }
 
     /// A peer connects again: its departed record goes; returns when the hub first knew it.
@@ -311,8 +313,9 @@ impl FleetBook {
     }
 
     /// The batch that brings the shared record up to `own`: records new or changed since
-    /// the last batch (or not rewritten for the refresh period), at most
-    /// [`MAX_RECORDS_PER_BATCH`] (the rest go in the next ones), and peers no longer kept.
+    /// the last batch, at most [`MAX_RECORDS_PER_BATCH`] (the rest go in the next ones), peers
+    /// no longer kept, and the progress list when a version moved (or heartbeats did, a
+    /// refresh period after it was last written).
     pub fn batch(&self, own: &[FleetRecord], now: i64) -> FleetBatch {
         let mut written = lock(&self.written);
         let mut upserts = Vec::new();
@@ -320,19 +323,30 @@ impl FleetBook {
             if upserts.len() == MAX_RECORDS_PER_BATCH {
                 break;
             }
-            let due = match written.get(&r.peer_id) {
-                None => true,
-                Some((w, at)) => {
-                    substance(w) != substance(r)
-                        || (r.last_heartbeat_at > w.last_heartbeat_at
-                            && now - at >= self.timings.refresh_ms)
-                }
-            };
+            let due = written
+                .get(&r.peer_id)
+                .is_none_or(|w| substance(w) != substance(r));
             if due {
-                written.insert(r.peer_id.clone(), (r.clone(), now));
+                written.insert(r.peer_id.clone(), r.clone());
                 upserts.push(r.clone());
             }
         }
+        let progress: Vec<Progress> = own.iter().map(Progress::of).collect();
+        let mut last = lock(&self.progress_written);
+        let moved = |a: &[Progress], b: &[Progress]| {
+            a.len() != b.len()
+                || a.iter().zip(b).any(|(x, y)| {
+                    (&x.peer_id, x.applied_version, x.behind_since)
+                        != (&y.peer_id, y.applied_version, y.behind_since)
+                })
+        };
+        let progress = (moved(&last.0, &progress)
+            || (last.0 != progress && now - last.1 >= self.timings.refresh_ms))
+            .then(|| {
+                *last = (progress.clone(), now);
+                progress
+            });
+        drop(last);
         let kept: std::collections::HashSet<&str> =
             own.iter().map(|r| r.peer_id.as_str()).collect();
         let removed: Vec<String> = written
@@ -348,6 +362,7 @@ impl FleetBook {
             now,
             upserts,
             removed,
+            progress,
             expire_before: now - self.timings.expiry_ms,
         }
     }
@@ -355,6 +370,7 @@ impl FleetBook {
     /// Forgets what was written (a batch failed): the next batch writes everything again.
     pub fn unwritten(&self) {
         lock(&self.written).clear();
+        *lock(&self.progress_written) = (Vec::new(), 0);
     }
 
     /// Where the next read of the shared record starts (0 = a full read), read at `now`.
@@ -380,6 +396,12 @@ impl FleetBook {
             .filter(|h| h.hub_id != self.hub_id)
             .map(|h| (h.hub_id, h.seen_at))
             .collect();
+        for (hub, list) in read.progress {
+            if hub != self.hub_id {
+                let by_peer = list.into_iter().map(|p| (p.peer_id.clone(), p)).collect();
+                remote.progress.insert(hub, by_peer);
+            }
+        }
         for r in read.records {
             if r.hub_id != self.hub_id {
                 remote
@@ -389,6 +411,7 @@ impl FleetBook {
         }
         let hubs = remote.hubs.clone();
         remote.records.retain(|(hub, _), _| hubs.contains_key(hub));
+        remote.progress.retain(|hub, _| hubs.contains_key(hub));
     }
 
     /// The fleet now: `own` records and the other hubs' (those not gone), merged per peer,
@@ -428,6 +451,9 @@ impl FleetBook {
                 continue;
             }
             let mut r = r.clone();
+            if let Some(p) = remote.progress.get(hub).and_then(|p| p.get(&r.peer_id)) {
+                p.apply_to(&mut r);
+            }
             if r.condition == Condition::Live && now - seen_at > vouching {
                 r.condition = Condition::Stale;
             }
@@ -546,6 +572,7 @@ mod tests {
                     hub_id: "n1".into(),
                     seen_at: 1_000,
                 }],
+                progress: Vec::new(),
                 records: vec![record("p1", "n1", Condition::Live, 5, 500)],
             },
             0,
@@ -563,6 +590,29 @@ mod tests {
     }
 
     #[test]
+    fn another_hubs_progress_overrides_its_records_version() {
+        let book = FleetBook::new("n0".into(), timings());
+        let mut progress = Progress::of(&record("p1", "n1", Condition::Live, 9, 500));
+        progress.last_heartbeat_at = 990;
+        book.absorb(
+            SharedFleet {
+                hubs: vec![HubPresence {
+                    hub_id: "n1".into(),
+                    seen_at: 1_000,
+                }],
+                progress: vec![("n1".into(), vec![progress])],
+                records: vec![record("p1", "n1", Condition::Live, 5, 500)],
+            },
+            0,
+            1_000,
+        );
+        let view = book.view(Vec::new(), 9, 1_050, |_| None);
+        assert_eq!(view.peers[0].record.applied_version, 9);
+        assert_eq!(view.peers[0].record.last_heartbeat_at, 990);
+        assert_eq!(view.peers[0].state, FleetState::Synced);
+    }
+
+    #[test]
     fn a_silent_hub_stops_vouching_then_is_forgotten() {
         let book = FleetBook::new("n0".into(), timings());
         book.absorb(
@@ -571,6 +621,7 @@ mod tests {
                     hub_id: "n1".into(),
                     seen_at: 1_000,
                 }],
+                progress: Vec::new(),
                 records: vec![record("p1", "n1", Condition::Live, 5, 500)],
             },
             0,
@@ -591,20 +642,32 @@ mod tests {
     fn batches_carry_changes_not_heartbeats() {
         let book = FleetBook::new("n0".into(), timings());
         let mut r = record("p1", "n0", Condition::Live, 5, 100);
-        assert_eq!(book.batch(std::slice::from_ref(&r), 100).upserts.len(), 1);
+        let first = book.batch(std::slice::from_ref(&r), 100);
+        assert_eq!(first.upserts.len(), 1);
+        assert_eq!(first.progress.unwrap()[0].applied_version, 5);
         r.last_heartbeat_at = 200;
+        let beat = book.batch(std::slice::from_ref(&r), 200);
         assert!(
-            book.batch(std::slice::from_ref(&r), 200).upserts.is_empty(),
+            beat.upserts.is_empty() && beat.progress.is_none(),
             "a heartbeat alone"
         );
         r.last_heartbeat_at = 1_200;
+        let refresh = book.batch(std::slice::from_ref(&r), 1_200);
+        assert!(refresh.upserts.is_empty(), "{refresh:?}");
         assert_eq!(
-            book.batch(std::slice::from_ref(&r), 1_200).upserts.len(),
-            1,
+            refresh.progress.unwrap()[0].last_heartbeat_at,
+            1_200,
             "the refresh"
         );
         r.applied_version = 6;
-        assert_eq!(book.batch(std::slice::from_ref(&r), 1_300).upserts.len(), 1);
+        let moved = book.batch(std::slice::from_ref(&r), 1_300);
+        assert!(
+            moved.upserts.is_empty(),
+            "a new version is progress, not a record"
+        );
+        assert_eq!(moved.progress.unwrap()[0].applied_version, 6);
+        r.condition = Condition::Stale;
+        assert_eq!(book.batch(std::slice::from_ref(&r), 1_310).upserts.len(), 1);
         let many: Vec<FleetRecord> = (0..MAX_RECORDS_PER_BATCH + 5)
             .map(|i| record(&format!("q{i:05}"), "n0", Condition::Live, 5, 100))
             .collect();

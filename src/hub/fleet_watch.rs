@@ -2,7 +2,7 @@
 //! hubs' (sharing a store), the merged view, SC-011's figures, and how far a publication has
 //! reached (answered at once, or when a share of the fleet holds it).
 
-use super::fleet::{FleetState, FleetView, SC011_WINDOW};
+use super::fleet::{FleetView, SC011_WINDOW};
 use super::{Hub, HubError, MAX_PENDING_NAMED, Propagation};
 use crate::metrics::{FleetStateLabels, HubLabels};
 use std::sync::Arc;
@@ -159,10 +159,5 @@ impl Hub {
                 () = self.shutdown.cancelled() => return Ok(answer),
             }
         }
-    }
-
-    /// Peers per state, for a quick look.
-    pub fn fleet_counts(&self) -> Vec<(FleetState, usize)> {
-        self.fleet_view().summary(0).by_state
     }
 }

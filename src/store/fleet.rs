@@ -3,6 +3,11 @@
 //! batches ([`FleetBatch`], one per `hub.fleetFlushInterval`, never one per heartbeat) and each
 //! touches its presence with every batch; records of a hub whose presence is older than the
 //! expiry are deleted by whichever hub writes next.
+//!
+//! What changes with every publication — each peer's applied version, since when it lacks the
+//! head, its last heartbeat — travels as the hub's [`Progress`] list, one value with its
+//! presence, so a publication costs the store one write per hub and flush, not one per peer;
+//! a peer's own record is rewritten only when it connects, changes state, or is refused.
 
 /// How a hub last saw a peer; what the fleet state is derived from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,6 +87,38 @@ pub struct HubPresence {
     pub seen_at: i64,
 }
 
+/// What changes about a peer with every publication, as its hub last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// The peer.
+    pub peer_id: String,
+    /// See [`FleetRecord::applied_version`].
+    pub applied_version: i64,
+    /// See [`FleetRecord::behind_since`].
+    pub behind_since: Option<i64>,
+    /// See [`FleetRecord::last_heartbeat_at`].
+    pub last_heartbeat_at: i64,
+}
+
+impl Progress {
+    /// The progress part of `record`.
+    pub fn of(record: &FleetRecord) -> Self {
+        Self {
+            peer_id: record.peer_id.clone(),
+            applied_version: record.applied_version,
+            behind_since: record.behind_since,
+            last_heartbeat_at: record.last_heartbeat_at,
+        }
+    }
+
+    /// Sets `record`'s progress part from this.
+    pub fn apply_to(&self, record: &mut FleetRecord) {
+        record.applied_version = self.applied_version;
+        record.behind_since = self.behind_since;
+        record.last_heartbeat_at = self.last_heartbeat_at;
+    }
+}
+
 /// One hub's changes to the shared fleet record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FleetBatch {
@@ -93,6 +130,9 @@ pub struct FleetBatch {
     pub upserts: Vec<FleetRecord>,
     /// Peers it no longer keeps (their retention passed).
     pub removed: Vec<String>,
+    /// The progress of every peer it keeps, when any changed since its last batch (or the
+    /// last was written a refresh period ago); `None` leaves the stored list as it is.
+    pub progress: Option<Vec<Progress>>,
     /// Hubs silent since before this time are gone: their records and presence are deleted.
     pub expire_before: i64,
 }
@@ -102,6 +142,8 @@ pub struct FleetBatch {
 pub struct SharedFleet {
     /// Every hub present.
     pub hubs: Vec<HubPresence>,
+    /// Each hub's progress list, as it last wrote it.
+    pub progress: Vec<(String, Vec<Progress>)>,
     /// Records written at or after the `since` asked for, every hub's.
     pub records: Vec<FleetRecord>,
 }

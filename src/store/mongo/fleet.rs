@@ -4,15 +4,18 @@
 //! ids hold no space, and a string key is what every server looks up fastest), with the
 //! batch's time as `writtenAt` (indexed, so a hub reads only what changed since its last
 //! read) and `hubId` (indexed, so a gone hub's records go in one delete). `sorcha_fleet_hubs`
-//! holds each hub's presence (`_id` = hub id, `seenAt`). A batch is one `update` command of
-//! up to [`STATEMENTS_PER_COMMAND`] upserts, a `delete` of the peers dropped, and the presence:
-//! never a write per heartbeat. The fleet record is observation, not data the register
+//! holds each hub's presence (`_id` = hub id, `seenAt`) and its progress list (`progress`: one
+//! `{p, v, b, h}` per peer — id, applied version, behind since, last heartbeat), replaced whole
+//! when it changed. A batch is one `update` command of up to [`STATEMENTS_PER_COMMAND`]
+//! upserts (records that changed state), a `delete` of the peers dropped, and the presence
+//! with the progress: never a write per heartbeat, and one per hub and flush however many
+//! peers a publication moved. The fleet record is observation, not data the register
 //! depends on: it is written with `w: 1`, not the register's majority and journal.
 
 use super::MongoStore;
 use super::documents::unavailable;
 use crate::store::StoreError;
-use crate::store::fleet::{Condition, FleetBatch, FleetRecord, HubPresence, SharedFleet};
+use crate::store::fleet::{Condition, FleetBatch, FleetRecord, HubPresence, Progress, SharedFleet};
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 
@@ -69,6 +72,29 @@ fn record_from(d: &Document) -> Option<FleetRecord> {
     })
 }
 
+fn progress_doc(p: &Progress) -> Document {
+    doc! {
+        "p": &p.peer_id,
+        "v": p.applied_version,
+        "b": p.behind_since.map_or(Bson::Null, Bson::Int64),
+        "h": p.last_heartbeat_at,
+    }
+}
+
+fn progress_from(d: &Document) -> Option<Progress> {
+    let int = |k: &str| match d.get(k) {
+        Some(Bson::Int64(v)) => Some(*v),
+        Some(Bson::Int32(v)) => Some(i64::from(*v)),
+        _ => None,
+    };
+    Some(Progress {
+        peer_id: d.get_str("p").ok()?.to_owned(),
+        applied_version: int("v")?,
+        behind_since: int("b"),
+        last_heartbeat_at: int("h").unwrap_or(0),
+    })
+}
+
 impl MongoStore {
     /// Runs one write command, with `w: 1` (see the module's doc), checking its write errors.
     async fn fleet_command(&self, mut command: Document) -> Result<(), StoreError> {
@@ -110,11 +136,16 @@ impl MongoStore {
             })
             .await?;
         }
+        let mut presence = doc! { "seenAt": batch.now };
+        if let Some(progress) = &batch.progress {
+            let list: Vec<Document> = progress.iter().map(progress_doc).collect();
+            presence.insert("progress", list);
+        }
         self.fleet_command(doc! {
             "update": FLEET_HUBS,
             "updates": [ {
                 "q": { "_id": &batch.hub_id },
-                "u": { "$set": { "seenAt": batch.now } },
+                "u": { "$set": presence },
                 "upsert": true,
             } ],
         })
@@ -165,7 +196,21 @@ impl MongoStore {
             .try_collect()
             .await
             .map_err(unavailable)?;
+        let progress = hubs
+            .iter()
+            .filter_map(|d| {
+                let hub = d.get_str("_id").ok()?.to_owned();
+                let list = d.get_array("progress").ok()?;
+                Some((
+                    hub,
+                    list.iter()
+                        .filter_map(|p| p.as_document().and_then(progress_from))
+                        .collect(),
+                ))
+            })
+            .collect();
         Ok(SharedFleet {
+            progress,
             hubs: hubs
                 .iter()
                 .filter_map(|d| {
@@ -209,6 +254,8 @@ mod tests {
             refusal: None,
             ..record
         };
-        assert_eq!(record_from(&record_doc(&live, 5)), Some(live));
+        assert_eq!(record_from(&record_doc(&live, 5)), Some(live.clone()));
+        let progress = Progress::of(&live);
+        assert_eq!(progress_from(&progress_doc(&progress)), Some(progress));
     }
 }

@@ -14,6 +14,9 @@
 //! the other sees the duplicate key or write conflict, re-reads and answers from the winner's
 //! entry. Plain appends stay one insert.
 //!
+//! Hubs also share their fleet record here (`sorcha_fleet_peers`, `sorcha_fleet_hubs`; see
+//! `fleet`), written with `w: 1` in batches.
+//!
 //! This file holds the store, its set-up and the `RegisterStore` calls; `documents` maps
 //! entries to BSON and driver errors to store errors, `queries` holds the queries and the
 //! claiming transaction the calls share.

@@ -364,6 +364,12 @@ impl FleetBook {
             removed,
             progress,
             expire_before: now - self.timings.expiry_ms,
+            gone_hubs: lock(&self.remote)
+                .hubs
+                .iter()
+                .filter(|(_, seen_at)| now - **seen_at > self.timings.expiry_ms)
+                .map(|(hub, _)| hub.clone())
+                .collect(),
         }
     }
 

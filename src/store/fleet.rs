@@ -133,8 +133,11 @@ pub struct FleetBatch {
     /// The progress of every peer it keeps, when any changed since its last batch (or the
     /// last was written a refresh period ago); `None` leaves the stored list as it is.
     pub progress: Option<Vec<Progress>>,
-    /// Hubs silent since before this time are gone: their records and presence are deleted.
+    /// Hubs silent since before this time are gone.
     pub expire_before: i64,
+    /// Hubs the writer last saw silent since before `expire_before`: their presence is
+    /// deleted if they still are, and their records with it.
+    pub gone_hubs: Vec<String>,
 }
 
 /// The shared fleet record as read.

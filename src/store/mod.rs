@@ -384,8 +384,8 @@ pub trait RegisterStore: Send + Sync + 'static {
     }
 
     /// Writes one hub's batch of its fleet record and its presence, and deletes the records
-    /// of hubs silent since before `batch.expire_before` (see [`fleet`]). A store that does
-    /// not share the fleet has nothing to write.
+    /// of `batch.gone_hubs` still silent since before `batch.expire_before` (see [`fleet`]).
+    /// A store that does not share the fleet has nothing to write.
     async fn write_fleet(&self, batch: fleet::FleetBatch) -> Result<(), StoreError> {
         let _ = batch;
         Ok(())

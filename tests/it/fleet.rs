@@ -18,7 +18,8 @@ async fn mongo_hub(database: &str, id: &str) -> TestHub {
     cfg.node_id = Some(id.into());
     cfg.hub.heartbeat_interval = HUB_BEAT;
     cfg.hub.session_timeout = Duration::from_secs(3);
-    cfg.hub.session_grace = Duration::from_secs(30);
+    // A hub silent for the session timeout and grace (5 s) is gone from the others' views.
+    cfg.hub.session_grace = Duration::from_secs(2);
     cfg.hub.fleet_flush_interval = Duration::from_millis(100);
     TestHub::start_with(dir, cfg).await
 }
@@ -207,6 +208,41 @@ async fn three_hubs_list_every_peer_once_in_its_state() {
                 .all(|(_, h, s)| h == "n0" && s == "synced")
     })
     .await;
+
+    // The hub that went is forgotten once silent for its expiry: the others delete it.
+    on_every_hub(&hubs, "n2 gone from the fleet", |page| {
+        page["hubs"].as_array().unwrap().len() == 2
+    })
+    .await;
+    let db = mongodb::Client::with_uri_str(crate::support::mongodb_uri())
+        .await
+        .unwrap()
+        .database(&database);
+    use mongodb::bson::{Document, doc};
+    use sorcha_peer::store::mongo::{FLEET_HUBS, FLEET_PEERS};
+    wait_for(
+        "n2's presence and records deleted from the store",
+        || async {
+            let presence = db
+                .collection::<Document>(FLEET_HUBS)
+                .count_documents(doc! { "_id": "n2" })
+                .await
+                .ok()?;
+            let records = db
+                .collection::<Document>(FLEET_PEERS)
+                .count_documents(doc! { "hubId": "n2" })
+                .await
+                .ok()?;
+            (presence == 0 && records == 0).then_some(())
+        },
+    )
+    .await;
+    let kept = db
+        .collection::<Document>(FLEET_PEERS)
+        .count_documents(doc! { "hubId": "n0" })
+        .await
+        .unwrap();
+    assert!(kept >= 6, "the living hubs' records stay: {kept}");
 
     // A peer that refuses every hub's data (it trusts another key) is refused.
     let stranger = SigningKey::generate("n0").unwrap();

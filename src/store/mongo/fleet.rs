@@ -150,30 +150,29 @@ impl MongoStore {
             } ],
         })
         .await?;
-        // Gone hubs: their peers have moved on (or are gone too).
-        let gone: Vec<String> = self
-            .fleet_hubs
-            .find(doc! { "seenAt": { "$lt": batch.expire_before } })
-            .await
-            .map_err(unavailable)?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(unavailable)?
-            .iter()
-            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
-            .collect();
-        if !gone.is_empty() {
-            tracing::info!(hubs = ?gone, "forgetting the fleet records of hubs gone silent");
-            self.fleet_command(doc! {
-                "delete": FLEET_PEERS,
-                "deletes": [ { "q": { "hubId": { "$in": &gone } }, "limit": 0 } ],
-            })
-            .await?;
-            self.fleet_command(doc! {
-                "delete": FLEET_HUBS,
-                "deletes": [ { "q": { "_id": { "$in": &gone } }, "limit": 0 } ],
-            })
-            .await?;
+        // Gone hubs (as the writer's last read saw them): their peers have moved on, or are
+        // gone too. A hub's presence goes only if it is still silent, and its records with it.
+        for hub in &batch.gone_hubs {
+            let answer = self
+                .fleet_db
+                .run_command(doc! {
+                    "delete": FLEET_HUBS,
+                    "deletes": [ {
+                        "q": { "_id": hub, "seenAt": { "$lt": batch.expire_before } },
+                        "limit": 1,
+                    } ],
+                    "writeConcern": { "w": 1 },
+                })
+                .await
+                .map_err(unavailable)?;
+            if answer.get_i32("n").unwrap_or(0) > 0 {
+                tracing::info!(%hub, "forgetting the fleet records of a hub gone silent");
+                self.fleet_command(doc! {
+                    "delete": FLEET_PEERS,
+                    "deletes": [ { "q": { "hubId": hub }, "limit": 0 } ],
+                })
+                .await?;
+            }
         }
         Ok(())
     }

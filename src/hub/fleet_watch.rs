@@ -133,8 +133,8 @@ impl Hub {
     }
 
     /// Answers [`Hub::propagation`] once at least `ratio` of the fleet holds `version`, or
-    /// when `timeout` has passed (whichever comes first); a version not committed yet (as
-    /// another hub sharing the store may be about to) is awaited within it. Woken by peers' reports and the
+    /// when `timeout` has passed (whichever comes first); a version another hub sharing the
+    /// store has committed but this one has not yet followed is awaited within it. Woken by peers' reports and the
     /// fleet record's reads; looks again at least every quarter second.
     pub async fn await_propagation(
         &self,
@@ -143,8 +143,15 @@ impl Hub {
         timeout: Duration,
     ) -> Result<Propagation, HubError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        // A version another hub committed a moment ago is awaited too.
-        let _ = tokio::time::timeout_at(deadline, self.register.head_past(version - 1)).await;
+        // A version another hub sharing the store committed a moment ago is awaited too; one
+        // the store does not hold is not (the answer is then "no such version", at once).
+        if version > self.register.head_version() {
+            let stored = self.register.head().await?.map_or(0, |h| h.version);
+            if stored >= version {
+                let _ =
+                    tokio::time::timeout_at(deadline, self.register.head_past(version - 1)).await;
+            }
+        }
         loop {
             let changed = self.fleet_changed.notified();
             let answer = self.propagation(version).await?;

@@ -313,7 +313,18 @@ async fn an_embedded_hub_keeps_its_own_fleet_and_a_peer_that_leaves_is_disconnec
             .0,
         404
     );
-    // A version the register does not hold: 404; a bad wait: 400.
+    // A version the store does not hold: 404 at once, waiting or not; a bad wait: 400.
+    let started = Instant::now();
+    assert_eq!(
+        hub.get("/api/v1/system-register/entries/99/propagation?waitFor=1&timeout=20s")
+            .await
+            .0,
+        404
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not waited for"
+    );
     assert_eq!(
         hub.get("/api/v1/system-register/entries/99/propagation")
             .await
@@ -327,11 +338,17 @@ async fn an_embedded_hub_keeps_its_own_fleet_and_a_peer_that_leaves_is_disconnec
         400
     );
     assert_eq!(
-        hub.get("/api/v1/system-register/entries/1/propagation?timeout=10s")
+        hub.get("/api/v1/system-register/entries/1/propagation?waitFor=1&timeout=10")
             .await
             .0,
-        400
+        400,
+        "a timeout needs its unit"
     );
+    // A timeout alone waits for every peer; past 5 minutes it is cut to 5.
+    let (status, reach) = hub
+        .get("/api/v1/system-register/entries/1/propagation?timeout=999999m")
+        .await;
+    assert_eq!(status, 200, "{reach}");
 }
 
 async fn cli(hub: &TestHub, args: &[&str]) -> std::process::Output {

@@ -338,10 +338,12 @@ impl From<Propagation> for PropagationView {
 #[into_params(parameter_in = Query)]
 pub struct PropagationParams {
     /// Answer once this share of the peers holds the version (0–1), or when `timeout`
-    /// passes; without it, answer at once.
+    /// passes; without it (and without `timeout`), answer at once.
     #[param(minimum = 0.0, maximum = 1.0)]
     pub wait_for: Option<f64>,
-    /// The longest wait, as a duration ("30s", "2m", "500ms"; default 30s, at most 5m).
+    /// The longest wait: a number and `ms`, `s` or `m` ("30s", "2m", "500ms"; default 30s;
+    /// longer than 5m is cut to 5m). Alone, it waits for every peer (`waitFor=1`).
+    #[param(pattern = r"^[0-9]{1,6}(ms|s|m)$")]
     pub timeout: Option<String>,
 }
 
@@ -350,28 +352,41 @@ fn wait_of(params: &PropagationParams) -> Result<Option<(f64, Duration)>, ApiErr
     let timeout = params
         .timeout
         .as_deref()
-        .map(|t| {
-            humantime::parse_duration(t)
-                .ok()
-                .filter(|d| *d <= MAX_PROPAGATION_WAIT)
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "timeout {t:?} is not a duration of at most 5m (like \"30s\")"
-                    ))
-                })
-        })
-        .transpose()?;
+        .map(parse_timeout)
+        .transpose()?
+        .map(|t| t.min(MAX_PROPAGATION_WAIT));
     match params.wait_for {
-        None if timeout.is_some() => Err(ApiError::bad_request(
-            "timeout applies to a wait: give waitFor (0-1) too",
-        )),
-        None => Ok(None),
+        None => Ok(timeout.map(|t| (1.0, t))),
         Some(r) if (0.0..=1.0).contains(&r) => {
             Ok(Some((r, timeout.unwrap_or(DEFAULT_PROPAGATION_WAIT))))
         }
         Some(r) => Err(ApiError::bad_request(format!(
             "waitFor {r} is out of range: use a share from 0 to 1 (0.95 = 95 %)"
         ))),
+    }
+}
+
+/// A `timeout`: digits and a unit, `ms`, `s` or `m`.
+fn parse_timeout(text: &str) -> Result<Duration, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(format!(
+            "timeout {:?} is not a number with ms, s or m (like \"30s\")",
+            text.chars().take(40).collect::<String>()
+        ))
+    };
+    let (digits, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|at| text.split_at(at))
+        .ok_or_else(invalid)?;
+    if digits.is_empty() || digits.len() > 6 {
+        return Err(invalid());
+    }
+    let n: u64 = digits.parse().map_err(|_| invalid())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(invalid()),
     }
 }
 

@@ -267,6 +267,8 @@ pub struct Heartbeat {
     pub head_hash: String,
     /// Why the peer refuses what the hub sends while staying connected ("" = nothing).
     pub refusal: String,
+    /// The version its last verified hub checkpoint covers (0 = it checks none, or none yet).
+    pub trusted_version: i64,
 }
 
 /// What a hub advises a peer to do.

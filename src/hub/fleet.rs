@@ -244,6 +244,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn substance(r: &FleetRecord) -> FleetRecord {
     FleetRecord {
         applied_version: 0,
+        trusted_version: 0,
         behind_since: None,
         last_heartbeat_at: 0,
         clock_offset_ms: 0,
@@ -336,8 +337,17 @@ impl FleetBook {
         let moved = |a: &[Progress], b: &[Progress]| {
             a.len() != b.len()
                 || a.iter().zip(b).any(|(x, y)| {
-                    (&x.peer_id, x.applied_version, x.behind_since)
-                        != (&y.peer_id, y.applied_version, y.behind_since)
+                    (
+                        &x.peer_id,
+                        x.applied_version,
+                        x.trusted_version,
+                        x.behind_since,
+                    ) != (
+                        &y.peer_id,
+                        y.applied_version,
+                        y.trusted_version,
+                        y.behind_since,
+                    )
                 })
         };
         let progress = (moved(&last.0, &progress)
@@ -548,6 +558,7 @@ mod tests {
             hub_id: hub.into(),
             condition,
             applied_version: applied,
+            trusted_version: 0,
             behind_since: None,
             last_heartbeat_at: changed,
             connected_since: changed,

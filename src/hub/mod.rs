@@ -370,6 +370,7 @@ impl Hub {
             hub_id: self.node_id.clone(),
             condition: Condition::Refused,
             applied_version: 0,
+            trusted_version: 0,
             behind_since: None,
             last_heartbeat_at: 0,
             connected_since: 0,

@@ -41,6 +41,8 @@ struct Session {
     first_seen: i64,
     /// Why the peer, by its last heartbeat, refuses what this hub sends ("" = nothing).
     refusal: String,
+    /// The version its last verified checkpoint covers, by its last heartbeat (0 = none).
+    trusted_version: i64,
     timed_out_at: Option<i64>,
     ended: CancellationToken,
     push_streams: Arc<AtomicUsize>,
@@ -238,6 +240,7 @@ impl SessionRegistry {
             behind_since: (request.last_known_version < hub_version).then_some(now),
             first_seen: first_seen.unwrap_or(now).min(now),
             refusal: String::new(),
+            trusted_version: 0,
             timed_out_at: None,
             ended: CancellationToken::new(),
             push_streams: Arc::default(),
@@ -405,6 +408,7 @@ impl SessionRegistry {
         let latency = skew.max(0);
         session.clock_offset_ms = skew;
         session.refusal.clone_from(&hb.refusal);
+        session.trusted_version = hb.trusted_version;
         if hb.last_sync_version < hub_version {
             session.behind_since.get_or_insert(now);
         } else {
@@ -573,6 +577,7 @@ impl SessionRegistry {
                 Condition::Live
             },
             applied_version: s.last_sync_version,
+            trusted_version: s.trusted_version,
             behind_since: s.behind_since,
             last_heartbeat_at: s.last_heartbeat_at,
             connected_since: s.connected_at,

@@ -360,6 +360,7 @@ mod tests {
             last_sync_version: 0,
             head_hash: String::new(),
             refusal: String::new(),
+            trusted_version: 0,
         }
     }
 

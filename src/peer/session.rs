@@ -452,6 +452,7 @@ impl Session {
             last_sync_version,
             head_hash,
             refusal: self.peer.refusal_of(self.index).unwrap_or_default(),
+            trusted_version: self.peer.trust().last_checkpoint().map_or(0, |v| v.version),
         }
     }
 }

@@ -58,6 +58,9 @@ pub struct FleetRecord {
     pub condition: Condition,
     /// The newest version the peer reported holding (or was sent).
     pub applied_version: i64,
+    /// The version its last verified hub checkpoint covers, as it reported (0 = it checks
+    /// none, or none yet).
+    pub trusted_version: i64,
     /// Since when it lacks the hub's head (the commit of the first version it lacks, when
     /// known; else when the hub first saw it behind); `None` while it holds the head.
     pub behind_since: Option<i64>,
@@ -94,6 +97,8 @@ pub struct Progress {
     pub peer_id: String,
     /// See [`FleetRecord::applied_version`].
     pub applied_version: i64,
+    /// See [`FleetRecord::trusted_version`].
+    pub trusted_version: i64,
     /// See [`FleetRecord::behind_since`].
     pub behind_since: Option<i64>,
     /// See [`FleetRecord::last_heartbeat_at`].
@@ -106,6 +111,7 @@ impl Progress {
         Self {
             peer_id: record.peer_id.clone(),
             applied_version: record.applied_version,
+            trusted_version: record.trusted_version,
             behind_since: record.behind_since,
             last_heartbeat_at: record.last_heartbeat_at,
         }
@@ -114,6 +120,7 @@ impl Progress {
     /// Sets `record`'s progress part from this.
     pub fn apply_to(&self, record: &mut FleetRecord) {
         record.applied_version = self.applied_version;
+        record.trusted_version = self.trusted_version;
         record.behind_since = self.behind_since;
         record.last_heartbeat_at = self.last_heartbeat_at;
     }

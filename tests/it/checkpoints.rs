@@ -192,6 +192,7 @@ async fn connect_answers_and_heartbeat_acks_carry_a_signed_checkpoint() {
             last_sync_version: 1,
             head_hash: String::new(),
             refusal: String::new(),
+            trusted_version: 0,
         })
         .await
         .unwrap();

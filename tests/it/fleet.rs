@@ -177,6 +177,20 @@ async fn three_hubs_list_every_peer_once_in_its_state() {
         (Some(9), Some(9))
     );
     assert_eq!(reach["ratio"], 1.0);
+    // Peers check the hubs' checkpoints (keys pinned on first use) and report what the last
+    // one they verified covers.
+    on_every_hub(
+        &hubs,
+        "every peer's trusted checkpoint at the new version",
+        |page| {
+            page["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["trustedVersion"].as_i64() == Some(version))
+        },
+    )
+    .await;
 
     // A killed peer turns stale on every hub's view.
     let killed_at = Instant::now();

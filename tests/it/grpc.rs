@@ -51,6 +51,7 @@ fn heartbeat(peer_id: &str, session: &str, seq: i64, version: i64) -> Heartbeat 
         last_sync_version: version,
         head_hash: String::new(),
         refusal: String::new(),
+        trusted_version: 0,
     }
 }
 

@@ -73,6 +73,9 @@ pub struct FleetPeerView {
     pub state: PeerState,
     /// The newest version it reported holding.
     pub applied_version: i64,
+    /// The version covered by the last hub checkpoint it verified and applied, as it reported
+    /// (0 = it checks none, or none yet, or an older release).
+    pub trusted_version: i64,
     /// The answering hub's head − `appliedVersion` (≥ 0).
     pub version_lag: i64,
     /// Seconds since it fell behind (0 unless `behind`).
@@ -103,6 +106,7 @@ impl From<&FleetPeer> for FleetPeerView {
             hub_id: r.hub_id.clone(),
             state: p.state.into(),
             applied_version: r.applied_version,
+            trusted_version: r.trusted_version,
             version_lag: p.version_lag,
             lag_seconds: p.lag_seconds,
             behind_since: r.behind_since,

@@ -38,6 +38,7 @@ fn record_doc(r: &FleetRecord, written_at: i64) -> Document {
         "peerId": &r.peer_id,
         "condition": r.condition.name(),
         "appliedVersion": r.applied_version,
+        "trustedVersion": r.trusted_version,
         "behindSince": r.behind_since.map_or(Bson::Null, Bson::Int64),
         "lastHeartbeatAt": r.last_heartbeat_at,
         "connectedSince": r.connected_since,
@@ -61,6 +62,7 @@ fn record_from(d: &Document) -> Option<FleetRecord> {
         hub_id: d.get_str("hubId").ok()?.to_owned(),
         condition: Condition::parse(d.get_str("condition").ok()?)?,
         applied_version: int("appliedVersion")?,
+        trusted_version: int("trustedVersion").unwrap_or(0),
         behind_since: int("behindSince"),
         last_heartbeat_at: int("lastHeartbeatAt").unwrap_or(0),
         connected_since: int("connectedSince").unwrap_or(0),
@@ -76,6 +78,7 @@ fn progress_doc(p: &Progress) -> Document {
     doc! {
         "p": &p.peer_id,
         "v": p.applied_version,
+        "t": p.trusted_version,
         "b": p.behind_since.map_or(Bson::Null, Bson::Int64),
         "h": p.last_heartbeat_at,
     }
@@ -90,6 +93,7 @@ fn progress_from(d: &Document) -> Option<Progress> {
     Some(Progress {
         peer_id: d.get_str("p").ok()?.to_owned(),
         applied_version: int("v")?,
+        trusted_version: int("t").unwrap_or(0),
         behind_since: int("b"),
         last_heartbeat_at: int("h").unwrap_or(0),
     })
@@ -237,6 +241,7 @@ mod tests {
             hub_id: "n0".into(),
             condition: Condition::Refused,
             applied_version: 42,
+            trusted_version: 40,
             behind_since: Some(7),
             last_heartbeat_at: 9,
             connected_since: 3,

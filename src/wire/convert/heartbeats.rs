@@ -21,6 +21,7 @@ pub fn heartbeat_from_wire(m: proto::HeartbeatMessage) -> Result<Heartbeat, Vali
             .chars()
             .take(super::MAX_GOODBYE_DETAIL_CHARS)
             .collect(),
+        trusted_version: m.trusted_version.max(0),
     })
 }
 
@@ -36,6 +37,7 @@ pub fn heartbeat_to_wire(h: &Heartbeat) -> proto::HeartbeatMessage {
         metrics: None,
         head_hash: h.head_hash.clone(),
         refusal: h.refusal.clone(),
+        trusted_version: h.trusted_version,
     }
 }
 

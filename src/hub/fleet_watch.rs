@@ -5,6 +5,7 @@
 use super::fleet::{FleetView, SC011_WINDOW};
 use super::{Hub, HubError, MAX_PENDING_NAMED, Propagation};
 use crate::metrics::{FleetStateLabels, HubLabels};
+use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,19 +133,13 @@ impl Hub {
         })
     }
 
-    /// Answers [`Hub::propagation`] once at least `ratio` of the fleet holds `version`, or
-    /// when `timeout` has passed (whichever comes first); a version another hub sharing the
-    /// store has committed but this one has not yet followed is awaited within it. Woken by peers' reports and the
-    /// fleet record's reads; looks again at least every quarter second.
-    pub async fn await_propagation(
+    /// Waits (until `deadline`) for a version another hub sharing the store has committed but
+    /// this one has not yet followed; one the store does not hold is not waited for.
+    async fn await_version(
         &self,
         version: i64,
-        ratio: f64,
-        timeout: Duration,
-    ) -> Result<Propagation, HubError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        // A version another hub sharing the store committed a moment ago is awaited too; one
-        // the store does not hold is not (the answer is then "no such version", at once).
+        deadline: tokio::time::Instant,
+    ) -> Result<(), HubError> {
         if version > self.register.head_version() {
             let stored = self.register.head().await?.map_or(0, |h| h.version);
             if stored >= version {
@@ -152,19 +147,88 @@ impl Hub {
                     tokio::time::timeout_at(deadline, self.register.head_past(version - 1)).await;
             }
         }
-        loop {
-            let changed = self.fleet_changed.notified();
-            let answer = self.propagation(version).await?;
-            let now = tokio::time::Instant::now();
-            if answer.reach.ratio() >= ratio || now >= deadline {
-                return Ok(answer);
-            }
-            let next = (now + Duration::from_millis(250)).min(deadline);
-            tokio::select! {
-                () = changed => {}
-                () = tokio::time::sleep_until(next) => {}
-                () = self.shutdown.cancelled() => return Ok(answer),
-            }
+        Ok(())
+    }
+
+    /// Answers [`Hub::propagation`] once at least `ratio` of the fleet holds `version`, or
+    /// when `timeout` has passed (whichever comes first); a version another hub sharing the
+    /// store has committed but this one has not yet followed is awaited within it.
+    pub async fn await_propagation(
+        self: &Arc<Self>,
+        version: i64,
+        ratio: f64,
+        timeout: Duration,
+    ) -> Result<Propagation, HubError> {
+        let updates = self.follow_propagation(version, ratio, timeout);
+        futures::pin_mut!(updates);
+        let mut last = None;
+        while let Some(update) = updates.next().await {
+            last = Some(update?.0);
         }
+        last.ok_or_else(|| HubError::Unavailable("the hub is shutting down".into()))
+    }
+
+    /// How far `version` has reached, as it goes: the answer at once, then each time the
+    /// count of peers or of those holding it changes, the last one (`true`) when `ratio` is
+    /// reached or `timeout` has passed. Woken by peers' reports and the fleet record's reads;
+    /// looks again at least every quarter second. Ends at shutdown.
+    pub fn follow_propagation(
+        self: &Arc<Self>,
+        version: i64,
+        ratio: f64,
+        timeout: Duration,
+    ) -> impl futures::Stream<Item = Result<(Propagation, bool), HubError>> + Send + use<> {
+        struct Follow {
+            hub: Arc<Hub>,
+            deadline: tokio::time::Instant,
+            shown: Option<(usize, usize)>,
+            started: bool,
+            finished: bool,
+        }
+        let state = Follow {
+            hub: Arc::clone(self),
+            deadline: tokio::time::Instant::now() + timeout,
+            shown: None,
+            started: false,
+            finished: false,
+        };
+        futures::stream::unfold(state, move |mut f| async move {
+            if f.finished {
+                return None;
+            }
+            if !f.started {
+                f.started = true;
+                if let Err(e) = f.hub.await_version(version, f.deadline).await {
+                    f.finished = true;
+                    return Some((Err(e), f));
+                }
+            }
+            let hub = Arc::clone(&f.hub);
+            loop {
+                let changed = hub.fleet_changed.notified();
+                let answer = match hub.propagation(version).await {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        f.finished = true;
+                        return Some((Err(e), f));
+                    }
+                };
+                let now = tokio::time::Instant::now();
+                let stopping = hub.shutdown.is_cancelled();
+                let done = answer.reach.ratio() >= ratio || now >= f.deadline || stopping;
+                let counts = (answer.reach.peers, answer.reach.applied);
+                if done || f.shown != Some(counts) {
+                    f.shown = Some(counts);
+                    f.finished = done;
+                    return Some((Ok((answer, done)), f));
+                }
+                let next = (now + Duration::from_millis(250)).min(f.deadline);
+                tokio::select! {
+                    () = changed => {}
+                    () = tokio::time::sleep_until(next) => {}
+                    () = hub.shutdown.cancelled() => {}
+                }
+            }
+        })
     }
 }

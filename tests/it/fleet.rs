@@ -44,6 +44,33 @@ async fn peer_process(dir: &std::path::Path, id: &str, hubs: &[String]) -> Child
     .await
 }
 
+/// The events of `GET …/entries/{version}/propagation` as a stream, until it ends (bounded).
+async fn followed(hub: &TestHub, version: i64) -> Vec<(String, Value)> {
+    use eventsource_stream::Eventsource;
+    use futures::StreamExt;
+    let response = hub
+        .http
+        .get(hub.url(&format!(
+            "/api/v1/system-register/entries/{version}/propagation?waitFor=1&timeout=20s"
+        )))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let events = response.bytes_stream().eventsource();
+    tokio::time::timeout(WAIT, events.collect::<Vec<_>>())
+        .await
+        .expect("the stream ends within its timeout")
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.event, serde_json::from_str(&e.data).unwrap())
+        })
+        .collect()
+}
+
 async fn fleet(hub: &TestHub, query: &str) -> Value {
     let (status, body) = hub.get(&format!("/api/v1/fleet{query}")).await;
     assert_eq!(status, 200, "{body}");
@@ -192,6 +219,24 @@ async fn three_hubs_list_every_peer_once_in_its_state() {
     )
     .await;
 
+    // Followed as a stream on a third hub: progress events, then done once all nine hold it.
+    let (status, second) = hubs[1]
+        .publish("fleet-bp-2", json!({"title": "fleet", "steps": [2]}))
+        .await;
+    assert_eq!(status, 201, "{second}");
+    let second = second["version"].as_i64().unwrap();
+    let events = followed(&hubs[2], second).await;
+    let (last_event, last) = events.last().unwrap();
+    assert_eq!(last_event, "done", "{events:?}");
+    assert_eq!(last["complete"], true, "{last}");
+    assert_eq!(last["applied"], 9, "{last}");
+    assert!(
+        events[..events.len() - 1]
+            .iter()
+            .all(|(e, _)| e == "progress"),
+        "{events:?}"
+    );
+
     // A killed peer turns stale on every hub's view.
     let killed_at = Instant::now();
     peers[4].child.start_kill().unwrap();
@@ -338,6 +383,18 @@ async fn an_embedded_hub_keeps_its_own_fleet_and_a_peer_that_leaves_is_disconnec
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "not waited for"
+    );
+    let streamed = hub
+        .http
+        .get(hub.url("/api/v1/system-register/entries/99/propagation"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        streamed.status(),
+        404,
+        "no stream for a version the store lacks"
     );
     assert_eq!(
         hub.get("/api/v1/system-register/entries/99/propagation")

@@ -10,7 +10,11 @@ use crate::error_code::ErrorCode;
 use crate::hub::fleet::{FleetPeer, FleetState, FleetView};
 use crate::hub::{Hub, Propagation};
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -397,28 +401,88 @@ fn parse_timeout(text: &str) -> Result<Duration, ApiError> {
 /// How far the entry at `version` has reached the fleet: of the peers the fleet knew when it
 /// was committed (except those that left since), how many hold it, and the first that do not.
 /// With `waitFor`, the answer comes once that share holds it, or when `timeout` passes
-/// (`complete` and `ratio` say which).
+/// (`complete` and `ratio` say which). Asked for `text/event-stream`, the answer is a stream:
+/// an `event: progress` at once and whenever the counts change, then one `event: done` (the
+/// last answer: reached, or timed out), each with the same JSON as `data:`; bounded by
+/// `timeout` (default 30s) and counted among the node's event streams (`sse.maxSubscribers`).
 #[utoipa::path(get, path = "/api/v1/system-register/entries/{version}/propagation", tag = "fleet",
     operation_id = "getPropagation",
-    params(("version" = i64, Path, description = "Register version", minimum = 1), PropagationParams),
+    params(("version" = i64, Path, description = "Register version", minimum = 1), PropagationParams,
+        ("Accept" = Option<String>, Header, description = "`text/event-stream` for the answer as it goes")),
     responses(
-        (status = 200, description = "How far it has reached", body = PropagationView),
+        (status = 200, description = "How far it has reached; as a stream of `progress` events and a last `done` for `Accept: text/event-stream`",
+            content((PropagationView = "application/json"), (PropagationView = "text/event-stream"))),
         (status = 400, description = "Bad version or query", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No entry at this version, or not a hub", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No entry at this version, or not a hub", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many event streams open (`sse.maxSubscribers`, streams only); `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json")))]
 pub async fn propagation(
     State(state): State<AppState>,
     Path(version): Path<String>,
+    headers: HeaderMap,
     ApiQuery(params): ApiQuery<PropagationParams>,
-) -> Result<Json<PropagationView>, ApiError> {
+) -> Result<Response, ApiError> {
     let hub = hub(&state)?;
     let version: i64 = version.parse().ok().filter(|v| *v >= 1).ok_or_else(|| {
         ApiError::bad_request(format!(
             "version {version:?} is not a register version (an integer >= 1)"
         ))
     })?;
-    let answer = match wait_of(&params)? {
-        None => hub.propagation(version).await,
-        Some((ratio, timeout)) => hub.await_propagation(version, ratio, timeout).await,
+    let wait = wait_of(&params)?;
+    let streamed = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"));
+    if !streamed {
+        let answer = match wait {
+            None => hub.propagation(version).await,
+            Some((ratio, timeout)) => hub.await_propagation(version, ratio, timeout).await,
+        };
+        return Ok(Json(PropagationView::from(answer?)).into_response());
+    }
+    // A version the store does not hold is a 404 before any stream starts.
+    if version > state.register.head_version() {
+        let stored = state.register.head().await?.map_or(0, |h| h.version);
+        if stored < version {
+            return Err(crate::register::RegisterError::NoSuchVersion(version).into());
+        }
+    }
+    let Ok(slot) = Arc::clone(&state.sse_slots).try_acquire_owned() else {
+        return Err(ApiError::unavailable(format!(
+            "this node already serves {} event streams (sse.maxSubscribers); retry later",
+            state.config.sse.max_subscribers
+        ))
+        .with_retry_after(state.config.sse.retry));
     };
-    Ok(Json(answer?.into()))
+    let (ratio, timeout) = wait.unwrap_or((1.0, DEFAULT_PROPAGATION_WAIT));
+    let frames = hub
+        .follow_propagation(version, ratio, timeout)
+        .map(move |update| {
+            let _held = &slot;
+            let frame = match update {
+                Ok((answer, done)) => {
+                    let data =
+                        serde_json::to_string(&PropagationView::from(answer)).unwrap_or_default();
+                    format!(
+                        "event: {}\ndata: {data}\n\n",
+                        if done { "done" } else { "progress" }
+                    )
+                }
+                Err(e) => {
+                    let detail =
+                        serde_json::json!({ "detail": crate::error_code::caller_message(&e) });
+                    format!("event: error\ndata: {detail}\n\n")
+                }
+            };
+            Ok::<_, std::convert::Infallible>(Bytes::from(frame))
+        });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(frames),
+    )
+        .into_response())
 }

@@ -28,6 +28,9 @@ enum Attempt {
     Final(anyhow::Error),
 }
 
+/// The longest a client command waits for a node to accept its connection.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Client of one node's REST API.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
@@ -39,7 +42,12 @@ pub struct ApiClient {
 impl ApiClient {
     /// Client for the node named by `--server`, with `--token` and `--ca-cert`.
     pub fn from_args(args: &super::ClientArgs) -> anyhow::Result<Self> {
-        Self::new(&args.server, args.token.clone(), args.ca_cert.as_deref())
+        Self::new(
+            &args.server,
+            args.token.clone(),
+            args.ca_cert.as_deref(),
+            args.read_timeout,
+        )
     }
 
     /// Client for the node at `server` (e.g. `http://127.0.0.1:5000`), trusting `ca_cert`
@@ -48,6 +56,7 @@ impl ApiClient {
         server: &str,
         token: Option<String>,
         ca_cert: Option<&std::path::Path>,
+        read_timeout: std::time::Duration,
     ) -> anyhow::Result<Self> {
         let base = server.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -55,7 +64,11 @@ impl ApiClient {
                 "server {server:?} must start with http:// or https://"
             ));
         }
-        let mut http = reqwest::Client::builder();
+        // Every call has a deadline: a node that does not accept within CONNECT_TIMEOUT, or
+        // stays silent for `read_timeout` before or within an answer, fails the command.
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(read_timeout);
         if let Some(path) = ca_cert {
             let pem = std::fs::read(path)
                 .with_context(|| format!("cannot read CA certificate {}", path.display()))?;

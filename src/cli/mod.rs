@@ -237,6 +237,10 @@ pub struct ClientArgs {
     /// PEM CA certificate to trust for an https:// node (else the system's roots).
     #[arg(long, env = "SORCHA_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
+    /// The longest the node may stay silent before or within an answer ("120s"); connecting
+    /// has 10 s.
+    #[arg(long, env = "SORCHA_READ_TIMEOUT", value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    pub read_timeout: std::time::Duration,
 }
 
 /// Flags of `publish`.

@@ -395,3 +395,35 @@ async fn a_publish_started_before_the_hub_lands_once_it_is_up() {
     let (_, register) = hub.get("/api/v1/system-register").await;
     assert_eq!(register["headVersion"], 2);
 }
+
+/// A node that accepts the connection and never answers: the command fails after its read
+/// timeout instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_fails_a_client_command_after_its_read_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let started = std::time::Instant::now();
+    let run = tokio::process::Command::new(binary())
+        .args(["status", "--read-timeout", "1s"])
+        .env("SORCHA_SERVER", format!("http://{addr}"))
+        .output();
+    let out = tokio::time::timeout(crate::support::WAIT, run)
+        .await
+        .expect("the command ends by itself")
+        .unwrap();
+    held.abort();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -84,6 +84,20 @@ fn filter_from(params: &EventParams) -> Result<Filters, ApiError> {
     })
 }
 
+/// One of the node's `sse.maxSubscribers` event-stream slots, held by a stream while it is
+/// open; 503 with `Retry-After` when none is free.
+pub fn stream_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    Arc::clone(&state.sse_slots)
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::unavailable(format!(
+                "this node already serves {} event streams (sse.maxSubscribers); retry later",
+                state.config.sse.max_subscribers
+            ))
+            .with_retry_after(state.config.sse.retry)
+        })
+}
+
 /// Live feed of register entries as Server-Sent Events, with replay on resume.
 #[utoipa::path(get, path = "/api/v1/system-register/events", tag = "events",
     operation_id = "streamEvents",
@@ -107,13 +121,7 @@ pub async fn events(
     let resume = resume_point(&headers, params.since)?;
     let filter = filter_from(&params)?;
     let include_entry = include_entry(params.include.as_deref())?;
-    let Ok(slot) = Arc::clone(&state.sse_slots).try_acquire_owned() else {
-        return Err(ApiError::unavailable(format!(
-            "this node already serves {} event streams (sse.maxSubscribers); retry later",
-            state.config.sse.max_subscribers
-        ))
-        .with_retry_after(state.config.sse.retry));
-    };
+    let slot = stream_slot(&state)?;
     let (head_version, head_hash) = head_of(&state.register).await?;
     let after = resume.unwrap_or(head_version);
     let caught_up = caught_up_frame(&CaughtUpView {

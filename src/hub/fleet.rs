@@ -570,6 +570,22 @@ mod tests {
         }
     }
 
+    /// `book` reads hub n1 (seen at 1 000) with its live peer p1 at version 5, and `progress`.
+    fn hub_n1_with_p1(book: &FleetBook, progress: Vec<Progress>) {
+        book.absorb(
+            SharedFleet {
+                hubs: vec![HubPresence {
+                    hub_id: "n1".into(),
+                    seen_at: 1_000,
+                }],
+                progress: vec![("n1".into(), progress)],
+                records: vec![record("p1", "n1", Condition::Live, 5, 500)],
+            },
+            0,
+            1_000,
+        );
+    }
+
     fn timings() -> FleetTimings {
         FleetTimings {
             flush_ms: 100,
@@ -583,18 +599,7 @@ mod tests {
     #[test]
     fn a_peer_that_moved_is_listed_once_on_its_newest_hub() {
         let book = FleetBook::new("n0".into(), timings());
-        book.absorb(
-            SharedFleet {
-                hubs: vec![HubPresence {
-                    hub_id: "n1".into(),
-                    seen_at: 1_000,
-                }],
-                progress: Vec::new(),
-                records: vec![record("p1", "n1", Condition::Live, 5, 500)],
-            },
-            0,
-            1_000,
-        );
+        hub_n1_with_p1(&book, Vec::new());
         let own = vec![record("p1", "n0", Condition::Disconnected, 4, 400)];
         let view = book.view(own, 5, 1_050, |_| None);
         assert_eq!(view.peers.len(), 1);
@@ -611,18 +616,7 @@ mod tests {
         let book = FleetBook::new("n0".into(), timings());
         let mut progress = Progress::of(&record("p1", "n1", Condition::Live, 9, 500));
         progress.last_heartbeat_at = 990;
-        book.absorb(
-            SharedFleet {
-                hubs: vec![HubPresence {
-                    hub_id: "n1".into(),
-                    seen_at: 1_000,
-                }],
-                progress: vec![("n1".into(), vec![progress])],
-                records: vec![record("p1", "n1", Condition::Live, 5, 500)],
-            },
-            0,
-            1_000,
-        );
+        hub_n1_with_p1(&book, vec![progress]);
         let view = book.view(Vec::new(), 9, 1_050, |_| None);
         assert_eq!(view.peers[0].record.applied_version, 9);
         assert_eq!(view.peers[0].record.last_heartbeat_at, 990);
@@ -632,18 +626,7 @@ mod tests {
     #[test]
     fn a_silent_hub_stops_vouching_then_is_forgotten() {
         let book = FleetBook::new("n0".into(), timings());
-        book.absorb(
-            SharedFleet {
-                hubs: vec![HubPresence {
-                    hub_id: "n1".into(),
-                    seen_at: 1_000,
-                }],
-                progress: Vec::new(),
-                records: vec![record("p1", "n1", Condition::Live, 5, 500)],
-            },
-            0,
-            1_000,
-        );
+        hub_n1_with_p1(&book, Vec::new());
         assert_eq!(
             book.view(Vec::new(), 5, 1_200, |_| None).peers[0].state,
             FleetState::Synced

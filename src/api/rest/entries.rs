@@ -74,11 +74,7 @@ pub async fn entry(
     Path(version): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let version: i64 = version.parse().ok().filter(|v| *v >= 1).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "version {version:?} is not a register version (an integer >= 1)"
-        ))
-    })?;
+    let version = super::version_param(&version)?;
     let register = &state.register;
     if version <= register.head_version() && conditional::if_none_match(&headers, version) {
         return Ok(conditional::not_modified(version));

@@ -200,10 +200,7 @@ pub struct FleetParams {
 }
 
 fn hub(state: &AppState) -> Result<&Arc<Hub>, ApiError> {
-    state
-        .hub
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("this node is not a hub; the fleet is listed by hubs"))
+    super::hub_of(state, "the fleet is listed by hubs")
 }
 
 fn summary_view(view: &FleetView, settled: i64) -> FleetSummaryView {
@@ -422,11 +419,7 @@ pub async fn propagation(
     ApiQuery(params): ApiQuery<PropagationParams>,
 ) -> Result<Response, ApiError> {
     let hub = hub(&state)?;
-    let version: i64 = version.parse().ok().filter(|v| *v >= 1).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "version {version:?} is not a register version (an integer >= 1)"
-        ))
-    })?;
+    let version = super::version_param(&version)?;
     let wait = wait_of(&params)?;
     let streamed = headers
         .get_all(header::ACCEPT)
@@ -447,13 +440,7 @@ pub async fn propagation(
             return Err(crate::register::RegisterError::NoSuchVersion(version).into());
         }
     }
-    let Ok(slot) = Arc::clone(&state.sse_slots).try_acquire_owned() else {
-        return Err(ApiError::unavailable(format!(
-            "this node already serves {} event streams (sse.maxSubscribers); retry later",
-            state.config.sse.max_subscribers
-        ))
-        .with_retry_after(state.config.sse.retry));
-    };
+    let slot = crate::api::sse::stream_slot(&state)?;
     let (ratio, timeout) = wait.unwrap_or((1.0, DEFAULT_PROPAGATION_WAIT));
     let frames = hub
         .follow_propagation(version, ratio, timeout)

@@ -25,6 +25,26 @@ pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
+/// Reads a `{version}` path segment: a register version, an integer >= 1.
+pub fn version_param(version: &str) -> Result<i64, ApiError> {
+    version.parse().ok().filter(|v| *v >= 1).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "version {version:?} is not a register version (an integer >= 1)"
+        ))
+    })
+}
+
+/// The node's hub, or 404 saying `what` lives on hubs.
+pub fn hub_of<'a>(
+    state: &'a super::AppState,
+    what: &str,
+) -> Result<&'a std::sync::Arc<crate::hub::Hub>, ApiError> {
+    state
+        .hub
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found(format!("this node is not a hub; {what}")))
+}
+
 /// Checks an optional `since` query value.
 pub fn since(since: Option<i64>) -> Result<i64, ApiError> {
     match since {

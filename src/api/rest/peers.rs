@@ -188,10 +188,7 @@ impl From<protocol::HeartbeatReport> for HeartbeatReport {
 }
 
 fn hub(state: &AppState) -> Result<&Arc<crate::hub::Hub>, ApiError> {
-    state
-        .hub
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("this node is not a hub; peer sessions live on hubs"))
+    super::hub_of(state, "peer sessions live on hubs")
 }
 
 /// Every peer session with heartbeat status and version lag.

@@ -51,12 +51,17 @@ fn record_doc(r: &FleetRecord, written_at: i64) -> Document {
     }
 }
 
-fn record_from(d: &Document) -> Option<FleetRecord> {
-    let int = |k: &str| match d.get(k) {
+/// An integer field, however the server typed it.
+fn int_of(d: &Document, key: &str) -> Option<i64> {
+    match d.get(key) {
         Some(Bson::Int64(v)) => Some(*v),
         Some(Bson::Int32(v)) => Some(i64::from(*v)),
         _ => None,
-    };
+    }
+}
+
+fn record_from(d: &Document) -> Option<FleetRecord> {
+    let int = |k: &str| int_of(d, k);
     Some(FleetRecord {
         peer_id: d.get_str("peerId").ok()?.to_owned(),
         hub_id: d.get_str("hubId").ok()?.to_owned(),
@@ -85,11 +90,7 @@ fn progress_doc(p: &Progress) -> Document {
 }
 
 fn progress_from(d: &Document) -> Option<Progress> {
-    let int = |k: &str| match d.get(k) {
-        Some(Bson::Int64(v)) => Some(*v),
-        Some(Bson::Int32(v)) => Some(i64::from(*v)),
-        _ => None,
-    };
+    let int = |k: &str| int_of(d, k);
     Some(Progress {
         peer_id: d.get_str("p").ok()?.to_owned(),
         applied_version: int("v")?,

@@ -189,6 +189,11 @@ pub struct PeerFlags {
     #[arg(long = "trust-hub-key", value_name = "VKEY")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trusted_hub_keys: Vec<String>,
+    /// The order hubs are tried in: `priority` (as given) or `spread` (per peer, rendezvous
+    /// hashing; peers spread over the hubs).
+    #[arg(long, value_name = "ORDER", value_parser = ["priority", "spread"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_order: Option<String>,
 }
 
 /// Alert flags.

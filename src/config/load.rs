@@ -161,3 +161,24 @@ mod tests {
         assert!(Config::load(Some(&file), serde_json::json!({})).is_ok());
     }
 }
+
+#[cfg(test)]
+mod flag_tests {
+    use crate::cli::Cli;
+    use crate::config::{Config, HubOrder};
+    use clap::Parser;
+
+    #[test]
+    fn the_hub_order_flag_reaches_the_peer_section() {
+        let cli = Cli::try_parse_from(["sorcha-peer", "serve", "--hub-order", "spread"]).unwrap();
+        let crate::cli::Command::Serve(args) = cli.command else {
+            panic!("serve");
+        };
+        let config = Config::load(None, args.overrides()).unwrap();
+        assert_eq!(config.peer.hub_order, HubOrder::Spread);
+        assert!(
+            Cli::try_parse_from(["sorcha-peer", "serve", "--hub-order", "random"]).is_err(),
+            "only priority or spread"
+        );
+    }
+}

@@ -187,6 +187,21 @@ pub struct PeerConfig {
     /// trust on first use, per hub URL.
     #[serde(deserialize_with = "keys_list")]
     pub trusted_hub_keys: Vec<VerifierKey>,
+    /// The order the peer tries its hubs in: `priority` (as configured: every peer on the
+    /// first hub while it answers) or `spread` (per peer, by rendezvous hashing of its id and
+    /// each hub's URL: peers spread evenly, and a lost hub's peers spread over the others).
+    pub hub_order: HubOrder,
+}
+
+/// The order a peer tries its hubs in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HubOrder {
+    /// As configured (the seed's priority order).
+    #[default]
+    Priority,
+    /// Per peer, by rendezvous (highest random weight) hashing of (peer id, hub URL).
+    Spread,
 }
 
 impl Default for PeerConfig {
@@ -206,6 +221,7 @@ impl Default for PeerConfig {
             publisher_keys: Vec::new(),
             require_signatures: false,
             trusted_hub_keys: Vec::new(),
+            hub_order: HubOrder::Priority,
         }
     }
 }

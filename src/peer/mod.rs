@@ -6,6 +6,7 @@ pub mod alerts;
 mod events;
 mod heartbeats;
 pub mod hub_clock;
+pub mod hub_order;
 pub mod session;
 pub mod state;
 pub mod sync;
@@ -333,7 +334,8 @@ impl Peer {
     }
 }
 
-/// The connection manager: tries hubs in priority order, each a few times with backoff,
+/// The connection manager: tries hubs in `peer.hubOrder` (configured priority, or spread by
+/// rendezvous hashing; see [`hub_order`]), each a few times with backoff,
 /// declares isolation when every hub has failed or refused in a round, and keeps trying,
 /// rounds apart by a growing backoff.
 ///
@@ -352,7 +354,14 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
         return;
     }
     let first = peer.settings.peer.backoff_initial;
-    let mut index = 0usize;
+    // The hubs in the order this peer tries them (`peer.hubOrder`); `position` walks it.
+    let order = hub_order::hub_order(
+        peer.settings.peer.hub_order,
+        peer.node_id().as_str(),
+        &peer.settings.hubs,
+    );
+    let mut position = 0usize;
+    let mut index = order[0];
     let mut exhausted = vec![false; hubs];
     // Delays between rounds, and before moving on after a refusal: grows while no session
     // works, starts again when one does.
@@ -431,7 +440,8 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
             wait = wait.max(round_delay);
             round_delay = rounds.next().unwrap_or(round_delay);
         }
-        index = (index + 1) % hubs;
+        position = (position + 1) % hubs;
+        index = order[position];
         tries = backoff(&peer);
     }
     peer.state_mut().stopped();

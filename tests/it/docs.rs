@@ -85,4 +85,5 @@ fn example_configs_load_and_say_what_they_show() {
     .unwrap();
     assert_eq!(peer.role, sorcha_peer::config::Role::Peer);
     assert_eq!(peer.hubs, vec!["http://127.0.0.1:5000".to_owned()]);
+    assert_eq!(peer.peer.hub_order, sorcha_peer::config::HubOrder::Spread);
 }

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use sorcha_peer::keys::SigningKey;
 use std::time::{Duration, Instant};
 
-const HUB_BEAT: Duration = Duration::from_millis(400);
+pub const HUB_BEAT: Duration = Duration::from_millis(400);
 const PEERS: usize = 9;
 
-async fn mongo_hub(database: &str, id: &str) -> TestHub {
+pub async fn mongo_hub(database: &str, id: &str) -> TestHub {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = mongo_hub_config(dir.path(), database);
     cfg.role = sorcha_peer::config::Role::Hub;
@@ -71,14 +71,14 @@ async fn followed(hub: &TestHub, version: i64) -> Vec<(String, Value)> {
         .collect()
 }
 
-async fn fleet(hub: &TestHub, query: &str) -> Value {
+pub async fn fleet(hub: &TestHub, query: &str) -> Value {
     let (status, body) = hub.get(&format!("/api/v1/fleet{query}")).await;
     assert_eq!(status, 200, "{body}");
     body
 }
 
 /// `peer id → (hub id, state)` of a fleet page.
-fn listed(page: &Value) -> Vec<(String, String, String)> {
+pub fn listed(page: &Value) -> Vec<(String, String, String)> {
     page["peers"]
         .as_array()
         .unwrap()

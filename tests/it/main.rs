@@ -37,6 +37,7 @@ mod schema;
 mod security;
 mod signatures;
 mod sim;
+mod spread;
 mod sse;
 mod store;
 mod store_calls;

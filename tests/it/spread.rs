@@ -1,0 +1,82 @@
+//! Peers spread over hubs (issue 33): with `peer.hubOrder = "spread"` each peer starts at its
+//! own rendezvous choice, and losing a hub moves only that hub's peers, each to its next
+//! choice.
+
+use crate::fleet::{HUB_BEAT, fleet, listed, mongo_hub};
+use crate::support::{TestHub, fresh_database, wait_for};
+use sorcha_peer::config::HubOrder;
+use sorcha_peer::peer::hub_order::hub_order;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const PEERS: usize = 30;
+
+/// Peer id → hub id, once every peer is listed `synced` on `hub`'s view.
+async fn placement(hub: &TestHub, what: &str) -> BTreeMap<String, String> {
+    wait_for(what, || async {
+        let page = fleet(hub, "?limit=1000&state=synced").await;
+        let peers = listed(&page);
+        (peers.len() == PEERS).then(|| peers.into_iter().map(|(p, h, _)| (p, h)).collect())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spread_peers_sit_on_their_rendezvous_hub_and_only_a_lost_hubs_peers_move() {
+    let database = fresh_database("spread");
+    let mut hubs = Vec::new();
+    for i in 0..3 {
+        hubs.push(mongo_hub(&database, &format!("n{i}")).await);
+    }
+    let urls: Vec<String> = hubs.iter().map(|h| h.url("")).collect();
+    let mut peers = Vec::new();
+    for i in 0..PEERS {
+        let urls = urls.clone();
+        peers.push(
+            TestHub::peer_of(urls, |c| {
+                c.node_id = Some(format!("peer-{i:02}"));
+                c.peer.hub_order = HubOrder::Spread;
+                c.peer.heartbeat_interval = HUB_BEAT;
+                c.peer.heartbeat_timeout = Duration::from_millis(800);
+            })
+            .await,
+        );
+    }
+    // Each peer's choices, as the rule makes them from its id and the hubs' URLs.
+    let choice =
+        |peer: &str, rank: usize| format!("n{}", hub_order(HubOrder::Spread, peer, &urls)[rank]);
+
+    let placed = placement(&hubs[1], "every peer synced").await;
+    for (peer, hub) in &placed {
+        assert_eq!(
+            *hub,
+            choice(peer, 0),
+            "{peer} is not on its first choice: {placed:?}"
+        );
+    }
+    let mut per_hub = BTreeMap::<&str, usize>::new();
+    for hub in placed.values() {
+        *per_hub.entry(hub).or_default() += 1;
+    }
+    println!("sessions per hub with spread: {per_hub:?}");
+    assert_eq!(per_hub.len(), 3, "every hub has peers: {per_hub:?}");
+
+    // n0 goes: its peers move to their second choice, nobody else moves.
+    hubs.remove(0).stop().await;
+    let moved: BTreeMap<String, String> =
+        wait_for("n0's peers synced on their next hubs", || async {
+            let page = fleet(&hubs[0], "?limit=1000&state=synced").await;
+            let peers = listed(&page);
+            (peers.len() == PEERS && peers.iter().all(|(_, h, _)| h != "n0"))
+                .then(|| peers.into_iter().map(|(p, h, _)| (p, h)).collect())
+        })
+        .await;
+    for (peer, hub) in &moved {
+        let expected = if placed[peer] == "n0" {
+            choice(peer, 1)
+        } else {
+            placed[peer].clone()
+        };
+        assert_eq!(*hub, expected, "{peer}: {moved:?}");
+    }
+}

@@ -47,6 +47,10 @@ pub struct HubConfig {
     /// Concurrent syncs a peer may run; advertised in the connection config and enforced
     /// (one more gets RESOURCE_EXHAUSTED).
     pub max_concurrent_syncs: u32,
+    /// Full syncs the hub runs at once, all peers together; one more is refused as rate
+    /// limited with a jittered retry hint (0.5–1.5 s), so a storm of fresh peers is admitted
+    /// a few at a time.
+    pub max_concurrent_full_syncs: usize,
     /// Push streams one session may hold open; one more gets RESOURCE_EXHAUSTED.
     pub max_push_streams_per_session: u32,
     /// Peer credentials. When any are configured, every `sorcha.peer.v1` call must carry
@@ -126,6 +130,7 @@ impl Default for HubConfig {
             max_clock_skew: Duration::from_secs(60),
             max_sessions: 10_000,
             max_concurrent_syncs: 2,
+            max_concurrent_full_syncs: 16,
             max_push_streams_per_session: 4,
             peer_tokens: Vec::new(),
             rate_limits: RateLimitsConfig::default(),

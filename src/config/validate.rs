@@ -218,6 +218,9 @@ impl Config {
         if self.hub.heartbeat_interval.is_zero() || self.hub.session_timeout.is_zero() {
             return err("hub.heartbeatInterval and hub.sessionTimeout must be above zero".into());
         }
+        if self.hub.max_concurrent_full_syncs == 0 {
+            return err("hub.maxConcurrentFullSyncs must be at least 1".into());
+        }
         if self.hub.fleet_flush_interval.is_zero() || self.hub.fleet_retention.is_zero() {
             return err("hub.fleetFlushInterval and hub.fleetRetention must be above zero".into());
         }

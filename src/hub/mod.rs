@@ -116,6 +116,8 @@ pub struct Hub {
     /// Woken when a peer reports a new version or the fleet record is read: propagation
     /// waits.
     fleet_changed: tokio::sync::Notify,
+    /// Full syncs running, all peers together (`hub.maxConcurrentFullSyncs`).
+    full_syncs: Arc<tokio::sync::Semaphore>,
 }
 
 /// The most pending peers a propagation answer names.
@@ -134,6 +136,9 @@ pub struct Propagation {
 
 /// The most entries one report of a peer adds to `sorcha_peer_propagation_seconds`.
 const PROPAGATION_SAMPLES: i64 = 1024;
+
+/// The middle of the retry hint a full sync refused for the hub's full-sync cap gets.
+const FULL_SYNC_RETRY: Duration = Duration::from_secs(1);
 
 /// How long a signed checkpoint of an unchanged head is handed out again.
 pub const CHECKPOINT_REUSE: Duration = Duration::from_secs(1);
@@ -170,6 +175,9 @@ impl Hub {
             fleet: FleetBook::new(node_id.clone(), timings),
             commits: std::sync::Mutex::default(),
             fleet_changed: tokio::sync::Notify::new(),
+            full_syncs: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_full_syncs,
+            )),
             sessions: SessionRegistry::new(config.clone(), Arc::clone(&clock)),
             limits: PeerLimits::new(&config.rate_limits),
             register,
@@ -396,9 +404,13 @@ impl Hub {
         full: bool,
     ) -> Result<impl Stream<Item = Result<SyncedEntry, HubError>> + Send + use<>, HubError> {
         self.ensure_ready()?;
-        if full {
+        let admitted = if full {
+            let permit = self.admit_full_sync(peer_id)?;
             self.limits.check(Limited::FullSync, peer_id.as_str())?;
-        }
+            Some(permit)
+        } else {
+            None
+        };
         if after < 0 {
             return Err(HubError::Invalid(format!(
                 "last_known_version {after} is negative"
@@ -408,9 +420,39 @@ impl Hub {
         self.count_sync(full);
 
         let limit = max.map_or(usize::MAX, |max| max as usize);
-        Ok(SyncStream::new(Arc::clone(self), after, limit, guard)
-            .into_stream()
-            .take_until(self.shutdown.clone().cancelled_owned()))
+        Ok(
+            SyncStream::new(Arc::clone(self), after, limit, guard, admitted)
+                .into_stream()
+                .take_until(self.shutdown.clone().cancelled_owned()),
+        )
+    }
+
+    /// One of the hub's `hub.maxConcurrentFullSyncs` full-sync slots, held by the stream;
+    /// when none is free, a rate-limit refusal whose retry hint is jittered per peer and moment
+    /// (0.5–1.5 s), so refused peers come back spread out.
+    fn admit_full_sync(
+        &self,
+        peer_id: &PeerId,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, HubError> {
+        Arc::clone(&self.full_syncs)
+            .try_acquire_owned()
+            .map_err(|_| {
+                use std::hash::{Hash, Hasher};
+                // Deterministic for a peer and a moment (a seeded simulation replays it).
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (peer_id.as_str(), self.clock.now_ms()).hash(&mut h);
+                let share = (h.finish() % 1000) as f64 / 1000.0;
+                let retry_after = FULL_SYNC_RETRY.mul_f64(0.5 + share);
+                HubError::RateLimited {
+                    message: format!(
+                        "the hub runs its maximum of {} full syncs at once \
+                         (hub.maxConcurrentFullSyncs); retry in {} ms",
+                        self.config.max_concurrent_full_syncs,
+                        retry_after.as_millis()
+                    ),
+                    retry_after,
+                }
+            })
     }
 
     /// A push stream: every entry after `resume_from` (0 = from now on) that passes `filters`,

@@ -25,12 +25,20 @@ pub(super) struct SyncStream {
     failed: bool,
     /// Counts the stream on its session while it runs; records the peer's progress at the end.
     guard: StreamGuard,
+    /// A full sync's slot of `hub.maxConcurrentFullSyncs`, held while the stream lives.
+    _full_sync: Option<tokio::sync::OwnedSemaphorePermit>,
     served: Counter,
 }
 
 impl SyncStream {
     /// A stream of at most `limit` entries after version `after`.
-    pub(super) fn new(hub: Arc<Hub>, after: i64, limit: usize, guard: StreamGuard) -> Self {
+    pub(super) fn new(
+        hub: Arc<Hub>,
+        after: i64,
+        limit: usize,
+        guard: StreamGuard,
+        full_sync: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Self {
         let served = hub.metrics.sync_entries_served.clone();
         Self {
             hub,
@@ -40,6 +48,7 @@ impl SyncStream {
             page: None,
             failed: false,
             guard,
+            _full_sync: full_sync,
             served,
         }
     }

@@ -80,3 +80,61 @@ async fn spread_peers_sit_on_their_rendezvous_hub_and_only_a_lost_hubs_peers_mov
         assert_eq!(*hub, expected, "{peer}: {moved:?}");
     }
 }
+
+/// At most `hub.maxConcurrentFullSyncs` full syncs run at once; one more is refused as rate
+/// limited with a jittered retry hint, and admitted once a running one ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_syncs_beyond_the_hubs_cap_are_told_to_come_back_soon() {
+    use sorcha_peer::hub::HubError;
+    use sorcha_peer::protocol::{ConnectRequest, PeerDescription};
+    let node = TestHub::configured(|c| {
+        c.hub.max_concurrent_full_syncs = 1;
+    })
+    .await;
+    let hub = node.node.state.hub.clone().unwrap();
+    let mut sessions = Vec::new();
+    for id in ["full-a", "full-b"] {
+        let peer = crate::support::pid(id);
+        let grant = hub
+            .connect(ConnectRequest {
+                peer_id: peer.clone(),
+                peer: PeerDescription {
+                    node_type: "Peer".into(),
+                    ..Default::default()
+                },
+                last_known_version: 0,
+                connection_time: 0,
+            })
+            .await
+            .unwrap();
+        sessions.push((peer, grant.session_id));
+    }
+    let running = hub
+        .sync(&sessions[0].0, &sessions[0].1, 0, None, true)
+        .unwrap();
+    match hub.sync(&sessions[1].0, &sessions[1].1, 0, None, true) {
+        Err(HubError::RateLimited {
+            message,
+            retry_after,
+        }) => {
+            assert!(message.contains("hub.maxConcurrentFullSyncs"), "{message}");
+            assert!(
+                (Duration::from_millis(500)..Duration::from_millis(1500)).contains(&retry_after),
+                "{retry_after:?}"
+            );
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("a second full sync ran beside the first"),
+    }
+    // Incremental syncs are not capped.
+    assert!(
+        hub.sync(&sessions[1].0, &sessions[1].1, 0, None, false)
+            .is_ok()
+    );
+    drop(running);
+    assert!(
+        hub.sync(&sessions[1].0, &sessions[1].1, 0, None, true)
+            .is_ok(),
+        "admitted once the first ended"
+    );
+}

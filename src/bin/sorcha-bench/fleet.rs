@@ -46,6 +46,9 @@ pub(crate) struct Fleet {
     /// How long a peer waits for a heartbeat's answer.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     heartbeat_timeout: Duration,
+    /// The peers' `--hub-order`: `priority` (every peer on n0 first) or `spread`.
+    #[arg(long, default_value = "priority", value_parser = ["priority", "spread"])]
+    hub_order: String,
 }
 
 /// Longest the workload waits for anything (peers to start and connect, deliveries).
@@ -68,6 +71,7 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
         after_kill_rate,
         heartbeat,
         heartbeat_timeout,
+        hub_order,
     } = fleet;
     if hub_count < 2 {
         bail!("--hubs must be at least 2: the first is killed, the second takes publishes");
@@ -100,7 +104,14 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
     for batch in (0..peer_count).collect::<Vec<_>>().chunks(10) {
         let spawned = futures::future::join_all(batch.iter().map(|i| {
             let id = format!("peer-{i:03}");
-            let mut args = vec!["--role".to_owned(), "peer".into(), "--node-id".into(), id];
+            let mut args = vec![
+                "--role".to_owned(),
+                "peer".into(),
+                "--node-id".into(),
+                id,
+                "--hub-order".into(),
+                hub_order.clone(),
+            ];
             for url in &hub_urls {
                 args.extend(["--hub".to_owned(), url.clone()]);
             }
@@ -128,6 +139,11 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
         .build()?;
     let connected = all_connected(&http, &peers).await?;
     let startup_s = started.elapsed().as_secs_f64();
+    let mut sessions_at_start = Vec::new();
+    for hub in &hubs {
+        let text = metrics(&http, &hub.url).await;
+        sessions_at_start.push(json!(sample(&text, "sorcha_peer_hub_sessions")));
+    }
 
     // An SSE reader on every peer, from now on.
     let mut seen: Vec<Seen> = Vec::with_capacity(peer_count);
@@ -203,6 +219,7 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
     figures["unanswered"] = json!(unanswered);
     figures["startup_all_connected_s"] = json!(startup_s);
     figures["startup_connected"] = json!(connected);
+    figures["sessions_per_hub_at_start"] = json!(sessions_at_start);
     let arrivals: Vec<HashMap<i64, Instant>> = seen
         .iter()
         .map(|s| {

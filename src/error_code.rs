@@ -56,6 +56,8 @@ pub enum ErrorCode {
     RateLimited,
     /// Over a capacity limit (sessions, syncs, streams, the read budget); retry shortly.
     Busy,
+    /// A hub holds its fair share of the fleet: connect to another hub (no penalty).
+    HubFull,
     /// Not connected, not ready, shutting down, or the store cannot be reached.
     Unavailable,
     /// The register failed its integrity check (or a stored entry is unreadable).

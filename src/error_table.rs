@@ -89,6 +89,7 @@ pub fn answer(code: ErrorCode) -> Answer {
             "unavailable",
             Code::ResourceExhausted,
         ),
+        E::HubFull => row(H::SERVICE_UNAVAILABLE, "hub-full", Code::ResourceExhausted),
         E::Unavailable => row(H::SERVICE_UNAVAILABLE, "unavailable", Code::Unavailable),
         E::Corrupt => row(
             H::SERVICE_UNAVAILABLE,
@@ -106,11 +107,18 @@ pub fn answer(code: ErrorCode) -> Answer {
     }
 }
 
+/// The `ErrorInfo` reason of a hub at its fair share of the fleet (domain [`HUB_DOMAIN`]).
+pub const HUB_FULL_REASON: &str = "HUB_FULL";
+/// The `ErrorInfo` domain of the hub's own reasons.
+pub const HUB_DOMAIN: &str = "sorcha.peer.v1";
+
 /// The code a hub's gRPC status stands for, as its client reads it. Several codes share a
 /// gRPC status; a peer's calls can only meet one of each (`NOT_FOUND` always names its
-/// session), and `RESOURCE_EXHAUSTED` with a `RetryInfo` detail is a rate limit.
-pub fn from_grpc(code: Code, retry_info: bool) -> ErrorCode {
+/// session), `RESOURCE_EXHAUSTED` with a `RetryInfo` detail is a rate limit, and with an
+/// `ErrorInfo` of reason [`HUB_FULL_REASON`] a hub at its fair share.
+pub fn from_grpc(code: Code, retry_info: bool, reason: Option<&str>) -> ErrorCode {
     match code {
+        Code::ResourceExhausted if reason == Some(HUB_FULL_REASON) => ErrorCode::HubFull,
         Code::InvalidArgument | Code::OutOfRange => ErrorCode::Invalid,
         Code::Unauthenticated => ErrorCode::Unauthenticated,
         Code::PermissionDenied => ErrorCode::Forbidden,
@@ -144,11 +152,19 @@ mod tests {
             (ErrorCode::Timeout, false),
             (ErrorCode::Internal, false),
         ] {
-            assert_eq!(from_grpc(answer(code).grpc, retry_info), code);
+            assert_eq!(from_grpc(answer(code).grpc, retry_info, None), code);
         }
+        assert_eq!(
+            from_grpc(
+                answer(ErrorCode::HubFull).grpc,
+                false,
+                Some(HUB_FULL_REASON)
+            ),
+            ErrorCode::HubFull
+        );
         // Corrupt registers and unreachable stores are alike to a peer: go elsewhere.
         assert_eq!(
-            from_grpc(answer(ErrorCode::Corrupt).grpc, false),
+            from_grpc(answer(ErrorCode::Corrupt).grpc, false, None),
             ErrorCode::Unavailable
         );
     }

@@ -30,7 +30,11 @@ impl From<tonic::Status> for LinkError {
     fn from(s: tonic::Status) -> Self {
         use tonic_types::StatusExt;
         let retry_info = s.get_details_retry_info();
-        let code = crate::error_table::from_grpc(s.code(), retry_info.is_some());
+        let reason = s
+            .get_details_error_info()
+            .filter(|i| i.domain == crate::error_table::HUB_DOMAIN)
+            .map(|i| i.reason);
+        let code = crate::error_table::from_grpc(s.code(), retry_info.is_some(), reason.as_deref());
         let retry_after = retry_info.and_then(|r| r.retry_delay);
         // A transport failure (e.g. a TLS handshake) hides its cause in the source chain.
         let mut message = s.message().to_owned();

@@ -51,6 +51,12 @@ pub struct HubConfig {
     /// limited with a jittered retry hint (0.5–1.5 s), so a storm of fresh peers is admitted
     /// a few at a time.
     pub max_concurrent_full_syncs: usize,
+    /// Hubs sharing a store: the most sessions a hub holds, in percent of its fair share
+    /// (live sessions of every live hub ÷ live hubs); a new peer beyond it is told to try
+    /// another hub. 0: no cap.
+    pub fair_share_percent: u32,
+    /// The cap is never below this many sessions, so a small fleet connects wherever it asks.
+    pub fair_share_floor: usize,
     /// Push streams one session may hold open; one more gets RESOURCE_EXHAUSTED.
     pub max_push_streams_per_session: u32,
     /// Peer credentials. When any are configured, every `sorcha.peer.v1` call must carry
@@ -131,6 +137,8 @@ impl Default for HubConfig {
             max_sessions: 10_000,
             max_concurrent_syncs: 2,
             max_concurrent_full_syncs: 16,
+            fair_share_percent: 110,
+            fair_share_floor: 4,
             max_push_streams_per_session: 4,
             peer_tokens: Vec::new(),
             rate_limits: RateLimitsConfig::default(),

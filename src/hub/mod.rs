@@ -51,6 +51,9 @@ pub enum HubError {
     /// Too many sessions or concurrent syncs.
     #[error("{0}")]
     Busy(String),
+    /// The hub holds its fair share of the fleet's peers: connect to another hub.
+    #[error("{0}")]
+    Full(String),
     /// A per-peer rate limit, with the time a retry will be let through.
     #[error("{message}")]
     RateLimited {
@@ -74,6 +77,7 @@ impl Classified for HubError {
             HubError::UnknownSession(_) => ErrorCode::UnknownSession,
             HubError::WrongState(_) => ErrorCode::WrongState,
             HubError::Busy(_) => ErrorCode::Busy,
+            HubError::Full(_) => ErrorCode::HubFull,
             HubError::RateLimited { .. } => ErrorCode::RateLimited,
             HubError::Unavailable(_) => ErrorCode::Unavailable,
             HubError::Register(e) => e.code(),
@@ -118,6 +122,9 @@ pub struct Hub {
     fleet_changed: tokio::sync::Notify,
     /// Full syncs running, all peers together (`hub.maxConcurrentFullSyncs`).
     full_syncs: Arc<tokio::sync::Semaphore>,
+    /// As the last fleet read showed: live hubs sharing the store (this one included; 0 =
+    /// not shared) and the live peers of the others, for the fair-share cap.
+    fair_share: std::sync::Mutex<(usize, usize)>,
 }
 
 /// The most pending peers a propagation answer names.
@@ -178,6 +185,7 @@ impl Hub {
             full_syncs: Arc::new(tokio::sync::Semaphore::new(
                 config.max_concurrent_full_syncs,
             )),
+            fair_share: std::sync::Mutex::new((0, 0)),
             sessions: SessionRegistry::new(config.clone(), Arc::clone(&clock)),
             limits: PeerLimits::new(&config.rate_limits),
             register,
@@ -308,6 +316,7 @@ impl Hub {
             .check(Limited::Connect, request.peer_id.as_str())?;
         let (current_version, head_hash) = self.head().await?;
         let checkpoint = self.sign_head(current_version, &head_hash);
+        self.within_fair_share(&request.peer_id)?;
         let first_seen = self.fleet.first_seen(request.peer_id.as_str());
         let opened = match self.sessions.open(&request, current_version, first_seen) {
             Ok(opened) => opened,

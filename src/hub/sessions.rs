@@ -590,6 +590,19 @@ impl SessionRegistry {
         }
     }
 
+    /// Sessions not timed out, and whether `peer_id` holds one.
+    pub fn live(&self, peer_id: &PeerId) -> (usize, bool) {
+        let sessions = self.lock();
+        let live = sessions
+            .values()
+            .filter(|s| s.timed_out_at.is_none())
+            .count();
+        let holds = sessions
+            .get(peer_id.as_str())
+            .is_some_and(|s| s.timed_out_at.is_none());
+        (live, holds)
+    }
+
     /// The fleet records of every session, ordered by peer id.
     pub fn fleet_records(&self, hub_id: &str) -> Vec<FleetRecord> {
         let now = self.clock.now_ms();

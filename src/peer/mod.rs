@@ -369,6 +369,8 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
     let mut round_delay = rounds.next().unwrap_or(first);
     let mut tries = backoff(&peer);
     let mut wait = Duration::ZERO;
+    // Hubs in a row that said they hold their fair share.
+    let mut full_in_a_row = 0usize;
     loop {
         if !wait.is_zero() {
             peer.state_mut().backing_off(wait);
@@ -389,8 +391,24 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
         peer.begin_attempt(index, wait);
         let end = session::run(&peer, index, &mut commands, &shutdown).await;
         let url = &peer.settings.hubs[index];
+        if !matches!(end, SessionEnd::HubFull(_)) {
+            full_in_a_row = 0;
+        }
         match end {
             SessionEnd::Shutdown => break,
+            SessionEnd::HubFull(why) => {
+                tracing::info!(hub = %url, %why, "hub holds its fair share; trying the next");
+                peer.attempt_failed(index, &why);
+                full_in_a_row += 1;
+                // Every hub full (their counts of each other lag a flush): the round again
+                // after a jittered pause. Not a failure: no backoff, no isolation.
+                wait = if full_in_a_row >= hubs {
+                    full_in_a_row = 0;
+                    first.mul_f64(0.5 + peer.draw())
+                } else {
+                    Duration::ZERO
+                };
+            }
             SessionEnd::Reconnect => {
                 exhausted.fill(false);
                 tries = backoff(&peer);

@@ -32,6 +32,9 @@ pub enum SessionEnd {
         /// The hub refused this peer for good (its id or credentials), not for now.
         permanent: bool,
     },
+    /// The hub holds its fair share of the fleet: try the next hub at once, with no penalty
+    /// (it does not count toward isolation).
+    HubFull(String),
     /// A working session broke or the hub told us to go: move to the next hub, after a
     /// random share of the first backoff (peers that lost the same hub spread out).
     Failover(String),
@@ -97,6 +100,9 @@ pub async fn run(
         // Dialing and connecting together: one attempt's `peer.connectTimeout`.
         result = tokio::time::timeout(cfg.connect_timeout, connect) => match result {
             Ok(Ok(pair)) => pair,
+            Ok(Err(e)) if e.code == crate::error_code::ErrorCode::HubFull => {
+                return SessionEnd::HubFull(e.to_string());
+            }
             Ok(Err(e)) => return SessionEnd::ConnectFailed {
                 error: e.to_string(),
                 retry_after: e.retry_after,

@@ -2,7 +2,7 @@
 //! own rendezvous choice, and losing a hub moves only that hub's peers, each to its next
 //! choice.
 
-use crate::fleet::{HUB_BEAT, fleet, listed, mongo_hub};
+use crate::fleet::{HUB_BEAT, fleet, listed, mongo_hub, mongo_hub_with};
 use crate::support::{TestHub, fresh_database, wait_for};
 use sorcha_peer::config::HubOrder;
 use sorcha_peer::peer::hub_order::hub_order;
@@ -25,8 +25,14 @@ async fn placement(hub: &TestHub, what: &str) -> BTreeMap<String, String> {
 async fn spread_peers_sit_on_their_rendezvous_hub_and_only_a_lost_hubs_peers_move() {
     let database = fresh_database("spread");
     let mut hubs = Vec::new();
+    // The order alone: no fair-share cap sends a peer past its first choice.
     for i in 0..3 {
-        hubs.push(mongo_hub(&database, &format!("n{i}")).await);
+        hubs.push(
+            mongo_hub_with(&database, &format!("n{i}"), |c| {
+                c.hub.fair_share_percent = 0
+            })
+            .await,
+        );
     }
     let urls: Vec<String> = hubs.iter().map(|h| h.url("")).collect();
     let mut peers = Vec::new();
@@ -137,4 +143,72 @@ async fn full_syncs_beyond_the_hubs_cap_are_told_to_come_back_soon() {
             .is_ok(),
         "admitted once the first ended"
     );
+}
+
+/// Sessions per hub, from `hub`'s fleet view of peers in session.
+async fn per_hub(hub: &TestHub) -> BTreeMap<String, usize> {
+    let page = fleet(hub, "?limit=1000&state=synced").await;
+    let mut counts = BTreeMap::new();
+    for (_, hub, _) in listed(&page) {
+        *counts.entry(hub).or_default() += 1;
+    }
+    counts
+}
+
+/// Every peer lists the hubs in the same priority order, yet no hub takes more than its fair
+/// share (110 % of peers ÷ live hubs): the others are told to try another hub, without
+/// penalty. When a hub goes, its peers fill the others up to the new share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubs_sharing_a_store_take_no_more_than_their_fair_share() {
+    let database = fresh_database("fair_share");
+    let mut hubs = Vec::new();
+    for i in 0..3 {
+        hubs.push(mongo_hub(&database, &format!("n{i}")).await);
+    }
+    // The hubs know each other before the peers come.
+    wait_for("the hubs see each other", || async {
+        let page = fleet(&hubs[0], "").await;
+        (page["hubs"].as_array().unwrap().len() == 3).then_some(())
+    })
+    .await;
+    let urls: Vec<String> = hubs.iter().map(|h| h.url("")).collect();
+    let mut peers = Vec::new();
+    for i in 0..PEERS {
+        let urls = urls.clone();
+        peers.push(
+            TestHub::peer_of(urls, |c| {
+                c.node_id = Some(format!("peer-{i:02}"));
+                c.peer.heartbeat_interval = HUB_BEAT;
+                c.peer.heartbeat_timeout = Duration::from_millis(800);
+            })
+            .await,
+        );
+    }
+    let cap = |hubs: usize| (PEERS * 110).div_ceil(100 * hubs);
+    let counts = wait_for("all peers synced", || async {
+        let counts = per_hub(&hubs[1]).await;
+        (counts.values().sum::<usize>() == PEERS).then_some(counts)
+    })
+    .await;
+    println!("priority order with fair shares: {counts:?}");
+    assert_eq!(counts.len(), 3, "every hub took peers: {counts:?}");
+    assert!(
+        counts.values().all(|n| *n <= cap(3)),
+        "cap {}: {counts:?}",
+        cap(3)
+    );
+
+    hubs.remove(0).stop().await;
+    let counts = wait_for("n0's peers on the others", || async {
+        let counts = per_hub(&hubs[0]).await;
+        (counts.values().sum::<usize>() == PEERS && !counts.contains_key("n0")).then_some(counts)
+    })
+    .await;
+    println!("after n0 went: {counts:?}");
+    assert!(
+        counts.values().all(|n| *n <= cap(2)),
+        "cap {}: {counts:?}",
+        cap(2)
+    );
+    assert_eq!(counts.len(), 2, "{counts:?}");
 }

@@ -19,6 +19,16 @@ impl From<HubError> for Status {
                 message,
                 ErrorDetails::with_retry_info(Some(retry_after)),
             ),
+            // Which hub to try instead is the peer's choice: the reason says "another".
+            HubError::Full(_) => Status::with_error_details(
+                grpc,
+                message,
+                ErrorDetails::with_error_info(
+                    error_table::HUB_FULL_REASON,
+                    error_table::HUB_DOMAIN,
+                    std::collections::HashMap::<String, String>::new(),
+                ),
+            ),
             _ => Status::new(grpc, message),
         }
     }

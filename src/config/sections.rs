@@ -53,7 +53,7 @@ pub struct HubConfig {
     pub max_concurrent_full_syncs: usize,
     /// Hubs sharing a store: the most sessions a hub holds, in percent of its fair share
     /// (live sessions of every live hub ÷ live hubs); a new peer beyond it is told to try
-    /// another hub. 0: no cap.
+    /// another hub. 0 (the default, until hubs drain and rebalance): no cap.
     pub fair_share_percent: u32,
     /// The cap is never below this many sessions, so a small fleet connects wherever it asks.
     pub fair_share_floor: usize,
@@ -137,7 +137,7 @@ impl Default for HubConfig {
             max_sessions: 10_000,
             max_concurrent_syncs: 2,
             max_concurrent_full_syncs: 16,
-            fair_share_percent: 110,
+            fair_share_percent: 0,
             fair_share_floor: 4,
             max_push_streams_per_session: 4,
             peer_tokens: Vec::new(),

@@ -2,7 +2,7 @@
 //! own rendezvous choice, and losing a hub moves only that hub's peers, each to its next
 //! choice.
 
-use crate::fleet::{HUB_BEAT, fleet, listed, mongo_hub, mongo_hub_with};
+use crate::fleet::{HUB_BEAT, fleet, listed, mongo_hub_with};
 use crate::support::{TestHub, fresh_database, wait_for};
 use sorcha_peer::config::HubOrder;
 use sorcha_peer::peer::hub_order::hub_order;
@@ -25,7 +25,7 @@ async fn placement(hub: &TestHub, what: &str) -> BTreeMap<String, String> {
 async fn spread_peers_sit_on_their_rendezvous_hub_and_only_a_lost_hubs_peers_move() {
     let database = fresh_database("spread");
     let mut hubs = Vec::new();
-    // The order alone: no fair-share cap sends a peer past its first choice.
+    // The order alone: no fair-share cap (the default) sends a peer past its first choice.
     for i in 0..3 {
         hubs.push(
             mongo_hub_with(&database, &format!("n{i}"), |c| {
@@ -163,7 +163,12 @@ async fn hubs_sharing_a_store_take_no_more_than_their_fair_share() {
     let database = fresh_database("fair_share");
     let mut hubs = Vec::new();
     for i in 0..3 {
-        hubs.push(mongo_hub(&database, &format!("n{i}")).await);
+        hubs.push(
+            mongo_hub_with(&database, &format!("n{i}"), |c| {
+                c.hub.fair_share_percent = 110
+            })
+            .await,
+        );
     }
     // The hubs know each other before the peers come.
     wait_for("the hubs see each other", || async {

@@ -21,19 +21,29 @@ async fn placement(hub: &TestHub, what: &str) -> BTreeMap<String, String> {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spread_peers_sit_on_their_rendezvous_hub_and_only_a_lost_hubs_peers_move() {
-    let database = fresh_database("spread");
+/// Three hubs (n0..n2) on a fresh MongoDB database with a fair share of `percent` (0: no cap),
+/// and `PEERS` peers of all three (in that order, by `order`), started once the hubs know each
+/// other.
+async fn three_hubs_and_their_peers(
+    prefix: &str,
+    percent: u32,
+    order: HubOrder,
+) -> (Vec<TestHub>, Vec<String>, Vec<TestHub>) {
+    let database = fresh_database(prefix);
     let mut hubs = Vec::new();
-    // The order alone: no fair-share cap (the default) sends a peer past its first choice.
     for i in 0..3 {
         hubs.push(
             mongo_hub_with(&database, &format!("n{i}"), |c| {
-                c.hub.fair_share_percent = 0
+                c.hub.fair_share_percent = percent;
             })
             .await,
         );
     }
+    wait_for("the hubs see each other", || async {
+        let page = fleet(&hubs[0], "").await;
+        (page["hubs"].as_array().unwrap().len() == 3).then_some(())
+    })
+    .await;
     let urls: Vec<String> = hubs.iter().map(|h| h.url("")).collect();
     let mut peers = Vec::new();
     for i in 0..PEERS {
@@ -41,13 +51,20 @@ async fn spread_peers_sit_on_their_rendezvous_hub_and_only_a_lost_hubs_peers_mov
         peers.push(
             TestHub::peer_of(urls, |c| {
                 c.node_id = Some(format!("peer-{i:02}"));
-                c.peer.hub_order = HubOrder::Spread;
+                c.peer.hub_order = order;
                 c.peer.heartbeat_interval = HUB_BEAT;
                 c.peer.heartbeat_timeout = Duration::from_millis(800);
             })
             .await,
         );
     }
+    (hubs, urls, peers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spread_peers_sit_on_their_rendezvous_hub_and_only_a_lost_hubs_peers_move() {
+    // The order alone: no fair-share cap (the default) sends a peer past its first choice.
+    let (mut hubs, urls, _peers) = three_hubs_and_their_peers("spread", 0, HubOrder::Spread).await;
     // Each peer's choices, as the rule makes them from its id and the hubs' URLs.
     let choice =
         |peer: &str, rank: usize| format!("n{}", hub_order(HubOrder::Spread, peer, &urls)[rank]);
@@ -160,35 +177,8 @@ async fn per_hub(hub: &TestHub) -> BTreeMap<String, usize> {
 /// penalty. When a hub goes, its peers fill the others up to the new share.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hubs_sharing_a_store_take_no_more_than_their_fair_share() {
-    let database = fresh_database("fair_share");
-    let mut hubs = Vec::new();
-    for i in 0..3 {
-        hubs.push(
-            mongo_hub_with(&database, &format!("n{i}"), |c| {
-                c.hub.fair_share_percent = 110
-            })
-            .await,
-        );
-    }
-    // The hubs know each other before the peers come.
-    wait_for("the hubs see each other", || async {
-        let page = fleet(&hubs[0], "").await;
-        (page["hubs"].as_array().unwrap().len() == 3).then_some(())
-    })
-    .await;
-    let urls: Vec<String> = hubs.iter().map(|h| h.url("")).collect();
-    let mut peers = Vec::new();
-    for i in 0..PEERS {
-        let urls = urls.clone();
-        peers.push(
-            TestHub::peer_of(urls, |c| {
-                c.node_id = Some(format!("peer-{i:02}"));
-                c.peer.heartbeat_interval = HUB_BEAT;
-                c.peer.heartbeat_timeout = Duration::from_millis(800);
-            })
-            .await,
-        );
-    }
+    let (mut hubs, _, _peers) =
+        three_hubs_and_their_peers("fair_share", 110, HubOrder::Priority).await;
     let cap = |hubs: usize| (PEERS * 110).div_ceil(100 * hubs);
     let counts = wait_for("all peers synced", || async {
         let counts = per_hub(&hubs[1]).await;

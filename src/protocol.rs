@@ -149,6 +149,10 @@ pub enum DisconnectReason {
     ClientRequest,
 }
 
+/// The longest explanation of a refusal a peer sends (goodbye detail, heartbeat refusal) and
+/// a hub keeps, in characters.
+pub const MAX_REFUSAL_CHARS: usize = 500;
+
 /// A peer's goodbye: why it leaves, in a code and in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Goodbye {

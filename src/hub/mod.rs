@@ -394,7 +394,11 @@ impl Hub {
             first_seen,
             clock_offset_ms: 0,
             software_version: String::new(),
-            refusal: Some(why.chars().take(500).collect()),
+            refusal: Some(
+                why.chars()
+                    .take(crate::protocol::MAX_REFUSAL_CHARS)
+                    .collect(),
+            ),
             changed_at: now,
         });
     }

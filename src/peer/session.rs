@@ -463,9 +463,6 @@ impl Session {
     }
 }
 
-/// The longest explanation a goodbye carries.
-const MAX_GOODBYE_CHARS: usize = 500;
-
 /// Ends a session politely (DisconnectFromCentralNode with a reason), bounded in time.
 struct SessionGuard {
     session: Session,
@@ -482,7 +479,10 @@ impl SessionGuard {
             if let SessionEnd::Diverged(why) = &end {
                 self.goodbye = Goodbye {
                     reason: DisconnectReason::Error,
-                    detail: why.chars().take(MAX_GOODBYE_CHARS).collect(),
+                    detail: why
+                        .chars()
+                        .take(crate::protocol::MAX_REFUSAL_CHARS)
+                        .collect(),
                 };
             }
             let goodbye = std::mem::replace(&mut self.goodbye, DisconnectReason::Unknown.into());

@@ -213,13 +213,7 @@ async fn fleet_figures(
     }
     // (records written, write calls) so far.
     let written = || async {
-        let metrics = http
-            .get(format!("{}/metrics", hub.url))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await?
-            .text()
-            .await?;
+        let metrics = hub.metrics_text().await?;
         let scalar = |name: &str| {
             metrics
                 .lines()

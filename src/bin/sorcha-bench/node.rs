@@ -180,17 +180,22 @@ impl Hub {
         cpu.user + cpu.sys
     }
 
-    /// The hub's `metric` (a Prometheus sample name) by its one label's value, as its
-    /// `/metrics` says now.
-    pub(crate) async fn samples(&self, metric: &str) -> anyhow::Result<BTreeMap<String, f64>> {
-        let text = reqwest::Client::new()
+    /// The hub's `/metrics` as it reads now.
+    pub(crate) async fn metrics_text(&self) -> anyhow::Result<String> {
+        Ok(reqwest::Client::new()
             .get(format!("{}/metrics", self.url))
             .timeout(Duration::from_secs(10))
             .send()
             .await?
             .error_for_status()?
             .text()
-            .await?;
+            .await?)
+    }
+
+    /// The hub's `metric` (a Prometheus sample name) by its one label's value, as its
+    /// `/metrics` says now.
+    pub(crate) async fn samples(&self, metric: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+        let text = self.metrics_text().await?;
         let prefix = format!("{metric}{{");
         Ok(text
             .lines()

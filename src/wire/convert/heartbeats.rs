@@ -19,7 +19,7 @@ pub fn heartbeat_from_wire(m: proto::HeartbeatMessage) -> Result<Heartbeat, Vali
         refusal: m
             .refusal
             .chars()
-            .take(super::MAX_GOODBYE_DETAIL_CHARS)
+            .take(crate::protocol::MAX_REFUSAL_CHARS)
             .collect(),
         trusted_version: m.trusted_version.max(0),
     })

@@ -268,17 +268,18 @@ pub fn reason_from_wire(value: i32) -> DisconnectReason {
     }
 }
 
-/// The longest goodbye detail a hub keeps, in characters.
-pub const MAX_GOODBYE_DETAIL_CHARS: usize = 500;
 /// The longest software version a hub keeps, in characters.
 const MAX_SOFTWARE_CHARS: usize = 80;
 
 /// Domain form of a goodbye: the reason and its detail (cut to
-/// [`MAX_GOODBYE_DETAIL_CHARS`]).
+/// [`crate::protocol::MAX_REFUSAL_CHARS`]).
 pub fn goodbye_from_wire(reason: i32, detail: String) -> Goodbye {
     Goodbye {
         reason: reason_from_wire(reason),
-        detail: detail.chars().take(MAX_GOODBYE_DETAIL_CHARS).collect(),
+        detail: detail
+            .chars()
+            .take(crate::protocol::MAX_REFUSAL_CHARS)
+            .collect(),
     }
 }
 

@@ -50,6 +50,17 @@ impl Node {
         self.task.await.context("node task panicked")?
     }
 
+    /// A hub drains (see [`Hub::drain`]) over `hub.drainPeriod`; a peer, or a hub whose
+    /// drain period is 0, returns at once.
+    pub async fn drain(&self) {
+        let period = self.state.config.hub.drain_period;
+        if let Some(hub) = &self.state.hub
+            && !period.is_zero()
+        {
+            hub.drain(period).await;
+        }
+    }
+
     /// Stops the node and waits for it.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown();

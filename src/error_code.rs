@@ -58,6 +58,8 @@ pub enum ErrorCode {
     Busy,
     /// A hub holds its fair share of the fleet: connect to another hub (no penalty).
     HubFull,
+    /// A hub is draining (shutting down or told to): connect to another hub (no penalty).
+    Draining,
     /// Not connected, not ready, shutting down, or the store cannot be reached.
     Unavailable,
     /// The register failed its integrity check (or a stored entry is unreadable).
@@ -80,6 +82,12 @@ impl ErrorCode {
             self,
             ErrorCode::Invalid | ErrorCode::Unauthenticated | ErrorCode::Forbidden
         )
+    }
+
+    /// True when the hub sends the caller to another hub (it is full or draining): no
+    /// backoff, and it does not count toward isolation.
+    pub fn is_move_on(self) -> bool {
+        matches!(self, ErrorCode::HubFull | ErrorCode::Draining)
     }
 
     /// True when the answer asks the caller to come back later (a rate or capacity limit).

@@ -90,6 +90,7 @@ pub fn answer(code: ErrorCode) -> Answer {
             Code::ResourceExhausted,
         ),
         E::HubFull => row(H::SERVICE_UNAVAILABLE, "hub-full", Code::ResourceExhausted),
+        E::Draining => row(H::SERVICE_UNAVAILABLE, "draining", Code::Unavailable),
         E::Unavailable => row(H::SERVICE_UNAVAILABLE, "unavailable", Code::Unavailable),
         E::Corrupt => row(
             H::SERVICE_UNAVAILABLE,
@@ -109,16 +110,25 @@ pub fn answer(code: ErrorCode) -> Answer {
 
 /// The `ErrorInfo` reason of a hub at its fair share of the fleet (domain [`HUB_DOMAIN`]).
 pub const HUB_FULL_REASON: &str = "HUB_FULL";
+/// The `ErrorInfo` reason of a draining hub (domain [`HUB_DOMAIN`]).
+pub const HUB_DRAINING_REASON: &str = "HUB_DRAINING";
+/// `ErrorInfo` metadata of a [`HUB_FULL_REASON`]: the hub's live sessions and its cap
+/// (decimal), so a peer refused everywhere can pick the least loaded hub.
+pub const LOAD_SESSIONS_KEY: &str = "sessions";
+/// See [`LOAD_SESSIONS_KEY`].
+pub const LOAD_CAP_KEY: &str = "cap";
 /// The `ErrorInfo` domain of the hub's own reasons.
 pub const HUB_DOMAIN: &str = "sorcha.peer.v1";
 
 /// The code a hub's gRPC status stands for, as its client reads it. Several codes share a
 /// gRPC status; a peer's calls can only meet one of each (`NOT_FOUND` always names its
 /// session), `RESOURCE_EXHAUSTED` with a `RetryInfo` detail is a rate limit, and with an
-/// `ErrorInfo` of reason [`HUB_FULL_REASON`] a hub at its fair share.
+/// `ErrorInfo` of reason [`HUB_FULL_REASON`] a hub at its fair share; `UNAVAILABLE` with one of
+/// reason [`HUB_DRAINING_REASON`] a draining hub.
 pub fn from_grpc(code: Code, retry_info: bool, reason: Option<&str>) -> ErrorCode {
     match code {
         Code::ResourceExhausted if reason == Some(HUB_FULL_REASON) => ErrorCode::HubFull,
+        Code::Unavailable if reason == Some(HUB_DRAINING_REASON) => ErrorCode::Draining,
         Code::InvalidArgument | Code::OutOfRange => ErrorCode::Invalid,
         Code::Unauthenticated => ErrorCode::Unauthenticated,
         Code::PermissionDenied => ErrorCode::Forbidden,
@@ -161,6 +171,14 @@ mod tests {
                 Some(HUB_FULL_REASON)
             ),
             ErrorCode::HubFull
+        );
+        assert_eq!(
+            from_grpc(
+                answer(ErrorCode::Draining).grpc,
+                false,
+                Some(HUB_DRAINING_REASON)
+            ),
+            ErrorCode::Draining
         );
         // Corrupt registers and unreachable stores are alike to a peer: go elsewhere.
         assert_eq!(

@@ -30,11 +30,18 @@ impl From<tonic::Status> for LinkError {
     fn from(s: tonic::Status) -> Self {
         use tonic_types::StatusExt;
         let retry_info = s.get_details_retry_info();
-        let reason = s
+        let info = s
             .get_details_error_info()
-            .filter(|i| i.domain == crate::error_table::HUB_DOMAIN)
-            .map(|i| i.reason);
-        let code = crate::error_table::from_grpc(s.code(), retry_info.is_some(), reason.as_deref());
+            .filter(|i| i.domain == crate::error_table::HUB_DOMAIN);
+        let reason = info.as_ref().map(|i| i.reason.as_str());
+        let code = crate::error_table::from_grpc(s.code(), retry_info.is_some(), reason);
+        let load = info.as_ref().and_then(|i| {
+            let number = |key: &str| i.metadata.get(key)?.parse::<u32>().ok();
+            Some(crate::protocol::HubLoad {
+                sessions: number(crate::error_table::LOAD_SESSIONS_KEY)?,
+                cap: number(crate::error_table::LOAD_CAP_KEY)?,
+            })
+        });
         let retry_after = retry_info.and_then(|r| r.retry_delay);
         // A transport failure (e.g. a TLS handshake) hides its cause in the source chain.
         let mut message = s.message().to_owned();
@@ -47,6 +54,7 @@ impl From<tonic::Status> for LinkError {
             code,
             message,
             retry_after,
+            load,
         }
     }
 }

@@ -55,9 +55,18 @@ async fn serve(args: sorcha_peer::cli::ServeArgs, log_format: LogFormat) -> anyh
     };
     eprintln!("sorcha-peer listening on {scheme}://{}", node.addr);
     let token = node.shutdown_token();
-    tokio::select! {
-        () = shutdown_signal() => tracing::info!("shutdown requested"),
-        () = token.cancelled() => {},
+    let asked = tokio::select! {
+        () = shutdown_signal() => true,
+        () = token.cancelled() => false,
+    };
+    if asked {
+        tracing::info!("shutdown requested");
+        // A hub first sends its peers elsewhere; a second signal cuts that short.
+        tokio::select! {
+            () = node.drain() => {}
+            () = shutdown_signal() => tracing::warn!("second signal: stopping without finishing the drain"),
+            () = token.cancelled() => {}
+        }
     }
     let stopped = node.stop().await;
     telemetry.shutdown();

@@ -69,6 +69,13 @@ pub struct FleetStateLabels {
     pub state: String,
 }
 
+/// Label set `{reason}` of peers a hub sent to another hub.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwayLabels {
+    /// `draining` or `rebalancing`.
+    pub reason: String,
+}
+
 /// Label set `{hub}`: the hub whose view of the fleet a figure is.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HubLabels {
@@ -260,6 +267,10 @@ pub struct Metrics {
     pub head_version: Gauge,
     /// Peer sessions on a hub.
     pub hub_sessions: Gauge,
+    /// The most sessions a hub holds by its fair share (0 = no cap).
+    pub fair_share_cap: Gauge,
+    /// Peers a hub sent to another hub, by why.
+    pub sessions_sent_away: Family<AwayLabels, Counter>,
     /// Bytes held by the recent window (entries and their derived encodings).
     pub recent_window_bytes: Gauge,
     /// Bytes held by reads from the node-wide read budget.
@@ -332,6 +343,8 @@ impl Metrics {
             hub_clock_offset: Gauge::default(),
             head_version: Gauge::default(),
             hub_sessions: Gauge::default(),
+            fair_share_cap: Gauge::default(),
+            sessions_sent_away: Family::default(),
             recent_window_bytes: Gauge::default(),
             read_bytes_in_flight: Gauge::default(),
             verify_ok: Gauge::default(),
@@ -491,6 +504,17 @@ impl Metrics {
             "hub_sessions",
             "Peer sessions held by a hub",
             m.hub_sessions.clone(),
+        );
+        r.register(
+            "fair_share_cap",
+            "The most peer sessions a hub sharing a store holds by its fair share \
+             (hub.fairSharePercent); 0 = no cap",
+            m.fair_share_cap.clone(),
+        );
+        r.register(
+            "sessions_sent_away",
+            "Peers a hub sent to another hub: draining, or rebalancing above its fair share",
+            m.sessions_sent_away.clone(),
         );
         r.register_with_unit(
             "recent_window",

@@ -89,6 +89,9 @@ pub struct ConnectRequest {
     pub last_known_version: i64,
     /// The peer's clock at connect, Unix ms.
     pub connection_time: i64,
+    /// Every hub the peer could reach said it holds its fair share: take it above the share
+    /// (a peer sends this to the least loaded of them, after a jittered pause).
+    pub insist: bool,
 }
 
 impl ConnectRequest {
@@ -99,6 +102,7 @@ impl ConnectRequest {
             peer: PeerDescription::default(),
             last_known_version: 0,
             connection_time: 0,
+            insist: false,
         }
     }
 }
@@ -152,6 +156,23 @@ pub enum DisconnectReason {
 /// The longest explanation of a refusal a peer sends (goodbye detail, heartbeat refusal) and
 /// a hub keeps, in characters.
 pub const MAX_REFUSAL_CHARS: usize = 500;
+
+/// How loaded a hub that refused a peer for its fair share is: its live sessions and its cap.
+/// A peer refused by every hub it could reach goes to the least loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubLoad {
+    /// Live sessions the hub holds.
+    pub sessions: u32,
+    /// The most it holds by its fair share.
+    pub cap: u32,
+}
+
+impl HubLoad {
+    /// Sessions per capped session: the lower, the more room (a cap of 0 counts as full).
+    pub fn fill(self) -> f64 {
+        f64::from(self.sessions) / f64::from(self.cap.max(1))
+    }
+}
 
 /// A peer's goodbye: why it leaves, in a code and in words.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -246,6 +246,7 @@ fn rest_routes(layers: &PathLayers) -> (Router<AppState>, utoipa::openapi::OpenA
         .routes(l(routes!(rest::peers::get)))
         .routes(l(routes!(rest::fleet::list)))
         .routes(l(routes!(rest::fleet::propagation)))
+        .routes(l(routes!(rest::drain::drain)))
         .routes(l(routes!(rest::connection::connection)))
         .routes(l(routes!(rest::connection::reconnect)))
         .routes(l(routes!(rest::connection::sync_progress)))

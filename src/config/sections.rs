@@ -52,11 +52,17 @@ pub struct HubConfig {
     /// a few at a time.
     pub max_concurrent_full_syncs: usize,
     /// Hubs sharing a store: the most sessions a hub holds, in percent of its fair share
-    /// (live sessions of every live hub ÷ live hubs); a new peer beyond it is told to try
-    /// another hub. 0 (the default, until hubs drain and rebalance): no cap.
+    /// (live sessions of every live hub that does not drain ÷ those hubs); a new peer beyond
+    /// it is told to try another hub, and a hub above it for three flushes sends peers to
+    /// other hubs. 0: no cap.
     pub fair_share_percent: u32,
     /// The cap is never below this many sessions, so a small fleet connects wherever it asks.
     pub fair_share_floor: usize,
+    /// On SIGTERM (or `POST /api/v1/hub/drain`) the hub drains before it stops: it takes no
+    /// new peers and sends its own to other hubs one by one, spread over this period. 0: a
+    /// SIGTERM stops the hub at once (peers fail over).
+    #[serde(with = "humantime_serde")]
+    pub drain_period: Duration,
     /// Push streams one session may hold open; one more gets RESOURCE_EXHAUSTED.
     pub max_push_streams_per_session: u32,
     /// Peer credentials. When any are configured, every `sorcha.peer.v1` call must carry
@@ -137,8 +143,9 @@ impl Default for HubConfig {
             max_sessions: 10_000,
             max_concurrent_syncs: 2,
             max_concurrent_full_syncs: 16,
-            fair_share_percent: 0,
+            fair_share_percent: 110,
             fair_share_floor: 4,
+            drain_period: Duration::from_secs(10),
             max_push_streams_per_session: 4,
             peer_tokens: Vec::new(),
             rate_limits: RateLimitsConfig::default(),

@@ -221,6 +221,8 @@ struct Remote {
     /// When the last read started (this hub's clock), and the last full one.
     read_at: Option<i64>,
     full_read_at: i64,
+    /// Hubs whose presence says they drain.
+    draining: std::collections::HashSet<String>,
 }
 
 /// A hub's fleet record: its departed peers, what it last wrote, and other hubs' records.
@@ -232,6 +234,8 @@ pub struct FleetBook {
     /// The progress list last written, and when.
     progress_written: Mutex<(Vec<Progress>, i64)>,
     remote: Mutex<Remote>,
+    /// This hub is draining (told to the others with its presence).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -262,7 +266,20 @@ impl FleetBook {
             written: Mutex::default(),
             progress_written: Mutex::default(),
             remote: Mutex::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// This hub drains from now on (its next batch says so); false when it already did.
+    pub fn set_draining(&self) -> bool {
+        !self
+            .draining
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether this hub drains.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A peer connects again: its departed record goes; returns when the hub first knew it.
@@ -370,6 +387,7 @@ impl FleetBook {
         FleetBatch {
             hub_id: self.hub_id.clone(),
             now,
+            draining: self.is_draining(),
             upserts,
             removed,
             progress,
@@ -406,6 +424,12 @@ impl FleetBook {
             remote.full_read_at = now;
         }
         remote.read_at = Some(now);
+        remote.draining = read
+            .hubs
+            .iter()
+            .filter(|h| h.draining && h.hub_id != self.hub_id)
+            .map(|h| h.hub_id.clone())
+            .collect();
         remote.hubs = read
             .hubs
             .into_iter()
@@ -446,6 +470,7 @@ impl FleetBook {
         let mut hubs = vec![HubPresence {
             hub_id: self.hub_id.clone(),
             seen_at: now,
+            draining: self.is_draining(),
         }];
         // One vector, sorted by peer and grouped: no allocation per peer (this runs once a
         // flush over the whole fleet).
@@ -457,6 +482,7 @@ impl FleetBook {
             hubs.push(HubPresence {
                 hub_id: hub.clone(),
                 seen_at: *seen_at,
+                draining: remote.draining.contains(hub),
             });
         }
         for ((hub, _), r) in &remote.records {
@@ -577,6 +603,7 @@ mod tests {
                 hubs: vec![HubPresence {
                     hub_id: "n1".into(),
                     seen_at: 1_000,
+                    draining: false,
                 }],
                 progress: vec![("n1".into(), progress)],
                 records: vec![record("p1", "n1", Condition::Live, 5, 500)],

@@ -2,10 +2,9 @@
 //! hubs' (sharing a store), the merged view, SC-011's figures, and how far a publication has
 //! reached (answered at once, or when a share of the fleet holds it).
 
-use super::fleet::{FleetState, FleetView, SC011_WINDOW};
+use super::fleet::{FleetView, SC011_WINDOW};
 use super::{Hub, HubError, MAX_PENDING_NAMED, Propagation};
 use crate::metrics::{FleetStateLabels, HubLabels};
-use crate::protocol::PeerId;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +60,7 @@ impl Hub {
 
     /// Writes this hub's batch of the fleet record and reads the others' (when the store is
     /// shared), then sets the fleet gauges and wakes propagation waits.
-    async fn refresh_fleet(&self) {
+    async fn refresh_fleet(self: &Arc<Self>) {
         let store = self.register.store();
         let now = self.clock.now_ms();
         let own = self
@@ -88,6 +87,7 @@ impl Hub {
         let view = self.view_of(own, now);
         if store.shares_fleet() {
             self.note_fair_share(&view);
+            self.rebalance();
         }
         let summary = view.summary(self.settled_version(view.now));
         for (state, count) in &summary.by_state {
@@ -108,51 +108,6 @@ impl Hub {
         self.fleet_changed.notify_waiters();
     }
 
-    /// Keeps what the fair-share cap needs from a fleet view: the hubs that wrote within three
-    /// flushes, and the other hubs' peers in session (synced or behind).
-    fn note_fair_share(&self, view: &FleetView) {
-        let fresh =
-            3 * i64::try_from(self.config.fleet_flush_interval.as_millis()).unwrap_or(i64::MAX);
-        let hubs = view
-            .hubs
-            .iter()
-            .filter(|h| view.now - h.seen_at <= fresh)
-            .count();
-        let others = view
-            .peers
-            .iter()
-            .filter(|p| p.record.hub_id != self.node_id)
-            .filter(|p| matches!(p.state, FleetState::Synced | FleetState::Behind))
-            .count();
-        *self.fair_share.lock().unwrap_or_else(|p| p.into_inner()) = (hubs, others);
-    }
-
-    /// Refuses a new peer when this hub holds its fair share: live sessions of every live hub
-    /// (its own counted now, the others' as last read, the newcomer included) ÷ live hubs,
-    /// times `hub.fairSharePercent`, and at least `hub.fairShareFloor`. A peer in session here
-    /// (reconnecting) is always taken; so is every peer of a hub alone or not sharing a store.
-    pub(super) fn within_fair_share(&self, peer_id: &PeerId) -> Result<(), HubError> {
-        let percent = self.config.fair_share_percent;
-        let (hubs, others) = *self.fair_share.lock().unwrap_or_else(|p| p.into_inner());
-        if percent == 0 || hubs < 2 {
-            return Ok(());
-        }
-        let (own, holds) = self.sessions.live(peer_id);
-        if holds {
-            return Ok(());
-        }
-        let total = own + 1 + others;
-        let share = (total * percent as usize).div_ceil(100 * hubs);
-        let cap = share.max(self.config.fair_share_floor);
-        if own < cap {
-            return Ok(());
-        }
-        Err(HubError::Full(format!(
-            "this hub holds its fair share of the fleet ({own} of {total} peers on {hubs} hubs; \
-             cap {cap}, hub.fairSharePercent {percent}); try another hub"
-        )))
-    }
-
     /// Runs the fleet record until shutdown: one refresh per `hub.fleetFlushInterval`.
     pub async fn run_fleet(self: Arc<Self>) {
         let mut ticker = tokio::time::interval(self.config.fleet_flush_interval);
@@ -162,6 +117,8 @@ impl Hub {
                 biased;
                 () = self.shutdown.cancelled() => break,
                 _ = ticker.tick() => self.refresh_fleet().await,
+                // A drain starts: the other hubs learn it at once.
+                () = self.flush_now.notified() => self.refresh_fleet().await,
             }
         }
     }

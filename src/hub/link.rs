@@ -15,15 +15,17 @@ use std::sync::Arc;
 
 impl From<HubError> for LinkError {
     fn from(e: HubError) -> Self {
-        let retry_after = match &e {
-            HubError::RateLimited { retry_after, .. } => Some(*retry_after),
-            _ => None,
+        let (retry_after, load) = match &e {
+            HubError::RateLimited { retry_after, .. } => (Some(*retry_after), None),
+            HubError::Full { load, .. } => (None, Some(*load)),
+            _ => (None, None),
         };
         LinkError {
             code: e.code(),
             // What a remote peer would read from the wire, no more.
             message: caller_message(&e),
             retry_after,
+            load,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! call, plus the hub's signed checkpoints; sessions, limits and the sync stream have files of
 //! their own.
 
+mod balance;
 pub mod fleet;
 mod fleet_watch;
 pub mod limits;
@@ -17,8 +18,8 @@ use crate::keys::{SigningKey, VerifierKey};
 use crate::metrics::{Metrics, SyncKind, SyncLabels, Transport};
 use crate::protocol::{
     ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Goodbye, Heartbeat, HeartbeatAck,
-    HeartbeatReport, HubSummary, Notification, PeerId, PeerSyncState, PeerSyncView, SessionId,
-    SessionView, SyncedEntry,
+    HeartbeatReport, HubLoad, HubSummary, Notification, PeerId, PeerSyncState, PeerSyncView,
+    SessionId, SessionView, SyncedEntry,
 };
 use crate::register::checkpoint_note::HeadCheckpoint;
 use crate::register::recent::{Derived, Form};
@@ -52,8 +53,16 @@ pub enum HubError {
     #[error("{0}")]
     Busy(String),
     /// The hub holds its fair share of the fleet's peers: connect to another hub.
+    #[error("{message}")]
+    Full {
+        /// Why, for the caller.
+        message: String,
+        /// The hub's sessions and cap.
+        load: HubLoad,
+    },
+    /// The hub is draining: connect to another hub.
     #[error("{0}")]
-    Full(String),
+    Draining(String),
     /// A per-peer rate limit, with the time a retry will be let through.
     #[error("{message}")]
     RateLimited {
@@ -77,7 +86,8 @@ impl Classified for HubError {
             HubError::UnknownSession(_) => ErrorCode::UnknownSession,
             HubError::WrongState(_) => ErrorCode::WrongState,
             HubError::Busy(_) => ErrorCode::Busy,
-            HubError::Full(_) => ErrorCode::HubFull,
+            HubError::Full { .. } => ErrorCode::HubFull,
+            HubError::Draining(_) => ErrorCode::Draining,
             HubError::RateLimited { .. } => ErrorCode::RateLimited,
             HubError::Unavailable(_) => ErrorCode::Unavailable,
             HubError::Register(e) => e.code(),
@@ -122,9 +132,12 @@ pub struct Hub {
     fleet_changed: tokio::sync::Notify,
     /// Full syncs running, all peers together (`hub.maxConcurrentFullSyncs`).
     full_syncs: Arc<tokio::sync::Semaphore>,
-    /// As the last fleet read showed: live hubs sharing the store (this one included; 0 =
-    /// not shared) and the live peers of the others, for the fair-share cap.
-    fair_share: std::sync::Mutex<(usize, usize)>,
+    /// What the fair-share cap needs, as the last fleet read showed.
+    fair_share: std::sync::Mutex<balance::FairShare>,
+    /// Asks the fleet loop for a flush now (a drain starts).
+    flush_now: tokio::sync::Notify,
+    /// True once a drain has ended.
+    drained: tokio::sync::watch::Sender<bool>,
 }
 
 /// The most pending peers a propagation answer names.
@@ -185,7 +198,9 @@ impl Hub {
             full_syncs: Arc::new(tokio::sync::Semaphore::new(
                 config.max_concurrent_full_syncs,
             )),
-            fair_share: std::sync::Mutex::new((0, 0)),
+            fair_share: std::sync::Mutex::default(),
+            flush_now: tokio::sync::Notify::new(),
+            drained: tokio::sync::watch::Sender::new(false),
             sessions: SessionRegistry::new(config.clone(), Arc::clone(&clock)),
             limits: PeerLimits::new(&config.rate_limits),
             register,
@@ -314,9 +329,9 @@ impl Hub {
         self.ensure_ready()?;
         self.limits
             .check(Limited::Connect, request.peer_id.as_str())?;
+        self.admit(&request.peer_id, request.insist)?;
         let (current_version, head_hash) = self.head().await?;
         let checkpoint = self.sign_head(current_version, &head_hash);
-        self.within_fair_share(&request.peer_id)?;
         let first_seen = self.fleet.first_seen(request.peer_id.as_str());
         let opened = match self.sessions.open(&request, current_version, first_seen) {
             Ok(opened) => opened,
@@ -486,7 +501,7 @@ impl Hub {
                 "resume_from_version {resume_from} is negative"
             )));
         }
-        let (session_ended, guard) = self.sessions.start_push(peer_id, session_id)?;
+        let (session_ended, away, guard) = self.sessions.start_push(peer_id, session_id)?;
         let start = if resume_from > 0 {
             resume_from
         } else {
@@ -528,7 +543,19 @@ impl Hub {
             })
             .take_until(session_ended.cancelled_owned())
             .take_until(self.shutdown.clone().cancelled_owned());
-        Ok(stream)
+        // A peer sent to another hub is told why, as the stream's last item.
+        let sent = Box::pin(away.sent());
+        Ok(futures::stream::unfold(
+            (Box::pin(stream), Some(sent)),
+            |(mut stream, sent)| async move {
+                let mut sent = sent?;
+                tokio::select! {
+                    biased;
+                    why = &mut sent => Some((Err(why.error()), (stream, None))),
+                    item = stream.next() => item.map(|item| (item, (stream, Some(sent)))),
+                }
+            },
+        ))
     }
 
     /// Records a heartbeat and advises the peer.

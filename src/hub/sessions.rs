@@ -4,7 +4,7 @@ use super::HubError;
 use crate::clock::SharedClock;
 use crate::config::HubConfig;
 use crate::protocol::{
-    ConnectRequest, Heartbeat, HeartbeatHealth, HeartbeatReport, NodeKind, PeerId,
+    ConnectRequest, Heartbeat, HeartbeatHealth, HeartbeatReport, HubLoad, NodeKind, PeerId,
     RecommendedAction, SessionId, SessionStatus, SessionView,
 };
 use crate::store::fleet::{Condition, FleetRecord};
@@ -45,6 +45,8 @@ struct Session {
     trusted_version: i64,
     timed_out_at: Option<i64>,
     ended: CancellationToken,
+    /// Set when the hub sends the peer to another hub.
+    away: SendAway,
     push_streams: Arc<AtomicUsize>,
     active_syncs: Arc<AtomicUsize>,
 }
@@ -53,6 +55,61 @@ impl Session {
     /// Last sign of life: the newest heartbeat, or the connect.
     fn last_seen(&self) -> i64 {
         self.last_heartbeat_at.max(self.connected_at)
+    }
+}
+
+/// Why a hub sends a peer in session to another hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Away {
+    /// The hub is draining (shutting down, or told to).
+    Draining,
+    /// The hub holds more than its fair share of the fleet (`load` when it decided).
+    Rebalancing(HubLoad),
+}
+
+impl Away {
+    /// What the peer is told, as the error its push stream ends with.
+    pub fn error(self) -> HubError {
+        match self {
+            Away::Draining => {
+                HubError::Draining("the hub is draining; continue on another hub".into())
+            }
+            Away::Rebalancing(load) => HubError::Full {
+                message: format!(
+                    "the hub holds more than its fair share of the fleet ({} sessions, cap {}); \
+                     continue on another hub",
+                    load.sessions, load.cap
+                ),
+                load,
+            },
+        }
+    }
+}
+
+/// A session's "go elsewhere": fired once, with its reason; its push streams end with it.
+#[derive(Clone, Default)]
+pub struct SendAway {
+    token: CancellationToken,
+    why: Arc<std::sync::OnceLock<Away>>,
+}
+
+impl SendAway {
+    /// Sends the peer away for `why`; false when it was sent away already.
+    fn send(&self, why: Away) -> bool {
+        let first = self.why.set(why).is_ok();
+        self.token.cancel();
+        first
+    }
+
+    /// Why the peer was sent away, if it was.
+    pub fn why(&self) -> Option<Away> {
+        self.why.get().copied()
+    }
+
+    /// Completes when the peer is sent away.
+    pub async fn sent(self) -> Away {
+        self.token.cancelled().await;
+        self.why().unwrap_or(Away::Draining)
     }
 }
 
@@ -243,6 +300,7 @@ impl SessionRegistry {
             trusted_version: 0,
             timed_out_at: None,
             ended: CancellationToken::new(),
+            away: SendAway::default(),
             push_streams: Arc::default(),
             active_syncs: Arc::default(),
         };
@@ -331,14 +389,15 @@ impl SessionRegistry {
         Ok(guard)
     }
 
-    /// Counts a push stream; returns the token that ends it with the session.
+    /// Counts a push stream; returns the token that ends it with the session, and the
+    /// session's send-away (the stream ends with its reason).
     pub fn start_push(
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-    ) -> Result<(CancellationToken, StreamGuard), HubError> {
-        let (ended, counter) = self.with_session(peer_id, session_id, |s| {
-            (s.ended.clone(), Arc::clone(&s.push_streams))
+    ) -> Result<(CancellationToken, SendAway, StreamGuard), HubError> {
+        let (ended, away, counter) = self.with_session(peer_id, session_id, |s| {
+            (s.ended.clone(), s.away.clone(), Arc::clone(&s.push_streams))
         })?;
         let max = self.config.max_push_streams_per_session as usize;
         let guard = StreamGuard::try_new(counter, max).ok_or_else(|| {
@@ -346,7 +405,32 @@ impl SessionRegistry {
                 "session {session_id} of {peer_id} already holds {max} push streams (hub.maxPushStreamsPerSession)"
             ))
         })?;
-        Ok((ended, guard))
+        Ok((ended, away, guard))
+    }
+
+    /// Sends `peer_id`'s live session to another hub for `why` (its push streams end with the
+    /// reason, its heartbeats are answered FAILOVER); false when it has none or was sent
+    /// already.
+    pub fn send_away(&self, peer_id: &str, why: Away) -> bool {
+        let sessions = self.lock();
+        match sessions.get(peer_id) {
+            Some(s) if s.timed_out_at.is_none() => s.away.send(why),
+            _ => false,
+        }
+    }
+
+    /// Sessions held (timed out ones included until removed).
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The peers in live sessions not sent away, ordered by id.
+    pub fn staying(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, s)| s.timed_out_at.is_none() && s.away.why().is_none())
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Records a heartbeat.
@@ -427,7 +511,11 @@ impl SessionRegistry {
                 connected_since: session.connected_at,
             }
         });
-        let action = if hb.last_sync_version < hub_version {
+        let action = if let Some(why) = session.away.why() {
+            // A peer whose push stream is down learns it here (an older peer, too).
+            notes.push(why.error().to_string());
+            RecommendedAction::Failover
+        } else if hb.last_sync_version < hub_version {
             notes.push(format!(
                 "the hub is at version {hub_version}, the peer at {}",
                 hb.last_sync_version
@@ -590,16 +678,12 @@ impl SessionRegistry {
         }
     }
 
-    /// Sessions not timed out, and whether `peer_id` holds one.
+    /// Sessions not timed out nor sent away, and whether `peer_id` holds one of them.
     pub fn live(&self, peer_id: &PeerId) -> (usize, bool) {
         let sessions = self.lock();
-        let live = sessions
-            .values()
-            .filter(|s| s.timed_out_at.is_none())
-            .count();
-        let holds = sessions
-            .get(peer_id.as_str())
-            .is_some_and(|s| s.timed_out_at.is_none());
+        let staying = |s: &Session| s.timed_out_at.is_none() && s.away.why().is_none();
+        let live = sessions.values().filter(|s| staying(s)).count();
+        let holds = sessions.get(peer_id.as_str()).is_some_and(staying);
         (live, holds)
     }
 

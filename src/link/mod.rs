@@ -27,6 +27,8 @@ pub struct LinkError {
     pub message: String,
     /// How long the hub asked us to wait before retrying (rate limits).
     pub retry_after: Option<Duration>,
+    /// How loaded a hub that refused for its fair share is.
+    pub load: Option<crate::protocol::HubLoad>,
 }
 
 impl LinkError {
@@ -36,6 +38,7 @@ impl LinkError {
             code,
             message: message.into(),
             retry_after: None,
+            load: None,
         }
     }
 

@@ -334,6 +334,28 @@ impl Peer {
     }
 }
 
+/// What a hub answered in the current round (since the last working session).
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// It sent the peer on at connect: full (with its load, when it said) or draining.
+    SentOn(Option<crate::protocol::HubLoad>),
+    /// It failed, refused, or broke.
+    Failed,
+}
+
+/// The hub to insist on when every hub has answered in a round and some refused for their
+/// fair share: the least loaded of those (by sessions ÷ cap; the earlier in `order` on a tie).
+fn least_loaded(round: &[Option<Answer>], order: &[usize]) -> Option<usize> {
+    order
+        .iter()
+        .filter_map(|&hub| match round[hub] {
+            Some(Answer::SentOn(Some(load))) => Some((hub, load.fill())),
+            _ => None,
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(hub, _)| hub)
+}
+
 /// The connection manager: tries hubs in `peer.hubOrder` (configured priority, or spread by
 /// rendezvous hashing; see [`hub_order`]), each a few times with backoff,
 /// declares isolation when every hub has failed or refused in a round, and keeps trying,
@@ -347,6 +369,12 @@ impl Peer {
 /// - A hub lost before its session was established, and a hub that is refused (a fork,
 ///   untrusted checkpoints, refused signatures), count as failed attempts: the next hub is
 ///   tried after the round's backoff, never in a tight loop.
+/// - A hub that sends the peer on at connect (it holds its fair share, or drains) is no
+///   failure: the next hub is tried at once, and it never counts toward isolation. When every
+///   hub has answered in a round and some were full, the least loaded of those is asked to
+///   take the peer anyway (`insist`), after a jittered pause of 0.5–1.5 × `backoffInitial`.
+/// - A session the hub ends by sending the peer on (draining, rebalancing) starts a fresh
+///   round at once, from the first hub of the order that is not that one.
 async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
     let hubs = peer.settings.hubs.len();
     if hubs == 0 {
@@ -363,14 +391,14 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
     let mut position = 0usize;
     let mut index = order[0];
     let mut exhausted = vec![false; hubs];
+    let mut round: Vec<Option<Answer>> = vec![None; hubs];
+    let mut insist = false;
     // Delays between rounds, and before moving on after a refusal: grows while no session
     // works, starts again when one does.
     let mut rounds = delays(&peer, None);
     let mut round_delay = rounds.next().unwrap_or(first);
     let mut tries = backoff(&peer);
     let mut wait = Duration::ZERO;
-    // Hubs in a row that said they hold their fair share.
-    let mut full_in_a_row = 0usize;
     loop {
         if !wait.is_zero() {
             peer.state_mut().backing_off(wait);
@@ -389,28 +417,39 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
             }
         }
         peer.begin_attempt(index, wait);
-        let end = session::run(&peer, index, &mut commands, &shutdown).await;
+        let end = session::run(
+            &peer,
+            index,
+            std::mem::take(&mut insist),
+            &mut commands,
+            &shutdown,
+        )
+        .await;
         let url = &peer.settings.hubs[index];
-        if !matches!(end, SessionEnd::HubFull(_)) {
-            full_in_a_row = 0;
-        }
         match end {
             SessionEnd::Shutdown => break,
-            SessionEnd::HubFull(why) => {
-                tracing::info!(hub = %url, %why, "hub holds its fair share; trying the next");
+            SessionEnd::SentOn { why, load } => {
+                tracing::info!(hub = %url, %why, "the hub sends this peer on; trying the next");
                 peer.attempt_failed(index, &why);
-                full_in_a_row += 1;
-                // Every hub full (their counts of each other lag a flush): the round again
-                // after a jittered pause. Not a failure: no backoff, no isolation.
-                wait = if full_in_a_row >= hubs {
-                    full_in_a_row = 0;
-                    first.mul_f64(0.5 + peer.draw())
-                } else {
-                    Duration::ZERO
-                };
+                round[index] = Some(Answer::SentOn(load));
+                wait = Duration::ZERO;
+            }
+            SessionEnd::Moved(why) => {
+                peer.attempt_failed(index, &why);
+                exhausted.fill(false);
+                round.fill(None);
+                round[index] = Some(Answer::SentOn(None));
+                rounds = delays(&peer, None);
+                round_delay = rounds.next().unwrap_or(first);
+                tries = backoff(&peer);
+                wait = Duration::ZERO;
+                position = order.iter().position(|&h| h != index).unwrap_or(0);
+                index = order[position];
+                continue;
             }
             SessionEnd::Reconnect => {
                 exhausted.fill(false);
+                round.fill(None);
                 tries = backoff(&peer);
                 wait = Duration::ZERO;
                 continue;
@@ -429,12 +468,15 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
                     continue;
                 }
                 exhausted[index] = true;
+                round[index] = Some(Answer::Failed);
                 wait = Duration::ZERO;
             }
             SessionEnd::Failover(why) => {
                 peer.attempt_failed(index, &why);
                 peer.failed_over(index, &why);
                 exhausted.fill(false);
+                round.fill(None);
+                round[index] = Some(Answer::Failed);
                 rounds = delays(&peer, None);
                 round_delay = rounds.next().unwrap_or(first);
                 wait = first.mul_f64(peer.draw());
@@ -443,12 +485,14 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
                 peer.attempt_failed(index, &why);
                 peer.failed_over(index, &why);
                 exhausted[index] = true;
+                round[index] = Some(Answer::Failed);
                 wait = first.mul_f64(peer.draw());
             }
             SessionEnd::Diverged(why) => {
                 peer.attempt_failed(index, &why);
                 peer.failed_over(index, &why);
                 exhausted[index] = true;
+                round[index] = Some(Answer::Failed);
                 wait = round_delay;
             }
         }
@@ -457,6 +501,24 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
             exhausted.fill(false);
             wait = wait.max(round_delay);
             round_delay = rounds.next().unwrap_or(round_delay);
+        }
+        if round.iter().all(Option::is_some) {
+            let sent_on = round.iter().any(|a| matches!(a, Some(Answer::SentOn(_))));
+            let target = least_loaded(&round, &order);
+            round.fill(None);
+            if sent_on {
+                // Their counts of each other lag a flush, or the fleet outgrew them: not a
+                // failure, but not a tight loop either.
+                wait = wait.max(first.mul_f64(0.5 + peer.draw()));
+            }
+            if let Some(target) = target {
+                tracing::info!(hub = %peer.settings.hubs[target], "every hub reached holds its fair share; asking the least loaded to take this peer");
+                insist = true;
+                index = target;
+                position = order.iter().position(|&h| h == target).unwrap_or(0);
+                tries = backoff(&peer);
+                continue;
+            }
         }
         position = (position + 1) % hubs;
         index = order[position];

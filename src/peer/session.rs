@@ -9,8 +9,8 @@ use crate::error_code::ErrorCode;
 use crate::link::guard::{Deadlines, GiveUp, GuardedLink};
 use crate::link::{HubLink, LinkError, LinkStream};
 use crate::protocol::{
-    ConnectRequest, DisconnectReason, Filters, Goodbye, Heartbeat, Notification, PeerDescription,
-    RecommendedAction, SessionId,
+    ConnectRequest, DisconnectReason, Filters, Goodbye, Heartbeat, HubLoad, Notification,
+    PeerDescription, RecommendedAction, SessionId,
 };
 use futures::StreamExt;
 use std::sync::Arc;
@@ -32,9 +32,19 @@ pub enum SessionEnd {
         /// The hub refused this peer for good (its id or credentials), not for now.
         permanent: bool,
     },
-    /// The hub holds its fair share of the fleet: try the next hub at once, with no penalty
-    /// (it does not count toward isolation).
-    HubFull(String),
+    /// The hub sent the peer on at connect (it holds its fair share, with its load when it
+    /// said, or it drains): try the next hub at once, with no penalty (it does not count
+    /// toward isolation).
+    SentOn {
+        /// The hub's words.
+        why: String,
+        /// Its sessions and cap, when it refused for its fair share.
+        load: Option<HubLoad>,
+    },
+    /// A working session the hub ended by sending the peer to another hub (it drains, or
+    /// holds more than its fair share): continue on another hub at once, from the replica's
+    /// head, with no penalty.
+    Moved(String),
     /// A working session broke or the hub told us to go: move to the next hub, after a
     /// random share of the first backoff (peers that lost the same hub spread out).
     Failover(String),
@@ -51,11 +61,13 @@ pub enum SessionEnd {
     Shutdown,
 }
 
-/// Runs one session with hub `index`.
+/// Runs one session with hub `index`; `insist` asks it to take the peer above its fair share
+/// (every hub the peer reached refused it so).
 #[tracing::instrument(name = "session", skip_all, fields(hub = %peer.settings().hubs[index], peer_id = %peer.node_id()))]
 pub async fn run(
     peer: &Arc<Peer>,
     index: usize,
+    insist: bool,
     commands: &mut mpsc::Receiver<Command>,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
@@ -87,6 +99,7 @@ pub async fn run(
             },
             last_known_version: peer.register().head_version(),
             connection_time: peer.clock().now_ms(),
+            insist,
         };
         let sent = peer.clock().now_ms();
         let grant = link.open_session(&request).await?;
@@ -100,8 +113,8 @@ pub async fn run(
         // Dialing and connecting together: one attempt's `peer.connectTimeout`.
         result = tokio::time::timeout(cfg.connect_timeout, connect) => match result {
             Ok(Ok(pair)) => pair,
-            Ok(Err(e)) if e.code == crate::error_code::ErrorCode::HubFull => {
-                return SessionEnd::HubFull(e.to_string());
+            Ok(Err(e)) if e.code.is_move_on() => {
+                return SessionEnd::SentOn { why: e.to_string(), load: e.load };
             }
             Ok(Err(e)) => return SessionEnd::ConnectFailed {
                 error: e.to_string(),
@@ -206,6 +219,10 @@ pub async fn run(
             },
             item = next_push => match item {
                 Some(Ok(notification)) => session.on_notification(&notification, &mut last_sequence).await,
+                Some(Err(e)) if e.code.is_move_on() => {
+                    tracing::info!(hub = %url, why = %e.message, "the hub sends this peer to another hub");
+                    Some(SessionEnd::Moved(e.message))
+                }
                 broken => {
                     let why = match broken {
                         Some(Err(e)) => e.to_string(),
@@ -277,6 +294,7 @@ impl Session {
                         code,
                         message,
                         retry_after,
+                        ..
                     }) if code.is_back_off() => PeerError::Refused {
                         message,
                         retry_after,

@@ -168,6 +168,7 @@ async fn open_stream(
                 code: ErrorCode::RateLimited,
                 retry_after: Some(delay),
                 message,
+                ..
             }) if wait == RateLimitWait::Honour
                 && tries < RATE_LIMIT_RETRIES
                 && delay <= LONGEST_HONOURED_WAIT =>

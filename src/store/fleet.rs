@@ -88,6 +88,9 @@ pub struct HubPresence {
     pub hub_id: String,
     /// Its last batch, Unix ms on its clock.
     pub seen_at: i64,
+    /// It is draining: it takes no new peers and sends its own to other hubs, so it does not
+    /// count toward the others' fair share.
+    pub draining: bool,
 }
 
 /// What changes about a peer with every publication, as its hub last wrote it.
@@ -133,6 +136,8 @@ pub struct FleetBatch {
     pub hub_id: String,
     /// When it writes (its presence), Unix ms.
     pub now: i64,
+    /// It is draining (see [`HubPresence::draining`]).
+    pub draining: bool,
     /// Records new or changed since its last batch.
     pub upserts: Vec<FleetRecord>,
     /// Peers it no longer keeps (their retention passed).

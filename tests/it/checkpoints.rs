@@ -167,6 +167,7 @@ async fn connect_answers_and_heartbeat_acks_carry_a_signed_checkpoint() {
             peer: PeerDescription::default(),
             last_known_version: 0,
             connection_time: now(),
+            insist: false,
         })
         .await
         .unwrap();
@@ -233,6 +234,7 @@ async fn sync_streams_carry_checkpoints_at_every_page_end() {
             peer: PeerDescription::default(),
             last_known_version: 0,
             connection_time: 0,
+            insist: false,
         })
         .await
         .unwrap();

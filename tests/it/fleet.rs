@@ -443,7 +443,7 @@ async fn cli(hub: &TestHub, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn signal(child: &ChildNode, signal: &str) {
+pub fn signal(child: &ChildNode, signal: &str) {
     let pid = child.child.id().unwrap().to_string();
     let status = std::process::Command::new("kill")
         .args([signal, &pid])

@@ -35,6 +35,7 @@ fn peer(id: &str) -> ConnectRequest {
         },
         last_known_version: 0,
         connection_time: now_ms(),
+        insist: false,
     }
 }
 

@@ -27,6 +27,7 @@ fn connect_request(id: &str) -> ConnectRequest {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64,
+        insist: false,
     }
 }
 

@@ -7,7 +7,7 @@ use crate::support::{TestHub, fresh_database, wait_for};
 use sorcha_peer::config::HubOrder;
 use sorcha_peer::peer::hub_order::hub_order;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PEERS: usize = 30;
 
@@ -127,6 +127,7 @@ async fn full_syncs_beyond_the_hubs_cap_are_told_to_come_back_soon() {
                 },
                 last_known_version: 0,
                 connection_time: 0,
+                insist: false,
             })
             .await
             .unwrap();
@@ -206,4 +207,286 @@ async fn hubs_sharing_a_store_take_no_more_than_their_fair_share() {
         cap(2)
     );
     assert_eq!(counts.len(), 2, "{counts:?}");
+}
+
+/// A hub process on the shared test database: 400 ms heartbeats, fleet flushes every 200 ms,
+/// a 3 s drain period, fair shares on (the default 110 %).
+async fn hub_process(
+    dir: &std::path::Path,
+    database: &str,
+    id: &str,
+    listen: &str,
+) -> crate::support::ChildNode {
+    let uri = crate::support::mongodb_uri();
+    crate::support::spawn_node_at(
+        dir,
+        listen,
+        &["--role", "hub", "--store", &uri, "--node-id", id],
+        &[
+            ("SORCHA_MONGO__DATABASE", database),
+            ("SORCHA_MONGO__POLL_INTERVAL", "100ms"),
+            ("SORCHA_HUB__HEARTBEAT_INTERVAL", "400ms"),
+            ("SORCHA_HUB__RATE_LIMITS__HEARTBEAT__EVERY", "200ms"),
+            ("SORCHA_HUB__SESSION_TIMEOUT", "3s"),
+            ("SORCHA_HUB__SESSION_GRACE", "2s"),
+            ("SORCHA_HUB__FLEET_FLUSH_INTERVAL", "200ms"),
+            ("SORCHA_HUB__DRAIN_PERIOD", "3s"),
+        ],
+    )
+    .await
+}
+
+/// A peer process of `hubs`, spread by rendezvous order.
+async fn spread_peer(
+    dir: &std::path::Path,
+    id: &str,
+    hubs: &[String],
+) -> crate::support::ChildNode {
+    let mut args = vec!["--role", "peer", "--node-id", id, "--hub-order", "spread"];
+    for hub in hubs {
+        args.extend(["--hub", hub.as_str()]);
+    }
+    crate::support::spawn_node_env(
+        dir,
+        &args,
+        &[
+            ("SORCHA_PEER__HEARTBEAT_INTERVAL", "400ms"),
+            ("SORCHA_PEER__HEARTBEAT_TIMEOUT", "1s"),
+            ("SORCHA_PEER__BACKOFF_INITIAL", "100ms"),
+            ("SORCHA_PEER__BACKOFF_MAX", "400ms"),
+        ],
+    )
+    .await
+}
+
+/// Peers in session per hub, as the hub at `addr` lists the fleet (synced or behind).
+async fn sessions_per_hub(addr: std::net::SocketAddr) -> BTreeMap<String, usize> {
+    let page = crate::support::get_json(addr, "/api/v1/fleet?limit=1000").await;
+    let mut counts = BTreeMap::new();
+    for (_, hub, state) in listed(&page) {
+        if state == "synced" || state == "behind" {
+            *counts.entry(hub).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// One Prometheus sample of a node (0 when absent).
+async fn sample(addr: std::net::SocketAddr, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `check` every 100 ms for at most `limit`; `None` when it never held.
+async fn within<T, Fut: std::future::Future<Output = Option<T>>>(
+    limit: Duration,
+    mut check: impl FnMut() -> Fut,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Issue 33's must-show with real processes: three hubs on MongoDB with fair shares, 30 peers
+/// spread by rendezvous order. Nobody above the cap at start; n0 killed: its peers on n1/n2
+/// within 10 s, neither above the two-hub cap; n0 back: within a minute every hub within its cap
+/// and at ≥ 60 % of its share, no peer moved more than twice; n1 SIGTERMed: its peers leave
+/// one by one over the drain period, nobody does a full sync, every acknowledged write
+/// reaches every peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_processes_spreads_survives_a_kill_rebalances_and_drains() {
+    let database = fresh_database("balance");
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut hubs = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        hubs.push(hub_process(dir.path(), &database, &format!("n{i}"), "127.0.0.1:0").await);
+    }
+    let hub_addrs: Vec<_> = hubs.iter().map(|h| h.addr).collect();
+    let urls: Vec<String> = hub_addrs.iter().map(|a| format!("http://{a}")).collect();
+    within(Duration::from_secs(10), || async {
+        let page = crate::support::get_json(hub_addrs[2], "/api/v1/fleet").await;
+        (page["hubs"].as_array().map(Vec::len) == Some(3)).then_some(())
+    })
+    .await
+    .expect("the hubs see each other");
+    let peer_dirs: Vec<_> = (0..PEERS).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut peers = Vec::new();
+    for (i, dir) in peer_dirs.iter().enumerate() {
+        peers.push(spread_peer(dir.path(), &format!("peer-{i:02}"), &urls).await);
+    }
+    let cap = |hubs: usize| (PEERS * 110).div_ceil(100 * hubs);
+
+    // At start: every peer in session. While the fleet grows faster than the hubs read each
+    // other (a peer every ~20 ms here, a flush every 200 ms), a hub may take a peer above the
+    // share it will have; within a few flushes every hub is at most at its cap.
+    let started = Instant::now();
+    let counts = within(Duration::from_secs(20), || async {
+        let counts = sessions_per_hub(hub_addrs[2]).await;
+        (counts.values().sum::<usize>() == PEERS && counts.values().all(|n| *n <= cap(3)))
+            .then_some(counts)
+    })
+    .await;
+    let Some(counts) = counts else {
+        panic!(
+            "not all in session within their caps: {:?}",
+            sessions_per_hub(hub_addrs[2]).await
+        );
+    };
+    println!(
+        "{:?} after the last peer started: {counts:?}",
+        started.elapsed()
+    );
+
+    let mut acknowledged = 0;
+    let mut publish = async |tag: &str| {
+        let (status, body) = crate::support::publish(
+            &crate::support::http_client(),
+            hub_addrs[2],
+            crate::support::ADMIN,
+            &format!("bp-{tag}"),
+            serde_json::json!({"title": tag, "steps": [1]}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        acknowledged = body["version"].as_i64().unwrap();
+    };
+    publish("before-kill").await;
+    // Sessions each peer has opened so far (moves since then are counted against this).
+    let mut opened = Vec::new();
+    for peer in &peers {
+        opened.push(sample(peer.addr, "sorcha_peer_connect_seconds_count").await);
+    }
+    println!(
+        "peers that moved while the fleet started: {}",
+        opened.iter().filter(|n| **n > 1.0).count()
+    );
+
+    // n0 killed: its peers on n1 and n2 within 10 s, neither above the cap of two hubs.
+    let killed = Instant::now();
+    hubs[0].child.start_kill().unwrap();
+    let _ = hubs[0].child.wait().await;
+    let counts = within(Duration::from_secs(10), || async {
+        let counts = sessions_per_hub(hub_addrs[2]).await;
+        (counts.values().sum::<usize>() == PEERS && !counts.contains_key("n0")).then_some(counts)
+    })
+    .await
+    .expect("n0's peers on n1 and n2 within 10 s");
+    println!("{:?} after n0 was killed: {counts:?}", killed.elapsed());
+    assert!(
+        counts.values().all(|n| *n <= cap(2)),
+        "cap {}: {counts:?}",
+        cap(2)
+    );
+
+    // n0 back on its address: within a minute, every hub within its cap and at ≥ 60 % of
+    // its fair share.
+    let back = Instant::now();
+    hubs[0] = hub_process(dirs[0].path(), &database, "n0", &hub_addrs[0].to_string()).await;
+    let share = PEERS / 3;
+    let counts = within(Duration::from_secs(60), || async {
+        let counts = sessions_per_hub(hub_addrs[2]).await;
+        let balanced = counts.values().sum::<usize>() == PEERS
+            && counts.len() == 3
+            && counts
+                .values()
+                .all(|n| *n <= cap(3) && *n * 10 >= share * 6);
+        balanced.then_some(counts)
+    })
+    .await;
+    let counts = match counts {
+        Some(counts) => counts,
+        None => panic!(
+            "not rebalanced within a minute: {:?}",
+            sessions_per_hub(hub_addrs[2]).await
+        ),
+    };
+    println!("{:?} after n0 came back: {counts:?}", back.elapsed());
+    // From the kill to here, no peer moved more than twice.
+    let mut moves = BTreeMap::<u64, usize>::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let sessions = sample(peer.addr, "sorcha_peer_connect_seconds_count").await;
+        let moved = sessions - opened[i];
+        assert!(moved <= 2.0, "peer-{i:02} moved {moved} times");
+        *moves.entry(moved as u64).or_default() += 1;
+    }
+    println!("peers by moves since the kill: {moves:?}");
+    publish("after-return").await;
+
+    // n1 drains on SIGTERM: no new peers, its own leave one by one over the 3 s drain period.
+    let full_before = [0, 2].map(|h| hub_addrs[h]);
+    let full =
+        async |addr| sample(addr, "sorcha_peer_sync_streams_served_total{kind=\"full\"}").await;
+    let full_syncs_before = (full(full_before[0]).await, full(full_before[1]).await);
+    let on_n1 = sessions_per_hub(hub_addrs[2]).await["n1"];
+    let drain = Instant::now();
+    crate::fleet::signal(&hubs[1], "-TERM");
+    let mut left_over_time = Vec::new();
+    let mut publishing = 0;
+    loop {
+        let answer = reqwest::get(format!("http://{}/api/v1/peers", hub_addrs[1])).await;
+        let page: serde_json::Value = match answer {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => break,
+        };
+        let Some(sessions) = page["peers"].as_array().map(Vec::len) else {
+            break;
+        };
+        left_over_time.push((drain.elapsed(), sessions));
+        if publishing < 3 && drain.elapsed() > Duration::from_millis(800 * (publishing + 1)) {
+            publishing += 1;
+            publish(&format!("during-drain-{publishing}")).await;
+        }
+        assert!(
+            drain.elapsed() < Duration::from_secs(10),
+            "n1 still serving: {left_over_time:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = hubs[1].child.wait().await;
+    println!("n1 held {on_n1}; sessions while draining: {left_over_time:?}");
+    assert!(
+        left_over_time
+            .iter()
+            .any(|(at, n)| *at >= Duration::from_millis(500) && *n > 0 && *n < on_n1),
+        "its peers did not leave one by one: {left_over_time:?}"
+    );
+    publish("after-drain").await;
+    let counts = within(Duration::from_secs(10), || async {
+        let counts = sessions_per_hub(hub_addrs[2]).await;
+        (counts.values().sum::<usize>() == PEERS && !counts.contains_key("n1")).then_some(counts)
+    })
+    .await
+    .expect("n1's peers on n0 and n2");
+    println!("after n1 drained: {counts:?}");
+    assert!(
+        counts.values().all(|n| *n <= cap(2)),
+        "cap {}: {counts:?}",
+        cap(2)
+    );
+    assert_eq!(
+        (full(full_before[0]).await, full(full_before[1]).await),
+        full_syncs_before,
+        "a drained peer did a full sync"
+    );
+    // Every acknowledged write on every peer.
+    for (i, peer) in peers.iter().enumerate() {
+        within(Duration::from_secs(10), || async {
+            let register = crate::support::get_json(peer.addr, "/api/v1/system-register").await;
+            (register["headVersion"].as_i64() >= Some(acknowledged)).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("peer-{i:02} lacks v{acknowledged}"));
+    }
 }

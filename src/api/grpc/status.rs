@@ -19,12 +19,28 @@ impl From<HubError> for Status {
                 message,
                 ErrorDetails::with_retry_info(Some(retry_after)),
             ),
-            // Which hub to try instead is the peer's choice: the reason says "another".
-            HubError::Full(_) => Status::with_error_details(
+            // Which hub to try instead is the peer's choice: the reason says "another", the
+            // load lets a peer refused everywhere pick the least loaded.
+            HubError::Full { load, .. } => Status::with_error_details(
                 grpc,
                 message,
                 ErrorDetails::with_error_info(
                     error_table::HUB_FULL_REASON,
+                    error_table::HUB_DOMAIN,
+                    [
+                        (
+                            error_table::LOAD_SESSIONS_KEY.to_owned(),
+                            load.sessions.to_string(),
+                        ),
+                        (error_table::LOAD_CAP_KEY.to_owned(), load.cap.to_string()),
+                    ],
+                ),
+            ),
+            HubError::Draining(_) => Status::with_error_details(
+                grpc,
+                message,
+                ErrorDetails::with_error_info(
+                    error_table::HUB_DRAINING_REASON,
                     error_table::HUB_DOMAIN,
                     std::collections::HashMap::<String, String>::new(),
                 ),

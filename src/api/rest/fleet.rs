@@ -132,6 +132,8 @@ pub struct FleetHubView {
     pub hub_id: String,
     /// When it last wrote its part of the fleet record, Unix ms (the answering hub: now).
     pub seen_at: i64,
+    /// It is draining: it takes no new peers and sends its own to other hubs.
+    pub draining: bool,
     /// Its peers listed (every state).
     pub peers: usize,
 }
@@ -254,6 +256,7 @@ pub async fn list(
         .map(|h| FleetHubView {
             hub_id: h.hub_id.clone(),
             seen_at: h.seen_at,
+            draining: h.draining,
             peers: view
                 .peers
                 .iter()

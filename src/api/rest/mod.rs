@@ -2,6 +2,7 @@
 
 pub mod blueprints;
 pub mod connection;
+pub mod drain;
 pub mod entries;
 pub mod fleet;
 pub mod node;

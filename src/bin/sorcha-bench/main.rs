@@ -296,6 +296,7 @@ fn peer_request(id: &PeerId, version: i64) -> ConnectRequest {
         },
         last_known_version: version,
         connection_time: 0,
+        insist: false,
     }
 }
 

@@ -141,7 +141,7 @@ impl MongoStore {
             })
             .await?;
         }
-        let mut presence = doc! { "seenAt": batch.now };
+        let mut presence = doc! { "seenAt": batch.now, "draining": batch.draining };
         if let Some(progress) = &batch.progress {
             let list: Vec<Document> = progress.iter().map(progress_doc).collect();
             presence.insert("progress", list);
@@ -221,6 +221,8 @@ impl MongoStore {
                     Some(HubPresence {
                         hub_id: d.get_str("_id").ok()?.to_owned(),
                         seen_at: d.get_i64("seenAt").ok()?,
+                        // Written by a release without draining: it never drains.
+                        draining: d.get_bool("draining").unwrap_or(false),
                     })
                 })
                 .collect(),

@@ -183,6 +183,7 @@ pub fn connect_from_wire(r: proto::ConnectRequest) -> Result<ConnectRequest, Val
         },
         last_known_version: r.last_known_version,
         connection_time: r.connection_time,
+        insist: r.insist,
     })
 }
 
@@ -205,6 +206,7 @@ pub fn connect_to_wire(r: &ConnectRequest) -> proto::ConnectRequest {
         }),
         last_known_version: r.last_known_version,
         connection_time: r.connection_time,
+        insist: r.insist,
     }
 }
 

@@ -168,9 +168,12 @@ pub struct HubLoad {
 }
 
 impl HubLoad {
-    /// Sessions per capped session: the lower, the more room (a cap of 0 counts as full).
+    /// Sessions per capped session: the lower, the more room (a cap of 0 has none).
     pub fn fill(self) -> f64 {
-        f64::from(self.sessions) / f64::from(self.cap.max(1))
+        if self.cap == 0 {
+            return f64::INFINITY;
+        }
+        f64::from(self.sessions) / f64::from(self.cap)
     }
 }
 

@@ -527,3 +527,30 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
     peer.state_mut().stopped();
     peer.alerts.drain().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Answer, least_loaded};
+    use crate::protocol::HubLoad;
+
+    fn full(sessions: u32, cap: u32) -> Option<Answer> {
+        Some(Answer::SentOn(Some(HubLoad { sessions, cap })))
+    }
+
+    /// Among the hubs that refused for their fair share, the least filled is insisted on; a
+    /// hub that failed or drains never is.
+    #[test]
+    fn the_least_loaded_full_hub_is_insisted_on() {
+        let order = [0, 1, 2];
+        let round = [full(11, 11), Some(Answer::Failed), full(12, 14)];
+        assert_eq!(least_loaded(&round, &order), Some(2));
+        let draining = [Some(Answer::SentOn(None)), Some(Answer::Failed), None];
+        assert_eq!(least_loaded(&draining, &order), None);
+        // A tie goes to the earlier hub of the peer's own order.
+        let tie = [full(10, 10), full(10, 10), Some(Answer::Failed)];
+        assert_eq!(least_loaded(&tie, &[1, 0, 2]), Some(1));
+        // A cap of 0 reads as full, not as a division by zero.
+        let zero = [full(0, 0), full(3, 4), None];
+        assert_eq!(least_loaded(&zero, &order), Some(1));
+    }
+}

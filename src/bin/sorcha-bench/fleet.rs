@@ -49,6 +49,79 @@ pub(crate) struct Fleet {
     /// The peers' `--hub-order`: `priority` (every peer on n0 first) or `spread`.
     #[arg(long, default_value = "priority", value_parser = ["priority", "spread"])]
     hub_order: String,
+    /// The hubs' `hub.fairSharePercent` (0: no cap; default: the hubs' own default).
+    #[arg(long)]
+    fair_share_percent: Option<u32>,
+}
+
+/// How often the balance sampler reads every hub's sessions and cap.
+const BALANCE_SAMPLE: Duration = Duration::from_millis(250);
+
+/// What the balance sampler saw: per sample, each hub's (sessions, its own cap) or `None`
+/// when it did not answer (killed).
+type BalanceSamples = Arc<Mutex<Vec<Vec<Option<(f64, f64)>>>>>;
+
+/// Samples every hub's `sorcha_peer_hub_sessions` and `sorcha_peer_fair_share_cap` every
+/// [`BALANCE_SAMPLE`] until aborted.
+fn sample_balance(
+    http: reqwest::Client,
+    urls: Vec<String>,
+) -> (BalanceSamples, tokio::task::JoinHandle<()>) {
+    let samples: BalanceSamples = Arc::default();
+    let into = Arc::clone(&samples);
+    let task = tokio::spawn(async move {
+        loop {
+            let mut row = Vec::with_capacity(urls.len());
+            for url in &urls {
+                let text = metrics(&http, url).await;
+                row.push(
+                    sample(&text, "sorcha_peer_hub_sessions")
+                        .zip(sample(&text, "sorcha_peer_fair_share_cap")),
+                );
+            }
+            if let Ok(mut all) = into.lock() {
+                all.push(row);
+            }
+            tokio::time::sleep(BALANCE_SAMPLE).await;
+        }
+    });
+    (samples, task)
+}
+
+/// Figures of the balance samples: the largest hub share of the sessions, and how often (and
+/// by how much at most) a hub held more than its own cap, and more than the fair cap of the
+/// sample (110 % of the sessions ÷ the hubs that answered).
+fn balance_figures(samples: &[Vec<Option<(f64, f64)>>]) -> Value {
+    let (mut over_own, mut most_over_own, mut over_fair, mut most_over_fair) =
+        (0, 0.0f64, 0, 0.0f64);
+    let mut largest_share = 0.0f64;
+    for row in samples {
+        let live: Vec<(f64, f64)> = row.iter().flatten().copied().collect();
+        let total: f64 = live.iter().map(|(s, _)| s).sum();
+        if live.is_empty() || total == 0.0 {
+            continue;
+        }
+        let fair = (total * 1.1 / live.len() as f64).ceil();
+        for (sessions, cap) in &live {
+            largest_share = largest_share.max(sessions / total);
+            if *cap > 0.0 && sessions > cap {
+                over_own += 1;
+                most_over_own = most_over_own.max(sessions - cap);
+            }
+            if live.len() > 1 && *sessions > fair {
+                over_fair += 1;
+                most_over_fair = most_over_fair.max(sessions - fair);
+            }
+        }
+    }
+    json!({
+        "samples": samples.len(),
+        "largest_hub_share": largest_share,
+        "hub_samples_over_own_cap": over_own,
+        "most_over_own_cap": most_over_own,
+        "hub_samples_over_fair_cap": over_fair,
+        "most_over_fair_cap": most_over_fair,
+    })
 }
 
 /// Longest the workload waits for anything (peers to start and connect, deliveries).
@@ -72,6 +145,7 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
         heartbeat,
         heartbeat_timeout,
         hub_order,
+        fair_share_percent,
     } = fleet;
     if hub_count < 2 {
         bail!("--hubs must be at least 2: the first is killed, the second takes publishes");
@@ -79,22 +153,33 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
     let database = format!("fleet_{}", uuid::Uuid::new_v4().simple());
     let beat = humantime::format_duration(heartbeat).to_string();
     let beat_timeout = humantime::format_duration(heartbeat_timeout).to_string();
+    let percent = fair_share_percent.map(|p| p.to_string());
     let mut hubs = Vec::new();
     for i in 0..hub_count {
         let id = format!("n{i}");
+        let mut env = vec![
+            ("SORCHA_MONGO__DATABASE", database.as_str()),
+            ("SORCHA_HUB__HEARTBEAT_INTERVAL", beat.as_str()),
+            ("SORCHA_HUB__HEARTBEAT_TIMEOUT", beat_timeout.as_str()),
+        ];
+        if let Some(percent) = &percent {
+            env.push(("SORCHA_HUB__FAIR_SHARE_PERCENT", percent.as_str()));
+        }
         hubs.push(
             Hub::spawn_env(
                 None,
                 &["--role", "hub", "--store", &mongodb, "--node-id", &id],
-                &[
-                    ("SORCHA_MONGO__DATABASE", &database),
-                    ("SORCHA_HUB__HEARTBEAT_INTERVAL", &beat),
-                    ("SORCHA_HUB__HEARTBEAT_TIMEOUT", &beat_timeout),
-                ],
+                &env,
             )
             .await?,
         );
     }
+    let (balance, sampler) = sample_balance(
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?,
+        hubs.iter().map(|h| h.url.clone()).collect(),
+    );
     let hub_urls: Vec<String> = hubs.iter().map(|h| h.url.clone()).collect();
     let hub_cpu_before: Vec<f64> = hubs.iter().map(Hub::cpu_seconds).collect();
 
@@ -301,6 +386,8 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
         })
         .sum();
     figures["missing_deliveries"] = json!(missing);
+    sampler.abort();
+    figures["balance"] = balance_figures(&balance.lock().map(|b| b.clone()).unwrap_or_default());
 
     for r in readers {
         r.abort();
@@ -313,7 +400,8 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
         json!({"hubs": hub_count, "peers": peer_count, "publishes": publishes, "rate": rate,
                "after_kill": after_kill, "after_kill_rate": after_kill_rate,
                "heartbeat_ms": heartbeat.as_millis() as u64,
-               "heartbeat_timeout_ms": heartbeat_timeout.as_millis() as u64}),
+               "heartbeat_timeout_ms": heartbeat_timeout.as_millis() as u64,
+               "hub_order": hub_order, "fair_share_percent": fair_share_percent}),
         figures,
         None,
     );

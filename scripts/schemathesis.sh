@@ -48,8 +48,10 @@ start peer "$peer_port" --role peer --hub "http://127.0.0.1:$hub_port" \
   --backoff-initial 50ms --backoff-max 500ms
 
 # On the peer, POST /api/v1/connection/reconnect is left out: hammering it keeps the peer
-# reconnecting, and a sync asked for meanwhile rightly answers 503 "not connected".
-for target in "$hub_port:" "$peer_port:/api/v1/connection/reconnect"; do
+# reconnecting, and a sync asked for meanwhile rightly answers 503 "not connected". On the hub,
+# POST /api/v1/hub/drain is: a drained hub takes no peer until it restarts, and the peer's run
+# and the convergence check below need it (spread::an_admin_drains_a_hub_over_rest drives it).
+for target in "$hub_port:/api/v1/hub/drain" "$peer_port:/api/v1/connection/reconnect"; do
   port=${target%%:*} skip=${target#*:}
   timeout 600 schemathesis run "http://127.0.0.1:$port/openapi.json" \
     ${skip:+--exclude-path "$skip"} \

@@ -34,15 +34,9 @@ fn document(i: usize, bytes: usize) -> Value {
 
 /// A gauge or counter value from a node's metrics page.
 async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
+    crate::support::metric_sample(addr, name)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+        .unwrap_or_else(|| panic!("no metric {name}"))
 }
 
 /// Walks `/entries` from 0 with `next`, checking each page's bound; returns every version.

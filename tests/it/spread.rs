@@ -210,7 +210,7 @@ async fn hubs_sharing_a_store_take_no_more_than_their_fair_share() {
 }
 
 /// A hub process on the shared test database: 400 ms heartbeats, fleet flushes every 200 ms,
-/// a 3 s drain period, fair shares on (the default 110 %).
+/// a 3 s drain period, fair shares of 110 %.
 async fn hub_process(
     dir: &std::path::Path,
     database: &str,
@@ -231,6 +231,7 @@ async fn hub_process(
             ("SORCHA_HUB__SESSION_GRACE", "2s"),
             ("SORCHA_HUB__FLEET_FLUSH_INTERVAL", "200ms"),
             ("SORCHA_HUB__DRAIN_PERIOD", "3s"),
+            ("SORCHA_HUB__FAIR_SHARE_PERCENT", "110"),
         ],
     )
     .await
@@ -273,14 +274,8 @@ async fn sessions_per_hub(addr: std::net::SocketAddr) -> BTreeMap<String, usize>
 
 /// One Prometheus sample of a node (0 when absent).
 async fn sample(addr: std::net::SocketAddr, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
+    crate::support::metric_sample(addr, series)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
 }
 
@@ -489,4 +484,63 @@ async fn a_fleet_of_processes_spreads_survives_a_kill_rebalances_and_drains() {
         .await
         .unwrap_or_else(|| panic!("peer-{i:02} lacks v{acknowledged}"));
     }
+}
+
+/// `POST /api/v1/hub/drain`: admin only; the hub says it drains (answer and fleet presence),
+/// sends its peer away, and refuses new peers with `HUB_DRAINING`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_drains_a_hub_over_rest() {
+    use sorcha_peer::error_code::ErrorCode;
+    use sorcha_peer::hub_client::HubClient;
+    use sorcha_peer::link::HubLink;
+    use sorcha_peer::protocol::{ConnectRequest, PeerDescription};
+    let hub = TestHub::configured(|c| c.hub.drain_period = Duration::from_millis(300)).await;
+    let _peer = TestHub::peer_of(vec![hub.url("")], |c| {
+        c.peer.backoff_initial = Duration::from_millis(50);
+        c.peer.backoff_max = Duration::from_millis(200);
+    })
+    .await;
+    wait_for("the peer in session", || async {
+        let (_, page) = hub.get("/api/v1/peers").await;
+        (page["peers"].as_array().map(Vec::len) == Some(1)).then_some(())
+    })
+    .await;
+    let http = crate::support::http_client();
+    let url = hub.url("/api/v1/hub/drain");
+    let anonymous = http.post(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let answer = http
+        .post(&url)
+        .bearer_auth(crate::support::ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["draining"], true, "{body}");
+    assert_eq!(body["peers"], 1, "{body}");
+    // At least a second over REST, so the peers never all leave at once.
+    assert_eq!(body["drainPeriodMs"], 1000, "{body}");
+    // Its peer is sent away and cannot come back.
+    wait_for("the peer sent away", || async {
+        let (_, page) = hub.get("/api/v1/peers").await;
+        (page["peers"].as_array().map(Vec::len) == Some(0)).then_some(())
+    })
+    .await;
+    let (_, fleet) = hub.get("/api/v1/fleet").await;
+    assert_eq!(fleet["hubs"][0]["draining"], true, "{fleet}");
+    let client = HubClient::connect(&hub.url(""), crate::support::WAIT)
+        .await
+        .unwrap();
+    let refused = client
+        .open_session(&ConnectRequest {
+            peer: PeerDescription {
+                node_type: "Peer".into(),
+                ..Default::default()
+            },
+            ..ConnectRequest::new(crate::support::pid("late-peer"))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Draining, "{refused:?}");
 }

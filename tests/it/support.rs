@@ -512,3 +512,15 @@ pub async fn checkpoint_refused(peer: &TestHub, hub: usize, why: &str) -> Value 
 pub fn pid(id: &str) -> sorcha_peer::protocol::PeerId {
     sorcha_peer::protocol::PeerId::parse(id).expect("a valid peer id")
 }
+
+/// The value of one series (a name, with its labels if any) on a node's metrics page.
+pub async fn metric_sample(addr: SocketAddr, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}

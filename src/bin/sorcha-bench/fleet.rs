@@ -1,6 +1,8 @@
 //! The fleet workload: N hubs sharing one MongoDB database, P real peer processes (each
-//! listing every hub, in priority order) with an SSE reader on every peer, a publish burst
-//! through the second hub, then the first hub killed (SIGKILL) while publishing goes on.
+//! listing every hub, by `--hub-order`; started once the hubs see each other) with an SSE
+//! reader on every peer, a publish burst through the second hub, then the first hub killed
+//! (SIGKILL) while publishing goes on. Every hub's sessions and fair-share cap are sampled every
+//! 250 ms throughout.
 //!
 //! It prints per-peer delivery (shares within 1 s / 5 s / 30 s, p50 / p99, the worst
 //! publish's share within 30 s: the seed's SC-016), how long until 95 % and 100 % of the
@@ -57,15 +59,16 @@ pub(crate) struct Fleet {
 /// How often the balance sampler reads every hub's sessions and cap.
 const BALANCE_SAMPLE: Duration = Duration::from_millis(250);
 
-/// What the balance sampler saw: per sample, each hub's (sessions, its own cap) or `None`
-/// when it did not answer (killed).
-type BalanceSamples = Arc<Mutex<Vec<Vec<Option<(f64, f64)>>>>>;
+/// What the balance sampler saw: per sample, the phase (0: peers starting, 1: all connected,
+/// 2: after the kill) and each hub's (sessions, its own cap), `None` when it did not answer.
+type BalanceSamples = Arc<Mutex<Vec<(usize, Vec<Option<(f64, f64)>>)>>>;
 
 /// Samples every hub's `sorcha_peer_hub_sessions` and `sorcha_peer_fair_share_cap` every
 /// [`BALANCE_SAMPLE`] until aborted.
 fn sample_balance(
     http: reqwest::Client,
     urls: Vec<String>,
+    phase: Arc<std::sync::atomic::AtomicUsize>,
 ) -> (BalanceSamples, tokio::task::JoinHandle<()>) {
     let samples: BalanceSamples = Arc::default();
     let into = Arc::clone(&samples);
@@ -80,7 +83,7 @@ fn sample_balance(
                 );
             }
             if let Ok(mut all) = into.lock() {
-                all.push(row);
+                all.push((phase.load(std::sync::atomic::Ordering::Relaxed), row));
             }
             tokio::time::sleep(BALANCE_SAMPLE).await;
         }
@@ -91,11 +94,13 @@ fn sample_balance(
 /// Figures of the balance samples: the largest hub share of the sessions, and how often (and
 /// by how much at most) a hub held more than its own cap, and more than the fair cap of the
 /// sample (110 % of the sessions ÷ the hubs that answered).
-fn balance_figures(samples: &[Vec<Option<(f64, f64)>>]) -> Value {
+fn balance_figures<'a>(samples: impl Iterator<Item = &'a Vec<Option<(f64, f64)>>>) -> Value {
+    let mut count = 0;
     let (mut over_own, mut most_over_own, mut over_fair, mut most_over_fair) =
         (0, 0.0f64, 0, 0.0f64);
     let mut largest_share = 0.0f64;
     for row in samples {
+        count += 1;
         let live: Vec<(f64, f64)> = row.iter().flatten().copied().collect();
         let total: f64 = live.iter().map(|(s, _)| s).sum();
         if live.is_empty() || total == 0.0 {
@@ -115,7 +120,7 @@ fn balance_figures(samples: &[Vec<Option<(f64, f64)>>]) -> Value {
         }
     }
     json!({
-        "samples": samples.len(),
+        "samples": count,
         "largest_hub_share": largest_share,
         "hub_samples_over_own_cap": over_own,
         "most_over_own_cap": most_over_own,
@@ -174,11 +179,32 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
             .await?,
         );
     }
+    // Peers start once the hubs know each other, as in a deployment (a hub that has not read
+    // the others' presence yet takes every peer: it is alone as far as it knows).
+    let probe = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let deadline = Instant::now() + PATIENCE;
+    for hub in &hubs {
+        loop {
+            let page: Value = match probe.get(format!("{}/api/v1/fleet", hub.url)).send().await {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => Value::Null,
+            };
+            if page["hubs"].as_array().map(Vec::len) == Some(hub_count) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the hubs do not see each other");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (balance, sampler) = sample_balance(
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?,
+        probe,
         hubs.iter().map(|h| h.url.clone()).collect(),
+        Arc::clone(&phase),
     );
     let hub_urls: Vec<String> = hubs.iter().map(|h| h.url.clone()).collect();
     let hub_cpu_before: Vec<f64> = hubs.iter().map(Hub::cpu_seconds).collect();
@@ -224,6 +250,7 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
         .build()?;
     let connected = all_connected(&http, &peers).await?;
     let startup_s = started.elapsed().as_secs_f64();
+    phase.store(1, std::sync::atomic::Ordering::Relaxed);
     let mut sessions_at_start = Vec::new();
     for hub in &hubs {
         let text = metrics(&http, &hub.url).await;
@@ -285,6 +312,7 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
         .args(["-KILL", &hubs[0].pid().to_string()])
         .status();
     let killed_at = Instant::now();
+    phase.store(2, std::sync::atomic::Ordering::Relaxed);
     let after = publish_at(
         &publisher,
         through,
@@ -387,7 +415,14 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
         .sum();
     figures["missing_deliveries"] = json!(missing);
     sampler.abort();
-    figures["balance"] = balance_figures(&balance.lock().map(|b| b.clone()).unwrap_or_default());
+    let samples = balance.lock().map(|b| b.clone()).unwrap_or_default();
+    let of_phase =
+        |p: usize| balance_figures(samples.iter().filter(move |s| s.0 == p).map(|s| &s.1));
+    figures["balance"] = json!({
+        "starting": of_phase(0),
+        "connected": of_phase(1),
+        "after_kill": of_phase(2),
+    });
 
     for r in readers {
         r.abort();

@@ -542,20 +542,13 @@ impl Hub {
                 Err(e) => Either::Right(std::future::ready(Err(e))),
             })
             .take_until(session_ended.cancelled_owned())
-            .take_until(self.shutdown.clone().cancelled_owned());
-        // A peer sent to another hub is told why, as the stream's last item.
-        let sent = Box::pin(away.sent());
-        Ok(futures::stream::unfold(
-            (Box::pin(stream), Some(sent)),
-            |(mut stream, sent)| async move {
-                let mut sent = sent?;
-                tokio::select! {
-                    biased;
-                    why = &mut sent => Some((Err(why.error()), (stream, None))),
-                    item = stream.next() => item.map(|item| (item, (stream, Some(sent)))),
-                }
-            },
-        ))
+            .take_until(away.sent())
+            .take_until(self.shutdown.clone().cancelled_owned())
+            // A peer sent to another hub is told why, as the stream's last item.
+            .chain(futures::stream::iter(
+                std::iter::once_with(move || away.why().map(|why| Err(why.error()))).flatten(),
+            ));
+        Ok(stream)
     }
 
     /// Records a heartbeat and advises the peer.

@@ -107,9 +107,8 @@ impl SendAway {
     }
 
     /// Completes when the peer is sent away.
-    pub async fn sent(self) -> Away {
-        self.token.cancelled().await;
-        self.why().unwrap_or(Away::Draining)
+    pub fn sent(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.token.clone().cancelled_owned()
     }
 }
 

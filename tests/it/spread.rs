@@ -505,6 +505,25 @@ async fn an_admin_drains_a_hub_over_rest() {
         (page["peers"].as_array().map(Vec::len) == Some(1)).then_some(())
     })
     .await;
+    // A raw gRPC session with a push stream, to see how it is told to go.
+    let client = HubClient::connect(&hub.url(""), crate::support::WAIT)
+        .await
+        .unwrap();
+    let raw = crate::support::pid("raw-peer");
+    let grant = client
+        .open_session(&ConnectRequest {
+            peer: PeerDescription {
+                node_type: "Peer".into(),
+                ..Default::default()
+            },
+            ..ConnectRequest::new(raw.clone())
+        })
+        .await
+        .unwrap();
+    let mut push = client
+        .subscribe(&raw, &grant.session_id, &Default::default(), 0)
+        .await
+        .unwrap();
     let http = crate::support::http_client();
     let url = hub.url("/api/v1/hub/drain");
     let anonymous = http.post(&url).send().await.unwrap();
@@ -518,9 +537,26 @@ async fn an_admin_drains_a_hub_over_rest() {
     assert_eq!(answer.status(), 202);
     let body: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(body["draining"], true, "{body}");
-    assert_eq!(body["peers"], 1, "{body}");
+    assert_eq!(body["peers"], 2, "{body}");
     // At least a second over REST, so the peers never all leave at once.
     assert_eq!(body["drainPeriodMs"], 1000, "{body}");
+    // The push stream's last item says why.
+    let last = tokio::time::timeout(crate::support::WAIT, futures::StreamExt::next(&mut push))
+        .await
+        .expect("the push stream ends within the drain");
+    match last {
+        Some(Err(e)) => assert_eq!(e.code, ErrorCode::Draining, "{e:?}"),
+        other => panic!("the push stream ended without the reason: {other:?}"),
+    }
+    client
+        .close_session(
+            &raw,
+            &grant.session_id,
+            sorcha_peer::protocol::DisconnectReason::Failover.into(),
+            0,
+        )
+        .await
+        .unwrap();
     // Its peer is sent away and cannot come back.
     wait_for("the peer sent away", || async {
         let (_, page) = hub.get("/api/v1/peers").await;
@@ -529,9 +565,6 @@ async fn an_admin_drains_a_hub_over_rest() {
     .await;
     let (_, fleet) = hub.get("/api/v1/fleet").await;
     assert_eq!(fleet["hubs"][0]["draining"], true, "{fleet}");
-    let client = HubClient::connect(&hub.url(""), crate::support::WAIT)
-        .await
-        .unwrap();
     let refused = client
         .open_session(&ConnectRequest {
             peer: PeerDescription {

@@ -92,6 +92,9 @@ pub struct ConnectRequest {
     /// Every hub the peer could reach said it holds its fair share: take it above the share
     /// (a peer sends this to the least loaded of them, after a jittered pause).
     pub insist: bool,
+    /// The id of the hub whose session the peer just lost ("" = none): the hub it connects
+    /// to stops counting that one toward fair shares until it shows it is alive.
+    pub lost_hub: String,
 }
 
 impl ConnectRequest {
@@ -103,6 +106,7 @@ impl ConnectRequest {
             last_known_version: 0,
             connection_time: 0,
             insist: false,
+            lost_hub: String::new(),
         }
     }
 }

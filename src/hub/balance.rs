@@ -12,7 +12,7 @@ use super::fleet::{FleetState, FleetView};
 use super::sessions::Away;
 use super::{Hub, HubError};
 use crate::metrics::AwayLabels;
-use crate::protocol::{HubLoad, PeerId};
+use crate::protocol::{ConnectRequest, HubLoad};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,14 +27,48 @@ pub(super) const SHED_AFTER_FLUSHES: u32 = 3;
 pub(super) const MAX_SHED_PER_ROUND: usize = 100;
 
 /// What the fair-share cap needs, as the last fleet read showed.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct FairShare {
-    /// Live hubs sharing the store that are not draining, this one included (0 = not shared).
-    hubs: usize,
-    /// The other hubs' live peers (synced or behind).
+    /// Whether the last read found the store shared (a cap applies only then).
+    shared: bool,
+    /// The other hubs that wrote within three flushes and do not drain, with when they last
+    /// wrote (Unix ms).
+    live: Vec<(String, i64)>,
+    /// The other hubs' live peers (synced or behind): how many, and who (a peer of theirs
+    /// that connects here is moving, not one more).
     others: usize,
+    counted: std::collections::HashSet<String>,
+    /// Hubs a connecting peer said it lost, with when it said so: not counted until they write
+    /// again.
+    lost: std::collections::BTreeMap<String, i64>,
     /// Flushes in a row this hub was above its cap (reset when it sheds).
     above: u32,
+}
+
+impl FairShare {
+    /// Live hubs, this one included: the others that wrote within three flushes, do not
+    /// drain, and have written since a peer last said it lost them.
+    fn hubs(&self) -> usize {
+        let alive =
+            |(hub, seen_at): &&(String, i64)| self.lost.get(hub).is_none_or(|said| seen_at > &said);
+        1 + self.live.iter().filter(alive).count()
+    }
+}
+
+/// The fair-share cap of a hub with `own` live sessions (`newcomer`: one more asks), `hubs`
+/// live hubs and `others` live peers on the others (as last read): `percent` of the fleet ÷
+/// `hubs`, at least `floor`. The others' counts are a read old; a fleet that grows faster
+/// than that is refused a little early, and its peers insist on the least loaded hub.
+pub(super) fn fair_cap(
+    percent: usize,
+    floor: usize,
+    hubs: usize,
+    own: usize,
+    newcomer: bool,
+    others: usize,
+) -> usize {
+    let total = own + usize::from(newcomer) + others;
+    (total * percent).div_ceil(100 * hubs.max(1)).max(floor)
 }
 
 /// A number in [0, 1) drawn from `key`: deterministic, so a seeded simulation replays it.
@@ -55,36 +89,69 @@ impl Hub {
     pub(super) fn note_fair_share(&self, view: &FleetView) {
         let fresh =
             3 * i64::try_from(self.config.fleet_flush_interval.as_millis()).unwrap_or(i64::MAX);
-        let hubs = view
+        let live: Vec<(String, i64)> = view
             .hubs
             .iter()
+            .filter(|h| h.hub_id != self.node_id)
             .filter(|h| view.now - h.seen_at <= fresh && !h.draining)
-            .count();
-        let others = view
+            .map(|h| (h.hub_id.clone(), h.seen_at))
+            .collect();
+        let counted: std::collections::HashSet<String> = view
             .peers
             .iter()
             .filter(|p| p.record.hub_id != self.node_id)
             .filter(|p| matches!(p.state, FleetState::Synced | FleetState::Behind))
-            .count();
+            .map(|p| p.record.peer_id.clone())
+            .collect();
         let mut share = self.fair_share.lock().unwrap_or_else(|p| p.into_inner());
-        share.hubs = hubs;
-        share.others = others;
+        // A report of a lost hub is moot once the hub has written since, or is gone.
+        share
+            .lost
+            .retain(|hub, said| live.iter().any(|(h, seen_at)| h == hub && seen_at <= said));
+        share.shared = true;
+        share.live = live;
+        share.others = counted.len();
+        share.counted = counted;
     }
 
-    /// This hub's load with `own` live sessions (one more when `newcomer`): `None` when no cap
-    /// applies (caps off, the store not shared, the hub alone).
-    fn load(&self, own: usize, newcomer: bool) -> Option<HubLoad> {
+    /// A connecting peer says it lost hub `hub` (its session broke): until that hub writes
+    /// again, it does not count toward this hub's fair share, so the peers of a hub that died
+    /// are not refused for the three flushes it still looks alive. Only a hub this one knows
+    /// is noted.
+    fn note_lost(&self, hub: &str) {
+        if hub.is_empty() || hub == self.node_id {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let mut share = self.fair_share.lock().unwrap_or_else(|p| p.into_inner());
+        if share.live.iter().any(|(h, _)| h == hub) {
+            share.lost.insert(hub.to_owned(), now);
+        }
+    }
+
+    /// This hub's load with `own` live sessions (and `newcomer` asking to be one more; a
+    /// peer the others were counted with is moving, not one more): `None` when no cap applies
+    /// (caps off, the store not shared, the hub alone).
+    fn load(&self, own: usize, newcomer: Option<&str>) -> Option<HubLoad> {
         let percent = self.config.fair_share_percent as usize;
-        let FairShare { hubs, others, .. } =
-            *self.fair_share.lock().unwrap_or_else(|p| p.into_inner());
+        let (hubs, others) = {
+            let share = self.fair_share.lock().unwrap_or_else(|p| p.into_inner());
+            let hubs = if share.shared { share.hubs() } else { 0 };
+            let moving = newcomer.is_some_and(|p| share.counted.contains(p));
+            (hubs, share.others - usize::from(moving))
+        };
         if percent == 0 || hubs < 2 {
             self.metrics.fair_share_cap.set(0);
             return None;
         }
-        let total = own + usize::from(newcomer) + others;
-        let cap = (total * percent)
-            .div_ceil(100 * hubs)
-            .max(self.config.fair_share_floor);
+        let cap = fair_cap(
+            percent,
+            self.config.fair_share_floor,
+            hubs,
+            own,
+            newcomer.is_some(),
+            others,
+        );
         self.metrics
             .fair_share_cap
             .set(i64::try_from(cap).unwrap_or(i64::MAX));
@@ -98,7 +165,9 @@ impl Hub {
     /// Refuses a new peer when the hub drains, or holds its fair share and the peer does not
     /// insist (every hub it could reach refused it so). A peer in session here (reconnecting)
     /// is always taken.
-    pub(super) fn admit(&self, peer_id: &PeerId, insist: bool) -> Result<(), HubError> {
+    pub(super) fn admit(&self, request: &ConnectRequest) -> Result<(), HubError> {
+        let (peer_id, insist) = (&request.peer_id, request.insist);
+        self.note_lost(&request.lost_hub);
         if self.is_draining() {
             return Err(HubError::Draining(
                 "the hub is draining and takes no new peers; connect to another hub".into(),
@@ -108,14 +177,18 @@ impl Hub {
         if holds {
             return Ok(());
         }
-        let Some(load) = self.load(own, true) else {
+        let Some(load) = self.load(own, Some(peer_id.as_str())) else {
             return Ok(());
         };
-        if load.sessions < load.cap {
-            return Ok(());
-        }
-        if insist {
-            tracing::info!(%peer_id, sessions = load.sessions, cap = load.cap, "taking a peer every hub it reached refused for its fair share");
+        if load.sessions < load.cap || insist {
+            if insist && load.sessions >= load.cap {
+                tracing::info!(%peer_id, sessions = load.sessions, cap = load.cap, "taking a peer every hub it reached refused for its fair share");
+            }
+            // Counted here from now on, not as another hub's.
+            let mut share = self.fair_share.lock().unwrap_or_else(|p| p.into_inner());
+            if share.counted.remove(peer_id.as_str()) {
+                share.others -= 1;
+            }
             return Ok(());
         }
         Err(HubError::Full {
@@ -136,7 +209,7 @@ impl Hub {
             return;
         }
         let staying = self.sessions.staying();
-        let above = match self.load(staying.len(), false) {
+        let above = match self.load(staying.len(), None) {
             Some(load) if load.sessions > load.cap => Some(load),
             _ => None,
         };
@@ -251,5 +324,23 @@ impl Hub {
             }
         }
         tracing::info!(remaining = self.sessions.count(), "drained");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fair_cap;
+
+    /// 110 % of the fleet over the hubs, at least the floor.
+    #[test]
+    fn the_cap_is_a_share_of_the_fleet() {
+        // 150 peers on 3 hubs: ceil(150 × 1.1 / 3) = 55.
+        assert_eq!(fair_cap(110, 4, 3, 50, false, 100), 55);
+        // A newcomer counts.
+        assert_eq!(fair_cap(110, 4, 3, 50, true, 100), 56);
+        // The floor holds for tiny fleets.
+        assert_eq!(fair_cap(110, 4, 3, 1, true, 1), 4);
+        // Two hubs: ceil(50 × 1.1 / 2) = 28.
+        assert_eq!(fair_cap(110, 4, 2, 10, false, 40), 28);
     }
 }

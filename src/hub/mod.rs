@@ -329,7 +329,7 @@ impl Hub {
         self.ensure_ready()?;
         self.limits
             .check(Limited::Connect, request.peer_id.as_str())?;
-        self.admit(&request.peer_id, request.insist)?;
+        self.admit(&request)?;
         let (current_version, head_hash) = self.head().await?;
         let checkpoint = self.sign_head(current_version, &head_hash);
         let first_seen = self.fleet.first_seen(request.peer_id.as_str());

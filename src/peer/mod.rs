@@ -260,6 +260,14 @@ impl Peer {
         self.state_mut().current_hub_version()
     }
 
+    /// The node id hub `index` gave when the peer last connected to it.
+    fn hub_id_of(&self, index: usize) -> Option<String> {
+        self.state_mut()
+            .hubs
+            .get(index)
+            .and_then(|h| h.hub_id.clone())
+    }
+
     /// URL of the hub in use, if connected.
     pub fn current_hub(&self) -> Option<String> {
         self.state_mut().session_hub().map(str::to_owned)
@@ -392,7 +400,8 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
     let mut index = order[0];
     let mut exhausted = vec![false; hubs];
     let mut round: Vec<Option<Answer>> = vec![None; hubs];
-    let mut insist = false;
+    // What the next connect says: insist on a full hub, the hub whose session broke.
+    let mut hints = session::ConnectHints::default();
     // Delays between rounds, and before moving on after a refusal: grows while no session
     // works, starts again when one does.
     let mut rounds = delays(&peer, None);
@@ -417,15 +426,22 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
             }
         }
         peer.begin_attempt(index, wait);
-        let end = session::run(
-            &peer,
-            index,
-            std::mem::take(&mut insist),
-            &mut commands,
-            &shutdown,
-        )
-        .await;
+        let sent = session::ConnectHints {
+            insist: std::mem::take(&mut hints.insist),
+            lost_hub: hints.lost_hub.clone(),
+        };
+        let end = session::run(&peer, index, sent, &mut commands, &shutdown).await;
         let url = &peer.settings.hubs[index];
+        // A session opened: the hub lost before is old news, unless this one broke too.
+        if !matches!(
+            end,
+            SessionEnd::ConnectFailed { .. } | SessionEnd::SentOn { .. }
+        ) {
+            hints.lost_hub.clear();
+        }
+        if matches!(end, SessionEnd::Failover(_) | SessionEnd::BrokeEarly(_)) {
+            hints.lost_hub = peer.hub_id_of(index).unwrap_or_default();
+        }
         match end {
             SessionEnd::Shutdown => break,
             SessionEnd::SentOn { why, load } => {
@@ -513,7 +529,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
             }
             if let Some(target) = target {
                 tracing::info!(hub = %peer.settings.hubs[target], "every hub reached holds its fair share; asking the least loaded to take this peer");
-                insist = true;
+                hints.insist = true;
                 index = target;
                 position = order.iter().position(|&h| h == target).unwrap_or(0);
                 tries = backoff(&peer);

@@ -61,13 +61,21 @@ pub enum SessionEnd {
     Shutdown,
 }
 
-/// Runs one session with hub `index`; `insist` asks it to take the peer above its fair share
-/// (every hub the peer reached refused it so).
+/// What a connect request says beyond the peer itself.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectHints {
+    /// Ask the hub to take the peer above its fair share (every hub it reached refused it so).
+    pub insist: bool,
+    /// The id of the hub whose session the peer just lost ("" = none).
+    pub lost_hub: String,
+}
+
+/// Runs one session with hub `index`, connecting with `hints`.
 #[tracing::instrument(name = "session", skip_all, fields(hub = %peer.settings().hubs[index], peer_id = %peer.node_id()))]
 pub async fn run(
     peer: &Arc<Peer>,
     index: usize,
-    insist: bool,
+    hints: ConnectHints,
     commands: &mut mpsc::Receiver<Command>,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
@@ -99,7 +107,8 @@ pub async fn run(
             },
             last_known_version: peer.register().head_version(),
             connection_time: peer.clock().now_ms(),
-            insist,
+            insist: hints.insist,
+            lost_hub: hints.lost_hub.clone(),
         };
         let sent = peer.clock().now_ms();
         let grant = link.open_session(&request).await?;

@@ -168,6 +168,7 @@ async fn connect_answers_and_heartbeat_acks_carry_a_signed_checkpoint() {
             last_known_version: 0,
             connection_time: now(),
             insist: false,
+            lost_hub: String::new(),
         })
         .await
         .unwrap();
@@ -235,6 +236,7 @@ async fn sync_streams_carry_checkpoints_at_every_page_end() {
             last_known_version: 0,
             connection_time: 0,
             insist: false,
+            lost_hub: String::new(),
         })
         .await
         .unwrap();

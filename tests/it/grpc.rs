@@ -36,6 +36,7 @@ fn peer(id: &str) -> ConnectRequest {
         last_known_version: 0,
         connection_time: now_ms(),
         insist: false,
+        lost_hub: String::new(),
     }
 }
 

@@ -28,6 +28,7 @@ fn connect_request(id: &str) -> ConnectRequest {
             .unwrap()
             .as_millis() as i64,
         insist: false,
+        lost_hub: String::new(),
     }
 }
 

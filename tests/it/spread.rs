@@ -128,6 +128,7 @@ async fn full_syncs_beyond_the_hubs_cap_are_told_to_come_back_soon() {
                 last_known_version: 0,
                 connection_time: 0,
                 insist: false,
+                lost_hub: String::new(),
             })
             .await
             .unwrap();
@@ -576,4 +577,33 @@ async fn an_admin_drains_a_hub_over_rest() {
         .await
         .unwrap_err();
     assert_eq!(refused.code, ErrorCode::Draining, "{refused:?}");
+}
+
+/// A connect naming a lost hub that breaks the node-id rule is refused, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_hub_that_is_no_node_id_is_refused() {
+    use sorcha_peer::error_code::ErrorCode;
+    use sorcha_peer::hub_client::HubClient;
+    use sorcha_peer::link::HubLink;
+    use sorcha_peer::protocol::{ConnectRequest, PeerDescription};
+    let hub = TestHub::start().await;
+    let client = HubClient::connect(&hub.url(""), crate::support::WAIT)
+        .await
+        .unwrap();
+    let request = |lost: &str| ConnectRequest {
+        peer: PeerDescription {
+            node_type: "Peer".into(),
+            ..Default::default()
+        },
+        lost_hub: lost.into(),
+        ..ConnectRequest::new(crate::support::pid("says-lost"))
+    };
+    let refused = client
+        .open_session(&request("no such id!"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Invalid, "{refused:?}");
+    assert!(refused.message.contains("lost_hub"), "{refused:?}");
+    // A well-formed id the hub does not know is simply not counted.
+    client.open_session(&request("hub-9")).await.unwrap();
 }

@@ -297,6 +297,7 @@ fn peer_request(id: &PeerId, version: i64) -> ConnectRequest {
         last_known_version: version,
         connection_time: 0,
         insist: false,
+        lost_hub: String::new(),
     }
 }
 

@@ -184,6 +184,13 @@ pub fn connect_from_wire(r: proto::ConnectRequest) -> Result<ConnectRequest, Val
         last_known_version: r.last_known_version,
         connection_time: r.connection_time,
         insist: r.insist,
+        lost_hub: if r.lost_hub.is_empty() {
+            r.lost_hub
+        } else {
+            crate::protocol::PeerId::parse_as("lost_hub", &r.lost_hub)?
+                .as_str()
+                .to_owned()
+        },
     })
 }
 
@@ -207,6 +214,7 @@ pub fn connect_to_wire(r: &ConnectRequest) -> proto::ConnectRequest {
         last_known_version: r.last_known_version,
         connection_time: r.connection_time,
         insist: r.insist,
+        lost_hub: r.lost_hub.clone(),
     }
 }
 

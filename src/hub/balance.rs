@@ -49,8 +49,9 @@ impl FairShare {
     /// Live hubs, this one included: the others that wrote within three flushes, do not
     /// drain, and have written since a peer last said it lost them.
     fn hubs(&self) -> usize {
-        let alive =
-            |(hub, seen_at): &&(String, i64)| self.lost.get(hub).is_none_or(|said| seen_at > &said);
+        let alive = |(hub, seen_at): &&(String, i64)| {
+            self.lost.get(hub).is_none_or(|said| *seen_at > *said)
+        };
         1 + self.live.iter().filter(alive).count()
     }
 }

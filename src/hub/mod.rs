@@ -501,7 +501,7 @@ impl Hub {
                 "resume_from_version {resume_from} is negative"
             )));
         }
-        let (session_ended, away, guard) = self.sessions.start_push(peer_id, session_id)?;
+        let (away, guard) = self.sessions.start_push(peer_id, session_id)?;
         let start = if resume_from > 0 {
             resume_from
         } else {
@@ -541,7 +541,7 @@ impl Hub {
                 ),
                 Err(e) => Either::Right(std::future::ready(Err(e))),
             })
-            .take_until(session_ended.cancelled_owned())
+            // Ends with the session, or when the peer is sent away.
             .take_until(away.sent())
             .take_until(self.shutdown.clone().cancelled_owned())
             // A peer sent to another hub is told why, as the stream's last item.

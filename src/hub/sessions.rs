@@ -87,13 +87,23 @@ impl Away {
 }
 
 /// A session's "go elsewhere": fired once, with its reason; its push streams end with it.
-#[derive(Clone, Default)]
+/// Its token is a child of the session's, so it also fires when the session ends (one signal
+/// for a push stream to watch; [`SendAway::why`] tells the two apart).
+#[derive(Clone)]
 pub struct SendAway {
     token: CancellationToken,
     why: Arc<std::sync::OnceLock<Away>>,
 }
 
 impl SendAway {
+    /// The send-away of a session that ends with `ended`.
+    fn within(ended: &CancellationToken) -> Self {
+        Self {
+            token: ended.child_token(),
+            why: Arc::default(),
+        }
+    }
+
     /// Sends the peer away for `why`; false when it was sent away already.
     fn send(&self, why: Away) -> bool {
         let first = self.why.set(why).is_ok();
@@ -106,7 +116,7 @@ impl SendAway {
         self.why.get().copied()
     }
 
-    /// Completes when the peer is sent away.
+    /// Completes when the peer is sent away or its session ends.
     pub fn sent(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
         self.token.clone().cancelled_owned()
     }
@@ -280,6 +290,7 @@ impl SessionRegistry {
                 self.config.max_sessions
             )));
         }
+        let ended = CancellationToken::new();
         let session = Session {
             session_id: session_id.clone(),
             request: request.clone(),
@@ -298,8 +309,8 @@ impl SessionRegistry {
             refusal: String::new(),
             trusted_version: 0,
             timed_out_at: None,
-            ended: CancellationToken::new(),
-            away: SendAway::default(),
+            ended: ended.clone(),
+            away: SendAway::within(&ended),
             push_streams: Arc::default(),
             active_syncs: Arc::default(),
         };
@@ -388,15 +399,15 @@ impl SessionRegistry {
         Ok(guard)
     }
 
-    /// Counts a push stream; returns the token that ends it with the session, and the
-    /// session's send-away (the stream ends with its reason).
+    /// Counts a push stream; returns the session's send-away, which fires when the peer is
+    /// sent away or the session ends (the stream ends with it, and with its reason).
     pub fn start_push(
         &self,
         peer_id: &PeerId,
         session_id: &SessionId,
-    ) -> Result<(CancellationToken, SendAway, StreamGuard), HubError> {
-        let (ended, away, counter) = self.with_session(peer_id, session_id, |s| {
-            (s.ended.clone(), s.away.clone(), Arc::clone(&s.push_streams))
+    ) -> Result<(SendAway, StreamGuard), HubError> {
+        let (away, counter) = self.with_session(peer_id, session_id, |s| {
+            (s.away.clone(), Arc::clone(&s.push_streams))
         })?;
         let max = self.config.max_push_streams_per_session as usize;
         let guard = StreamGuard::try_new(counter, max).ok_or_else(|| {
@@ -404,7 +415,7 @@ impl SessionRegistry {
                 "session {session_id} of {peer_id} already holds {max} push streams (hub.maxPushStreamsPerSession)"
             ))
         })?;
-        Ok((ended, away, guard))
+        Ok((away, guard))
     }
 
     /// Sends `peer_id`'s live session to another hub for `why` (its push streams end with the

@@ -88,6 +88,9 @@ impl Hub {
     /// Keeps what the fair-share cap needs from a fleet view: the hubs that wrote within three
     /// flushes and do not drain, and the other hubs' peers in session (synced or behind).
     pub(super) fn note_fair_share(&self, view: &FleetView) {
+        if self.config.fair_share_percent == 0 {
+            return;
+        }
         let fresh =
             3 * i64::try_from(self.config.fleet_flush_interval.as_millis()).unwrap_or(i64::MAX);
         let live: Vec<(String, i64)> = view
@@ -128,6 +131,12 @@ impl Hub {
         if share.live.iter().any(|(h, _)| h == hub) {
             share.lost.insert(hub.to_owned(), now);
         }
+    }
+
+    /// Whether the last fleet read found other live hubs to share the fleet with.
+    fn fair_share_applies(&self) -> bool {
+        let share = self.fair_share.lock().unwrap_or_else(|p| p.into_inner());
+        share.shared && share.hubs() >= 2
     }
 
     /// This hub's load with `own` live sessions (and `newcomer` asking to be one more; a
@@ -174,6 +183,10 @@ impl Hub {
                 "the hub is draining and takes no new peers; connect to another hub".into(),
             ));
         }
+        // Counting the sessions walks them all: not on every connect of a hub without a cap.
+        if self.config.fair_share_percent == 0 || !self.fair_share_applies() {
+            return Ok(());
+        }
         let (own, holds) = self.sessions.live(peer_id);
         if holds {
             return Ok(());
@@ -206,7 +219,7 @@ impl Hub {
     /// sends half its excess (at most [`MAX_SHED_PER_ROUND`]) to other hubs, each at a random
     /// moment within the next flush, chosen at random among its peers.
     pub(super) fn rebalance(self: &Arc<Self>) {
-        if self.is_draining() {
+        if self.is_draining() || self.config.fair_share_percent == 0 {
             return;
         }
         let staying = self.sessions.staying();

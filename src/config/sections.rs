@@ -54,9 +54,7 @@ pub struct HubConfig {
     /// Hubs sharing a store: the most sessions a hub holds, in percent of its fair share
     /// (live sessions of every live hub that does not drain ÷ those hubs); a new peer beyond
     /// it is told to try another hub, and a hub above it for three flushes sends peers to
-    /// other hubs. 0 (the default, see BENCHMARKS.md: while a fleet grows faster than hubs
-    /// read each other, and right after a hub dies, the caps cost more than they spread):
-    /// no cap and no rebalancing; `110` turns them on.
+    /// other hubs. 0: no cap and no rebalancing.
     pub fair_share_percent: u32,
     /// The cap is never below this many sessions, so a small fleet connects wherever it asks.
     pub fair_share_floor: usize,
@@ -145,7 +143,7 @@ impl Default for HubConfig {
             max_sessions: 10_000,
             max_concurrent_syncs: 2,
             max_concurrent_full_syncs: 16,
-            fair_share_percent: 0,
+            fair_share_percent: 110,
             fair_share_floor: 4,
             drain_period: Duration::from_secs(10),
             max_push_streams_per_session: 4,

@@ -162,23 +162,15 @@ pub enum DisconnectReason {
 pub const MAX_REFUSAL_CHARS: usize = 500;
 
 /// How loaded a hub that refused a peer for its fair share is: its live sessions and its cap.
-/// A peer refused by every hub it could reach goes to the least loaded.
+/// A peer refused by every hub it could reach goes to the one with the fewest sessions (a
+/// refusal comes at the cap, so every refusing hub is "full" by its own count; its count is
+/// what tells them apart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HubLoad {
     /// Live sessions the hub holds.
     pub sessions: u32,
     /// The most it holds by its fair share.
     pub cap: u32,
-}
-
-impl HubLoad {
-    /// Sessions per capped session: the lower, the more room (a cap of 0 has none).
-    pub fn fill(self) -> f64 {
-        if self.cap == 0 {
-            return f64::INFINITY;
-        }
-        f64::from(self.sessions) / f64::from(self.cap)
-    }
 }
 
 /// A peer's goodbye: why it leaves, in a code and in words.

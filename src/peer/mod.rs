@@ -352,16 +352,32 @@ enum Answer {
 }
 
 /// The hub to insist on when every hub has answered in a round and some refused for their
-/// fair share: the least loaded of those (by sessions ÷ cap; the earlier in `order` on a tie).
-fn least_loaded(round: &[Option<Answer>], order: &[usize]) -> Option<usize> {
-    order
+/// fair share: [`pick_least_loaded`] of those, in the peer's `order`.
+fn least_loaded(round: &[Option<Answer>], order: &[usize], draw: f64) -> Option<usize> {
+    let full: Vec<(usize, u32)> = order
         .iter()
         .filter_map(|&hub| match round[hub] {
-            Some(Answer::SentOn(Some(load))) => Some((hub, load.fill())),
+            Some(Answer::SentOn(Some(load))) => Some((hub, load.sessions)),
             _ => None,
         })
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(hub, _)| hub)
+        .collect();
+    pick_least_loaded(&full, draw)
+}
+
+/// Of hubs that refused for their fair share, as `(hub, sessions)`, the one to insist on: any
+/// within a tenth (at least one session) of the fewest sessions, picked by `draw` (uniform in
+/// [0, 1)). Not by sessions ÷ cap (a hub refuses at its cap, so that ratio is about 1 for them
+/// all), and not always the first of a tie: peers refused together saw the same loads, and
+/// would all land on one hub.
+pub fn pick_least_loaded(full: &[(usize, u32)], draw: f64) -> Option<usize> {
+    let fewest = full.iter().map(|(_, sessions)| *sessions).min()?;
+    let near: Vec<usize> = full
+        .iter()
+        .filter(|(_, sessions)| *sessions <= fewest + (fewest / 10).max(1))
+        .map(|(hub, _)| *hub)
+        .collect();
+    let pick = ((draw * near.len() as f64) as usize).min(near.len() - 1);
+    near.get(pick).copied()
 }
 
 /// The connection manager: tries hubs in `peer.hubOrder` (configured priority, or spread by
@@ -520,7 +536,7 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
         }
         if round.iter().all(Option::is_some) {
             let sent_on = round.iter().any(|a| matches!(a, Some(Answer::SentOn(_))));
-            let target = least_loaded(&round, &order);
+            let target = least_loaded(&round, &order, peer.draw());
             round.fill(None);
             if sent_on {
                 // Their counts of each other lag a flush, or the fleet outgrew them: not a
@@ -558,15 +574,27 @@ mod tests {
     #[test]
     fn the_least_loaded_full_hub_is_insisted_on() {
         let order = [0, 1, 2];
-        let round = [full(11, 11), Some(Answer::Failed), full(12, 14)];
-        assert_eq!(least_loaded(&round, &order), Some(2));
+        // Both refused at their caps: the one with fewer sessions is the less loaded.
+        let round = [full(40, 40), Some(Answer::Failed), full(12, 12)];
+        assert_eq!(least_loaded(&round, &order, 0.0), Some(2));
+        assert_eq!(least_loaded(&round, &order, 0.99), Some(2));
         let draining = [Some(Answer::SentOn(None)), Some(Answer::Failed), None];
-        assert_eq!(least_loaded(&draining, &order), None);
-        // A tie goes to the earlier hub of the peer's own order.
-        let tie = [full(10, 10), full(10, 10), Some(Answer::Failed)];
-        assert_eq!(least_loaded(&tie, &[1, 0, 2]), Some(1));
-        // A cap of 0 reads as full, not as a division by zero.
-        let zero = [full(0, 0), full(3, 4), None];
-        assert_eq!(least_loaded(&zero, &order), Some(1));
+        assert_eq!(least_loaded(&draining, &order, 0.5), None);
+        // Near-ties (within a tenth, at least one session) are split by the draw, so peers
+        // refused together do not all land on one hub.
+        let tie = [full(100, 100), full(109, 110), full(4, 4)];
+        assert_eq!(least_loaded(&tie, &order, 0.0), Some(2));
+        let tie = [full(100, 100), full(109, 110), full(120, 120)];
+        assert_eq!(least_loaded(&tie, &order, 0.0), Some(0));
+        assert_eq!(least_loaded(&tie, &order, 0.99), Some(1));
+        let even = [full(4, 4), full(4, 4), full(5, 4)];
+        let picks: std::collections::BTreeSet<_> = (0..10)
+            .map(|i| least_loaded(&even, &order, f64::from(i) / 10.0))
+            .collect();
+        assert_eq!(
+            picks.len(),
+            3,
+            "every near-least hub is picked by some draw: {picks:?}"
+        );
     }
 }

@@ -11,6 +11,7 @@ mod fleet;
 mod floor;
 mod node;
 mod signing;
+mod storm_hubs;
 
 use connections::{idle, storm};
 pub(crate) use figures::{Receipts, histogram, latency_fields, report};
@@ -93,6 +94,10 @@ enum Workload {
         peers: usize,
         #[arg(long, default_value_t = 5)]
         behind: usize,
+        /// Hubs sharing the `--hub-store` database: with 2 or more, the storm runs for each
+        /// hub order, and the first hub is killed once all are current.
+        #[arg(long, default_value_t = 1)]
+        hubs: usize,
     },
     /// The machine's own fan-out floor: S raw TCP subscribers of a minimal server process,
     /// P messages of B bytes at R per second (no HTTP, gRPC or register).
@@ -452,7 +457,12 @@ async fn main() -> anyhow::Result<()> {
             subscribers,
             per_connection,
         } => idle(subscribers, per_connection).await,
-        Workload::Storm { peers, behind } => storm(peers, behind).await,
+        Workload::Storm {
+            peers,
+            behind,
+            hubs,
+        } if hubs > 1 => storm_hubs::run(hubs, peers, behind).await,
+        Workload::Storm { peers, behind, .. } => storm(peers, behind).await,
         Workload::Verify {
             entries,
             doc_bytes,

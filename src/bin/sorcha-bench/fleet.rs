@@ -184,29 +184,10 @@ pub(crate) async fn run(fleet: Fleet) -> anyhow::Result<()> {
     let probe = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
-    let deadline = Instant::now() + PATIENCE;
-    for hub in &hubs {
-        loop {
-            let page: Value = match probe.get(format!("{}/api/v1/fleet", hub.url)).send().await {
-                Ok(r) => r.json().await.unwrap_or_default(),
-                Err(_) => Value::Null,
-            };
-            if page["hubs"].as_array().map(Vec::len) == Some(hub_count) {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("the hubs do not see each other");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (balance, sampler) = sample_balance(
-        probe,
-        hubs.iter().map(|h| h.url.clone()).collect(),
-        Arc::clone(&phase),
-    );
     let hub_urls: Vec<String> = hubs.iter().map(|h| h.url.clone()).collect();
+    crate::node::hubs_see_each_other(&probe, &hub_urls, PATIENCE).await?;
+    let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (balance, sampler) = sample_balance(probe, hub_urls.clone(), Arc::clone(&phase));
     let hub_cpu_before: Vec<f64> = hubs.iter().map(Hub::cpu_seconds).collect();
 
     // The peers, a few at a time (each opens its store and dials its hub).

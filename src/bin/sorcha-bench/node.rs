@@ -290,3 +290,30 @@ pub(crate) fn proc_cpu(pid: u32) -> Cpu {
         sys: seconds(12),
     }
 }
+
+/// Waits (at most `patience`) until each of the hubs at `urls` lists all of them in its
+/// `/api/v1/fleet`: hubs sharing a store have read each other's presence.
+pub(crate) async fn hubs_see_each_other(
+    http: &reqwest::Client,
+    urls: &[String],
+    patience: Duration,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + patience;
+    for url in urls {
+        loop {
+            let page: serde_json::Value = match http.get(format!("{url}/api/v1/fleet")).send().await
+            {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            };
+            if page["hubs"].as_array().map(Vec::len) == Some(urls.len()) {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the hubs do not see each other");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}

@@ -174,22 +174,7 @@ async fn one_storm(
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    for url in &urls {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let page: Value = match http.get(format!("{url}/api/v1/fleet")).send().await {
-                Ok(r) => r.json().await.unwrap_or_default(),
-                Err(_) => Value::Null,
-            };
-            if page["hubs"].as_array().map(Vec::len) == Some(hub_count) {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("the hubs do not see each other");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    crate::node::hubs_see_each_other(&http, &urls, PATIENCE).await?;
     for i in 0..behind {
         publish_one(
             &http,

@@ -292,15 +292,25 @@ impl Hub {
     /// left, or a fifth of `period` (at least a second) after the last was sent. A second
     /// call while a drain runs waits for the same drain.
     pub async fn drain(self: &Arc<Self>, period: Duration) {
-        let mut done = self.drained.subscribe();
         if self.fleet.set_draining() {
             let hub = Arc::clone(self);
             tokio::spawn(async move {
                 hub.run_drain(period).await;
-                hub.drained.send_replace(true);
+                hub.drained
+                    .store(true, std::sync::atomic::Ordering::Release);
+                hub.drain_ended.notify_waiters();
             });
         }
-        let _ = done.wait_for(|d| *d).await;
+        // A Notify, not a watch channel: it wakes in a fixed order (the simulation replays).
+        loop {
+            let ended = self.drain_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.drained.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            ended.await;
+        }
     }
 
     async fn run_drain(self: &Arc<Self>, period: Duration) {

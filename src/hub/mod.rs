@@ -136,8 +136,9 @@ pub struct Hub {
     fair_share: std::sync::Mutex<balance::FairShare>,
     /// Asks the fleet loop for a flush now (a drain starts).
     flush_now: tokio::sync::Notify,
-    /// True once a drain has ended.
-    drained: tokio::sync::watch::Sender<bool>,
+    /// True once a drain has ended; `drain_ended` wakes those waiting for it.
+    drained: std::sync::atomic::AtomicBool,
+    drain_ended: tokio::sync::Notify,
 }
 
 /// The most pending peers a propagation answer names.
@@ -200,7 +201,8 @@ impl Hub {
             )),
             fair_share: std::sync::Mutex::default(),
             flush_now: tokio::sync::Notify::new(),
-            drained: tokio::sync::watch::Sender::new(false),
+            drained: std::sync::atomic::AtomicBool::new(false),
+            drain_ended: tokio::sync::Notify::new(),
             sessions: SessionRegistry::new(config.clone(), Arc::clone(&clock)),
             limits: PeerLimits::new(&config.rate_limits),
             register,

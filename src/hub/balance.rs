@@ -85,6 +85,11 @@ impl Hub {
         self.fleet.is_draining()
     }
 
+    /// The sessions this hub counts toward its fair share: live, not sent away.
+    pub fn staying_sessions(&self) -> usize {
+        self.sessions.staying_count()
+    }
+
     /// Keeps what the fair-share cap needs from a fleet view: the hubs that wrote within three
     /// flushes and do not drain, and the other hubs' peers in session (synced or behind).
     pub(super) fn note_fair_share(&self, view: &FleetView) {

@@ -52,6 +52,11 @@ struct Session {
 }
 
 impl Session {
+    /// Live (not timed out) and not sent away: it counts toward the hub's fair share.
+    fn staying(&self) -> bool {
+        self.timed_out_at.is_none() && self.away.why().is_none()
+    }
+
     /// Last sign of life: the newest heartbeat, or the connect.
     fn last_seen(&self) -> i64 {
         self.last_heartbeat_at.max(self.connected_at)
@@ -438,7 +443,7 @@ impl SessionRegistry {
     pub fn staying(&self) -> Vec<String> {
         self.lock()
             .iter()
-            .filter(|(_, s)| s.timed_out_at.is_none() && s.away.why().is_none())
+            .filter(|(_, s)| s.staying())
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -688,13 +693,18 @@ impl SessionRegistry {
         }
     }
 
+    /// Sessions not timed out nor sent away: what the fair share counts.
+    pub fn staying_count(&self) -> usize {
+        self.lock().values().filter(|s| s.staying()).count()
+    }
+
     /// Sessions not timed out nor sent away, and whether `peer_id` holds one of them.
     pub fn live(&self, peer_id: &PeerId) -> (usize, bool) {
-        let sessions = self.lock();
-        let staying = |s: &Session| s.timed_out_at.is_none() && s.away.why().is_none();
-        let live = sessions.values().filter(|s| staying(s)).count();
-        let holds = sessions.get(peer_id.as_str()).is_some_and(staying);
-        (live, holds)
+        let holds = self
+            .lock()
+            .get(peer_id.as_str())
+            .is_some_and(Session::staying);
+        (self.staying_count(), holds)
     }
 
     /// The fleet records of every session, ordered by peer id.

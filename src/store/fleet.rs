@@ -162,3 +162,147 @@ pub struct SharedFleet {
     /// Records written at or after the `since` asked for, every hub's.
     pub records: Vec<FleetRecord>,
 }
+
+/// The shared fleet record kept in memory, for hubs of one process that share one embedded
+/// store (the simulation): what a MongoDB database keeps for hubs sharing it, with the same
+/// rules — records stamped with their batch's time, a hub's presence and progress list
+/// replaced by each of its batches, a gone hub's presence and records deleted only while it is
+/// still silent. Ordered maps, so reads come out in one order on every run.
+#[derive(Debug, Default)]
+pub struct MemoryFleet {
+    state: std::sync::Mutex<MemoryState>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    /// Hub → its presence and its progress list (`None` until it writes one).
+    hubs: std::collections::BTreeMap<String, (HubPresence, Option<Vec<Progress>>)>,
+    /// (hub, peer) → the record and when it was written.
+    records: std::collections::BTreeMap<(String, String), (FleetRecord, i64)>,
+}
+
+impl MemoryFleet {
+    /// Applies one hub's batch (see [`crate::store::RegisterStore::write_fleet`]).
+    pub fn write(&self, batch: FleetBatch) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for record in batch.upserts {
+            let key = (record.hub_id.clone(), record.peer_id.clone());
+            state.records.insert(key, (record, batch.now));
+        }
+        for peer in batch.removed {
+            state.records.remove(&(batch.hub_id.clone(), peer));
+        }
+        let presence = HubPresence {
+            hub_id: batch.hub_id.clone(),
+            seen_at: batch.now,
+            draining: batch.draining,
+        };
+        let entry = state
+            .hubs
+            .entry(batch.hub_id)
+            .or_insert_with(|| (presence.clone(), None));
+        entry.0 = presence;
+        if batch.progress.is_some() {
+            entry.1 = batch.progress;
+        }
+        for hub in batch.gone_hubs {
+            let silent = state
+                .hubs
+                .get(&hub)
+                .is_some_and(|(p, _)| p.seen_at < batch.expire_before);
+            if silent {
+                state.hubs.remove(&hub);
+                state.records.retain(|(h, _), _| *h != hub);
+            }
+        }
+    }
+
+    /// Every hub's presence and progress, and the records written at or after `since` (see
+    /// [`crate::store::RegisterStore::read_fleet`]).
+    pub fn read(&self, since: i64) -> SharedFleet {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        SharedFleet {
+            hubs: state.hubs.values().map(|(p, _)| p.clone()).collect(),
+            progress: state
+                .hubs
+                .iter()
+                .filter_map(|(hub, (_, list))| Some((hub.clone(), list.clone()?)))
+                .collect(),
+            records: state
+                .records
+                .values()
+                .filter(|(_, written_at)| *written_at >= since)
+                .map(|(r, _)| r.clone())
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(hub: &str, peer: &str) -> FleetRecord {
+        FleetRecord {
+            peer_id: peer.into(),
+            hub_id: hub.into(),
+            ..FleetRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_memory_fleet_keeps_what_the_hubs_wrote_and_forgets_a_silent_hub() {
+        let fleet = MemoryFleet::default();
+        fleet.write(FleetBatch {
+            hub_id: "n0".into(),
+            now: 1_000,
+            upserts: vec![record("n0", "p1"), record("n0", "p2")],
+            progress: Some(vec![Progress::of(&record("n0", "p1"))]),
+            ..FleetBatch::default()
+        });
+        fleet.write(FleetBatch {
+            hub_id: "n1".into(),
+            now: 2_000,
+            draining: true,
+            upserts: vec![record("n1", "p3")],
+            ..FleetBatch::default()
+        });
+        let read = fleet.read(1_500);
+        assert_eq!(read.hubs.len(), 2);
+        assert!(read.hubs[1].draining);
+        assert_eq!(
+            read.records,
+            vec![record("n1", "p3")],
+            "only records since 1 500"
+        );
+        assert_eq!(read.progress.len(), 1, "n1 wrote no progress list");
+        // A batch without a progress list keeps the stored one; `removed` deletes records.
+        fleet.write(FleetBatch {
+            hub_id: "n0".into(),
+            now: 3_000,
+            removed: vec!["p2".into()],
+            ..FleetBatch::default()
+        });
+        let read = fleet.read(0);
+        assert_eq!(read.progress[0].1.len(), 1);
+        assert_eq!(read.records.len(), 2);
+        // n1 is gone only while it is still silent since before the expiry.
+        let gone = |expire_before| FleetBatch {
+            hub_id: "n0".into(),
+            now: 9_000,
+            expire_before,
+            gone_hubs: vec!["n1".into()],
+            ..FleetBatch::default()
+        };
+        fleet.write(gone(2_000));
+        assert_eq!(
+            fleet.read(0).hubs.len(),
+            2,
+            "n1 wrote at 2 000: not silent before it"
+        );
+        fleet.write(gone(2_001));
+        let read = fleet.read(0);
+        assert_eq!(read.hubs.len(), 1);
+        assert_eq!(read.records, vec![record("n0", "p1")]);
+    }
+}

@@ -21,6 +21,7 @@
 mod sql;
 mod writer;
 
+use super::fleet::{FleetBatch, MemoryFleet, SharedFleet};
 use super::{
     EntrySize, KeyClaim, ListQuery, Prior, RegisterStore, Scope, Stats, StoreError, SyncProgress,
 };
@@ -30,8 +31,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use r2d2_sqlite::rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
@@ -63,6 +64,8 @@ pub struct EmbeddedStore {
     engine: Engine,
     path: PathBuf,
     _lock: File,
+    /// The fleet record shared by hubs of this process (see [`EmbeddedStore::sharing_fleet`]).
+    fleet: Option<Arc<MemoryFleet>>,
 }
 
 /// The connections behind the store, per [`Execution`].
@@ -127,6 +130,7 @@ impl EmbeddedStore {
                 engine: Engine::Inline(Mutex::new(Some(conn))),
                 path,
                 _lock: lock,
+                fleet: None,
             });
         }
 
@@ -152,7 +156,17 @@ impl EmbeddedStore {
             },
             path,
             _lock: lock,
+            fleet: None,
         })
+    }
+
+    /// This store with `fleet` as the fleet record its hubs share, as hubs sharing a MongoDB
+    /// database share theirs: for several hubs of one process on one store (the
+    /// simulation). A node's own embedded store shares nothing; its hub keeps its record.
+    #[must_use]
+    pub fn sharing_fleet(mut self, fleet: Arc<MemoryFleet>) -> Self {
+        self.fleet = Some(fleet);
+        self
     }
 
     /// Path of the database file.
@@ -430,6 +444,25 @@ impl RegisterStore for EmbeddedStore {
             })
         })
         .await
+    }
+
+    fn shares_fleet(&self) -> bool {
+        self.fleet.is_some()
+    }
+
+    async fn write_fleet(&self, batch: FleetBatch) -> Result<(), StoreError> {
+        if let Some(fleet) = &self.fleet {
+            fleet.write(batch);
+        }
+        Ok(())
+    }
+
+    async fn read_fleet(&self, since: i64) -> Result<SharedFleet, StoreError> {
+        Ok(self
+            .fleet
+            .as_ref()
+            .map(|f| f.read(since))
+            .unwrap_or_default())
     }
 
     async fn close(&self) -> Result<(), StoreError> {

@@ -17,11 +17,14 @@
 
 mod checks;
 mod crash_point;
+mod fleet;
 mod net;
 mod nodes;
 
 use net::Net;
-use nodes::{HubRun, PeerRun, Peers, crash_hub, drain, peer_config, silent_hub_bound, start_hub};
+use nodes::{
+    HubRun, PeerRun, Peers, crash_hub, drain, hub_config, peer_config, silent_hub_bound, start_hub,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sorcha_peer::peer::Peer;
@@ -132,7 +135,7 @@ async fn simulate(seed: u64) -> Outcome {
             tempfile::tempdir().unwrap()
         }
     };
-    let net = Arc::new(Net::new(seed, origin));
+    let net = Arc::new(Net::new(seed, origin, PEERS));
     let figures = &net.figures;
     let mut failures = Vec::new();
 
@@ -140,7 +143,9 @@ async fn simulate(seed: u64) -> Outcome {
     let hub_store = Arc::new(EmbeddedStore::open_with(hub_dir.path(), Execution::Inline).unwrap());
     let mut hub_runs: Vec<Option<HubRun>> = Vec::new();
     for i in 0..HUBS {
-        hub_runs.push(Some(start_hub(&net, i, &hub_store, origin).await));
+        hub_runs.push(Some(
+            start_hub(&net, i, &hub_store, origin, hub_config()).await,
+        ));
     }
     let mut hub_back_at: Vec<Option<u64>> = vec![None; HUBS];
 
@@ -181,7 +186,7 @@ async fn simulate(seed: u64) -> Outcome {
         for (i, at) in hub_back_at.iter_mut().enumerate() {
             if at.is_some_and(|t| t <= second) {
                 *at = None;
-                hub_runs[i] = Some(start_hub(&net, i, &hub_store, origin).await);
+                hub_runs[i] = Some(start_hub(&net, i, &hub_store, origin, hub_config()).await);
             }
         }
         for p in 0..PEERS {
@@ -390,7 +395,7 @@ async fn simulate(seed: u64) -> Outcome {
     net.hear(None);
     for (i, run) in hub_runs.iter_mut().enumerate() {
         if run.is_none() {
-            *run = Some(start_hub(&net, i, &hub_store, origin).await);
+            *run = Some(start_hub(&net, i, &hub_store, origin, hub_config()).await);
         }
     }
     for p in 0..PEERS {

@@ -1,7 +1,7 @@
 //! The simulated network: a virtual clock, the links between peers and hubs with their faults,
 //! and each peer's dialer.
 
-use super::{HUBS, PEERS, STALL};
+use super::{HUBS, STALL};
 use async_trait::async_trait;
 use futures::StreamExt;
 use rand::Rng;
@@ -75,6 +75,12 @@ pub struct Net {
     pub flaky: AtomicBool,
     pub link_rngs: Vec<Mutex<StdRng>>,
     pub dials: Vec<Mutex<Vec<Dial>>>,
+    /// Per peer, when (virtual ms) it opened each of its sessions.
+    pub opened: Vec<Mutex<Vec<u64>>>,
+    /// Per peer, the full syncs it asked for.
+    pub full_syncs: Vec<AtomicU64>,
+    /// Per hub, the sessions it opened for a peer that insisted.
+    pub insisted: Vec<AtomicU64>,
     pub push_gaps: Mutex<Vec<String>>,
     pub figures: Figures,
     /// Everything that crossed the network, in order, with its virtual time: two runs of one
@@ -296,7 +302,15 @@ impl SimLink {
 impl HubLink for SimLink {
     async fn open_session(&self, request: &ConnectRequest) -> Result<ConnectionGrant, LinkError> {
         self.gate("open_session").await?;
-        self.inner.open_session(request).await
+        let grant = self.inner.open_session(request).await?;
+        self.net.opened[self.peer]
+            .lock()
+            .unwrap()
+            .push(self.net.now_ms());
+        if request.insist {
+            self.net.insisted[self.hub].fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(grant)
     }
 
     async fn close_session(
@@ -324,6 +338,7 @@ impl HubLink for SimLink {
         max: Option<u32>,
     ) -> Result<LinkStream<SyncedEntry>, LinkError> {
         self.gate("full_sync").await?;
+        self.net.full_syncs[self.peer].fetch_add(1, Ordering::Relaxed);
         let stream = self.inner.full_sync(peer_id, session_id, max).await?;
         Ok(self.cuttable(self.damaging(stream)))
     }
@@ -465,9 +480,9 @@ impl Dialer for SimDialer {
 }
 
 impl Net {
-    /// A network of `HUBS` hubs (all down until started) and `PEERS` peers whose link faults
+    /// A network of `HUBS` hubs (all down until started) and `peers` peers whose link faults
     /// are drawn from generators seeded from `seed`.
-    pub fn new(seed: u64, origin: Instant) -> Self {
+    pub fn new(seed: u64, origin: Instant, peers: usize) -> Self {
         use rand::SeedableRng;
         Self {
             origin,
@@ -477,10 +492,13 @@ impl Net {
             silenced: Mutex::default(),
             heard: tokio::sync::Notify::new(),
             flaky: AtomicBool::new(true),
-            link_rngs: (0..PEERS)
+            link_rngs: (0..peers)
                 .map(|p| Mutex::new(StdRng::seed_from_u64(seed ^ ((p as u64 + 1) << 20))))
                 .collect(),
-            dials: (0..PEERS).map(|_| Mutex::default()).collect(),
+            dials: (0..peers).map(|_| Mutex::default()).collect(),
+            opened: (0..peers).map(|_| Mutex::default()).collect(),
+            full_syncs: (0..peers).map(|_| AtomicU64::new(0)).collect(),
+            insisted: (0..HUBS).map(|_| AtomicU64::new(0)).collect(),
             push_gaps: Mutex::default(),
             figures: Figures::default(),
             trace: Mutex::default(),

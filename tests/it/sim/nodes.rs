@@ -68,6 +68,7 @@ pub async fn start_hub(
     index: usize,
     store: &Arc<EmbeddedStore>,
     origin: Instant,
+    config: HubConfig,
 ) -> HubRun {
     let clock: SharedClock = Arc::new(SimClock { origin, skew_ms: 0 });
     let store: Arc<dyn RegisterStore> = Arc::clone(store) as _;
@@ -87,7 +88,7 @@ pub async fn start_hub(
     let hub = Hub::new(
         Arc::clone(&register),
         metrics,
-        hub_config(),
+        config,
         format!("hub-{index}"),
         clock,
         stop.clone(),
@@ -98,6 +99,9 @@ pub async fn start_hub(
         ),
     );
     tokio::spawn(Arc::clone(&hub).run_housekeeping());
+    if store.shares_fleet() {
+        tokio::spawn(Arc::clone(&hub).run_fleet());
+    }
     // The shared store's tailer: appends through the other hubs move this hub's head.
     let tail_stop = stop.clone();
     tokio::spawn(async move {

@@ -46,11 +46,13 @@ async fn metrics_describe_publishes_syncs_and_connections() {
             .then_some(())
     })
     .await;
-    // Give the peer a heartbeat.
-    wait_for("a heartbeat", || async {
+    // Give the peer a heartbeat, and the sync that moved its head time to count its entries
+    // (it counts them when it ends, just after the head moved).
+    wait_for("a heartbeat and the sync counted", || async {
         let text = scrape(&peer).await;
-        (sample(&text, "sorcha_peer_heartbeats_sent_total{outcome=\"ok\"}").unwrap_or(0.0) >= 1.0)
-            .then_some(())
+        (sample(&text, "sorcha_peer_heartbeats_sent_total{outcome=\"ok\"}").unwrap_or(0.0) >= 1.0
+            && sample(&text, "sorcha_peer_sync_entries_total") == Some(7.0))
+        .then_some(())
     })
     .await;
 

@@ -130,6 +130,10 @@ pub enum StoreOp {
     WriteFleet,
     /// `read_fleet`.
     ReadFleet,
+    /// `keep_checkpoints`.
+    KeepCheckpoints,
+    /// `checkpoints_between`.
+    CheckpointsBetween,
 }
 
 /// Label set `{operation}` for store calls.
@@ -162,7 +166,11 @@ impl StoreOp {
     pub fn writes(self) -> bool {
         matches!(
             self,
-            Self::Append | Self::AppendEntries | Self::ForgetKeys | Self::WriteFleet
+            Self::Append
+                | Self::AppendEntries
+                | Self::ForgetKeys
+                | Self::WriteFleet
+                | Self::KeepCheckpoints
         )
     }
 
@@ -186,6 +194,8 @@ impl StoreOp {
             Self::Stats => "stats",
             Self::WriteFleet => "write_fleet",
             Self::ReadFleet => "read_fleet",
+            Self::KeepCheckpoints => "keep_checkpoints",
+            Self::CheckpointsBetween => "checkpoints_between",
         }
     }
 }

@@ -40,6 +40,7 @@ where
     read_ahead(make().await).await;
     concurrent_appends(make().await).await;
     claims(make().await).await;
+    checkpoint_notes(make().await).await;
 }
 
 /// `read_ahead` loads exactly the leading entries whose running page weight fits, sizes the
@@ -505,4 +506,40 @@ pub async fn sync_progress(store: Arc<dyn RegisterStore>) {
         .await
         .unwrap();
     assert_eq!(store.sync_progress().await.unwrap(), Some(later));
+}
+
+/// Checkpoint notes kept by version: read back by range in version order, a note kept again
+/// for a version replaces the first, nothing outside the range comes back.
+pub async fn checkpoint_notes(store: Arc<dyn RegisterStore>) {
+    assert!(
+        store
+            .checkpoints_between(0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.keep_checkpoints(Vec::new()).await.unwrap(), 0);
+    let notes = vec![(7, "note 7".to_owned()), (3, "note 3".to_owned())];
+    assert_eq!(store.keep_checkpoints(notes).await.unwrap(), 2);
+    store
+        .keep_checkpoints(vec![
+            (7, "note 7, fresher".to_owned()),
+            (12, "note 12".to_owned()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.checkpoints_between(0, 100).await.unwrap(),
+        vec![
+            (3, "note 3".to_owned()),
+            (7, "note 7, fresher".to_owned()),
+            (12, "note 12".to_owned())
+        ],
+        "kept notes by version, the later replacing the earlier"
+    );
+    assert_eq!(
+        store.checkpoints_between(3, 7).await.unwrap(),
+        vec![(7, "note 7, fresher".to_owned())],
+        "the range is (after, upto]"
+    );
 }

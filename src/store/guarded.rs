@@ -332,6 +332,24 @@ impl RegisterStore for GuardedStore {
         .await
     }
 
+    async fn keep_checkpoints(&self, notes: Vec<(i64, String)>) -> Result<u64, StoreError> {
+        self.call(StoreOp::KeepCheckpoints, |s| async move {
+            s.keep_checkpoints(notes).await
+        })
+        .await
+    }
+
+    async fn checkpoints_between(
+        &self,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.call(StoreOp::CheckpointsBetween, |s| async move {
+            s.checkpoints_between(after, upto).await
+        })
+        .await
+    }
+
     async fn close(&self) -> Result<(), StoreError> {
         // Shutdown has its own grace period; closing waits for the writer to finish.
         self.inner.close().await

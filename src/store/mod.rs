@@ -398,6 +398,19 @@ pub trait RegisterStore: Send + Sync + 'static {
         Ok(fleet::SharedFleet::default())
     }
 
+    /// Keeps hub checkpoint notes (C2SP signed notes, each with the version it covers) for
+    /// versions the replica holds, replacing one kept for the same version: a relay hands
+    /// them on to its downstream peers with the entries they cover, as it received them.
+    /// Returns how many it kept.
+    async fn keep_checkpoints(&self, notes: Vec<(i64, String)>) -> Result<u64, StoreError>;
+
+    /// The checkpoint notes kept for versions in `(after, upto]`, in version order.
+    async fn checkpoints_between(
+        &self,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
+
     /// For stores shared by several nodes: calls `announce` with the head version whenever
     /// another writer may have appended, until `cancel` fires. A store with a single writer
     /// (this process) has nothing to follow and returns at once.

@@ -446,6 +446,34 @@ impl RegisterStore for EmbeddedStore {
         .await
     }
 
+    async fn keep_checkpoints(&self, notes: Vec<(i64, String)>) -> Result<u64, StoreError> {
+        if notes.is_empty() {
+            return Ok(0);
+        }
+        self.write(|reply| WriteOp::KeepCheckpoints { notes, reply })
+            .await
+    }
+
+    async fn checkpoints_between(
+        &self,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.read(move |c| {
+            let mut query = c
+                .prepare_cached(
+                    "SELECT version, note FROM checkpoint_notes \
+                     WHERE version > ?1 AND version <= ?2 ORDER BY version",
+                )
+                .map_err(sql_err)?;
+            let rows = query
+                .query_map(params![after, upto], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sql_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+        })
+        .await
+    }
+
     fn shares_fleet(&self) -> bool {
         self.fleet.is_some()
     }

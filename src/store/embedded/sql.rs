@@ -46,6 +46,12 @@ CREATE TABLE IF NOT EXISTS blueprints (
 CREATE INDEX IF NOT EXISTS entries_by_transaction
     ON entries(publication_transaction_id, version)
     WHERE publication_transaction_id IS NOT NULL;
+-- Hub checkpoint notes a relay received for versions its replica holds, handed on to its
+-- downstream peers with the entries they cover (`RegisterStore::keep_checkpoints`).
+CREATE TABLE IF NOT EXISTS checkpoint_notes (
+    version INTEGER PRIMARY KEY,
+    note TEXT NOT NULL
+);
 -- Idempotency keys, each written in the transaction of the entry it names (`version`, so
 -- rows are appended in log order and age with it) and deleted once older than
 -- `idempotency.retention` by the hub's housekeeping.

@@ -33,6 +33,10 @@ pub(super) enum WriteOp {
         progress: Option<SyncProgress>,
         reply: Reply<()>,
     },
+    KeepCheckpoints {
+        notes: Vec<(i64, String)>,
+        reply: Reply<u64>,
+    },
     /// Fold the WAL into the main file (SQLite's checkpoint), at close.
     FoldWal {
         reply: Reply<()>,
@@ -99,6 +103,10 @@ pub(super) fn run_batch(conn: &mut Connection, batch: Vec<WriteOp>) {
                         progress.as_ref(),
                     );
                     outcomes.push(Outcome::Unit(reply, result));
+                }
+                WriteOp::KeepCheckpoints { notes, reply } => {
+                    let result = keep_notes(&tx, &notes).map_err(sql_err);
+                    outcomes.push(Outcome::Count(reply, result));
                 }
                 WriteOp::FoldWal { reply } => outcomes.push(Outcome::Unit(reply, Ok(()))),
             }
@@ -229,4 +237,16 @@ fn append_many(
         });
     }
     Ok(())
+}
+
+/// Keeps checkpoint notes by version, replacing one kept for the same version.
+fn keep_notes(tx: &rusqlite::Transaction<'_>, notes: &[(i64, String)]) -> rusqlite::Result<u64> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO checkpoint_notes (version, note) VALUES (?1, ?2) \
+         ON CONFLICT(version) DO UPDATE SET note = excluded.note",
+    )?;
+    for (version, note) in notes {
+        insert.execute(params![version, note])?;
+    }
+    Ok(notes.len() as u64)
 }

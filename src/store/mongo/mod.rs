@@ -36,7 +36,7 @@ use crate::config::MongoConfig;
 use crate::register::entry::{Entry, Expectation, Head, NewEntry};
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Document, doc};
 use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, IndexModel};
@@ -59,6 +59,9 @@ pub const IDEMPOTENCY_KEYS: &str = "sorcha_idempotency_keys";
 /// transaction of the entry, so two hubs cannot both append one id. Entries written before it
 /// existed are found through the entries' `publicationTransactionId` index instead.
 pub const TRANSACTION_IDS: &str = "sorcha_transaction_ids";
+/// Collection of hub checkpoint notes a relay keeps (`_id` = the version it covers, `note`);
+/// see [`RegisterStore::keep_checkpoints`].
+pub const CHECKPOINT_NOTES: &str = "sorcha_checkpoint_notes";
 /// How often an append is retried after losing a version race.
 const MAX_APPEND_ATTEMPTS: usize = 64;
 
@@ -73,6 +76,7 @@ pub struct MongoStore {
     sync_progress: Collection<Document>,
     idempotency_keys: Collection<Document>,
     transaction_ids: Collection<Document>,
+    checkpoint_notes: Collection<Document>,
     /// The database, for the fleet record's batch commands.
     fleet_db: mongodb::Database,
     fleet_peers: Collection<Document>,
@@ -145,6 +149,7 @@ impl MongoStore {
             sync_progress: db.collection(SYNC_PROGRESS),
             idempotency_keys,
             transaction_ids: db.collection(TRANSACTION_IDS),
+            checkpoint_notes: db.collection(CHECKPOINT_NOTES),
             client,
             entries,
             poll_interval,
@@ -303,6 +308,42 @@ impl RegisterStore for MongoStore {
         Err(StoreError::Unavailable(
             "MongoDB: write kept conflicting with concurrent writers; try again".into(),
         ))
+    }
+
+    async fn keep_checkpoints(&self, notes: Vec<(i64, String)>) -> Result<u64, StoreError> {
+        // One upsert per note: a relay keeps one or two per sync batch.
+        let kept = notes.len() as u64;
+        for (version, note) in notes {
+            self.checkpoint_notes
+                .replace_one(
+                    doc! { "_id": version },
+                    doc! { "_id": version, "note": note },
+                )
+                .upsert(true)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(kept)
+    }
+
+    async fn checkpoints_between(
+        &self,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let found: Vec<Document> = self
+            .checkpoint_notes
+            .find(doc! { "_id": { "$gt": after, "$lte": upto } })
+            .sort(doc! { "_id": 1 })
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        Ok(found
+            .iter()
+            .filter_map(|d| Some((d.get_i64("_id").ok()?, d.get_str("note").ok()?.to_owned())))
+            .collect())
     }
 
     async fn sync_progress(&self) -> Result<Option<SyncProgress>, StoreError> {

@@ -133,6 +133,18 @@ impl RegisterStore for CrashPoint {
         self.inner.stats().await
     }
 
+    async fn keep_checkpoints(&self, notes: Vec<(i64, String)>) -> Result<u64, StoreError> {
+        self.inner.keep_checkpoints(notes).await
+    }
+
+    async fn checkpoints_between(
+        &self,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.inner.checkpoints_between(after, upto).await
+    }
+
     async fn close(&self) -> Result<(), StoreError> {
         self.inner.close().await
     }

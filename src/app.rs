@@ -160,6 +160,20 @@ pub async fn start_with_clock(
         }
         ResolvedRole::Hub => (None, None),
     };
+    // A relay (`peer.serveDownstream`) serves the peer protocol from its replica, handing on
+    // its hubs' checkpoints. It is a peer to REST (no hub endpoints); gRPC serves it.
+    let relay = match &peer {
+        Some(peer) if config.peer.serve_downstream => Some(Hub::vouched_by(
+            Arc::clone(&register),
+            Arc::clone(&metrics),
+            config.hub.clone(),
+            node_id.clone(),
+            Arc::clone(&clock),
+            shutdown.clone(),
+            crate::hub::Voucher::Forwards(Arc::clone(peer) as Arc<dyn crate::hub::HeadNote>),
+        )),
+        _ => None,
+    };
     let sse_slots = Arc::new(tokio::sync::Semaphore::new(config.sse.max_subscribers));
     let state = AppState {
         register,
@@ -179,13 +193,17 @@ pub async fn start_with_clock(
         sse_slots,
     };
     let background = Background {
-        housekeeping: hub.clone().map(|hub| tokio::spawn(hub.run_housekeeping())),
+        housekeeping: hub
+            .clone()
+            .or_else(|| relay.clone())
+            .map(|hub| tokio::spawn(hub.run_housekeeping())),
         tailer: follow_other_hubs(&store, &state.register, &shutdown),
         peer: peer_task,
         store,
     };
     let credentials = api::grpc::peer_auth::PeerCredentials::new(&state.config.hub.peer_tokens);
-    let (grpc, health) = api::grpc::router(hub, credentials, &state.config.limits).await?;
+    let (grpc, health) =
+        api::grpc::router(hub.or(relay), credentials, &state.config.limits).await?;
     let router = api::router(state.clone(), grpc, settings.cors);
     let addr = listener.local_addr()?;
     let task = serve_until_stopped(listener, tls, router, &state, health, background)?;

@@ -194,6 +194,11 @@ pub struct PeerFlags {
     #[arg(long, value_name = "ORDER", value_parser = ["priority", "spread"])]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hub_order: Option<String>,
+    /// Serve downstream peers from this peer's replica (a relay); sets
+    /// `peer.serveDownstream`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub serve_downstream: bool,
 }
 
 /// Alert flags.

@@ -181,4 +181,21 @@ mod flag_tests {
             "only priority or spread"
         );
     }
+
+    #[test]
+    fn the_serve_downstream_flag_makes_a_relay() {
+        let parse = |flags: &[&str]| {
+            let cli = Cli::try_parse_from(flags).unwrap();
+            let crate::cli::Command::Serve(args) = cli.command else {
+                panic!("serve");
+            };
+            Config::load(None, args.overrides()).unwrap()
+        };
+        assert!(!parse(&["sorcha-peer", "serve"]).peer.serve_downstream);
+        assert!(
+            parse(&["sorcha-peer", "serve", "--serve-downstream"])
+                .peer
+                .serve_downstream
+        );
+    }
 }

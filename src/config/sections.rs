@@ -211,6 +211,10 @@ pub struct PeerConfig {
     /// first hub while it answers) or `spread` (per peer, by rendezvous hashing of its id and
     /// each hub's URL: peers spread evenly, and a lost hub's peers spread over the others).
     pub hub_order: HubOrder,
+    /// Also serve the peer protocol to downstream peers from the replica (a relay): connect,
+    /// syncs, push, heartbeats, status — handing on the hubs' signed checkpoints, never
+    /// signing. Downstream peers list the relay among their `hubs`.
+    pub serve_downstream: bool,
 }
 
 /// The order a peer tries its hubs in.
@@ -242,6 +246,7 @@ impl Default for PeerConfig {
             require_signatures: false,
             trusted_hub_keys: Vec::new(),
             hub_order: HubOrder::Priority,
+            serve_downstream: false,
         }
     }
 }

@@ -10,18 +10,18 @@ pub mod limits;
 pub mod link;
 pub mod sessions;
 mod sync_stream;
+mod voucher;
 
 use crate::clock::SharedClock;
 use crate::config::HubConfig;
 use crate::error_code::{Classified, Disclosure, ErrorCode};
-use crate::keys::{SigningKey, VerifierKey};
+use crate::keys::SigningKey;
 use crate::metrics::{Metrics, SyncKind, SyncLabels, Transport};
 use crate::protocol::{
     ConnectRequest, ConnectionGrant, DisconnectReason, Filters, Goodbye, Heartbeat, HeartbeatAck,
     HeartbeatReport, HubLoad, HubSummary, Notification, PeerId, PeerSyncState, PeerSyncView,
     SessionId, SessionView, SyncedEntry,
 };
-use crate::register::checkpoint_note::HeadCheckpoint;
 use crate::register::recent::{Derived, Form};
 use crate::register::subscription::Followed;
 use crate::register::{Register, RegisterError};
@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sync_stream::SyncStream;
 use tokio_util::sync::CancellationToken;
+pub use voucher::{CHECKPOINT_REUSE, HeadNote, Voucher};
 
 /// Why a hub operation failed; each maps to one gRPC status code.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -119,8 +120,8 @@ pub struct Hub {
     clock: SharedClock,
     started: Instant,
     shutdown: CancellationToken,
-    /// The key the hub signs its checkpoints with.
-    signer: Arc<SigningKey>,
+    /// Who vouches for what it serves: its own key, or (a relay) its hubs' checkpoints.
+    voucher: Voucher,
     /// The last checkpoint signed: head version, when (hub ms), the note.
     signed_head: std::sync::Mutex<Option<(i64, i64, String)>>,
     /// The fleet record: departed peers, what was written, other hubs' peers.
@@ -161,9 +162,6 @@ const PROPAGATION_SAMPLES: i64 = 1024;
 /// The middle of the retry hint a full sync refused for the hub's full-sync cap gets.
 const FULL_SYNC_RETRY: Duration = Duration::from_secs(1);
 
-/// How long a signed checkpoint of an unchanged head is handed out again.
-pub const CHECKPOINT_REUSE: Duration = Duration::from_secs(1);
-
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
@@ -173,8 +171,8 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// A hub over `register`, counting in `metrics`; streams end when `shutdown` is
-    /// cancelled.
+    /// A hub over `register`, counting in `metrics`, signing its checkpoints with `signer`;
+    /// streams end when `shutdown` is cancelled.
     pub fn new(
         register: Arc<Register>,
         metrics: Arc<Metrics>,
@@ -183,6 +181,28 @@ impl Hub {
         clock: SharedClock,
         shutdown: CancellationToken,
         signer: Arc<SigningKey>,
+    ) -> Arc<Self> {
+        Self::vouched_by(
+            register,
+            metrics,
+            config,
+            node_id,
+            clock,
+            shutdown,
+            Voucher::Signs(signer),
+        )
+    }
+
+    /// A hub whose checkpoints come from `voucher`: [`Hub::new`] for a hub, a relay's
+    /// replica with [`Voucher::Forwards`].
+    pub fn vouched_by(
+        register: Arc<Register>,
+        metrics: Arc<Metrics>,
+        config: HubConfig,
+        node_id: String,
+        clock: SharedClock,
+        shutdown: CancellationToken,
+        voucher: Voucher,
     ) -> Arc<Self> {
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let timings = FleetTimings {
@@ -212,14 +232,9 @@ impl Hub {
             clock,
             started: Instant::now(),
             shutdown,
-            signer,
+            voucher,
             signed_head: std::sync::Mutex::new(None),
         })
-    }
-
-    /// The verifier key of the hub's checkpoint signatures.
-    pub fn checkpoint_key(&self) -> &VerifierKey {
-        self.signer.verifier()
     }
 
     /// The hub's signed checkpoint of its current head (a C2SP signed note; see
@@ -228,7 +243,7 @@ impl Hub {
         let Some(head) = self.register.announced_head().await? else {
             return Ok(None);
         };
-        Ok(self.sign_head(head.version, &head.chain_hash))
+        Ok(self.vouch(head.version, &head.chain_hash))
     }
 
     /// The signed checkpoint of the head the hub has announced, with its version; `None` on
@@ -239,36 +254,8 @@ impl Hub {
             return Ok(None);
         };
         Ok(self
-            .sign_head(head.version, &head.chain_hash)
+            .vouch(head.version, &head.chain_hash)
             .map(|note| (head.version, note)))
-    }
-
-    /// The signed checkpoint of the head `version` / `chain_hash` (`None` when there is no
-    /// head). A note of the same head signed within the last [`CHECKPOINT_REUSE`] is reused,
-    /// so every connect, heartbeat and sync stream carries one without a signature each.
-    fn sign_head(&self, version: i64, chain_hash: &str) -> Option<String> {
-        let now = self.clock.now_ms();
-        let reuse_ms = i64::try_from(CHECKPOINT_REUSE.as_millis()).unwrap_or(i64::MAX);
-        if let Ok(cached) = self.signed_head.lock()
-            && let Some((v, at, note)) = cached.as_ref()
-            && *v == version
-            && (now - *at) < reuse_ms
-        {
-            return Some(note.clone());
-        }
-        let head = crate::register::entry::Head {
-            version,
-            chain_hash: chain_hash.to_owned(),
-        };
-        let checkpoint = HeadCheckpoint::of_head(&head, now).filter(|_| version > 0)?;
-        let note = checkpoint.sign(&self.signer);
-        // Sync streams sign older versions (page ends) too; those must not evict the head's.
-        if let Ok(mut cached) = self.signed_head.lock()
-            && cached.as_ref().is_none_or(|(v, _, _)| *v <= version)
-        {
-            *cached = Some((version, now, note.clone()));
-        }
-        Some(note)
     }
 
     /// The hub's node id.
@@ -333,7 +320,7 @@ impl Hub {
             .check(Limited::Connect, request.peer_id.as_str())?;
         self.admit(&request)?;
         let (current_version, head_hash) = self.head().await?;
-        let checkpoint = self.sign_head(current_version, &head_hash);
+        let checkpoint = self.vouch(current_version, &head_hash);
         let first_seen = self.fleet.first_seen(request.peer_id.as_str());
         let opened = match self.sessions.open(&request, current_version, first_seen) {
             Ok(opened) => opened,
@@ -361,7 +348,7 @@ impl Hub {
             current_version,
             head_hash,
             checkpoint,
-            checkpoint_key: Some(self.signer.verifier().to_string()),
+            checkpoint_key: self.checkpoint_key(),
             connected_at: opened.connected_at,
             heartbeat_interval: self.config.heartbeat_interval,
             heartbeat_timeout: self.config.heartbeat_timeout,
@@ -562,7 +549,7 @@ impl Hub {
         self.limits
             .check(Limited::Heartbeat, heartbeat.peer_id.as_str())?;
         let (current_version, head_hash) = self.head().await?;
-        let checkpoint = self.sign_head(current_version, &head_hash);
+        let checkpoint = self.vouch(current_version, &head_hash);
         let now = self.clock.now_ms();
         let outcome = self.sessions.heartbeat(&heartbeat, current_version)?;
         self.metrics.heartbeats_received.inc();

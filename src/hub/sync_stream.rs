@@ -1,6 +1,8 @@
 //! One peer's sync stream: the register's entries after a version, page by page, each page
 //! read through the node's read budget and given back once the transport has taken it, with
-//! the hub's checkpoint on the last entry of every page and of the stream.
+//! the hub's checkpoint on the last entry of every page and of the stream. A relay signs
+//! none: it sends the checkpoints its store kept with the entries they cover, and its newest
+//! with the head.
 
 use super::sessions::StreamGuard;
 use super::{Hub, HubError};
@@ -21,6 +23,8 @@ pub(super) struct SyncStream {
     /// The page being sent. Its budget is held until the entry after its last is asked for:
     /// by then the transport has taken (encoded and sent) them all.
     page: Option<Page>,
+    /// A relay's kept checkpoints of the page's versions, by version.
+    notes: std::collections::BTreeMap<i64, String>,
     /// Set by a failed read: the error was the stream's last item.
     failed: bool,
     /// Counts the stream on its session while it runs; records the peer's progress at the end.
@@ -46,6 +50,7 @@ impl SyncStream {
             sent: 0,
             limit,
             page: None,
+            notes: std::collections::BTreeMap::new(),
             failed: false,
             guard,
             _full_sync: full_sync,
@@ -92,8 +97,12 @@ impl SyncStream {
         self.served.inc();
         self.cursor = entry.version;
         self.sent += 1;
-        let checkpoint = if self.vouches_here() {
-            self.hub.sign_head(entry.version, &entry.chain_hash)
+        let checkpoint = if self.hub.forwards() {
+            self.notes
+                .remove(&entry.version)
+                .or_else(|| self.hub.vouch(entry.version, &entry.chain_hash))
+        } else if self.vouches_here() {
+            self.hub.vouch(entry.version, &entry.chain_hash)
         } else {
             None
         };
@@ -113,8 +122,16 @@ impl SyncStream {
         let page = register
             .read_page(Scope::Log, self.cursor, bound, None)
             .await?;
-        if page.entries.is_empty() {
+        let Some(last) = page.entries.back().map(|e| e.version) else {
             return Ok(false);
+        };
+        if self.hub.forwards() {
+            self.notes = register
+                .store()
+                .checkpoints_between(self.cursor, last)
+                .await?
+                .into_iter()
+                .collect();
         }
         self.page = Some(page);
         Ok(true)

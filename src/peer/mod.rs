@@ -223,6 +223,24 @@ impl Peer {
         &self.trust
     }
 
+    /// The replica now holds what `v` covers: it becomes the checkpoint the peer shows, and a
+    /// relay (`peer.serveDownstream`) keeps it in its store to hand on with the entries it
+    /// covers. A note that cannot be kept is logged: the relay's downstream peers then wait
+    /// for the next one, nothing is lost.
+    pub async fn checkpoint_applied(&self, v: trust::Vouched) {
+        if self.settings.peer.serve_downstream {
+            let kept = self
+                .register
+                .store()
+                .keep_checkpoints(vec![(v.version, v.note.clone())])
+                .await;
+            if let Err(e) = kept {
+                tracing::warn!(error = %e, version = v.version, "could not keep a hub checkpoint to hand on downstream");
+            }
+        }
+        self.trust.applied(v);
+    }
+
     /// How the peer reaches hubs.
     pub fn dialer(&self) -> &Arc<dyn Dialer> {
         &self.dialer
@@ -558,6 +576,13 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
     }
     peer.state_mut().stopped();
     peer.alerts.drain().await;
+}
+
+/// A relay hands on the last checkpoint that covered what its replica applied.
+impl crate::hub::HeadNote for Peer {
+    fn head_note(&self) -> Option<trust::Vouched> {
+        self.trust.last_checkpoint()
+    }
 }
 
 #[cfg(test)]

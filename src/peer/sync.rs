@@ -265,7 +265,7 @@ async fn run_sync(
                 // The hub vouches for the head the replica already has: a fresher checkpoint.
                 if vouching && let Some(note) = checkpoint {
                     let v = trust.vouch_entry(hub.url, &note, entry.version, &entry.chain_hash)?;
-                    trust.applied(v);
+                    peer.checkpoint_applied(v).await;
                 }
             }
             continue;
@@ -284,7 +284,7 @@ async fn run_sync(
                     applied += step(applied)
                         .apply(batch.take(), signatures.as_mut(), false)
                         .await?;
-                    trust.applied(v);
+                    peer.checkpoint_applied(v).await;
                 }
                 None if batch.entries.len() > STAGED_BATCHES * BATCH_ENTRIES
                     || batch.bytes > STAGED_BATCHES * batch_limit =>

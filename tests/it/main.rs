@@ -31,6 +31,7 @@ mod otel;
 mod peer;
 mod properties;
 mod quickstart;
+mod relay;
 mod rest;
 mod robustness;
 mod schema;

@@ -76,7 +76,7 @@ pub async fn node(State(state): State<AppState>) -> Result<Json<NodeView>, ApiEr
         started_at: state.node.started_at_ms,
         integrity_ok: failure.is_none(),
         integrity_failure: failure.and_then(|f| serde_json::to_value(f).ok()),
-        checkpoint_key: state.hub.as_ref().map(|h| h.checkpoint_key().to_string()),
+        checkpoint_key: state.hub.as_ref().and_then(|h| h.checkpoint_key()),
         publisher_keys: state.register.publisher_keys().texts(),
     }))
 }

@@ -98,10 +98,8 @@ pub async fn start_hub(
                 .unwrap(),
         ),
     );
+    // Housekeeping runs the fleet record too (shared when the store shares it).
     tokio::spawn(Arc::clone(&hub).run_housekeeping());
-    if store.shares_fleet() {
-        tokio::spawn(Arc::clone(&hub).run_fleet());
-    }
     // The shared store's tailer: appends through the other hubs move this hub's head.
     let tail_stop = stop.clone();
     tokio::spawn(async move {

@@ -1,0 +1,101 @@
+//! Relays: peers that serve peers from their replica (`peer.serveDownstream`), handing on the
+//! hubs' signed checkpoints so a downstream peer checks a relay exactly as it checks a hub.
+
+use crate::support::{TestHub, checkpoint_refused, get_json, wait_for};
+use serde_json::json;
+use sorcha_peer::keys::{SigningKey, VerifierKey};
+use sorcha_peer::register::checkpoint_note;
+
+async fn head_of(node: &TestHub) -> i64 {
+    get_json(node.addr(), "/api/v1/system-register").await["headVersion"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+async fn wait_head(node: &TestHub, label: &str, version: i64) {
+    wait_for(label, || async {
+        (head_of(node).await == version).then_some(())
+    })
+    .await;
+}
+
+/// Hub → relay → downstream peer, all trusting only the hub's key: the downstream peer full
+/// syncs from the relay in several steps (a checkpoint the relay kept at each of its hub's page
+/// ends), follows new publications pushed through the relay, and ends holding the hub's own
+/// signed checkpoint of the head. A downstream peer trusting another key applies nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_serves_downstream_peers_under_the_hubs_checkpoints() {
+    // Small pages: the hub's sync of 60 8 KiB documents takes several steps, more than a
+    // downstream peer may stage without a checkpoint (4 pages).
+    let hub = TestHub::configured(|c| c.limits.max_page_bytes = 64 * 1024).await;
+    for i in 0..60 {
+        let (status, e) = hub
+            .publish(
+                &format!("r-{i}"),
+                json!({"i": i, "pad": "x".repeat(8 * 1024)}),
+            )
+            .await;
+        assert_eq!(status, 201, "{e}");
+    }
+    let (_, node) = hub.get("/api/v1/node").await;
+    let key = VerifierKey::parse(node["checkpointKey"].as_str().unwrap()).unwrap();
+
+    let relay = TestHub::peer_of(vec![hub.url("")], |c| {
+        c.peer.serve_downstream = true;
+        c.peer.trusted_hub_keys = vec![key.clone()];
+    })
+    .await;
+    wait_head(&relay, "the relay to replicate", 61).await;
+    let downstream = TestHub::peer_of(vec![relay.url("")], |c| {
+        c.peer.trusted_hub_keys = vec![key.clone()];
+        // The relay's pages may be larger than its hub's: what the downstream stages
+        // between two checkpoints is still one hub page.
+        c.limits.max_page_bytes = 64 * 1024;
+    })
+    .await;
+    wait_head(
+        &downstream,
+        "the downstream peer to replicate via the relay",
+        61,
+    )
+    .await;
+    let (_, connection) = downstream.get("/api/v1/connection").await;
+    assert_eq!(connection["state"], "Connected", "{connection}");
+    assert_eq!(
+        connection["currentHub"],
+        relay.url(""),
+        "the downstream peer's hub is the relay: {connection}"
+    );
+
+    // New publications reach the downstream peer through the relay.
+    for i in 60..63 {
+        let (status, e) = hub.publish(&format!("r-{i}"), json!({"i": i})).await;
+        assert_eq!(status, 201, "{e}");
+    }
+    wait_head(
+        &downstream,
+        "the downstream peer to follow pushes via the relay",
+        64,
+    )
+    .await;
+    let response = reqwest::get(downstream.url("/api/v1/system-register/checkpoint"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let note = response.text().await.unwrap();
+    let vouched = checkpoint_note::open(&note, std::slice::from_ref(&key))
+        .expect("the downstream peer's checkpoint is the hub's own, under the hub's key");
+    assert_eq!(vouched.checkpoint.version, 64);
+
+    // A downstream peer trusting another key follows nothing the relay hands on.
+    let stranger = SigningKey::generate(key.name()).unwrap();
+    let wrong = TestHub::peer_of(vec![relay.url("")], |c| {
+        c.peer.trusted_hub_keys = vec![stranger.verifier().clone()];
+    })
+    .await;
+    checkpoint_refused(&wrong, 0, "not signed by a trusted key").await;
+    assert_eq!(head_of(&wrong).await, 0, "nothing applied");
+    for node in [wrong, downstream, relay, hub] {
+        node.stop().await;
+    }
+}

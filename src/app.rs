@@ -170,7 +170,7 @@ pub async fn start_with_clock(
             node_id.clone(),
             Arc::clone(&clock),
             shutdown.clone(),
-            crate::hub::Voucher::Forwards(Arc::clone(peer) as Arc<dyn crate::hub::HeadNote>),
+            crate::hub::Voucher::Forwards(Arc::clone(peer) as Arc<dyn crate::hub::Upstream>),
         )),
         _ => None,
     };

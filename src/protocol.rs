@@ -95,6 +95,9 @@ pub struct ConnectRequest {
     /// The id of the hub whose session the peer just lost ("" = none): the hub it connects
     /// to stops counting that one toward fair shares until it shows it is alive.
     pub lost_hub: String,
+    /// A relay's path to a hub: its own id, then the relays above it, nearest first (empty
+    /// from a peer that serves no one).
+    pub relay_path: Vec<String>,
 }
 
 impl ConnectRequest {
@@ -107,6 +110,7 @@ impl ConnectRequest {
             connection_time: 0,
             insist: false,
             lost_hub: String::new(),
+            relay_path: Vec::new(),
         }
     }
 }
@@ -124,8 +128,11 @@ pub struct ConnectionGrant {
     pub head_hash: String,
     /// The hub's signed checkpoint of that head (a C2SP signed note), if it sent one.
     pub checkpoint: Option<String>,
-    /// The verifier key the hub signs checkpoints with (`name+keyid+base64`), if it signs.
+    /// The verifier key of the checkpoints it hands out (`name+keyid+base64`), if any.
     pub checkpoint_key: Option<String>,
+    /// The answering node's path to a hub: empty from a hub; a relay's own id, then the
+    /// relays above it.
+    pub relay_path: Vec<String>,
     /// When the session started, Unix ms.
     pub connected_at: i64,
     /// Heartbeat period the peer should use.

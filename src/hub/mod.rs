@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sync_stream::SyncStream;
 use tokio_util::sync::CancellationToken;
-pub use voucher::{CHECKPOINT_REUSE, HeadNote, Voucher};
+pub use voucher::{CHECKPOINT_REUSE, Upstream, Voucher};
 
 /// Why a hub operation failed; each maps to one gRPC status code.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -318,6 +318,7 @@ impl Hub {
         self.ensure_ready()?;
         self.limits
             .check(Limited::Connect, request.peer_id.as_str())?;
+        self.refuse_loop(request.peer_id.as_str())?;
         self.admit(&request)?;
         let (current_version, head_hash) = self.head().await?;
         let checkpoint = self.vouch(current_version, &head_hash);
@@ -349,6 +350,7 @@ impl Hub {
             head_hash,
             checkpoint,
             checkpoint_key: self.checkpoint_key(),
+            relay_path: self.relay_path(),
             connected_at: opened.connected_at,
             heartbeat_interval: self.config.heartbeat_interval,
             heartbeat_timeout: self.config.heartbeat_timeout,

@@ -13,10 +13,14 @@ use std::time::Duration;
 /// How long a signed checkpoint of an unchanged head is handed out again.
 pub const CHECKPOINT_REUSE: Duration = Duration::from_secs(1);
 
-/// The newest hub checkpoint a relay holds that covers its replica's head.
-pub trait HeadNote: Send + Sync {
-    /// That checkpoint, if the relay holds one.
+/// What a relay's hub learns from the relay's own peer.
+pub trait Upstream: Send + Sync {
+    /// The newest hub checkpoint that covers the replica's head, if the relay holds one.
     fn head_note(&self) -> Option<Vouched>;
+
+    /// The relay's path to a hub: its own node id, then the relays above it, nearest first
+    /// (only its own id while it has no upstream session).
+    fn path(&self) -> Vec<String>;
 }
 
 /// Who vouches for what a hub serves.
@@ -25,7 +29,7 @@ pub enum Voucher {
     Signs(Arc<SigningKey>),
     /// A relay: the head's checkpoint comes from here, older ones from its store (kept there
     /// as its peer applied them, see `RegisterStore::keep_checkpoints`).
-    Forwards(Arc<dyn HeadNote>),
+    Forwards(Arc<dyn Upstream>),
 }
 
 impl Hub {
@@ -41,6 +45,28 @@ impl Hub {
             Voucher::Signs(key) => Some(key.verifier().to_string()),
             Voucher::Forwards(notes) => notes.head_note().map(|v| v.key),
         }
+    }
+
+    /// This node's path to a hub: empty for a hub, the relay's own for a relay.
+    pub fn relay_path(&self) -> Vec<String> {
+        match &self.voucher {
+            Voucher::Signs(_) => Vec::new(),
+            Voucher::Forwards(upstream) => upstream.path(),
+        }
+    }
+
+    /// Refuses a peer that is on this relay's path to a hub (the relay itself, or a relay
+    /// above it): serving it from here would close a loop.
+    pub(super) fn refuse_loop(&self, peer_id: &str) -> Result<(), super::HubError> {
+        let path = self.relay_path();
+        if path.iter().any(|id| id == peer_id) {
+            return Err(super::HubError::WrongState(format!(
+                "relay loop: {peer_id} is on this relay's path to a hub ({}); it cannot be \
+                 served from here",
+                path.join(" → ")
+            )));
+        }
+        Ok(())
     }
 
     /// The checkpoint of the head `version` / `chain_hash` (`None` when there is no head, or a

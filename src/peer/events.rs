@@ -27,6 +27,9 @@ impl Peer {
 
     pub(super) fn on_connected(&self, index: usize, grant: &ConnectionGrant) {
         self.note_refusal(index, None);
+        grant
+            .relay_path
+            .clone_into(&mut self.upstream_path.lock().unwrap_or_else(|p| p.into_inner()));
         self.alerts.refused.store(false, Ordering::Relaxed);
         let now = self.clock.now_ms();
         if let Some(since) = self.state_mut().unconnected_since.take() {

@@ -142,6 +142,9 @@ pub struct Peer {
     jitter: Mutex<StdRng>,
     /// Which hub keys are trusted, and what they vouched for.
     trust: trust::HubTrust,
+    /// The path to a hub its current (or last) upstream answered with (see
+    /// [`Peer::relay_path`]).
+    upstream_path: Mutex<Vec<String>>,
 }
 
 /// A hub clock this far from the peer's raises `peer.clock_offset` (heartbeats are sent on the
@@ -189,6 +192,7 @@ impl Peer {
                 &settings.data_dir,
             ),
             state: Mutex::new(PeerState::new(&settings.hubs)),
+            upstream_path: Mutex::default(),
             refusals: Mutex::new(vec![None; settings.hubs.len()]),
             register,
             metrics,
@@ -221,6 +225,22 @@ impl Peer {
     /// Which hub keys are trusted, and what they vouched for.
     pub fn trust(&self) -> &trust::HubTrust {
         &self.trust
+    }
+
+    /// This peer's path to a hub: its own node id, then the relays above it (as its upstream
+    /// answered when it connected), nearest first; only its own id while not in session.
+    pub fn relay_path(&self) -> Vec<String> {
+        let mut path = vec![self.node_id.to_string()];
+        if self.state().state.in_session() {
+            path.extend(
+                self.upstream_path
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned(),
+            );
+        }
+        path
     }
 
     /// The replica now holds what `v` covers: it becomes the checkpoint the peer shows, and a
@@ -578,10 +598,15 @@ async fn run(peer: Arc<Peer>, mut commands: mpsc::Receiver<Command>, shutdown: C
     peer.alerts.drain().await;
 }
 
-/// A relay hands on the last checkpoint that covered what its replica applied.
-impl crate::hub::HeadNote for Peer {
+/// A relay hands on the last checkpoint that covered what its replica applied, and knows its
+/// path to a hub from its upstream's connect answer.
+impl crate::hub::Upstream for Peer {
     fn head_note(&self) -> Option<trust::Vouched> {
         self.trust.last_checkpoint()
+    }
+
+    fn path(&self) -> Vec<String> {
+        self.relay_path()
     }
 }
 

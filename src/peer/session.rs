@@ -109,6 +109,11 @@ pub async fn run(
             connection_time: peer.clock().now_ms(),
             insist: hints.insist,
             lost_hub: hints.lost_hub.clone(),
+            relay_path: if peer.settings().peer.serve_downstream {
+                peer.relay_path()
+            } else {
+                Vec::new()
+            },
         };
         let sent = peer.clock().now_ms();
         let grant = link.open_session(&request).await?;
@@ -155,6 +160,22 @@ pub async fn run(
         session: session.clone(),
         goodbye: DisconnectReason::Failover.into(),
     };
+
+    // A relay that finds itself on its upstream's path has dialled its own downstream (the
+    // upstream refuses such a connect; this catches two relays connecting to each other at
+    // once).
+    if grant
+        .relay_path
+        .iter()
+        .any(|id| id == peer.node_id().as_str())
+    {
+        return ending
+            .end(SessionEnd::BrokeEarly(format!(
+                "relay loop: this relay is on the path of {url} ({})",
+                grant.relay_path.join(" → ")
+            )))
+            .await;
+    }
 
     // A hub whose checkpoint (or key) is not trusted is left before anything is applied.
     let admitted = peer.trust().admit(

@@ -169,6 +169,7 @@ async fn connect_answers_and_heartbeat_acks_carry_a_signed_checkpoint() {
             connection_time: now(),
             insist: false,
             lost_hub: String::new(),
+            relay_path: Vec::new(),
         })
         .await
         .unwrap();
@@ -237,6 +238,7 @@ async fn sync_streams_carry_checkpoints_at_every_page_end() {
             connection_time: 0,
             insist: false,
             lost_hub: String::new(),
+            relay_path: Vec::new(),
         })
         .await
         .unwrap();

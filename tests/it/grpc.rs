@@ -37,6 +37,7 @@ fn peer(id: &str) -> ConnectRequest {
         connection_time: now_ms(),
         insist: false,
         lost_hub: String::new(),
+        relay_path: Vec::new(),
     }
 }
 

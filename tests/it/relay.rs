@@ -1,7 +1,7 @@
 //! Relays: peers that serve peers from their replica (`peer.serveDownstream`), handing on the
 //! hubs' signed checkpoints so a downstream peer checks a relay exactly as it checks a hub.
 
-use crate::support::{TestHub, checkpoint_refused, get_json, wait_for};
+use crate::support::{TestHub, checkpoint_refused, get_json, peer_config, wait_for};
 use serde_json::json;
 use sorcha_peer::keys::{SigningKey, VerifierKey};
 use sorcha_peer::register::checkpoint_note;
@@ -41,12 +41,14 @@ async fn a_relay_serves_downstream_peers_under_the_hubs_checkpoints() {
     let key = VerifierKey::parse(node["checkpointKey"].as_str().unwrap()).unwrap();
 
     let relay = TestHub::peer_of(vec![hub.url("")], |c| {
+        c.node_id = Some("relay-1".into());
         c.peer.serve_downstream = true;
         c.peer.trusted_hub_keys = vec![key.clone()];
     })
     .await;
     wait_head(&relay, "the relay to replicate", 61).await;
     let downstream = TestHub::peer_of(vec![relay.url("")], |c| {
+        c.node_id = Some("down-1".into());
         c.peer.trusted_hub_keys = vec![key.clone()];
         // The relay's pages may be larger than its hub's: what the downstream stages
         // between two checkpoints is still one hub page.
@@ -90,6 +92,7 @@ async fn a_relay_serves_downstream_peers_under_the_hubs_checkpoints() {
     // A downstream peer trusting another key follows nothing the relay hands on.
     let stranger = SigningKey::generate(key.name()).unwrap();
     let wrong = TestHub::peer_of(vec![relay.url("")], |c| {
+        c.node_id = Some("down-2".into());
         c.peer.trusted_hub_keys = vec![stranger.verifier().clone()];
     })
     .await;
@@ -98,4 +101,60 @@ async fn a_relay_serves_downstream_peers_under_the_hubs_checkpoints() {
     for node in [wrong, downstream, relay, hub] {
         node.stop().await;
     }
+}
+
+/// Relay B serves from relay A; when A's hub goes, A fails over to its second hub, B: B
+/// refuses it ("relay loop", A is on B's path to a hub) and A goes isolated rather than
+/// replicate from its own downstream, while B stays connected to A and keeps reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_loop_is_refused_at_connect() {
+    let hub = TestHub::start().await;
+    let (status, e) = hub.publish("loop-1", json!({"n": 1})).await;
+    assert_eq!(status, 201, "{e}");
+    let relay = |id: &str| {
+        let id = id.to_owned();
+        move |c: &mut sorcha_peer::config::Config| {
+            c.node_id = Some(id);
+            c.peer.serve_downstream = true;
+        }
+    };
+    let a = TestHub::peer_of(vec![hub.url("")], relay("relay-a")).await;
+    let b = TestHub::peer_of(vec![a.url("")], relay("relay-b")).await;
+    wait_head(&b, "relay B to replicate through relay A", 2).await;
+    // A learns of B as a second hub.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = peer_config(dir.path(), vec![hub.url(""), b.url("")]);
+    relay("relay-a")(&mut cfg);
+    let a = a.restart_with(cfg).await;
+    wait_for("relay A back on the hub and B back on A", || async {
+        let (_, ca) = a.get("/api/v1/connection").await;
+        let (_, cb) = b.get("/api/v1/connection").await;
+        (ca["currentHub"] == hub.url("") && cb["state"] == "Connected").then_some(())
+    })
+    .await;
+
+    hub.stop().await;
+    let connection = wait_for("relay A to be refused by B as a loop", || async {
+        let (_, c) = a.get("/api/v1/connection").await;
+        let error = c["hubs"][1]["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        error.contains("relay loop").then_some(c)
+    })
+    .await;
+    assert!(
+        connection["sessionId"].is_null(),
+        "no session with B: {connection}"
+    );
+    wait_for("relay A isolated", || async {
+        let (_, c) = a.get("/api/v1/connection").await;
+        (c["state"] == "Isolated").then_some(())
+    })
+    .await;
+    let (_, cb) = b.get("/api/v1/connection").await;
+    assert_eq!(cb["state"], "Connected", "B still served by A: {cb}");
+    assert_eq!(head_of(&b).await, 2);
+    b.stop().await;
+    a.stop().await;
 }

@@ -29,6 +29,7 @@ fn connect_request(id: &str) -> ConnectRequest {
             .as_millis() as i64,
         insist: false,
         lost_hub: String::new(),
+        relay_path: Vec::new(),
     }
 }
 

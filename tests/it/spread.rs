@@ -129,6 +129,7 @@ async fn full_syncs_beyond_the_hubs_cap_are_told_to_come_back_soon() {
                 connection_time: 0,
                 insist: false,
                 lost_hub: String::new(),
+                relay_path: Vec::new(),
             })
             .await
             .unwrap();
@@ -579,7 +580,8 @@ async fn an_admin_drains_a_hub_over_rest() {
     assert_eq!(refused.code, ErrorCode::Draining, "{refused:?}");
 }
 
-/// A connect naming a lost hub that breaks the node-id rule is refused, naming the field.
+/// A connect naming a lost hub (or a relay path) that breaks the node-id rule is refused,
+/// naming the field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_hub_that_is_no_node_id_is_refused() {
     use sorcha_peer::error_code::ErrorCode;
@@ -606,4 +608,14 @@ async fn a_lost_hub_that_is_no_node_id_is_refused() {
     assert!(refused.message.contains("lost_hub"), "{refused:?}");
     // A well-formed id the hub does not know is simply not counted.
     client.open_session(&request("hub-9")).await.unwrap();
+    // A relay path is node ids too.
+    let refused = client
+        .open_session(&ConnectRequest {
+            relay_path: vec!["relay-1".into(), "not an id!".into()],
+            ..request("")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Invalid, "{refused:?}");
+    assert!(refused.message.contains("relay_path"), "{refused:?}");
 }

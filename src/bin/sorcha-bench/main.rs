@@ -303,6 +303,7 @@ fn peer_request(id: &PeerId, version: i64) -> ConnectRequest {
         connection_time: 0,
         insist: false,
         lost_hub: String::new(),
+        relay_path: Vec::new(),
     }
 }
 

@@ -191,6 +191,15 @@ pub fn connect_from_wire(r: proto::ConnectRequest) -> Result<ConnectRequest, Val
                 .as_str()
                 .to_owned()
         },
+        relay_path: r
+            .relay_path
+            .iter()
+            .map(|id| {
+                Ok(crate::protocol::PeerId::parse_as("relay_path", id)?
+                    .as_str()
+                    .to_owned())
+            })
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -215,6 +224,7 @@ pub fn connect_to_wire(r: &ConnectRequest) -> proto::ConnectRequest {
         connection_time: r.connection_time,
         insist: r.insist,
         lost_hub: r.lost_hub.clone(),
+        relay_path: r.relay_path.clone(),
     }
 }
 
@@ -243,6 +253,7 @@ pub fn grant_to_wire(g: &ConnectionGrant) -> proto::ConnectionResponse {
         head_hash: g.head_hash.clone(),
         checkpoint: g.checkpoint.clone().unwrap_or_default(),
         checkpoint_key: g.checkpoint_key.clone().unwrap_or_default(),
+        relay_path: g.relay_path.clone(),
     }
 }
 
@@ -257,6 +268,7 @@ pub fn grant_from_wire(r: proto::ConnectionResponse) -> ConnectionGrant {
         head_hash: r.head_hash,
         checkpoint: present(r.checkpoint),
         checkpoint_key: present(r.checkpoint_key),
+        relay_path: r.relay_path,
         connected_at: r.connected_at,
         heartbeat_interval: secs(r.heartbeat_interval_seconds),
         heartbeat_timeout: secs(config.heartbeat_timeout_seconds),

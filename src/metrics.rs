@@ -273,6 +273,9 @@ pub struct Metrics {
     pub isolated: Gauge,
     /// The current hub's clock minus this peer's, as the peer estimates it.
     pub hub_clock_offset: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Age of the newest trusted checkpoint the current hub (or relay) handed out, on its
+    /// clock at its last heartbeat answer.
+    pub source_checkpoint_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Register head version.
     pub head_version: Gauge,
     /// Peer sessions on a hub.
@@ -351,6 +354,7 @@ impl Metrics {
             connection_state: Gauge::default(),
             isolated: Gauge::default(),
             hub_clock_offset: Gauge::default(),
+            source_checkpoint_age: Gauge::default(),
             head_version: Gauge::default(),
             hub_sessions: Gauge::default(),
             fair_share_cap: Gauge::default(),
@@ -504,6 +508,14 @@ impl Metrics {
              heartbeats are sent on the hub's clock",
             s.clone(),
             m.hub_clock_offset.clone(),
+        );
+        r.register_with_unit(
+            "source_checkpoint_age",
+            "Age of the newest trusted checkpoint the current hub or relay handed out, on its \
+             clock at its last heartbeat answer; above peer.maxCheckpointAge raises \
+             peer.stale_source",
+            s.clone(),
+            m.source_checkpoint_age.clone(),
         );
         r.register(
             "register_head_version",

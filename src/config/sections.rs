@@ -63,6 +63,11 @@ pub struct HubConfig {
     /// SIGTERM stops the hub at once (peers fail over).
     #[serde(with = "humantime_serde")]
     pub drain_period: Duration,
+    /// The longest the hub hands out one signature of an unchanged head: every connect
+    /// answer, heartbeat acknowledgement and sync stream carries a checkpoint at most this
+    /// old, so a peer can tell a source that stopped vouching (`peer.maxCheckpointAge`).
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_refresh: Duration,
     /// Push streams one session may hold open; one more gets RESOURCE_EXHAUSTED.
     pub max_push_streams_per_session: u32,
     /// Peer credentials. When any are configured, every `sorcha.peer.v1` call must carry
@@ -146,6 +151,7 @@ impl Default for HubConfig {
             fair_share_percent: 110,
             fair_share_floor: 4,
             drain_period: Duration::from_secs(10),
+            checkpoint_refresh: crate::hub::CHECKPOINT_REUSE,
             max_push_streams_per_session: 4,
             peer_tokens: Vec::new(),
             rate_limits: RateLimitsConfig::default(),
@@ -215,6 +221,11 @@ pub struct PeerConfig {
     /// syncs, push, heartbeats, status — handing on the hubs' signed checkpoints, never
     /// signing. Downstream peers list the relay among their `hubs`.
     pub serve_downstream: bool,
+    /// A source (hub or relay) whose newest trusted checkpoint is older than this on its own
+    /// clock raises `peer.stale_source`: it answers but no longer vouches for new heads (a
+    /// relay cut off from its hubs, or one that freezes the view). 0: not checked.
+    #[serde(with = "humantime_serde")]
+    pub max_checkpoint_age: Duration,
 }
 
 /// The order a peer tries its hubs in.
@@ -247,6 +258,7 @@ impl Default for PeerConfig {
             trusted_hub_keys: Vec::new(),
             hub_order: HubOrder::Priority,
             serve_downstream: false,
+            max_checkpoint_age: Duration::from_secs(300),
         }
     }
 }

@@ -240,6 +240,19 @@ impl Config {
                     .into(),
             );
         }
+        if self.hub.checkpoint_refresh.is_zero() {
+            return err("hub.checkpointRefresh must be above zero".into());
+        }
+        // A checkpoint is looked at with each heartbeat answer: an age limit within one
+        // interval would raise the alert between two healthy answers.
+        if !peer.max_checkpoint_age.is_zero() && peer.max_checkpoint_age <= peer.heartbeat_interval
+        {
+            return err(format!(
+                "peer.maxCheckpointAge ({:?}) must be longer than peer.heartbeatInterval ({:?}), \
+                 or 0 to not check",
+                peer.max_checkpoint_age, peer.heartbeat_interval
+            ));
+        }
         if self.hub.max_sessions == 0 {
             return err("hub.maxSessions must be at least 1".into());
         }
@@ -351,5 +364,26 @@ mod tests {
         assert!(c.validate().is_ok());
         c.peer.request_timeout = Duration::ZERO;
         assert!(c.validate().unwrap_err().0.contains("peer.requestTimeout"));
+    }
+
+    #[test]
+    fn a_checkpoint_age_limit_outlasts_a_heartbeat_interval() {
+        let mut c = Config::default();
+        c.peer.max_checkpoint_age = c.peer.heartbeat_interval;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .0
+                .contains("peer.maxCheckpointAge")
+        );
+        c.peer.max_checkpoint_age = Duration::ZERO;
+        assert!(c.validate().is_ok(), "0 does not check");
+        c.hub.checkpoint_refresh = Duration::ZERO;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .0
+                .contains("hub.checkpointRefresh")
+        );
     }
 }

@@ -10,7 +10,8 @@ use crate::register::checkpoint_note::HeadCheckpoint;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a signed checkpoint of an unchanged head is handed out again.
+/// How long a signed checkpoint of an unchanged head is handed out again, by default
+/// (`hub.checkpointRefresh`).
 pub const CHECKPOINT_REUSE: Duration = Duration::from_secs(1);
 
 /// What a relay's hub learns from the relay's own peer.
@@ -71,7 +72,7 @@ impl Hub {
 
     /// The checkpoint of the head `version` / `chain_hash` (`None` when there is no head, or a
     /// relay holds none for it). A hub reuses a note of the same head signed within the last
-    /// [`CHECKPOINT_REUSE`], so every connect, heartbeat and sync stream carries one without a
+    /// `hub.checkpointRefresh`, so every connect, heartbeat and sync stream carries one without a
     /// signature each; a relay hands on its newest when it covers exactly that head.
     pub(super) fn vouch(&self, version: i64, chain_hash: &str) -> Option<String> {
         let key = match &self.voucher {
@@ -84,7 +85,8 @@ impl Hub {
             }
         };
         let now = self.clock.now_ms();
-        let reuse_ms = i64::try_from(CHECKPOINT_REUSE.as_millis()).unwrap_or(i64::MAX);
+        let reuse_ms =
+            i64::try_from(self.config.checkpoint_refresh.as_millis()).unwrap_or(i64::MAX);
         if let Ok(cached) = self.signed_head.lock()
             && let Some((v, at, note)) = cached.as_ref()
             && *v == version

@@ -23,6 +23,8 @@ pub struct Alerter {
     pub(super) refused: AtomicBool,
     /// `peer.clock_offset` was raised and the offset has not come back since.
     pub(super) clock_off: AtomicBool,
+    /// `peer.stale_source` was raised and the source has not vouched for a fresh head since.
+    pub(super) stale: AtomicBool,
 }
 
 impl Alerter {
@@ -34,6 +36,7 @@ impl Alerter {
             feed: tokio::sync::broadcast::channel(FEED).0,
             refused: AtomicBool::new(false),
             clock_off: AtomicBool::new(false),
+            stale: AtomicBool::new(false),
         }
     }
 

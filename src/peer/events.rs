@@ -27,6 +27,7 @@ impl Peer {
 
     pub(super) fn on_connected(&self, index: usize, grant: &ConnectionGrant) {
         self.note_refusal(index, None);
+        self.newest_vouched.store(0, Ordering::Relaxed);
         grant
             .relay_path
             .clone_into(&mut self.upstream_path.lock().unwrap_or_else(|p| p.into_inner()));
@@ -91,6 +92,62 @@ impl Peer {
             && self.alerts.clock_off.swap(false, Ordering::Relaxed)
         {
             tracing::info!(offset_ms, hub = %url, "clock offset from the hub is back within bounds");
+        }
+    }
+
+    /// The current hub (or relay) handed out a trusted checkpoint: the newest one dates its
+    /// view.
+    pub(super) fn vouched_now(&self, v: &super::trust::Vouched) {
+        self.newest_vouched
+            .fetch_max(v.timestamp_ms, Ordering::Relaxed);
+    }
+
+    /// A heartbeat answer's trusted checkpoint: it dates the source's view; on a relay, when
+    /// it covers exactly the replica's head, it becomes the checkpoint the relay hands on, so
+    /// its downstream peers see fresh ones while nothing is published.
+    pub(super) async fn fresh_head_checkpoint(&self, v: super::trust::Vouched) {
+        self.vouched_now(&v);
+        if !self.settings.peer.serve_downstream || v.version != self.register.head_version() {
+            return;
+        }
+        let head = self.register.announced_head().await.ok().flatten();
+        if head.is_some_and(|h| h.version == v.version && h.chain_hash == v.chain_hash) {
+            self.checkpoint_applied(v).await;
+        }
+    }
+
+    /// At a heartbeat answer stamped `hub_now` (the source's clock): how old the newest
+    /// trusted checkpoint it handed out is. Older than `peer.maxCheckpointAge` raises
+    /// `peer.stale_source` once, until a fresh one comes (a relay cut off from its hubs, or
+    /// one that froze its view, still answers but vouches for nothing new).
+    pub(super) fn on_checkpoint_age(&self, index: usize, hub_now: i64) {
+        let newest = self.newest_vouched.load(Ordering::Relaxed);
+        if newest == 0 {
+            return;
+        }
+        let age_ms = (hub_now - newest).max(0);
+        self.metrics
+            .source_checkpoint_age
+            .set(age_ms as f64 / 1000.0);
+        let max = self.settings.peer.max_checkpoint_age;
+        if max.is_zero() {
+            return;
+        }
+        let url = &self.settings.hubs[index];
+        let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
+        if age_ms > max_ms && !self.alerts.stale.swap(true, Ordering::Relaxed) {
+            self.alert(
+                "peer.stale_source",
+                format!(
+                    "the newest trusted checkpoint {url} hands out is {:.1} s old on its clock \
+                     (peer.maxCheckpointAge {max:?}): it answers but vouches for no new head — \
+                     a relay cut off from its hubs, or a source that froze its view; the \
+                     replica may be behind",
+                    age_ms as f64 / 1000.0
+                ),
+            );
+        } else if age_ms <= max_ms && self.alerts.stale.swap(false, Ordering::Relaxed) {
+            tracing::info!(hub = %url, age_ms, "the source vouches for fresh heads again");
         }
     }
 

@@ -106,12 +106,22 @@ pub(super) async fn heartbeat_loop(
                 peer.on_heartbeat_ack(session.index, &ack);
                 peer.on_clock_offset(session.index, &session.hub_clock);
                 let url = session.url();
-                if let Some(note) = &ack.checkpoint
-                    && peer.trust().checks(url)
-                    && let Err(e) = peer.trust().vouch_head(url, note)
-                {
-                    let _ = advice.try_send(HeartbeatAdvice::Untrusted(e));
-                } else if ack.action != RecommendedAction::None {
+                let vouched = match &ack.checkpoint {
+                    Some(note) if peer.trust().checks(url) => {
+                        Some(peer.trust().vouch_head(url, note))
+                    }
+                    _ => None,
+                };
+                match vouched {
+                    Some(Err(e)) => {
+                        let _ = advice.try_send(HeartbeatAdvice::Untrusted(e));
+                        continue;
+                    }
+                    Some(Ok(v)) => peer.fresh_head_checkpoint(v).await,
+                    None => {}
+                }
+                peer.on_checkpoint_age(session.index, ack.timestamp);
+                if ack.action != RecommendedAction::None {
                     let _ = advice.try_send(HeartbeatAdvice::Act(ack.action));
                 }
                 continue;

@@ -145,6 +145,9 @@ pub struct Peer {
     /// The path to a hub its current (or last) upstream answered with (see
     /// [`Peer::relay_path`]).
     upstream_path: Mutex<Vec<String>>,
+    /// The newest timestamp (its signer's clock, Unix ms) of a trusted checkpoint the
+    /// current session's hub handed out; 0 = none yet.
+    newest_vouched: AtomicI64,
 }
 
 /// A hub clock this far from the peer's raises `peer.clock_offset` (heartbeats are sent on the
@@ -193,6 +196,7 @@ impl Peer {
             ),
             state: Mutex::new(PeerState::new(&settings.hubs)),
             upstream_path: Mutex::default(),
+            newest_vouched: AtomicI64::new(0),
             refusals: Mutex::new(vec![None; settings.hubs.len()]),
             register,
             metrics,
@@ -248,6 +252,7 @@ impl Peer {
     /// covers. A note that cannot be kept is logged: the relay's downstream peers then wait
     /// for the next one, nothing is lost.
     pub async fn checkpoint_applied(&self, v: trust::Vouched) {
+        self.vouched_now(&v);
         if self.settings.peer.serve_downstream {
             let kept = self
                 .register

@@ -184,8 +184,10 @@ pub async fn run(
         grant.checkpoint.as_deref(),
         grant.current_version,
     );
-    if let Err(e) = admitted {
-        return ending.end(peer.on_untrusted(index, &e)).await;
+    match admitted {
+        Err(e) => return ending.end(peer.on_untrusted(index, &e)).await,
+        Ok(Some(v)) => peer.vouched_now(&v),
+        Ok(None) => {}
     }
 
     // Heartbeats start at once and judge the hub on their own, the first catch-up (which may

@@ -1,10 +1,13 @@
 //! Relays: peers that serve peers from their replica (`peer.serveDownstream`), handing on the
 //! hubs' signed checkpoints so a downstream peer checks a relay exactly as it checks a hub.
 
-use crate::support::{TestHub, checkpoint_refused, get_json, peer_config, wait_for};
+use crate::support::{
+    TestHub, alert_webhook, alerts_of, checkpoint_refused, config, get_json, peer_config, wait_for,
+};
 use serde_json::json;
 use sorcha_peer::keys::{SigningKey, VerifierKey};
 use sorcha_peer::register::checkpoint_note;
+use std::time::Duration;
 
 async fn head_of(node: &TestHub) -> i64 {
     get_json(node.addr(), "/api/v1/system-register").await["headVersion"]
@@ -157,4 +160,83 @@ async fn a_relay_loop_is_refused_at_connect() {
     assert_eq!(head_of(&b).await, 2);
     b.stop().await;
     a.stop().await;
+}
+
+/// Kill the hub: the relay goes `Isolated` and keeps serving; its downstream peer stays
+/// `Connected`, keeps reading, and raises `peer.stale_source` once the newest checkpoint the
+/// relay hands on is older than `peer.maxCheckpointAge` (while the hub was up the relay handed
+/// on fresh ones, re-signed by the hub at least every `hub.checkpointRefresh`). Start the hub
+/// again: the relay catches up and so does the downstream peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_relay_keeps_serving_and_its_downstream_sees_it_go_stale() {
+    let hub_config = |c: &mut sorcha_peer::config::Config| {
+        c.hub.checkpoint_refresh = Duration::from_millis(200);
+    };
+    let hub = TestHub::configured(hub_config).await;
+    let (status, e) = hub.publish("stale-1", json!({"n": 1})).await;
+    assert_eq!(status, 201, "{e}");
+    let relay = TestHub::peer_of(vec![hub.url("")], |c| {
+        c.node_id = Some("relay-1".into());
+        c.peer.serve_downstream = true;
+    })
+    .await;
+    let webhook = alert_webhook().await;
+    let downstream = TestHub::peer_of(vec![relay.url("")], |c| {
+        c.node_id = Some("down-1".into());
+        c.peer.max_checkpoint_age = Duration::from_secs(2);
+        c.alerts.webhook_url = Some(format!("{}/alerts", webhook.uri()));
+    })
+    .await;
+    wait_head(&downstream, "the downstream peer to replicate", 2).await;
+    // Healthy: several seconds of fresh checkpoints, no alert.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(
+        alerts_of(&webhook, "peer.stale_source").await.is_empty(),
+        "a relay handing on fresh checkpoints is not stale"
+    );
+
+    let hub_addr = hub.addr();
+    let hub_dir = hub.stop().await;
+    wait_for("the relay to go isolated", || async {
+        let (_, c) = relay.get("/api/v1/connection").await;
+        (c["state"] == "Isolated").then_some(())
+    })
+    .await;
+    let alert = wait_for("peer.stale_source from the downstream peer", || async {
+        alerts_of(&webhook, "peer.stale_source")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert!(
+        alert["message"].as_str().unwrap().contains(&relay.url("")),
+        "{alert}"
+    );
+    let (_, c) = downstream.get("/api/v1/connection").await;
+    assert_eq!(c["state"], "Connected", "still served by the relay: {c}");
+    let (status, _) = downstream
+        .get("/api/v1/system-register/blueprints/stale-1")
+        .await;
+    assert_eq!(status, 200, "reads go on");
+
+    let mut cfg = config(hub_dir.path());
+    hub_config(&mut cfg);
+    let hub = TestHub::start_at(hub_dir, cfg, hub_addr).await;
+    let (status, e) = hub.publish("stale-2", json!({"n": 2})).await;
+    assert_eq!(status, 201, "{e}");
+    wait_head(
+        &downstream,
+        "the downstream peer to catch up after the hub returns",
+        3,
+    )
+    .await;
+    assert_eq!(
+        alerts_of(&webhook, "peer.stale_source").await.len(),
+        1,
+        "raised once"
+    );
+    for node in [downstream, relay, hub] {
+        node.stop().await;
+    }
 }

@@ -300,7 +300,14 @@ pub struct Heartbeat {
     pub refusal: String,
     /// The version its last verified hub checkpoint covers (0 = it checks none, or none yet).
     pub trusted_version: i64,
+    /// A relay's downstream peers as it knows them (`hub_id` unset; `via` the relays between
+    /// it and each peer); empty from a peer that serves no one.
+    pub downstream: Vec<crate::store::fleet::FleetRecord>,
 }
+
+/// The most downstream peers one heartbeat reports (a relay's own session limit is of that
+/// order); more are dropped with a warning by the relay.
+pub const MAX_DOWNSTREAM_REPORTED: usize = 10_000;
 
 /// What a hub advises a peer to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

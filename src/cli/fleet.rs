@@ -185,10 +185,16 @@ pub async fn list(args: FleetArgs) -> anyhow::Result<i32> {
             .as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| p["softwareVersion"].as_str().unwrap_or("").to_owned());
+        // A peer below relays shows its way: `hub → relay → …`.
+        let mut hub = p["hubId"].as_str().unwrap_or("?").to_owned();
+        for relay in p["via"].as_array().into_iter().flatten() {
+            hub.push_str(" → ");
+            hub.push_str(relay.as_str().unwrap_or("?"));
+        }
         println!(
             "{:<24} {:<12} {:<12} {:>8} {:>6} {:>9.1}  {}",
             p["peerId"].as_str().unwrap_or("?"),
-            p["hubId"].as_str().unwrap_or("?"),
+            hub,
             p["state"].as_str().unwrap_or("?"),
             p["appliedVersion"],
             p["versionLag"],

@@ -111,6 +111,8 @@ impl Hub {
             .peers
             .iter()
             .filter(|p| p.record.hub_id != self.node_id)
+            // Peers below a relay hold no session on any hub.
+            .filter(|p| p.record.via.is_empty())
             .filter(|p| matches!(p.state, FleetState::Synced | FleetState::Behind))
             .map(|p| p.record.peer_id.clone())
             .collect();

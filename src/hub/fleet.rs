@@ -593,6 +593,7 @@ mod tests {
             software_version: String::new(),
             refusal: None,
             changed_at: changed,
+            via: Vec::new(),
         }
     }
 

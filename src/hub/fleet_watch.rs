@@ -13,9 +13,7 @@ impl Hub {
     /// The fleet now: every peer of every hub sharing this hub's store, once each.
     pub fn fleet_view(&self) -> FleetView {
         let now = self.clock.now_ms();
-        let own = self
-            .fleet
-            .own(self.sessions.fleet_records(&self.node_id), now);
+        let own = self.own_records(now);
         self.view_of(own, now)
     }
 
@@ -63,9 +61,7 @@ impl Hub {
     async fn refresh_fleet(self: &Arc<Self>) {
         let store = self.register.store();
         let now = self.clock.now_ms();
-        let own = self
-            .fleet
-            .own(self.sessions.fleet_records(&self.node_id), now);
+        let own = self.own_records(now);
         if store.shares_fleet() {
             let batch = self.fleet.batch(&own, now);
             let records = batch.upserts.len() as u64;

@@ -8,6 +8,7 @@ pub mod fleet;
 mod fleet_watch;
 pub mod limits;
 pub mod link;
+mod relayed;
 pub mod sessions;
 mod sync_stream;
 mod voucher;
@@ -140,6 +141,8 @@ pub struct Hub {
     /// True once a drain has ended; `drain_ended` wakes those waiting for it.
     drained: std::sync::atomic::AtomicBool,
     drain_ended: tokio::sync::Notify,
+    /// What relays in session report of their downstream peers.
+    relayed: relayed::Relayed,
 }
 
 /// The most pending peers a propagation answer names.
@@ -223,6 +226,7 @@ impl Hub {
             flush_now: tokio::sync::Notify::new(),
             drained: std::sync::atomic::AtomicBool::new(false),
             drain_ended: tokio::sync::Notify::new(),
+            relayed: relayed::Relayed::default(),
             sessions: SessionRegistry::new(config.clone(), Arc::clone(&clock)),
             limits: PeerLimits::new(&config.rate_limits),
             register,
@@ -406,6 +410,7 @@ impl Hub {
                     .collect(),
             ),
             changed_at: now,
+            via: Vec::new(),
         });
     }
 
@@ -554,6 +559,7 @@ impl Hub {
         let checkpoint = self.vouch(current_version, &head_hash);
         let now = self.clock.now_ms();
         let outcome = self.sessions.heartbeat(&heartbeat, current_version)?;
+        self.relayed.heard(&heartbeat);
         self.metrics.heartbeats_received.inc();
         if let Some(applied) = outcome.newly_applied {
             self.observe_propagation(applied, now);

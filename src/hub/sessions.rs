@@ -690,6 +690,7 @@ impl SessionRegistry {
             refusal: (!s.refusal.is_empty())
                 .then(|| format!("refuses hub {hub_id}'s data: {}", s.refusal)),
             changed_at: s.connected_at,
+            via: Vec::new(),
         }
     }
 

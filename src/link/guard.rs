@@ -361,6 +361,7 @@ mod tests {
             head_hash: String::new(),
             refusal: String::new(),
             trusted_version: 0,
+            downstream: Vec::new(),
         }
     }
 

@@ -148,6 +148,22 @@ pub struct Peer {
     /// The newest timestamp (its signer's clock, Unix ms) of a trusted checkpoint the
     /// current session's hub handed out; 0 = none yet.
     newest_vouched: AtomicI64,
+    /// On a relay: what its hub knows of its downstream peers, reported upstream with every
+    /// heartbeat.
+    downstream: std::sync::OnceLock<Arc<dyn Downstream>>,
+}
+
+/// What a relay's hub knows of the peers below it.
+pub trait Downstream: Send + Sync {
+    /// Its fleet records: the peers in session with it, those its own relays reported, and
+    /// departed ones within the retention (`hub_id` unset).
+    fn downstream_records(&self) -> Vec<crate::store::fleet::FleetRecord>;
+}
+
+impl Downstream for crate::hub::Hub {
+    fn downstream_records(&self) -> Vec<crate::store::fleet::FleetRecord> {
+        crate::hub::Hub::downstream_records(self)
+    }
 }
 
 /// A hub clock this far from the peer's raises `peer.clock_offset` (heartbeats are sent on the
@@ -197,6 +213,7 @@ impl Peer {
             state: Mutex::new(PeerState::new(&settings.hubs)),
             upstream_path: Mutex::default(),
             newest_vouched: AtomicI64::new(0),
+            downstream: std::sync::OnceLock::new(),
             refusals: Mutex::new(vec![None; settings.hubs.len()]),
             register,
             metrics,
@@ -229,6 +246,30 @@ impl Peer {
     /// Which hub keys are trusted, and what they vouched for.
     pub fn trust(&self) -> &trust::HubTrust {
         &self.trust
+    }
+
+    /// Makes this peer a relay's: its heartbeats report `downstream`'s peers upstream. Set
+    /// once, when the node builds the relay's hub.
+    pub fn report_downstream(&self, downstream: Arc<dyn Downstream>) {
+        let _ = self.downstream.set(downstream);
+    }
+
+    /// The downstream peers a heartbeat reports (at most
+    /// [`crate::protocol::MAX_DOWNSTREAM_REPORTED`]); none on a plain peer.
+    pub(crate) fn downstream_report(&self) -> Vec<crate::store::fleet::FleetRecord> {
+        let Some(downstream) = self.downstream.get() else {
+            return Vec::new();
+        };
+        let mut records = downstream.downstream_records();
+        if records.len() > crate::protocol::MAX_DOWNSTREAM_REPORTED {
+            tracing::warn!(
+                peers = records.len(),
+                reported = crate::protocol::MAX_DOWNSTREAM_REPORTED,
+                "more downstream peers than a heartbeat reports; the rest are not in the hubs' fleet"
+            );
+            records.truncate(crate::protocol::MAX_DOWNSTREAM_REPORTED);
+        }
+        records
     }
 
     /// This peer's path to a hub: its own node id, then the relays above it (as its upstream

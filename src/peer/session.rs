@@ -509,6 +509,7 @@ impl Session {
             head_hash,
             refusal: self.peer.refusal_of(self.index).unwrap_or_default(),
             trusted_version: self.peer.trust().last_checkpoint().map_or(0, |v| v.version),
+            downstream: self.peer.downstream_report(),
         }
     }
 }

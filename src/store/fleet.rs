@@ -79,6 +79,9 @@ pub struct FleetRecord {
     /// When the hub last learnt something that ranks this record against other hubs' records
     /// of the same peer: a connect, a refusal, a departure. The newest wins.
     pub changed_at: i64,
+    /// The relays between the hub and the peer, nearest the hub first (empty: in session
+    /// with the hub itself). What a relay reported of its downstream peers.
+    pub via: Vec<String>,
 }
 
 /// A hub's presence in a shared fleet: when it last wrote.

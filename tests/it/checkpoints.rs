@@ -196,6 +196,7 @@ async fn connect_answers_and_heartbeat_acks_carry_a_signed_checkpoint() {
             head_hash: String::new(),
             refusal: String::new(),
             trusted_version: 0,
+            downstream: Vec::new(),
         })
         .await
         .unwrap();

@@ -55,6 +55,7 @@ fn heartbeat(peer_id: &str, session: &str, seq: i64, version: i64) -> Heartbeat 
         head_hash: String::new(),
         refusal: String::new(),
         trusted_version: 0,
+        downstream: Vec::new(),
     }
 }
 

@@ -92,6 +92,36 @@ async fn a_relay_serves_downstream_peers_under_the_hubs_checkpoints() {
         .expect("the downstream peer's checkpoint is the hub's own, under the hub's key");
     assert_eq!(vouched.checkpoint.version, 64);
 
+    // The hub's fleet lists the downstream peer via the relay, and counts it in how far a
+    // publication has reached (what `publish --wait 100%` waits for).
+    let fleet = wait_for(
+        "the hub's fleet to list the downstream peer at 64",
+        || async {
+            let (_, fleet) = hub.get("/api/v1/fleet").await;
+            let down = fleet["peers"]
+                .as_array()?
+                .iter()
+                .find(|p| p["peerId"] == "down-1")?
+                .clone();
+            (down["appliedVersion"] == 64).then_some(fleet)
+        },
+    )
+    .await;
+    let peers = fleet["peers"].as_array().unwrap();
+    let of = |id: &str| peers.iter().find(|p| p["peerId"] == id).unwrap();
+    assert_eq!(of("down-1")["via"], json!(["relay-1"]), "{fleet}");
+    assert_eq!(of("down-1")["hubId"], node["nodeId"], "{fleet}");
+    assert_eq!(of("down-1")["state"], "synced", "{fleet}");
+    assert_eq!(of("relay-1")["via"], json!([]), "{fleet}");
+    let (_, reach) = hub
+        .get("/api/v1/system-register/entries/64/propagation")
+        .await;
+    assert_eq!(
+        reach["peers"], 2,
+        "the relay and its downstream peer: {reach}"
+    );
+    assert_eq!(reach["complete"], true, "{reach}");
+
     // A downstream peer trusting another key follows nothing the relay hands on.
     let stranger = SigningKey::generate(key.name()).unwrap();
     let wrong = TestHub::peer_of(vec![relay.url("")], |c| {

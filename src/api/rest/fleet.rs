@@ -100,6 +100,9 @@ pub struct FleetPeerView {
     pub software_version: String,
     /// Why it is refused: who refused whom, and the reason.
     pub refusal: Option<String>,
+    /// The relays between `hubId` and the peer, nearest the hub first (empty: in session with
+    /// the hub itself); the other fields are as the nearest relay reported them.
+    pub via: Vec<String>,
 }
 
 impl From<&FleetPeer> for FleetPeerView {
@@ -119,6 +122,7 @@ impl From<&FleetPeer> for FleetPeerView {
             first_seen: r.first_seen,
             clock_offset_ms: r.clock_offset_ms,
             software_version: r.software_version.clone(),
+            via: r.via.clone(),
             refusal: r.refusal.clone(),
         }
     }

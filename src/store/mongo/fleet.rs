@@ -47,6 +47,7 @@ fn record_doc(r: &FleetRecord, written_at: i64) -> Document {
         "softwareVersion": &r.software_version,
         "refusal": r.refusal.as_deref().map_or(Bson::Null, |s| Bson::String(s.to_owned())),
         "changedAt": r.changed_at,
+        "via": &r.via,
         "writtenAt": written_at,
     }
 }
@@ -76,6 +77,15 @@ fn record_from(d: &Document) -> Option<FleetRecord> {
         software_version: d.get_str("softwareVersion").unwrap_or("").to_owned(),
         refusal: d.get_str("refusal").ok().map(str::to_owned),
         changed_at: int("changedAt").unwrap_or(0),
+        // Written by a release without relays: in session with the hub itself.
+        via: d
+            .get_array("via")
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -253,8 +263,17 @@ mod tests {
             software_version: "0.9.0".into(),
             refusal: Some("the peer refuses the hub's data: fork".into()),
             changed_at: 11,
+            via: vec!["relay-1".into(), "relay-2".into()],
         };
         assert_eq!(record_from(&record_doc(&record, 5)), Some(record.clone()));
+        // A record of a release without relays: in session with the hub itself.
+        let mut old = record_doc(&record, 5);
+        old.remove("via");
+        assert_eq!(
+            record_from(&old).map(|r| r.via),
+            Some(Vec::new()),
+            "no via, no relays"
+        );
         let live = FleetRecord {
             condition: Condition::Live,
             behind_since: None,

@@ -1,10 +1,11 @@
 //! Heartbeats, their acknowledgements and a hub's heartbeat report of a peer.
 
-use super::{peer_id_from_wire, present};
+use super::{MAX_SOFTWARE_CHARS, peer_id_from_wire, present};
 use crate::protocol::{
     Heartbeat, HeartbeatAck, HeartbeatHealth, HeartbeatReport, RecommendedAction, SessionId,
 };
 use crate::register::validation::ValidationError;
+use crate::store::fleet::{Condition, FleetRecord};
 use crate::wire::proto;
 
 /// Domain form of a heartbeat; the peer id is checked.
@@ -22,7 +23,68 @@ pub fn heartbeat_from_wire(m: proto::HeartbeatMessage) -> Result<Heartbeat, Vali
             .take(crate::protocol::MAX_REFUSAL_CHARS)
             .collect(),
         trusted_version: m.trusted_version.max(0),
+        downstream: m
+            .downstream
+            .into_iter()
+            .take(crate::protocol::MAX_DOWNSTREAM_REPORTED)
+            .map(downstream_from_wire)
+            .collect::<Result<_, _>>()?,
     })
+}
+
+/// A reported downstream peer: its id and the relays on its way follow the node-id rule; its
+/// condition is one of the fleet's (an unknown one reads `stale`).
+fn downstream_from_wire(d: proto::DownstreamPeer) -> Result<FleetRecord, ValidationError> {
+    let id = |field: &'static str, v: &str| {
+        crate::protocol::PeerId::parse_as(field, v).map(|p| p.as_str().to_owned())
+    };
+    Ok(FleetRecord {
+        peer_id: id("downstream.peer_id", &d.peer_id)?,
+        hub_id: String::new(),
+        condition: Condition::parse(&d.condition).unwrap_or(Condition::Stale),
+        applied_version: d.applied_version.max(0),
+        trusted_version: d.trusted_version.max(0),
+        behind_since: (d.behind_since > 0).then_some(d.behind_since),
+        last_heartbeat_at: d.last_heartbeat_at,
+        connected_since: d.connected_since,
+        first_seen: d.first_seen,
+        clock_offset_ms: d.clock_offset_ms,
+        software_version: d
+            .software_version
+            .chars()
+            .take(MAX_SOFTWARE_CHARS)
+            .collect(),
+        refusal: (!d.refusal.is_empty()).then(|| {
+            d.refusal
+                .chars()
+                .take(crate::protocol::MAX_REFUSAL_CHARS)
+                .collect()
+        }),
+        changed_at: d.changed_at,
+        via: d
+            .via
+            .iter()
+            .map(|v| id("downstream.via", v))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn downstream_to_wire(r: &FleetRecord) -> proto::DownstreamPeer {
+    proto::DownstreamPeer {
+        peer_id: r.peer_id.clone(),
+        condition: r.condition.name().to_owned(),
+        applied_version: r.applied_version,
+        trusted_version: r.trusted_version,
+        behind_since: r.behind_since.unwrap_or(0),
+        last_heartbeat_at: r.last_heartbeat_at,
+        connected_since: r.connected_since,
+        first_seen: r.first_seen,
+        clock_offset_ms: r.clock_offset_ms,
+        software_version: r.software_version.clone(),
+        refusal: r.refusal.clone().unwrap_or_default(),
+        changed_at: r.changed_at,
+        via: r.via.clone(),
+    }
 }
 
 /// Wire form of a heartbeat.
@@ -38,6 +100,7 @@ pub fn heartbeat_to_wire(h: &Heartbeat) -> proto::HeartbeatMessage {
         head_hash: h.head_hash.clone(),
         refusal: h.refusal.clone(),
         trusted_version: h.trusted_version,
+        downstream: h.downstream.iter().map(downstream_to_wire).collect(),
     }
 }
 

@@ -291,7 +291,7 @@ pub fn reason_from_wire(value: i32) -> DisconnectReason {
 }
 
 /// The longest software version a hub keeps, in characters.
-const MAX_SOFTWARE_CHARS: usize = 80;
+pub(super) const MAX_SOFTWARE_CHARS: usize = 80;
 
 /// Domain form of a goodbye: the reason and its detail (cut to
 /// [`crate::protocol::MAX_REFUSAL_CHARS`]).

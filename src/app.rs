@@ -175,7 +175,8 @@ pub async fn start_with_clock(
         _ => None,
     };
     if let (Some(peer), Some(relay)) = (&peer, &relay) {
-        peer.report_downstream(Arc::clone(relay) as Arc<dyn crate::peer::Downstream>);
+        let relay: Arc<dyn crate::peer::Downstream> = Arc::clone(relay) as _;
+        peer.report_downstream(&relay);
     }
     let sse_slots = Arc::new(tokio::sync::Semaphore::new(config.sse.max_subscribers));
     let state = AppState {

@@ -325,7 +325,7 @@ impl Hub {
         self.refuse_loop(request.peer_id.as_str())?;
         self.admit(&request)?;
         let (current_version, head_hash) = self.head().await?;
-        let checkpoint = self.vouch(current_version, &head_hash);
+        let checkpoint = self.vouch_head(current_version, &head_hash);
         let first_seen = self.fleet.first_seen(request.peer_id.as_str());
         let opened = match self.sessions.open(&request, current_version, first_seen) {
             Ok(opened) => opened,
@@ -556,7 +556,7 @@ impl Hub {
         self.limits
             .check(Limited::Heartbeat, heartbeat.peer_id.as_str())?;
         let (current_version, head_hash) = self.head().await?;
-        let checkpoint = self.vouch(current_version, &head_hash);
+        let checkpoint = self.vouch_head(current_version, &head_hash);
         let now = self.clock.now_ms();
         let outcome = self.sessions.heartbeat(&heartbeat, current_version)?;
         self.relayed.heard(&heartbeat);

@@ -70,6 +70,17 @@ impl Hub {
         Ok(())
     }
 
+    /// The checkpoint a connect answer or heartbeat acknowledgement carries with the head
+    /// `version` / `chain_hash`: a hub's of that head; a relay's newest, whatever it covers —
+    /// the peer checks it against what it is sent, and a relay whose replica no longer matches
+    /// the checkpoints it holds (an edited file) is caught with both in hand.
+    pub(super) fn vouch_head(&self, version: i64, chain_hash: &str) -> Option<String> {
+        match &self.voucher {
+            Voucher::Signs(_) => self.vouch(version, chain_hash),
+            Voucher::Forwards(upstream) => upstream.head_note().map(|v| v.note),
+        }
+    }
+
     /// The checkpoint of the head `version` / `chain_hash` (`None` when there is no head, or a
     /// relay holds none for it). A hub reuses a note of the same head signed within the last
     /// `hub.checkpointRefresh`, so every connect, heartbeat and sync stream carries one without a

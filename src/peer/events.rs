@@ -112,7 +112,8 @@ impl Peer {
         }
         let head = self.register.announced_head().await.ok().flatten();
         if head.is_some_and(|h| h.version == v.version && h.chain_hash == v.chain_hash) {
-            self.checkpoint_applied(v).await;
+            self.keep_checkpoint(&v).await;
+            self.checkpoint_applied(v);
         }
     }
 

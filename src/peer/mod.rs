@@ -149,8 +149,9 @@ pub struct Peer {
     /// current session's hub handed out; 0 = none yet.
     newest_vouched: AtomicI64,
     /// On a relay: what its hub knows of its downstream peers, reported upstream with every
-    /// heartbeat.
-    downstream: std::sync::OnceLock<Arc<dyn Downstream>>,
+    /// heartbeat. Weak: the relay's hub holds this peer (for its checkpoints and path), and a
+    /// cycle would keep both, and the replica's store, alive after shutdown.
+    downstream: std::sync::OnceLock<std::sync::Weak<dyn Downstream>>,
 }
 
 /// What a relay's hub knows of the peers below it.
@@ -250,14 +251,14 @@ impl Peer {
 
     /// Makes this peer a relay's: its heartbeats report `downstream`'s peers upstream. Set
     /// once, when the node builds the relay's hub.
-    pub fn report_downstream(&self, downstream: Arc<dyn Downstream>) {
-        let _ = self.downstream.set(downstream);
+    pub fn report_downstream(&self, downstream: &Arc<dyn Downstream>) {
+        let _ = self.downstream.set(Arc::downgrade(downstream));
     }
 
     /// The downstream peers a heartbeat reports (at most
     /// [`crate::protocol::MAX_DOWNSTREAM_REPORTED`]); none on a plain peer.
     pub(crate) fn downstream_report(&self) -> Vec<crate::store::fleet::FleetRecord> {
-        let Some(downstream) = self.downstream.get() else {
+        let Some(downstream) = self.downstream.get().and_then(std::sync::Weak::upgrade) else {
             return Vec::new();
         };
         let mut records = downstream.downstream_records();
@@ -288,22 +289,28 @@ impl Peer {
         path
     }
 
-    /// The replica now holds what `v` covers: it becomes the checkpoint the peer shows, and a
-    /// relay (`peer.serveDownstream`) keeps it in its store to hand on with the entries it
-    /// covers. A note that cannot be kept is logged: the relay's downstream peers then wait
-    /// for the next one, nothing is lost.
-    pub async fn checkpoint_applied(&self, v: trust::Vouched) {
-        self.vouched_now(&v);
-        if self.settings.peer.serve_downstream {
-            let kept = self
-                .register
-                .store()
-                .keep_checkpoints(vec![(v.version, v.note.clone())])
-                .await;
-            if let Err(e) = kept {
-                tracing::warn!(error = %e, version = v.version, "could not keep a hub checkpoint to hand on downstream");
-            }
+    /// On a relay (`peer.serveDownstream`), keeps `v` in the store to hand on with the entry
+    /// it covers — before that entry is applied, so a downstream peer never reads the entry
+    /// without it. A note that cannot be kept is logged: the relay's downstream peers then
+    /// wait for the next one, nothing is lost.
+    pub async fn keep_checkpoint(&self, v: &trust::Vouched) {
+        if !self.settings.peer.serve_downstream {
+            return;
         }
+        let kept = self
+            .register
+            .store()
+            .keep_checkpoints(vec![(v.version, v.note.clone())])
+            .await;
+        if let Err(e) = kept {
+            tracing::warn!(error = %e, version = v.version, "could not keep a hub checkpoint to hand on downstream");
+        }
+    }
+
+    /// The replica now holds what `v` covers (kept first, see [`Peer::keep_checkpoint`]): it
+    /// becomes the checkpoint the peer shows and a relay hands on with its head.
+    pub fn checkpoint_applied(&self, v: trust::Vouched) {
+        self.vouched_now(&v);
         self.trust.applied(v);
     }
 

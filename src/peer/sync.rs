@@ -265,7 +265,8 @@ async fn run_sync(
                 // The hub vouches for the head the replica already has: a fresher checkpoint.
                 if vouching && let Some(note) = checkpoint {
                     let v = trust.vouch_entry(hub.url, &note, entry.version, &entry.chain_hash)?;
-                    peer.checkpoint_applied(v).await;
+                    peer.keep_checkpoint(&v).await;
+                    peer.checkpoint_applied(v);
                 }
             }
             continue;
@@ -281,10 +282,11 @@ async fn run_sync(
             match checkpoint {
                 Some(note) => {
                     let v = trust.vouch_entry(hub.url, &note, version, &hash)?;
+                    peer.keep_checkpoint(&v).await;
                     applied += step(applied)
                         .apply(batch.take(), signatures.as_mut(), false)
                         .await?;
-                    peer.checkpoint_applied(v).await;
+                    peer.checkpoint_applied(v);
                 }
                 None if batch.entries.len() > STAGED_BATCHES * BATCH_ENTRIES
                     || batch.bytes > STAGED_BATCHES * batch_limit =>

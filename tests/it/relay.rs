@@ -270,3 +270,49 @@ async fn a_cut_off_relay_keeps_serving_and_its_downstream_sees_it_go_stale() {
         node.stop().await;
     }
 }
+
+/// A relay whose SQLite file was edited — a document swapped and every later entry re-chained,
+/// as someone with write access to it could — is refused by a downstream peer that trusts the
+/// hub's key: the checkpoints the relay hands on are the hub's, and do not cover the forged
+/// chain. Nothing forged is applied; the refusal says which checkpoint and which entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_with_a_forged_history_is_refused() {
+    let hub = TestHub::start().await;
+    for i in 0..5 {
+        let (status, e) = hub.publish(&format!("f-{i}"), json!({"i": i})).await;
+        assert_eq!(status, 201, "{e}");
+    }
+    let (_, node) = hub.get("/api/v1/node").await;
+    let key = VerifierKey::parse(node["checkpointKey"].as_str().unwrap()).unwrap();
+    let relay_config = |c: &mut sorcha_peer::config::Config| {
+        c.node_id = Some("relay-1".into());
+        c.peer.serve_downstream = true;
+    };
+    let relay = TestHub::peer_of(vec![hub.url("")], relay_config).await;
+    wait_head(&relay, "the relay to replicate", 6).await;
+    let relay_addr = relay.addr();
+    let relay_dir = relay.stop().await;
+    hub.stop().await;
+    crate::signatures::forge(relay_dir.path(), 4, br#"{"i":"forged"}"#).await;
+
+    // The relay comes back on its edited file, its hub gone: it serves what it holds.
+    let mut cfg = peer_config(relay_dir.path(), vec!["http://127.0.0.1:9".into()]);
+    relay_config(&mut cfg);
+    let relay = TestHub::start_at(relay_dir, cfg, relay_addr).await;
+    let downstream = TestHub::peer_of(vec![relay.url("")], |c| {
+        c.node_id = Some("down-1".into());
+        c.peer.trusted_hub_keys = vec![key.clone()];
+    })
+    .await;
+    let c = checkpoint_refused(&downstream, 0, "checkpoint covers version").await;
+    assert!(
+        head_of(&downstream).await < 4,
+        "nothing forged applied: {c}"
+    );
+    let (status, _) = downstream
+        .get("/api/v1/system-register/blueprints/f-2")
+        .await;
+    assert_eq!(status, 404, "f-2 (version 4) is not on the downstream peer");
+    downstream.stop().await;
+    relay.stop().await;
+}

@@ -521,7 +521,7 @@ async fn a_forged_history_is_refused_by_signatures() {
 
 /// Replaces the document of entry `version` (keeping its signature), fixes its checksum and
 /// re-chains it and every later entry, as someone with write access to the file could.
-async fn forge(dir: &Path, version: i64, document: &[u8]) {
+pub async fn forge(dir: &Path, version: i64, document: &[u8]) {
     let entries: Vec<Entry> = {
         let store = EmbeddedStore::open(dir).unwrap();
         let entries = store.entries_after(0, 100_000).await.unwrap();

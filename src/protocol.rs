@@ -345,6 +345,9 @@ pub struct HeartbeatAck {
     pub action: RecommendedAction,
     /// Observed one-way delay (hub clock − peer timestamp, ≥ 0), ms.
     pub server_latency_ms: i64,
+    /// From a relay: its own state with its hubs (`Isolated`: cut off, serving its replica);
+    /// `None` from a hub.
+    pub relay_state: Option<crate::peer::state::ConnectionState>,
 }
 
 /// State of a peer session on the hub.

@@ -575,6 +575,7 @@ impl Hub {
             message: outcome.message,
             action: outcome.action,
             server_latency_ms: outcome.latency_ms,
+            relay_state: self.relay_state(),
         })
     }
 

@@ -22,6 +22,9 @@ pub trait Upstream: Send + Sync {
     /// The relay's path to a hub: its own node id, then the relays above it, nearest first
     /// (only its own id while it has no upstream session).
     fn path(&self) -> Vec<String>;
+
+    /// The relay's own state with its hubs.
+    fn state(&self) -> crate::peer::state::ConnectionState;
 }
 
 /// Who vouches for what a hub serves.
@@ -45,6 +48,14 @@ impl Hub {
         match &self.voucher {
             Voucher::Signs(key) => Some(key.verifier().to_string()),
             Voucher::Forwards(notes) => notes.head_note().map(|v| v.key),
+        }
+    }
+
+    /// A relay's own state with its hubs; `None` for a hub.
+    pub fn relay_state(&self) -> Option<crate::peer::state::ConnectionState> {
+        match &self.voucher {
+            Voucher::Signs(_) => None,
+            Voucher::Forwards(upstream) => Some(upstream.state()),
         }
     }
 

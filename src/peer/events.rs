@@ -58,7 +58,7 @@ impl Peer {
     pub(super) fn on_heartbeat_ack(&self, index: usize, ack: &HeartbeatAck) {
         let now = self.clock.now_ms();
         self.state_mut()
-            .heartbeat_acked(index, ack.current_version, now);
+            .heartbeat_acked(index, ack.current_version, ack.relay_state, now);
     }
 
     /// A new estimate of hub `index`'s clock offset: shown and measured; alerted once when,

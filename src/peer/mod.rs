@@ -661,6 +661,10 @@ impl crate::hub::Upstream for Peer {
     fn path(&self) -> Vec<String> {
         self.relay_path()
     }
+
+    fn state(&self) -> state::ConnectionState {
+        Peer::state(self).state
+    }
 }
 
 #[cfg(test)]

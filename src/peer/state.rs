@@ -25,6 +25,31 @@ pub enum ConnectionState {
 }
 
 impl ConnectionState {
+    /// Every state, in order.
+    pub const ALL: [ConnectionState; 5] = [
+        ConnectionState::Disconnected,
+        ConnectionState::Connecting,
+        ConnectionState::Connected,
+        ConnectionState::HeartbeatTimeout,
+        ConnectionState::Isolated,
+    ];
+
+    /// The state's name, as `GET /api/v1/connection` and a relay's heartbeat answers say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectionState::Disconnected => "Disconnected",
+            ConnectionState::Connecting => "Connecting",
+            ConnectionState::Connected => "Connected",
+            ConnectionState::HeartbeatTimeout => "HeartbeatTimeout",
+            ConnectionState::Isolated => "Isolated",
+        }
+    }
+
+    /// The state a name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// True while the peer has a session (a heartbeat may have been missed).
     pub fn in_session(self) -> bool {
         matches!(
@@ -63,6 +88,8 @@ pub struct HubRecord {
     /// The replica cannot store what the hub sends (permanent; the session stays): told to
     /// the hub in heartbeats until a sync applies again.
     pub unstorable: Option<String>,
+    /// When it is a relay: its own state with its hubs, as its last heartbeat answer said.
+    pub relay_state: Option<ConnectionState>,
 }
 
 /// How a connect attempt ended.
@@ -204,6 +231,7 @@ impl PeerState {
         hub.checkpoint_refused = false;
         hub.hub_behind = false;
         hub.unstorable = None;
+        hub.relay_state = None;
         if let Some(last) = self.attempts.back_mut() {
             last.outcome = AttemptOutcome::Connected;
         }
@@ -245,11 +273,18 @@ impl PeerState {
     }
 
     /// Hub `index` acknowledged a heartbeat; its head is at `hub_version`.
-    pub fn heartbeat_acked(&mut self, index: usize, hub_version: i64, now: i64) {
+    pub fn heartbeat_acked(
+        &mut self,
+        index: usize,
+        hub_version: i64,
+        relay_state: Option<ConnectionState>,
+        now: i64,
+    ) {
         self.state = ConnectionState::Connected;
         self.missed_heartbeats = 0;
         self.last_heartbeat_at = Some(now);
         self.hubs[index].hub_version = Some(hub_version);
+        self.hubs[index].relay_state = relay_state;
     }
 
     /// `consecutive` heartbeats in a row went unanswered.

@@ -218,8 +218,10 @@ async fn a_cut_off_relay_keeps_serving_and_its_downstream_sees_it_go_stale() {
     })
     .await;
     wait_head(&downstream, "the downstream peer to replicate", 2).await;
-    // Healthy: several seconds of fresh checkpoints, no alert.
+    // Healthy: several seconds of fresh checkpoints, no alert; the relay says it is connected.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (_, c) = downstream.get("/api/v1/connection").await;
+    assert_eq!(c["hubs"][0]["relayState"], "Connected", "{c}");
     assert!(
         alerts_of(&webhook, "peer.stale_source").await.is_empty(),
         "a relay handing on fresh checkpoints is not stale"
@@ -243,7 +245,11 @@ async fn a_cut_off_relay_keeps_serving_and_its_downstream_sees_it_go_stale() {
         alert["message"].as_str().unwrap().contains(&relay.url("")),
         "{alert}"
     );
-    let (_, c) = downstream.get("/api/v1/connection").await;
+    let c = wait_for("the downstream peer to see its relay isolated", || async {
+        let (_, c) = downstream.get("/api/v1/connection").await;
+        (c["hubs"][0]["relayState"] == "Isolated").then_some(c)
+    })
+    .await;
     assert_eq!(c["state"], "Connected", "still served by the relay: {c}");
     let (status, _) = downstream
         .get("/api/v1/system-register/blueprints/stale-1")
@@ -259,6 +265,14 @@ async fn a_cut_off_relay_keeps_serving_and_its_downstream_sees_it_go_stale() {
         &downstream,
         "the downstream peer to catch up after the hub returns",
         3,
+    )
+    .await;
+    wait_for(
+        "the relay connected again, as its downstream peer sees it",
+        || async {
+            let (_, c) = downstream.get("/api/v1/connection").await;
+            (c["hubs"][0]["relayState"] == "Connected").then_some(())
+        },
     )
     .await;
     assert_eq!(

@@ -167,6 +167,9 @@ pub struct HubState {
     /// The hub's checkpoints are not trusted, missing where needed, or contradict others;
     /// not followed (see `trust`).
     pub checkpoint_refused: bool,
+    /// When it is a relay: its own state with its hubs as its last heartbeat answer said
+    /// (`Isolated`: cut off from them, serving its replica); absent for a hub.
+    pub relay_state: Option<ConnectionState>,
 }
 
 /// One connect attempt (the last 64 are kept).
@@ -375,6 +378,7 @@ impl From<&PeerState> for ConnectionView {
                     divergent: h.divergent,
                     signature_refused: h.signature_refused,
                     checkpoint_refused: h.checkpoint_refused,
+                    relay_state: h.relay_state.map(Into::into),
                 })
                 .collect(),
             missed_heartbeats: s.missed_heartbeats,

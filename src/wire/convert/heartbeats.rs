@@ -136,6 +136,10 @@ pub fn ack_to_wire(a: HeartbeatAck) -> proto::HeartbeatAcknowledgement {
         server_latency_ms: a.server_latency_ms,
         head_hash: a.head_hash,
         checkpoint: a.checkpoint.unwrap_or_default(),
+        relay_state: a
+            .relay_state
+            .map(|s| s.name().to_owned())
+            .unwrap_or_default(),
     }
 }
 
@@ -151,6 +155,7 @@ pub fn ack_from_wire(a: proto::HeartbeatAcknowledgement) -> HeartbeatAck {
         message: a.message,
         action: action_from_wire(a.recommended_action),
         server_latency_ms: a.server_latency_ms,
+        relay_state: crate::peer::state::ConnectionState::parse(&a.relay_state),
     }
 }
 

@@ -330,3 +330,171 @@ async fn a_relay_with_a_forged_history_is_refused() {
     downstream.stop().await;
     relay.stop().await;
 }
+
+/// Environment of the processes below: short heartbeats and flushes, quick retries.
+const PROCESS_ENV: [(&str, &str); 7] = [
+    ("SORCHA_HUB__HEARTBEAT_INTERVAL", "400ms"),
+    ("SORCHA_HUB__RATE_LIMITS__HEARTBEAT__EVERY", "200ms"),
+    ("SORCHA_HUB__FLEET_FLUSH_INTERVAL", "200ms"),
+    ("SORCHA_PEER__HEARTBEAT_INTERVAL", "400ms"),
+    ("SORCHA_PEER__HEARTBEAT_TIMEOUT", "1s"),
+    ("SORCHA_PEER__BACKOFF_INITIAL", "50ms"),
+    ("SORCHA_PEER__BACKOFF_MAX", "200ms"),
+];
+
+async fn register_of(addr: std::net::SocketAddr) -> serde_json::Value {
+    get_json(addr, "/api/v1/system-register").await
+}
+
+/// Real processes: a hub, a relay, three peers below the relay (one on a MongoDB replica), all
+/// trusting only the hub's key. Every peer full syncs through the relay and follows pushes;
+/// each ends on the hub's head and chain hash (so holds every acknowledged version as the hub
+/// does); a downstream peer's event stream carries every version once, in order; the hub's
+/// fleet lists the three via the relay, and `publish --wait 100%` counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_a_relay_and_three_peers_in_processes() {
+    use crate::support::{ADMIN, spawn_node_env};
+    let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let hub = spawn_node_env(
+        dirs[0].path(),
+        &["--role", "hub", "--node-id", "n0"],
+        &PROCESS_ENV,
+    )
+    .await;
+    let hub_url = format!("http://{}", hub.addr);
+    let http = reqwest::Client::new();
+    for i in 0..20 {
+        let (status, e) =
+            crate::support::publish(&http, hub.addr, ADMIN, &format!("p-{i}"), json!({"i": i}))
+                .await;
+        assert_eq!(status, 201, "{e}");
+    }
+    let key = get_json(hub.addr, "/api/v1/node").await["checkpointKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let relay = spawn_node_env(
+        dirs[1].path(),
+        &[
+            "--role",
+            "peer",
+            "--node-id",
+            "relay-1",
+            "--hub",
+            &hub_url,
+            "--serve-downstream",
+            "--trust-hub-key",
+            &key,
+        ],
+        &PROCESS_ENV,
+    )
+    .await;
+    let relay_url = format!("http://{}", relay.addr);
+    let uri = crate::support::mongodb_uri();
+    let database = crate::support::fresh_database("relay_peer");
+    let mut env = PROCESS_ENV.to_vec();
+    env.push(("SORCHA_MONGO__DATABASE", &database));
+    let mut peers = Vec::new();
+    for (i, dir) in dirs[2..].iter().enumerate() {
+        let id = format!("down-{i}");
+        let mut args = vec![
+            "--role",
+            "peer",
+            "--node-id",
+            &id,
+            "--hub",
+            &relay_url,
+            "--trust-hub-key",
+            &key,
+        ];
+        if i == 2 {
+            args.extend(["--store", &uri]);
+        }
+        peers.push(spawn_node_env(dir.path(), &args, &env).await);
+    }
+    let mut feed = crate::support::sse(peers[0].addr, "?since=0", None).await;
+    let all_at = |version: i64| {
+        let addrs: Vec<_> = peers.iter().map(|p| p.addr).chain([relay.addr]).collect();
+        async move {
+            for addr in addrs {
+                if register_of(addr).await["headVersion"] != version {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    };
+    wait_for("every peer at 21 through the relay", || all_at(21)).await;
+    for i in 20..30 {
+        let (status, e) =
+            crate::support::publish(&http, hub.addr, ADMIN, &format!("p-{i}"), json!({"i": i}))
+                .await;
+        assert_eq!(status, 201, "{e}");
+    }
+    wait_for("every peer at 31 by pushes through the relay", || {
+        all_at(31)
+    })
+    .await;
+    let head = register_of(hub.addr).await["headHash"].clone();
+    for peer in &peers {
+        assert_eq!(
+            register_of(peer.addr).await["headHash"],
+            head,
+            "the hub's chain, every version"
+        );
+    }
+    let versions: Vec<i64> = crate::support::take_events(&mut feed, 31)
+        .await
+        .iter()
+        .map(|e| e.id.parse().unwrap())
+        .collect();
+    assert_eq!(versions, (1..=31).collect::<Vec<_>>(), "gap-free, in order");
+
+    let fleet = wait_for(
+        "the hub's fleet to list the three via the relay",
+        || async {
+            let fleet = get_json(hub.addr, "/api/v1/fleet").await;
+            let below = fleet["peers"]
+                .as_array()?
+                .iter()
+                .filter(|p| p["via"] == json!(["relay-1"]) && p["appliedVersion"] == 31)
+                .count();
+            (below == 3).then_some(fleet)
+        },
+    )
+    .await;
+    assert_eq!(
+        fleet["summary"]["peers"], 4,
+        "the relay and its three: {fleet}"
+    );
+
+    let doc = dirs[0].path().join("doc.json");
+    std::fs::write(&doc, r#"{"title": "Through the relay"}"#).unwrap();
+    let out = tokio::process::Command::new(crate::support::binary())
+        .args([
+            "publish",
+            doc.to_str().unwrap(),
+            "--id",
+            "relayed",
+            "--wait",
+            "100%",
+        ])
+        .env("SORCHA_SERVER", &hub_url)
+        .env("SORCHA_TOKEN", ADMIN)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("v32 held by 4/4 peers (100.0 %)"),
+        "{stdout}"
+    );
+    drop(peers);
+    drop(relay);
+    drop(hub);
+}

@@ -498,3 +498,65 @@ async fn a_hub_a_relay_and_three_peers_in_processes() {
     drop(relay);
     drop(hub);
 }
+
+/// A client generated from the contract files (ours: tonic's, from `proto/`) syncs from a
+/// relay as from a hub: a session, a full sync of every entry, and the hub's own checkpoint —
+/// under the hub's key, with the relay's path in the connect answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contract_client_syncs_from_a_relay() {
+    use futures::StreamExt;
+    use sorcha_peer::link::HubLink;
+    let hub = TestHub::start().await;
+    for i in 0..5 {
+        let (status, e) = hub.publish(&format!("c-{i}"), json!({"i": i})).await;
+        assert_eq!(status, 201, "{e}");
+    }
+    let (_, node) = hub.get("/api/v1/node").await;
+    let key = VerifierKey::parse(node["checkpointKey"].as_str().unwrap()).unwrap();
+    let relay = TestHub::peer_of(vec![hub.url("")], |c| {
+        c.node_id = Some("relay-1".into());
+        c.peer.serve_downstream = true;
+    })
+    .await;
+    wait_head(&relay, "the relay to replicate", 6).await;
+    let client = sorcha_peer::hub_client::HubClient::connect(&relay.url(""), crate::support::WAIT)
+        .await
+        .unwrap();
+    let me = crate::support::pid("contract-client");
+    let grant = client
+        .open_session(&sorcha_peer::protocol::ConnectRequest {
+            peer: sorcha_peer::protocol::PeerDescription {
+                node_type: "Peer".into(),
+                ..Default::default()
+            },
+            ..sorcha_peer::protocol::ConnectRequest::new(me.clone())
+        })
+        .await
+        .unwrap();
+    assert_eq!(grant.hub_id, "relay-1");
+    assert_eq!(grant.relay_path, vec!["relay-1".to_owned()]);
+    assert_eq!(
+        grant.checkpoint_key.as_deref(),
+        Some(key.to_string().as_str())
+    );
+    let synced: Vec<_> = client
+        .full_sync(&me, &grant.session_id, None)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(synced.len(), 6);
+    let last = synced.last().unwrap();
+    let note = last.checkpoint.as_deref().expect("the head's checkpoint");
+    let opened = checkpoint_note::open(note, std::slice::from_ref(&key)).unwrap();
+    assert_eq!(
+        (
+            opened.checkpoint.version,
+            opened.checkpoint.chain_hash.as_str()
+        ),
+        (6, last.entry.chain_hash.as_str())
+    );
+    relay.stop().await;
+    hub.stop().await;
+}

@@ -21,7 +21,7 @@
 //! planted bug — and requires these checks to fail.
 
 use super::checks;
-use super::net::Net;
+use super::net::{Net, hub_url};
 use super::nodes::{HubRun, PeerRun, Peers, crash_hub, hub_config, peer_config, start_hub};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -60,8 +60,10 @@ const LEAST_SHARE_PERCENT: usize = 60;
 /// the hubs are configured with.
 const FAIR_SHARE_PERCENT: usize = 110;
 const FAIR_SHARE_FLOOR: usize = 4;
-/// Seeds every run of the test command checks.
-const FIXED_SEEDS: [u64; 2] = [3, 20_261_205];
+/// Seeds every run of the test command checks: odd seeds have relays.
+const FIXED_SEEDS: [u64; 2] = [3, 20_261_206];
+/// In a seed with relays: the peers below each of the two relays.
+const RELAY_PEERS: usize = 20;
 
 /// One thing that happens to a hub.
 #[derive(Debug, Clone, Copy)]
@@ -142,15 +144,27 @@ fn watch_caps(net: Arc<Net>, fleet: usize, stop: CancellationToken) -> Arc<Mutex
 }
 
 /// Where a settled fleet is not yet: the first reason, or `None` once every peer is in
-/// session with a counting hub holding `head`, and every counting hub holds its share.
-fn unsettled(net: &Net, peers: &[PeerRun], head: i64) -> Option<String> {
+/// session — with a counting hub, or below a relay with the node `served_by` names (a peer's
+/// `current` counts its own hub list: a relay's downstream peers list the relay alone) — holding
+/// `head`, and every counting hub holds its share of the `on_hubs` peers that sit on hubs.
+fn unsettled(
+    net: &Net,
+    peers: &[PeerRun],
+    served_by: &[Option<usize>],
+    on_hubs: usize,
+    head: i64,
+) -> Option<String> {
     let hubs = counting_hubs(net);
     for (p, run) in peers.iter().enumerate() {
         let state = run.peer.state();
         let on = state
             .current
             .filter(|_| state.state == ConnectionState::Connected);
-        if !on.is_some_and(|h| hubs.iter().any(|(i, _)| *i == h)) {
+        let placed = match served_by[p] {
+            None => on.is_some_and(|h| hubs.iter().any(|(i, _)| *i == h)),
+            Some(_) => on == Some(0),
+        };
+        if !placed {
             return Some(format!("peer {p} is {:?} on {:?}", state.state, on));
         }
         let at = run.peer.register().head_version();
@@ -158,7 +172,7 @@ fn unsettled(net: &Net, peers: &[PeerRun], head: i64) -> Option<String> {
             return Some(format!("peer {p} holds {at}, the head is {head}"));
         }
     }
-    let (cap, fair) = shares(peers.len(), &hubs);
+    let (cap, fair) = shares(on_hubs, &hubs);
     let least = (fair * LEAST_SHARE_PERCENT as f64 / 100.0).floor() as usize;
     hubs.iter()
         .find(|(_, s)| *s > cap || *s < least)
@@ -206,7 +220,17 @@ async fn simulate_fleet(seed: u64, fleet: usize, config: HubConfig) -> Outcome {
     } else {
         tempfile::tempdir().unwrap()
     };
-    let net = Arc::new(Net::new(seed, origin, fleet));
+    // Odd seeds add two tiers of relays: relay A (a peer of the hubs, spread like the
+    // others) serving relay B and `RELAY_PEERS` peers, relay B serving `RELAY_PEERS` more.
+    let relays = seed % 2 == 1;
+    let (relay_a, relay_b) = (fleet, fleet + 1);
+    let total = if relays {
+        fleet + 2 + 2 * RELAY_PEERS
+    } else {
+        fleet
+    };
+    let served = if relays { HUBS + 2 } else { HUBS };
+    let net = Arc::new(Net::serving(seed, origin, total, served));
     // Clean links: the faults here are the hubs'.
     net.flaky.store(false, Ordering::Relaxed);
     let mut failures = Vec::new();
@@ -225,7 +249,8 @@ async fn simulate_fleet(seed: u64, fleet: usize, config: HubConfig) -> Outcome {
     // The hubs see each other (three flushes) before the fleet arrives.
     tokio::time::sleep(3 * config.fleet_flush_interval).await;
     let stop_watch = CancellationToken::new();
-    let cap_failures = watch_caps(Arc::clone(&net), fleet, stop_watch.clone());
+    let on_hubs = fleet + usize::from(relays);
+    let cap_failures = watch_caps(Arc::clone(&net), on_hubs, stop_watch.clone());
 
     let spread = Peers {
         net: Arc::clone(&net),
@@ -243,7 +268,78 @@ async fn simulate_fleet(seed: u64, fleet: usize, config: HubConfig) -> Outcome {
         origin,
         seed,
     };
-    let mut peers = Vec::with_capacity(fleet);
+    let mut peers = Vec::with_capacity(total);
+    // Which node serves each peer: `None`, the hubs; `Some(n)`, relay node `n`.
+    let mut served_by = vec![None; total];
+    let mut relay_runs = Vec::new();
+    // The relays and the peers below them, started first, listed after the fleet's own.
+    let mut late: Vec<PeerRun> = Vec::new();
+    if relays {
+        // Relays fail over between hubs signing with different keys: what sits below them
+        // trusts all three.
+        let keys: Vec<_> = (0..HUBS)
+            .map(|i| {
+                sorcha_peer::keys::SigningKey::from_seed(&format!("hub-{i}"), &[i as u8; 32])
+                    .unwrap()
+                    .verifier()
+                    .clone()
+            })
+            .collect();
+        let below = |node: usize, serves: bool| Peers {
+            net: Arc::clone(&net),
+            config: Arc::new({
+                let mut c = peer_config();
+                c.hubs = vec![hub_url(node)];
+                c.peer.trusted_hub_keys.clone_from(&keys);
+                c.peer.serve_downstream = serves;
+                c
+            }),
+            origin,
+            seed,
+        };
+        let relay_of_hubs = Peers {
+            config: Arc::new({
+                let mut c = (*spread.config).clone();
+                c.peer.trusted_hub_keys.clone_from(&keys);
+                c.peer.serve_downstream = true;
+                c
+            }),
+            net: Arc::clone(&net),
+            origin,
+            seed,
+        };
+        let mut started = Vec::new();
+        for (p, of, node) in [
+            (relay_a, &relay_of_hubs, None),
+            (relay_b, &below(HUBS, true), Some(HUBS)),
+        ] {
+            let dir = root.path().join(format!("peer-{p}"));
+            let run = of.start(p, 0, &dir, &mut failures).await;
+            relay_runs.push(super::nodes::start_relay(
+                &net,
+                HUBS + started.len(),
+                &run,
+                origin,
+            ));
+            started.push((p, run, node));
+        }
+        let mut downstream = Vec::new();
+        for (tier, node) in [HUBS, HUBS + 1].into_iter().enumerate() {
+            let of = below(node, false);
+            for k in 0..RELAY_PEERS {
+                let p = relay_b + 1 + tier * RELAY_PEERS + k;
+                let dir = root.path().join(format!("peer-{p}"));
+                downstream.push((p, of.start(p, 0, &dir, &mut failures).await, Some(node)));
+            }
+        }
+        // Kept in index order after the fleet's own.
+        for (p, _, node) in started.iter().chain(downstream.iter()) {
+            served_by[*p] = *node;
+        }
+        let mut rest: Vec<_> = started.into_iter().chain(downstream).collect();
+        rest.sort_by_key(|(p, _, _)| *p);
+        late = rest.into_iter().map(|(_, run, _)| run).collect();
+    }
     for p in 0..fleet {
         let of = if p % PRIORITY_EVERY == 0 {
             &priority
@@ -253,6 +349,7 @@ async fn simulate_fleet(seed: u64, fleet: usize, config: HubConfig) -> Outcome {
         let dir = root.path().join(format!("peer-{p}"));
         peers.push(of.start(p, 0, &dir, &mut failures).await);
     }
+    peers.extend(late);
 
     let mut blueprints = 0u64;
     let mut acknowledged: BTreeMap<i64, (String, String)> = BTreeMap::new();
@@ -321,7 +418,7 @@ async fn simulate_fleet(seed: u64, fleet: usize, config: HubConfig) -> Outcome {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
             let head = hub_store.head().await.unwrap().unwrap().version;
-            match unsettled(&net, &peers, head) {
+            match unsettled(&net, &peers, &served_by, on_hubs, head) {
                 None if draining.is_none() => {
                     settled = Some(second + 1);
                     break;
@@ -338,7 +435,7 @@ async fn simulate_fleet(seed: u64, fleet: usize, config: HubConfig) -> Outcome {
             )),
         }
         let moves = moves_since(&net, from);
-        let busiest = (0..fleet).max_by_key(|p| moves[*p]).unwrap_or(0);
+        let busiest = (0..total).max_by_key(|p| moves[*p]).unwrap_or(0);
         if event.is_some() {
             most_moves = most_moves.max(moves[busiest]);
             if moves[busiest] > 2 {
@@ -377,17 +474,29 @@ async fn simulate_fleet(seed: u64, fleet: usize, config: HubConfig) -> Outcome {
     for run in &peers {
         run.stop();
     }
+    for relay in &relay_runs {
+        relay.stop.cancel();
+    }
     for (i, run) in hub_runs.iter_mut().enumerate() {
         crash_hub(&net, i, run);
     }
     let trace = std::mem::take(&mut *net.trace.lock().unwrap());
     let insisted: u64 = net.insisted.iter().map(|c| c.load(Ordering::Relaxed)).sum();
     let summary = format!(
-        "fleet seed {seed}: {fleet} peers ({} priority) on {HUBS} hubs; events {}; settled after \
+        "fleet seed {seed}: {fleet} peers ({} priority) on {HUBS} hubs{}; events {}; settled after \
          {settled_after:?}; at most {most_moves} sessions opened by one peer per \
          event; {insisted} insisted sessions; {} full syncs; {} acknowledged writes; head {}; \
          trace of {} events, digest {:016x}; {} ms real time",
         fleet.div_ceil(PRIORITY_EVERY),
+        if relays {
+            format!(
+                ", relay A (a peer of the hubs, {} sessions opened) serving relay B and \
+                 {RELAY_PEERS} peers, relay B serving {RELAY_PEERS}",
+                net.opened[relay_a].lock().unwrap().len()
+            )
+        } else {
+            String::new()
+        },
         events.join(", "),
         full_syncs(&net),
         acknowledged.len(),
@@ -468,7 +577,8 @@ fn sim_fleet_with_caps_off_breaks_the_caps() {
 /// A fleet seed is a replay too: the same seed twice, the same trace and figures.
 #[test]
 fn sim_fleet_one_seed_replays_exactly() {
-    let seed = std::env::var("SORCHA_SIM_SEED").map_or(FIXED_SEEDS[1], |s| {
+    // Seed 3 has relays.
+    let seed = std::env::var("SORCHA_SIM_SEED").map_or(FIXED_SEEDS[0], |s| {
         s.parse().expect("SORCHA_SIM_SEED is a number")
     });
     let figures = |o: Outcome| o.summary.rsplit_once("; ").unwrap().0.to_owned();

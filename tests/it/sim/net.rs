@@ -431,7 +431,7 @@ pub fn hub_url(index: usize) -> String {
 #[async_trait]
 impl Dialer for SimDialer {
     async fn dial(&self, url: &str) -> Result<Arc<dyn HubLink>, LinkError> {
-        let hub = (0..HUBS)
+        let hub = (0..self.net.hubs.len())
             .find(|i| hub_url(*i) == url)
             .expect("a configured hub");
         let reachable = self.net.reachable(self.peer, hub);
@@ -483,10 +483,16 @@ impl Net {
     /// A network of `HUBS` hubs (all down until started) and `peers` peers whose link faults
     /// are drawn from generators seeded from `seed`.
     pub fn new(seed: u64, origin: Instant, peers: usize) -> Self {
+        Self::serving(seed, origin, peers, HUBS)
+    }
+
+    /// [`Net::new`] with `served` nodes that serve peers: the `HUBS` hubs first, then relays
+    /// (relay `r` is node `HUBS + r`, at [`hub_url`] of that index).
+    pub fn serving(seed: u64, origin: Instant, peers: usize, served: usize) -> Self {
         use rand::SeedableRng;
         Self {
             origin,
-            hubs: (0..HUBS).map(|_| Mutex::new(None)).collect(),
+            hubs: (0..served).map(|_| Mutex::new(None)).collect(),
             partitioned: Mutex::default(),
             cuts: Mutex::default(),
             silenced: Mutex::default(),
@@ -498,7 +504,7 @@ impl Net {
             dials: (0..peers).map(|_| Mutex::default()).collect(),
             opened: (0..peers).map(|_| Mutex::default()).collect(),
             full_syncs: (0..peers).map(|_| AtomicU64::new(0)).collect(),
-            insisted: (0..HUBS).map(|_| AtomicU64::new(0)).collect(),
+            insisted: (0..served).map(|_| AtomicU64::new(0)).collect(),
             push_gaps: Mutex::default(),
             figures: Figures::default(),
             trace: Mutex::default(),

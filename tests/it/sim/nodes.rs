@@ -120,6 +120,27 @@ pub async fn start_hub(
     HubRun { stop }
 }
 
+/// Makes the running peer `run` a relay: a hub over its replica that hands on its hubs'
+/// checkpoints, served as node `index` of the network (URL [`hub_url`]`(index)`).
+pub fn start_relay(net: &Arc<Net>, index: usize, run: &PeerRun, origin: Instant) -> HubRun {
+    let stop = CancellationToken::new();
+    let peer = Arc::clone(&run.peer);
+    let hub = Hub::vouched_by(
+        Arc::clone(peer.register()),
+        Arc::new(Metrics::default()),
+        hub_config(),
+        peer.node_id().to_string(),
+        Arc::new(SimClock { origin, skew_ms: 0 }),
+        stop.clone(),
+        sorcha_peer::hub::Voucher::Forwards(peer.clone() as Arc<dyn sorcha_peer::hub::Upstream>),
+    );
+    let downstream: Arc<dyn sorcha_peer::peer::Downstream> = Arc::clone(&hub) as _;
+    peer.report_downstream(&downstream);
+    tokio::spawn(Arc::clone(&hub).run_housekeeping());
+    *net.hubs[index].lock().unwrap() = Some(hub);
+    HubRun { stop }
+}
+
 pub fn crash_hub(net: &Net, index: usize, run: &mut Option<HubRun>) {
     if let Some(run) = run.take() {
         *net.hubs[index].lock().unwrap() = None;

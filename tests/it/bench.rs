@@ -151,6 +151,31 @@ fn every_workload_runs_at_small_size() {
         );
     }
 
+    // Two tiers: every subscriber of either phase gets every publish, in order.
+    let relays = run(&[
+        "relays",
+        "--relays",
+        "2",
+        "--subscribers-per-relay",
+        "5",
+        "--publishes",
+        "10",
+        "--rate",
+        "100",
+    ]);
+    for phase in ["hub_alone", "through_relays"] {
+        let f = &relays["figures"][phase];
+        assert_eq!(
+            (&f["delivered"], &f["in_order"]),
+            (&json!(100), &json!(true)),
+            "{phase}: {relays}"
+        );
+    }
+    assert!(
+        relays["figures"]["through_relays"]["relays_cpu_s"].is_number(),
+        "{relays}"
+    );
+
     let bigdocs = run(&[
         "bigdocs",
         "--publishes",

@@ -67,23 +67,7 @@ pub(crate) async fn fanout(run: Fanout) -> anyhow::Result<()> {
     // Each subscriber records (version, arrival) for every notification.
     let mut grpc_receivers = Vec::new();
     for i in 0..grpc_subs {
-        let client = HubClient::connect(&hub.url, Duration::from_secs(30)).await?;
-        let id = bench_peer(&format!("fan-{i}"));
-        let grant = client.open_session(&peer_request(&id, 1)).await?;
-        let mut stream = client
-            .subscribe(&id, &grant.session_id, &Filters::default(), 0)
-            .await?;
-        grpc_receivers.push(tokio::spawn(async move {
-            let _keep = client;
-            let mut got = Vec::with_capacity(publishes);
-            while got.len() < publishes {
-                match stream.next().await {
-                    Some(Ok(n)) => got.push((n.version, Instant::now())),
-                    _ => break,
-                }
-            }
-            got
-        }));
+        grpc_receivers.push(grpc_subscriber(&hub.url, &format!("fan-{i}"), publishes).await?);
     }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -119,24 +103,12 @@ pub(crate) async fn fanout(run: Fanout) -> anyhow::Result<()> {
     let rss_before = hub.rss_kib();
     let cpu_before = proc_cpu(hub.pid());
     let clients_before = proc_cpu(std::process::id());
-    let publisher = reqwest::Client::new();
     let doc = json!({ "title": "fanout", "pad": "x".repeat(doc_bytes) });
-    let mut acks = Vec::with_capacity(publishes);
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let started = Instant::now();
-    // How long each publish took while the hub fans out: a hub that falls behind on writes
-    // under load shows here (and in a publishing phase longer than planned).
-    let mut publish_latency = histogram();
-    for i in 0..publishes {
-        let due = started + interval * i as u32;
-        tokio::time::sleep_until(due.into()).await;
-        let sent = Instant::now();
-        let v = publish_one(&publisher, &hub.url, &format!("fan-{i}"), &doc, None, None).await?;
-        publish_latency.record(sent.elapsed().as_micros().max(1) as u64)?;
-        acks.push((v, Instant::now()));
-    }
-    let publishing_s = started.elapsed().as_secs_f64();
-    let ack_of: std::collections::HashMap<i64, Instant> = acks.into_iter().collect();
+    let Published {
+        ack_of,
+        latency: publish_latency,
+        seconds: publishing_s,
+    } = publish_at_rate(&hub.url, publishes, rate, &doc).await?;
     let mut receipts = Receipts::new();
     let ack = |v| ack_of.get(&v).copied();
     receipts.add("grpc", grpc_receivers, ack).await?;
@@ -158,4 +130,68 @@ pub(crate) async fn fanout(run: Fanout) -> anyhow::Result<()> {
         Some(&hub),
     );
     receipts.check(expected)
+}
+
+/// A gRPC subscriber of the node at `url` (a hub or a relay) named `id`: a session and a push
+/// stream from now; the task records (version, arrival) of the next `publishes` notifications.
+pub(crate) async fn grpc_subscriber(
+    url: &str,
+    id: &str,
+    publishes: usize,
+) -> anyhow::Result<tokio::task::JoinHandle<Vec<(i64, Instant)>>> {
+    let client = HubClient::connect(url, Duration::from_secs(30)).await?;
+    let id = bench_peer(id);
+    let grant = client.open_session(&peer_request(&id, 1)).await?;
+    let mut stream = client
+        .subscribe(&id, &grant.session_id, &Filters::default(), 0)
+        .await?;
+    Ok(tokio::spawn(async move {
+        let _keep = client;
+        let mut got = Vec::with_capacity(publishes);
+        while got.len() < publishes {
+            match stream.next().await {
+                Some(Ok(n)) => got.push((n.version, Instant::now())),
+                _ => break,
+            }
+        }
+        got
+    }))
+}
+
+/// What a steady run of publishes left: when each version was acknowledged, how long each
+/// publish took, and how long the whole run took.
+pub(crate) struct Published {
+    pub(crate) ack_of: std::collections::HashMap<i64, Instant>,
+    pub(crate) latency: hdrhistogram::Histogram<u64>,
+    pub(crate) seconds: f64,
+}
+
+/// Publishes `publishes` copies of `doc` (ids `fan-0`, …) to the hub at `url`, `rate` a
+/// second.
+pub(crate) async fn publish_at_rate(
+    url: &str,
+    publishes: usize,
+    rate: f64,
+    doc: &serde_json::Value,
+) -> anyhow::Result<Published> {
+    let publisher = reqwest::Client::new();
+    let mut acks = Vec::with_capacity(publishes);
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    // How long each publish took while the hub fans out: a hub that falls behind on writes
+    // under load shows here (and in a publishing phase longer than planned).
+    let mut latency = histogram();
+    for i in 0..publishes {
+        let due = started + interval * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let sent = Instant::now();
+        let v = publish_one(&publisher, url, &format!("fan-{i}"), doc, None, None).await?;
+        latency.record(sent.elapsed().as_micros().max(1) as u64)?;
+        acks.push((v, Instant::now()));
+    }
+    Ok(Published {
+        ack_of: acks.into_iter().collect(),
+        latency,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }

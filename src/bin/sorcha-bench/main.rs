@@ -10,6 +10,7 @@ mod figures;
 mod fleet;
 mod floor;
 mod node;
+mod relays;
 mod signing;
 mod storm_hubs;
 
@@ -130,6 +131,9 @@ enum Workload {
     /// A fleet: N hubs on one MongoDB, P peer processes with SSE readers, a publish burst,
     /// the first hub killed while publishing goes on (see BENCHMARKS.md).
     Fleet(fleet::Fleet),
+    /// One hub, R relays (peers serving downstream) with S gRPC subscribers each, against the
+    /// same R × S subscribers on the hub alone: end-to-end latency and hub CPU.
+    Relays(relays::Relays),
     /// Integrity check of N entries (in-process, embedded store).
     Verify {
         #[arg(long, default_value_t = 1_000_000)]
@@ -449,6 +453,7 @@ async fn main() -> anyhow::Result<()> {
         } => publish(concurrency, count, doc_bytes, idempotency_keys, signed).await,
         Workload::Fanout(run) => fanout::fanout(run).await,
         Workload::Fleet(run) => fleet::run(run).await,
+        Workload::Relays(run) => relays::run(run).await,
         Workload::Fullsync {
             entries,
             doc_bytes,

@@ -260,6 +260,11 @@ impl Cpu {
         figures[format!("{name}_cpu_sys_s")] = json!(self.sys);
     }
 
+    /// User and system seconds together.
+    pub(crate) fn seconds(&self) -> f64 {
+        self.user + self.sys
+    }
+
     /// What was used since `earlier`.
     pub(crate) fn delta(self, earlier: Cpu) -> Cpu {
         Cpu {

@@ -560,3 +560,68 @@ async fn a_contract_client_syncs_from_a_relay() {
     relay.stop().await;
     hub.stop().await;
 }
+
+/// A downstream peer lists a relay and then the hub, like any two hubs: when the relay goes,
+/// it fails over to the hub and continues from its replica (an incremental
+/// sync, never a full one), and the hub's fleet lists it directly from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_fails_over_from_a_relay_to_the_hub() {
+    let hub = TestHub::start().await;
+    for i in 0..3 {
+        let (status, e) = hub.publish(&format!("m-{i}"), json!({"i": i})).await;
+        assert_eq!(status, 201, "{e}");
+    }
+    let relay = TestHub::peer_of(vec![hub.url("")], |c| {
+        c.node_id = Some("relay-1".into());
+        c.peer.serve_downstream = true;
+    })
+    .await;
+    wait_head(&relay, "the relay to replicate", 4).await;
+    let downstream = TestHub::peer_of(vec![relay.url(""), hub.url("")], |c| {
+        c.node_id = Some("down-1".into());
+    })
+    .await;
+    wait_head(
+        &downstream,
+        "the downstream peer to replicate via the relay",
+        4,
+    )
+    .await;
+    let full_before = crate::support::metric_sample(
+        downstream.addr(),
+        "sorcha_peer_sync_duration_seconds_count{kind=\"full\"}",
+    )
+    .await;
+    relay.stop().await;
+    let (status, e) = hub.publish("m-3", json!({"i": 3})).await;
+    assert_eq!(status, 201, "{e}");
+    wait_head(
+        &downstream,
+        "the downstream peer to fail over to the hub",
+        5,
+    )
+    .await;
+    let (_, c) = downstream.get("/api/v1/connection").await;
+    assert_eq!(c["currentHub"], hub.url(""), "{c}");
+    assert_eq!(
+        crate::support::metric_sample(
+            downstream.addr(),
+            "sorcha_peer_sync_duration_seconds_count{kind=\"full\"}",
+        )
+        .await,
+        full_before,
+        "no second full sync"
+    );
+    let down = wait_for("the hub's fleet to list the peer directly", || async {
+        let (_, fleet) = hub.get("/api/v1/fleet").await;
+        fleet["peers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["peerId"] == "down-1" && p["via"] == json!([]))
+            .cloned()
+    })
+    .await;
+    assert_eq!(down["appliedVersion"], 5, "{down}");
+    downstream.stop().await;
+    hub.stop().await;
+}

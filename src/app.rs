@@ -130,21 +130,6 @@ pub async fn start_with_clock(
     let peer_id = settings.node_id(hostname);
     let node_id = peer_id.to_string();
     let shutdown = CancellationToken::new();
-    let hub = match role {
-        ResolvedRole::Hub => {
-            let signer = Arc::new(hub_signing_key(&config, &node_id)?);
-            Some(Hub::new(
-                Arc::clone(&register),
-                Arc::clone(&metrics),
-                config.hub.clone(),
-                node_id.clone(),
-                Arc::clone(&clock),
-                shutdown.clone(),
-                signer,
-            ))
-        }
-        ResolvedRole::Peer => None,
-    };
     let (peer, peer_task) = match role {
         ResolvedRole::Peer => {
             let parts = PeerParts {
@@ -160,19 +145,32 @@ pub async fn start_with_clock(
         }
         ResolvedRole::Hub => (None, None),
     };
-    // A relay (`peer.serveDownstream`) serves the peer protocol from its replica, handing on
-    // its hubs' checkpoints. It is a peer to REST (no hub endpoints); gRPC serves it.
-    let relay = match &peer {
-        Some(peer) if config.peer.serve_downstream => Some(Hub::vouched_by(
+    // A hub signs its checkpoints. A relay (`peer.serveDownstream`) serves the peer protocol
+    // from its replica, handing on its hubs' checkpoints; it is a peer to REST (no hub
+    // endpoints), gRPC serves it.
+    let voucher = match (&peer, role) {
+        (_, ResolvedRole::Hub) => Some(crate::hub::Voucher::Signs(Arc::new(hub_signing_key(
+            &config, &node_id,
+        )?))),
+        (Some(peer), _) if config.peer.serve_downstream => Some(crate::hub::Voucher::Forwards(
+            Arc::clone(peer) as Arc<dyn crate::hub::Upstream>,
+        )),
+        _ => None,
+    };
+    let serving = voucher.map(|voucher| {
+        Hub::vouched_by(
             Arc::clone(&register),
             Arc::clone(&metrics),
             config.hub.clone(),
             node_id.clone(),
             Arc::clone(&clock),
             shutdown.clone(),
-            crate::hub::Voucher::Forwards(Arc::clone(peer) as Arc<dyn crate::hub::Upstream>),
-        )),
-        _ => None,
+            voucher,
+        )
+    });
+    let (hub, relay) = match role {
+        ResolvedRole::Hub => (serving, None),
+        ResolvedRole::Peer => (None, serving),
     };
     if let (Some(peer), Some(relay)) = (&peer, &relay) {
         let relay: Arc<dyn crate::peer::Downstream> = Arc::clone(relay) as _;

@@ -22,6 +22,18 @@ async fn wait_head(node: &TestHub, label: &str, version: i64) {
     .await;
 }
 
+/// A hub holding `n` small publications (`{prefix}-0`, …), and its checkpoint key.
+async fn hub_with(n: usize, prefix: &str) -> (TestHub, VerifierKey) {
+    let hub = TestHub::start().await;
+    for i in 0..n {
+        let (status, e) = hub.publish(&format!("{prefix}-{i}"), json!({"i": i})).await;
+        assert_eq!(status, 201, "{e}");
+    }
+    let (_, node) = hub.get("/api/v1/node").await;
+    let key = VerifierKey::parse(node["checkpointKey"].as_str().unwrap()).unwrap();
+    (hub, key)
+}
+
 /// Hub → relay → downstream peer, all trusting only the hub's key: the downstream peer full
 /// syncs from the relay in several steps (a checkpoint the relay kept at each of its hub's page
 /// ends), follows new publications pushed through the relay, and ends holding the hub's own
@@ -291,13 +303,7 @@ async fn a_cut_off_relay_keeps_serving_and_its_downstream_sees_it_go_stale() {
 /// chain. Nothing forged is applied; the refusal says which checkpoint and which entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_with_a_forged_history_is_refused() {
-    let hub = TestHub::start().await;
-    for i in 0..5 {
-        let (status, e) = hub.publish(&format!("f-{i}"), json!({"i": i})).await;
-        assert_eq!(status, 201, "{e}");
-    }
-    let (_, node) = hub.get("/api/v1/node").await;
-    let key = VerifierKey::parse(node["checkpointKey"].as_str().unwrap()).unwrap();
+    let (hub, key) = hub_with(5, "f").await;
     let relay_config = |c: &mut sorcha_peer::config::Config| {
         c.node_id = Some("relay-1".into());
         c.peer.serve_downstream = true;
@@ -506,13 +512,7 @@ async fn a_hub_a_relay_and_three_peers_in_processes() {
 async fn a_contract_client_syncs_from_a_relay() {
     use futures::StreamExt;
     use sorcha_peer::link::HubLink;
-    let hub = TestHub::start().await;
-    for i in 0..5 {
-        let (status, e) = hub.publish(&format!("c-{i}"), json!({"i": i})).await;
-        assert_eq!(status, 201, "{e}");
-    }
-    let (_, node) = hub.get("/api/v1/node").await;
-    let key = VerifierKey::parse(node["checkpointKey"].as_str().unwrap()).unwrap();
+    let (hub, key) = hub_with(5, "c").await;
     let relay = TestHub::peer_of(vec![hub.url("")], |c| {
         c.node_id = Some("relay-1".into());
         c.peer.serve_downstream = true;
@@ -566,11 +566,7 @@ async fn a_contract_client_syncs_from_a_relay() {
 /// sync, never a full one), and the hub's fleet lists it directly from then on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_fails_over_from_a_relay_to_the_hub() {
-    let hub = TestHub::start().await;
-    for i in 0..3 {
-        let (status, e) = hub.publish(&format!("m-{i}"), json!({"i": i})).await;
-        assert_eq!(status, 201, "{e}");
-    }
+    let (hub, _) = hub_with(3, "m").await;
     let relay = TestHub::peer_of(vec![hub.url("")], |c| {
         c.node_id = Some("relay-1".into());
         c.peer.serve_downstream = true;

@@ -11,12 +11,19 @@ use std::collections::BTreeMap;
 #[derive(Debug, Default)]
 pub(super) struct Relayed {
     reports: std::sync::Mutex<BTreeMap<String, Vec<FleetRecord>>>,
+    /// A relay has reported at some point: until then a heartbeat takes no lock here.
+    any: std::sync::atomic::AtomicBool,
 }
 
 impl Relayed {
     /// Keeps what `heartbeat` reports of its sender's downstream peers (none: it is no relay,
     /// or serves no one now).
     pub(super) fn heard(&self, heartbeat: &Heartbeat) {
+        use std::sync::atomic::Ordering;
+        if heartbeat.downstream.is_empty() && !self.any.load(Ordering::Relaxed) {
+            return;
+        }
+        self.any.store(true, Ordering::Relaxed);
         let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
         let relay = heartbeat.peer_id.as_str();
         if heartbeat.downstream.is_empty() {

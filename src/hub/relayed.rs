@@ -39,17 +39,21 @@ impl Hub {
     /// session reported (a peer in session here and below a relay is listed as in session
     /// here), then departed ones within the retention; by peer id.
     pub(super) fn own_records(&self, now: i64) -> Vec<FleetRecord> {
+        // The sessions' records come ordered by peer id.
         let mut live = self.sessions.fleet_records(&self.node_id);
-        let relays: std::collections::BTreeSet<String> =
-            live.iter().map(|r| r.peer_id.clone()).collect();
-        {
+        let in_session = live.len();
+        if self.relayed.any.load(std::sync::atomic::Ordering::Relaxed) {
             let mut reports = self
                 .relayed
                 .reports
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             // A relay whose session is gone no longer vouches for its peers.
-            reports.retain(|relay, _| relays.contains(relay));
+            reports.retain(|relay, _| {
+                live[..in_session]
+                    .binary_search_by(|r| r.peer_id.as_str().cmp(relay))
+                    .is_ok()
+            });
             for (relay, records) in reports.iter() {
                 for r in records {
                     let mut via = Vec::with_capacity(r.via.len() + 1);
@@ -63,13 +67,15 @@ impl Hub {
                 }
             }
         }
-        // Direct first, then the shortest way; one record per peer.
-        live.sort_by(|a, b| {
-            a.peer_id
-                .cmp(&b.peer_id)
-                .then(a.via.len().cmp(&b.via.len()))
-        });
-        live.dedup_by(|later, first| later.peer_id == first.peer_id);
+        if live.len() > in_session {
+            // Direct first, then the shortest way; one record per peer.
+            live.sort_by(|a, b| {
+                a.peer_id
+                    .cmp(&b.peer_id)
+                    .then(a.via.len().cmp(&b.via.len()))
+            });
+            live.dedup_by(|later, first| later.peer_id == first.peer_id);
+        }
         self.fleet.own(live, now)
     }
 

@@ -158,3 +158,29 @@ async fn a_data_dir_of_the_previous_release_opens_migrates_and_verifies() {
     }
     assert!(indexes(dir.unwrap().path()).contains(&"entries_head".to_owned()));
 }
+
+/// A data dir of the previous release (commit 5afff23) gains the relay's checkpoint notes
+/// table when it opens: a relay on it keeps and hands on notes, and they survive a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_data_dir_keeps_relay_checkpoints_once_opened() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/release-5afff23/register.sqlite"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture, dir.path().join("register.sqlite")).unwrap();
+    let note = (6, "a hub's note of version 6".to_owned());
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.head().await.unwrap().unwrap().version, 6);
+        assert!(store.checkpoints_between(0, 6).await.unwrap().is_empty());
+        assert_eq!(store.keep_checkpoints(vec![note.clone()]).await.unwrap(), 1);
+        store.close().await.unwrap();
+    }
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.checkpoints_between(0, 6).await.unwrap(), vec![note]);
+    let report = sorcha_peer::register::verify_store(&store, None)
+        .await
+        .unwrap();
+    assert!(report.ok, "{report:?}");
+}

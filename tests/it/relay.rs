@@ -621,3 +621,76 @@ async fn a_peer_fails_over_from_a_relay_to_the_hub() {
     downstream.stop().await;
     hub.stop().await;
 }
+
+/// Silent links on both sides of a relay (open, passing no byte): its hub's link goes silent —
+/// the relay's heartbeats give the hub up and it goes isolated, its downstream peer staying
+/// connected and seeing it so; then the downstream peer's own link to the relay goes silent —
+/// its heartbeats give the relay up and it goes on to the hub it lists next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_links_around_a_relay_are_given_up_by_heartbeats() {
+    use crate::support::PausableProxy;
+    let (hub, _) = hub_with(2, "s").await;
+    let to_hub = PausableProxy::start(hub.addr()).await;
+    let relay = TestHub::peer_of(vec![format!("http://{}", to_hub.addr)], |c| {
+        c.node_id = Some("relay-1".into());
+        c.peer.serve_downstream = true;
+    })
+    .await;
+    let to_relay = PausableProxy::start(relay.addr()).await;
+    let via_relay = format!("http://{}", to_relay.addr);
+    let downstream = TestHub::peer_of(vec![via_relay.clone(), hub.url("")], |c| {
+        c.node_id = Some("down-1".into());
+    })
+    .await;
+    wait_head(
+        &downstream,
+        "the downstream peer to replicate via the relay",
+        3,
+    )
+    .await;
+
+    to_hub.pause();
+    let c = wait_for(
+        "the relay isolated, as its downstream peer sees it",
+        || async {
+            let (_, c) = downstream.get("/api/v1/connection").await;
+            (c["hubs"][0]["relayState"] == "Isolated").then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(
+        c["currentHub"],
+        via_relay.as_str(),
+        "still on the relay: {c}"
+    );
+    let (_, r) = relay.get("/api/v1/connection").await;
+    assert!(gave_up_by_heartbeats(&r), "{r}");
+
+    to_relay.pause();
+    let c = wait_for("the downstream peer on the hub", || async {
+        let (_, c) = downstream.get("/api/v1/connection").await;
+        (c["state"] == "Connected" && c["currentHub"] == hub.url("")).then_some(c)
+    })
+    .await;
+    assert!(gave_up_by_heartbeats(&c), "{c}");
+    let (status, e) = hub.publish("s-2", json!({"i": 2})).await;
+    assert_eq!(status, 201, "{e}");
+    wait_head(&downstream, "the downstream peer to follow the hub", 4).await;
+    to_hub.resume();
+    to_relay.resume();
+    downstream.stop().await;
+    relay.stop().await;
+    hub.stop().await;
+}
+
+/// A connection view whose attempts show a session given up by missed heartbeats (later
+/// connect attempts overwrite `lastError`).
+fn gave_up_by_heartbeats(c: &serde_json::Value) -> bool {
+    c["attempts"].as_array().is_some_and(|attempts| {
+        attempts.iter().any(|a| {
+            a["outcome"]
+                .as_str()
+                .is_some_and(|o| o.contains("heartbeats missed"))
+        })
+    })
+}

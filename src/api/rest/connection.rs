@@ -405,3 +405,21 @@ impl From<&PeerState> for ConnectionView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ConnectionState;
+
+    /// A relay's heartbeat answers name its state as `peer::state::ConnectionState::name`
+    /// says; REST must name it the same way, or `relayState` and `state` would disagree.
+    #[test]
+    fn rest_names_connection_states_as_the_wire_does() {
+        for state in crate::peer::state::ConnectionState::ALL {
+            assert_eq!(
+                serde_json::to_value(ConnectionState::from(state)).unwrap(),
+                state.name(),
+                "{state:?}"
+            );
+        }
+    }
+}

@@ -518,24 +518,12 @@ fn fleet_hub_config() -> HubConfig {
 }
 
 fn run_fleet(seed: u64, fleet: usize, config: HubConfig) -> Outcome {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(simulate_fleet(seed, fleet, config))
+    super::paused(simulate_fleet(seed, fleet, config))
 }
 
 #[test]
 fn sim_fleet_holds_fair_shares_through_kills_drains_and_returns() {
-    let seeds: Vec<u64> = match std::env::var("SORCHA_SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("SORCHA_SIM_SEED is a number")],
-        Err(_) => {
-            let mut seeds = FIXED_SEEDS.to_vec();
-            seeds.push(rand::random::<u32>().into());
-            seeds
-        }
-    };
+    let seeds = super::seeds(&FIXED_SEEDS);
     let fleet = std::env::var("SORCHA_SIM_FLEET").map_or(FLEET_PEERS, |n| {
         n.parse().expect("SORCHA_SIM_FLEET is a number")
     });

@@ -513,25 +513,35 @@ fn digest(trace: &[String]) -> u64 {
     hasher.finish()
 }
 
-fn run_seed(seed: u64) -> Outcome {
+/// Runs `simulation` on one thread on tokio's paused clock.
+fn paused<T>(simulation: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
         .unwrap()
-        .block_on(simulate(seed))
+        .block_on(simulation)
+}
+
+/// The seeds a test runs: `SORCHA_SIM_SEED` alone when set, else `fixed` and one random seed.
+fn seeds(fixed: &[u64]) -> Vec<u64> {
+    match std::env::var("SORCHA_SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("SORCHA_SIM_SEED is a number")],
+        Err(_) => {
+            let mut seeds = fixed.to_vec();
+            seeds.push(rand::random::<u32>().into());
+            seeds
+        }
+    }
+}
+
+fn run_seed(seed: u64) -> Outcome {
+    paused(simulate(seed))
 }
 
 #[test]
 fn sim_seeded_network_keeps_every_acknowledged_publish_through_faults() {
-    let seeds: Vec<u64> = match std::env::var("SORCHA_SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("SORCHA_SIM_SEED is a number")],
-        Err(_) => {
-            let mut seeds = FIXED_SEEDS.to_vec();
-            seeds.push(rand::random::<u32>().into());
-            seeds
-        }
-    };
+    let seeds = seeds(&FIXED_SEEDS);
     let mut failed = Vec::new();
     for seed in seeds {
         let outcome = run_seed(seed);
